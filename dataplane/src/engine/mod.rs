@@ -1,1 +1,528 @@
-//! (placeholder)
+//! The engine: one thread that owns the ports and the tables and moves frames.
+//!
+//! The loop waits on a mio `Poll` over every port fd and the control `Waker`, and handles a closed set
+//! of events: a port is readable (receive a batch, run each frame through the stages, flush the
+//! per-egress queues), the control channel has commands (apply them between batches), or the aging
+//! timer fired. Ports are edge-triggered: a port that filled a whole batch stays in the ready set and
+//! is served again, one batch per port per round, before the loop sleeps.
+//!
+//! Frames are never copied between ports: egress queues hold slot indices into the receive batch, and
+//! a port's `send_batch` gets views into it. The only copies are the ones the OS makes and software
+//! segmentation for ports without vnet headers.
+
+pub mod command;
+pub mod counters;
+mod egress;
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Receiver};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+pub use command::{Command, EngineError, EngineHandle, MacEntry, PortInfo, PortState, Snapshot};
+pub use counters::PortCounters;
+
+use crate::offload::Segments;
+use crate::port::{Port, PortError, PortKind, RxBatch, BATCH};
+use crate::stage::{ingress, l2_fwd, l2_learn, DropReason, Effects, Tables, Verdict};
+use crate::table::{CamConfig, CamTable, LearnAction};
+use crate::{DomainId, MacAddr, PortId};
+
+/// At most this many ports; port ids index fixed arrays.
+pub const MAX_PORTS: usize = 1024;
+const WAKER: Token = Token(usize::MAX);
+/// How often aged MAC entries are swept.
+const AGING_TICK: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Debug, Default)]
+pub struct EngineConfig {
+    pub cam: CamConfig,
+    /// Never sleep in `epoll_wait`: trades a core for latency (see shared/notes/measurements.md).
+    pub busy_poll: bool,
+}
+
+/// A port as the engine keeps it.
+struct PortSlot {
+    /// `None` once the interface has gone; the slot keeps name and counters for display.
+    io: Option<Box<dyn Port>>,
+    name: String,
+    kind: PortKind,
+    vnet_hdr: bool,
+    mac: Option<MacAddr>,
+    domain: DomainId,
+    counters: PortCounters,
+}
+
+/// Pending frames for one egress port: slot indices into the current receive batch.
+#[derive(Clone, Copy)]
+struct TxQueue {
+    slots: [u8; BATCH],
+    len: usize,
+}
+
+impl TxQueue {
+    const EMPTY: TxQueue = TxQueue {
+        slots: [0; BATCH],
+        len: 0,
+    };
+}
+
+pub struct Engine {
+    ports: Vec<Option<PortSlot>>,
+    /// Up ports of each bridge domain, indexed by `DomainId`: the flood lists.
+    domains: Vec<Vec<PortId>>,
+    /// Ports with frames possibly still waiting (edge-triggered readiness not yet drained).
+    ready: Vec<bool>,
+    tables: Tables,
+    rx: RxBatch,
+    tx: Vec<TxQueue>,
+    /// Egress ports with a non-empty queue in the current batch.
+    touched: Vec<PortId>,
+    segments: Segments,
+    poll: Poll,
+    commands: Receiver<Command>,
+    start: Instant,
+    /// Added to the clock; lets tests age entries without sleeping.
+    clock_offset_ms: u64,
+    next_aging_ms: u64,
+    busy_poll: bool,
+    stopping: bool,
+}
+
+impl Engine {
+    /// Builds an engine and the handle that programs it. Call `run` (or `spawn`) to start forwarding.
+    pub fn new(config: EngineConfig) -> std::io::Result<(Engine, EngineHandle)> {
+        let poll = Poll::new()?;
+        let waker = std::sync::Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, rx) = unbounded();
+        let engine = Engine {
+            ports: Vec::with_capacity(MAX_PORTS),
+            domains: Vec::new(),
+            ready: vec![false; MAX_PORTS],
+            tables: Tables {
+                cam: CamTable::new(config.cam),
+                now_ms: 0,
+            },
+            rx: RxBatch::new(),
+            tx: vec![TxQueue::EMPTY; MAX_PORTS],
+            touched: Vec::with_capacity(MAX_PORTS),
+            segments: Segments::new(),
+            poll,
+            commands: rx,
+            start: Instant::now(),
+            clock_offset_ms: 0,
+            next_aging_ms: AGING_TICK.as_millis() as u64,
+            busy_poll: config.busy_poll,
+            stopping: false,
+        };
+        Ok((
+            engine,
+            EngineHandle {
+                commands: tx,
+                waker,
+            },
+        ))
+    }
+
+    /// Starts the engine on its own thread.
+    pub fn spawn(
+        config: EngineConfig,
+    ) -> std::io::Result<(EngineHandle, std::thread::JoinHandle<()>)> {
+        let (engine, handle) = Engine::new(config)?;
+        let thread = std::thread::Builder::new()
+            .name("switchyard-engine".into())
+            .spawn(move || engine.run())?;
+        Ok((handle, thread))
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64 + self.clock_offset_ms
+    }
+
+    /// Moves the engine's clock forward (tests of aging).
+    pub fn advance_clock(&mut self, ms: u64) {
+        self.clock_offset_ms += ms;
+    }
+
+    /// The loop. Returns after a `Shutdown` command or when every handle is gone.
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        while !self.stopping {
+            let any_ready = self.ready.iter().any(|r| *r);
+            let timeout = if self.busy_poll || any_ready {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(self.next_aging_ms.saturating_sub(self.now_ms()).max(1))
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    tracing::error!("engine poll failed: {e}");
+                    return;
+                }
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => self.drain_commands(),
+                    Token(i) if i < MAX_PORTS => self.ready[i] = true,
+                    Token(_) => {}
+                }
+            }
+            if self.busy_poll {
+                for (i, slot) in self.ports.iter().enumerate() {
+                    self.ready[i] = slot.as_ref().is_some_and(|s| s.io.is_some());
+                }
+            }
+            for i in 0..self.ports.len() {
+                if self.ready[i] && self.process_port(PortId(i as u16)) < BATCH {
+                    self.ready[i] = false;
+                }
+            }
+            self.tick();
+            if self.busy_poll {
+                // Commands arrive through the waker's event too, but a busy loop drains eagerly.
+                self.drain_commands();
+            }
+        }
+    }
+
+    /// Serves every port once, whether or not the poller said it was ready, and applies pending
+    /// commands; returns the number of frames received. For tests and in-memory ports.
+    pub fn step(&mut self) -> usize {
+        self.drain_commands();
+        let mut total = 0;
+        for i in 0..self.ports.len() {
+            total += self.process_port(PortId(i as u16));
+        }
+        self.tick();
+        total
+    }
+
+    fn tick(&mut self) {
+        let now = self.now_ms();
+        if now >= self.next_aging_ms {
+            self.tables.cam.age(now);
+            self.next_aging_ms = now + AGING_TICK.as_millis() as u64;
+        }
+    }
+
+    fn drain_commands(&mut self) {
+        loop {
+            match self.commands.try_recv() {
+                Ok(cmd) => self.apply(cmd),
+                Err(crossbeam_channel::TryRecvError::Empty) => return,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    self.stopping = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Applies one control command. Replies whose receiver has gone are ignored.
+    pub fn apply(&mut self, cmd: Command) {
+        match cmd {
+            Command::AddPort {
+                port,
+                domain,
+                reply,
+            } => {
+                let _ = reply.send(self.add_port(port, domain));
+            }
+            Command::RemovePort { id, reply } => {
+                let _ = reply.send(self.remove_port(id));
+            }
+            Command::AddStaticMac {
+                domain,
+                vlan,
+                mac,
+                port,
+                reply,
+            } => {
+                let r = if self.port_up(port) {
+                    self.tables
+                        .cam
+                        .add_static(domain, vlan, mac, port)
+                        .map_err(EngineError::from)
+                } else {
+                    Err(EngineError::NoSuchPort(port))
+                };
+                let _ = reply.send(r);
+            }
+            Command::RemoveStaticMac {
+                domain,
+                vlan,
+                mac,
+                reply,
+            } => {
+                let _ = reply.send(self.tables.cam.remove_static(domain, vlan, mac));
+            }
+            Command::SetAging { ms } => self.tables.cam.set_aging_ms(ms),
+            Command::Snapshot { reply } => {
+                let _ = reply.send(self.snapshot());
+            }
+            Command::Shutdown => self.stopping = true,
+        }
+    }
+
+    fn port_up(&self, id: PortId) -> bool {
+        self.ports
+            .get(id.0 as usize)
+            .and_then(|s| s.as_ref())
+            .is_some_and(|s| s.io.is_some())
+    }
+
+    /// Attaches a port to a bridge domain and starts polling it.
+    pub fn add_port(
+        &mut self,
+        port: Box<dyn Port>,
+        domain: DomainId,
+    ) -> Result<PortId, EngineError> {
+        let index = match self.ports.iter().position(|s| s.is_none()) {
+            Some(i) => i,
+            None if self.ports.len() < MAX_PORTS => {
+                self.ports.push(None);
+                self.ports.len() - 1
+            }
+            None => return Err(EngineError::TooManyPorts(MAX_PORTS)),
+        };
+        let id = PortId(index as u16);
+        if let Some(fd) = port.raw_fd() {
+            self.poll
+                .registry()
+                .register(&mut SourceFd(&fd), Token(index), Interest::READABLE)
+                .map_err(|source| EngineError::Register {
+                    name: port.name().to_string(),
+                    source,
+                })?;
+            // Frames may already be queued; an edge-triggered registration would not report them.
+            self.ready[index] = true;
+        }
+        self.ports[index] = Some(PortSlot {
+            name: port.name().to_string(),
+            kind: port.kind(),
+            vnet_hdr: port.vnet_hdr(),
+            mac: port.mac(),
+            domain,
+            counters: PortCounters::default(),
+            io: Some(port),
+        });
+        self.rebuild_domains();
+        Ok(id)
+    }
+
+    /// Detaches a port: forgets its MACs, stops polling, closes it.
+    pub fn remove_port(&mut self, id: PortId) -> Result<(), EngineError> {
+        let slot = self
+            .ports
+            .get_mut(id.0 as usize)
+            .and_then(|s| s.take())
+            .ok_or(EngineError::NoSuchPort(id))?;
+        if let Some(port) = slot.io {
+            self.deregister(port.as_ref());
+        }
+        self.forget_port(id);
+        Ok(())
+    }
+
+    /// The interface behind a port disappeared: keep its name and counters, drop everything else.
+    pub(super) fn port_gone(&mut self, id: PortId) {
+        let Some(slot) = self.ports.get_mut(id.0 as usize).and_then(|s| s.as_mut()) else {
+            return;
+        };
+        if let Some(port) = slot.io.take() {
+            tracing::warn!(port = %slot.name, "interface disappeared; port detached, switch keeps running");
+            let fd = port.raw_fd();
+            if let Some(fd) = fd {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            }
+        }
+        self.forget_port(id);
+    }
+
+    fn deregister(&self, port: &dyn Port) {
+        if let Some(fd) = port.raw_fd() {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
+    }
+
+    fn forget_port(&mut self, id: PortId) {
+        self.tables.cam.flush_port(id);
+        self.ready[id.0 as usize] = false;
+        self.tx[id.0 as usize].len = 0;
+        self.rebuild_domains();
+    }
+
+    fn rebuild_domains(&mut self) {
+        for members in &mut self.domains {
+            members.clear();
+        }
+        for (i, slot) in self.ports.iter().enumerate() {
+            let Some(slot) = slot.as_ref().filter(|s| s.io.is_some()) else {
+                continue;
+            };
+            let d = slot.domain.0 as usize;
+            if self.domains.len() <= d {
+                self.domains.resize_with(d + 1, Vec::new);
+            }
+            self.domains[d].push(PortId(i as u16));
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let now = self.now_ms();
+        let ports = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
+            .map(|(i, s)| PortInfo {
+                id: PortId(i as u16),
+                name: s.name.clone(),
+                kind: s.kind,
+                domain: s.domain,
+                vnet_hdr: s.vnet_hdr,
+                mac: s.mac,
+                state: if s.io.is_some() {
+                    PortState::Up
+                } else {
+                    PortState::Gone
+                },
+                counters: s.counters,
+            })
+            .collect();
+        let mut macs: Vec<MacEntry> = self
+            .tables
+            .cam
+            .iter()
+            .map(|e| MacEntry {
+                domain: e.domain,
+                vlan: e.vlan,
+                mac: e.mac,
+                port: e.port,
+                age_ms: if e.is_static {
+                    0
+                } else {
+                    now.saturating_sub(e.last_seen)
+                },
+                is_static: e.is_static,
+            })
+            .collect();
+        macs.sort_by_key(|m| (m.domain, m.vlan, m.port, m.mac));
+        Snapshot {
+            ports,
+            macs,
+            cam: self.tables.cam.stats(),
+            aging_ms: self.tables.cam.aging_ms(),
+            uptime_ms: now,
+        }
+    }
+
+    /// Receives one batch from `id`, runs it through the pipeline and flushes the egress queues.
+    /// Returns the number of frames received.
+    fn process_port(&mut self, id: PortId) -> usize {
+        let Some(slot) = self.ports.get_mut(id.0 as usize).and_then(|s| s.as_mut()) else {
+            return 0;
+        };
+        let domain = slot.domain;
+        let Some(port) = slot.io.as_mut() else {
+            return 0;
+        };
+        let n = match port.recv_batch(&mut self.rx) {
+            Ok(n) => n,
+            Err(PortError::Gone(_)) => {
+                self.port_gone(id);
+                return 0;
+            }
+            Err(e) => {
+                tracing::debug!("{e}");
+                slot.counters.drop(DropReason::RxError, 1);
+                return 0;
+            }
+        };
+        if n == 0 {
+            return 0;
+        }
+        self.tables.now_ms = self.now_ms();
+        for i in 0..n {
+            self.process_frame(id, domain, i);
+        }
+        self.flush();
+        n
+    }
+
+    /// Runs frame `i` of the receive batch through the stages and queues it for egress.
+    fn process_frame(&mut self, ingress_port: PortId, domain: DomainId, i: usize) {
+        let meta = *self.rx.meta(i);
+        let counters = &mut self.ports[ingress_port.0 as usize]
+            .as_mut()
+            .expect("ingress port exists")
+            .counters;
+        counters.rx_packets += 1;
+        counters.rx_bytes += meta.len as u64;
+        counters.rx_gso += meta.vnet.is_gso() as u64;
+
+        let verdict = match ingress::run(self.rx.frame(i), &meta, ingress_port, domain) {
+            Err(reason) => Verdict::Drop(reason),
+            Ok(view) => {
+                let mut effects = Effects::default();
+                let mut verdict = l2_learn::run(&view, &self.tables, &mut effects);
+                if let Some(learn) = effects.learn {
+                    debug_assert!(learn.action != LearnAction::None);
+                    self.tables.cam.learn(
+                        learn.domain,
+                        learn.vlan,
+                        learn.mac,
+                        learn.port,
+                        self.tables.now_ms,
+                    );
+                }
+                if verdict == Verdict::Continue {
+                    verdict = l2_fwd::run(&view, &self.tables, &mut effects);
+                }
+                verdict
+            }
+        };
+        match verdict {
+            Verdict::Forward(port) => self.enqueue(port, i),
+            Verdict::Flood => {
+                let members = self
+                    .domains
+                    .get(domain.0 as usize)
+                    .map(Vec::len)
+                    .unwrap_or(0);
+                let mut sent = 0;
+                for m in 0..members {
+                    let port = self.domains[domain.0 as usize][m];
+                    if port != ingress_port {
+                        self.enqueue(port, i);
+                        sent += 1;
+                    }
+                }
+                if sent == 0 {
+                    self.count_drop(ingress_port, DropReason::NoEgress, 1);
+                }
+            }
+            Verdict::Drop(reason) => self.count_drop(ingress_port, reason, 1),
+            Verdict::Continue => unreachable!("the last stage always decides"),
+        }
+    }
+
+    fn enqueue(&mut self, port: PortId, slot: usize) {
+        let q = &mut self.tx[port.0 as usize];
+        if q.len == 0 {
+            self.touched.push(port);
+        }
+        q.slots[q.len] = slot as u8;
+        q.len += 1;
+    }
+
+    fn count_drop(&mut self, port: PortId, reason: DropReason, n: u64) {
+        if let Some(slot) = self.ports.get_mut(port.0 as usize).and_then(|s| s.as_mut()) {
+            slot.counters.drop(reason, n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,162 @@
-//! (placeholder)
+//! Pipeline stages: pure functions from a packet view and the tables to a verdict.
+//!
+//! A stage is `fn(&PacketView, &Tables, &mut Effects) -> Verdict`. It does no I/O, no logging and no
+//! allocation; a table change it wants (a learned MAC) is written into `Effects` and applied by the
+//! engine, so the same stage code serves live forwarding, what-if traces and tests. Every stage has one
+//! stable name (`StageId::name`) used by counters, traces and docs, and every drop carries a
+//! `DropReason` with its own counter.
+
+pub mod ingress;
+pub mod l2_fwd;
+pub mod l2_learn;
+
+use std::fmt;
+
+use crate::table::{CamTable, LearnAction};
+use crate::{DomainId, MacAddr, PortId, VlanId};
+
+/// The stages, in pipeline order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StageId {
+    Ingress,
+    L2Learn,
+    L2Fwd,
+    Flood,
+    Egress,
+}
+
+impl StageId {
+    pub const ALL: [StageId; 5] = [
+        StageId::Ingress,
+        StageId::L2Learn,
+        StageId::L2Fwd,
+        StageId::Flood,
+        StageId::Egress,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StageId::Ingress => "ingress",
+            StageId::L2Learn => "l2-learn",
+            StageId::L2Fwd => "l2-fwd",
+            StageId::Flood => "flood",
+            StageId::Egress => "egress",
+        }
+    }
+}
+
+impl fmt::Display for StageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+macro_rules! drop_reasons {
+    ($($variant:ident => $name:literal, $stage:ident, $why:literal;)*) => {
+        /// Why a frame was dropped. Each reason has a counter (per port) and a stable name.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum DropReason {
+            $(#[doc = $why] $variant,)*
+        }
+
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            pub const COUNT: usize = DropReason::ALL.len();
+
+            /// Stable short name, used in counters, traces and docs.
+            pub fn name(self) -> &'static str {
+                match self { $(DropReason::$variant => $name,)* }
+            }
+
+            /// The stage that drops for this reason.
+            pub fn stage(self) -> StageId {
+                match self { $(DropReason::$variant => StageId::$stage,)* }
+            }
+
+            /// One sentence a user can read.
+            pub fn explain(self) -> &'static str {
+                match self { $(DropReason::$variant => $why,)* }
+            }
+
+            pub fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    Runt => "runt", Ingress, "The frame is shorter than an Ethernet header.";
+    RxError => "rx-error", Ingress, "The operating system reported an error while receiving on the port.";
+    Truncated => "truncated", Ingress, "The frame was larger than the receive buffer and arrived cut.";
+    BadVlan => "bad-vlan", Ingress, "The 802.1Q tag is incomplete.";
+    SrcMulticast => "src-multicast", L2Learn, "The source MAC is a group (multicast or broadcast) address, which no sender may use.";
+    SrcZero => "src-zero", L2Learn, "The source MAC is all zeros.";
+    StaticConflict => "static-conflict", L2Learn, "The source MAC is pinned by a static entry to another port.";
+    SamePort => "same-port", L2Fwd, "The destination MAC was learned on the port the frame came in on, so it is already there.";
+    NoEgress => "no-egress", Flood, "The frame was to be flooded but its bridge domain has no other port.";
+    OffloadError => "offload-error", Egress, "The frame needed its checksum finished or to be segmented in software, and its headers did not allow it.";
+    TxBusy => "tx-busy", Egress, "The egress port's queue was full.";
+    TxTooBig => "tx-too-big", Egress, "The frame is larger than the egress interface's MTU.";
+    LinkDown => "link-down", Egress, "The egress interface is down.";
+    TxError => "tx-error", Egress, "The operating system refused the frame for another reason.";
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A stage's decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go on to the next stage.
+    Continue,
+    /// Send out of exactly this port.
+    Forward(PortId),
+    /// Send out of every other port of the frame's bridge domain.
+    Flood,
+    /// Stop here.
+    Drop(DropReason),
+}
+
+/// What the pipeline knows about a frame after `ingress` parsed it. Cheap to copy; borrows the bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct PacketView<'a> {
+    pub frame: &'a [u8],
+    pub ingress: PortId,
+    pub domain: DomainId,
+    /// 802.1Q VLAN of the frame (0 when untagged).
+    pub vlan: VlanId,
+    pub dst: MacAddr,
+    pub src: MacAddr,
+    /// The EtherType after any VLAN tag.
+    pub ethertype: u16,
+    /// Where the L3 header starts (14, or 18 behind one tag).
+    pub l3_offset: usize,
+}
+
+/// The tables stages read. Owned by the engine; stages only get `&Tables`.
+pub struct Tables {
+    pub cam: CamTable,
+    /// Engine time of the current batch in milliseconds (read once per batch).
+    pub now_ms: u64,
+}
+
+/// A MAC table update a stage asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LearnEffect {
+    pub action: LearnAction,
+    pub domain: DomainId,
+    pub vlan: VlanId,
+    pub mac: MacAddr,
+    pub port: PortId,
+}
+
+/// Table updates requested by stages, applied by the engine after the stage returns (so a stage is a
+/// pure function and a what-if trace can run the same code and discard them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    pub learn: Option<LearnEffect>,
+}

@@ -73,8 +73,8 @@ mod tests {
 
     // IPv4 header from RFC 1071-style worked example (checksum field zeroed): 0xb861 is the known answer.
     const IPV4_HDR: [u8; 20] = [
-        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00, 0x01,
-        0xc0, 0xa8, 0x00, 0xc7,
+        0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8, 0x00,
+        0x01, 0xc0, 0xa8, 0x00, 0xc7,
     ];
 
     #[test]
@@ -82,7 +82,11 @@ mod tests {
         assert_eq!(checksum(&IPV4_HDR), 0xb861);
         let mut with = IPV4_HDR;
         with[10..12].copy_from_slice(&0xb861u16.to_be_bytes());
-        assert_eq!(checksum(&with), 0, "a header with its checksum verifies to zero");
+        assert_eq!(
+            checksum(&with),
+            0,
+            "a header with its checksum verifies to zero"
+        );
     }
 
     #[test]

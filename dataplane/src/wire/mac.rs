@@ -104,7 +104,13 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "02:42:ac:11:00", "02:42:ac:11:00:02:03", "zz:42:ac:11:00:02", "002:42:ac:11:00:02"] {
+        for bad in [
+            "",
+            "02:42:ac:11:00",
+            "02:42:ac:11:00:02:03",
+            "zz:42:ac:11:00:02",
+            "002:42:ac:11:00:02",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }

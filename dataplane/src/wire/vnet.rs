@@ -109,7 +109,14 @@ mod tests {
     #[test]
     fn native_layout_matches_kernel_struct() {
         // struct virtio_net_hdr { u8 flags; u8 gso_type; __virtio16 hdr_len, gso_size, csum_start, csum_offset; }
-        let h = VnetHeader { flags: 1, gso_type: 1, hdr_len: 0x0102, gso_size: 0x0304, csum_start: 0x0506, csum_offset: 0x0708 };
+        let h = VnetHeader {
+            flags: 1,
+            gso_type: 1,
+            hdr_len: 0x0102,
+            gso_size: 0x0304,
+            csum_start: 0x0506,
+            csum_offset: 0x0708,
+        };
         let b = h.to_bytes();
         assert_eq!(b[0], 1);
         assert_eq!(u16::from_ne_bytes([b[4], b[5]]), 0x0304);

@@ -1,0 +1,430 @@
+#!/usr/bin/env bash
+# bench/compare.sh -- side-by-side throughput benchmark: Linux kernel bridge vs switchyard.
+#
+# Both phases run in ONE invocation over the SAME veth topology, so the ratios are comparable
+# even on a noisy VM. Everything lives in three throw-away network namespaces; the root
+# namespace is never touched (no links, addresses, routes or sysctls are changed there).
+#
+#     ns A (<prefix>a)             ns S (<prefix>s)                ns B (<prefix>b)
+#   eth0 10.77.0.1/24  <-veth->  vA  [br0 | switchyard]  vB  <-veth->  eth0 10.77.0.2/24
+#
+#   Phase 1: kernel bridge br0 in S, enslaving vA and vB.
+#   Phase 2: br0 deleted; `ip netns exec S switchyard bridge --port vA --port vB [EXTRA_ARGS]`.
+#
+# Per phase it measures:
+#   tcp   iperf3 -c 10.77.0.2 -t DURATION -J from A (server in B); Gbit/s = end.sum_received.
+#   udp   trafgen (--cpus 1) in A blasting one 64-byte UDP frame (64 bytes on the wire incl. the
+#         4-byte FCS, i.e. 60 bytes handed to the device -- the RFC 2544 / pktgen convention;
+#         veth has no FCS) to 10.77.0.2:9 for DURATION s. Delivered pps = delta of B's eth0
+#         rx_packets / DURATION. The sender side (delta of A's eth0 tx_packets = frames the
+#         switch's port vA accepted) and trafgen's own count are printed so the delivery
+#         fraction is visible.
+#   rtt   ping -c PINGS -i 0.01 -q from A to B; avg of the rtt line (reported in microseconds).
+#
+# Usage:  sudo bench/compare.sh [--quick] [-h|--help] [-- EXTRA_SWITCHYARD_ARGS...]
+#   --quick            DURATION=3, PINGS=50 (smoke run)
+#   -- ARGS...         appended verbatim to the switchyard command line (e.g. -- --busy-poll)
+#
+# Environment:
+#   DURATION=10        seconds per iperf3 / trafgen run
+#   PINGS=200          echo requests per RTT measurement
+#   SWITCHYARD=path    switchyard binary (default: <repo>/target/release/switchyard; built with
+#                      `cargo build --release -p control` if missing)
+#   SKIP_SWITCHYARD=1  run only the kernel-bridge phase (switchyard columns print NA)
+#   READY_TIMEOUT=15   seconds to wait for switchyard to start forwarding
+#   STOP_TIMEOUT=10    seconds to wait for switchyard to exit after SIGTERM
+#   KEEP_LOGS=1        keep the temp dir with logs (it is always kept when the run fails)
+#
+# Output: header (date, kernel, nproc, CPU model), a table
+#   metric | kernel bridge | switchyard | ratio (switchyard/kernel)
+# and one machine-readable line starting with "RESULT ".
+#
+# Exit codes: 0 ok, 1 measurement / switchyard failure, 2 usage or missing prerequisite.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd -- "$SCRIPT_DIR/.." && pwd)
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+
+# ---------------------------------------------------------------- arguments
+QUICK=0
+EXTRA_ARGS=()
+while (($#)); do
+    case "$1" in
+        --quick) QUICK=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        --) shift; EXTRA_ARGS=("$@"); break ;;
+        *) echo "compare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+if ((QUICK)); then
+    DURATION=3
+    PINGS=${PINGS:-50}
+fi
+DURATION=${DURATION:-10}
+PINGS=${PINGS:-200}
+SKIP_SWITCHYARD=${SKIP_SWITCHYARD:-0}
+READY_TIMEOUT=${READY_TIMEOUT:-15}
+STOP_TIMEOUT=${STOP_TIMEOUT:-10}
+KEEP_LOGS=${KEEP_LOGS:-0}
+[[ $DURATION =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: DURATION must be a positive integer" >&2; exit 2; }
+[[ $PINGS =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: PINGS must be a positive integer" >&2; exit 2; }
+[[ $SKIP_SWITCHYARD == 1 ]] || SKIP_SWITCHYARD=0
+
+# ---------------------------------------------------------------- prerequisites
+for tool in ip iperf3 trafgen ping python3 timeout; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "compare.sh: missing prerequisite: $tool" >&2; exit 2; }
+done
+((EUID == 0)) || { echo "compare.sh: must run as root (network namespaces, trafgen)" >&2; exit 2; }
+
+SWITCHYARD_DEFAULT="$REPO_ROOT/target/release/switchyard"
+SWITCHYARD=${SWITCHYARD:-$SWITCHYARD_DEFAULT}
+if ((!SKIP_SWITCHYARD)); then
+    if [[ ! -x $SWITCHYARD ]]; then
+        if [[ $SWITCHYARD == "$SWITCHYARD_DEFAULT" ]]; then
+            command -v cargo >/dev/null 2>&1 || { echo "compare.sh: missing prerequisite: cargo (needed to build $SWITCHYARD)" >&2; exit 2; }
+            echo "== building switchyard: cargo build --release -p control" >&2
+            (cd "$REPO_ROOT" && cargo build --release -p control) >&2 \
+                || { echo "compare.sh: cargo build --release -p control failed" >&2; exit 1; }
+        fi
+        [[ -x $SWITCHYARD ]] || { echo "compare.sh: switchyard binary not found or not executable: $SWITCHYARD" >&2; exit 2; }
+    fi
+fi
+
+# ---------------------------------------------------------------- topology names
+PFX="syb$$"                         # namespace names; interface names inside are fixed & short
+NS_A="${PFX}a" NS_B="${PFX}b" NS_S="${PFX}s"
+IP_A=10.77.0.1 IP_B=10.77.0.2
+MAC_A=02:77:00:00:00:01 MAC_B=02:77:00:00:00:02   # locally administered, readable in MAC tables
+UDP_DPORT=9 UDP_SPORT=9999
+IPERF_PORT=5201
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-compare.XXXXXX")
+SY_PID=""
+CLEANED=0
+FAILED=1            # cleared just before a successful exit
+
+cleanup() {
+    ((CLEANED)) && return 0
+    CLEANED=1
+    set +e
+    local pid ns
+    # `jobs -p` lists only our background jobs that have not been reaped yet (no stale pids)
+    for pid in $(jobs -p); do
+        kill -TERM "$pid" 2>/dev/null
+    done
+    # anything still running inside our own namespaces was started by this script
+    for ns in "$NS_A" "$NS_B" "$NS_S"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$pid" 2>/dev/null; done
+    done
+    sleep 0.3
+    for pid in $(jobs -p); do
+        kill -KILL "$pid" 2>/dev/null
+    done
+    for ns in "$NS_A" "$NS_B" "$NS_S"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+    done
+    wait 2>/dev/null
+    for ns in "$NS_A" "$NS_B" "$NS_S"; do
+        ip netns del "$ns" 2>/dev/null
+    done
+    if ((FAILED)) || [[ $KEEP_LOGS == 1 ]]; then
+        echo "== logs kept in $TMP" >&2
+    else
+        rm -rf -- "$TMP"
+    fi
+}
+trap cleanup EXIT
+trap 'echo "compare.sh: interrupted" >&2; exit 130' INT
+trap 'echo "compare.sh: terminated" >&2; exit 143' TERM
+
+die() { echo "compare.sh: $*" >&2; exit 1; }
+# Foreground helpers only: background jobs call `ip netns exec` directly so that $! is the real
+# process (ip netns exec execs the command; a backgrounded shell function would be a subshell).
+inA() { ip netns exec "$NS_A" "$@"; }
+inB() { ip netns exec "$NS_B" "$@"; }
+inS() { ip netns exec "$NS_S" "$@"; }
+stat_of() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/$3"; }   # ns ifname counter
+
+# ---------------------------------------------------------------- header
+cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
+[[ -n $cpu_model ]] || cpu_model=$(lscpu 2>/dev/null | awk -F': *' '/Model name/ {print $2; exit}' || true)
+echo "== switchyard vs kernel bridge"
+echo "date:       $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+echo "kernel:     $(uname -r)"
+echo "nproc:      $(nproc)"
+echo "cpu:        ${cpu_model:-unknown}"
+echo "iperf3:     $(iperf3 --version 2>/dev/null | head -n1)"
+echo "trafgen:    $(trafgen --version 2>/dev/null | head -n1)"
+echo "duration:   ${DURATION}s per test, ${PINGS} pings"
+if ((SKIP_SWITCHYARD)); then
+    echo "switchyard: skipped (SKIP_SWITCHYARD=1)"
+else
+    echo "switchyard: $SWITCHYARD bridge --port vA --port vB ${EXTRA_ARGS[*]}"
+    echo "            (built $(date -u -r "$SWITCHYARD" '+%Y-%m-%d %H:%M:%S UTC'))"
+fi
+echo "namespaces: $NS_A $NS_S $NS_B   temp dir: $TMP"
+echo
+
+# ---------------------------------------------------------------- topology
+setup_topology() {
+    local ns
+    for ns in "$NS_A" "$NS_B" "$NS_S"; do
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+        # no IPv6 chatter (DAD/ND/MLD) on the test links; namespace-local sysctls only
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 || true
+    done
+    # veths are created inside S and their peers moved straight into A/B: nothing ever exists
+    # in the root namespace. Kernel default offloads are left untouched.
+    ip -n "$NS_S" link add vA type veth peer name eth0 netns "$NS_A"
+    ip -n "$NS_S" link add vB type veth peer name eth0 netns "$NS_B"
+    ip -n "$NS_A" link set eth0 address "$MAC_A"
+    ip -n "$NS_B" link set eth0 address "$MAC_B"
+    ip -n "$NS_A" addr add "$IP_A/24" dev eth0
+    ip -n "$NS_B" addr add "$IP_B/24" dev eth0
+    ip -n "$NS_A" link set eth0 up
+    ip -n "$NS_B" link set eth0 up
+    ip -n "$NS_S" link set vA up
+    ip -n "$NS_S" link set vB up
+}
+
+start_iperf_server() {
+    ip netns exec "$NS_B" iperf3 -s -p "$IPERF_PORT" >"$TMP/iperf3-server.log" 2>&1 &
+    local i
+    for ((i = 0; i < 50; i++)); do
+        if inB ss -Hltn "sport = :$IPERF_PORT" 2>/dev/null | grep -q .; then return 0; fi
+        sleep 0.1
+    done
+    cat "$TMP/iperf3-server.log" >&2
+    die "iperf3 server in $NS_B did not start listening on port $IPERF_PORT"
+}
+
+wait_forwarding() {   # label timeout [pid-that-must-stay-alive]
+    local label=$1 timeout=$2 pid=${3:-} deadline=$((SECONDS + $2))
+    while ((SECONDS < deadline)); do
+        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+            return 2
+        fi
+        if inA ping -c 1 -W 1 -q "$IP_B" >/dev/null 2>&1; then return 0; fi
+        sleep 0.2
+    done
+    return 1
+}
+
+# trafgen config: one static 60-byte frame (64 on the wire with FCS), A -> B, UDP to port 9.
+write_trafgen_cfg() {
+    local macA=$1 macB=$2 f=$3
+    hexbytes() { local IFS=:; local b out=(); for b in $1; do out+=("0x$b"); done; local IFS=,; echo "${out[*]}"; }
+    local ipA ipB
+    ipA=${IP_A//./, } ipB=${IP_B//./, }
+    cat >"$f" <<EOF
+/* switchyard bench: 64-byte (incl. FCS) IPv4/UDP frame A -> B:$UDP_DPORT */
+{
+  /* Ethernet: dst = B's eth0, src = A's eth0, IPv4 */
+  $(hexbytes "$macB"),
+  $(hexbytes "$macA"),
+  c16(0x0800),
+  /* IPv4: v4 ihl5, tos 0, total length 46, id 0, DF, ttl 64, proto UDP, checksum */
+  0x45, 0x00, c16(46), c16(0), c16(0x4000), 64, 17, csumip(14, 33),
+  $ipA,
+  $ipB,
+  /* UDP: sport, dport, length 26, checksum */
+  c16($UDP_SPORT), c16($UDP_DPORT), c16(26), csumudp(14, 34),
+  /* payload: 18 bytes -> 14 + 20 + 8 + 18 = 60 bytes */
+  fill(0x00, 18),
+}
+EOF
+}
+
+# ---------------------------------------------------------------- measurements
+# Each measure_* sets globals R_<metric> for the current phase.
+measure_tcp() {
+    local out="$TMP/iperf3-$PHASE.json" rc=0
+    inA iperf3 -c "$IP_B" -p "$IPERF_PORT" -t "$DURATION" -J >"$out" 2>"$TMP/iperf3-$PHASE.err" || rc=$?
+    R_TCP=$(python3 - "$out" <<'PY'
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception as e:
+    print("ERR:unparsable iperf3 JSON: %s" % e); sys.exit(0)
+if d.get("error"):
+    print("ERR:" + d["error"]); sys.exit(0)
+try:
+    print("%.3f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9))
+except KeyError:
+    print("ERR:no end.sum_received in iperf3 JSON")
+PY
+)
+    if [[ $R_TCP == ERR:* || $rc -ne 0 ]]; then
+        cat "$TMP/iperf3-$PHASE.err" >&2 || true
+        die "[$PHASE] iperf3 failed (rc=$rc): ${R_TCP#ERR:}"
+    fi
+    printf '  tcp : %8s Gbit/s\n' "$R_TCP"
+}
+
+measure_udp() {
+    local cfg="$TMP/udp64.cfg" log="$TMP/trafgen-$PHASE.log"
+    local macA macB rx0 rx1 tx0 tx1 drop0 drop1 rc=0
+    macA=$(inA cat /sys/class/net/eth0/address)
+    macB=$(inB cat /sys/class/net/eth0/address)
+    write_trafgen_cfg "$macA" "$macB" "$cfg"
+    rx0=$(stat_of "$NS_B" eth0 rx_packets)
+    tx0=$(stat_of "$NS_A" eth0 tx_packets)
+    drop0=$(stat_of "$NS_A" eth0 tx_dropped)
+    # --no-sock-mem: leave the socket memory sysctls alone; --notouch-irq: leave IRQ affinity alone.
+    # timeout sends SIGINT so trafgen exits cleanly and prints its counters.
+    ip netns exec "$NS_A" timeout -s INT -k 5 "$DURATION" trafgen --dev eth0 --conf "$cfg" --cpus 1 --no-sock-mem --notouch-irq >"$log" 2>&1 &
+    local tg=$!
+    wait "$tg" || rc=$?
+    # timeout exits 124 when it had to signal trafgen: that is the normal path here
+    if ((rc != 0 && rc != 124)); then
+        cat "$log" >&2
+        die "[$PHASE] trafgen failed (rc=$rc)"
+    fi
+    sleep 0.5   # let in-flight frames drain before reading the counters
+    rx1=$(stat_of "$NS_B" eth0 rx_packets)
+    tx1=$(stat_of "$NS_A" eth0 tx_packets)
+    drop1=$(stat_of "$NS_A" eth0 tx_dropped)
+    R_UDP_RX=$((rx1 - rx0))
+    R_UDP_TX=$((tx1 - tx0))
+    R_UDP_TXDROP=$((drop1 - drop0))
+    R_UDP_GEN=$({ grep -Eo '[0-9]+ packets outgoing' "$log" || true; } | awk '{s+=$1} END {print s+0}')
+    R_UDP=$(python3 -c "print('%.1f' % ($R_UDP_RX / $DURATION / 1e3))")
+    R_UDP_TXK=$(python3 -c "print('%.1f' % ($R_UDP_TX / $DURATION / 1e3))")
+    R_UDP_FRAC=$(python3 -c "print('%.3f' % ($R_UDP_RX / $R_UDP_TX if $R_UDP_TX else 0))")
+    printf '  udp : %8s kpps delivered at B (%d pkts); sender: trafgen %d pkts, A eth0 tx %d pkts (%s kpps), tx_dropped %d; delivered/sent %s\n' \
+        "$R_UDP" "$R_UDP_RX" "$R_UDP_GEN" "$R_UDP_TX" "$R_UDP_TXK" "$R_UDP_TXDROP" "$R_UDP_FRAC"
+    ((R_UDP_RX > 0)) || die "[$PHASE] no UDP packets arrived at B (see $log)"
+}
+
+measure_rtt() {
+    local out="$TMP/ping-$PHASE.log" rc=0
+    inA ping -c "$PINGS" -i 0.01 -q "$IP_B" >"$out" 2>&1 || rc=$?
+    # rtt min/avg/max/mdev = 0.031/0.045/0.120/0.010 ms
+    R_RTT=$(awk -F'/' '/^(rtt|round-trip)/ {printf "%.1f", $5 * 1000}' "$out")
+    R_LOSS=$(grep -Eo '[0-9.]+% packet loss' "$out" | cut -d% -f1 || true)
+    if [[ -z $R_RTT ]]; then
+        cat "$out" >&2
+        die "[$PHASE] ping failed (rc=$rc)"
+    fi
+    printf '  rtt : %8s us avg over %d pings (loss %s%%)\n' "$R_RTT" "$PINGS" "${R_LOSS:-?}"
+}
+
+run_measurements() {
+    measure_tcp;  sleep 1
+    measure_udp;  sleep 1
+    measure_rtt
+}
+
+# ---------------------------------------------------------------- run
+setup_topology
+start_iperf_server
+
+# Phase 1: kernel bridge
+PHASE=kernel
+echo "== phase 1: kernel bridge (br0 in $NS_S; bridge-nf-call-iptables=$(inS cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || echo n/a))"
+inS ip link add br0 type bridge
+inS ip link set vA master br0
+inS ip link set vB master br0
+inS ip link set br0 up
+wait_forwarding kernel 10 || die "[kernel] A cannot ping B through br0"
+run_measurements
+K_TCP=$R_TCP K_UDP=$R_UDP K_UDP_TX=$R_UDP_TXK K_UDP_FRAC=$R_UDP_FRAC K_RTT=$R_RTT
+inS ip link del br0
+inS ip link set vA up
+inS ip link set vB up
+
+# Phase 2: switchyard
+S_TCP=NA S_UDP=NA S_UDP_TX=NA S_UDP_FRAC=NA S_RTT=NA SY_RC=NA
+if ((!SKIP_SWITCHYARD)); then
+    PHASE=switchyard
+    echo
+    echo "== phase 2: switchyard in $NS_S"
+    # Flush learned neighbours so the first packets really have to cross the new switch.
+    inA ip neigh flush dev eth0 || true
+    inB ip neigh flush dev eth0 || true
+    SY_LOG="$TMP/switchyard.log"
+    ip netns exec "$NS_S" "$SWITCHYARD" bridge --port vA --port vB "${EXTRA_ARGS[@]}" >"$SY_LOG" 2>&1 &
+    SY_PID=$!            # `ip netns exec` execs the command, so this is switchyard itself
+    rc=0
+    wait_forwarding switchyard "$READY_TIMEOUT" "$SY_PID" || rc=$?
+    if ((rc != 0)); then
+        if ((rc == 2)); then
+            wait "$SY_PID" 2>/dev/null && r=0 || r=$?
+            echo "compare.sh: switchyard exited (rc=$r) before forwarding; log tail:" >&2
+        else
+            echo "compare.sh: switchyard not forwarding after ${READY_TIMEOUT}s (A cannot ping B); log tail:" >&2
+        fi
+        tail -n 30 "$SY_LOG" >&2 || true
+        exit 1
+    fi
+    run_measurements
+    S_TCP=$R_TCP S_UDP=$R_UDP S_UDP_TX=$R_UDP_TXK S_UDP_FRAC=$R_UDP_FRAC S_RTT=$R_RTT
+
+    kill -0 "$SY_PID" 2>/dev/null || { tail -n 30 "$SY_LOG" >&2; die "switchyard died during the measurements"; }
+    kill -TERM "$SY_PID"
+    deadline=$((SECONDS + STOP_TIMEOUT))
+    while kill -0 "$SY_PID" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+    if kill -0 "$SY_PID" 2>/dev/null; then
+        echo "  switchyard still running ${STOP_TIMEOUT}s after SIGTERM: sending SIGKILL"
+        kill -KILL "$SY_PID" 2>/dev/null || true
+        wait "$SY_PID" 2>/dev/null || true
+        SY_RC=hung
+    else
+        wait "$SY_PID" && SY_RC=0 || SY_RC=$?
+    fi
+    echo "  switchyard exit status after SIGTERM: $SY_RC; last lines of its output ($SY_LOG):"
+    tail -n 40 "$SY_LOG" | sed 's/^/    | /'
+fi
+
+# ---------------------------------------------------------------- report
+echo
+python3 - "$K_TCP" "$S_TCP" "$K_UDP" "$S_UDP" "$K_UDP_TX" "$S_UDP_TX" "$K_UDP_FRAC" "$S_UDP_FRAC" \
+    "$K_RTT" "$S_RTT" "$DURATION" "$PINGS" "$SY_RC" <<'PY'
+import sys
+(k_tcp, s_tcp, k_udp, s_udp, k_udptx, s_udptx, k_frac, s_frac,
+ k_rtt, s_rtt, duration, pings, sy_rc) = sys.argv[1:]
+
+def num(x):
+    try:
+        return float(x)
+    except ValueError:
+        return None
+
+def ratio(s, k):
+    s, k = num(s), num(k)
+    return "NA" if s is None or not k else "%.3f" % (s / k)
+
+rows = [
+    ("TCP throughput (Gbit/s)",      k_tcp,   s_tcp,   ratio(s_tcp, k_tcp),     "higher is better"),
+    ("UDP 64B delivered (kpps)",     k_udp,   s_udp,   ratio(s_udp, k_udp),     "higher is better"),
+    ("UDP 64B offered at vA (kpps)", k_udptx, s_udptx, ratio(s_udptx, k_udptx), "sender side"),
+    ("UDP delivered/offered",        k_frac,  s_frac,  ratio(s_frac, k_frac),   ""),
+    ("ping RTT avg (us)",            k_rtt,   s_rtt,   ratio(s_rtt, k_rtt),     "LOWER is better"),
+]
+hdr = ("metric", "kernel bridge", "switchyard", "ratio sy/kernel", "note")
+w = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(5)]
+line = lambda r: "| " + " | ".join(str(c).ljust(w[i]) if i in (0, 4) else str(c).rjust(w[i]) for i, c in enumerate(r)) + " |"
+print(line(hdr))
+print("|" + "|".join("-" * (x + 2) for x in w) + "|")
+for r in rows:
+    print(line(r))
+print()
+fields = [
+    ("tcp_gbps_kernel", k_tcp), ("tcp_gbps_switchyard", s_tcp), ("tcp_ratio", ratio(s_tcp, k_tcp)),
+    ("udp_kpps_kernel", k_udp), ("udp_kpps_switchyard", s_udp), ("udp_ratio", ratio(s_udp, k_udp)),
+    ("udp_offered_kpps_kernel", k_udptx), ("udp_offered_kpps_switchyard", s_udptx),
+    ("udp_delivered_frac_kernel", k_frac), ("udp_delivered_frac_switchyard", s_frac),
+    ("rtt_us_kernel", k_rtt), ("rtt_us_switchyard", s_rtt), ("rtt_ratio", ratio(s_rtt, k_rtt)),
+    ("duration_s", duration), ("pings", pings), ("switchyard_exit", sy_rc),
+]
+print("RESULT " + " ".join("%s=%s" % kv for kv in fields))
+PY
+
+if [[ $SY_RC != NA && $SY_RC != 0 ]]; then
+    echo "compare.sh: switchyard did not stop cleanly on SIGTERM (status $SY_RC); measurements above are still valid" >&2
+    exit 1
+fi
+FAILED=0

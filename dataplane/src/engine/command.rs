@@ -1,0 +1,183 @@
+//! The engine's command API: the only way other threads change or read the data plane.
+//!
+//! A command travels over a crossbeam channel and a mio `Waker` wakes the engine, which applies
+//! commands between batches, never in the middle of one. Replies come back on a one-shot channel
+//! carried in the command. Everything here is plain data; `control/` builds on these types alone.
+
+use std::sync::Arc;
+
+use crossbeam_channel::{bounded, Sender};
+
+use super::counters::PortCounters;
+use crate::port::{Port, PortError, PortKind};
+use crate::table::{CamError, CamStats};
+use crate::{DomainId, MacAddr, PortId, VlanId};
+
+/// Errors of engine commands, naming the input that was wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no port with id {0}")]
+    NoSuchPort(PortId),
+    #[error("the engine holds at most {0} ports")]
+    TooManyPorts(usize),
+    #[error(transparent)]
+    Cam(#[from] CamError),
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error("registering port '{name}' with the poller failed: {source}")]
+    Register {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+pub enum Command {
+    AddPort {
+        port: Box<dyn Port>,
+        domain: DomainId,
+        reply: Sender<Result<PortId, EngineError>>,
+    },
+    RemovePort {
+        id: PortId,
+        reply: Sender<Result<(), EngineError>>,
+    },
+    AddStaticMac {
+        domain: DomainId,
+        vlan: VlanId,
+        mac: MacAddr,
+        port: PortId,
+        reply: Sender<Result<(), EngineError>>,
+    },
+    RemoveStaticMac {
+        domain: DomainId,
+        vlan: VlanId,
+        mac: MacAddr,
+        reply: Sender<bool>,
+    },
+    SetAging {
+        ms: u64,
+    },
+    Snapshot {
+        reply: Sender<Snapshot>,
+    },
+    Shutdown,
+}
+
+/// Whether a port is attached, or its interface went away while attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortState {
+    Up,
+    /// The interface disappeared; the port forwards nothing and keeps its counters for display.
+    Gone,
+}
+
+#[derive(Clone, Debug)]
+pub struct PortInfo {
+    pub id: PortId,
+    pub name: String,
+    pub kind: PortKind,
+    pub domain: DomainId,
+    pub vnet_hdr: bool,
+    pub mac: Option<MacAddr>,
+    pub state: PortState,
+    pub counters: PortCounters,
+}
+
+#[derive(Clone, Debug)]
+pub struct MacEntry {
+    pub domain: DomainId,
+    pub vlan: VlanId,
+    pub mac: MacAddr,
+    pub port: PortId,
+    /// Milliseconds since the entry was last refreshed (0 for static entries).
+    pub age_ms: u64,
+    pub is_static: bool,
+}
+
+/// A consistent copy of the engine's state, taken between batches.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub ports: Vec<PortInfo>,
+    pub macs: Vec<MacEntry>,
+    pub cam: CamStats,
+    pub aging_ms: u64,
+    pub uptime_ms: u64,
+}
+
+/// The control side's handle on a running engine. Cheap to clone; every method wakes the engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    pub(super) commands: Sender<Command>,
+    pub(super) waker: Arc<mio::Waker>,
+}
+
+impl EngineHandle {
+    fn send(&self, cmd: Command) -> Result<(), EngineError> {
+        self.commands.send(cmd).map_err(|_| EngineError::Stopped)?;
+        // A failed wake only delays the command to the next event or timer tick.
+        let _ = self.waker.wake();
+        Ok(())
+    }
+
+    fn call<T>(&self, make: impl FnOnce(Sender<T>) -> Command) -> Result<T, EngineError> {
+        let (tx, rx) = bounded(1);
+        self.send(make(tx))?;
+        rx.recv().map_err(|_| EngineError::Stopped)
+    }
+
+    pub fn add_port(&self, port: Box<dyn Port>, domain: DomainId) -> Result<PortId, EngineError> {
+        self.call(|reply| Command::AddPort {
+            port,
+            domain,
+            reply,
+        })?
+    }
+
+    pub fn remove_port(&self, id: PortId) -> Result<(), EngineError> {
+        self.call(|reply| Command::RemovePort { id, reply })?
+    }
+
+    pub fn add_static_mac(
+        &self,
+        domain: DomainId,
+        vlan: VlanId,
+        mac: MacAddr,
+        port: PortId,
+    ) -> Result<(), EngineError> {
+        self.call(|reply| Command::AddStaticMac {
+            domain,
+            vlan,
+            mac,
+            port,
+            reply,
+        })?
+    }
+
+    pub fn remove_static_mac(
+        &self,
+        domain: DomainId,
+        vlan: VlanId,
+        mac: MacAddr,
+    ) -> Result<bool, EngineError> {
+        self.call(|reply| Command::RemoveStaticMac {
+            domain,
+            vlan,
+            mac,
+            reply,
+        })
+    }
+
+    pub fn set_aging(&self, ms: u64) -> Result<(), EngineError> {
+        self.send(Command::SetAging { ms })
+    }
+
+    pub fn snapshot(&self) -> Result<Snapshot, EngineError> {
+        self.call(|reply| Command::Snapshot { reply })
+    }
+
+    pub fn shutdown(&self) -> Result<(), EngineError> {
+        self.send(Command::Shutdown)
+    }
+}

@@ -1,0 +1,20 @@
+//! `l2-fwd`: picks the egress for a frame by its destination MAC.
+//!
+//! Broadcast and multicast are flooded (no IGMP/MLD snooping: every port of the bridge domain gets
+//! them, as on docker0). A known unicast destination goes to its port; one learned on the ingress port
+//! is dropped, since the frame is already on that segment. An unknown unicast destination is flooded;
+//! the answer will teach the table where it lives. ARP needs no special case: requests are broadcast,
+//! replies are unicast to a MAC the request just taught us.
+
+use super::{DropReason, Effects, PacketView, Tables, Verdict};
+
+pub fn run(view: &PacketView<'_>, tables: &Tables, _effects: &mut Effects) -> Verdict {
+    if view.dst.is_multicast() {
+        return Verdict::Flood;
+    }
+    match tables.cam.lookup(view.domain, view.vlan, view.dst) {
+        Some(port) if port == view.ingress => Verdict::Drop(DropReason::SamePort),
+        Some(port) => Verdict::Forward(port),
+        None => Verdict::Flood,
+    }
+}

@@ -1,0 +1,41 @@
+//! `l2-learn`: learns which port a source MAC lives behind.
+//!
+//! Decides whether the source MAC may be learned (never a group address or all zeros, which only a
+//! broken or malicious sender uses: dropped, as the Linux bridge does) and what the table should do:
+//! nothing (fresh entry), refresh, learn, or move it from another port. A source MAC pinned by a static
+//! entry to another port is dropped rather than moved: a static entry is the operator saying where that
+//! MAC lives. The update itself is an effect the engine applies; eviction when the table is full is
+//! the table's business (see `table::cam`).
+
+use super::{DropReason, Effects, LearnEffect, PacketView, Tables, Verdict};
+use crate::table::LearnAction;
+
+pub fn run(view: &PacketView<'_>, tables: &Tables, effects: &mut Effects) -> Verdict {
+    if view.src.is_multicast() {
+        return Verdict::Drop(DropReason::SrcMulticast);
+    }
+    if view.src.is_zero() {
+        return Verdict::Drop(DropReason::SrcZero);
+    }
+    match tables.cam.classify_learn(
+        view.domain,
+        view.vlan,
+        view.src,
+        view.ingress,
+        tables.now_ms,
+    ) {
+        // A full table of static entries leaves nothing to evict: forward without learning.
+        LearnAction::None | LearnAction::Reject(_) => {}
+        LearnAction::StaticConflict => return Verdict::Drop(DropReason::StaticConflict),
+        action => {
+            effects.learn = Some(LearnEffect {
+                action,
+                domain: view.domain,
+                vlan: view.vlan,
+                mac: view.src,
+                port: view.ingress,
+            })
+        }
+    }
+    Verdict::Continue
+}

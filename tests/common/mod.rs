@@ -1,0 +1,243 @@
+//! Test harness for integration tests: network namespaces as hosts, a switch namespace, and
+//! `switchyard` processes, all cleaned up on drop (also when a test panics).
+//!
+//! Every lab gets a tag unique to the test and the process (`<short><pid hex>`, at most 8 characters),
+//! used as prefix for namespace and interface names, so tests run in parallel and interface names stay
+//! within 15 characters. Nothing here touches the root namespace's addresses or routes: the switch runs
+//! inside its own namespace through `ip netns exec`.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn switchyard_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_switchyard")
+}
+
+/// Runs a command, returning its output; panics with the command line if it cannot start.
+pub fn run(args: &[&str]) -> Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"))
+}
+
+/// Runs a command that must succeed.
+pub fn must(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub struct Lab {
+    pub tag: String,
+    namespaces: Vec<String>,
+    children: Vec<Child>,
+    pub dir: PathBuf,
+}
+
+impl Lab {
+    /// `short` must be unique among tests (2-3 letters).
+    pub fn new(short: &str) -> Lab {
+        assert!(short.len() <= 4);
+        let tag = format!("{short}{:x}", std::process::id() & 0xffff);
+        let dir = std::env::temp_dir().join(format!("switchyard-test-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut lab = Lab {
+            tag,
+            namespaces: Vec::new(),
+            children: Vec::new(),
+            dir,
+        };
+        lab.add_ns("sw");
+        lab
+    }
+
+    /// Full namespace name of a host.
+    pub fn ns(&self, host: &str) -> String {
+        format!("{}-{host}", self.tag)
+    }
+
+    /// Interface name in the switch namespace for `host` (at most 15 characters).
+    pub fn port(&self, host: &str) -> String {
+        let name = format!("{}{host}", self.tag);
+        assert!(name.len() <= 15, "{name} too long");
+        name
+    }
+
+    fn add_ns(&mut self, host: &str) {
+        let ns = self.ns(host);
+        let _ = run(&["ip", "netns", "del", &ns]);
+        must(&["ip", "netns", "add", &ns]);
+        self.namespaces.push(ns.clone());
+        must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+    }
+
+    /// A host namespace with `eth0` at `addr` (CIDR), whose veth peer sits in the switch namespace as
+    /// `port(host)`. Offloads are left at the kernel's defaults.
+    pub fn host(&mut self, host: &str, addr: &str) {
+        self.add_ns(host);
+        let ns = self.ns(host);
+        let sw = self.ns("sw");
+        let port = self.port(host);
+        must(&[
+            "ip", "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
+            &ns,
+        ]);
+        must(&["ip", "-n", &ns, "addr", "add", addr, "dev", "eth0"]);
+        must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+    }
+
+    /// A command inside a namespace.
+    pub fn exec(&self, host: &str, args: &[&str]) -> Output {
+        let ns = self.ns(host);
+        let mut full = vec!["ip", "netns", "exec", ns.as_str()];
+        full.extend_from_slice(args);
+        run(&full)
+    }
+
+    pub fn exec_ok(&self, host: &str, args: &[&str]) -> String {
+        let out = self.exec(host, args);
+        assert!(
+            out.status.success(),
+            "in {host}: {args:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts a background process in a namespace; stdout and stderr go to `<dir>/<label>.{out,err}`.
+    /// It is killed when the lab drops.
+    pub fn spawn(&mut self, host: &str, label: &str, args: &[&str]) -> usize {
+        let ns = self.ns(host);
+        let out = std::fs::File::create(self.dir.join(format!("{label}.out"))).unwrap();
+        let err = std::fs::File::create(self.dir.join(format!("{label}.err"))).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .args(args)
+            .stdout(out)
+            .stderr(err)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {args:?}: {e}"));
+        self.children.push(child);
+        self.children.len() - 1
+    }
+
+    /// Starts `switchyard bridge` in the switch namespace over the given ports.
+    pub fn switch(&mut self, label: &str, ports: &[String], extra: &[&str]) -> usize {
+        let mut args = vec![switchyard_bin().to_string(), "bridge".into()];
+        for p in ports {
+            args.push("--port".into());
+            args.push(p.clone());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let i = self.spawn("sw", label, &refs);
+        self.wait_log(label, "forwarding", Duration::from_secs(10));
+        i
+    }
+
+    pub fn log(&self, label: &str, stream: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{label}.{stream}"))).unwrap_or_default()
+    }
+
+    /// Waits until `<label>.err` contains `needle`.
+    pub fn wait_log(&self, label: &str, needle: &str, timeout: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.log(label, "err").contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "'{needle}' not seen in {label} within {timeout:?}; stderr: {}",
+            self.log(label, "err")
+        );
+    }
+
+    pub fn pid(&self, child: usize) -> u32 {
+        self.children[child].id()
+    }
+
+    /// Sends a signal to a child. Children are `ip netns exec` processes, which exec the command,
+    /// so the pid is the command's own.
+    pub fn signal(&self, child: usize, sig: libc::c_int) {
+        // SAFETY: kill(2) with a pid we spawned and still own.
+        unsafe { libc::kill(self.pid(child) as i32, sig) };
+    }
+
+    pub fn running(&mut self, child: usize) -> bool {
+        matches!(self.children[child].try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(&mut self, child: usize) -> std::process::ExitStatus {
+        self.signal(child, libc::SIGTERM);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.children[child].try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "child did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Pings `addr` from `host` until it answers (the switch may still be learning) or times out.
+    pub fn ping_ok(&self, host: &str, addr: &str) {
+        let start = Instant::now();
+        loop {
+            let out = self.exec(host, &["ping", "-c", "1", "-W", "1", addr]);
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{host} cannot ping {addr}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
+
+    /// Asserts that `host` cannot reach `addr` (three tries).
+    pub fn ping_fails(&self, host: &str, addr: &str) {
+        let out = self.exec(host, &["ping", "-c", "3", "-i", "0.2", "-W", "1", addr]);
+        assert!(!out.status.success(), "{host} unexpectedly reached {addr}");
+    }
+
+    pub fn mac(&self, host: &str, ifname: &str) -> String {
+        self.exec_ok(host, &["cat", &format!("/sys/class/net/{ifname}/address")])
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in self.namespaces.iter().rev() {
+            let _ = run(&["ip", "netns", "del", ns]);
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
