@@ -202,6 +202,7 @@ impl Engine {
         let now = self.now_ms();
         if now >= self.next_aging_ms {
             self.tables.cam.age(now);
+            self.collect_overruns();
             self.next_aging_ms = now + AGING_TICK.as_millis() as u64;
         }
     }
@@ -259,6 +260,7 @@ impl Engine {
             }
             Command::SetAging { ms } => self.tables.cam.set_aging_ms(ms),
             Command::Snapshot { reply } => {
+                self.collect_overruns();
                 let _ = reply.send(self.snapshot());
             }
             Command::Shutdown => self.stopping = true,
@@ -369,6 +371,16 @@ impl Engine {
         }
     }
 
+    /// Moves the kernel's per-port drop counts into our counters (so a snapshot is complete).
+    fn collect_overruns(&mut self) {
+        for slot in self.ports.iter_mut().flatten() {
+            if let Some(port) = slot.io.as_mut() {
+                let lost = port.take_overruns();
+                slot.counters.drop(DropReason::RxOverrun, lost);
+            }
+        }
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let now = self.now_ms();
         let ports = self
@@ -440,15 +452,25 @@ impl Engine {
                 return 0;
             }
         };
-        if n == 0 {
-            return 0;
+        if n > 0 {
+            self.process_received(id, domain, n);
         }
+        n
+    }
+
+    /// The receive area, for benchmarks and tests that place frames directly (see `process_received`).
+    pub fn rx_batch_mut(&mut self) -> &mut RxBatch {
+        &mut self.rx
+    }
+
+    /// Runs frames `0..n` of the receive area through the pipeline as if port `id` (in `domain`) had
+    /// just received them, and sends them out. The frames stay in place, so a benchmark can repeat it.
+    pub fn process_received(&mut self, id: PortId, domain: DomainId, n: usize) {
         self.tables.now_ms = self.now_ms();
         for i in 0..n {
             self.process_frame(id, domain, i);
         }
         self.flush();
-        n
     }
 
     /// Runs frame `i` of the receive batch through the stages and queues it for egress.

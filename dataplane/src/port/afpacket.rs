@@ -197,6 +197,28 @@ impl Port for AfPacketPort {
         self.mac
     }
 
+    fn take_overruns(&mut self) -> u64 {
+        // SAFETY: tpacket_stats is plain data; PACKET_STATISTICS fills it and resets the kernel's
+        // counters, so each drop is reported once.
+        let mut stats: libc::tpacket_stats = unsafe { mem::zeroed() };
+        let mut len = mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: `stats` and `len` are valid out-pointers of the stated size.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                &mut stats as *mut _ as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            0
+        } else {
+            stats.tp_drops as u64
+        }
+    }
+
     fn recv_batch(&mut self, batch: &mut RxBatch) -> Result<usize, PortError> {
         for i in 0..BATCH {
             let (slot, _) = batch.slot_mut(i);

@@ -23,7 +23,7 @@ use std::os::fd::RawFd;
 use crate::wire::vnet::VnetHeader;
 
 pub use afpacket::AfPacketPort;
-pub use memory::{MemoryPort, MemoryPortHandle};
+pub use memory::{MemoryPort, MemoryPortHandle, SinkPort};
 pub use tap::TapPort;
 
 /// Frames read from one port in one go. Larger batches amortise syscalls; smaller ones bound latency
@@ -224,6 +224,12 @@ pub trait Port: Send {
     /// Sends `frames` in order and reports what the OS took. Never blocks. `Err(PortError::Gone)` as
     /// for `recv_batch`.
     fn send_batch(&mut self, frames: &[TxRef<'_>]) -> Result<SendReport, PortError>;
+
+    /// Frames the kernel dropped on this port's receive queue since the last call (the switch was too
+    /// slow). Read once per timer tick, so such drops are counted and never silent.
+    fn take_overruns(&mut self) -> u64 {
+        0
+    }
 
     /// The interface's MAC address, if it has one (shown in tables; not used for forwarding).
     fn mac(&self) -> Option<crate::MacAddr> {

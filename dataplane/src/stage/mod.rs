@@ -87,6 +87,7 @@ macro_rules! drop_reasons {
 
 drop_reasons! {
     Runt => "runt", Ingress, "The frame is shorter than an Ethernet header.";
+    RxOverrun => "rx-overrun", Ingress, "The port's receive queue in the kernel was full: the switch did not read fast enough.";
     RxError => "rx-error", Ingress, "The operating system reported an error while receiving on the port.";
     Truncated => "truncated", Ingress, "The frame was larger than the receive buffer and arrived cut.";
     BadVlan => "bad-vlan", Ingress, "The 802.1Q tag is incomplete.";
