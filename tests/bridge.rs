@@ -27,14 +27,7 @@ fn report(lab: &mut Lab, sw: usize, label: &str) -> String {
 #[test]
 fn three_namespaces_ping_each_other_and_the_table_shows_them() {
     let mut lab = Lab::new("png");
-    for (h, a) in [
-        ("h1", "10.91.0.1/24"),
-        ("h2", "10.91.0.2/24"),
-        ("h3", "10.91.0.3/24"),
-    ] {
-        lab.host(h, a);
-    }
-    let ports = vec![lab.port("h1"), lab.port("h2"), lab.port("h3")];
+    let ports = lab.hosts("10.91.0", &["h1", "h2", "h3"]);
     let sw = lab.switch("sw", &ports, &[]);
     for (from, to) in [
         ("h1", "10.91.0.2"),
@@ -110,14 +103,7 @@ fn iperf3_tcp_with_default_offloads() {
 #[test]
 fn broadcast_and_arp_reach_every_other_namespace_but_not_the_sender() {
     let mut lab = Lab::new("arp");
-    for (h, a) in [
-        ("h1", "10.93.0.1/24"),
-        ("h2", "10.93.0.2/24"),
-        ("h3", "10.93.0.3/24"),
-    ] {
-        lab.host(h, a);
-    }
-    let ports = vec![lab.port("h1"), lab.port("h2"), lab.port("h3")];
+    let ports = lab.hosts("10.93.0", &["h1", "h2", "h3"]);
     lab.switch("sw", &ports, &[]);
     // Incoming ARP on every host, captured while h1 asks for an address nobody has and then for h2.
     for h in ["h1", "h2", "h3"] {
@@ -209,14 +195,7 @@ fn broadcast_and_arp_reach_every_other_namespace_but_not_the_sender() {
 #[test]
 fn a_deleted_veth_does_not_stop_the_switch() {
     let mut lab = Lab::new("del");
-    for (h, a) in [
-        ("h1", "10.94.0.1/24"),
-        ("h2", "10.94.0.2/24"),
-        ("h3", "10.94.0.3/24"),
-    ] {
-        lab.host(h, a);
-    }
-    let ports = vec![lab.port("h1"), lab.port("h2"), lab.port("h3")];
+    let ports = lab.hosts("10.94.0", &["h1", "h2", "h3"]);
     let sw = lab.switch("sw", &ports, &[]);
     lab.ping_ok("h1", "10.94.0.3");
     lab.exec_ok("h3", &["ip", "link", "del", "eth0"]);
@@ -366,7 +345,7 @@ fn bad_input_gets_one_line_and_exit_code_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("needs root") && err.contains(&p), "{err}");
     // Already attached to another switchyard.
-    let sw = lab.switch("sw", &[p.clone()], &[]);
+    let sw = lab.switch("sw", std::slice::from_ref(&p), &[]);
     let err = bad_input(&lab, &["bridge", "--port", &p]);
     assert!(
         err.contains("already attached to another switchyard")

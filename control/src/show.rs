@@ -26,8 +26,8 @@ pub fn report(s: &Snapshot) -> String {
     let _ = writeln!(out, "MAC table: {} entries (aging {aging})", s.macs.len());
     let _ = writeln!(
         out,
-        "  {:<6} {:<5} {:<17} {:<15} {:>8} {}",
-        "DOMAIN", "VLAN", "MAC", "PORT", "AGE", "TYPE"
+        "  {:<6} {:<5} {:<17} {:<15} {:>8} TYPE",
+        "DOMAIN", "VLAN", "MAC", "PORT", "AGE"
     );
     for m in &s.macs {
         let kind = if m.is_static { "static" } else { "learned" };

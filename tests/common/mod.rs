@@ -96,6 +96,14 @@ impl Lab {
         must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
     }
 
+    /// Hosts `names[i]` at `<prefix>.<i+1>/24`; returns their switch-side port names in order.
+    pub fn hosts(&mut self, prefix: &str, names: &[&str]) -> Vec<String> {
+        for (i, h) in names.iter().enumerate() {
+            self.host(h, &format!("{prefix}.{}/24", i + 1));
+        }
+        names.iter().map(|h| self.port(h)).collect()
+    }
+
     /// A command inside a namespace.
     pub fn exec(&self, host: &str, args: &[&str]) -> Output {
         let ns = self.ns(host);

@@ -48,11 +48,12 @@ impl Engine {
         if !vnet {
             for &i in queued {
                 let meta = *self.rx.meta(i as usize);
-                if meta.vnet.needs_csum() && !meta.vnet.is_gso() {
-                    if offload::finish_checksum(&meta.vnet, self.rx.frame_mut(i as usize)).is_ok() {
-                        self.rx.meta_mut(i as usize).vnet.flags &= !flags::NEEDS_CSUM;
-                        slot.counters.tx_csum_finished += 1;
-                    }
+                if meta.vnet.needs_csum()
+                    && !meta.vnet.is_gso()
+                    && offload::finish_checksum(&meta.vnet, self.rx.frame_mut(i as usize)).is_ok()
+                {
+                    self.rx.meta_mut(i as usize).vnet.flags &= !flags::NEEDS_CSUM;
+                    slot.counters.tx_csum_finished += 1;
                 }
             }
         }

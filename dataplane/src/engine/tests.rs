@@ -68,6 +68,9 @@ fn send(on: &'static str, dst: &'static str, src: &'static str, expect: Expect) 
     }
 }
 
+/// A frame a port sent, with its offload header.
+type Sent = (VnetHeader, Vec<u8>);
+
 struct Rig {
     engine: Engine,
     ports: Vec<(&'static str, PortId, MemoryPortHandle)>,
@@ -111,7 +114,7 @@ impl Rig {
     }
 
     /// Frames each port sent since the last call, by port name.
-    fn collect(&self) -> Vec<(&'static str, Vec<(VnetHeader, Vec<u8>)>)> {
+    fn collect(&self) -> Vec<(&'static str, Vec<Sent>)> {
         self.ports
             .iter()
             .map(|(n, _, h)| (*n, h.take_sent()))
