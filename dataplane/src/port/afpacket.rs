@@ -1,41 +1,202 @@
 //! AF_PACKET port on an existing interface (typically the host end of a veth pair).
 //!
-//! Batched with `recvmmsg`/`sendmmsg` (one syscall per batch, not per frame: see
-//! shared/notes/measurements.md; TPACKET_V3 rings add milliseconds of latency at low load, and V2 rings
-//! would need 64 KiB slots to carry GSO frames). Socket options, each for a reason:
-//! - `PACKET_VNET_HDR`: frames arrive with their `virtio_net_hdr`, so the kernel hands us
-//!   checksum-partial and GSO super-frames as they are instead of us seeing broken checksums. With the
-//!   kernel's default veth offloads, TCP through the switch works without ethtool, at super-frame rate.
+//! Receive goes through a TPACKET_V2 ring mapped into our memory: the kernel copies each frame into a
+//! ring slot in the *sender's* softirq, and `recv_batch` reads slots with plain loads, no syscall per
+//! frame. With `recvmmsg`, the switch's core spent ~40% of its time in the kernel's per-packet receive
+//! path (`packet_recvmsg`, `_copy_to_iter`, `sock_rfree`, `__check_object_size`) at 64-byte UDP
+//! rates; a ring costs ~11 ns of CPU per packet (shared/notes/measurements.md). V2 rather than V3:
+//! V3 hands over whole blocks on a timeout and adds milliseconds of latency at low load.
+//!
+//! Large frames: ring slots are small (`RING_FRAME_SIZE`, 2 KiB: an MTU-sized frame fits, and the
+//! 4 MiB ring holds 2048 of them), but GSO super-frames are up to 64 KiB. `PACKET_COPY_THRESH` makes
+//! the kernel queue a frame that does not fit its slot *also* on the socket's ordinary receive queue,
+//! and mark the (truncated) slot `TP_STATUS_COPY`. Both happen under the receive-queue lock in ring
+//! order, so the n-th COPY slot is the n-th queued frame: `recv_batch` collects the COPY slots of a
+//! batch and reads their full frames (with their `virtio_net_hdr`) with one `recvmmsg` into the same
+//! `RxBatch` slots, preserving order. If the socket's receive buffer is full the kernel skips the
+//! queue copy and the slot arrives cut (no COPY flag); it is flagged truncated and dropped as such.
+//!
+//! Transmit stays on `sendmmsg` (one syscall per batch). Socket options, each for a reason:
+//! - `PACKET_VNET_HDR` (set before the ring: the kernel refuses it afterwards): frames arrive with
+//!   their `virtio_net_hdr` (in a ring slot, just before the MAC header at `tp_mac - 10`), so the
+//!   kernel hands us checksum-partial and GSO super-frames as they are instead of us seeing broken
+//!   checksums. With the kernel's default veth offloads, TCP through the switch works without
+//!   ethtool, at super-frame rate.
 //! - `PACKET_IGNORE_OUTGOING`: we do not see the frames we (or anyone) send out of this interface.
 //! - `PACKET_QDISC_BYPASS`: our transmissions skip the qdisc, as a bridge's forwarded frames do.
 //! - promiscuous membership: a switch port must see frames for every MAC, not just the interface's.
 //! - the socket is created with protocol 0 and bound with ETH_P_ALL, so it never queues frames from
-//!   other interfaces between `socket` and `bind`.
+//!   other interfaces between `socket` and `bind` (and the ring is set up before any frame arrives).
+//!
+//! Readiness: the kernel calls `sk_data_ready` after publishing every ring slot, so an edge-triggered
+//! poller is woken for each frame written after we last looked; `recv_batch` returning fewer than
+//! `BATCH` frames means it met a slot the kernel had not published yet, whose publication wakes us.
+//! Errors: with a ring we no longer get receive errors, so a wake-up that finds the ring empty reads
+//! `SO_ERROR` (the kernel sets ENETDOWN there when the interface goes down or is unregistered).
 
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::claim::InterfaceClaim;
-use super::{sys, validate_ifname, Port, PortError, PortKind, RxBatch, SendReport, TxRef, BATCH};
+use super::{
+    sys, validate_ifname, Port, PortError, PortKind, RxBatch, RxMeta, SendReport, TxRef, BATCH,
+};
 use crate::wire::vnet::{VnetHeader, VNET_HDR_LEN};
 use crate::MacAddr;
 
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_VNET_HDR: libc::c_int = 15;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_RX_RING: libc::c_int = 5;
+const PACKET_COPY_THRESH: libc::c_int = 7;
+const PACKET_VERSION: libc::c_int = 10;
+const TPACKET_V2: libc::c_int = 1;
+const TP_STATUS_KERNEL: u32 = 0;
+const TP_STATUS_USER: u32 = 1 << 0;
+const TP_STATUS_COPY: u32 = 1 << 1;
+
+/// Bytes per ring slot: the 32-byte `tpacket2_hdr` and its `sockaddr_ll` area (48 bytes with
+/// alignment), the 10-byte vnet header, then the frame at offset 44 + 14. A 1514-byte frame (and a
+/// tagged one) fits; larger frames travel through `PACKET_COPY_THRESH` (see the module docs).
+const RING_FRAME_SIZE: usize = 2048;
+/// Bytes per ring block (a multiple of the page size and of the frame size; order-4 allocations).
+const RING_BLOCK_SIZE: usize = 64 << 10;
+/// 64 blocks of 64 KiB: 4 MiB and 2048 slots per port, about 3 ms of 64-byte frames at 670 kpps to
+/// absorb bursts while the engine serves other ports.
+const RING_BLOCK_NR: usize = 64;
+const RING_FRAMES: usize = RING_BLOCK_NR * RING_BLOCK_SIZE / RING_FRAME_SIZE;
+
+/// Offsets in `struct tpacket2_hdr` (linux/if_packet.h).
+const TP_LEN: usize = 4;
+const TP_SNAPLEN: usize = 8;
+const TP_MAC: usize = 12;
 /// Socket buffers sized for a few batches of 64 KiB super-frames, so a burst does not find the
 /// socket full.
 const SOCKET_BUFFER: libc::c_int = 8 << 20;
+
+/// The mmap'ed TPACKET_V2 receive ring. Slot `i` starts at `base + i * RING_FRAME_SIZE` (blocks are
+/// mapped back to back and a block holds a whole number of slots).
+struct RxRing {
+    base: NonNull<u8>,
+    len: usize,
+    /// The next slot to look at: the kernel fills slots in order.
+    next: usize,
+}
+
+impl RxRing {
+    /// Sets up and maps the ring on `fd`. `PACKET_VNET_HDR` and `PACKET_VERSION` must already be set.
+    fn map(fd: RawFd) -> std::io::Result<RxRing> {
+        let req = libc::tpacket_req {
+            tp_block_size: RING_BLOCK_SIZE as libc::c_uint,
+            tp_block_nr: RING_BLOCK_NR as libc::c_uint,
+            tp_frame_size: RING_FRAME_SIZE as libc::c_uint,
+            tp_frame_nr: RING_FRAMES as libc::c_uint,
+        };
+        // SAFETY: `req` is a valid tpacket_req and its size is passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_PACKET,
+                PACKET_RX_RING,
+                &req as *const _ as *const libc::c_void,
+                mem::size_of::<libc::tpacket_req>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(sys::last_err());
+        }
+        let len = RING_BLOCK_NR * RING_BLOCK_SIZE;
+        // SAFETY: maps the ring the kernel just allocated for `fd`; the result is checked. The
+        // mapping stays valid until `munmap` in `Drop`, independent of the fd.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(sys::last_err());
+        }
+        Ok(RxRing {
+            base: NonNull::new(p.cast()).expect("mmap returned a non-null mapping"),
+            len,
+            next: 0,
+        })
+    }
+
+    fn slot(&self, i: usize) -> *mut u8 {
+        debug_assert!(i < RING_FRAMES);
+        // SAFETY: i < RING_FRAMES, so the slot lies inside the mapping.
+        unsafe { self.base.as_ptr().add(i * RING_FRAME_SIZE) }
+    }
+
+    /// `tp_status` of slot `i`, shared with the kernel.
+    fn status(&self, i: usize) -> &AtomicU32 {
+        // SAFETY: the slot starts with the 4-byte aligned u32 `tp_status` (slots are 16-byte aligned
+        // in a page-aligned mapping), which the kernel and we only access atomically; the mapping
+        // outlives `&self`.
+        unsafe { &*(self.slot(i) as *const AtomicU32) }
+    }
+
+    /// Header fields of slot `i` as (`tp_len`, `tp_snaplen`, `tp_mac`). Only valid after an acquire
+    /// load of its status saw `TP_STATUS_USER`.
+    fn header(&self, i: usize) -> (usize, usize, usize) {
+        let p = self.slot(i);
+        // SAFETY: the fields lie within the slot's header at their natural alignment; the kernel wrote
+        // them before publishing the status we acquired, and does not touch the slot until we hand it
+        // back.
+        unsafe {
+            (
+                (p.add(TP_LEN) as *const u32).read() as usize,
+                (p.add(TP_SNAPLEN) as *const u32).read() as usize,
+                (p.add(TP_MAC) as *const u16).read() as usize,
+            )
+        }
+    }
+
+    /// Bytes `off..off + len` of slot `i`, clamped to the slot.
+    fn bytes(&self, i: usize, off: usize, len: usize) -> &[u8] {
+        let off = off.min(RING_FRAME_SIZE);
+        let len = len.min(RING_FRAME_SIZE - off);
+        // SAFETY: the range lies within slot `i` of the mapping; the slot belongs to us (status
+        // TP_STATUS_USER acquired) until `release`, and callers drop the slice before that.
+        unsafe { std::slice::from_raw_parts(self.slot(i).add(off), len) }
+    }
+
+    /// Hands slot `i` back to the kernel; everything we read from it happens before.
+    fn release(&self, i: usize) {
+        self.status(i).store(TP_STATUS_KERNEL, Ordering::Release);
+    }
+}
+
+impl Drop for RxRing {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` are exactly the mapping made in `map`, and no slice into it outlives
+        // the port.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
+}
 
 pub struct AfPacketPort {
     name: String,
     ifindex: u32,
     fd: OwnedFd,
     mac: Option<MacAddr>,
+    ring: RxRing,
     _claim: InterfaceClaim,
     // Preallocated syscall arguments; the pointers inside are refreshed on every call because the
     // buffers they point to belong to the caller.
     rx_hdrs: Box<[[u8; VNET_HDR_LEN]; BATCH]>,
+    /// Batch slots (in ring order) whose frames are read from the socket queue (TP_STATUS_COPY).
+    rx_copy: [u8; BATCH],
     rx_iov: Box<[[libc::iovec; 2]; BATCH]>,
     rx_msgs: Box<[libc::mmsghdr; BATCH]>,
     tx_hdrs: Box<[[u8; VNET_HDR_LEN]; BATCH]>,
@@ -44,7 +205,8 @@ pub struct AfPacketPort {
 }
 
 // SAFETY: the raw pointers inside the preallocated iovec/mmsghdr arrays are only meaningful during a
-// single recv/send call made by the owning thread; between calls they are stale and never read.
+// single recv/send call made by the owning thread; between calls they are stale and never read. The
+// ring mapping is owned by the port and only accessed through `&self`/`&mut self`.
 unsafe impl Send for AfPacketPort {}
 
 fn zeroed_iov() -> Box<[[libc::iovec; 2]; BATCH]> {
@@ -88,7 +250,13 @@ impl AfPacketPort {
         let opt = |o, what| {
             sys::setsockopt_int(f, libc::SOL_PACKET, o, 1).map_err(|e| PortError::os(name, what, e))
         };
+        // Order matters: the kernel refuses PACKET_VNET_HDR and PACKET_VERSION once a ring exists.
         opt(PACKET_VNET_HDR, "enabling PACKET_VNET_HDR")?;
+        sys::setsockopt_int(f, libc::SOL_PACKET, PACKET_VERSION, TPACKET_V2)
+            .map_err(|e| PortError::os(name, "selecting TPACKET_V2", e))?;
+        opt(PACKET_COPY_THRESH, "enabling PACKET_COPY_THRESH")?;
+        let ring =
+            RxRing::map(f).map_err(|e| PortError::os(name, "mapping the receive ring", e))?;
         opt(PACKET_IGNORE_OUTGOING, "enabling PACKET_IGNORE_OUTGOING")?;
         opt(PACKET_QDISC_BYPASS, "enabling PACKET_QDISC_BYPASS")?;
         sys::set_buffer(f, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, SOCKET_BUFFER);
@@ -144,8 +312,10 @@ impl AfPacketPort {
             ifindex,
             fd,
             mac,
+            ring,
             _claim: claim,
             rx_hdrs: Box::new([[0; VNET_HDR_LEN]; BATCH]),
+            rx_copy: [0; BATCH],
             rx_iov: zeroed_iov(),
             rx_msgs: zeroed_msgs(),
             tx_hdrs: Box::new([[0; VNET_HDR_LEN]; BATCH]),
@@ -158,6 +328,99 @@ impl AfPacketPort {
     /// unregistered; only the latter removes the port.
     fn still_exists(&self) -> bool {
         sys::ifindex(&self.name) == Some(self.ifindex)
+    }
+
+    /// Reads the full frames of the batch slots listed in `rx_copy[..copies]` (ring slots marked
+    /// TP_STATUS_COPY, in ring order) from the socket queue, where the kernel put them in the same
+    /// order. Returns the first error met; slots left unread stay flagged truncated.
+    fn recv_copies(&mut self, batch: &mut RxBatch, copies: usize) -> Option<std::io::Error> {
+        for k in 0..copies {
+            let (slot, _) = batch.slot_mut(self.rx_copy[k] as usize);
+            self.rx_iov[k][0] = libc::iovec {
+                iov_base: self.rx_hdrs[k].as_mut_ptr().cast(),
+                iov_len: VNET_HDR_LEN,
+            };
+            self.rx_iov[k][1] = libc::iovec {
+                iov_base: slot.as_mut_ptr().cast(),
+                iov_len: slot.len(),
+            };
+            let m = &mut self.rx_msgs[k];
+            m.msg_hdr.msg_iov = self.rx_iov[k].as_mut_ptr();
+            m.msg_hdr.msg_iovlen = 2;
+            m.msg_hdr.msg_flags = 0;
+            m.msg_len = 0;
+        }
+        let mut done = 0;
+        let mut first_err = None;
+        let mut failures = 0;
+        while done < copies {
+            // SAFETY: messages done..copies point at two iovecs each, into `rx_hdrs` and into the
+            // caller's batch slots, all live and exclusively borrowed for the call.
+            let rc = unsafe {
+                libc::recvmmsg(
+                    self.fd.as_raw_fd(),
+                    self.rx_msgs.as_mut_ptr().add(done),
+                    (copies - done) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                )
+            };
+            if rc > 0 {
+                for k in done..done + rc as usize {
+                    let m = &self.rx_msgs[k];
+                    let total = m.msg_len as usize;
+                    let truncated =
+                        m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || total < VNET_HDR_LEN;
+                    let vnet = VnetHeader::parse(&self.rx_hdrs[k]);
+                    let meta = batch.meta_mut(self.rx_copy[k] as usize);
+                    meta.len = total.saturating_sub(VNET_HDR_LEN);
+                    meta.vnet = vnet;
+                    meta.truncated = truncated;
+                }
+                done += rc as usize;
+                continue;
+            }
+            let err = sys::last_err();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                // The kernel queues the copy before publishing the slot, so this does not happen;
+                // if it did, the queue is empty and later COPY slots still match their frames.
+                Some(libc::EAGAIN) => break,
+                _ => {
+                    // A pending socket error (ENETDOWN) is reported once, before queued frames;
+                    // the frames are still there, so try again.
+                    failures += 1;
+                    first_err.get_or_insert(err);
+                    if failures > 2 {
+                        break;
+                    }
+                }
+            }
+        }
+        first_err
+    }
+
+    /// The socket's pending error (`SO_ERROR`, which also clears it), if any.
+    fn take_socket_error(&self) -> Option<std::io::Error> {
+        let mut value: libc::c_int = 0;
+        let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `value` and `len` are valid out-pointers of the stated size.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                &mut value as *mut libc::c_int as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            Some(sys::last_err())
+        } else if value != 0 {
+            Some(std::io::Error::from_raw_os_error(value))
+        } else {
+            None
+        }
     }
 
     fn classify_recv_error(&self, err: std::io::Error) -> Result<usize, PortError> {
@@ -220,46 +483,61 @@ impl Port for AfPacketPort {
     }
 
     fn recv_batch(&mut self, batch: &mut RxBatch) -> Result<usize, PortError> {
-        for i in 0..BATCH {
-            let (slot, _) = batch.slot_mut(i);
-            self.rx_iov[i][0] = libc::iovec {
-                iov_base: self.rx_hdrs[i].as_mut_ptr().cast(),
-                iov_len: VNET_HDR_LEN,
-            };
-            self.rx_iov[i][1] = libc::iovec {
-                iov_base: slot.as_mut_ptr().cast(),
-                iov_len: slot.len(),
-            };
-            let m = &mut self.rx_msgs[i];
-            m.msg_hdr.msg_iov = self.rx_iov[i].as_mut_ptr();
-            m.msg_hdr.msg_iovlen = 2;
-            m.msg_hdr.msg_flags = 0;
-            m.msg_len = 0;
+        let mut n = 0;
+        let mut copies = 0;
+        while n < BATCH {
+            let i = self.ring.next;
+            let status = self.ring.status(i).load(Ordering::Acquire);
+            if status & TP_STATUS_USER == 0 {
+                // Not published yet: its publication calls sk_data_ready, which wakes the poller.
+                break;
+            }
+            let (len, snaplen, mac) = self.ring.header(i);
+            let (slot, meta) = batch.slot_mut(n);
+            if status & TP_STATUS_COPY != 0 {
+                // Did not fit the slot: the whole frame waits on the socket queue (read below).
+                // Until then the batch slot counts as cut, in case that read fails.
+                self.rx_copy[copies] = n as u8;
+                copies += 1;
+                *meta = RxMeta {
+                    len: 0,
+                    vnet: VnetHeader::default(),
+                    truncated: true,
+                };
+            } else {
+                let vnet = if (VNET_HDR_LEN..=RING_FRAME_SIZE).contains(&mac) {
+                    let h = self.ring.bytes(i, mac - VNET_HDR_LEN, VNET_HDR_LEN);
+                    VnetHeader::parse(h.try_into().expect("vnet header lies within the slot"))
+                } else {
+                    VnetHeader::default()
+                };
+                let data = self.ring.bytes(i, mac, snaplen);
+                let k = data.len().min(slot.len());
+                slot[..k].copy_from_slice(&data[..k]);
+                *meta = RxMeta {
+                    len: k,
+                    vnet,
+                    truncated: k < len,
+                };
+            }
+            self.ring.release(i);
+            self.ring.next = if i + 1 == RING_FRAMES { 0 } else { i + 1 };
+            n += 1;
         }
-        // SAFETY: every mmsghdr points at two iovecs that point into live buffers (`rx_hdrs` and the
-        // caller's slots) of the stated lengths; all stay borrowed for the duration of the call.
-        let n = unsafe {
-            libc::recvmmsg(
-                self.fd.as_raw_fd(),
-                self.rx_msgs.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
+        let err = if copies > 0 {
+            self.recv_copies(batch, copies)
+        } else if n == 0 {
+            // Nothing in the ring: the wake-up may have been an error (interface down or gone).
+            self.take_socket_error()
+        } else {
+            None
         };
-        if n < 0 {
-            return self.classify_recv_error(sys::last_err());
-        }
-        let n = n as usize;
-        for i in 0..n {
-            let m = &self.rx_msgs[i];
-            let total = m.msg_len as usize;
-            let truncated = m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || total < VNET_HDR_LEN;
-            let vnet = VnetHeader::parse(&self.rx_hdrs[i]);
-            let meta = batch.meta_mut(i);
-            meta.len = total.saturating_sub(VNET_HDR_LEN);
-            meta.vnet = vnet;
-            meta.truncated = truncated;
+        if let Some(err) = err {
+            match self.classify_recv_error(err) {
+                Err(PortError::Gone(name)) => return Err(PortError::Gone(name)),
+                Err(e) if n == 0 => return Err(e),
+                _ => {}
+            }
         }
         Ok(n)
     }
