@@ -35,6 +35,9 @@ pub struct BridgeArgs {
     /// Poll without sleeping: lower latency at the cost of a full core.
     #[arg(long)]
     busy_poll: bool,
+    /// After traffic, keep polling this many microseconds before sleeping (0: sleep at once).
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    spin_us: u64,
 }
 
 fn open_port(spec: &str) -> anyhow::Result<Box<dyn Port>> {
@@ -103,6 +106,7 @@ fn serve(
     let (handle, thread) = Engine::spawn(EngineConfig {
         cam,
         busy_poll: args.busy_poll,
+        spin: std::time::Duration::from_micros(args.spin_us),
     })
     .context("starting the engine")?;
     let names: Vec<String> = ports.iter().map(|p| p.name().to_string()).collect();

@@ -35,12 +35,29 @@ const WAKER: Token = Token(usize::MAX);
 /// How often aged MAC entries are swept.
 const AGING_TICK: Duration = Duration::from_secs(1);
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct EngineConfig {
     pub cam: CamConfig,
     /// Never sleep in `epoll_wait`: trades a core for latency (see shared/notes/measurements.md).
     pub busy_poll: bool,
+    /// After the last received frame, keep polling without sleeping for this long. Under load the
+    /// next frame usually comes sooner than a sleep/wake-up cycle costs; when idle, the engine sleeps
+    /// after this window. Zero disables it.
+    pub spin: Duration,
 }
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            cam: CamConfig::default(),
+            busy_poll: false,
+            spin: DEFAULT_SPIN,
+        }
+    }
+}
+
+/// Default adaptive-polling window (see `EngineConfig::spin` and bench/RESULTS.md).
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(100);
 
 /// A port as the engine keeps it.
 struct PortSlot {
@@ -87,6 +104,7 @@ pub struct Engine {
     clock_offset_ms: u64,
     next_aging_ms: u64,
     busy_poll: bool,
+    spin: Duration,
     stopping: bool,
 }
 
@@ -114,6 +132,7 @@ impl Engine {
             clock_offset_ms: 0,
             next_aging_ms: AGING_TICK.as_millis() as u64,
             busy_poll: config.busy_poll,
+            spin: config.spin,
             stopping: false,
         };
         Ok((
@@ -148,9 +167,11 @@ impl Engine {
     /// The loop. Returns after a `Shutdown` command or when every handle is gone.
     pub fn run(mut self) {
         let mut events = Events::with_capacity(256);
+        let mut last_work = Instant::now();
         while !self.stopping {
             let any_ready = self.ready.iter().any(|r| *r);
-            let timeout = if self.busy_poll || any_ready {
+            let spinning = !self.spin.is_zero() && last_work.elapsed() < self.spin;
+            let timeout = if self.busy_poll || any_ready || spinning {
                 Duration::ZERO
             } else {
                 Duration::from_millis(self.next_aging_ms.saturating_sub(self.now_ms()).max(1))
@@ -173,10 +194,18 @@ impl Engine {
                     self.ready[i] = slot.as_ref().is_some_and(|s| s.io.is_some());
                 }
             }
+            let mut received = 0;
             for i in 0..self.ports.len() {
-                if self.ready[i] && self.process_port(PortId(i as u16)) < BATCH {
-                    self.ready[i] = false;
+                if self.ready[i] {
+                    let n = self.process_port(PortId(i as u16));
+                    received += n;
+                    if n < BATCH {
+                        self.ready[i] = false;
+                    }
                 }
+            }
+            if received > 0 {
+                last_work = Instant::now();
             }
             self.tick();
             if self.busy_poll {

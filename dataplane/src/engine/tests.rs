@@ -81,7 +81,7 @@ impl Rig {
     fn new(ports: &[(&'static str, u16)], vnet: &[&str], cam: CamConfig) -> Rig {
         let (mut engine, _handle) = Engine::new(EngineConfig {
             cam,
-            busy_poll: false,
+            ..EngineConfig::default()
         })
         .unwrap();
         let ports = ports
