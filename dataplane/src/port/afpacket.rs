@@ -16,6 +16,16 @@
 //! `RxBatch` slots, preserving order. If the socket's receive buffer is full the kernel skips the
 //! queue copy and the slot arrives cut (no COPY flag); it is flagged truncated and dropped as such.
 //!
+//! VLAN tags: veth and most NICs strip the 802.1Q tag into `skb->vlan_tci` before AF_PACKET sees the
+//! frame, so the bytes we get are untagged and the tag is only reported beside them (`tp_vlan_tci` /
+//! `tp_vlan_tpid` in a ring slot's header, the `PACKET_AUXDATA` control message for `recvmmsg`). A
+//! switch must forward the frame as it was on the wire, and learn it in its VLAN, so `recv_batch`
+//! puts the tag back after the MAC addresses: while copying out of a ring slot (no extra move), and
+//! with one 4-byte shift inside the batch slot for COPY frames (slots have room: `FRAME_CAPACITY`).
+//! The vnet header's `csum_start` and `hdr_len` count from the start of the frame, so they move by
+//! the same 4 bytes. On transmit nothing is needed: `packet_snd` takes tagged frames as data, and
+//! the kernel parses the tag itself (also for GSO super-frames with a vnet header).
+//!
 //! Transmit stays on `sendmmsg` (one syscall per batch). Socket options, each for a reason:
 //! - `PACKET_VNET_HDR` (set before the ring: the kernel refuses it afterwards): frames arrive with
 //!   their `virtio_net_hdr` (in a ring slot, just before the MAC header at `tp_mac - 10`), so the
@@ -56,6 +66,21 @@ const TPACKET_V2: libc::c_int = 1;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1 << 0;
 const TP_STATUS_COPY: u32 = 1 << 1;
+/// `tp_vlan_tci` holds a tag the kernel took out of the frame (also when the TCI is 0).
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+/// `tp_vlan_tpid` holds that tag's TPID (otherwise it is 0x8100).
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+/// Socket option and control message type of `struct tpacket_auxdata` (linux/if_packet.h).
+const PACKET_AUXDATA: libc::c_int = 8;
+/// Offsets in `struct tpacket_auxdata` { u32 tp_status, tp_len, tp_snaplen; u16 tp_mac, tp_net,
+/// tp_vlan_tci, tp_vlan_tpid; }.
+const AUX_STATUS: usize = 0;
+const AUX_VLAN_TCI: usize = 16;
+const AUX_VLAN_TPID: usize = 18;
+const AUX_LEN: usize = 20;
+/// Control buffer per message: one `cmsghdr` (16 bytes) and the 20-byte auxdata padded to 24, in
+/// u64s for the alignment `cmsghdr` needs. Room to spare in case the kernel adds fields.
+const CMSG_WORDS: usize = 8;
 
 /// Bytes per ring slot: the 32-byte `tpacket2_hdr` and its `sockaddr_ll` area (48 bytes with
 /// alignment), the 10-byte vnet header, then the frame at offset 44 + 14. A 1514-byte frame (and a
@@ -72,6 +97,8 @@ const RING_FRAMES: usize = RING_BLOCK_NR * RING_BLOCK_SIZE / RING_FRAME_SIZE;
 const TP_LEN: usize = 4;
 const TP_SNAPLEN: usize = 8;
 const TP_MAC: usize = 12;
+const TP_VLAN_TCI: usize = 24;
+const TP_VLAN_TPID: usize = 26;
 /// Socket buffers sized for a few batches of 64 KiB super-frames, so a burst does not find the
 /// socket full.
 const SOCKET_BUFFER: libc::c_int = 8 << 20;
@@ -144,19 +171,27 @@ impl RxRing {
         unsafe { &*(self.slot(i) as *const AtomicU32) }
     }
 
-    /// Header fields of slot `i` as (`tp_len`, `tp_snaplen`, `tp_mac`). Only valid after an acquire
-    /// load of its status saw `TP_STATUS_USER`.
-    fn header(&self, i: usize) -> (usize, usize, usize) {
+    /// Header fields of slot `i`. Only valid after an acquire load of its status saw
+    /// `TP_STATUS_USER`; `status` is that value (it carries the VLAN flags).
+    fn header(&self, i: usize, status: u32) -> SlotHeader {
         let p = self.slot(i);
         // SAFETY: the fields lie within the slot's header at their natural alignment; the kernel wrote
         // them before publishing the status we acquired, and does not touch the slot until we hand it
         // back.
-        unsafe {
+        let (len, snaplen, mac, tci, tpid) = unsafe {
             (
                 (p.add(TP_LEN) as *const u32).read() as usize,
                 (p.add(TP_SNAPLEN) as *const u32).read() as usize,
                 (p.add(TP_MAC) as *const u16).read() as usize,
+                (p.add(TP_VLAN_TCI) as *const u16).read(),
+                (p.add(TP_VLAN_TPID) as *const u16).read(),
             )
+        };
+        SlotHeader {
+            len,
+            snaplen,
+            mac,
+            tag: StrippedTag::reported(status, tci, tpid),
         }
     }
 
@@ -173,6 +208,143 @@ impl RxRing {
     fn release(&self, i: usize) {
         self.status(i).store(TP_STATUS_KERNEL, Ordering::Release);
     }
+}
+
+/// What `RxRing::header` reads from a published slot.
+struct SlotHeader {
+    /// `tp_len`: the frame's length as received (without a stripped tag).
+    len: usize,
+    /// `tp_snaplen`: bytes of it in the slot.
+    snaplen: usize,
+    /// `tp_mac`: offset of the frame in the slot.
+    mac: usize,
+    /// The tag the kernel took out of the frame, if any.
+    tag: Option<StrippedTag>,
+}
+
+/// Where an 802.1Q/802.1ad tag goes: right after the destination and source MAC addresses.
+const TAG_OFFSET: usize = 12;
+/// Bytes of one tag (TPID + TCI).
+const TAG_LEN: usize = 4;
+
+/// A VLAN tag the kernel removed from a received frame (hardware-accelerated VLAN receive: veth and
+/// most NICs) and reported out of band, to be put back into the frame bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct StrippedTag {
+    tpid: u16,
+    tci: u16,
+}
+
+impl StrippedTag {
+    /// The tag reported by `tp_status`/`tp_vlan_tci`/`tp_vlan_tpid` (a ring slot header or
+    /// `tpacket_auxdata`), following the kernel's own rule (and libpcap's): a tag is present when
+    /// `TP_STATUS_VLAN_VALID` is set, which includes TCI 0 (priority-tagged frames); kernels older
+    /// than that flag only report non-zero TCIs. The TPID is 0x8100 unless the kernel says otherwise.
+    fn reported(status: u32, tci: u16, tpid: u16) -> Option<StrippedTag> {
+        if status & TP_STATUS_VLAN_VALID == 0 && tci == 0 {
+            return None;
+        }
+        let tpid = if status & TP_STATUS_VLAN_TPID_VALID != 0 && tpid != 0 {
+            tpid
+        } else {
+            crate::wire::ethernet::ethertype::VLAN
+        };
+        Some(StrippedTag { tpid, tci })
+    }
+
+    /// The tag as it goes on the wire.
+    fn bytes(&self) -> [u8; TAG_LEN] {
+        let [a, b] = self.tpid.to_be_bytes();
+        let [c, d] = self.tci.to_be_bytes();
+        [a, b, c, d]
+    }
+}
+
+/// Copies the received frame `src` into `dst`, putting `tag` (when given) back at offset 12, and
+/// returns the bytes written (clamped to `dst`) and whether the tag went in. One pass, so a ring
+/// frame is moved only once.
+///
+/// Each call inserts one tag: a frame that already carries a tag in its bytes (QinQ, whose outer tag
+/// the kernel stripped) gets the stripped one in front of it, which is where it was on the wire.
+/// A frame too short to hold MAC addresses is copied as it is.
+fn copy_restoring_tag(dst: &mut [u8], src: &[u8], tag: Option<StrippedTag>) -> (usize, bool) {
+    let tag = match tag {
+        Some(tag) if src.len() >= TAG_OFFSET && dst.len() >= TAG_OFFSET + TAG_LEN => tag,
+        _ => {
+            let k = src.len().min(dst.len());
+            dst[..k].copy_from_slice(&src[..k]);
+            return (k, false);
+        }
+    };
+    dst[..TAG_OFFSET].copy_from_slice(&src[..TAG_OFFSET]);
+    dst[TAG_OFFSET..TAG_OFFSET + TAG_LEN].copy_from_slice(&tag.bytes());
+    let rest = &src[TAG_OFFSET..];
+    let k = rest.len().min(dst.len() - TAG_OFFSET - TAG_LEN);
+    dst[TAG_OFFSET + TAG_LEN..][..k].copy_from_slice(&rest[..k]);
+    (TAG_OFFSET + TAG_LEN + k, true)
+}
+
+/// Inserts `tag` at offset 12 of the `len`-byte frame at the start of `buf`, shifting the rest right
+/// by 4 bytes, and returns the new length. `None` (and `buf` untouched) when the frame is shorter
+/// than the MAC addresses or `buf` has no 4 spare bytes after it. Like `copy_restoring_tag`, each
+/// call inserts one more tag; the caller calls it once per frame the kernel reported a tag for.
+fn insert_tag(buf: &mut [u8], len: usize, tag: StrippedTag) -> Option<usize> {
+    let new_len = len.checked_add(TAG_LEN)?;
+    if len < TAG_OFFSET || new_len > buf.len() {
+        return None;
+    }
+    buf.copy_within(TAG_OFFSET..len, TAG_OFFSET + TAG_LEN);
+    buf[TAG_OFFSET..TAG_OFFSET + TAG_LEN].copy_from_slice(&tag.bytes());
+    Some(new_len)
+}
+
+/// The vnet header of a frame after a tag was inserted at offset 12: `csum_start` and `hdr_len`
+/// count from the start of the frame, so what they point at moved 4 bytes on. `csum_start` is only
+/// meaningful with `NEEDS_CSUM`, and `hdr_len` 0 means "not given", so those stay as they are.
+fn vnet_after_tag(mut vnet: VnetHeader) -> VnetHeader {
+    if vnet.needs_csum() {
+        vnet.csum_start = vnet.csum_start.saturating_add(TAG_LEN as u16);
+    }
+    if vnet.hdr_len != 0 {
+        vnet.hdr_len = vnet.hdr_len.saturating_add(TAG_LEN as u16);
+    }
+    vnet
+}
+
+/// The tag reported by the `PACKET_AUXDATA` control message of a received message, if any.
+///
+/// # Safety
+/// `msg` must be a `msghdr` filled in by a successful receive call, whose `msg_control` (if not
+/// null) points at a live buffer of at least `msg_controllen` bytes.
+unsafe fn auxdata_tag(msg: &libc::msghdr) -> Option<StrippedTag> {
+    // SAFETY: the caller guarantees msg_control/msg_controllen describe a live buffer the kernel
+    // filled; CMSG_FIRSTHDR/CMSG_NXTHDR stay within msg_controllen and return null at its end.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    while !c.is_null() {
+        // SAFETY: a non-null cmsg pointer from CMSG_FIRSTHDR/CMSG_NXTHDR points at a whole cmsghdr
+        // inside the buffer.
+        let h = unsafe { &*c };
+        let data_len = (h.cmsg_len as usize).saturating_sub(
+            // SAFETY: CMSG_LEN only computes a length.
+            unsafe { libc::CMSG_LEN(0) } as usize,
+        );
+        if h.cmsg_level == libc::SOL_PACKET && h.cmsg_type == PACKET_AUXDATA && data_len >= AUX_LEN
+        {
+            // SAFETY: the kernel wrote `data_len` >= AUX_LEN bytes of data after the header, within
+            // the buffer (it sets MSG_CTRUNC instead of writing past msg_controllen).
+            let d = unsafe { std::slice::from_raw_parts(libc::CMSG_DATA(c), AUX_LEN) };
+            let u32_at = |o: usize| u32::from_ne_bytes(d[o..o + 4].try_into().expect("4 bytes"));
+            let u16_at = |o: usize| u16::from_ne_bytes([d[o], d[o + 1]]);
+            return StrippedTag::reported(
+                u32_at(AUX_STATUS),
+                u16_at(AUX_VLAN_TCI),
+                u16_at(AUX_VLAN_TPID),
+            );
+        }
+        // SAFETY: `c` is a cmsghdr within `msg`'s control buffer, as above.
+        c = unsafe { libc::CMSG_NXTHDR(msg, c) };
+    }
+    None
 }
 
 impl Drop for RxRing {
@@ -199,6 +371,8 @@ pub struct AfPacketPort {
     rx_copy: [u8; BATCH],
     rx_iov: Box<[[libc::iovec; 2]; BATCH]>,
     rx_msgs: Box<[libc::mmsghdr; BATCH]>,
+    /// One control buffer per message, for the `PACKET_AUXDATA` cmsg that reports stripped tags.
+    rx_cmsg: Box<[[u64; CMSG_WORDS]; BATCH]>,
     tx_hdrs: Box<[[u8; VNET_HDR_LEN]; BATCH]>,
     tx_iov: Box<[[libc::iovec; 2]; BATCH]>,
     tx_msgs: Box<[libc::mmsghdr; BATCH]>,
@@ -259,6 +433,8 @@ impl AfPacketPort {
             RxRing::map(f).map_err(|e| PortError::os(name, "mapping the receive ring", e))?;
         opt(PACKET_IGNORE_OUTGOING, "enabling PACKET_IGNORE_OUTGOING")?;
         opt(PACKET_QDISC_BYPASS, "enabling PACKET_QDISC_BYPASS")?;
+        // Frames read with recvmmsg (COPY) report a stripped VLAN tag only through this cmsg.
+        opt(PACKET_AUXDATA, "enabling PACKET_AUXDATA")?;
         sys::set_buffer(f, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, SOCKET_BUFFER);
         sys::set_buffer(f, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, SOCKET_BUFFER);
 
@@ -318,6 +494,7 @@ impl AfPacketPort {
             rx_copy: [0; BATCH],
             rx_iov: zeroed_iov(),
             rx_msgs: zeroed_msgs(),
+            rx_cmsg: Box::new([[0; CMSG_WORDS]; BATCH]),
             tx_hdrs: Box::new([[0; VNET_HDR_LEN]; BATCH]),
             tx_iov: zeroed_iov(),
             tx_msgs: zeroed_msgs(),
@@ -347,6 +524,9 @@ impl AfPacketPort {
             let m = &mut self.rx_msgs[k];
             m.msg_hdr.msg_iov = self.rx_iov[k].as_mut_ptr();
             m.msg_hdr.msg_iovlen = 2;
+            // The kernel shrinks msg_controllen to what it wrote, so it is reset on every call.
+            m.msg_hdr.msg_control = self.rx_cmsg[k].as_mut_ptr().cast();
+            m.msg_hdr.msg_controllen = mem::size_of::<[u64; CMSG_WORDS]>() as _;
             m.msg_hdr.msg_flags = 0;
             m.msg_len = 0;
         }
@@ -369,11 +549,26 @@ impl AfPacketPort {
                 for k in done..done + rc as usize {
                     let m = &self.rx_msgs[k];
                     let total = m.msg_len as usize;
-                    let truncated =
+                    let mut truncated =
                         m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || total < VNET_HDR_LEN;
-                    let vnet = VnetHeader::parse(&self.rx_hdrs[k]);
-                    let meta = batch.meta_mut(self.rx_copy[k] as usize);
-                    meta.len = total.saturating_sub(VNET_HDR_LEN);
+                    let mut vnet = VnetHeader::parse(&self.rx_hdrs[k]);
+                    let mut len = total.saturating_sub(VNET_HDR_LEN);
+                    // SAFETY: message k was just filled by recvmmsg; its msg_control points into
+                    // `rx_cmsg[k]`, live and of at least the msg_controllen the kernel left there.
+                    let tag = unsafe { auxdata_tag(&m.msg_hdr) };
+                    let (slot, meta) = batch.slot_mut(self.rx_copy[k] as usize);
+                    if let Some(tag) = tag.filter(|_| !truncated) {
+                        match insert_tag(slot, len, tag) {
+                            Some(tagged) => {
+                                len = tagged;
+                                vnet = vnet_after_tag(vnet);
+                            }
+                            // No room for the tag (a frame within 4 bytes of the slot size): it
+                            // cannot be forwarded as it was on the wire.
+                            None => truncated = true,
+                        }
+                    }
+                    meta.len = len;
                     meta.vnet = vnet;
                     meta.truncated = truncated;
                 }
@@ -492,7 +687,12 @@ impl Port for AfPacketPort {
                 // Not published yet: its publication calls sk_data_ready, which wakes the poller.
                 break;
             }
-            let (len, snaplen, mac) = self.ring.header(i);
+            let SlotHeader {
+                len,
+                snaplen,
+                mac,
+                tag,
+            } = self.ring.header(i, status);
             let (slot, meta) = batch.slot_mut(n);
             if status & TP_STATUS_COPY != 0 {
                 // Did not fit the slot: the whole frame waits on the socket queue (read below).
@@ -505,19 +705,25 @@ impl Port for AfPacketPort {
                     truncated: true,
                 };
             } else {
-                let vnet = if (VNET_HDR_LEN..=RING_FRAME_SIZE).contains(&mac) {
+                let mut vnet = if (VNET_HDR_LEN..=RING_FRAME_SIZE).contains(&mac) {
                     let h = self.ring.bytes(i, mac - VNET_HDR_LEN, VNET_HDR_LEN);
                     VnetHeader::parse(h.try_into().expect("vnet header lies within the slot"))
                 } else {
                     VnetHeader::default()
                 };
                 let data = self.ring.bytes(i, mac, snaplen);
-                let k = data.len().min(slot.len());
-                slot[..k].copy_from_slice(&data[..k]);
+                let (k, tagged) = copy_restoring_tag(slot, data, tag);
+                // The frame as it was on the wire: the tag counts when it was put back.
+                let wire_len = if tagged {
+                    vnet = vnet_after_tag(vnet);
+                    len + TAG_LEN
+                } else {
+                    len
+                };
                 *meta = RxMeta {
                     len: k,
                     vnet,
-                    truncated: k < len,
+                    truncated: k < wire_len,
                 };
             }
             self.ring.release(i);
@@ -605,5 +811,191 @@ impl Port for AfPacketPort {
             }
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::ethernet::EthernetFrame;
+    use crate::wire::vnet::{flags, gso};
+
+    // Untagged IPv4 frame head: dst, src, ethertype 0x0800, then payload bytes 0x45, 1, 2, 3.
+    const FRAME: [u8; 18] = [
+        0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00, 0x45, 1, 2, 3,
+    ];
+    const TAG10: StrippedTag = StrippedTag {
+        tpid: 0x8100,
+        tci: 0xa00a, // PCP 5, VLAN 10
+    };
+
+    fn tagged_frame(tag: StrippedTag) -> Vec<u8> {
+        let mut v = FRAME[..12].to_vec();
+        v.extend_from_slice(&tag.bytes());
+        v.extend_from_slice(&FRAME[12..]);
+        v
+    }
+
+    #[test]
+    fn reported_follows_the_kernel_rule() {
+        // No flag, TCI 0: untagged.
+        assert_eq!(StrippedTag::reported(TP_STATUS_USER, 0, 0), None);
+        // VLAN_VALID with TCI 0 is a priority tag of VLAN 0: still a tag.
+        assert_eq!(
+            StrippedTag::reported(TP_STATUS_USER | TP_STATUS_VLAN_VALID, 0, 0),
+            Some(StrippedTag {
+                tpid: 0x8100,
+                tci: 0
+            })
+        );
+        // Old kernels: no flags, but a TCI.
+        assert_eq!(
+            StrippedTag::reported(TP_STATUS_USER, 10, 0),
+            Some(StrippedTag {
+                tpid: 0x8100,
+                tci: 10
+            })
+        );
+        // The TPID counts only when the kernel flags it.
+        let both = TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID;
+        assert_eq!(
+            StrippedTag::reported(both, 20, 0x88a8),
+            Some(StrippedTag {
+                tpid: 0x88a8,
+                tci: 20
+            })
+        );
+        assert_eq!(
+            StrippedTag::reported(TP_STATUS_VLAN_VALID, 20, 0x88a8).map(|t| t.tpid),
+            Some(0x8100)
+        );
+    }
+
+    #[test]
+    fn copy_puts_the_tag_after_the_mac_addresses() {
+        let mut dst = [0u8; 64];
+        let (k, tagged) = copy_restoring_tag(&mut dst, &FRAME, Some(TAG10));
+        assert!(tagged);
+        assert_eq!(&dst[..k], &tagged_frame(TAG10)[..]);
+        assert_eq!(&dst[12..16], &[0x81, 0x00, 0xa0, 0x0a]);
+        let eth = EthernetFrame::new_checked(&dst[..k]).unwrap();
+        let tag = eth.vlan_tag().unwrap();
+        assert_eq!((tag.vid, tag.pcp), (10, 5));
+        assert_eq!(eth.inner_ethertype(), 0x0800);
+        assert_eq!(eth.l3_offset(), 18);
+
+        // Without a tag it is a plain copy.
+        let mut dst = [0u8; 64];
+        let (k, tagged) = copy_restoring_tag(&mut dst, &FRAME, None);
+        assert!(!tagged);
+        assert_eq!(&dst[..k], &FRAME[..]);
+
+        // Clamped to the destination, the tag still first.
+        let mut small = [0u8; 17];
+        assert_eq!(
+            copy_restoring_tag(&mut small, &FRAME, Some(TAG10)),
+            (17, true)
+        );
+        assert_eq!(&small[..], &tagged_frame(TAG10)[..17]);
+
+        // Too short to hold MAC addresses: copied as it is, no tag.
+        let mut dst = [0u8; 64];
+        assert_eq!(
+            copy_restoring_tag(&mut dst, &FRAME[..11], Some(TAG10)),
+            (11, false)
+        );
+    }
+
+    #[test]
+    fn insert_in_place_matches_the_copy() {
+        let mut buf = [0u8; 64];
+        buf[..FRAME.len()].copy_from_slice(&FRAME);
+        let n = insert_tag(&mut buf, FRAME.len(), TAG10).unwrap();
+        assert_eq!(&buf[..n], &tagged_frame(TAG10)[..]);
+
+        // Not idempotent by design: a second call stacks a second tag in front (QinQ whose outer
+        // tag was stripped: the outer one goes back in front of the inner one).
+        let outer = StrippedTag {
+            tpid: 0x88a8,
+            tci: 100,
+        };
+        let n2 = insert_tag(&mut buf, n, outer).unwrap();
+        assert_eq!(n2, FRAME.len() + 8);
+        assert_eq!(&buf[12..20], &[0x88, 0xa8, 0, 100, 0x81, 0x00, 0xa0, 0x0a]);
+        assert_eq!(&buf[20..n2], &FRAME[12..]);
+
+        // No room for 4 more bytes, or no MAC addresses: refused, buffer untouched.
+        let mut tight = FRAME;
+        assert_eq!(insert_tag(&mut tight, FRAME.len(), TAG10), None);
+        assert_eq!(tight, FRAME);
+        let mut buf = [7u8; 64];
+        assert_eq!(insert_tag(&mut buf, 11, TAG10), None);
+        assert_eq!(buf, [7u8; 64]);
+        assert_eq!(insert_tag(&mut buf, 65, TAG10), None);
+    }
+
+    #[test]
+    fn vnet_offsets_move_with_the_tag() {
+        // A TCPv4 GSO super-frame: checksum from the TCP header at 14 + 20.
+        let gso = VnetHeader {
+            flags: flags::NEEDS_CSUM,
+            gso_type: gso::TCPV4,
+            hdr_len: 66,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        let moved = vnet_after_tag(gso);
+        assert_eq!((moved.csum_start, moved.hdr_len), (38, 70));
+        assert_eq!(
+            (
+                moved.flags,
+                moved.gso_type,
+                moved.gso_size,
+                moved.csum_offset
+            ),
+            (gso.flags, gso.gso_type, gso.gso_size, gso.csum_offset)
+        );
+        // csum_start means nothing without NEEDS_CSUM, hdr_len 0 means "not given": both stay.
+        let plain = VnetHeader {
+            flags: flags::DATA_VALID,
+            csum_start: 34,
+            ..VnetHeader::default()
+        };
+        assert_eq!(vnet_after_tag(plain), plain);
+        assert_eq!(vnet_after_tag(VnetHeader::default()), VnetHeader::default());
+    }
+
+    #[test]
+    fn auxdata_cmsg_is_parsed() {
+        let mut ctl = [0u64; CMSG_WORDS];
+        // SAFETY: msghdr is plain old data; all-zero is valid.
+        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        msg.msg_control = ctl.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE only computes a length.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(AUX_LEN as u32) } as _;
+        assert!(msg.msg_controllen <= mem::size_of_val(&ctl) as _);
+        let mut aux = [0u8; AUX_LEN];
+        aux[AUX_STATUS..4].copy_from_slice(
+            &(TP_STATUS_USER | TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID).to_ne_bytes(),
+        );
+        aux[AUX_VLAN_TCI..AUX_VLAN_TCI + 2].copy_from_slice(&0xa00au16.to_ne_bytes());
+        aux[AUX_VLAN_TPID..AUX_VLAN_TPID + 2].copy_from_slice(&0x8100u16.to_ne_bytes());
+        // SAFETY: msg_control points at `ctl`, large enough for one cmsg of AUX_LEN bytes (checked
+        // above); the header and data pointers stay inside it.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            assert!(!c.is_null());
+            (*c).cmsg_level = libc::SOL_PACKET;
+            (*c).cmsg_type = PACKET_AUXDATA;
+            (*c).cmsg_len = libc::CMSG_LEN(AUX_LEN as u32) as _;
+            std::ptr::copy_nonoverlapping(aux.as_ptr(), libc::CMSG_DATA(c), AUX_LEN);
+        }
+        // SAFETY: `msg` describes the live buffer `ctl` filled above.
+        assert_eq!(unsafe { auxdata_tag(&msg) }, Some(TAG10));
+        // No control message at all: no tag.
+        msg.msg_controllen = 0;
+        // SAFETY: as above; an empty control area.
+        assert_eq!(unsafe { auxdata_tag(&msg) }, None);
     }
 }
