@@ -228,6 +228,37 @@ impl Lab {
         assert!(!out.status.success(), "{host} unexpectedly reached {addr}");
     }
 
+    /// Runs iperf3 (one TCP stream, `secs` seconds) from `client` to a server in `server` bound to
+    /// `addr`, and returns the bytes the server received. Retries while the server is starting.
+    pub fn iperf(&mut self, server: &str, client: &str, addr: &str, secs: u32) -> f64 {
+        self.spawn(
+            server,
+            &format!("iperf-{server}-{addr}"),
+            &["iperf3", "-s", "-1", "-B", addr],
+        );
+        let start = Instant::now();
+        let secs = secs.to_string();
+        let json = loop {
+            let out = self.exec(client, &["iperf3", "-c", addr, "-t", &secs, "-J"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() {
+                break text;
+            }
+            let refused = text.contains("Connection refused") || text.contains("unable to connect");
+            assert!(
+                refused && start.elapsed() < Duration::from_secs(5),
+                "iperf3 {client} -> {addr} failed: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        json.split("\"sum_received\"")
+            .nth(1)
+            .and_then(|s| s.split("\"bytes\":").nth(1))
+            .and_then(|s| s.split([',', '\n']).next())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no sum_received in iperf3 output: {json}"))
+    }
+
     pub fn mac(&self, host: &str, ifname: &str) -> String {
         self.exec_ok(host, &["cat", &format!("/sys/class/net/{ifname}/address")])
             .trim()
