@@ -26,6 +26,7 @@
 //! Header fields are read by byte offset with the named constants below rather than through
 //! `crate::wire`'s views, so that this module depends only on `wire::vnet` and `wire::checksum`.
 
+use crate::wire::bytes::{read_u16, read_u32, write_u16, write_u32};
 use crate::wire::checksum::{checksum, fold, pseudo_header_v4, pseudo_header_v6, sum};
 use crate::wire::vnet::{gso, VnetHeader};
 
@@ -242,22 +243,6 @@ struct Layout {
     payload_off: usize,
 }
 
-fn be16(b: &[u8], off: usize) -> u16 {
-    u16::from_be_bytes([b[off], b[off + 1]])
-}
-
-fn be32(b: &[u8], off: usize) -> u32 {
-    u32::from_be_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
-}
-
-fn put16(b: &mut [u8], off: usize, v: u16) {
-    b[off..off + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-fn put32(b: &mut [u8], off: usize, v: u32) {
-    b[off..off + 4].copy_from_slice(&v.to_be_bytes());
-}
-
 fn array<const N: usize>(b: &[u8], off: usize) -> [u8; N] {
     let mut a = [0u8; N];
     a.copy_from_slice(&b[off..off + N]);
@@ -278,12 +263,12 @@ fn parse_layout(kind: u8, frame: &[u8]) -> Result<Layout, OffloadError> {
         return Err(malformed);
     }
     let mut l3_off = ETH_HDR_LEN;
-    let mut ethertype = be16(frame, ETH_TYPE_OFF);
+    let mut ethertype = read_u16(frame, ETH_TYPE_OFF);
     if ethertype == ETHERTYPE_VLAN {
         if frame.len() < ETH_HDR_LEN + VLAN_TAG_LEN {
             return Err(malformed);
         }
-        ethertype = be16(frame, ETH_TYPE_OFF + VLAN_TAG_LEN);
+        ethertype = read_u16(frame, ETH_TYPE_OFF + VLAN_TAG_LEN);
         l3_off += VLAN_TAG_LEN;
     }
     let (ip, l4_off, protocol) = match ethertype {
@@ -296,7 +281,7 @@ fn parse_layout(kind: u8, frame: &[u8]) -> Result<Layout, OffloadError> {
             if ver_ihl >> 4 != 4 || ihl < IPV4_MIN_HDR_LEN || frame.len() < l3_off + ihl {
                 return Err(malformed);
             }
-            if be16(frame, l3_off + IPV4_FLAGS_FRAG_OFF) & IPV4_MF_AND_FRAG_OFFSET_MASK != 0 {
+            if read_u16(frame, l3_off + IPV4_FLAGS_FRAG_OFF) & IPV4_MF_AND_FRAG_OFFSET_MASK != 0 {
                 return Err(malformed);
             }
             (Ip::V4, l3_off + ihl, frame[l3_off + IPV4_PROTOCOL_OFF])
@@ -412,13 +397,13 @@ pub fn segment(hdr: &VnetHeader, frame: &[u8], out: &mut Segments) -> Result<(),
 
     let (l3, l4) = (layout.l3_off, layout.l4_off);
     let ident = match layout.ip {
-        Ip::V4 => be16(frame, l3 + IPV4_IDENT_OFF),
+        Ip::V4 => read_u16(frame, l3 + IPV4_IDENT_OFF),
         Ip::V6 => 0,
     };
     let (protocol, seq, tcp_flags) = match layout.l4 {
         L4::Tcp => (
             IPPROTO_TCP,
-            be32(frame, l4 + TCP_SEQ_OFF),
+            read_u32(frame, l4 + TCP_SEQ_OFF),
             frame[l4 + TCP_FLAGS_OFF],
         ),
         L4::Udp => (IPPROTO_UDP, 0, 0),
@@ -438,11 +423,11 @@ pub fn segment(hdr: &VnetHeader, frame: &[u8], out: &mut Segments) -> Result<(),
 
         let pseudo = match layout.ip {
             Ip::V4 => {
-                put16(seg, l3 + IPV4_TOTAL_LEN_OFF, (seg.len() - l3) as u16);
-                put16(seg, l3 + IPV4_IDENT_OFF, ident.wrapping_add(i as u16));
-                put16(seg, l3 + IPV4_CHECKSUM_OFF, 0);
+                write_u16(seg, l3 + IPV4_TOTAL_LEN_OFF, (seg.len() - l3) as u16);
+                write_u16(seg, l3 + IPV4_IDENT_OFF, ident.wrapping_add(i as u16));
+                write_u16(seg, l3 + IPV4_CHECKSUM_OFF, 0);
                 let ip_checksum = checksum(&seg[l3..l4]);
-                put16(seg, l3 + IPV4_CHECKSUM_OFF, ip_checksum);
+                write_u16(seg, l3 + IPV4_CHECKSUM_OFF, ip_checksum);
                 pseudo_header_v4(
                     array(seg, l3 + IPV4_SRC_OFF),
                     array(seg, l3 + IPV4_DST_OFF),
@@ -451,7 +436,7 @@ pub fn segment(hdr: &VnetHeader, frame: &[u8], out: &mut Segments) -> Result<(),
                 )
             }
             Ip::V6 => {
-                put16(seg, l3 + IPV6_PAYLOAD_LEN_OFF, l4_len as u16);
+                write_u16(seg, l3 + IPV6_PAYLOAD_LEN_OFF, l4_len as u16);
                 pseudo_header_v6(
                     array(seg, l3 + IPV6_SRC_OFF),
                     array(seg, l3 + IPV6_DST_OFF),
@@ -463,7 +448,7 @@ pub fn segment(hdr: &VnetHeader, frame: &[u8], out: &mut Segments) -> Result<(),
 
         match layout.l4 {
             L4::Tcp => {
-                put32(seg, l4 + TCP_SEQ_OFF, seq.wrapping_add((i * mss) as u32));
+                write_u32(seg, l4 + TCP_SEQ_OFF, seq.wrapping_add((i * mss) as u32));
                 let mut flags = tcp_flags;
                 if i + 1 < count {
                     flags &= !(TCP_FIN | TCP_PSH);
@@ -472,15 +457,15 @@ pub fn segment(hdr: &VnetHeader, frame: &[u8], out: &mut Segments) -> Result<(),
                     flags &= !TCP_CWR;
                 }
                 seg[l4 + TCP_FLAGS_OFF] = flags;
-                put16(seg, l4 + TCP_CHECKSUM_OFF, 0);
+                write_u16(seg, l4 + TCP_CHECKSUM_OFF, 0);
                 let l4_checksum = !fold(sum(pseudo, &seg[l4..]));
-                put16(seg, l4 + TCP_CHECKSUM_OFF, l4_checksum);
+                write_u16(seg, l4 + TCP_CHECKSUM_OFF, l4_checksum);
             }
             L4::Udp => {
-                put16(seg, l4 + UDP_LEN_OFF, l4_len as u16);
-                put16(seg, l4 + UDP_CHECKSUM_OFF, 0);
+                write_u16(seg, l4 + UDP_LEN_OFF, l4_len as u16);
+                write_u16(seg, l4 + UDP_CHECKSUM_OFF, 0);
                 let l4_checksum = !fold(sum(pseudo, &seg[l4..]));
-                put16(
+                write_u16(
                     seg,
                     l4 + UDP_CHECKSUM_OFF,
                     if l4_checksum == 0 {
@@ -1247,11 +1232,11 @@ mod tests {
         let out = segment_ok(&pkt, 1000);
         let idents: Vec<u16> = out
             .iter()
-            .map(|s| be16(s, ETH_HDR_LEN + IPV4_IDENT_OFF))
+            .map(|s| read_u16(s, ETH_HDR_LEN + IPV4_IDENT_OFF))
             .collect();
         assert_eq!(idents, [0xfffe, 0xffff, 0, 1]);
         let l4 = pkt.l4_off();
-        let seqs: Vec<u32> = out.iter().map(|s| be32(s, l4 + TCP_SEQ_OFF)).collect();
+        let seqs: Vec<u32> = out.iter().map(|s| read_u32(s, l4 + TCP_SEQ_OFF)).collect();
         assert_eq!(seqs, [u32::MAX - 1000, u32::MAX - 1000 + 1000, 999, 1999]);
     }
 

@@ -7,6 +7,7 @@
 
 use std::net::Ipv4Addr;
 
+use super::bytes;
 use super::{ethernet::ethertype, MacAddr, Result, WireError};
 
 /// Length of an Ethernet/IPv4 ARP packet.
@@ -65,11 +66,11 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     }
 
     pub fn hardware_type(&self) -> u16 {
-        self.read_u16(field::HTYPE)
+        bytes::read_u16(self.buffer.as_ref(), field::HTYPE.start)
     }
 
     pub fn protocol_type(&self) -> u16 {
-        self.read_u16(field::PTYPE)
+        bytes::read_u16(self.buffer.as_ref(), field::PTYPE.start)
     }
 
     pub fn hardware_len(&self) -> u8 {
@@ -90,7 +91,7 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     }
 
     pub fn operation(&self) -> u16 {
-        self.read_u16(field::OPER)
+        bytes::read_u16(self.buffer.as_ref(), field::OPER.start)
     }
 
     pub fn sender_hw_addr(&self) -> MacAddr {
@@ -107,11 +108,6 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
 
     pub fn target_proto_addr(&self) -> Ipv4Addr {
         self.read_ipv4(field::TPA)
-    }
-
-    fn read_u16(&self, range: core::ops::Range<usize>) -> u16 {
-        let b = &self.buffer.as_ref()[range];
-        u16::from_be_bytes([b[0], b[1]])
     }
 
     fn read_ipv4(&self, range: core::ops::Range<usize>) -> Ipv4Addr {

@@ -7,6 +7,7 @@
 //! its first 8 payload bytes; `embedded()` finds that quote so NAT can rewrite the addresses and
 //! ports inside it.
 
+use super::bytes;
 use super::ipv4::Ipv4Packet;
 use super::{checksum, Result, WireError};
 
@@ -77,7 +78,7 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
     }
 
     pub fn checksum(&self) -> u16 {
-        self.read_u16(field::CHECKSUM)
+        bytes::read_u16(self.buffer.as_ref(), field::CHECKSUM.start)
     }
 
     /// Bytes 4..8, whatever the type makes of them.
@@ -88,17 +89,17 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
 
     /// Echo request/reply identifier (bytes 4..6).
     pub fn echo_ident(&self) -> u16 {
-        self.read_u16(field::ECHO_IDENT)
+        bytes::read_u16(self.buffer.as_ref(), field::ECHO_IDENT.start)
     }
 
     /// Echo request/reply sequence number (bytes 6..8).
     pub fn echo_seq_no(&self) -> u16 {
-        self.read_u16(field::ECHO_SEQNO)
+        bytes::read_u16(self.buffer.as_ref(), field::ECHO_SEQNO.start)
     }
 
     /// The MTU of the next hop in a "fragmentation needed" message (type 3, code 4; RFC 1191).
     pub fn next_hop_mtu(&self) -> u16 {
-        self.read_u16(field::NEXT_HOP_MTU)
+        bytes::read_u16(self.buffer.as_ref(), field::NEXT_HOP_MTU.start)
     }
 
     /// True for the types that quote the offending datagram: destination unreachable, redirect,
@@ -153,11 +154,6 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
         }
         Some(HEADER_LEN..end)
     }
-
-    fn read_u16(&self, range: core::ops::Range<usize>) -> u16 {
-        let b = &self.buffer.as_ref()[range];
-        u16::from_be_bytes([b[0], b[1]])
-    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
@@ -170,7 +166,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
     }
 
     pub fn set_checksum(&mut self, value: u16) {
-        self.write_u16(field::CHECKSUM, value);
+        bytes::write_u16(self.buffer.as_mut(), field::CHECKSUM.start, value);
     }
 
     pub fn set_rest_of_header(&mut self, value: u32) {
@@ -178,15 +174,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
     }
 
     pub fn set_echo_ident(&mut self, value: u16) {
-        self.write_u16(field::ECHO_IDENT, value);
+        bytes::write_u16(self.buffer.as_mut(), field::ECHO_IDENT.start, value);
     }
 
     pub fn set_echo_seq_no(&mut self, value: u16) {
-        self.write_u16(field::ECHO_SEQNO, value);
+        bytes::write_u16(self.buffer.as_mut(), field::ECHO_SEQNO.start, value);
     }
 
     pub fn set_next_hop_mtu(&mut self, value: u16) {
-        self.write_u16(field::NEXT_HOP_MTU, value);
+        bytes::write_u16(self.buffer.as_mut(), field::NEXT_HOP_MTU.start, value);
     }
 
     /// Computes and stores the checksum over the whole message; call after the last change, the
@@ -208,10 +204,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv4Packet<T> {
     pub fn embedded_mut(&mut self) -> Option<&mut [u8]> {
         let range = self.embedded_range()?;
         Some(&mut self.buffer.as_mut()[range])
-    }
-
-    fn write_u16(&mut self, range: core::ops::Range<usize>, value: u16) {
-        self.buffer.as_mut()[range].copy_from_slice(&value.to_be_bytes());
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::net::Ipv4Addr;
 
+use super::bytes;
 use super::{checksum, Result, WireError};
 
 /// Length of a header without options.
@@ -116,24 +117,24 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     pub fn total_len(&self) -> u16 {
-        self.read_u16(field::LENGTH)
+        bytes::read_u16(self.buffer.as_ref(), field::LENGTH.start)
     }
 
     pub fn ident(&self) -> u16 {
-        self.read_u16(field::IDENT)
+        bytes::read_u16(self.buffer.as_ref(), field::IDENT.start)
     }
 
     pub fn dont_frag(&self) -> bool {
-        self.read_u16(field::FLG_OFF) & FLAG_DF != 0
+        bytes::read_u16(self.buffer.as_ref(), field::FLG_OFF.start) & FLAG_DF != 0
     }
 
     pub fn more_frags(&self) -> bool {
-        self.read_u16(field::FLG_OFF) & FLAG_MF != 0
+        bytes::read_u16(self.buffer.as_ref(), field::FLG_OFF.start) & FLAG_MF != 0
     }
 
     /// Fragment offset in bytes (the field counts 8-byte units).
     pub fn frag_offset(&self) -> u16 {
-        (self.read_u16(field::FLG_OFF) & FRAG_OFFSET_MASK) * 8
+        (bytes::read_u16(self.buffer.as_ref(), field::FLG_OFF.start) & FRAG_OFFSET_MASK) * 8
     }
 
     /// True for any fragment, first included. Only the first (offset 0) carries the L4 header, so a
@@ -151,7 +152,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     }
 
     pub fn checksum(&self) -> u16 {
-        self.read_u16(field::CHECKSUM)
+        bytes::read_u16(self.buffer.as_ref(), field::CHECKSUM.start)
     }
 
     pub fn src_addr(&self) -> Ipv4Addr {
@@ -191,11 +192,6 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         (self.header_len().min(end), end)
     }
 
-    fn read_u16(&self, range: core::ops::Range<usize>) -> u16 {
-        let b = &self.buffer.as_ref()[range];
-        u16::from_be_bytes([b[0], b[1]])
-    }
-
     fn read_addr(&self, range: core::ops::Range<usize>) -> Ipv4Addr {
         let b = &self.buffer.as_ref()[range];
         Ipv4Addr::new(b[0], b[1], b[2], b[3])
@@ -229,11 +225,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     }
 
     pub fn set_total_len(&mut self, value: u16) {
-        self.write_u16(field::LENGTH, value);
+        bytes::write_u16(self.buffer.as_mut(), field::LENGTH.start, value);
     }
 
     pub fn set_ident(&mut self, value: u16) {
-        self.write_u16(field::IDENT, value);
+        bytes::write_u16(self.buffer.as_mut(), field::IDENT.start, value);
     }
 
     pub fn set_dont_frag(&mut self, value: bool) {
@@ -246,14 +242,22 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
 
     /// Clears the three flag bits (reserved, DF, MF), keeping the fragment offset.
     pub fn clear_flags(&mut self) {
-        let word = self.read_u16(field::FLG_OFF);
-        self.write_u16(field::FLG_OFF, word & FRAG_OFFSET_MASK);
+        let word = bytes::read_u16(self.buffer.as_ref(), field::FLG_OFF.start);
+        bytes::write_u16(
+            self.buffer.as_mut(),
+            field::FLG_OFF.start,
+            word & FRAG_OFFSET_MASK,
+        );
     }
 
     /// Sets the fragment offset from a byte count, which should be a multiple of 8.
     pub fn set_frag_offset(&mut self, value: u16) {
-        let word = self.read_u16(field::FLG_OFF);
-        self.write_u16(field::FLG_OFF, (word & !FRAG_OFFSET_MASK) | (value / 8));
+        let word = bytes::read_u16(self.buffer.as_ref(), field::FLG_OFF.start);
+        bytes::write_u16(
+            self.buffer.as_mut(),
+            field::FLG_OFF.start,
+            (word & !FRAG_OFFSET_MASK) | (value / 8),
+        );
     }
 
     pub fn set_ttl(&mut self, value: u8) {
@@ -265,7 +269,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     }
 
     pub fn set_checksum(&mut self, value: u16) {
-        self.write_u16(field::CHECKSUM, value);
+        bytes::write_u16(self.buffer.as_mut(), field::CHECKSUM.start, value);
     }
 
     pub fn set_src_addr(&mut self, addr: Ipv4Addr) {
@@ -296,13 +300,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     }
 
     fn set_flag(&mut self, flag: u16, value: bool) {
-        let word = self.read_u16(field::FLG_OFF);
+        let word = bytes::read_u16(self.buffer.as_ref(), field::FLG_OFF.start);
         let word = if value { word | flag } else { word & !flag };
-        self.write_u16(field::FLG_OFF, word);
-    }
-
-    fn write_u16(&mut self, range: core::ops::Range<usize>, value: u16) {
-        self.buffer.as_mut()[range].copy_from_slice(&value.to_be_bytes());
+        bytes::write_u16(self.buffer.as_mut(), field::FLG_OFF.start, word);
     }
 }
 
@@ -476,7 +476,10 @@ mod tests {
         packet.set_dont_frag(false);
         packet.set_more_frags(true);
         packet.set_frag_offset(1480);
-        assert_eq!(packet.read_u16(field::FLG_OFF), 0x2000 | 185);
+        assert_eq!(
+            super::bytes::read_u16(packet.buffer, field::FLG_OFF.start),
+            0x2000 | 185
+        );
         assert!(packet.more_frags() && !packet.dont_frag() && packet.is_fragment());
         assert_eq!(packet.frag_offset(), 1480);
         packet.set_more_frags(false);

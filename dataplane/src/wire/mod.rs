@@ -6,6 +6,7 @@
 //! know that a frame is malformed, and counts it by the stage that found out.
 
 pub mod arp;
+pub mod bytes;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmp;

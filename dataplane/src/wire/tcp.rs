@@ -7,6 +7,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::bytes;
 use super::ipv4::protocol;
 use super::{checksum, Result, WireError};
 
@@ -74,19 +75,19 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     }
 
     pub fn src_port(&self) -> u16 {
-        self.read_u16(field::SRC_PORT)
+        bytes::read_u16(self.buffer.as_ref(), field::SRC_PORT.start)
     }
 
     pub fn dst_port(&self) -> u16 {
-        self.read_u16(field::DST_PORT)
+        bytes::read_u16(self.buffer.as_ref(), field::DST_PORT.start)
     }
 
     pub fn seq_number(&self) -> u32 {
-        self.read_u32(field::SEQ_NUM)
+        bytes::read_u32(self.buffer.as_ref(), field::SEQ_NUM.start)
     }
 
     pub fn ack_number(&self) -> u32 {
-        self.read_u32(field::ACK_NUM)
+        bytes::read_u32(self.buffer.as_ref(), field::ACK_NUM.start)
     }
 
     /// Header length in bytes (data offset * 4), options included.
@@ -100,15 +101,15 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
     }
 
     pub fn window_len(&self) -> u16 {
-        self.read_u16(field::WIN_SIZE)
+        bytes::read_u16(self.buffer.as_ref(), field::WIN_SIZE.start)
     }
 
     pub fn checksum(&self) -> u16 {
-        self.read_u16(field::CHECKSUM)
+        bytes::read_u16(self.buffer.as_ref(), field::CHECKSUM.start)
     }
 
     pub fn urgent_at(&self) -> u16 {
-        self.read_u16(field::URGENT)
+        bytes::read_u16(self.buffer.as_ref(), field::URGENT.start)
     }
 
     /// Raw option bytes (between the fixed header and `header_len`).
@@ -146,16 +147,6 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
         // Wider than any IP packet; saturating only matters for buffers that could not be sent
         // anyway.
         u32::try_from(self.buffer.as_ref().len()).unwrap_or(u32::MAX)
-    }
-
-    fn read_u16(&self, range: core::ops::Range<usize>) -> u16 {
-        let b = &self.buffer.as_ref()[range];
-        u16::from_be_bytes([b[0], b[1]])
-    }
-
-    fn read_u32(&self, range: core::ops::Range<usize>) -> u32 {
-        let b = &self.buffer.as_ref()[range];
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::bytes;
 use super::ipv4::protocol;
 use super::{checksum, Result, WireError};
 
@@ -57,22 +58,22 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     }
 
     pub fn src_port(&self) -> u16 {
-        self.read_u16(field::SRC_PORT)
+        bytes::read_u16(self.buffer.as_ref(), field::SRC_PORT.start)
     }
 
     pub fn dst_port(&self) -> u16 {
-        self.read_u16(field::DST_PORT)
+        bytes::read_u16(self.buffer.as_ref(), field::DST_PORT.start)
     }
 
     /// The length field: header plus payload, in bytes.
     // A field getter, not a container length, so an `is_empty` would mean nothing.
     #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u16 {
-        self.read_u16(field::LENGTH)
+        bytes::read_u16(self.buffer.as_ref(), field::LENGTH.start)
     }
 
     pub fn checksum(&self) -> u16 {
-        self.read_u16(field::CHECKSUM)
+        bytes::read_u16(self.buffer.as_ref(), field::CHECKSUM.start)
     }
 
     /// The `len - 8` bytes after the header.
@@ -122,28 +123,23 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         let buffer_len = self.buffer.as_ref().len();
         (self.len() as usize).clamp(HEADER_LEN, buffer_len.max(HEADER_LEN))
     }
-
-    fn read_u16(&self, range: core::ops::Range<usize>) -> u16 {
-        let b = &self.buffer.as_ref()[range];
-        u16::from_be_bytes([b[0], b[1]])
-    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     pub fn set_src_port(&mut self, value: u16) {
-        self.write_u16(field::SRC_PORT, value);
+        bytes::write_u16(self.buffer.as_mut(), field::SRC_PORT.start, value);
     }
 
     pub fn set_dst_port(&mut self, value: u16) {
-        self.write_u16(field::DST_PORT, value);
+        bytes::write_u16(self.buffer.as_mut(), field::DST_PORT.start, value);
     }
 
     pub fn set_len(&mut self, value: u16) {
-        self.write_u16(field::LENGTH, value);
+        bytes::write_u16(self.buffer.as_mut(), field::LENGTH.start, value);
     }
 
     pub fn set_checksum(&mut self, value: u16) {
-        self.write_u16(field::CHECKSUM, value);
+        bytes::write_u16(self.buffer.as_mut(), field::CHECKSUM.start, value);
     }
 
     /// Computes and stores the checksum for a datagram carried in IPv4 between `src` and `dst`.
@@ -175,10 +171,6 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let end = self.datagram_end();
         &mut self.buffer.as_mut()[HEADER_LEN..end]
-    }
-
-    fn write_u16(&mut self, range: core::ops::Range<usize>, value: u16) {
-        self.buffer.as_mut()[range].copy_from_slice(&value.to_be_bytes());
     }
 }
 
