@@ -169,7 +169,7 @@ impl Engine {
         let mut events = Events::with_capacity(256);
         let mut last_work = Instant::now();
         while !self.stopping {
-            let any_ready = self.ready.iter().any(|r| *r);
+            let any_ready = self.ready[..self.ports.len()].iter().any(|r| *r);
             let spinning = !self.spin.is_zero() && last_work.elapsed() < self.spin;
             let timeout = if self.busy_poll || any_ready || spinning {
                 Duration::ZERO
@@ -363,10 +363,7 @@ impl Engine {
         };
         if let Some(port) = slot.io.take() {
             tracing::warn!(port = %slot.name, "interface disappeared; port detached, switch keeps running");
-            let fd = port.raw_fd();
-            if let Some(fd) = fd {
-                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
-            }
+            self.deregister(port.as_ref());
         }
         self.forget_port(id);
     }
