@@ -21,10 +21,14 @@
 //!   come from the frame itself; `hdr_len` is never trusted (kernels fill it with the skb's linear
 //!   length, with the header length, or with 0), and `csum_start` / `csum_offset`, when present, must
 //!   agree with what the frame says.
-//! * [`finish`] is the egress path's entry point: it picks whichever of the two a frame needs.
+//! * The engine's egress (`engine::egress`) picks which of the two a frame needs: it finishes every
+//!   queued checksum in place before it borrows the frames for one send batch.
 //!
-//! Header fields are read by byte offset with the named constants below rather than through
-//! `crate::wire`'s views, so that this module depends only on `wire::vnet` and `wire::checksum`.
+//! Header fields are read by byte offset with the named constants below (through `wire::bytes`)
+//! rather than through `crate::wire`'s views: a super-frame's IPv4 total length, IPv6 payload length
+//! and UDP length are meaningless (Linux ignores them too), and the views' checked constructors
+//! rightly reject such frames. Moving this parse onto views with a "lengths untrusted" constructor is
+//! possible follow-up work.
 
 use crate::wire::bytes::{read_u16, read_u32, write_u16, write_u32};
 use crate::wire::checksum::{checksum, fold, pseudo_header_v4, pseudo_header_v6, sum};
@@ -122,8 +126,8 @@ pub enum OffloadError {
 /// As Linux does, a result of 0x0000 is stored as 0xffff (equivalent in one's complement; required for
 /// UDP, where 0 would mean "no checksum", and harmless for TCP and the rest). `csum_start` is relative
 /// to the start of `frame` (the Ethernet header), so a caller that pushes or pops a VLAN tag must move
-/// it. Without `NEEDS_CSUM` this does nothing. It does not look at the GSO fields: use [`finish`] to
-/// handle any frame.
+/// it. Without `NEEDS_CSUM` this does nothing. It does not look at the GSO fields: a GSO frame
+/// goes to [`segment`].
 pub fn finish_checksum(hdr: &VnetHeader, frame: &mut [u8]) -> Result<(), OffloadError> {
     if !hdr.needs_csum() {
         return Ok(());
@@ -481,36 +485,6 @@ pub fn segment(hdr: &VnetHeader, frame: &[u8], out: &mut Segments) -> Result<(),
     }
     debug_assert_eq!(out.bounds.len(), count);
     Ok(())
-}
-
-/// How [`finish`] made a frame fit for a port without a vnet header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Finished {
-    /// Nothing was needed: send the frame as it is.
-    Unchanged,
-    /// The L4 checksum was completed in place: send the frame.
-    ChecksumCompleted,
-    /// The frame was a GSO super-frame: send the frames in `out` instead of it.
-    Segmented,
-}
-
-/// Makes a frame sendable through a port without a vnet header: a GSO frame is segmented into `out`,
-/// a non-GSO frame with `NEEDS_CSUM` gets its checksum completed in place, anything else is left
-/// alone. `out` is only touched (cleared, then filled) for a GSO frame.
-pub fn finish(
-    hdr: &VnetHeader,
-    frame: &mut [u8],
-    out: &mut Segments,
-) -> Result<Finished, OffloadError> {
-    if hdr.is_gso() {
-        segment(hdr, frame, out)?;
-        Ok(Finished::Segmented)
-    } else if hdr.needs_csum() {
-        finish_checksum(hdr, frame)?;
-        Ok(Finished::ChecksumCompleted)
-    } else {
-        Ok(Finished::Unchanged)
-    }
 }
 
 #[cfg(test)]
@@ -1366,11 +1340,6 @@ mod tests {
                     OffloadError::UnsupportedGso,
                     "{kind:?}/{gso_type:#x}"
                 );
-                let mut f = frame.clone();
-                assert_eq!(
-                    finish(&h, &mut f, &mut Segments::new()),
-                    Err(OffloadError::UnsupportedGso)
-                );
             }
         }
     }
@@ -1531,52 +1500,6 @@ mod tests {
         }
     }
 
-    // ---- finish ----
-
-    #[test]
-    fn finish_dispatches() {
-        let mut out = Segments::new();
-        let pkt = Pkt::new(Kind::TcpV4, pattern(3000, 29));
-        let mut frame = pkt.to_bytes();
-        assert_eq!(
-            finish(&VnetHeader::default(), &mut frame, &mut out),
-            Ok(Finished::Unchanged)
-        );
-        assert_eq!(frame, pkt.to_bytes());
-        let dv = VnetHeader {
-            flags: flags::DATA_VALID,
-            ..Default::default()
-        };
-        assert_eq!(finish(&dv, &mut frame, &mut out), Ok(Finished::Unchanged));
-
-        let (hdr, mut frame) = pkt.partial();
-        assert_eq!(
-            finish(&hdr, &mut frame, &mut out),
-            Ok(Finished::ChecksumCompleted)
-        );
-        assert_eq!(frame, pkt.to_bytes());
-        assert!(out.is_empty(), "out untouched for a non-GSO frame");
-
-        let (hdr, mut frame) = pkt.gso(1448);
-        assert_eq!(finish(&hdr, &mut frame, &mut out), Ok(Finished::Segmented));
-        check_segments(&pkt, 1448, &out);
-
-        let (hdr, mut frame) = pkt.partial();
-        let bad = VnetHeader {
-            csum_start: 9999,
-            ..hdr
-        };
-        assert_eq!(
-            finish(&bad, &mut frame, &mut out),
-            Err(OffloadError::BadCsumOffsets)
-        );
-        let (hdr, mut frame) = pkt.gso(0);
-        assert_eq!(
-            finish(&hdr, &mut frame, &mut out),
-            Err(OffloadError::MalformedGso)
-        );
-    }
-
     // ---- properties ----
 
     fn kind_strategy() -> impl Strategy<Value = Kind> {
@@ -1663,8 +1586,6 @@ mod tests {
             let _ = finish_checksum(&hdr, &mut frame);
             let _ = segment(&hdr, &bytes, &mut out);
             prop_assert!(out.len() <= out.max_segments());
-            let mut frame = bytes.clone();
-            let _ = finish(&hdr, &mut frame, &mut out);
         }
 
         #[test]
@@ -1699,7 +1620,6 @@ mod tests {
                 }
             }
             let _ = finish_checksum(&hdr, &mut frame.clone());
-            let _ = finish(&hdr, &mut frame, &mut out);
         }
     }
 }
