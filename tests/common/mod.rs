@@ -241,7 +241,8 @@ impl Lab {
         let json = loop {
             let out = self.exec(client, &["iperf3", "-c", addr, "-t", &secs, "-J"]);
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            if out.status.success() {
+            // iperf3 3.12 exits 0 with -J even when it could not connect; the JSON says so.
+            if out.status.success() && !text.contains("\"error\":") {
                 break text;
             }
             let refused = text.contains("Connection refused") || text.contains("unable to connect");
