@@ -292,6 +292,10 @@ fn bad_input_gets_one_line_and_exit_code_2() {
     let mut lab = Lab::new("bad");
     lab.host("h1", "10.96.0.1/24");
     let p = lab.port("h1");
+    let err = bad_input(&lab, &["bridge"]);
+    assert!(err.contains("--port"), "{err}");
+    let err = bad_input(&lab, &["bridge", "--port", &p, "--aging", "soon"]);
+    assert!(err.contains("'soon'") && err.contains("--aging"), "{err}");
     let err = bad_input(&lab, &["bridge", "--port", "nosuchif0"]);
     assert!(err.contains("no interface named 'nosuchif0'"), "{err}");
     let err = bad_input(&lab, &["bridge", "--port", &p, "--port", &p]);

@@ -30,11 +30,15 @@ pub const EXIT_BAD_INPUT: u8 = 2;
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            // clap prints help/version to stdout with success, usage errors with its own formatting.
-            let code = if e.use_stderr() { EXIT_BAD_INPUT } else { 0 };
+        // Help and version go to stdout as clap writes them.
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
+        }
+        // Usage errors: one line, like every other bad-input error.
+        Err(e) => {
+            let msg = one_line_usage_error(&e.render().to_string());
+            return fail(EXIT_BAD_INPUT, &anyhow::anyhow!("{msg} (see --help)"));
         }
     };
     tracing_subscriber::fmt()
@@ -55,4 +59,40 @@ pub(crate) fn fail(code: u8, err: &anyhow::Error) -> ExitCode {
     let msg = format!("{err:#}").replace('\n', " ");
     eprintln!("switchyard: error: {msg}");
     ExitCode::from(code)
+}
+
+/// Folds clap's multi-line usage error ("error: ...", details, a blank line, "Usage: ...", a hint)
+/// into one line: the message and its details, without the usage block.
+fn one_line_usage_error(rendered: &str) -> String {
+    rendered
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_errors_fold_into_one_line() {
+        let e = Cli::try_parse_from(["switchyard", "bridge"]).unwrap_err();
+        let line = one_line_usage_error(&e.render().to_string());
+        assert_eq!(
+            line,
+            "the following required arguments were not provided: --port <IFNAME>"
+        );
+        let e = Cli::try_parse_from(["switchyard", "bridge", "--port", "a", "--aging", "abc"])
+            .unwrap_err();
+        let line = one_line_usage_error(&e.render().to_string());
+        assert!(
+            line.starts_with("invalid value 'abc' for '--aging <SECONDS>'") && !line.contains('\n'),
+            "{line}"
+        );
+    }
 }
