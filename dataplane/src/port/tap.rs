@@ -15,6 +15,7 @@ use crate::wire::vnet::{VnetHeader, VNET_HDR_LEN};
 use crate::MacAddr;
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
 const IFF_TAP: libc::c_short = 0x0002;
@@ -96,6 +97,28 @@ impl TapPort {
             mac,
             _claim: claim,
         })
+    }
+
+    /// Makes the interface outlive the fd (`TUNSETPERSIST`), so a daemon that is killed leaves its
+    /// host ports, their addresses and routes in place and re-attaches to them by name on restart.
+    /// A persistent tap disappears only when deleted (netlink `RTM_DELLINK`) or made non-persistent.
+    pub fn set_persistent(&self, persistent: bool) -> Result<(), PortError> {
+        // SAFETY: TUNSETPERSIST takes its flag by value on a tap fd we own.
+        if unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                TUNSETPERSIST,
+                persistent as libc::c_ulong,
+            )
+        } < 0
+        {
+            return Err(PortError::os(
+                &self.name,
+                "setting the tap persistent",
+                sys::last_err(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -195,5 +218,44 @@ impl Port for TapPort {
             }
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` on a thread inside a fresh network namespace, so nothing touches the host's links.
+    fn in_fresh_netns(f: impl FnOnce() + Send + 'static) {
+        std::thread::spawn(move || {
+            // SAFETY: unshare only changes this thread's network namespace.
+            assert_eq!(
+                unsafe { libc::unshare(libc::CLONE_NEWNET) },
+                0,
+                "needs root"
+            );
+            f();
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn persistent_tap_outlives_its_fd_and_is_reattached_by_name() {
+        in_fresh_netns(|| {
+            let tap = TapPort::create("sytap0").unwrap();
+            let mac = tap.mac();
+            tap.set_persistent(true).unwrap();
+            drop(tap);
+            assert!(sys::ifindex("sytap0").is_some(), "persistent tap must stay");
+            let again = TapPort::create("sytap0").unwrap();
+            assert_eq!(again.mac(), mac, "re-attached to the same interface");
+            again.set_persistent(false).unwrap();
+            drop(again);
+            assert!(
+                sys::ifindex("sytap0").is_none(),
+                "non-persistent tap goes with its fd"
+            );
+        });
     }
 }
