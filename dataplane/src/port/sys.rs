@@ -79,6 +79,24 @@ pub fn hw_addr(name: &str) -> io::Result<MacAddr> {
     Ok(MacAddr(mac))
 }
 
+/// Sets the interface's hardware address (taps allow it while up).
+pub fn set_hw_addr(name: &str, mac: MacAddr) -> io::Result<()> {
+    let sock = ioctl_socket()?;
+    let mut req = ifreq(name);
+    req.ifr_ifru.ifru_hwaddr.sa_family = libc::ARPHRD_ETHER;
+    // SAFETY: writing plain bytes into the sockaddr member of a zeroed ifreq.
+    unsafe {
+        for (d, s) in req.ifr_ifru.ifru_hwaddr.sa_data.iter_mut().zip(mac.0) {
+            *d = s as libc::c_char;
+        }
+    }
+    // SAFETY: SIOCSIFHWADDR reads `req`, a valid ifreq with the name and address.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFHWADDR, &req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `setsockopt` with an integer value.
 pub fn setsockopt_int(
     fd: RawFd,

@@ -99,6 +99,15 @@ impl TapPort {
         })
     }
 
+    /// Gives the interface a chosen MAC (a host port keeps the same MAC across daemon restarts, so
+    /// containers' neighbour caches stay valid).
+    pub fn set_mac(&mut self, mac: MacAddr) -> Result<(), PortError> {
+        sys::set_hw_addr(&self.name, mac)
+            .map_err(|e| PortError::os(&self.name, "setting the tap's MAC", e))?;
+        self.mac = Some(mac);
+        Ok(())
+    }
+
     /// Makes the interface outlive the fd (`TUNSETPERSIST`), so a daemon that is killed leaves its
     /// host ports, their addresses and routes in place and re-attaches to them by name on restart.
     /// A persistent tap disappears only when deleted (netlink `RTM_DELLINK`) or made non-persistent.
@@ -243,8 +252,10 @@ mod tests {
     #[test]
     fn persistent_tap_outlives_its_fd_and_is_reattached_by_name() {
         in_fresh_netns(|| {
-            let tap = TapPort::create("sytap0").unwrap();
-            let mac = tap.mac();
+            let mut tap = TapPort::create("sytap0").unwrap();
+            let mac = Some(MacAddr([0x02, 0, 0, 0, 0x12, 0x34]));
+            tap.set_mac(mac.unwrap()).unwrap();
+            assert_eq!(sys::hw_addr("sytap0").ok(), mac);
             tap.set_persistent(true).unwrap();
             drop(tap);
             assert!(sys::ifindex("sytap0").is_some(), "persistent tap must stay");
