@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# switchyard demo: three "containers" (network namespaces) plugged into a userspace switch through veth
-# pairs, pinging each other; then the switch's learned MAC table and counters.
+# switchyard demo: a docker-like session on the userspace switch.
 #
 #   sudo tools/demo.sh
 #
-# Everything lives in namespaces named sydemo-*; the root namespace's addresses and routes are not
-# touched. Everything is removed on exit, also on Ctrl-C or failure.
+# Starts `switchyard daemon` inside a namespace that plays the host (sydemo-host), so the root
+# namespace's addresses and routes are never touched. Then, as you would with docker: a second
+# network, three lightweight containers (network namespaces sy-web, sy-db, sy-cache), pings by
+# address through the switch, `network inspect`, and the MAC table the switch holds. It kills the
+# daemon with SIGKILL and starts it again to show that traffic resumes by itself. Everything is
+# removed on exit, also on Ctrl-C or failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,50 +21,64 @@ echo "== building switchyard (release)"
 cargo build --release -q -p control
 BIN=$PWD/target/release/switchyard
 
-P=sydemo
-SW=$P-switch
-SY_PID=
-remove_namespaces() {
-    for ns in $SW $P-web $P-db $P-cache; do ip netns del "$ns" 2>/dev/null || true; done
+HOST=sydemo-host
+CONTAINERS=(sy-web sy-db sy-cache)
+WORK=$(mktemp -d)
+export SWITCHYARD_SOCKET=$WORK/switchyard.sock
+DAEMON_PID=
+remove_all() {
+    for ns in "${CONTAINERS[@]}" $HOST; do ip netns del "$ns" 2>/dev/null || true; done
 }
 cleanup() {
-    [[ -n $SY_PID ]] && kill "$SY_PID" 2>/dev/null && wait "$SY_PID" 2>/dev/null || true
-    remove_namespaces
-    rm -rf "$LOG"
+    [[ -n $DAEMON_PID ]] && kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null || true
+    remove_all
+    rm -rf "$WORK"
 }
-remove_namespaces # leftovers of an interrupted earlier run
-LOG=$(mktemp -d)
+remove_all # leftovers of an interrupted earlier run
 trap cleanup EXIT INT TERM
 
-echo "== topology: web, db, cache <-veth-> switchyard (namespace $SW)"
-ip netns add "$SW"
-i=2
-for c in web db cache; do
-    ip netns add "$P-$c"
-    ip -n "$SW" link add "v-$c" type veth peer name eth0 netns "$P-$c"
-    ip -n "$P-$c" addr add "172.30.0.$i/24" dev eth0
-    ip -n "$P-$c" link set eth0 up
-    ip -n "$P-$c" link set lo up
-    printf '   %-6s 172.30.0.%d  %s\n' "$c" "$i" "$(ip netns exec "$P-$c" cat /sys/class/net/eth0/address)"
-    i=$((i + 1))
-done
-
-echo "== starting: switchyard bridge --port v-web --port v-db --port v-cache"
-ip netns exec "$SW" "$BIN" bridge --port v-web --port v-db --port v-cache >"$LOG/out" 2>"$LOG/err" &
-SY_PID=$!
-for _ in $(seq 100); do grep -q forwarding "$LOG/err" && break; sleep 0.05; done
-grep -q forwarding "$LOG/err" || { cat "$LOG/err"; exit 1; }
-
-echo "== ping through the switch"
-for pair in "web 172.30.0.3" "web 172.30.0.4" "db 172.30.0.4"; do
-    set -- $pair
-    printf '   %-5s -> %-11s ' "$1" "$2"
-    ip netns exec "$P-$1" ping -c 3 -i 0.2 -q "$2" | grep -E 'packet loss|rtt'| tr '\n' ' '
+STARTS=0
+start_daemon() {
+    STARTS=$((STARTS + 1))
+    local log=$WORK/daemon-$STARTS.log
+    ip netns exec $HOST "$BIN" daemon --state-dir "$WORK/state" 2>"$log" &
+    DAEMON_PID=$!
+    for _ in $(seq 200); do grep -q "daemon ready" "$log" 2>/dev/null && return; sleep 0.05; done
+    cat "$log"; exit 1
+}
+run() { echo "\$ switchyard $*"; "$BIN" "$@"; }
+ping_from() {
+    printf '   %-8s -> %-12s ' "$1" "$2"
+    ip netns exec "$1" ping -c 3 -i 0.2 -q "$2" | grep -E 'packet loss' | tr '\n' ' '
     echo
-done
+}
 
-echo "== what the switch learned (SIGUSR1 prints its MAC table and counters)"
-kill -USR1 "$SY_PID"
-sleep 0.3
-cat "$LOG/out"
+echo "== starting the daemon in namespace $HOST (state in $WORK/state)"
+ip netns add $HOST
+ip -n $HOST link set lo up
+start_daemon
+run network ls
+echo
+run network create backend --subnet 10.20.0.0/24 --ip-range 10.20.0.128/25
+run container create sy-web
+run container create sy-db --ip 172.17.0.10
+run container create sy-cache --network backend
+run network connect backend sy-db
+run container ls
+echo
+echo "== ping by address through the switch"
+ping_from sy-web 172.17.0.10
+ping_from sy-db 10.20.0.128
+ping_from sy-web 172.17.0.1
+echo
+run network inspect backend
+echo
+run container exec sy-db -- ip -br addr
+echo
+echo "== kill -9 the daemon, start it again: state, veths and taps are restored"
+kill -9 "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true
+start_daemon
+ping_from sy-web 172.17.0.10
+echo
+run status
 echo "== done (namespaces removed)"

@@ -1,5 +1,9 @@
-//! switchyard's control plane: the command line, and (as it grows) the daemon, its API and model.
-//! It reaches the data plane only through `dataplane::engine::EngineHandle`.
+//! switchyard's control plane: the command line, the daemon, its API and model, and the namespace
+//! plumbing. It reaches the data plane only through `dataplane::engine::EngineHandle`.
 
+pub mod api;
 pub mod cli;
+mod daemon;
+pub mod model;
+pub mod netns;
 pub mod show;

@@ -175,6 +175,10 @@ impl Lab {
         );
     }
 
+    pub fn children_len(&self) -> usize {
+        self.children.len()
+    }
+
     pub fn pid(&self, child: usize) -> u32 {
         self.children[child].id()
     }
@@ -260,6 +264,75 @@ impl Lab {
             .unwrap_or_else(|| panic!("no sum_received in iperf3 output: {json}"))
     }
 
+    /// Registers a namespace someone else creates (a switchyard container named `ns(host)`), so
+    /// the lab deletes it on drop even when the test fails before `container rm`.
+    pub fn adopt(&mut self, host: &str) -> String {
+        let ns = self.ns(host);
+        if !self.namespaces.contains(&ns) {
+            self.namespaces.push(ns.clone());
+        }
+        ns
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("switchyard.sock")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// Starts `switchyard daemon` inside the switch namespace (through `ip netns exec`, so in a
+    /// private mount namespace too), with its state and socket in the lab's directory, and waits
+    /// until it serves.
+    pub fn daemon(&mut self, label: &str, extra: &[&str]) -> usize {
+        let state = self.state_dir().display().to_string();
+        let socket = self.socket().display().to_string();
+        let mut args = vec![
+            switchyard_bin(),
+            "daemon",
+            "--state-dir",
+            &state,
+            "--socket",
+            &socket,
+        ];
+        args.extend_from_slice(extra);
+        let i = self.spawn("sw", label, &args);
+        self.wait_log(label, "daemon ready", Duration::from_secs(20));
+        i
+    }
+
+    /// Runs a `switchyard` client command against the lab's daemon.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(switchyard_bin())
+            .args(args)
+            .env("SWITCHYARD_SOCKET", self.socket())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run switchyard {args:?}: {e}"))
+    }
+
+    /// A client command that must succeed; returns its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "switchyard {args:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `container create` of `ns(host)` with extra arguments; returns the namespace name.
+    pub fn container(&mut self, host: &str, extra: &[&str]) -> String {
+        let ns = self.adopt(host);
+        let mut args = vec!["container", "create", ns.as_str()];
+        args.extend_from_slice(extra);
+        self.cli_ok(&args);
+        ns
+    }
+
     pub fn mac(&self, host: &str, ifname: &str) -> String {
         self.exec_ok(host, &["cat", &format!("/sys/class/net/{ifname}/address")])
             .trim()
@@ -275,6 +348,7 @@ impl Drop for Lab {
         }
         for ns in self.namespaces.iter().rev() {
             let _ = run(&["ip", "netns", "del", ns]);
+            let _ = std::fs::remove_dir_all(format!("/etc/netns/{ns}"));
         }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);

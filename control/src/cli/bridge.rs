@@ -15,7 +15,7 @@ use dataplane::port::{AfPacketPort, Port, TapPort};
 use dataplane::table::CamConfig;
 use dataplane::DomainId;
 
-use super::{fail, EXIT_BAD_INPUT};
+use super::{block_signals, fail, wait_signal, EXIT_BAD_INPUT};
 use crate::show;
 
 #[derive(Args, Debug)]
@@ -45,26 +45,6 @@ fn open_port(spec: &str) -> anyhow::Result<Box<dyn Port>> {
         Some(name) => Box::new(TapPort::create(name)?),
         None => Box::new(AfPacketPort::open(spec)?),
     })
-}
-
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data initialised by sigemptyset before use; pthread_sigmask only reads it.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGHUP] {
-            libc::sigaddset(&mut set, s);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
-fn wait_signal(set: &libc::sigset_t) -> libc::c_int {
-    let mut sig: libc::c_int = 0;
-    // SAFETY: `set` is an initialised sigset and `sig` a valid out-pointer.
-    unsafe { libc::sigwait(set, &mut sig) };
-    sig
 }
 
 pub fn run(args: BridgeArgs) -> ExitCode {

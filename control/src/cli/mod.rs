@@ -1,11 +1,19 @@
-//! Command-line entry: `switchyard <command>`. Errors are one line on stderr and exit code 2; an
-//! unexpected failure while running exits 1.
+//! Command-line entry: `switchyard <command>`. Errors are one line on stderr; bad input exits 2,
+//! an unexpected failure (or an unreachable daemon) exits 1.
+//!
+//! `bridge` and `daemon` run in the foreground; every other command is a client of the daemon's
+//! socket (`--socket`, else `$SWITCHYARD_SOCKET`, else the default path) and prints its answer.
 
 mod bridge;
+mod container;
+mod network;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::api::{self, ClientError, ErrorKind, Request, Response};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -14,6 +22,9 @@ use clap::{Parser, Subcommand};
     about = "A userspace virtual switch that replaces Docker's docker0 bridge"
 )]
 pub struct Cli {
+    /// The daemon's API socket [env: SWITCHYARD_SOCKET; default: /run/switchyard/switchyard.sock]
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -22,6 +33,16 @@ pub struct Cli {
 enum Command {
     /// Run a standalone learning switch in the foreground over existing interfaces.
     Bridge(bridge::BridgeArgs),
+    /// Run the daemon: the data plane, networks and containers, served on the API socket.
+    Daemon(crate::daemon::DaemonArgs),
+    /// Manage networks (like `docker network`).
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// Manage lightweight containers: network namespaces plugged into networks.
+    #[command(subcommand)]
+    Container(container::ContainerCommand),
+    /// Show the data plane's ports, MAC table and counters.
+    Status,
 }
 
 /// Exit code for bad input: the user asked for something impossible; nothing was changed.
@@ -47,11 +68,121 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
+    let socket = cli.socket.as_deref();
     match cli.command {
         Command::Bridge(args) => bridge::run(args),
+        Command::Daemon(args) => crate::daemon::run(args, socket),
+        Command::Network(cmd) => network::run(cmd, &api::socket_path(socket)),
+        Command::Container(cmd) => container::run(cmd, &api::socket_path(socket)),
+        Command::Status => match api::call(&api::socket_path(socket), Request::Status) {
+            Ok(Response::Status { report }) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Ok(other) => unexpected(other),
+            Err(e) => client_fail(e),
+        },
     }
+}
+
+/// Reports a failed call: bad input exits 2 (nothing changed), everything else 1.
+pub(crate) fn client_fail(err: ClientError) -> ExitCode {
+    let code = match &err {
+        ClientError::Api(e) if e.kind == ErrorKind::BadInput => EXIT_BAD_INPUT,
+        _ => 1,
+    };
+    fail(code, &anyhow::Error::new(err))
+}
+
+/// Prints the answers every client command shares (an ID for `create`, the names given for `rm`,
+/// pretty JSON for `inspect`) and hands list answers to `list`, which returns what it does not
+/// know.
+pub(crate) fn finish(
+    result: Result<Response, ClientError>,
+    removed: &[String],
+    list: impl FnOnce(Response) -> Result<(), Response>,
+) -> ExitCode {
+    let response = match result {
+        Ok(r) => r,
+        Err(e) => return client_fail(e),
+    };
+    match response {
+        Response::Created { id } => println!("{id}"),
+        Response::Done => {
+            for name in removed {
+                println!("{name}");
+            }
+        }
+        Response::NetworkDetails(details) => println!("{}", pretty(&details)),
+        Response::ContainerDetails(details) => println!("{}", pretty(&details)),
+        other => {
+            if let Err(other) = list(other) {
+                return unexpected(other);
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn pretty(value: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(value).expect("API types always serialize")
+}
+
+pub(crate) fn unexpected(response: Response) -> ExitCode {
+    fail(
+        1,
+        &anyhow::anyhow!("the daemon answered with an unexpected {response:?}"),
+    )
+}
+
+/// Prints rows under headers, columns padded to their widest cell.
+pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}   "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// Blocks the signals the foreground commands handle, before any thread starts, so every thread
+/// inherits the mask and only `sigwait` on the main thread sees them.
+pub(crate) fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset before use; pthread_sigmask only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+pub(crate) fn wait_signal(set: &libc::sigset_t) -> libc::c_int {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `set` is an initialised sigset and `sig` a valid out-pointer.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
 }
 
 /// Prints `switchyard: error: ...` as one line (causes joined with ": ").

@@ -253,9 +253,10 @@ mod tests {
     fn persistent_tap_outlives_its_fd_and_is_reattached_by_name() {
         in_fresh_netns(|| {
             let mut tap = TapPort::create("sytap0").unwrap();
-            let mac = Some(MacAddr([0x02, 0, 0, 0, 0x12, 0x34]));
-            tap.set_mac(mac.unwrap()).unwrap();
-            assert_eq!(sys::hw_addr("sytap0").ok(), mac);
+            let chosen = MacAddr([0x02, 0, 0, 0, 0x12, 0x34]);
+            tap.set_mac(chosen).unwrap();
+            assert_eq!(sys::hw_addr("sytap0").ok(), Some(chosen));
+            let mac = Some(chosen);
             tap.set_persistent(true).unwrap();
             drop(tap);
             assert!(sys::ifindex("sytap0").is_some(), "persistent tap must stay");

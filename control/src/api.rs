@@ -1,0 +1,458 @@
+//! The daemon's protocol: every type the CLI and the daemon exchange, in one place.
+//!
+//! One request per connection: the client writes one line of JSON (`RequestFrame`) and reads one
+//! line back (`ResponseFrame`). Each frame carries `version`; a daemon refuses a frame of another
+//! version with an error that names both, so an old CLI never half-understands a new daemon. The
+//! request carries raw strings exactly as the user typed them (CIDRs, addresses, MACs, options): the
+//! daemon parses and validates everything, so one place decides what is bad input and what it says.
+//! Inspect answers use Docker's field names (`docker network inspect`), so tools written for Docker
+//! read them unchanged.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+pub const DEFAULT_SOCKET: &str = "/run/switchyard/switchyard.sock";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/switchyard";
+pub const SOCKET_ENV: &str = "SWITCHYARD_SOCKET";
+/// Largest request or response line accepted (inspect of many containers stays far below).
+pub const MAX_FRAME: usize = 16 << 20;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestFrame {
+    pub version: u32,
+    pub request: Request,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+pub enum Request {
+    Version,
+    NetworkCreate(NetworkCreate),
+    NetworkLs,
+    NetworkInspect {
+        names: Vec<String>,
+    },
+    NetworkRm {
+        names: Vec<String>,
+        force: bool,
+    },
+    NetworkConnect {
+        network: String,
+        container: String,
+        ip: Option<String>,
+    },
+    NetworkDisconnect {
+        network: String,
+        container: String,
+    },
+    ContainerCreate(ContainerCreate),
+    ContainerRm {
+        names: Vec<String>,
+    },
+    ContainerLs,
+    ContainerInspect {
+        names: Vec<String>,
+    },
+    /// The data plane's ports, MAC table and counters, as text.
+    Status,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NetworkCreate {
+    pub name: String,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub ip_range: Option<String>,
+    /// `NAME=IP` as typed.
+    pub aux_addresses: Vec<String>,
+    /// `KEY=VALUE` as typed (`icc=false`, `com.docker.network.driver.mtu=1400`, ...).
+    pub options: Vec<String>,
+    pub internal: bool,
+    pub mtu: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContainerCreate {
+    pub name: String,
+    pub network: String,
+    pub ip: Option<String>,
+    pub mac: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResponseFrame {
+    pub version: u32,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok(Response),
+    Error(ApiError),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "body", rename_all = "kebab-case")]
+pub enum Response {
+    Version {
+        daemon: String,
+        protocol: u32,
+    },
+    /// A network or container was created; its full ID.
+    Created {
+        id: String,
+    },
+    Done,
+    Networks(Vec<NetworkSummary>),
+    NetworkDetails(Vec<NetworkInspect>),
+    Containers(Vec<ContainerSummary>),
+    ContainerDetails(Vec<ContainerInspect>),
+    Status {
+        report: String,
+    },
+}
+
+/// Why a request failed. `BadInput` means nothing was changed and the user can fix the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    BadInput,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    /// One line: what is wrong, with which value.
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad_input(message: impl Into<String>) -> ApiError {
+        ApiError {
+            kind: ErrorKind::BadInput,
+            message: message.into(),
+        }
+    }
+
+    pub fn failed(message: impl Into<String>) -> ApiError {
+        ApiError {
+            kind: ErrorKind::Failed,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkSummary {
+    pub id: String,
+    pub name: String,
+    pub driver: String,
+    pub scope: String,
+    pub subnet: String,
+    pub gateway: String,
+    pub host_interface: String,
+    pub containers: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerSummary {
+    pub id: String,
+    pub name: String,
+    /// (network, interface, IPv4 address with prefix, MAC) per attachment.
+    pub endpoints: Vec<EndpointSummary>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointSummary {
+    pub network: String,
+    pub interface: String,
+    pub address: String,
+    pub mac: String,
+}
+
+/// `docker network inspect`, field for field.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkInspect {
+    pub name: String,
+    #[serde(rename = "Id")]
+    pub id: String,
+    pub created: String,
+    pub scope: String,
+    pub driver: String,
+    #[serde(rename = "EnableIPv6")]
+    pub enable_ipv6: bool,
+    #[serde(rename = "IPAM")]
+    pub ipam: IpamInspect,
+    pub internal: bool,
+    pub attachable: bool,
+    pub ingress: bool,
+    /// Keyed by container ID.
+    pub containers: BTreeMap<String, NetworkEndpointInspect>,
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IpamInspect {
+    pub driver: String,
+    pub options: BTreeMap<String, String>,
+    pub config: Vec<IpamPoolInspect>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IpamPoolInspect {
+    pub subnet: String,
+    pub gateway: String,
+    #[serde(rename = "IPRange", default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub auxiliary_addresses: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkEndpointInspect {
+    pub name: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    pub mac_address: String,
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: String,
+    #[serde(rename = "IPv6Address")]
+    pub ipv6_address: String,
+}
+
+/// `docker container inspect`, the parts that a network namespace has.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerInspect {
+    #[serde(rename = "Id")]
+    pub id: String,
+    /// With Docker's leading slash: `/web`.
+    pub name: String,
+    pub created: String,
+    pub network_settings: NetworkSettingsInspect,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkSettingsInspect {
+    /// The namespace file: `/run/netns/NAME`.
+    pub sandbox_key: String,
+    pub networks: BTreeMap<String, ContainerEndpointInspect>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerEndpointInspect {
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    pub gateway: String,
+    #[serde(rename = "IPAddress")]
+    pub ip_address: String,
+    #[serde(rename = "IPPrefixLen")]
+    pub ip_prefix_len: u8,
+    pub mac_address: String,
+    /// switchyard's addition: the interface inside the container (`eth0`).
+    pub interface_name: String,
+    /// switchyard's addition: the veth end the switch attaches to.
+    pub host_interface: String,
+}
+
+/// Where the CLI finds the daemon: `--socket`, else `$SWITCHYARD_SOCKET`, else the default.
+pub fn socket_path(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(SOCKET_ENV).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+}
+
+/// Errors of the client side of the protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the switchyard daemon at {path} ({source}); start it with `sudo switchyard daemon`, or point --socket / {SOCKET_ENV} at a running one")]
+    NotRunning {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("talking to the daemon at {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the daemon at {path} sent an unreadable answer: {detail}")]
+    Garbled { path: String, detail: String },
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+/// Sends one request and waits for its answer.
+pub fn call(socket: &Path, request: Request) -> Result<Response, ClientError> {
+    let path = socket.display().to_string();
+    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::NotRunning {
+        path: path.clone(),
+        source,
+    })?;
+    let io = |source| ClientError::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut line = serde_json::to_vec(&RequestFrame {
+        version: PROTOCOL_VERSION,
+        request,
+    })
+    .expect("requests always serialize");
+    line.push(b'\n');
+    stream.write_all(&line).map_err(io)?;
+    let mut answer = String::new();
+    BufReader::new((&stream).take(MAX_FRAME as u64))
+        .read_line(&mut answer)
+        .map_err(io)?;
+    let frame: ResponseFrame = serde_json::from_str(&answer).map_err(|e| ClientError::Garbled {
+        path: path.clone(),
+        detail: if answer.is_empty() {
+            "the connection closed without an answer".to_string()
+        } else {
+            e.to_string()
+        },
+    })?;
+    match frame.outcome {
+        Outcome::Ok(response) => Ok(response),
+        Outcome::Error(e) => Err(ClientError::Api(e)),
+    }
+}
+
+/// Parses one request line on the daemon side; a frame of another version is refused by name.
+pub fn parse_request(line: &str) -> Result<Request, ApiError> {
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: u32,
+    }
+    let version = serde_json::from_str::<VersionOnly>(line)
+        .map_err(|e| ApiError::bad_input(format!("malformed request: {e}")))?
+        .version;
+    if version != PROTOCOL_VERSION {
+        return Err(ApiError::bad_input(format!(
+            "protocol version {version} is not supported by this daemon (it speaks version {PROTOCOL_VERSION}); use a matching switchyard CLI"
+        )));
+    }
+    serde_json::from_str::<RequestFrame>(line)
+        .map(|f| f.request)
+        .map_err(|e| ApiError::bad_input(format!("malformed request: {e}")))
+}
+
+/// Serializes the daemon's answer as one line.
+pub fn response_line(outcome: Outcome) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&ResponseFrame {
+        version: PROTOCOL_VERSION,
+        outcome,
+    })
+    .expect("responses always serialize");
+    line.push(b'\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trips_and_other_versions_are_refused() {
+        let req = Request::NetworkCreate(NetworkCreate {
+            name: "front".into(),
+            subnet: Some("10.9.0.0/24".into()),
+            ..Default::default()
+        });
+        let line = serde_json::to_string(&RequestFrame {
+            version: PROTOCOL_VERSION,
+            request: req,
+        })
+        .unwrap();
+        assert!(line.contains(r#""command":"network-create""#), "{line}");
+        match parse_request(&line).unwrap() {
+            Request::NetworkCreate(c) => assert_eq!(c.subnet.as_deref(), Some("10.9.0.0/24")),
+            other => panic!("{other:?}"),
+        }
+        let old = line.replace(r#""version":1"#, r#""version":0"#);
+        let err = parse_request(&old).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BadInput);
+        assert!(
+            err.message.contains("protocol version 0"),
+            "{}",
+            err.message
+        );
+        assert!(parse_request("{nonsense").is_err());
+        assert!(parse_request(r#"{"version":1,"request":{"command":"fly"}}"#).is_err());
+    }
+
+    #[test]
+    fn network_inspect_uses_dockers_field_names() {
+        let n = NetworkInspect {
+            name: "bridge".into(),
+            id: "ab".into(),
+            created: "2026-11-23T10:00:00.000000000Z".into(),
+            scope: "local".into(),
+            driver: "switchyard".into(),
+            enable_ipv6: false,
+            ipam: IpamInspect {
+                driver: "default".into(),
+                options: BTreeMap::new(),
+                config: vec![IpamPoolInspect {
+                    subnet: "172.17.0.0/16".into(),
+                    gateway: "172.17.0.1".into(),
+                    ip_range: None,
+                    auxiliary_addresses: BTreeMap::new(),
+                }],
+            },
+            internal: false,
+            attachable: true,
+            ingress: false,
+            containers: BTreeMap::new(),
+            options: BTreeMap::new(),
+            labels: BTreeMap::new(),
+        };
+        let v = serde_json::to_value(&n).unwrap();
+        for key in [
+            "Name",
+            "Id",
+            "Created",
+            "Scope",
+            "Driver",
+            "EnableIPv6",
+            "IPAM",
+            "Internal",
+            "Attachable",
+            "Ingress",
+            "Containers",
+            "Options",
+            "Labels",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(v["IPAM"]["Config"][0]["Subnet"], "172.17.0.0/16");
+        assert!(v["IPAM"]["Config"][0].get("IPRange").is_none());
+    }
+
+    #[test]
+    fn a_missing_daemon_says_how_to_start_one() {
+        let err = call(Path::new("/nonexistent/switchyard.sock"), Request::Version).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("/nonexistent/switchyard.sock") && msg.contains("switchyard daemon"),
+            "{msg}"
+        );
+    }
+}

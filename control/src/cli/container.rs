@@ -1,0 +1,122 @@
+//! `switchyard container ...`: lightweight containers (named network namespaces), as clients of
+//! the daemon. `exec` enters the namespace itself, as `ip netns exec` does.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::{client_fail, fail, finish, print_table, unexpected};
+use crate::api::{self, ContainerCreate, Request, Response};
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCommand {
+    /// Create a container: a network namespace named NAME with eth0 on NETWORK.
+    Create {
+        name: String,
+        #[arg(long, value_name = "NETWORK", default_value = "bridge")]
+        network: String,
+        /// A fixed address (default: the next free one of the network).
+        #[arg(long, value_name = "IP")]
+        ip: Option<String>,
+        /// A fixed MAC (default: random, locally administered).
+        #[arg(long, value_name = "MAC")]
+        mac: Option<String>,
+    },
+    /// Remove containers: their namespace, veths and addresses.
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// List containers, one line per network attachment.
+    #[command(alias = "list")]
+    Ls,
+    /// Show containers as JSON, with Docker's field names.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Run a command inside the container's namespace (its /etc/netns/NAME files shown in /etc).
+    Exec {
+        name: String,
+        #[arg(required = true, last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+}
+
+pub fn run(cmd: ContainerCommand, socket: &Path) -> ExitCode {
+    let request = match cmd {
+        ContainerCommand::Create {
+            name,
+            network,
+            ip,
+            mac,
+        } => Request::ContainerCreate(ContainerCreate {
+            name,
+            network,
+            ip,
+            mac,
+        }),
+        ContainerCommand::Rm { names } => Request::ContainerRm { names },
+        ContainerCommand::Ls => Request::ContainerLs,
+        ContainerCommand::Inspect { names } => Request::ContainerInspect { names },
+        ContainerCommand::Exec { name, command } => return exec(socket, &name, &command),
+    };
+    let removed = match &request {
+        Request::ContainerRm { names } => names.clone(),
+        _ => Vec::new(),
+    };
+    finish(api::call(socket, request), &removed, |response| {
+        let Response::Containers(list) = response else {
+            return Err(response);
+        };
+        let mut rows = Vec::new();
+        for c in list {
+            if c.endpoints.is_empty() {
+                rows.push(vec![c.id[..12].to_string(), c.name.clone()]);
+            }
+            for e in c.endpoints {
+                rows.push(vec![
+                    c.id[..12].to_string(),
+                    c.name.clone(),
+                    e.network,
+                    e.interface,
+                    e.address,
+                    e.mac,
+                ]);
+            }
+        }
+        print_table(
+            &[
+                "CONTAINER ID",
+                "NAME",
+                "NETWORK",
+                "INTERFACE",
+                "ADDRESS",
+                "MAC",
+            ],
+            &rows,
+        );
+        Ok(())
+    })
+}
+
+/// Asks the daemon that the container exists, enters its namespace and replaces this process
+/// with the command, so its exit code is the command's.
+fn exec(socket: &Path, name: &str, command: &[String]) -> ExitCode {
+    let names = vec![name.to_string()];
+    match api::call(socket, Request::ContainerInspect { names }) {
+        Ok(Response::ContainerDetails(_)) => {}
+        Ok(other) => return unexpected(other),
+        Err(e) => return client_fail(e),
+    }
+    if let Err(e) = crate::netns::enter_for_exec(name) {
+        return fail(1, &anyhow::Error::new(e));
+    }
+    let err = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .exec();
+    fail(127, &anyhow::anyhow!("cannot run '{}': {err}", command[0]))
+}

@@ -1,0 +1,384 @@
+//! `switchyard daemon`: the engine, the control thread and the API socket.
+//!
+//! Threads: the engine (owns the data plane), the control thread (accepts one connection at a
+//! time, applies its request, answers), and the main thread (waits for SIGINT/SIGTERM). Requests
+//! are applied one after another, so the state never sees two changes at once.
+//!
+//! A change goes: validate on a copy of the state (the model refuses bad input, nothing changed)
+//! -> persist the copy atomically -> make the system match it -> answer. If making the system
+//! match fails, what was built is torn down and the previous state is persisted again. Removals
+//! tear down first and persist after. After `kill -9` at any point, a restart re-runs the same
+//! idempotent "make the system match" for the persisted state, so traffic resumes by itself.
+//!
+//! Stopping the daemon (SIGTERM) leaves namespaces, veths and the persistent host taps in place, as
+//! dockerd's live-restore does: a restarted daemon picks them up again.
+
+mod system;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use clap::Args;
+use dataplane::engine::{Engine, EngineConfig};
+use dataplane::table::CamConfig;
+
+use crate::api::{self, ApiError, Outcome, Request, Response};
+use crate::cli::{block_signals, fail, wait_signal, EXIT_BAD_INPUT};
+use crate::model::ipam::Ipv4Net;
+use crate::model::store::Store;
+use crate::model::{Entropy, OsEntropy, State};
+use crate::netns::{self, Netlink};
+use crate::show;
+use system::System;
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Where the state file lives.
+    #[arg(long, value_name = "DIR", default_value = api::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// Seconds a learned MAC stays without being seen (0: never age).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    aging: u64,
+    /// Poll without sleeping: lower latency at the cost of a full core.
+    #[arg(long)]
+    busy_poll: bool,
+    /// After traffic, keep polling this many microseconds before sleeping (0: sleep at once).
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    spin_us: u64,
+}
+
+pub fn run(args: DaemonArgs, socket: Option<&Path>) -> ExitCode {
+    let socket = api::socket_path(socket);
+    let signals = block_signals();
+    let daemon = match start(&args, &socket) {
+        Ok(d) => d,
+        Err(e) => return fail(1, &e),
+    };
+    let listener = match bind(&socket) {
+        Ok(l) => l,
+        Err(e) => return fail(EXIT_BAD_INPUT, &e),
+    };
+    let daemon = Arc::new(Mutex::new(daemon));
+    let serving = Arc::clone(&daemon);
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || serve(listener, serving))
+        .expect("spawning the control thread");
+    tracing::info!(socket = %socket.display(), state = %args.state_dir.display(), pid = std::process::id(), "switchyard daemon ready");
+    loop {
+        match wait_signal(&signals) {
+            libc::SIGINT | libc::SIGTERM => break,
+            _ => {}
+        }
+    }
+    // Taking the lock waits for a request in flight, so no change is cut in half.
+    let daemon = daemon.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = std::fs::remove_file(&socket);
+    let _ = daemon.system.engine.shutdown();
+    tracing::info!("stopped; namespaces, veths and host ports stay for the next start");
+    ExitCode::SUCCESS
+}
+
+struct Daemon {
+    state: State,
+    store: Store,
+    system: System,
+}
+
+/// IPv4 routes of the daemon's namespace, as networks (subnets overlapping them are skipped).
+fn routes(netlink: &Netlink) -> Vec<Ipv4Net> {
+    match netlink.routes_v4() {
+        Ok(r) => r
+            .into_iter()
+            .filter_map(|(ip, prefix)| {
+                let mask = if prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - prefix)
+                };
+                Ipv4Net::new(Ipv4Addr::from(u32::from(ip) & mask), prefix).ok()
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!("reading routes: {e}");
+            Vec::new()
+        }
+    }
+}
+
+fn start(args: &DaemonArgs, socket: &Path) -> anyhow::Result<Daemon> {
+    let store = Store::open(&args.state_dir)?;
+    let netlink = Netlink::current().context("opening rtnetlink")?;
+    let state = match store.load()? {
+        Some(s) => s,
+        None => {
+            let s = State::initial(&routes(&netlink), &mut OsEntropy)
+                .map_err(|e| anyhow!("creating the default network: {e}"))?;
+            store.save(&s)?;
+            s
+        }
+    };
+    let cam = CamConfig {
+        aging_ms: if args.aging == 0 {
+            u64::MAX
+        } else {
+            args.aging.saturating_mul(1000)
+        },
+        ..CamConfig::default()
+    };
+    let (engine, _thread) = Engine::spawn(EngineConfig {
+        cam,
+        busy_poll: args.busy_poll,
+        spin: Duration::from_micros(args.spin_us),
+    })
+    .context("starting the engine")?;
+    let mut system = System::new(engine, netlink);
+    let failures = system.restore(&state);
+    tracing::info!(
+        networks = state.networks.len(),
+        containers = state.containers.len(),
+        failures,
+        socket = %socket.display(),
+        "state restored"
+    );
+    Ok(Daemon {
+        state,
+        store,
+        system,
+    })
+}
+
+/// Binds the API socket with mode 0600, replacing a stale socket file but never a live daemon's.
+fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            anyhow::bail!(
+                "another switchyard daemon is already serving on {}",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    // SAFETY: umask only changes this process's file creation mask; restored right after bind so
+    // the socket is never reachable by others, not even between bind and chmod.
+    let old = unsafe { libc::umask(0o177) };
+    let listener = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let listener = listener.with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    Ok(listener)
+}
+
+fn serve(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut line = String::new();
+        let read = BufReader::new((&conn).take(api::MAX_FRAME as u64)).read_line(&mut line);
+        let outcome = match read {
+            Ok(0) => continue,
+            Ok(_) => match api::parse_request(&line) {
+                Ok(request) => {
+                    let mut d = daemon.lock().unwrap_or_else(|p| p.into_inner());
+                    d.handle(request)
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(ApiError::bad_input(format!("reading the request: {e}"))),
+        };
+        let outcome = match outcome {
+            Ok(r) => Outcome::Ok(r),
+            Err(e) => Outcome::Error(e),
+        };
+        let _ = (&conn).write_all(&api::response_line(outcome));
+    }
+}
+
+fn failed(e: anyhow::Error) -> ApiError {
+    ApiError::failed(format!("{e:#}").replace('\n', " "))
+}
+
+impl Daemon {
+    fn handle(&mut self, request: Request) -> Result<Response, ApiError> {
+        tracing::debug!(?request, "request");
+        match request {
+            Request::Version => Ok(Response::Version {
+                daemon: env!("CARGO_PKG_VERSION").to_string(),
+                protocol: api::PROTOCOL_VERSION,
+            }),
+            Request::Status => {
+                let snapshot = self
+                    .system
+                    .engine
+                    .snapshot()
+                    .map_err(|e| failed(e.into()))?;
+                Ok(Response::Status {
+                    report: show::report(&snapshot),
+                })
+            }
+            Request::NetworkLs => Ok(Response::Networks(self.state.network_summaries())),
+            Request::NetworkInspect { names } => {
+                let mut out = Vec::new();
+                for name in &names {
+                    out.push(self.state.network_inspect(self.state.network(name)?));
+                }
+                Ok(Response::NetworkDetails(out))
+            }
+            Request::ContainerLs => Ok(Response::Containers(self.state.container_summaries())),
+            Request::ContainerInspect { names } => {
+                let mut out = Vec::new();
+                for name in &names {
+                    out.push(self.state.container_inspect(self.state.container(name)?));
+                }
+                Ok(Response::ContainerDetails(out))
+            }
+            Request::NetworkCreate(req) => self.network_create(req),
+            Request::NetworkRm { names, force } => self.network_rm(&names, force),
+            Request::ContainerCreate(req) => self.container_create(req),
+            Request::ContainerRm { names } => self.container_rm(&names),
+            Request::NetworkConnect {
+                network,
+                container,
+                ip,
+            } => self.connect(&network, &container, ip.as_deref()),
+            Request::NetworkDisconnect { network, container } => {
+                self.disconnect(&network, &container)
+            }
+        }
+    }
+
+    /// Persists `next` and makes it current; returns the previous state for a rollback.
+    fn commit(&mut self, next: State) -> Result<State, ApiError> {
+        self.store
+            .save(&next)
+            .map_err(|e| ApiError::failed(e.to_string()))?;
+        Ok(std::mem::replace(&mut self.state, next))
+    }
+
+    /// Puts `previous` back after the system could not be made to match a committed change.
+    fn revert(&mut self, previous: State) {
+        if let Err(e) = self.store.save(&previous) {
+            tracing::error!("restoring the previous state file: {e}");
+        }
+        self.state = previous;
+    }
+
+    fn network_create(&mut self, req: api::NetworkCreate) -> Result<Response, ApiError> {
+        let routes = routes(&self.system.netlink);
+        let mut next = self.state.clone();
+        let network = next.create_network(&req, &routes, &mut OsEntropy)?.clone();
+        if self
+            .system
+            .foreign_interface(&network.host_interface)
+            .map_err(failed)?
+        {
+            return Err(ApiError::bad_input(format!(
+                "interface '{}' already exists in the daemon's namespace; choose another with --opt com.docker.network.bridge.name=NAME",
+                network.host_interface
+            )));
+        }
+        let previous = self.commit(next)?;
+        if let Err(e) = self.system.network_up(&network) {
+            self.system.network_down(&network);
+            self.revert(previous);
+            return Err(failed(
+                e.context(format!("setting up network '{}'", network.name)),
+            ));
+        }
+        Ok(Response::Created { id: network.id })
+    }
+
+    fn network_rm(&mut self, names: &[String], force: bool) -> Result<Response, ApiError> {
+        let mut next = self.state.clone();
+        let removed = next.remove_networks(names, force)?;
+        for r in &removed {
+            for (_, endpoint) in &r.disconnected {
+                self.system.endpoint_down(endpoint);
+            }
+            self.system.network_down(&r.network);
+        }
+        self.commit(next)?;
+        Ok(Response::Done)
+    }
+
+    fn container_create(&mut self, req: api::ContainerCreate) -> Result<Response, ApiError> {
+        let mut next = self.state.clone();
+        let container = next.create_container(&req, &mut OsEntropy)?.clone();
+        if netns::exists_named(container.netns()) {
+            return Err(ApiError::bad_input(format!(
+                "network namespace '{0}' already exists ({1}/{0}); choose another container name",
+                container.netns(),
+                netns::NETNS_RUN_DIR
+            )));
+        }
+        let previous = self.commit(next)?;
+        if let Err(e) = self.system.container_up(&self.state, &container) {
+            self.system.container_down(&container);
+            self.revert(previous);
+            return Err(failed(
+                e.context(format!("setting up container '{}'", container.name)),
+            ));
+        }
+        Ok(Response::Created { id: container.id })
+    }
+
+    fn container_rm(&mut self, names: &[String]) -> Result<Response, ApiError> {
+        let mut next = self.state.clone();
+        for c in next.remove_containers(names)? {
+            self.system.container_down(&c);
+        }
+        self.commit(next)?;
+        Ok(Response::Done)
+    }
+
+    fn connect(
+        &mut self,
+        network: &str,
+        container: &str,
+        ip: Option<&str>,
+    ) -> Result<Response, ApiError> {
+        let mut next = self.state.clone();
+        let endpoint = next.connect(network, container, ip, &mut OsEntropy)?;
+        let previous = self.commit(next)?;
+        let c = self.state.container(container)?.clone();
+        if let Err(e) = self.system.connect(&self.state, &c, &endpoint) {
+            self.system.endpoint_down(&endpoint);
+            self.revert(previous);
+            return Err(failed(
+                e.context(format!("connecting '{container}' to '{network}'")),
+            ));
+        }
+        Ok(Response::Done)
+    }
+
+    fn disconnect(&mut self, network: &str, container: &str) -> Result<Response, ApiError> {
+        let mut next = self.state.clone();
+        let endpoint = next.disconnect(network, container)?;
+        self.system.endpoint_down(&endpoint);
+        self.commit(next)?;
+        let c = self.state.container(container)?.clone();
+        if let Err(e) = self.system.refresh_default_route(&self.state, &c) {
+            tracing::warn!(container, "moving the default route: {e:#}");
+        }
+        Ok(Response::Done)
+    }
+}
+
+/// Keeps `OsEntropy` reachable as a trait object in one place (the model takes `&mut dyn Entropy`).
+#[allow(dead_code)]
+fn _entropy_is_object_safe(e: &mut dyn Entropy) -> String {
+    e.id()
+}

@@ -1,0 +1,219 @@
+//! Making the system match the state: namespaces, veths, host taps and engine ports.
+//!
+//! Every `*_up` is idempotent: it creates what is missing and re-attaches what exists. That one
+//! property serves both a fresh `container create` and a restart after `kill -9`, where the
+//! namespaces, veths and (persistent) taps outlived the daemon and only the engine's ports and
+//! static MACs must be rebuilt. Every `*_down` is best-effort and tolerates what is already gone.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use dataplane::engine::EngineHandle;
+use dataplane::port::{AfPacketPort, Port, TapPort};
+use dataplane::{DomainId, MacAddr, PortId, VlanId};
+
+use crate::model::{Container, Endpoint, Network, State};
+use crate::netns::{self, NetNs, Netlink};
+
+pub struct System {
+    pub engine: EngineHandle,
+    /// rtnetlink in the daemon's own namespace (host taps, host ends of veths, routes).
+    pub netlink: Netlink,
+    /// Engine port of each network's host tap, by network name.
+    host_ports: HashMap<String, PortId>,
+    /// Engine port of each endpoint's veth, by endpoint ID.
+    endpoint_ports: HashMap<String, PortId>,
+}
+
+impl System {
+    pub fn new(engine: EngineHandle, netlink: Netlink) -> System {
+        System {
+            engine,
+            netlink,
+            host_ports: HashMap::new(),
+            endpoint_ports: HashMap::new(),
+        }
+    }
+
+    /// Whether `name` exists in the daemon's namespace and is not one of our taps.
+    pub fn foreign_interface(&self, name: &str) -> anyhow::Result<bool> {
+        Ok(match self.netlink.link(name)? {
+            Some(l) => l.kind.as_deref() != Some("tun"),
+            None => false,
+        })
+    }
+
+    /// The network's host tap: created (or re-attached: it is persistent), given its MAC, MTU and
+    /// the gateway address, and attached to the network's bridge domain.
+    pub fn network_up(&mut self, n: &Network) -> anyhow::Result<()> {
+        if self.host_ports.contains_key(&n.name) {
+            return Ok(());
+        }
+        let name = &n.host_interface;
+        let mut tap = TapPort::create(name)?;
+        tap.set_persistent(true)?;
+        let mac = MacAddr(n.host_mac.0);
+        if tap.mac() != Some(mac) {
+            tap.set_mac(mac)?;
+        }
+        self.netlink.set_mtu(name, n.mtu)?;
+        self.netlink
+            .add_address(name, n.gateway(), n.subnet().prefix())?;
+        self.netlink.set_up(name)?;
+        let domain = DomainId(n.domain);
+        let id = self
+            .engine
+            .add_port(Box::new(tap), domain)
+            .with_context(|| format!("attaching host port '{name}'"))?;
+        self.host_ports.insert(n.name.clone(), id);
+        self.engine
+            .add_static_mac(domain, VlanId(0), mac, id)
+            .with_context(|| format!("adding the MAC of host port '{name}'"))?;
+        Ok(())
+    }
+
+    /// Detaches and deletes the host tap (its address and routes go with it).
+    pub fn network_down(&mut self, n: &Network) {
+        if let Some(id) = self.host_ports.remove(&n.name) {
+            let _ = self.engine.remove_port(id);
+        }
+        if let Err(e) = self.netlink.delete_link(&n.host_interface) {
+            tracing::warn!(network = %n.name, "deleting host port: {e}");
+        }
+    }
+
+    /// The container's namespace with every endpoint plugged in and the default route set.
+    pub fn container_up(&mut self, state: &State, c: &Container) -> anyhow::Result<()> {
+        let ns = match netns::open_named(c.netns())? {
+            Some(ns) => ns,
+            None => netns::create_named(c.netns())?,
+        };
+        let inside = Netlink::in_ns(&ns)?;
+        inside.set_up("lo")?;
+        for e in &c.endpoints {
+            let n = state.network(&e.network)?;
+            self.endpoint_up(n, e, &ns, &inside)?;
+        }
+        self.default_route(state, c, &inside)
+    }
+
+    /// Points the container's default route at the gateway of its first non-internal network.
+    fn default_route(&self, state: &State, c: &Container, inside: &Netlink) -> anyhow::Result<()> {
+        if let Some((e, gateway)) = state.default_route_endpoint(c) {
+            inside
+                .replace_default_route(gateway)
+                .with_context(|| format!("default route via {gateway} on {}", e.interface))?;
+        }
+        Ok(())
+    }
+
+    /// A veth pair (host end here, `ethN` inside), configured and attached to the engine.
+    pub fn endpoint_up(
+        &mut self,
+        n: &Network,
+        e: &Endpoint,
+        ns: &NetNs,
+        inside: &Netlink,
+    ) -> anyhow::Result<()> {
+        if self.endpoint_ports.contains_key(&e.id) {
+            return Ok(());
+        }
+        let fresh = self.netlink.link_index(&e.host_interface)?.is_none();
+        if fresh {
+            self.netlink
+                .create_veth(&e.host_interface, &e.interface, ns)?;
+        }
+        let current = inside.link(&e.interface)?.with_context(|| {
+            format!(
+                "interface {} is missing in the container's namespace",
+                e.interface
+            )
+        })?;
+        if current.mac != Some(e.mac.0) {
+            inside.set_mac(&e.interface, e.mac.0)?;
+        }
+        if current.mtu != n.mtu {
+            inside.set_mtu(&e.interface, n.mtu)?;
+        }
+        inside.add_address(&e.interface, e.ip, n.subnet().prefix())?;
+        inside.set_up(&e.interface)?;
+        self.netlink.set_mtu(&e.host_interface, n.mtu)?;
+        self.netlink.set_up(&e.host_interface)?;
+        let port = AfPacketPort::open(&e.host_interface)?;
+        let domain = DomainId(n.domain);
+        let id = self
+            .engine
+            .add_port(Box::new(port), domain)
+            .with_context(|| format!("attaching '{}'", e.host_interface))?;
+        self.endpoint_ports.insert(e.id.clone(), id);
+        // The switch knows the container's MAC before it speaks: no flood for the first reply,
+        // and no other port can claim that MAC (a static entry wins over learning).
+        self.engine
+            .add_static_mac(domain, VlanId(0), MacAddr(e.mac.0), id)
+            .with_context(|| format!("adding the MAC of '{}'", e.host_interface))?;
+        if fresh {
+            // Neighbours that cached an older owner of this address learn the new MAC at once.
+            if let Err(err) = netns::send_gratuitous_arp(ns, &e.interface, e.mac.0, e.ip) {
+                tracing::warn!(interface = %e.interface, "gratuitous ARP: {err}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches the endpoint and deletes its veth pair (both ends go together).
+    pub fn endpoint_down(&mut self, e: &Endpoint) {
+        if let Some(id) = self.endpoint_ports.remove(&e.id) {
+            let _ = self.engine.remove_port(id);
+        }
+        if let Err(err) = self.netlink.delete_link(&e.host_interface) {
+            tracing::warn!(interface = %e.host_interface, "deleting veth: {err}");
+        }
+    }
+
+    /// After a disconnect: the default route moves to the next network, if any.
+    pub fn refresh_default_route(&self, state: &State, c: &Container) -> anyhow::Result<()> {
+        let Some(ns) = netns::open_named(c.netns())? else {
+            return Ok(());
+        };
+        let inside = Netlink::in_ns(&ns)?;
+        self.default_route(state, c, &inside)
+    }
+
+    /// Plugs one more endpoint into an existing container.
+    pub fn connect(&mut self, state: &State, c: &Container, e: &Endpoint) -> anyhow::Result<()> {
+        let ns = netns::open_named(c.netns())?
+            .with_context(|| format!("the namespace of container '{}' is gone", c.name))?;
+        let inside = Netlink::in_ns(&ns)?;
+        self.endpoint_up(state.network(&e.network)?, e, &ns, &inside)?;
+        self.default_route(state, c, &inside)
+    }
+
+    /// Removes every endpoint and the namespace.
+    pub fn container_down(&mut self, c: &Container) {
+        for e in &c.endpoints {
+            self.endpoint_down(e);
+        }
+        if let Err(err) = netns::delete_named(c.netns()) {
+            tracing::warn!(container = %c.name, "deleting namespace: {err}");
+        }
+    }
+
+    /// Brings everything in `state` up, logging (not failing on) what cannot be restored, so one
+    /// broken container never keeps the others offline after a restart.
+    pub fn restore(&mut self, state: &State) -> usize {
+        let mut failures = 0;
+        for n in state.networks.values() {
+            if let Err(e) = self.network_up(n) {
+                tracing::error!(network = %n.name, "restoring network: {e:#}");
+                failures += 1;
+            }
+        }
+        for c in state.containers.values() {
+            if let Err(e) = self.container_up(state, c) {
+                tracing::error!(container = %c.name, "restoring container: {e:#}");
+                failures += 1;
+            }
+        }
+        failures
+    }
+}

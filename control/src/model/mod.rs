@@ -1,0 +1,719 @@
+//! The daemon's desired state: networks, containers and their endpoints, with every rule about
+//! what a valid state is.
+//!
+//! Everything here is pure: no namespace, netlink or engine call. The daemon changes state by
+//! applying an operation to a *copy* of `State`; only when the operation succeeded is the copy
+//! persisted and swapped in, then the system is made to match it. A refused request therefore
+//! changes nothing, by construction, and each rule can be unit-tested without root.
+
+pub mod ipam;
+pub mod store;
+mod view;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ApiError, ContainerCreate, NetworkCreate};
+use ipam::{AddressPool, IpamConfig, Ipv4Net};
+
+/// Version of the state file layout; a daemon refuses a file it does not understand.
+pub const STATE_FORMAT: u32 = 1;
+/// The network every daemon has, as docker0.
+pub const DEFAULT_NETWORK: &str = "bridge";
+pub const DEFAULT_SUBNET: &str = "172.17.0.0/16";
+/// The default network's host port, as `docker0` is Docker's.
+pub const DEFAULT_HOST_INTERFACE: &str = "switchyard0";
+/// Names with another meaning in Docker (`--network host|none`), never plain networks.
+const RESERVED_NETWORK_NAMES: &[&str] = &["host", "none", "default"];
+pub const DEFAULT_MTU: u32 = 1500;
+/// Interface names are at most 15 bytes (IFNAMSIZ - 1).
+pub const IFNAME_MAX: usize = 15;
+
+pub const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
+pub const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
+pub const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
+pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+pub const OPT_MTU: &str = "com.docker.network.driver.mtu";
+
+/// A MAC address, written `aa:bb:cc:dd:ee:ff` in the state file and on the wire.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Mac(pub [u8; 6]);
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl FromStr for Mac {
+    type Err = ApiError;
+    fn from_str(s: &str) -> Result<Mac, ApiError> {
+        ipam::parse_mac(s)
+            .map(Mac)
+            .map_err(|e| ApiError::bad_input(e.to_string()))
+    }
+}
+
+impl Serialize for Mac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mac {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Mac, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Source of identifiers and MACs. The daemon reads the kernel's random pool; tests use a counter.
+pub trait Entropy {
+    fn fill(&mut self, buf: &mut [u8]);
+
+    /// A 64-hex-digit identifier, as Docker's network, container and endpoint IDs.
+    fn id(&mut self) -> String {
+        let mut b = [0u8; 32];
+        self.fill(&mut b);
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// A random locally administered unicast MAC, as current Docker gives containers.
+    fn mac(&mut self) -> Mac {
+        let mut b = [0u8; 6];
+        self.fill(&mut b);
+        Mac(ipam::random_mac(b))
+    }
+}
+
+/// The kernel's random pool (`getrandom(2)`).
+pub struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn fill(&mut self, buf: &mut [u8]) {
+        let mut done = 0;
+        while done < buf.len() {
+            // SAFETY: the pointer and length describe the unfilled tail of `buf`.
+            let n =
+                unsafe { libc::getrandom(buf[done..].as_mut_ptr().cast(), buf.len() - done, 0) };
+            if n > 0 {
+                done += n as usize;
+            } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                panic!("getrandom failed: {}", std::io::Error::last_os_error());
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub format: u32,
+    pub networks: BTreeMap<String, Network>,
+    pub containers: BTreeMap<String, Container>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    pub pool: AddressPool,
+    pub icc: bool,
+    pub masquerade: bool,
+    pub internal: bool,
+    pub mtu: u32,
+    /// The tap in the daemon's namespace that holds the gateway address.
+    pub host_interface: String,
+    pub host_mac: Mac,
+    /// The engine's bridge domain for this network.
+    pub domain: u16,
+    /// Options exactly as given at creation, shown by inspect.
+    pub options: BTreeMap<String, String>,
+}
+
+impl Network {
+    pub fn subnet(&self) -> Ipv4Net {
+        self.pool.config().subnet
+    }
+
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.pool.config().gateway
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    /// In attachment order: the first one that is not internal gives the default route.
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl Container {
+    pub fn endpoint(&self, network: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.network == network)
+    }
+
+    /// The namespace is named after the container, so `ip netns exec NAME` works too.
+    pub fn netns(&self) -> &str {
+        &self.name
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: String,
+    pub network: String,
+    /// Inside the container: `eth0`, `eth1`, ...
+    pub interface: String,
+    /// The veth end in the daemon's namespace that the engine attaches to.
+    pub host_interface: String,
+    pub mac: Mac,
+    pub ip: Ipv4Addr,
+}
+
+/// A removed network and the endpoints (with their container's name) it took along.
+pub struct RemovedNetwork {
+    pub network: Network,
+    pub disconnected: Vec<(String, Endpoint)>,
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::bad_input(message)
+}
+
+/// Docker's rule for network and container names, which also keeps them safe as file names
+/// (`/run/netns/NAME`, `/etc/netns/NAME`).
+pub fn validate_name(what: &str, name: &str) -> Result<(), ApiError> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !first_ok || !rest_ok {
+        return Err(bad(format!(
+            "invalid {what} name '{name}': use letters, digits, '_', '.' and '-', starting with a letter or digit"
+        )));
+    }
+    if name.len() > 64 {
+        return Err(bad(format!(
+            "invalid {what} name '{name}': at most 64 characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A valid Linux interface name of at most 15 bytes.
+fn validate_ifname(name: &str) -> Result<(), ApiError> {
+    if name.is_empty()
+        || name.len() > IFNAME_MAX
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
+        return Err(bad(format!(
+            "invalid interface name '{name}': 1-{IFNAME_MAX} characters, no '/', ':' or spaces"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ApiError> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(bad(format!(
+            "invalid value '{value}' for option {key}: expected true or false"
+        ))),
+    }
+}
+
+fn parse_mtu(value: &str) -> Result<u32, ApiError> {
+    match value.parse::<u32>() {
+        Ok(m) if (68..=65535).contains(&m) => Ok(m),
+        _ => Err(bad(format!(
+            "invalid MTU '{value}': expected a number from 68 to 65535"
+        ))),
+    }
+}
+
+fn parse_ip(what: &str, value: &str) -> Result<Ipv4Addr, ApiError> {
+    value.parse().map_err(|_| {
+        bad(format!(
+            "invalid {what} '{value}': expected an IPv4 address"
+        ))
+    })
+}
+
+fn ipam_err(e: ipam::IpamError) -> ApiError {
+    bad(e.to_string())
+}
+
+/// Options `network create --opt` understands, after expanding short forms.
+struct NetworkOptions {
+    given: BTreeMap<String, String>,
+    icc: bool,
+    masquerade: bool,
+    bridge_name: Option<String>,
+    mtu: Option<u32>,
+}
+
+fn parse_options(raw: &[String]) -> Result<NetworkOptions, ApiError> {
+    let mut o = NetworkOptions {
+        given: BTreeMap::new(),
+        icc: true,
+        masquerade: true,
+        bridge_name: None,
+        mtu: None,
+    };
+    for item in raw {
+        let Some((key, value)) = item.split_once('=') else {
+            return Err(bad(format!("invalid option '{item}': expected KEY=VALUE")));
+        };
+        let key = match key {
+            "icc" => OPT_ICC,
+            "mtu" => OPT_MTU,
+            k => k,
+        };
+        if o.given.insert(key.to_string(), value.to_string()).is_some() {
+            return Err(bad(format!("option {key} is given twice")));
+        }
+        match key {
+            OPT_ICC => o.icc = parse_bool(key, value)?,
+            OPT_MASQUERADE => o.masquerade = parse_bool(key, value)?,
+            OPT_MTU => o.mtu = Some(parse_mtu(value)?),
+            OPT_BRIDGE_NAME => {
+                validate_ifname(value)?;
+                o.bridge_name = Some(value.to_string());
+            }
+            OPT_HOST_BINDING => {
+                parse_ip("host binding address", value)?;
+            }
+            _ => {
+                return Err(bad(format!(
+                    "unknown option '{key}': switchyard understands icc, mtu, {OPT_ICC}, {OPT_MASQUERADE}, {OPT_HOST_BINDING}, {OPT_BRIDGE_NAME}, {OPT_MTU}"
+                )))
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// RFC 3339 UTC with nanoseconds, as Docker prints `Created`.
+pub fn now_rfc3339() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        now.subsec_nanos()
+    )
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            format: STATE_FORMAT,
+            networks: BTreeMap::new(),
+            containers: BTreeMap::new(),
+        }
+    }
+}
+
+impl State {
+    /// A first start: only the default network, on 172.17.0.0/16 unless that is already routed in
+    /// the daemon's namespace (then the first free default pool, as dockerd does for docker0).
+    pub fn initial(routes: &[Ipv4Net], entropy: &mut dyn Entropy) -> Result<State, ApiError> {
+        let mut state = State::default();
+        let default: Ipv4Net = DEFAULT_SUBNET.parse().expect("valid constant");
+        let subnet = if routes.iter().any(|r| r.overlaps(&default)) {
+            None
+        } else {
+            Some(DEFAULT_SUBNET.to_string())
+        };
+        state.create_network(
+            &NetworkCreate {
+                name: DEFAULT_NETWORK.to_string(),
+                subnet,
+                options: vec![format!("{OPT_BRIDGE_NAME}={DEFAULT_HOST_INTERFACE}")],
+                ..Default::default()
+            },
+            routes,
+            entropy,
+        )?;
+        Ok(state)
+    }
+
+    pub fn network(&self, name: &str) -> Result<&Network, ApiError> {
+        self.networks
+            .get(name)
+            .ok_or_else(|| bad(format!("no such network: '{name}'")))
+    }
+
+    pub fn container(&self, name: &str) -> Result<&Container, ApiError> {
+        self.containers
+            .get(name)
+            .ok_or_else(|| bad(format!("no such container: '{name}'")))
+    }
+
+    /// Containers with an endpoint on `network`, in name order.
+    pub fn attached<'a>(
+        &'a self,
+        network: &'a str,
+    ) -> impl Iterator<Item = (&'a Container, &'a Endpoint)> + 'a {
+        self.containers
+            .values()
+            .filter_map(move |c| c.endpoint(network).map(|e| (c, e)))
+    }
+
+    fn host_interface_in_use(&self, name: &str) -> Option<String> {
+        for n in self.networks.values() {
+            if n.host_interface == name {
+                return Some(format!("network '{}'", n.name));
+            }
+        }
+        for c in self.containers.values() {
+            if c.endpoints.iter().any(|e| e.host_interface == name) {
+                return Some(format!("container '{}'", c.name));
+            }
+        }
+        None
+    }
+
+    /// `network create`: validates everything, then adds the network. `routes` are the IPv4 routes
+    /// of the daemon's namespace, skipped when picking a default subnet.
+    pub fn create_network(
+        &mut self,
+        req: &NetworkCreate,
+        routes: &[Ipv4Net],
+        entropy: &mut dyn Entropy,
+    ) -> Result<&Network, ApiError> {
+        validate_name("network", &req.name)?;
+        if RESERVED_NETWORK_NAMES.contains(&req.name.as_str()) {
+            return Err(bad(format!(
+                "network name '{}' is reserved (it names a Docker network mode)",
+                req.name
+            )));
+        }
+        if self.networks.contains_key(&req.name) {
+            return Err(bad(format!("network '{}' already exists", req.name)));
+        }
+        let opts = parse_options(&req.options)?;
+        let mtu = match (req.mtu, opts.mtu) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(bad(format!("--mtu {a} contradicts option {OPT_MTU}={b}")))
+            }
+            (Some(a), _) => parse_mtu(&a.to_string())?,
+            (None, Some(b)) => b,
+            (None, None) => DEFAULT_MTU,
+        };
+        let existing: Vec<(String, Ipv4Net)> = self
+            .networks
+            .values()
+            .map(|n| (n.name.clone(), n.subnet()))
+            .collect();
+        let subnet = match &req.subnet {
+            Some(s) => {
+                let subnet = Ipv4Net::parse_strict(s).map_err(ipam_err)?;
+                ipam::check_overlap(&subnet, &existing).map_err(ipam_err)?;
+                subnet
+            }
+            None => {
+                if req.gateway.is_some() || req.ip_range.is_some() || !req.aux_addresses.is_empty()
+                {
+                    return Err(bad(
+                        "--gateway, --ip-range and --aux-address need --subnet (they must lie inside it)",
+                    ));
+                }
+                let used: Vec<Ipv4Net> = existing.iter().map(|(_, n)| *n).collect();
+                ipam::pick_default_subnet(&used, routes).map_err(ipam_err)?
+            }
+        };
+        let gateway = req
+            .gateway
+            .as_deref()
+            .map(|g| parse_ip("gateway", g))
+            .transpose()?;
+        let ip_range = req
+            .ip_range
+            .as_deref()
+            .map(|r| Ipv4Net::parse_strict(r).map_err(ipam_err))
+            .transpose()?;
+        let mut aux = BTreeMap::new();
+        for item in &req.aux_addresses {
+            let (name, ip) = ipam::parse_aux(item).map_err(ipam_err)?;
+            if aux.insert(name.clone(), ip).is_some() {
+                return Err(bad(format!("aux address name '{name}' is given twice")));
+            }
+        }
+        let config = IpamConfig::new(subnet, gateway, ip_range, aux).map_err(ipam_err)?;
+        let id = entropy.id();
+        let host_interface = match &opts.bridge_name {
+            Some(n) => n.clone(),
+            None => format!("sy-{}", &id[..12]),
+        };
+        if let Some(holder) = self.host_interface_in_use(&host_interface) {
+            return Err(bad(format!(
+                "interface name '{host_interface}' is already used by {holder}"
+            )));
+        }
+        let used_domains: Vec<u16> = self.networks.values().map(|n| n.domain).collect();
+        let domain = (0..=u16::MAX)
+            .find(|d| !used_domains.contains(d))
+            .ok_or_else(|| bad("too many networks"))?;
+        let network = Network {
+            id,
+            name: req.name.clone(),
+            created: now_rfc3339(),
+            pool: AddressPool::new(config),
+            icc: opts.icc,
+            masquerade: opts.masquerade,
+            internal: req.internal,
+            mtu,
+            host_interface,
+            host_mac: entropy.mac(),
+            domain,
+            options: opts.given,
+        };
+        Ok(self.networks.entry(req.name.clone()).or_insert(network))
+    }
+
+    /// `network rm`: all names are checked before anything is removed. With `force`, attached
+    /// containers are disconnected first; their endpoints are returned so the system can follow.
+    pub fn remove_networks(
+        &mut self,
+        names: &[String],
+        force: bool,
+    ) -> Result<Vec<RemovedNetwork>, ApiError> {
+        if names.is_empty() {
+            return Err(bad("name at least one network to remove"));
+        }
+        for (i, name) in names.iter().enumerate() {
+            self.network(name)?;
+            if names[..i].contains(name) {
+                return Err(bad(format!("network '{name}' is named twice")));
+            }
+            if name == DEFAULT_NETWORK {
+                return Err(bad(format!(
+                    "network '{DEFAULT_NETWORK}' is the default network and cannot be removed"
+                )));
+            }
+            let attached: Vec<&str> = self.attached(name).map(|(c, _)| c.name.as_str()).collect();
+            if !attached.is_empty() && !force {
+                return Err(bad(format!(
+                    "network '{name}' has containers attached ({}); disconnect them or use --force",
+                    attached.join(", ")
+                )));
+            }
+        }
+        let mut removed = Vec::new();
+        for name in names {
+            let mut disconnected = Vec::new();
+            for c in self.containers.values_mut() {
+                if let Some(i) = c.endpoints.iter().position(|e| &e.network == name) {
+                    disconnected.push((c.name.clone(), c.endpoints.remove(i)));
+                }
+            }
+            let network = self.networks.remove(name).expect("checked above");
+            removed.push(RemovedNetwork {
+                network,
+                disconnected,
+            });
+        }
+        Ok(removed)
+    }
+
+    /// A new endpoint of `container` on `network` (not yet added to the container).
+    fn new_endpoint(
+        &mut self,
+        container: &str,
+        existing: &[Endpoint],
+        network: &str,
+        ip: Option<&str>,
+        mac: Option<&str>,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Endpoint, ApiError> {
+        let requested_ip = ip.map(|s| parse_ip("IP address", s)).transpose()?;
+        let mac = match mac {
+            Some(m) => m.parse::<Mac>()?,
+            None => entropy.mac(),
+        };
+        let net = self.network(network)?;
+        if let Some((holder, _)) = self.attached(network).find(|(_, e)| e.mac == mac) {
+            return Err(bad(format!(
+                "MAC {mac} is already used by '{}' on network '{network}'",
+                holder.name
+            )));
+        }
+        if mac == net.host_mac {
+            return Err(bad(format!(
+                "MAC {mac} is the host port's MAC on network '{network}'"
+            )));
+        }
+        let interface = (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !existing.iter().any(|e| &e.interface == n))
+            .expect("an unused ethN exists");
+        let id = loop {
+            let id = entropy.id();
+            if self.host_interface_in_use(&veth_name(&id)).is_none() {
+                break id;
+            }
+        };
+        let net = self.networks.get_mut(network).expect("checked above");
+        let ip = net
+            .pool
+            .allocate(container, requested_ip)
+            .map_err(ipam_err)?;
+        Ok(Endpoint {
+            host_interface: veth_name(&id),
+            id,
+            network: network.to_string(),
+            interface,
+            mac,
+            ip,
+        })
+    }
+
+    /// `container create`: a namespace with one endpoint on `network`.
+    pub fn create_container(
+        &mut self,
+        req: &ContainerCreate,
+        entropy: &mut dyn Entropy,
+    ) -> Result<&Container, ApiError> {
+        validate_name("container", &req.name)?;
+        if self.containers.contains_key(&req.name) {
+            return Err(bad(format!("container '{}' already exists", req.name)));
+        }
+        let endpoint = self.new_endpoint(
+            &req.name,
+            &[],
+            &req.network,
+            req.ip.as_deref(),
+            req.mac.as_deref(),
+            entropy,
+        )?;
+        let container = Container {
+            id: entropy.id(),
+            name: req.name.clone(),
+            created: now_rfc3339(),
+            endpoints: vec![endpoint],
+        };
+        Ok(self.containers.entry(req.name.clone()).or_insert(container))
+    }
+
+    /// `container rm`: all names checked first; addresses released.
+    pub fn remove_containers(&mut self, names: &[String]) -> Result<Vec<Container>, ApiError> {
+        if names.is_empty() {
+            return Err(bad("name at least one container to remove"));
+        }
+        for (i, name) in names.iter().enumerate() {
+            self.container(name)?;
+            if names[..i].contains(name) {
+                return Err(bad(format!("container '{name}' is named twice")));
+            }
+        }
+        let mut removed = Vec::new();
+        for name in names {
+            let c = self.containers.remove(name).expect("checked above");
+            for e in &c.endpoints {
+                if let Some(n) = self.networks.get_mut(&e.network) {
+                    n.pool.release(e.ip);
+                }
+            }
+            removed.push(c);
+        }
+        Ok(removed)
+    }
+
+    /// `network connect`: the next `ethN` of the container.
+    pub fn connect(
+        &mut self,
+        network: &str,
+        container: &str,
+        ip: Option<&str>,
+        entropy: &mut dyn Entropy,
+    ) -> Result<Endpoint, ApiError> {
+        self.network(network)?;
+        let existing = self.container(container)?.endpoints.clone();
+        if existing.iter().any(|e| e.network == network) {
+            return Err(bad(format!(
+                "container '{container}' is already connected to network '{network}'"
+            )));
+        }
+        let endpoint = self.new_endpoint(container, &existing, network, ip, None, entropy)?;
+        self.containers
+            .get_mut(container)
+            .expect("checked above")
+            .endpoints
+            .push(endpoint.clone());
+        Ok(endpoint)
+    }
+
+    /// `network disconnect`: the address goes back to the network's pool.
+    pub fn disconnect(&mut self, network: &str, container: &str) -> Result<Endpoint, ApiError> {
+        self.network(network)?;
+        let c = self.container(container)?;
+        let Some(i) = c.endpoints.iter().position(|e| e.network == network) else {
+            return Err(bad(format!(
+                "container '{container}' is not connected to network '{network}'"
+            )));
+        };
+        let endpoint = self
+            .containers
+            .get_mut(container)
+            .expect("checked above")
+            .endpoints
+            .remove(i);
+        self.networks
+            .get_mut(network)
+            .expect("checked above")
+            .pool
+            .release(endpoint.ip);
+        Ok(endpoint)
+    }
+
+    /// The endpoint that gives `container` its default route: the first on a non-internal network.
+    pub fn default_route_endpoint<'a>(
+        &self,
+        container: &'a Container,
+    ) -> Option<(&'a Endpoint, Ipv4Addr)> {
+        container.endpoints.iter().find_map(|e| {
+            let n = self.networks.get(&e.network)?;
+            (!n.internal).then_some((e, n.gateway()))
+        })
+    }
+}
+
+/// Docker names its host-side veths `veth` + 7 hex digits.
+fn veth_name(endpoint_id: &str) -> String {
+    format!("veth{}", &endpoint_id[..7])
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,210 @@
+//! The state file: `<state dir>/state.json`, replaced atomically on every change.
+//!
+//! A change is written to `state.json.tmp`, fsynced, renamed over `state.json`, and the directory
+//! is fsynced so the rename itself survives a power cut. A reader therefore sees either the old or
+//! the new state, never a mix, whenever the daemon is killed. The directory is locked (`flock` on
+//! `daemon.lock`, released by the kernel when the process dies, even by `kill -9`) so two daemons
+//! never write the same state.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{State, STATE_FORMAT};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state directory {dir}: {source}")]
+    Dir { dir: String, source: std::io::Error },
+    #[error("state directory {dir} is in use by another switchyard daemon{holder}")]
+    Locked { dir: String, holder: String },
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a switchyard state file: {detail}")]
+    Corrupt { path: String, detail: String },
+    #[error("{path} has state format {found}; this switchyard understands format {STATE_FORMAT}")]
+    Format { path: String, found: u32 },
+    #[error("writing {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct Store {
+    dir: PathBuf,
+    path: PathBuf,
+    _lock: File,
+}
+
+impl Store {
+    /// Creates the directory if needed (mode 0700) and locks it for this process.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let dir_err = |source| StoreError::Dir {
+            dir: dir.display().to_string(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(dir_err)?;
+        let mut lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(dir.join("daemon.lock"))
+            .map_err(dir_err)?;
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let mut pid = String::new();
+                let _ = lock.read_to_string(&mut pid);
+                let pid = pid.trim();
+                return Err(StoreError::Locked {
+                    dir: dir.display().to_string(),
+                    holder: if pid.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (pid {pid})")
+                    },
+                });
+            }
+            return Err(dir_err(err));
+        }
+        let _ = lock.set_len(0);
+        let _ = lock.rewind();
+        let _ = write!(lock, "{}", std::process::id());
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            path: dir.join("state.json"),
+            _lock: lock,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The saved state, or `None` on a first start.
+    pub fn load(&self) -> Result<Option<State>, StoreError> {
+        let p = self.path.display().to_string();
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StoreError::Read { path: p, source }),
+        };
+        #[derive(serde::Deserialize)]
+        struct FormatOnly {
+            format: u32,
+        }
+        let format = serde_json::from_str::<FormatOnly>(&text)
+            .map_err(|e| StoreError::Corrupt {
+                path: p.clone(),
+                detail: e.to_string(),
+            })?
+            .format;
+        if format != STATE_FORMAT {
+            return Err(StoreError::Format {
+                path: p,
+                found: format,
+            });
+        }
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                path: p,
+                detail: e.to_string(),
+            })
+    }
+
+    /// Atomically replaces the state file (temp file, fsync, rename, fsync of the directory).
+    pub fn save(&self, state: &State) -> Result<(), StoreError> {
+        let tmp = self.dir.join("state.json.tmp");
+        let err = |source| StoreError::Write {
+            path: self.path.display().to_string(),
+            source,
+        };
+        let mut text = serde_json::to_vec_pretty(state).expect("state always serializes");
+        text.push(b'\n');
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(err)?;
+        f.write_all(&text).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        drop(f);
+        std::fs::rename(&tmp, &self.path).map_err(err)?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::NetworkCreate;
+    use crate::model::tests::Counter;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("switchyard-store-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn saves_and_loads_atomically_and_locks_the_directory() {
+        let dir = temp_dir("rt");
+        let store = Store::open(&dir).unwrap();
+        assert!(store.load().unwrap().is_none(), "first start");
+        let mut state = State::initial(&[], &mut Counter(0)).unwrap();
+        state
+            .create_network(
+                &NetworkCreate {
+                    name: "front".into(),
+                    subnet: Some("10.7.0.0/24".into()),
+                    ..Default::default()
+                },
+                &[],
+                &mut Counter(100),
+            )
+            .unwrap();
+        store.save(&state).unwrap();
+        assert!(!dir.join("state.json.tmp").exists());
+        assert_eq!(store.load().unwrap(), Some(state));
+        match Store::open(&dir) {
+            Err(StoreError::Locked { holder, .. }) => {
+                assert_eq!(holder, format!(" (pid {})", std::process::id()))
+            }
+            other => panic!("second open must be refused, got {:?}", other.err()),
+        }
+        drop(store);
+        assert!(Store::open(&dir).is_ok(), "the lock goes with its holder");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_corrupt_and_future_files() {
+        let dir = temp_dir("bad");
+        let store = Store::open(&dir).unwrap();
+        std::fs::write(store.path(), "{ not json").unwrap();
+        assert!(matches!(store.load(), Err(StoreError::Corrupt { .. })));
+        std::fs::write(store.path(), r#"{"format": 99}"#).unwrap();
+        let e = store.load().unwrap_err().to_string();
+        assert!(e.contains("format 99"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

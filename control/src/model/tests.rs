@@ -1,0 +1,422 @@
+//! The rules of the state, as data: each bad request is refused with its message and leaves the
+//! state exactly as it was.
+
+use super::*;
+use crate::api::ErrorKind;
+
+/// Deterministic entropy: a counter spread over the buffer.
+pub struct Counter(pub u64);
+
+impl Entropy for Counter {
+    fn fill(&mut self, buf: &mut [u8]) {
+        self.0 += 1;
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> ((i % 8) * 8)) as u8 ^ i as u8;
+        }
+    }
+}
+
+fn net(name: &str, subnet: Option<&str>) -> NetworkCreate {
+    NetworkCreate {
+        name: name.into(),
+        subnet: subnet.map(Into::into),
+        ..Default::default()
+    }
+}
+
+fn ctr(name: &str, network: &str, ip: Option<&str>) -> ContainerCreate {
+    ContainerCreate {
+        name: name.into(),
+        network: network.into(),
+        ip: ip.map(Into::into),
+        mac: None,
+    }
+}
+
+/// A state with `bridge`, `front` (10.1.0.0/24, range 10.1.0.128/25, aux router=10.1.0.2) and a
+/// container `web` on front.
+fn sample() -> (State, Counter) {
+    let mut e = Counter(0);
+    let mut s = State::initial(&[], &mut e).unwrap();
+    s.create_network(
+        &NetworkCreate {
+            ip_range: Some("10.1.0.128/25".into()),
+            aux_addresses: vec!["router=10.1.0.2".into()],
+            ..net("front", Some("10.1.0.0/24"))
+        },
+        &[],
+        &mut e,
+    )
+    .unwrap();
+    s.create_container(&ctr("web", "front", None), &mut e)
+        .unwrap();
+    (s, e)
+}
+
+/// Applies `op` to a copy and checks it is refused as bad input with `expected` in the message and
+/// that the state did not change.
+fn refused(op: impl FnOnce(&mut State, &mut Counter) -> Result<(), ApiError>, expected: &str) {
+    let (before, mut e) = sample();
+    let mut s = before.clone();
+    let err = op(&mut s, &mut e).expect_err(expected);
+    assert_eq!(err.kind, ErrorKind::BadInput, "{}", err.message);
+    assert!(
+        err.message.contains(expected),
+        "expected '{expected}' in '{}'",
+        err.message
+    );
+    assert!(!err.message.contains('\n'), "one line: {}", err.message);
+    assert_eq!(
+        s, before,
+        "a refused request must change nothing ({expected})"
+    );
+}
+
+#[test]
+fn the_default_network_is_dockers() {
+    let s = State::initial(&[], &mut Counter(0)).unwrap();
+    let b = s.network("bridge").unwrap();
+    assert_eq!(b.subnet().to_string(), "172.17.0.0/16");
+    assert_eq!(b.gateway().to_string(), "172.17.0.1");
+    assert_eq!(b.host_interface, "switchyard0");
+    assert!(b.icc && !b.internal && b.mtu == 1500);
+}
+
+#[test]
+fn the_default_network_moves_when_172_17_is_routed() {
+    let routed = ["172.17.0.0/16".parse().unwrap()];
+    let s = State::initial(&routed, &mut Counter(0)).unwrap();
+    assert_eq!(
+        s.network("bridge").unwrap().subnet().to_string(),
+        "172.18.0.0/16"
+    );
+}
+
+#[test]
+fn networks_without_subnet_take_the_next_default_pool() {
+    let (mut s, mut e) = sample();
+    let routes = ["172.18.0.0/16".parse().unwrap()];
+    let n = s.create_network(&net("a", None), &routes, &mut e).unwrap();
+    assert_eq!(n.subnet().to_string(), "172.19.0.0/16");
+    assert_eq!(n.host_interface.len(), 15, "{}", n.host_interface);
+    let d = n.domain;
+    let n = s.create_network(&net("b", None), &routes, &mut e).unwrap();
+    assert_eq!(n.subnet().to_string(), "172.20.0.0/16");
+    assert_ne!(n.domain, d, "each network is its own bridge domain");
+}
+
+#[test]
+fn containers_get_sequential_addresses_from_the_range_and_release_them() {
+    let (mut s, mut e) = sample();
+    assert_eq!(
+        s.container("web").unwrap().endpoints[0].ip.to_string(),
+        "10.1.0.128"
+    );
+    let db = s
+        .create_container(&ctr("db", "front", None), &mut e)
+        .unwrap();
+    assert_eq!(db.endpoints[0].ip.to_string(), "10.1.0.129");
+    assert_eq!(db.endpoints[0].interface, "eth0");
+    assert!(db.endpoints[0].host_interface.starts_with("veth"));
+    assert_eq!(db.endpoints[0].host_interface.len(), 11);
+    let mac = db.endpoints[0].mac.0;
+    assert_eq!(mac[0] & 0x03, 0x02, "locally administered unicast");
+    // A static address may lie outside the range, inside the subnet.
+    let c = s
+        .create_container(&ctr("c", "front", Some("10.1.0.50")), &mut e)
+        .unwrap();
+    assert_eq!(c.endpoints[0].ip.to_string(), "10.1.0.50");
+    s.remove_containers(&["c".into()]).unwrap();
+    assert!(s
+        .network("front")
+        .unwrap()
+        .pool
+        .holder("10.1.0.50".parse().unwrap())
+        .is_none());
+    s.create_container(&ctr("c", "front", Some("10.1.0.50")), &mut e)
+        .unwrap();
+}
+
+#[test]
+fn connect_adds_the_next_interface_and_disconnect_releases() {
+    let (mut s, mut e) = sample();
+    let ep = s.connect("bridge", "web", None, &mut e).unwrap();
+    assert_eq!(ep.interface, "eth1");
+    assert_eq!(ep.ip.to_string(), "172.17.0.2");
+    let web = s.container("web").unwrap().clone();
+    assert_eq!(
+        s.default_route_endpoint(&web).unwrap().1.to_string(),
+        "10.1.0.1"
+    );
+    s.disconnect("front", "web").unwrap();
+    let web = s.container("web").unwrap().clone();
+    assert_eq!(
+        s.default_route_endpoint(&web).unwrap().1.to_string(),
+        "172.17.0.1"
+    );
+    let ep = s
+        .connect("front", "web", Some("10.1.0.200"), &mut e)
+        .unwrap();
+    assert_eq!(ep.interface, "eth0", "the lowest free ethN");
+}
+
+#[test]
+fn network_rm_force_disconnects() {
+    let (mut s, _) = sample();
+    let removed = s.remove_networks(&["front".into()], true).unwrap();
+    assert_eq!(removed[0].disconnected.len(), 1);
+    assert!(s.container("web").unwrap().endpoints.is_empty());
+    assert!(s.network("front").is_err());
+}
+
+#[test]
+fn inspect_shows_dockers_view() {
+    let (s, _) = sample();
+    let v = serde_json::to_value(s.network_inspect(s.network("front").unwrap())).unwrap();
+    assert_eq!(v["IPAM"]["Config"][0]["IPRange"], "10.1.0.128/25");
+    assert_eq!(
+        v["IPAM"]["Config"][0]["AuxiliaryAddresses"]["router"],
+        "10.1.0.2"
+    );
+    assert_eq!(v["Options"]["com.docker.network.bridge.enable_icc"], "true");
+    let web = s.container("web").unwrap();
+    assert_eq!(v["Containers"][&web.id]["IPv4Address"], "10.1.0.128/24");
+    let c = serde_json::to_value(s.container_inspect(web)).unwrap();
+    assert_eq!(c["Name"], "/web");
+    assert_eq!(c["NetworkSettings"]["Networks"]["front"]["IPPrefixLen"], 24);
+}
+
+#[test]
+fn rfc3339_timestamps() {
+    let t = now_rfc3339();
+    assert_eq!(t.len(), 30, "{t}");
+    assert!(
+        t.starts_with("20") && t.ends_with('Z') && &t[10..11] == "T",
+        "{t}"
+    );
+}
+
+#[test]
+fn bad_network_requests_change_nothing() {
+    let create = |req: NetworkCreate| {
+        move |s: &mut State, e: &mut Counter| s.create_network(&req, &[], e).map(|_| ())
+    };
+    refused(
+        create(net("front", Some("10.2.0.0/24"))),
+        "network 'front' already exists",
+    );
+    refused(
+        create(net("bad name", None)),
+        "invalid network name 'bad name'",
+    );
+    refused(create(net("host", None)), "reserved");
+    refused(create(net("x", Some("10.0.0.0/33"))), "10.0.0.0/33");
+    refused(create(net("x", Some("10.300.0.0/16"))), "10.300.0.0/16");
+    refused(create(net("x", Some("banana"))), "banana");
+    refused(create(net("x", Some("10.3.0.1/16"))), "10.3.0.0/16");
+    refused(create(net("x", Some("10.1.0.0/16"))), "overlaps");
+    refused(
+        create(NetworkCreate {
+            gateway: Some("10.9.0.1".into()),
+            ..net("x", Some("10.3.0.0/24"))
+        }),
+        "gateway 10.9.0.1 is outside subnet 10.3.0.0/24",
+    );
+    refused(
+        create(NetworkCreate {
+            gateway: Some("ten".into()),
+            ..net("x", Some("10.3.0.0/24"))
+        }),
+        "invalid gateway 'ten'",
+    );
+    refused(
+        create(NetworkCreate {
+            ip_range: Some("10.4.0.0/25".into()),
+            ..net("x", Some("10.3.0.0/24"))
+        }),
+        "ip-range 10.4.0.0/25 is outside subnet 10.3.0.0/24",
+    );
+    refused(
+        create(NetworkCreate {
+            aux_addresses: vec!["r=10.9.0.1".into()],
+            ..net("x", Some("10.3.0.0/24"))
+        }),
+        "outside subnet",
+    );
+    refused(
+        create(NetworkCreate {
+            gateway: Some("10.3.0.1".into()),
+            ..net("x", None)
+        }),
+        "need --subnet",
+    );
+    refused(
+        create(NetworkCreate {
+            options: vec!["icc=maybe".into()],
+            ..net("x", None)
+        }),
+        "invalid value 'maybe'",
+    );
+    refused(
+        create(NetworkCreate {
+            options: vec!["colour=blue".into()],
+            ..net("x", None)
+        }),
+        "unknown option 'colour'",
+    );
+    refused(
+        create(NetworkCreate {
+            mtu: Some(20),
+            ..net("x", None)
+        }),
+        "invalid MTU '20'",
+    );
+    refused(
+        create(NetworkCreate {
+            options: vec![format!("{OPT_BRIDGE_NAME}=switchyard0")],
+            ..net("x", None)
+        }),
+        "'switchyard0' is already used by network 'bridge'",
+    );
+    refused(
+        create(NetworkCreate {
+            options: vec![format!("{OPT_BRIDGE_NAME}=much-too-long-name")],
+            ..net("x", None)
+        }),
+        "invalid interface name",
+    );
+}
+
+#[test]
+fn an_exhausted_pool_is_refused() {
+    let mut e = Counter(0);
+    let mut s = State::initial(&[], &mut e).unwrap();
+    s.create_network(&net("tiny", Some("10.5.0.0/30")), &[], &mut e)
+        .unwrap();
+    s.create_container(&ctr("a", "tiny", None), &mut e).unwrap();
+    let before = s.clone();
+    let err = s
+        .create_container(&ctr("b", "tiny", None), &mut e)
+        .unwrap_err();
+    assert!(err.message.contains("no free address"), "{}", err.message);
+    assert_eq!(s, before);
+}
+
+#[test]
+fn bad_container_requests_change_nothing() {
+    refused(
+        |s, e| {
+            s.create_container(&ctr("web", "front", None), e)
+                .map(|_| ())
+        },
+        "container 'web' already exists",
+    );
+    refused(
+        |s, e| s.create_container(&ctr("db", "nope", None), e).map(|_| ()),
+        "no such network: 'nope'",
+    );
+    refused(
+        |s, e| {
+            s.create_container(&ctr("db", "front", Some("10.1.0.128")), e)
+                .map(|_| ())
+        },
+        "already in use by 'web'",
+    );
+    refused(
+        |s, e| {
+            s.create_container(&ctr("db", "front", Some("10.1.0.1")), e)
+                .map(|_| ())
+        },
+        "gateway",
+    );
+    refused(
+        |s, e| {
+            s.create_container(&ctr("db", "front", Some("10.1.0.2")), e)
+                .map(|_| ())
+        },
+        "aux address 'router'",
+    );
+    refused(
+        |s, e| {
+            s.create_container(&ctr("db", "front", Some("10.8.0.9")), e)
+                .map(|_| ())
+        },
+        "outside subnet 10.1.0.0/24",
+    );
+    refused(
+        |s, e| {
+            s.create_container(&ctr("db", "front", Some("1.2.3")), e)
+                .map(|_| ())
+        },
+        "invalid IP address '1.2.3'",
+    );
+    refused(
+        |s, e| {
+            s.create_container(&ctr("-db", "front", None), e)
+                .map(|_| ())
+        },
+        "invalid container name '-db'",
+    );
+    refused(
+        |s, e| {
+            let mac = s.container("web").unwrap().endpoints[0].mac.to_string();
+            s.create_container(
+                &ContainerCreate {
+                    mac: Some(mac),
+                    ..ctr("db", "front", None)
+                },
+                e,
+            )
+            .map(|_| ())
+        },
+        "is already used by 'web'",
+    );
+    refused(
+        |s, e| {
+            s.create_container(
+                &ContainerCreate {
+                    mac: Some("01:00:5e:00:00:01".into()),
+                    ..ctr("db", "front", None)
+                },
+                e,
+            )
+            .map(|_| ())
+        },
+        "01:00:5e:00:00:01",
+    );
+    refused(
+        |s, _| {
+            s.remove_containers(&["web".into(), "ghost".into()])
+                .map(|_| ())
+        },
+        "no such container: 'ghost'",
+    );
+    refused(
+        |s, _| s.remove_networks(&["front".into()], false).map(|_| ()),
+        "has containers attached (web)",
+    );
+    refused(
+        |s, _| s.remove_networks(&["bridge".into()], true).map(|_| ()),
+        "cannot be removed",
+    );
+    refused(
+        |s, _| s.remove_networks(&["ghost".into()], true).map(|_| ()),
+        "no such network: 'ghost'",
+    );
+    refused(
+        |s, e| s.connect("front", "web", None, e).map(|_| ()),
+        "already connected",
+    );
+    refused(
+        |s, e| s.connect("ghost", "web", None, e).map(|_| ()),
+        "no such network",
+    );
+    refused(
+        |s, e| s.connect("bridge", "ghost", None, e).map(|_| ()),
+        "no such container",
+    );
+    refused(
+        |s, _| s.disconnect("bridge", "web").map(|_| ()),
+        "not connected",
+    );
+}

@@ -1,0 +1,144 @@
+//! What `ls` and `inspect` show: the state translated into the API's Docker-shaped types.
+
+use std::collections::BTreeMap;
+
+use super::{
+    Container, Network, State, OPT_BRIDGE_NAME, OPT_HOST_BINDING, OPT_ICC, OPT_MASQUERADE, OPT_MTU,
+};
+use crate::api::{
+    ContainerEndpointInspect, ContainerInspect, ContainerSummary, EndpointSummary, IpamInspect,
+    IpamPoolInspect, NetworkEndpointInspect, NetworkInspect, NetworkSettingsInspect,
+    NetworkSummary,
+};
+
+pub const DRIVER: &str = "switchyard";
+
+impl State {
+    pub fn network_summaries(&self) -> Vec<NetworkSummary> {
+        self.networks
+            .values()
+            .map(|n| NetworkSummary {
+                id: n.id.clone(),
+                name: n.name.clone(),
+                driver: DRIVER.to_string(),
+                scope: "local".to_string(),
+                subnet: n.subnet().to_string(),
+                gateway: n.gateway().to_string(),
+                host_interface: n.host_interface.clone(),
+                containers: self.attached(&n.name).count(),
+            })
+            .collect()
+    }
+
+    pub fn network_inspect(&self, n: &Network) -> NetworkInspect {
+        let cfg = n.pool.config();
+        let containers = self
+            .attached(&n.name)
+            .map(|(c, e)| {
+                (
+                    c.id.clone(),
+                    NetworkEndpointInspect {
+                        name: c.name.clone(),
+                        endpoint_id: e.id.clone(),
+                        mac_address: e.mac.to_string(),
+                        ipv4_address: format!("{}/{}", e.ip, cfg.subnet.prefix()),
+                        ipv6_address: String::new(),
+                    },
+                )
+            })
+            .collect();
+        // Docker shows the options a network was created with; switchyard shows the effective
+        // value of each, so a reader never has to know the defaults.
+        let mut options: BTreeMap<String, String> = n.options.clone();
+        options.insert(OPT_ICC.into(), n.icc.to_string());
+        options.insert(OPT_MASQUERADE.into(), n.masquerade.to_string());
+        options
+            .entry(OPT_HOST_BINDING.into())
+            .or_insert_with(|| "0.0.0.0".into());
+        options.insert(OPT_BRIDGE_NAME.into(), n.host_interface.clone());
+        options.insert(OPT_MTU.into(), n.mtu.to_string());
+        NetworkInspect {
+            name: n.name.clone(),
+            id: n.id.clone(),
+            created: n.created.clone(),
+            scope: "local".into(),
+            driver: DRIVER.into(),
+            enable_ipv6: false,
+            ipam: IpamInspect {
+                driver: "default".into(),
+                options: BTreeMap::new(),
+                config: vec![IpamPoolInspect {
+                    subnet: cfg.subnet.to_string(),
+                    gateway: cfg.gateway.to_string(),
+                    ip_range: cfg.ip_range.map(|r| r.to_string()),
+                    auxiliary_addresses: cfg
+                        .aux
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.to_string()))
+                        .collect(),
+                }],
+            },
+            internal: n.internal,
+            attachable: true,
+            ingress: false,
+            containers,
+            options,
+            labels: BTreeMap::new(),
+        }
+    }
+
+    pub fn container_summaries(&self) -> Vec<ContainerSummary> {
+        self.containers
+            .values()
+            .map(|c| ContainerSummary {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                endpoints: c
+                    .endpoints
+                    .iter()
+                    .map(|e| EndpointSummary {
+                        network: e.network.clone(),
+                        interface: e.interface.clone(),
+                        address: match self.networks.get(&e.network) {
+                            Some(n) => format!("{}/{}", e.ip, n.subnet().prefix()),
+                            None => e.ip.to_string(),
+                        },
+                        mac: e.mac.to_string(),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    pub fn container_inspect(&self, c: &Container) -> ContainerInspect {
+        let networks = c
+            .endpoints
+            .iter()
+            .filter_map(|e| {
+                let n = self.networks.get(&e.network)?;
+                Some((
+                    e.network.clone(),
+                    ContainerEndpointInspect {
+                        network_id: n.id.clone(),
+                        endpoint_id: e.id.clone(),
+                        gateway: n.gateway().to_string(),
+                        ip_address: e.ip.to_string(),
+                        ip_prefix_len: n.subnet().prefix(),
+                        mac_address: e.mac.to_string(),
+                        interface_name: e.interface.clone(),
+                        host_interface: e.host_interface.clone(),
+                    },
+                ))
+            })
+            .collect();
+        ContainerInspect {
+            id: c.id.clone(),
+            name: format!("/{}", c.name),
+            created: c.created.clone(),
+            network_settings: NetworkSettingsInspect {
+                sandbox_key: format!("/run/netns/{}", c.netns()),
+                networks,
+            },
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Gratuitous ARP, sent when a container interface appears or moves, so that
+//! neighbours and switchyard's own MAC learning pick up the new IP→MAC binding
+//! at once instead of after their entries time out.
+//!
+//! Why one ARP *request* and no reply: Linux treats a request with sender IP ==
+//! target IP as gratuitous and overrides an existing neighbour entry with it
+//! (arp_process: `is_garp` bypasses the locktime), and RFC 5227 ("ARP
+//! Announcement") prescribes the request form. A gratuitous reply would only help
+//! a few old non-Linux stacks, and doubles broadcasts; neither side creates new
+//! entries from either form unless `arp_accept` is set. MAC learning on a switch
+//! works from either, since it only looks at the Ethernet source.
+//!
+//! Why a hand-built frame on an AF_PACKET socket: there is no kernel API that
+//! "announces" an address on demand, and the frame is 42 fixed bytes.
+
+use std::ffi::CString;
+use std::io;
+use std::mem;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use super::link::fmt_mac;
+use super::{os, NetNs, NetnsError, Result};
+
+/// Ethernet minimum frame size without FCS; shorter frames are padded.
+pub(crate) const MIN_FRAME: usize = 60;
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IP: u16 = 0x0800;
+const ARPHRD_ETHER: u16 = 1;
+const ARPOP_REQUEST: u16 = 1;
+
+/// The gratuitous ARP request announcing `ip` at `mac`, padded to 60 bytes.
+pub(crate) fn garp_frame(mac: [u8; 6], ip: Ipv4Addr) -> [u8; MIN_FRAME] {
+    let mut f = [0u8; MIN_FRAME];
+    f[0..6].copy_from_slice(&[0xff; 6]); // Ethernet destination: broadcast
+    f[6..12].copy_from_slice(&mac); // Ethernet source
+    f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
+    f[14..16].copy_from_slice(&ARPHRD_ETHER.to_be_bytes()); // hardware type
+    f[16..18].copy_from_slice(&ETH_P_IP.to_be_bytes()); // protocol type
+    f[18] = 6; // hardware address length
+    f[19] = 4; // protocol address length
+    f[20..22].copy_from_slice(&ARPOP_REQUEST.to_be_bytes());
+    f[22..28].copy_from_slice(&mac); // sender hardware address
+    f[28..32].copy_from_slice(&ip.octets()); // sender protocol address
+                                             // f[32..38]: target hardware address, all zero (unknown)
+    f[38..42].copy_from_slice(&ip.octets()); // target protocol address = sender's
+    f
+}
+
+/// Sends one gratuitous ARP request for `ip` at `mac` out of `ifname` in `ns`.
+pub fn send_gratuitous_arp(ns: &NetNs, ifname: &str, mac: [u8; 6], ip: Ipv4Addr) -> Result<()> {
+    let op = || {
+        format!(
+            "sending gratuitous ARP for {ip} at {} on '{ifname}' in {ns}",
+            fmt_mac(mac)
+        )
+    };
+    let frame = garp_frame(mac, ip);
+    ns.run_in(|| {
+        let cname = CString::new(ifname).map_err(|_| NetnsError::InvalidArgument {
+            op: op(),
+            reason: "interface name contains a NUL byte".into(),
+        })?;
+        // SAFETY: `cname` is NUL-terminated and outlives the call; if_nametoindex
+        // only reads it (and uses a socket of this thread's namespace).
+        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        if ifindex == 0 {
+            return Err(NetnsError::NoSuchLink {
+                op: op(),
+                name: ifname.to_owned(),
+            });
+        }
+
+        // SAFETY: plain socket(2) call with constant arguments; no memory involved.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(os(
+                format!("{}: opening an AF_PACKET socket", op()),
+                io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: `raw` is a fresh, valid descriptor returned by socket(2) that
+        // nothing else owns.
+        let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+
+        // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = ETH_P_ARP.to_be();
+        addr.sll_ifindex = ifindex as i32;
+        let addr_len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: `addr` is an initialised sockaddr_ll and `addr_len` its exact
+        // size; bind(2) only reads it. The descriptor is kept open by `sock`.
+        let rc = unsafe { libc::bind(sock.as_raw_fd(), (&raw const addr).cast(), addr_len) };
+        if rc < 0 {
+            return Err(os(
+                format!("{}: binding to '{ifname}'", op()),
+                io::Error::last_os_error(),
+            ));
+        }
+
+        // SAFETY: `frame` is a live 60-byte buffer that send(2) only reads.
+        let sent = unsafe { libc::send(sock.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        if sent < 0 {
+            return Err(os(format!("{}: send", op()), io::Error::last_os_error()));
+        }
+        if sent as usize != frame.len() {
+            return Err(os(
+                format!("{}: short send of {sent} bytes", op()),
+                io::Error::from(io::ErrorKind::WriteZero),
+            ));
+        }
+        Ok(())
+    })?
+}

@@ -1,0 +1,475 @@
+//! Network namespaces for switchyard's containers and test hosts.
+//!
+//! Why named namespaces follow `ip netns` exactly (a bind mount of an nsfs file on
+//! `/run/netns/NAME`, `/run/netns` a shared mount): operators debug switchyard with
+//! `ip netns exec NAME ...`, and scripts may create namespaces switchyard later
+//! attaches to. Anything else would be a second, incompatible registry.
+//!
+//! Why nothing here ever calls `setns()` on the caller's thread: namespaces are per
+//! thread, and a thread left in another namespace silently carries it into whatever
+//! runs on it next. Every excursion runs on a scoped helper thread that ends with
+//! the excursion, so the namespace a thread entered can never leak.
+//!
+//! Why all `/run/netns` work happens in PID 1's mount namespace: the daemon may be
+//! started as `ip netns exec HOST switchyard daemon`, which gives it a private
+//! mount namespace whose mounts are invisible to the rest of the system and die with
+//! it. A namespace created there would vanish with the daemon. So helper threads
+//! first move into PID 1's mount namespace (after `unshare(CLONE_FS)`, which setns
+//! requires) whenever it differs from ours. Where a sandbox denies access to
+//! `/proc/1/ns/mnt` although we are root, we use the outermost ancestor process
+//! whose mount namespace we may open instead (see `host_mnt_ns`).
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub mod exec;
+pub mod garp;
+pub mod link;
+mod sys;
+#[cfg(test)]
+mod tests;
+
+pub use exec::enter_for_exec;
+pub use garp::send_gratuitous_arp;
+pub use link::{LinkInfo, Netlink};
+
+/// Where `ip netns` (and we) keep the bind mounts that name network namespaces.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// Longest namespace name we accept (iproute2 only requires < NAME_MAX; shorter
+/// names keep CLI output and derived interface names manageable).
+const MAX_NAME_LEN: usize = 64;
+
+/// The calling thread's own network namespace file.
+const THREAD_NETNS: &str = "/proc/thread-self/ns/net";
+
+/// Errors from namespace, mount and netlink operations.
+///
+/// Each message names the operation, the inputs it was given and the OS error, on
+/// one line. The OS error is part of the message rather than a `source()` so that
+/// `anyhow`'s `{:#}` does not print it twice; use [`NetnsError::raw_os_error`] to
+/// branch on it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetnsError {
+    /// A namespace name that is not safe to use as a file name under /run/netns.
+    #[error("invalid network namespace name {name:?}: {reason}")]
+    InvalidName { name: String, reason: String },
+    /// A bad argument other than a namespace name (interface name, prefix length...).
+    #[error("{op}: {reason}")]
+    InvalidArgument { op: String, reason: String },
+    /// `create_named` on a name that is already taken.
+    #[error("creating network namespace '{name}': {} already exists", path.display())]
+    AlreadyExists { name: String, path: PathBuf },
+    /// A named namespace that must exist does not.
+    #[error("network namespace '{name}' not found: {} does not exist", path.display())]
+    NotFound { name: String, path: PathBuf },
+    /// A file that was expected to be a network namespace is something else.
+    #[error("{} is not a network namespace: {reason}", path.display())]
+    NotNetns { path: PathBuf, reason: String },
+    /// A system call failed.
+    #[error("{op}: {err}")]
+    Os { op: String, err: io::Error },
+    /// The kernel rejected a netlink request; `detail` is its extended-ack text.
+    #[error("{op}: {err}{}", detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Netlink {
+        op: String,
+        err: io::Error,
+        detail: Option<String>,
+    },
+    /// A netlink operation referred to an interface that does not exist.
+    #[error("{op}: no interface named '{name}' in this namespace")]
+    NoSuchLink { op: String, name: String },
+    /// The kernel sent something netlink-packet-route could not parse.
+    #[error("{op}: malformed netlink reply: {detail}")]
+    Decode { op: String, detail: String },
+}
+
+impl NetnsError {
+    /// The errno behind this error, if it came from the OS or the kernel.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            NetnsError::Os { err, .. } | NetnsError::Netlink { err, .. } => err.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn os(op: impl Into<String>, err: io::Error) -> NetnsError {
+    NetnsError::Os { op: op.into(), err }
+}
+
+pub type Result<T> = std::result::Result<T, NetnsError>;
+
+/// An open handle on a network namespace. The namespace stays alive as long as the
+/// handle does, even if its name is deleted.
+pub struct NetNs {
+    fd: OwnedFd,
+    /// The file it was opened from, for messages.
+    origin: PathBuf,
+    /// (st_dev, st_ino) of the nsfs inode: the namespace's identity.
+    id: (u64, u64),
+}
+
+impl NetNs {
+    /// The calling thread's network namespace.
+    pub fn current() -> Result<NetNs> {
+        NetNs::from_path(Path::new(THREAD_NETNS))
+    }
+
+    /// Opens a network namespace file (`/proc/PID/ns/net`, `/run/netns/NAME`, ...).
+    pub fn from_path(p: &Path) -> Result<NetNs> {
+        let fd = sys::open(p, libc::O_RDONLY, 0).map_err(|err| {
+            os(
+                format!("opening network namespace file {}", p.display()),
+                err,
+            )
+        })?;
+        NetNs::from_fd(fd, p)
+    }
+
+    fn from_fd(fd: OwnedFd, origin: &Path) -> Result<NetNs> {
+        let not_netns = |reason: String| NetnsError::NotNetns {
+            path: origin.to_owned(),
+            reason,
+        };
+        match sys::ns_type(fd.as_fd()) {
+            Ok(libc::CLONE_NEWNET) => {}
+            Ok(other) => {
+                return Err(not_netns(format!(
+                    "it is a namespace of another type (CLONE_NEW* {other:#x})"
+                )))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => {
+                return Err(not_netns(
+                    "not a namespace file (nothing mounted on it?)".into(),
+                ))
+            }
+            Err(err) => {
+                return Err(os(
+                    format!("checking namespace type of {}", origin.display()),
+                    err,
+                ))
+            }
+        }
+        let id = sys::fstat_id(fd.as_fd())
+            .map_err(|err| os(format!("stat of {}", origin.display()), err))?;
+        Ok(NetNs {
+            fd,
+            origin: origin.to_owned(),
+            id,
+        })
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Whether two handles refer to the same namespace.
+    pub fn same_as(&self, other: &NetNs) -> bool {
+        self.id == other.id
+    }
+
+    /// Runs `f` on a scoped helper thread that has entered this namespace; the
+    /// caller's thread never changes namespace. A panic in `f` is propagated.
+    pub fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
+        on_helper_thread(|| {
+            sys::setns(self.fd(), libc::CLONE_NEWNET)
+                .map_err(|err| os(format!("entering network namespace {self}"), err))?;
+            Ok(f())
+        })
+    }
+}
+
+impl AsFd for NetNs {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd()
+    }
+}
+
+impl fmt::Display for NetNs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "net:[{}] ({})", self.id.1, self.origin.display())
+    }
+}
+
+impl fmt::Debug for NetNs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetNs")
+            .field("fd", &self.fd)
+            .field("origin", &self.origin)
+            .field("inode", &self.id.1)
+            .finish()
+    }
+}
+
+/// Runs `f` on a fresh scoped thread, so that whatever namespace it enters dies
+/// with it. Panics are re-raised on the caller.
+fn on_helper_thread<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        let handle = std::thread::Builder::new()
+            .name("netns-helper".into())
+            .spawn_scoped(s, f)
+            .map_err(|err| os("spawning a namespace helper thread", err))?;
+        handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// The mount namespace that owns `/run/netns`, as (fd, pid of a process in it),
+/// or `None` if that is the calling thread's own mount namespace.
+///
+/// That is PID 1's. If `/proc/1/ns/mnt` cannot be opened even as root (some
+/// sandboxes deny ptrace-level access to their init), fall back to the outermost
+/// ancestor of ours whose mount namespace we may open: the closest thing to "the
+/// system's" mount namespace that we can see.
+fn host_mnt_ns() -> Result<Option<(OwnedFd, u32)>> {
+    let own_path = Path::new("/proc/thread-self/ns/mnt");
+    let own = sys::open(own_path, libc::O_RDONLY, 0)
+        .and_then(|fd| sys::fstat_id(fd.as_fd()))
+        .map_err(|err| {
+            os(
+                "opening our own mount namespace /proc/thread-self/ns/mnt",
+                err,
+            )
+        })?;
+    let (fd, pid) = match sys::open(Path::new("/proc/1/ns/mnt"), libc::O_RDONLY, 0) {
+        Ok(fd) => (fd, 1),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
+            match outermost_accessible_ancestor_mnt_ns() {
+                Some(found) => found,
+                None => return Ok(None),
+            }
+        }
+        Err(err) => return Err(os("opening PID 1's mount namespace /proc/1/ns/mnt", err)),
+    };
+    let id =
+        sys::fstat_id(fd.as_fd()).map_err(|err| os(format!("stat of /proc/{pid}/ns/mnt"), err))?;
+    Ok((id != own).then_some((fd, pid)))
+}
+
+fn outermost_accessible_ancestor_mnt_ns() -> Option<(OwnedFd, u32)> {
+    let mut best = None;
+    let mut pid = parent_pid(std::process::id())?;
+    // Bounded walk: pid chains are short, and a cycle (pid reuse races) must not hang us.
+    for _ in 0..1024 {
+        if pid <= 1 {
+            break;
+        }
+        if let Ok(fd) = sys::open(
+            &PathBuf::from(format!("/proc/{pid}/ns/mnt")),
+            libc::O_RDONLY,
+            0,
+        ) {
+            best = Some((fd, pid));
+        }
+        pid = parent_pid(pid)?;
+    }
+    best
+}
+
+fn parent_pid(pid: u32) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Runs `f` on a helper thread placed in the mount namespace owning `/run/netns`.
+fn in_host_mnt_ns<T: Send>(op: &str, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    let target = host_mnt_ns().map_err(|e| prefix(op, e))?;
+    on_helper_thread(move || {
+        if let Some((fd, pid)) = &target {
+            sys::unshare(libc::CLONE_FS)
+                .map_err(|err| os(format!("{op}: unshare(CLONE_FS) on a helper thread"), err))?;
+            sys::setns(fd.as_fd(), libc::CLONE_NEWNS).map_err(|err| {
+                os(
+                    format!("{op}: entering the mount namespace of PID {pid}"),
+                    err,
+                )
+            })?;
+        }
+        f()
+    })
+}
+
+fn prefix(op: &str, e: NetnsError) -> NetnsError {
+    match e {
+        NetnsError::Os { op: inner, err } => os(format!("{op}: {inner}"), err),
+        other => other,
+    }
+}
+
+fn named_path(name: &str) -> PathBuf {
+    Path::new(NETNS_RUN_DIR).join(name)
+}
+
+/// Checks that `name` is usable as a namespace name: 1 to 64 characters from
+/// `[A-Za-z0-9_.-]`, not `.` or `..`, not starting with `-` (ip(8) would take it
+/// for an option).
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = |reason: String| {
+        Err(NetnsError::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("the name is empty".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return bad(format!("longer than {MAX_NAME_LEN} characters"));
+    }
+    if name == "." || name == ".." {
+        return bad("'.' and '..' are not names".into());
+    }
+    if name.starts_with('-') {
+        return bad("must not start with '-'".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return bad(format!(
+            "character {c:?} is not allowed (only A-Z a-z 0-9 _ . -)"
+        ));
+    }
+    Ok(())
+}
+
+/// Serialises the "make /run/netns a shared mount" dance within this process, so
+/// two threads cannot both find it unmounted and stack two bind mounts.
+static RUN_DIR_LOCK: Mutex<()> = Mutex::new(());
+
+/// `mkdir -p /run/netns` and make it a shared mount point, as iproute2 does, so
+/// that namespaces mounted there propagate into mount namespaces created later
+/// (e.g. by `ip netns exec`) instead of being frozen out of them.
+fn ensure_run_dir(op: &str) -> Result<()> {
+    let _guard = RUN_DIR_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    ensure_shared_dir(Path::new(NETNS_RUN_DIR), op)
+}
+
+fn ensure_shared_dir(dir: &Path, op: &str) -> Result<()> {
+    match fs::DirBuilder::new().mode(0o755).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(os(format!("{op}: creating {}", dir.display()), err)),
+    }
+    let mut made_mount_point = false;
+    loop {
+        match sys::mount(Path::new(""), dir, "none", libc::MS_SHARED | libc::MS_REC) {
+            Ok(()) => return Ok(()),
+            // EINVAL: not a mount point yet. Bind it onto itself, then retry once.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !made_mount_point => {
+                sys::mount(dir, dir, "none", libc::MS_BIND | libc::MS_REC).map_err(|err| {
+                    os(
+                        format!("{op}: bind-mounting {} onto itself", dir.display()),
+                        err,
+                    )
+                })?;
+                made_mount_point = true;
+            }
+            Err(err) => {
+                return Err(os(
+                    format!("{op}: making {} a shared mount", dir.display()),
+                    err,
+                ))
+            }
+        }
+    }
+}
+
+/// Creates a new network namespace named `name`, like `ip netns add NAME`.
+pub fn create_named(name: &str) -> Result<NetNs> {
+    validate_name(name)?;
+    let path = named_path(name);
+    let op = format!("creating network namespace '{name}'");
+    in_host_mnt_ns(&op, || {
+        ensure_run_dir(&op)?;
+        match sys::open(&path, libc::O_RDONLY | libc::O_CREAT | libc::O_EXCL, 0) {
+            Ok(fd) => drop(fd),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                return Err(NetnsError::AlreadyExists {
+                    name: name.to_owned(),
+                    path: path.clone(),
+                })
+            }
+            Err(err) => return Err(os(format!("{op}: creating {}", path.display()), err)),
+        }
+        // This helper thread moves into the new namespace and ends right after: the
+        // namespace lives on only through the bind mount (and the handle we return).
+        let made = sys::unshare(libc::CLONE_NEWNET)
+            .map_err(|err| os(format!("{op}: unshare(CLONE_NEWNET)"), err))
+            .and_then(|()| {
+                sys::mount(Path::new(THREAD_NETNS), &path, "none", libc::MS_BIND).map_err(|err| {
+                    os(
+                        format!("{op}: bind-mounting {THREAD_NETNS} on {}", path.display()),
+                        err,
+                    )
+                })
+            })
+            .and_then(|()| NetNs::from_path(&path));
+        if made.is_err() {
+            let _ = sys::umount2(&path, libc::MNT_DETACH);
+            let _ = fs::remove_file(&path);
+        }
+        made
+    })
+}
+
+/// Opens the namespace named `name`; `None` if `/run/netns/NAME` does not exist.
+pub fn open_named(name: &str) -> Result<Option<NetNs>> {
+    validate_name(name)?;
+    let path = named_path(name);
+    let op = format!("opening network namespace '{name}'");
+    in_host_mnt_ns(&op, || match sys::open(&path, libc::O_RDONLY, 0) {
+        Ok(fd) => NetNs::from_fd(fd, &path).map(Some),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(err) => Err(os(format!("{op}: opening {}", path.display()), err)),
+    })
+}
+
+/// Removes the name `name`, like `ip netns delete NAME`. The namespace itself
+/// dies once nothing else (process, open handle, other mount) holds it. Ok if absent.
+pub fn delete_named(name: &str) -> Result<()> {
+    validate_name(name)?;
+    let path = named_path(name);
+    let op = format!("deleting network namespace '{name}'");
+    in_host_mnt_ns(&op, || {
+        // Loop in case something mounted it twice; EINVAL = no (more) mount there.
+        for _ in 0..16 {
+            match sys::umount2(&path, libc::MNT_DETACH) {
+                Ok(()) => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => break,
+                Err(err) => return Err(os(format!("{op}: unmounting {}", path.display()), err)),
+            }
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(os(format!("{op}: removing {}", path.display()), err)),
+        }
+    })
+}
+
+/// Whether `/run/netns/NAME` exists (as `ip netns list` would show it). False for
+/// invalid names and when the check itself fails.
+pub fn exists_named(name: &str) -> bool {
+    if validate_name(name).is_err() {
+        return false;
+    }
+    let path = named_path(name);
+    in_host_mnt_ns("checking for a network namespace", || {
+        Ok(fs::symlink_metadata(&path).is_ok())
+    })
+    .unwrap_or(false)
+}
