@@ -52,6 +52,10 @@ pub struct DaemonArgs {
     /// After traffic, keep polling this many microseconds before sleeping (0: sleep at once).
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     spin_us: u64,
+    /// Turn on IPv4 forwarding in the daemon's namespace (as dockerd does), so containers reach
+    /// beyond the host through its routing.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    ip_forward: bool,
 }
 
 pub fn run(args: DaemonArgs, socket: Option<&Path>) -> ExitCode {
@@ -116,6 +120,11 @@ fn routes(netlink: &Netlink) -> Vec<Ipv4Net> {
 fn start(args: &DaemonArgs, socket: &Path) -> anyhow::Result<Daemon> {
     let store = Store::open(&args.state_dir)?;
     let netlink = Netlink::current().context("opening rtnetlink")?;
+    if args.ip_forward {
+        // Per network namespace: this is the daemon's namespace, the host's when run there.
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+            .context("turning on IPv4 forwarding (/proc/sys/net/ipv4/ip_forward; or pass --ip-forward false)")?;
+    }
     let state = match store.load()? {
         Some(s) => s,
         None => {
