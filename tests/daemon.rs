@@ -380,6 +380,9 @@ fn bad_input_is_refused_with_one_line_and_changes_nothing() {
     let web = lab.container("web", &["--network", "front"]);
     lab.container("t1", &["--network", "tiny"]);
     let db = lab.adopt("db");
+    // A namespace of that name made by someone else is never taken over.
+    let taken = lab.adopt("taken");
+    must(&["ip", "netns", "add", &taken]);
     let state = lab.state_dir().join("state.json");
     let snapshot = |lab: &Lab| {
         let mut netns: Vec<String> = std::fs::read_dir("/run/netns")
@@ -482,6 +485,7 @@ fn bad_input_is_refused_with_one_line_and_changes_nothing() {
             &["container", "create", &db, "--network", "tiny"],
             "no free address",
         ),
+        (&["container", "create", &taken], "network namespace '"),
         (&["container", "rm", "ghost"], "no such container: 'ghost'"),
         (
             &["network", "connect", "front", "ghost"],
