@@ -4,13 +4,15 @@
 //! commands between batches, never in the middle of one. Replies come back on a one-shot channel
 //! carried in the command. Everything here is plain data; `control/` builds on these types alone.
 
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Sender};
 
 use super::counters::PortCounters;
 use crate::port::{Port, PortError, PortKind};
-use crate::table::{CamError, CamStats};
+use crate::table::{CamError, CamStats, LinkRule, PortRole, Subnet};
 use crate::{DomainId, MacAddr, PortId, VlanId};
 
 /// Errors of engine commands, naming the input that was wrong.
@@ -37,7 +39,12 @@ pub enum Command {
     AddPort {
         port: Box<dyn Port>,
         domain: DomainId,
+        role: PortRole,
         reply: Sender<Result<PortId, EngineError>>,
+    },
+    SetPolicy {
+        update: PolicyUpdate,
+        reply: Sender<Result<(), EngineError>>,
     },
     RemovePort {
         id: PortId,
@@ -63,6 +70,28 @@ pub enum Command {
         reply: Sender<Snapshot>,
     },
     Shutdown,
+}
+
+/// A change to the policy tables (`table::Policy`). The control plane computes them from its
+/// state; each replaces one part whole, so there is never a half-applied set of rules.
+#[derive(Clone, Debug)]
+pub enum PolicyUpdate {
+    Role {
+        port: PortId,
+        role: PortRole,
+    },
+    /// `icc = false` closes the network's inter-container traffic to links only.
+    Icc {
+        domain: DomainId,
+        icc: bool,
+    },
+    /// Every link rule of every network.
+    Links(HashSet<LinkRule>),
+    /// Every switchyard subnet, and which addresses' owners are attached to which networks.
+    Isolation {
+        subnets: Vec<Subnet>,
+        attached: HashSet<(Ipv4Addr, DomainId)>,
+    },
 }
 
 /// Whether a port is attached, or its interface went away while attached.
@@ -128,11 +157,27 @@ impl EngineHandle {
     }
 
     pub fn add_port(&self, port: Box<dyn Port>, domain: DomainId) -> Result<PortId, EngineError> {
+        self.add_port_as(port, domain, PortRole::Plain)
+    }
+
+    /// Attaches a port whose policy role is in force from its first frame.
+    pub fn add_port_as(
+        &self,
+        port: Box<dyn Port>,
+        domain: DomainId,
+        role: PortRole,
+    ) -> Result<PortId, EngineError> {
         self.call(|reply| Command::AddPort {
             port,
             domain,
+            role,
             reply,
         })?
+    }
+
+    /// Replaces part of the policy; returns once the engine applies it (between two batches).
+    pub fn set_policy(&self, update: PolicyUpdate) -> Result<(), EngineError> {
+        self.call(|reply| Command::SetPolicy { update, reply })?
     }
 
     pub fn remove_port(&self, id: PortId) -> Result<(), EngineError> {

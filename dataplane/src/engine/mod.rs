@@ -20,13 +20,17 @@ use crossbeam_channel::{unbounded, Receiver};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-pub use command::{Command, EngineError, EngineHandle, MacEntry, PortInfo, PortState, Snapshot};
+pub use command::{
+    Command, EngineError, EngineHandle, MacEntry, PolicyUpdate, PortInfo, PortState, Snapshot,
+};
 pub use counters::PortCounters;
 
 use crate::offload::Segments;
 use crate::port::{Port, PortError, PortKind, RxBatch, BATCH};
-use crate::stage::{ingress, l2_fwd, l2_learn, DropReason, Effects, Tables, Verdict};
-use crate::table::{CamConfig, CamTable, LearnAction};
+use crate::stage::{
+    anti_spoof, icc, ingress, isolation, l2_fwd, l2_learn, DropReason, Effects, Tables, Verdict,
+};
+use crate::table::{CamConfig, CamTable, LearnAction, Policy, PortRole};
 use crate::{DomainId, MacAddr, PortId};
 
 /// At most this many ports; port ids index fixed arrays.
@@ -120,6 +124,7 @@ impl Engine {
             ready: vec![false; MAX_PORTS],
             tables: Tables {
                 cam: CamTable::new(config.cam),
+                policy: Policy::default(),
                 now_ms: 0,
             },
             rx: RxBatch::new(),
@@ -255,9 +260,13 @@ impl Engine {
             Command::AddPort {
                 port,
                 domain,
+                role,
                 reply,
             } => {
-                let _ = reply.send(self.add_port(port, domain));
+                let _ = reply.send(self.add_port_as(port, domain, role));
+            }
+            Command::SetPolicy { update, reply } => {
+                let _ = reply.send(self.set_policy(update));
             }
             Command::RemovePort { id, reply } => {
                 let _ = reply.send(self.remove_port(id));
@@ -303,11 +312,41 @@ impl Engine {
             .is_some_and(|s| s.io.is_some())
     }
 
-    /// Attaches a port to a bridge domain and starts polling it.
+    /// Replaces part of the policy tables (the engine thread's side of `EngineHandle::set_policy`).
+    pub fn set_policy(&mut self, update: PolicyUpdate) -> Result<(), EngineError> {
+        let policy = &mut self.tables.policy;
+        match update {
+            PolicyUpdate::Role { port, role } => {
+                if !self.port_up(port) {
+                    return Err(EngineError::NoSuchPort(port));
+                }
+                self.tables.policy.set_role(port, role);
+            }
+            PolicyUpdate::Icc { domain, icc } => policy.set_icc(domain, icc),
+            PolicyUpdate::Links(links) => policy.set_links(links),
+            PolicyUpdate::Isolation { subnets, attached } => {
+                policy.set_isolation(subnets, attached)
+            }
+        }
+        Ok(())
+    }
+
+    /// Attaches a port to a bridge domain and starts polling it, with no policy (`PortRole::Plain`).
     pub fn add_port(
         &mut self,
         port: Box<dyn Port>,
         domain: DomainId,
+    ) -> Result<PortId, EngineError> {
+        self.add_port_as(port, domain, PortRole::Plain)
+    }
+
+    /// Attaches a port with its policy role in place before its first frame is read, so a
+    /// container's port is never, even briefly, unchecked.
+    pub fn add_port_as(
+        &mut self,
+        port: Box<dyn Port>,
+        domain: DomainId,
+        role: PortRole,
     ) -> Result<PortId, EngineError> {
         let index = match self.ports.iter().position(|s| s.is_none()) {
             Some(i) => i,
@@ -338,6 +377,7 @@ impl Engine {
             counters: PortCounters::default(),
             io: Some(port),
         });
+        self.tables.policy.set_role(id, role);
         self.rebuild_domains();
         Ok(id)
     }
@@ -376,6 +416,7 @@ impl Engine {
 
     fn forget_port(&mut self, id: PortId) {
         self.tables.cam.flush_port(id);
+        self.tables.policy.set_role(id, PortRole::Plain);
         self.ready[id.0 as usize] = false;
         self.tx[id.0 as usize].len = 0;
         self.rebuild_domains();
@@ -493,14 +534,21 @@ impl Engine {
     /// just received them, and sends them out. The frames stay in place, so a benchmark can repeat it.
     pub fn process_received(&mut self, id: PortId, domain: DomainId, n: usize) {
         self.tables.now_ms = self.now_ms();
+        // Which policy stages apply depends only on the ingress port and its domain, both fixed for
+        // the batch: decided once here, so a port without policy pays nothing per frame.
+        let checks = Checks {
+            anti_spoof: matches!(self.tables.policy.role(id), PortRole::Container(_)),
+            isolation: matches!(self.tables.policy.role(id), PortRole::Host),
+            icc: self.tables.policy.icc_closed(domain),
+        };
         for i in 0..n {
-            self.process_frame(id, domain, i);
+            self.process_frame(id, domain, i, checks);
         }
         self.flush();
     }
 
     /// Runs frame `i` of the receive batch through the stages and queues it for egress.
-    fn process_frame(&mut self, ingress_port: PortId, domain: DomainId, i: usize) {
+    fn process_frame(&mut self, ingress_port: PortId, domain: DomainId, i: usize, checks: Checks) {
         let meta = *self.rx.meta(i);
         let counters = &mut self.ports[ingress_port.0 as usize]
             .as_mut()
@@ -510,67 +558,96 @@ impl Engine {
         counters.rx_bytes += meta.len as u64;
         counters.rx_gso += meta.vnet.is_gso() as u64;
 
-        let verdict = match ingress::run(self.rx.frame(i), &meta, ingress_port, domain) {
-            Err(reason) => Verdict::Drop(reason),
-            Ok(view) => {
-                let mut effects = Effects::default();
-                let mut verdict = l2_learn::run(&view, &self.tables, &mut effects);
-                if let Some(learn) = effects.learn {
-                    debug_assert!(learn.action != LearnAction::None);
-                    self.tables.cam.learn(
-                        learn.domain,
-                        learn.vlan,
-                        learn.mac,
-                        learn.port,
-                        self.tables.now_ms,
-                    );
-                }
-                if verdict == Verdict::Continue {
-                    verdict = l2_fwd::run(&view, &self.tables, &mut effects);
-                }
-                verdict
-            }
+        let view = match ingress::run(self.rx.frame(i), &meta, ingress_port, domain) {
+            Ok(view) => view,
+            Err(reason) => return count_drop(&mut self.ports, ingress_port, reason),
         };
+        let mut effects = Effects::default();
+        let mut verdict = Verdict::Continue;
+        if checks.anti_spoof {
+            verdict = anti_spoof::run(&view, &self.tables);
+        }
+        if checks.isolation && verdict == Verdict::Continue {
+            verdict = isolation::run(&view, &self.tables);
+        }
+        if verdict == Verdict::Continue {
+            verdict = l2_learn::run(&view, &self.tables, &mut effects);
+            if let Some(learn) = effects.learn {
+                debug_assert!(learn.action != LearnAction::None);
+                self.tables.cam.learn(
+                    learn.domain,
+                    learn.vlan,
+                    learn.mac,
+                    learn.port,
+                    self.tables.now_ms,
+                );
+            }
+        }
+        if verdict == Verdict::Continue {
+            verdict = l2_fwd::run(&view, &self.tables, &mut effects);
+        }
         match verdict {
-            Verdict::Forward(port) => self.enqueue(port, i),
+            Verdict::Forward(port) if checks.icc => match icc::run(&view, &self.tables, port) {
+                Verdict::Drop(reason) => count_drop(&mut self.ports, ingress_port, reason),
+                _ => enqueue(&mut self.tx, &mut self.touched, port, i),
+            },
+            Verdict::Forward(port) => enqueue(&mut self.tx, &mut self.touched, port, i),
             Verdict::Flood => {
-                let members = self
+                let members: &[PortId] = self
                     .domains
                     .get(domain.0 as usize)
-                    .map(Vec::len)
-                    .unwrap_or(0);
-                let mut sent = 0;
-                for m in 0..members {
-                    let port = self.domains[domain.0 as usize][m];
-                    if port != ingress_port {
-                        self.enqueue(port, i);
-                        sent += 1;
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                let mut others = 0;
+                for &port in members {
+                    if port == ingress_port {
+                        continue;
+                    }
+                    others += 1;
+                    match checks.icc {
+                        true => match icc::run(&view, &self.tables, port) {
+                            Verdict::Drop(r) => count_drop(&mut self.ports, ingress_port, r),
+                            _ => enqueue(&mut self.tx, &mut self.touched, port, i),
+                        },
+                        false => enqueue(&mut self.tx, &mut self.touched, port, i),
                     }
                 }
-                if sent == 0 {
-                    self.count_drop(ingress_port, DropReason::NoEgress, 1);
+                if others == 0 {
+                    count_drop(&mut self.ports, ingress_port, DropReason::NoEgress);
                 }
             }
-            Verdict::Drop(reason) => self.count_drop(ingress_port, reason, 1),
+            Verdict::Drop(reason) => count_drop(&mut self.ports, ingress_port, reason),
             Verdict::Continue => unreachable!("the last stage always decides"),
-        }
-    }
-
-    fn enqueue(&mut self, port: PortId, slot: usize) {
-        let q = &mut self.tx[port.0 as usize];
-        if q.len == 0 {
-            self.touched.push(port);
-        }
-        q.slots[q.len] = slot as u8;
-        q.len += 1;
-    }
-
-    fn count_drop(&mut self, port: PortId, reason: DropReason, n: u64) {
-        if let Some(slot) = self.ports.get_mut(port.0 as usize).and_then(|s| s.as_mut()) {
-            slot.counters.drop(reason, n);
         }
     }
 }
 
+/// The policy stages that apply to a batch (see `process_received`).
+#[derive(Clone, Copy)]
+struct Checks {
+    anti_spoof: bool,
+    isolation: bool,
+    icc: bool,
+}
+
+/// Queues receive slot `slot` for `port` (a free function so the caller may hold a packet view
+/// borrowed from the receive area meanwhile).
+fn enqueue(tx: &mut [TxQueue], touched: &mut Vec<PortId>, port: PortId, slot: usize) {
+    let q = &mut tx[port.0 as usize];
+    if q.len == 0 {
+        touched.push(port);
+    }
+    q.slots[q.len] = slot as u8;
+    q.len += 1;
+}
+
+fn count_drop(ports: &mut [Option<PortSlot>], port: PortId, reason: DropReason) {
+    if let Some(slot) = ports.get_mut(port.0 as usize).and_then(|s| s.as_mut()) {
+        slot.counters.drop(reason, 1);
+    }
+}
+
+#[cfg(test)]
+mod policy_tests;
 #[cfg(test)]
 mod tests;

@@ -6,40 +6,53 @@
 //! stable name (`StageId::name`) used by counters, traces and docs, and every drop carries a
 //! `DropReason` with its own counter.
 
+pub mod anti_spoof;
+pub mod icc;
 pub mod ingress;
+pub mod isolation;
 pub mod l2_fwd;
 pub mod l2_learn;
+pub mod l3;
 
 use std::fmt;
 
-use crate::table::{CamTable, LearnAction};
+use crate::table::{CamTable, LearnAction, Policy};
 use crate::{DomainId, MacAddr, PortId, VlanId};
 
 /// The stages, in pipeline order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StageId {
     Ingress,
+    AntiSpoof,
+    Isolation,
     L2Learn,
     L2Fwd,
     Flood,
+    Icc,
     Egress,
 }
 
 impl StageId {
-    pub const ALL: [StageId; 5] = [
+    pub const ALL: [StageId; 8] = [
         StageId::Ingress,
+        StageId::AntiSpoof,
+        StageId::Isolation,
         StageId::L2Learn,
         StageId::L2Fwd,
         StageId::Flood,
+        StageId::Icc,
         StageId::Egress,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
             StageId::Ingress => "ingress",
+            StageId::AntiSpoof => "anti-spoof",
+            StageId::Isolation => "isolation",
             StageId::L2Learn => "l2-learn",
             StageId::L2Fwd => "l2-fwd",
             StageId::Flood => "flood",
+            StageId::Icc => "icc",
             StageId::Egress => "egress",
         }
     }
@@ -91,11 +104,15 @@ drop_reasons! {
     RxError => "rx-error", Ingress, "The operating system reported an error while receiving on the port.";
     Truncated => "truncated", Ingress, "The frame was larger than the receive buffer and arrived cut.";
     BadVlan => "bad-vlan", Ingress, "The 802.1Q tag is incomplete.";
+    SpoofMac => "spoof-mac", AntiSpoof, "A container sent from a MAC (Ethernet source or ARP sender) that is not its own.";
+    SpoofIp => "spoof-ip", AntiSpoof, "A container sent IPv4 or ARP from an address that is not its own.";
+    Isolation => "isolation", Isolation, "The host routed the packet from another switchyard network into this one; networks are isolated.";
     SrcMulticast => "src-multicast", L2Learn, "The source MAC is a group (multicast or broadcast) address, which no sender may use.";
     SrcZero => "src-zero", L2Learn, "The source MAC is all zeros.";
     StaticConflict => "static-conflict", L2Learn, "The source MAC is pinned by a static entry to another port.";
     SamePort => "same-port", L2Fwd, "The destination MAC was learned on the port the frame came in on, so it is already there.";
     NoEgress => "no-egress", Flood, "The frame was to be flooded but its bridge domain has no other port.";
+    Icc => "icc", Icc, "Containers of a network with icc=false may only talk where a link allows it.";
     OffloadError => "offload-error", Egress, "The frame needed its checksum finished or to be segmented in software, and its headers did not allow it.";
     TxBusy => "tx-busy", Egress, "The egress port's queue was full.";
     TxTooBig => "tx-too-big", Egress, "The frame is larger than the egress interface's MTU.";
@@ -141,6 +158,7 @@ pub struct PacketView<'a> {
 /// The tables stages read. Owned by the engine; stages only get `&Tables`.
 pub struct Tables {
     pub cam: CamTable,
+    pub policy: Policy,
     /// Engine time of the current batch in milliseconds (read once per batch).
     pub now_ms: u64,
 }

@@ -43,10 +43,11 @@
 //!   one exception is the per-port array, which grows the first time a port id beyond its length is
 //!   seen — rare, and bounded by 65 536 ports.
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
+
+use super::hash::FastHash;
 
 use crate::ids::{DomainId, PortId, VlanId};
 use crate::wire::MacAddr;
@@ -270,65 +271,6 @@ impl Hash for CamKey {
     }
 }
 
-/// murmur3's 64-bit finaliser: a bijection with full avalanche, two multiplies.
-#[inline]
-fn fmix64(mut k: u64) -> u64 {
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    k ^ (k >> 33)
-}
-
-/// Seeded builder for [`CamHasher`]; the seed is per table and secret.
-#[derive(Clone, Copy)]
-struct CamHashBuilder {
-    seed: u64,
-}
-
-impl CamHashBuilder {
-    fn random() -> CamHashBuilder {
-        // RandomState is seeded from the OS once per thread and perturbed on every `new`, so each table
-        // gets a distinct unpredictable seed without us touching getrandom.
-        let mut h = RandomState::new().build_hasher();
-        h.write_u64(0x7377_6974_6368_7961); // "switchya"
-        CamHashBuilder { seed: h.finish() }
-    }
-}
-
-impl BuildHasher for CamHashBuilder {
-    type Hasher = CamHasher;
-    #[inline]
-    fn build_hasher(&self) -> CamHasher {
-        CamHasher { state: self.seed }
-    }
-}
-
-struct CamHasher {
-    state: u64,
-}
-
-impl Hasher for CamHasher {
-    #[inline]
-    fn write_u64(&mut self, x: u64) {
-        self.state = fmix64(self.state ^ x);
-    }
-
-    // Only CamKey is ever hashed, through write_u64; this keeps the Hasher contract for anything else.
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.state
-    }
-}
-
 /// The hash map's value: enough to answer `lookup` without touching the node slab.
 #[derive(Clone, Copy)]
 struct Slot {
@@ -420,7 +362,7 @@ const INITIAL_PORTS: usize = 256;
 
 /// The MAC learning table. See the module documentation.
 pub struct CamTable {
-    map: HashMap<CamKey, Slot, CamHashBuilder>,
+    map: HashMap<CamKey, Slot, FastHash>,
     nodes: Vec<Node>,
     free_head: u32,
     ports: Vec<PortState>,
@@ -499,10 +441,7 @@ impl CamTable {
         CamTable {
             // Twice the entries: hashbrown rehashes in place (no allocation) only while it is at most
             // half full, and tombstones left by removals would otherwise eventually force a regrow.
-            map: HashMap::with_capacity_and_hasher(
-                config.max_entries * 2,
-                CamHashBuilder::random(),
-            ),
+            map: HashMap::with_capacity_and_hasher(config.max_entries * 2, FastHash::random()),
             nodes: Vec::with_capacity(config.max_entries),
             free_head: NIL,
             ports: vec![PortState::EMPTY; INITIAL_PORTS],
@@ -1066,6 +1005,7 @@ impl CamTable {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::hash::BuildHasher;
 
     const D0: DomainId = DomainId(0);
     const D1: DomainId = DomainId(1);
@@ -1565,8 +1505,8 @@ mod tests {
 
     #[test]
     fn hasher_is_seeded_per_table() {
-        let a = CamHashBuilder::random();
-        let b = CamHashBuilder::random();
+        let a = FastHash::random();
+        let b = FastHash::random();
         let key = CamKey::new(D0, V0, mac(1));
         assert_ne!(a.hash_one(key), b.hash_one(key));
         // Within a domain distinct keys never share a full hash (packing and fmix64 are bijective).

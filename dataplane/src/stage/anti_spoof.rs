@@ -1,0 +1,49 @@
+//! `anti-spoof`: a container's port sends only from the container's own MAC and addresses.
+//!
+//! Docker has no such check; OVS and cloud switches do, and without it one container can poison
+//! its neighbours' ARP caches or take over another's address. Applies to ports whose role is
+//! `Container` without `allow_spoofing`. Checked: the Ethernet source MAC, the ARP sender MAC and
+//! address, and the IPv4 source address. An ARP probe (sender 0.0.0.0, RFC 5227 duplicate address
+//! detection) passes; IPv6 is checked by MAC only (switchyard assigns no IPv6 addresses, and
+//! link-local addresses are derived from the MAC). Runs before learning, so a spoofed MAC is never
+//! learned.
+
+use std::net::Ipv4Addr;
+
+use super::{l3, DropReason, PacketView, Tables, Verdict};
+use crate::table::{ContainerGuard, PortRole};
+
+pub fn run(view: &PacketView<'_>, tables: &Tables) -> Verdict {
+    let PortRole::Container(guard) = tables.policy.role(view.ingress) else {
+        return Verdict::Continue;
+    };
+    if guard.allow_spoofing {
+        return Verdict::Continue;
+    }
+    check(view, guard)
+}
+
+fn check(view: &PacketView<'_>, guard: &ContainerGuard) -> Verdict {
+    if view.src != guard.mac {
+        return Verdict::Drop(DropReason::SpoofMac);
+    }
+    match view.ethertype {
+        l3::ETHERTYPE_ARP => match l3::arp(view) {
+            Some(a) if a.sender_mac != guard.mac.0 => Verdict::Drop(DropReason::SpoofMac),
+            Some(a)
+                if a.sender_ip != Ipv4Addr::UNSPECIFIED && !guard.ips.contains(&a.sender_ip) =>
+            {
+                Verdict::Drop(DropReason::SpoofIp)
+            }
+            Some(_) => Verdict::Continue,
+            // Not Ethernet/IPv4 ARP: nothing it could poison.
+            None => Verdict::Continue,
+        },
+        l3::ETHERTYPE_IPV4 => match l3::ipv4(view) {
+            Some(ip) if guard.ips.contains(&ip.src) => Verdict::Continue,
+            // A malformed IPv4 header claims no address, but nothing should send one either.
+            _ => Verdict::Drop(DropReason::SpoofIp),
+        },
+        _ => Verdict::Continue,
+    }
+}

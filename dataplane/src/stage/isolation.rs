@@ -1,0 +1,32 @@
+//! `isolation`: traffic the host routes from one switchyard network into another is dropped.
+//!
+//! Docker's DOCKER-ISOLATION chains do this in the kernel; here it is decided where such traffic
+//! enters a network: through its host port (`PortRole::Host`), with an IPv4 source address inside
+//! another switchyard network's subnet. Two exceptions, both about a container attached to both
+//! networks, which could reach the other side directly anyway: the source address belongs to a
+//! container also attached to this network, or the destination belongs to a container also
+//! attached to the source's network. Traffic from the host itself or from beyond it (any address
+//! outside switchyard's subnets) passes.
+
+use super::{l3, DropReason, PacketView, Tables, Verdict};
+use crate::table::PortRole;
+
+pub fn run(view: &PacketView<'_>, tables: &Tables) -> Verdict {
+    if tables.policy.role(view.ingress) != &PortRole::Host {
+        return Verdict::Continue;
+    }
+    let Some(ip) = l3::ipv4(view) else {
+        return Verdict::Continue;
+    };
+    let policy = &tables.policy;
+    match policy.foreign_network(ip.src, view.domain) {
+        None => Verdict::Continue,
+        Some(from) => {
+            if policy.attached_to(ip.src, view.domain) || policy.attached_to(ip.dst, from) {
+                Verdict::Continue
+            } else {
+                Verdict::Drop(DropReason::Isolation)
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! Policy tables: who a port is, which networks keep inter-container traffic closed, which link
+//! rules open it, and which subnets belong to which network.
+//!
+//! The control plane computes all of it from its state and replaces it through engine commands; the
+//! engine never derives policy itself. Lookups on the per-packet path are a `Vec` index by port or
+//! domain and, only on `icc=false` networks or on host ports, a hash lookup. A port the control
+//! plane never described is `PortRole::Plain`: switched without any check, which is what
+//! `switchyard bridge` and uplinks want.
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::net::Ipv4Addr;
+
+use super::hash::FastHash;
+
+use crate::{DomainId, MacAddr, PortId};
+
+/// What a port is, for policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum PortRole {
+    /// No checks at all.
+    #[default]
+    Plain,
+    /// A network's host port (the gateway): always allowed to talk to containers; traffic the host
+    /// routes in through it is checked for isolation.
+    Host,
+    /// A container's endpoint.
+    Container(ContainerGuard),
+}
+
+/// What a container's port may send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerGuard {
+    pub mac: MacAddr,
+    /// Its IPv4 addresses on this port (normally one).
+    pub ips: Vec<Ipv4Addr>,
+    /// `--allow-spoofing`: a router-like container may send from other addresses.
+    pub allow_spoofing: bool,
+}
+
+/// Direction-specific port match of a link rule (Docker installs one of each per exposed port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkPort {
+    /// parent -> child, to the exposed port.
+    Dst(u16),
+    /// child -> parent, from the exposed port.
+    Src(u16),
+}
+
+/// One allowed direction between two containers on an `icc=false` network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkRule {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    /// IP protocol number: 6 (TCP) or 17 (UDP).
+    pub protocol: u8,
+    pub port: LinkPort,
+}
+
+impl Hash for LinkRule {
+    /// Two words, two finalisers with `FastHash` (the rule is looked up per packet).
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let (kind, port) = match self.port {
+            LinkPort::Dst(p) => (0u64, p),
+            LinkPort::Src(p) => (1u64, p),
+        };
+        state.write_u64(u64::from(u32::from(self.src)) << 32 | u64::from(u32::from(self.dst)));
+        state.write_u64(u64::from(self.protocol) << 24 | kind << 16 | u64::from(port));
+    }
+}
+
+/// An IPv4 subnet of one switchyard network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subnet {
+    pub domain: DomainId,
+    pub network: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Subnet {
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix.min(32))
+        };
+        u32::from(ip) & mask == u32::from(self.network) & mask
+    }
+}
+
+/// Everything the policy stages read. Replaced piecewise by engine commands.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    roles: Vec<PortRole>,
+    /// Indexed by domain: `true` when inter-container traffic is closed (`icc=false`).
+    closed: Vec<bool>,
+    links: HashSet<LinkRule, FastHash>,
+    subnets: Vec<Subnet>,
+    /// (address, domain): a container owning `address` (on any network) is attached to `domain`.
+    attached: HashSet<(Ipv4Addr, DomainId)>,
+}
+
+static PLAIN: PortRole = PortRole::Plain;
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            roles: Vec::new(),
+            closed: Vec::new(),
+            links: HashSet::with_hasher(FastHash::random()),
+            subnets: Vec::new(),
+            attached: HashSet::new(),
+        }
+    }
+}
+
+impl Policy {
+    pub fn role(&self, port: PortId) -> &PortRole {
+        self.roles.get(port.0 as usize).unwrap_or(&PLAIN)
+    }
+
+    pub fn set_role(&mut self, port: PortId, role: PortRole) {
+        let i = port.0 as usize;
+        if self.roles.len() <= i {
+            self.roles.resize(i + 1, PortRole::Plain);
+        }
+        self.roles[i] = role;
+    }
+
+    /// Whether containers of `domain` may only talk through link rules.
+    pub fn icc_closed(&self, domain: DomainId) -> bool {
+        self.closed.get(domain.0 as usize).copied().unwrap_or(false)
+    }
+
+    pub fn set_icc(&mut self, domain: DomainId, icc: bool) {
+        let i = domain.0 as usize;
+        if self.closed.len() <= i {
+            self.closed.resize(i + 1, false);
+        }
+        self.closed[i] = !icc;
+    }
+
+    pub fn set_links(&mut self, links: HashSet<LinkRule>) {
+        self.links.clear();
+        self.links.extend(links);
+    }
+
+    pub fn link_allows(&self, rule: &LinkRule) -> bool {
+        self.links.contains(rule)
+    }
+
+    pub fn links(&self) -> impl Iterator<Item = &LinkRule> {
+        self.links.iter()
+    }
+
+    pub fn set_isolation(&mut self, subnets: Vec<Subnet>, attached: HashSet<(Ipv4Addr, DomainId)>) {
+        self.subnets = subnets;
+        self.attached = attached;
+    }
+
+    /// The switchyard network (other than `domain`) whose subnet holds `ip`, if any.
+    pub fn foreign_network(&self, ip: Ipv4Addr, domain: DomainId) -> Option<DomainId> {
+        self.subnets
+            .iter()
+            .find(|s| s.domain != domain && s.contains(ip))
+            .map(|s| s.domain)
+    }
+
+    /// Whether the container owning `ip` is attached to `domain` too.
+    pub fn attached_to(&self, ip: Ipv4Addr, domain: DomainId) -> bool {
+        self.attached.contains(&(ip, domain))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_ports_and_domains_are_open() {
+        let p = Policy::default();
+        assert_eq!(p.role(PortId(900)), &PortRole::Plain);
+        assert!(!p.icc_closed(DomainId(7)));
+    }
+
+    #[test]
+    fn roles_and_icc_are_set_per_index() {
+        let mut p = Policy::default();
+        p.set_role(PortId(3), PortRole::Host);
+        assert_eq!(p.role(PortId(3)), &PortRole::Host);
+        assert_eq!(p.role(PortId(2)), &PortRole::Plain);
+        p.set_icc(DomainId(2), false);
+        assert!(p.icc_closed(DomainId(2)) && !p.icc_closed(DomainId(1)));
+        p.set_icc(DomainId(2), true);
+        assert!(!p.icc_closed(DomainId(2)));
+    }
+
+    #[test]
+    fn subnets_and_foreign_networks() {
+        let mut p = Policy::default();
+        let a = Subnet {
+            domain: DomainId(0),
+            network: Ipv4Addr::new(172, 17, 0, 0),
+            prefix: 16,
+        };
+        let b = Subnet {
+            domain: DomainId(1),
+            network: Ipv4Addr::new(10, 1, 0, 0),
+            prefix: 24,
+        };
+        let ip_b = Ipv4Addr::new(10, 1, 0, 5);
+        p.set_isolation(vec![a, b], [(ip_b, DomainId(0))].into_iter().collect());
+        assert_eq!(p.foreign_network(ip_b, DomainId(0)), Some(DomainId(1)));
+        assert_eq!(
+            p.foreign_network(ip_b, DomainId(1)),
+            None,
+            "its own network"
+        );
+        assert_eq!(
+            p.foreign_network(Ipv4Addr::new(8, 8, 8, 8), DomainId(0)),
+            None
+        );
+        assert!(p.attached_to(ip_b, DomainId(0)));
+        assert!(!p.attached_to(ip_b, DomainId(2)));
+        assert!(Subnet { prefix: 0, ..a }.contains(Ipv4Addr::new(1, 2, 3, 4)));
+    }
+}
