@@ -58,6 +58,19 @@ pub enum Request {
     ContainerInspect {
         names: Vec<String>,
     },
+    /// The link environment variables of a container (Docker's `ALIAS_PORT_...`).
+    ContainerEnv {
+        name: String,
+    },
+    /// Adds `--link CONTAINER[:ALIAS]` to an existing container.
+    ContainerLink {
+        name: String,
+        link: String,
+    },
+    ContainerUnlink {
+        name: String,
+        alias: String,
+    },
     /// The data plane's ports, MAC table and counters, as text.
     Status,
 }
@@ -82,6 +95,14 @@ pub struct ContainerCreate {
     pub network: String,
     pub ip: Option<String>,
     pub mac: Option<String>,
+    /// `PORT[/PROTO]` or `START-END[/PROTO]` as typed.
+    #[serde(default)]
+    pub expose: Vec<String>,
+    /// `CONTAINER[:ALIAS]` as typed.
+    #[serde(default)]
+    pub links: Vec<String>,
+    #[serde(default)]
+    pub allow_spoofing: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,6 +135,8 @@ pub enum Response {
     NetworkDetails(Vec<NetworkInspect>),
     Containers(Vec<ContainerSummary>),
     ContainerDetails(Vec<ContainerInspect>),
+    /// `NAME=VALUE` pairs in order.
+    Env(Vec<(String, String)>),
     Status {
         report: String,
     },
@@ -243,7 +266,25 @@ pub struct ContainerInspect {
     /// With Docker's leading slash: `/web`.
     pub name: String,
     pub created: String,
+    pub config: ContainerConfigInspect,
+    pub host_config: HostConfigInspect,
     pub network_settings: NetworkSettingsInspect,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerConfigInspect {
+    /// `{"5432/tcp": {}}`, as Docker writes it.
+    pub exposed_ports: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HostConfigInspect {
+    /// Docker's form: `/CHILD:/PARENT/ALIAS`.
+    pub links: Vec<String>,
+    /// switchyard's addition: anti-spoofing is off for this container.
+    pub allow_spoofing: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

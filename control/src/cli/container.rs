@@ -23,7 +23,27 @@ pub enum ContainerCommand {
         /// A fixed MAC (default: random, locally administered).
         #[arg(long, value_name = "MAC")]
         mac: Option<String>,
+        /// A port the container offers to linked containers: PORT[/tcp|udp] or START-END[/PROTO]. Repeat.
+        #[arg(long, value_name = "PORT[/PROTO]")]
+        expose: Vec<String>,
+        /// Reach CONTAINER's exposed ports under ALIAS (env vars, /etc/hosts, and on an icc=false
+        /// network, the only traffic allowed between the two). Repeat.
+        #[arg(long = "link", value_name = "CONTAINER[:ALIAS]")]
+        links: Vec<String>,
+        /// Let the container send from any MAC and address (for router-like containers).
+        #[arg(long)]
+        allow_spoofing: bool,
     },
+    /// Print the environment variables Docker would give the container for its links.
+    Env { name: String },
+    /// Add a link to an existing container (takes effect at once).
+    Link {
+        name: String,
+        #[arg(value_name = "CONTAINER[:ALIAS]")]
+        link: String,
+    },
+    /// Remove a link (takes effect at once, also for established connections).
+    Unlink { name: String, alias: String },
     /// Remove containers: their namespace, veths and addresses.
     #[command(alias = "remove")]
     Rm {
@@ -53,12 +73,21 @@ pub fn run(cmd: ContainerCommand, socket: &Path) -> ExitCode {
             network,
             ip,
             mac,
+            expose,
+            links,
+            allow_spoofing,
         } => Request::ContainerCreate(ContainerCreate {
             name,
             network,
             ip,
             mac,
+            expose,
+            links,
+            allow_spoofing,
         }),
+        ContainerCommand::Env { name } => Request::ContainerEnv { name },
+        ContainerCommand::Link { name, link } => Request::ContainerLink { name, link },
+        ContainerCommand::Unlink { name, alias } => Request::ContainerUnlink { name, alias },
         ContainerCommand::Rm { names } => Request::ContainerRm { names },
         ContainerCommand::Ls => Request::ContainerLs,
         ContainerCommand::Inspect { names } => Request::ContainerInspect { names },
@@ -69,8 +98,15 @@ pub fn run(cmd: ContainerCommand, socket: &Path) -> ExitCode {
         _ => Vec::new(),
     };
     finish(api::call(socket, request), &removed, |response| {
-        let Response::Containers(list) = response else {
-            return Err(response);
+        let list = match response {
+            Response::Containers(list) => list,
+            Response::Env(vars) => {
+                for (k, v) in vars {
+                    println!("{k}={v}");
+                }
+                return Ok(());
+            }
+            other => return Err(other),
         };
         let mut rows = Vec::new();
         for c in list {

@@ -223,6 +223,29 @@ fn failed(e: anyhow::Error) -> ApiError {
 impl Daemon {
     fn handle(&mut self, request: Request) -> Result<Response, ApiError> {
         tracing::debug!(?request, "request");
+        let changes = !matches!(
+            request,
+            Request::Version
+                | Request::Status
+                | Request::NetworkLs
+                | Request::NetworkInspect { .. }
+                | Request::ContainerLs
+                | Request::ContainerInspect { .. }
+                | Request::ContainerEnv { .. }
+        );
+        let result = self.apply(request);
+        if changes {
+            // Whatever happened (done, refused, or reverted), the data plane's policy and the
+            // hosts files follow the current state before the client hears back.
+            if let Err(e) = self.system.sync_policy(&self.state) {
+                tracing::error!("pushing policy: {e:#}");
+            }
+            self.system.sync_hosts(&self.state);
+        }
+        result
+    }
+
+    fn apply(&mut self, request: Request) -> Result<Response, ApiError> {
         match request {
             Request::Version => Ok(Response::Version {
                 daemon: env!("CARGO_PKG_VERSION").to_string(),
@@ -265,6 +288,19 @@ impl Daemon {
             } => self.connect(&network, &container, ip.as_deref()),
             Request::NetworkDisconnect { network, container } => {
                 self.disconnect(&network, &container)
+            }
+            Request::ContainerEnv { name } => Ok(Response::Env(self.state.link_env(&name)?)),
+            Request::ContainerLink { name, link } => {
+                let mut next = self.state.clone();
+                next.add_link(&name, &link)?;
+                self.commit(next)?;
+                Ok(Response::Done)
+            }
+            Request::ContainerUnlink { name, alias } => {
+                let mut next = self.state.clone();
+                next.remove_link(&name, &alias)?;
+                self.commit(next)?;
+                Ok(Response::Done)
             }
         }
     }

@@ -8,8 +8,12 @@
 use std::collections::HashMap;
 
 use anyhow::Context;
-use dataplane::engine::EngineHandle;
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use dataplane::engine::{EngineHandle, PolicyUpdate};
 use dataplane::port::{AfPacketPort, Port, TapPort};
+use dataplane::table::{ContainerGuard, PortRole, Subnet};
 use dataplane::{DomainId, MacAddr, PortId, VlanId};
 
 use crate::model::{Container, Endpoint, Network, State};
@@ -63,7 +67,7 @@ impl System {
         let domain = DomainId(n.domain);
         let id = self
             .engine
-            .add_port(Box::new(tap), domain)
+            .add_port_as(Box::new(tap), domain, PortRole::Host)
             .with_context(|| format!("attaching host port '{name}'"))?;
         self.host_ports.insert(n.name.clone(), id);
         self.engine
@@ -92,7 +96,7 @@ impl System {
         inside.set_up("lo")?;
         for e in &c.endpoints {
             let n = state.network(&e.network)?;
-            self.endpoint_up(n, e, &ns, &inside)?;
+            self.endpoint_up(n, c, e, &ns, &inside)?;
         }
         self.default_route(state, c, &inside)
     }
@@ -111,6 +115,7 @@ impl System {
     pub fn endpoint_up(
         &mut self,
         n: &Network,
+        c: &Container,
         e: &Endpoint,
         ns: &NetNs,
         inside: &Netlink,
@@ -141,9 +146,15 @@ impl System {
         self.netlink.set_up(&e.host_interface)?;
         let port = AfPacketPort::open(&e.host_interface)?;
         let domain = DomainId(n.domain);
+        // The guard is in force from the port's first frame (anti-spoofing, and icc as a container).
+        let role = PortRole::Container(ContainerGuard {
+            mac: MacAddr(e.mac.0),
+            ips: vec![e.ip],
+            allow_spoofing: c.allow_spoofing,
+        });
         let id = self
             .engine
-            .add_port(Box::new(port), domain)
+            .add_port_as(Box::new(port), domain, role)
             .with_context(|| format!("attaching '{}'", e.host_interface))?;
         self.endpoint_ports.insert(e.id.clone(), id);
         // The switch knows the container's MAC before it speaks: no flood for the first reply,
@@ -184,7 +195,7 @@ impl System {
         let ns = netns::open_named(c.netns())?
             .with_context(|| format!("the namespace of container '{}' is gone", c.name))?;
         let inside = Netlink::in_ns(&ns)?;
-        self.endpoint_up(state.network(&e.network)?, e, &ns, &inside)?;
+        self.endpoint_up(state.network(&e.network)?, c, e, &ns, &inside)?;
         self.default_route(state, c, &inside)
     }
 
@@ -195,6 +206,62 @@ impl System {
         }
         if let Err(err) = netns::delete_named(c.netns()) {
             tracing::warn!(container = %c.name, "deleting namespace: {err}");
+        }
+        let dir = hosts_dir(c);
+        let _ = std::fs::remove_file(dir.join("hosts"));
+        let _ = std::fs::remove_dir(&dir);
+    }
+
+    /// Pushes the whole policy computed from `state`: icc per network, every link rule, and the
+    /// subnets and attachments isolation needs. Each part replaces the engine's copy at once, so a
+    /// removed link or container leaves no stale permission behind.
+    pub fn sync_policy(&self, state: &State) -> anyhow::Result<()> {
+        for n in state.networks.values() {
+            self.engine.set_policy(PolicyUpdate::Icc {
+                domain: DomainId(n.domain),
+                icc: n.icc,
+            })?;
+        }
+        self.engine
+            .set_policy(PolicyUpdate::Links(state.link_rules()))?;
+        let subnets = state
+            .networks
+            .values()
+            .map(|n| Subnet {
+                domain: DomainId(n.domain),
+                network: n.subnet().addr(),
+                prefix: n.subnet().prefix(),
+            })
+            .collect();
+        let mut attached = HashSet::new();
+        for c in state.containers.values() {
+            for owned in &c.endpoints {
+                for on in &c.endpoints {
+                    if let Some(n) = state.networks.get(&on.network) {
+                        attached.insert((owned.ip, DomainId(n.domain)));
+                    }
+                }
+            }
+        }
+        self.engine
+            .set_policy(PolicyUpdate::Isolation { subnets, attached })?;
+        Ok(())
+    }
+
+    /// Writes `/etc/netns/NAME/hosts` of every container (what `ip netns exec` and
+    /// `container exec` show as /etc/hosts): its own name and its link aliases.
+    pub fn sync_hosts(&self, state: &State) {
+        for c in state.containers.values() {
+            let dir = hosts_dir(c);
+            let write = || -> std::io::Result<()> {
+                std::fs::create_dir_all(&dir)?;
+                let tmp = dir.join(".hosts.switchyard");
+                std::fs::write(&tmp, state.hosts_file(c))?;
+                std::fs::rename(&tmp, dir.join("hosts"))
+            };
+            if let Err(e) = write() {
+                tracing::warn!(container = %c.name, "writing {}/hosts: {e}", dir.display());
+            }
         }
     }
 
@@ -214,6 +281,17 @@ impl System {
                 failures += 1;
             }
         }
+        if let Err(e) = self.sync_policy(state) {
+            tracing::error!("restoring policy: {e:#}");
+            failures += 1;
+        }
+        self.sync_hosts(state);
         failures
     }
+}
+
+/// `/etc/netns/NAME`: inside the namespace, each file there is shown in place of its namesake in
+/// /etc (as `ip netns exec` does it).
+fn hosts_dir(c: &Container) -> PathBuf {
+    PathBuf::from("/etc/netns").join(c.netns())
 }

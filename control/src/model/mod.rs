@@ -7,6 +7,7 @@
 //! changes nothing, by construction, and each rule can be unit-tested without root.
 
 pub mod ipam;
+pub mod links;
 pub mod store;
 mod view;
 
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiError, ContainerCreate, NetworkCreate};
 use ipam::{AddressPool, IpamConfig, Ipv4Net};
+use links::{Exposed, Link};
 
 /// Version of the state file layout; a daemon refuses a file it does not understand.
 pub const STATE_FORMAT: u32 = 1;
@@ -157,6 +159,15 @@ pub struct Container {
     pub created: String,
     /// In attachment order: the first one that is not internal gives the default route.
     pub endpoints: Vec<Endpoint>,
+    /// `--expose`, sorted, without duplicates.
+    #[serde(default)]
+    pub exposed: Vec<Exposed>,
+    /// `--link`: containers this one may reach on their exposed ports on `icc=false` networks.
+    #[serde(default)]
+    pub links: Vec<Link>,
+    /// `--allow-spoofing`: may send from any MAC and address (router-like containers).
+    #[serde(default)]
+    pub allow_spoofing: bool,
 }
 
 impl Container {
@@ -188,7 +199,7 @@ pub struct RemovedNetwork {
     pub disconnected: Vec<(String, Endpoint)>,
 }
 
-fn bad(message: impl Into<String>) -> ApiError {
+pub(crate) fn bad(message: impl Into<String>) -> ApiError {
     ApiError::bad_input(message)
 }
 
@@ -610,6 +621,19 @@ impl State {
         if self.containers.contains_key(&req.name) {
             return Err(bad(format!("container '{}' already exists", req.name)));
         }
+        let mut exposed = Vec::new();
+        for spec in &req.expose {
+            exposed.extend(links::parse_expose(spec)?);
+        }
+        exposed.sort();
+        exposed.dedup();
+        let links = req
+            .links
+            .iter()
+            .map(|l| links::parse_link(l))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.network(&req.network)?;
+        self.check_links(&req.name, &[req.network.as_str()], &links)?;
         let endpoint = self.new_endpoint(
             &req.name,
             &[],
@@ -623,6 +647,9 @@ impl State {
             name: req.name.clone(),
             created: now_rfc3339(),
             endpoints: vec![endpoint],
+            exposed,
+            links,
+            allow_spoofing: req.allow_spoofing,
         };
         Ok(self.containers.entry(req.name.clone()).or_insert(container))
     }
@@ -645,6 +672,10 @@ impl State {
                 if let Some(n) = self.networks.get_mut(&e.network) {
                     n.pool.release(e.ip);
                 }
+            }
+            // Links hold the container, not its name: a later container of that name is another.
+            for other in self.containers.values_mut() {
+                other.links.retain(|l| &l.container != name);
             }
             removed.push(c);
         }

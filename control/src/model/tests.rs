@@ -29,7 +29,7 @@ fn ctr(name: &str, network: &str, ip: Option<&str>) -> ContainerCreate {
         name: name.into(),
         network: network.into(),
         ip: ip.map(Into::into),
-        mac: None,
+        ..Default::default()
     }
 }
 
@@ -419,4 +419,129 @@ fn bad_container_requests_change_nothing() {
         |s, _| s.disconnect("bridge", "web").map(|_| ()),
         "not connected",
     );
+}
+
+/// `sample()` plus `db` on front exposing 5432/tcp and 53/udp, and `app` linked to it as `database`.
+fn linked() -> State {
+    let (mut s, mut e) = sample();
+    s.create_container(
+        &ContainerCreate {
+            expose: vec!["5432".into(), "53/udp".into(), "5432/tcp".into()],
+            ..ctr("db", "front", None)
+        },
+        &mut e,
+    )
+    .unwrap();
+    s.create_container(
+        &ContainerCreate {
+            links: vec!["db:database".into()],
+            ..ctr("app", "front", None)
+        },
+        &mut e,
+    )
+    .unwrap();
+    s
+}
+
+#[test]
+fn links_give_dockers_rule_pairs_env_and_hosts() {
+    use dataplane::table::{LinkPort, LinkRule};
+    let s = linked();
+    let db = s.container("db").unwrap();
+    assert_eq!(db.exposed.len(), 2, "deduplicated: {:?}", db.exposed);
+    let (app_ip, db_ip) = (
+        s.container("app").unwrap().endpoints[0].ip,
+        db.endpoints[0].ip,
+    );
+    let rules = s.link_rules();
+    let rule = |src, dst, protocol, port| LinkRule {
+        src,
+        dst,
+        protocol,
+        port,
+    };
+    let want: std::collections::HashSet<LinkRule> = [
+        rule(app_ip, db_ip, 6, LinkPort::Dst(5432)),
+        rule(db_ip, app_ip, 6, LinkPort::Src(5432)),
+        rule(app_ip, db_ip, 17, LinkPort::Dst(53)),
+        rule(db_ip, app_ip, 17, LinkPort::Src(53)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(rules, want);
+
+    let env = s.link_env("app").unwrap();
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(get("DATABASE_NAME").as_deref(), Some("/app/database"));
+    assert_eq!(get("DATABASE_PORT"), Some(format!("udp://{db_ip}:53")), "lowest port first");
+    assert_eq!(get("DATABASE_PORT_5432_TCP"), Some(format!("tcp://{db_ip}:5432")));
+    assert_eq!(get("DATABASE_PORT_5432_TCP_ADDR"), Some(db_ip.to_string()));
+    assert_eq!(get("DATABASE_PORT_5432_TCP_PORT").as_deref(), Some("5432"));
+    assert_eq!(get("DATABASE_PORT_5432_TCP_PROTO").as_deref(), Some("tcp"));
+    assert_eq!(get("DATABASE_PORT_53_UDP_PROTO").as_deref(), Some("udp"));
+    assert!(s.link_env("db").unwrap().is_empty());
+
+    let hosts = s.hosts_file(s.container("app").unwrap());
+    assert!(hosts.contains(&format!("{app_ip}\tapp\n")), "{hosts}");
+    assert!(hosts.contains(&format!("{db_ip}\tdatabase db\n")), "{hosts}");
+}
+
+#[test]
+fn removing_the_child_or_the_link_removes_its_rules() {
+    let mut s = linked();
+    s.remove_link("app", "database").unwrap();
+    assert!(s.link_rules().is_empty());
+    assert!(s.link_env("app").unwrap().is_empty());
+    s.add_link("app", "db").unwrap();
+    assert_eq!(s.link_rules().len(), 4);
+    s.remove_containers(&["db".into()]).unwrap();
+    assert!(s.container("app").unwrap().links.is_empty());
+    assert!(s.link_rules().is_empty());
+}
+
+#[test]
+fn bad_link_requests_change_nothing() {
+    refused(
+        |s, e| {
+            s.create_container(
+                &ContainerCreate {
+                    links: vec!["ghost:g".into()],
+                    ..ctr("db", "front", None)
+                },
+                e,
+            )
+            .map(|_| ())
+        },
+        "no such container: 'ghost'",
+    );
+    refused(
+        |s, e| {
+            s.create_container(
+                &ContainerCreate {
+                    links: vec!["web".into()],
+                    ..ctr("db", "bridge", None)
+                },
+                e,
+            )
+            .map(|_| ())
+        },
+        "share no network",
+    );
+    refused(
+        |s, e| {
+            s.create_container(
+                &ContainerCreate {
+                    expose: vec!["99999".into()],
+                    ..ctr("db", "front", None)
+                },
+                e,
+            )
+            .map(|_| ())
+        },
+        "invalid port '99999'",
+    );
+    refused(|s, _| s.add_link("web", "web:me"), "cannot link to itself");
+    refused(|s, _| s.add_link("web", "ghost"), "no such container: 'ghost'");
+    refused(|s, _| s.remove_link("web", "nope"), "has no link named 'nope'");
+    refused(|s, _| s.link_env("ghost").map(|_| ()), "no such container");
 }

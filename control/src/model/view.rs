@@ -6,9 +6,9 @@ use super::{
     Container, Network, State, OPT_BRIDGE_NAME, OPT_HOST_BINDING, OPT_ICC, OPT_MASQUERADE, OPT_MTU,
 };
 use crate::api::{
-    ContainerEndpointInspect, ContainerInspect, ContainerSummary, EndpointSummary, IpamInspect,
-    IpamPoolInspect, NetworkEndpointInspect, NetworkInspect, NetworkSettingsInspect,
-    NetworkSummary,
+    ContainerConfigInspect, ContainerEndpointInspect, ContainerInspect, ContainerSummary,
+    EndpointSummary, HostConfigInspect, IpamInspect, IpamPoolInspect, NetworkEndpointInspect,
+    NetworkInspect, NetworkSettingsInspect, NetworkSummary,
 };
 
 pub const DRIVER: &str = "switchyard";
@@ -135,6 +135,21 @@ impl State {
             id: c.id.clone(),
             name: format!("/{}", c.name),
             created: c.created.clone(),
+            config: ContainerConfigInspect {
+                exposed_ports: c
+                    .exposed
+                    .iter()
+                    .map(|x| (x.to_string(), serde_json::Map::new()))
+                    .collect(),
+            },
+            host_config: HostConfigInspect {
+                links: c
+                    .links
+                    .iter()
+                    .map(|l| format!("/{}:/{}/{}", l.container, c.name, l.alias))
+                    .collect(),
+                allow_spoofing: c.allow_spoofing,
+            },
             network_settings: NetworkSettingsInspect {
                 sandbox_key: format!("/run/netns/{}", c.netns()),
                 networks,
