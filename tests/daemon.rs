@@ -155,14 +155,7 @@ fn containers_reach_each_other_and_the_host() {
     lab.ping_ok("web", "172.17.0.1");
     lab.ping_ok("sw", "172.17.0.2");
     // Beyond the host, through its routing: an outside namespace wired to the daemon's.
-    lab.host("out", "192.0.2.2/24");
-    let uplink = lab.port("out");
-    lab.exec_ok("sw", &["ip", "addr", "add", "192.0.2.1/24", "dev", &uplink]);
-    lab.exec_ok("sw", &["ip", "link", "set", &uplink, "up"]);
-    lab.exec_ok(
-        "out",
-        &["ip", "route", "add", "172.17.0.0/16", "via", "192.0.2.1"],
-    );
+    lab.outside("172.17.0.0/16");
     lab.ping_ok("web", "192.0.2.2");
 
     // exec runs inside the namespace and returns the command's exit code.

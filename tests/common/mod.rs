@@ -7,6 +7,8 @@
 //! inside its own namespace through `ip netns exec`.
 #![allow(dead_code)]
 
+pub mod probe;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -94,6 +96,16 @@ impl Lab {
         ]);
         must(&["ip", "-n", &ns, "addr", "add", addr, "dev", "eth0"]);
         must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+    }
+
+    /// An "outside" host `out` at 192.0.2.2/24 wired to the switch namespace (which gets
+    /// 192.0.2.1), routing `back_to` via the switch namespace: the world beyond the daemon's host.
+    pub fn outside(&mut self, back_to: &str) {
+        self.host("out", "192.0.2.2/24");
+        let uplink = self.port("out");
+        self.exec_ok("sw", &["ip", "addr", "add", "192.0.2.1/24", "dev", &uplink]);
+        self.exec_ok("sw", &["ip", "link", "set", &uplink, "up"]);
+        self.exec_ok("out", &["ip", "route", "add", back_to, "via", "192.0.2.1"]);
     }
 
     /// Hosts `names[i]` at `<prefix>.<i+1>/24`; returns their switch-side port names in order.

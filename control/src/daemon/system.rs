@@ -147,11 +147,7 @@ impl System {
         let port = AfPacketPort::open(&e.host_interface)?;
         let domain = DomainId(n.domain);
         // The guard is in force from the port's first frame (anti-spoofing, and icc as a container).
-        let role = PortRole::Container(ContainerGuard {
-            mac: MacAddr(e.mac.0),
-            ips: vec![e.ip],
-            allow_spoofing: c.allow_spoofing,
-        });
+        let role = guard(c, e);
         let id = self
             .engine
             .add_port_as(Box::new(port), domain, role)
@@ -216,6 +212,16 @@ impl System {
     /// subnets and attachments isolation needs. Each part replaces the engine's copy at once, so a
     /// removed link or container leaves no stale permission behind.
     pub fn sync_policy(&self, state: &State) -> anyhow::Result<()> {
+        for c in state.containers.values() {
+            for e in &c.endpoints {
+                if let Some(&port) = self.endpoint_ports.get(&e.id) {
+                    self.engine.set_policy(PolicyUpdate::Role {
+                        port,
+                        role: guard(c, e),
+                    })?;
+                }
+            }
+        }
         for n in state.networks.values() {
             self.engine.set_policy(PolicyUpdate::Icc {
                 domain: DomainId(n.domain),
@@ -294,4 +300,16 @@ impl System {
 /// /etc (as `ip netns exec` does it).
 fn hosts_dir(c: &Container) -> PathBuf {
     PathBuf::from("/etc/netns").join(c.netns())
+}
+
+/// What endpoint `e` of `c` may send: its own MAC, and any address of the container, since Linux
+/// answers for all of a host's addresses on any of its interfaces (the weak host model: a reply
+/// from the address on eth1 may leave through eth0). Anti-spoofing keeps containers from using
+/// *other* containers' addresses.
+fn guard(c: &Container, e: &Endpoint) -> PortRole {
+    PortRole::Container(ContainerGuard {
+        mac: MacAddr(e.mac.0),
+        ips: c.endpoints.iter().map(|x| x.ip).collect(),
+        allow_spoofing: c.allow_spoofing,
+    })
 }

@@ -473,8 +473,15 @@ fn links_give_dockers_rule_pairs_env_and_hosts() {
     let env = s.link_env("app").unwrap();
     let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     assert_eq!(get("DATABASE_NAME").as_deref(), Some("/app/database"));
-    assert_eq!(get("DATABASE_PORT"), Some(format!("udp://{db_ip}:53")), "lowest port first");
-    assert_eq!(get("DATABASE_PORT_5432_TCP"), Some(format!("tcp://{db_ip}:5432")));
+    assert_eq!(
+        get("DATABASE_PORT"),
+        Some(format!("udp://{db_ip}:53")),
+        "lowest port first"
+    );
+    assert_eq!(
+        get("DATABASE_PORT_5432_TCP"),
+        Some(format!("tcp://{db_ip}:5432"))
+    );
     assert_eq!(get("DATABASE_PORT_5432_TCP_ADDR"), Some(db_ip.to_string()));
     assert_eq!(get("DATABASE_PORT_5432_TCP_PORT").as_deref(), Some("5432"));
     assert_eq!(get("DATABASE_PORT_5432_TCP_PROTO").as_deref(), Some("tcp"));
@@ -483,7 +490,10 @@ fn links_give_dockers_rule_pairs_env_and_hosts() {
 
     let hosts = s.hosts_file(s.container("app").unwrap());
     assert!(hosts.contains(&format!("{app_ip}\tapp\n")), "{hosts}");
-    assert!(hosts.contains(&format!("{db_ip}\tdatabase db\n")), "{hosts}");
+    assert!(
+        hosts.contains(&format!("{db_ip}\tdatabase db\n")),
+        "{hosts}"
+    );
 }
 
 #[test]
@@ -541,7 +551,13 @@ fn bad_link_requests_change_nothing() {
         "invalid port '99999'",
     );
     refused(|s, _| s.add_link("web", "web:me"), "cannot link to itself");
-    refused(|s, _| s.add_link("web", "ghost"), "no such container: 'ghost'");
-    refused(|s, _| s.remove_link("web", "nope"), "has no link named 'nope'");
+    refused(
+        |s, _| s.add_link("web", "ghost"),
+        "no such container: 'ghost'",
+    );
+    refused(
+        |s, _| s.remove_link("web", "nope"),
+        "has no link named 'nope'",
+    );
     refused(|s, _| s.link_env("ghost").map(|_| ()), "no such container");
 }
