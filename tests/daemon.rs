@@ -8,6 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::probe;
 use common::*;
 use serde_json::Value;
 
@@ -315,9 +316,32 @@ fn restart_after_kill_9_restores_networks_containers_and_traffic() {
     lab.cli_ok(&["network", "connect", "back", &web]);
     lab.ping_ok("web", "172.17.0.3");
     lab.ping_ok("web", "10.60.0.2");
+    // Policy is state too: an icc=false network with a link.
+    lab.cli_ok(&[
+        "network",
+        "create",
+        "closed",
+        "--subnet",
+        "10.61.0.0/24",
+        "--opt",
+        "icc=false",
+    ]);
+    let svc = lab.container("svc", &["--network", "closed", "--expose", "8080"]);
+    let cli = lab.container(
+        "cli",
+        &["--network", "closed", "--link", &format!("{svc}:svc")],
+    );
+    let mut servers = probe::Servers::new();
+    servers.tcp(&svc, 8080);
+    let svc_ip: std::net::Ipv4Addr = "10.61.0.2".parse().unwrap();
+    // A server on cli too: only icc (svc is not linked to cli) may keep svc from reaching it.
+    servers.tcp(&cli, 8080);
+    let open = || probe::tcp_ok(&cli, svc_ip, 8080, Duration::from_secs(2));
+    assert!(open());
     let before = (
-        lab.cli_ok(&["network", "inspect", "bridge", "back"]),
-        lab.cli_ok(&["container", "inspect", &web, &db]),
+        lab.cli_ok(&["network", "inspect", "bridge", "back", "closed"]),
+        lab.cli_ok(&["container", "inspect", &web, &db, &svc, &cli]),
+        lab.cli_ok(&["container", "env", &cli]),
         lab.mac("web", "eth0"),
         addresses(&lab, "db", "eth1"),
     );
@@ -345,12 +369,23 @@ fn restart_after_kill_9_restores_networks_containers_and_traffic() {
         lab.log("d2", "err")
     );
     let after = (
-        lab.cli_ok(&["network", "inspect", "bridge", "back"]),
-        lab.cli_ok(&["container", "inspect", &web, &db]),
+        lab.cli_ok(&["network", "inspect", "bridge", "back", "closed"]),
+        lab.cli_ok(&["container", "inspect", &web, &db, &svc, &cli]),
+        lab.cli_ok(&["container", "env", &cli]),
         lab.mac("web", "eth0"),
         addresses(&lab, "db", "eth1"),
     );
-    assert_eq!(before, after, "same networks, addresses and MACs");
+    assert_eq!(before, after, "same networks, addresses, MACs and links");
+    assert!(open(), "the link still opens its port");
+    assert!(
+        !probe::tcp_ok(
+            &svc,
+            "10.61.0.3".parse().unwrap(),
+            8080,
+            Duration::from_millis(200)
+        ),
+        "and icc=false still closes the rest"
+    );
     // And the restored daemon keeps working.
     lab.container("cache", &["--network", "back"]);
     lab.ping_ok("cache", "10.60.0.2");
