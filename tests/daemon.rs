@@ -155,6 +155,14 @@ fn containers_reach_each_other_and_the_host() {
     // Containers reach the host port, and the host reaches them.
     lab.ping_ok("web", "172.17.0.1");
     lab.ping_ok("sw", "172.17.0.2");
+    // The gateway is the host port, not the host end of the container's veth (which the
+    // daemon's IP stack must ignore, or routed traffic would bypass the switch).
+    let tap_mac = lab.mac("sw", "switchyard0");
+    let neigh = lab.exec_ok("web", &["ip", "neigh", "show", "172.17.0.1"]);
+    assert!(
+        neigh.contains(&tap_mac),
+        "gateway resolved to {neigh}, not {tap_mac}"
+    );
     // Beyond the host, through its routing: an outside namespace wired to the daemon's.
     lab.outside("172.17.0.0/16");
     lab.ping_ok("web", "192.0.2.2");

@@ -71,6 +71,13 @@ pub enum Request {
         name: String,
         alias: String,
     },
+    /// `docker port NAME [PORT[/PROTO]]`.
+    ContainerPort {
+        name: String,
+        filter: Option<String>,
+    },
+    /// Tracked NAT connections.
+    Conntrack,
     /// The data plane's ports, MAC table and counters, as text.
     Status,
 }
@@ -103,6 +110,12 @@ pub struct ContainerCreate {
     pub links: Vec<String>,
     #[serde(default)]
     pub allow_spoofing: bool,
+    /// `-p` specs as typed.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// `-P`: publish every exposed port on an ephemeral host port.
+    #[serde(default)]
+    pub publish_all: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,6 +150,9 @@ pub enum Response {
     ContainerDetails(Vec<ContainerInspect>),
     /// `NAME=VALUE` pairs in order.
     Env(Vec<(String, String)>),
+    /// Lines to print as they are.
+    Lines(Vec<String>),
+    Conntrack(ConntrackList),
     Status {
         report: String,
     },
@@ -312,6 +328,38 @@ pub struct ContainerEndpointInspect {
     pub interface_name: String,
     /// switchyard's addition: the veth end the switch attaches to.
     pub host_interface: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConntrackList {
+    pub entries: Vec<ConntrackEntry>,
+    pub count: usize,
+    pub max: usize,
+    pub created: u64,
+    pub expired: u64,
+    pub evicted: u64,
+    pub removed: u64,
+}
+
+/// One tracked connection: the tuple as it arrived and the tuple its replies carry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConntrackEntry {
+    pub protocol: String,
+    pub kind: String,
+    pub state: String,
+    pub timeout_s: u64,
+    pub original: FlowTuple,
+    pub reply: FlowTuple,
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FlowTuple {
+    pub src: String,
+    pub sport: u16,
+    pub dst: String,
+    pub dport: u16,
 }
 
 /// Where the CLI finds the daemon: `--socket`, else `$SWITCHYARD_SOCKET`, else the default.

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod ids;
 pub mod offload;
 pub mod port;
+pub mod rewrite;
 pub mod stage;
 pub mod table;
 pub mod wire;

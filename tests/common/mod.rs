@@ -247,11 +247,25 @@ impl Lab {
     /// Runs iperf3 (one TCP stream, `secs` seconds) from `client` to a server in `server` bound to
     /// `addr`, and returns the bytes the server received. Retries while the server is starting.
     pub fn iperf(&mut self, server: &str, client: &str, addr: &str, secs: u32) -> f64 {
-        self.spawn(
-            server,
-            &format!("iperf-{server}-{addr}"),
-            &["iperf3", "-s", "-1", "-B", addr],
-        );
+        self.iperf_to(server, Some(addr), client, addr, secs)
+    }
+
+    /// iperf3 with a server in `server` (bound to `bind` if given) and a client in `client`
+    /// connecting to `connect` (differs from `bind` through NAT).
+    pub fn iperf_to(
+        &mut self,
+        server: &str,
+        bind: Option<&str>,
+        client: &str,
+        connect: &str,
+        secs: u32,
+    ) -> f64 {
+        let addr = connect;
+        let mut args = vec!["iperf3", "-s", "-1"];
+        if let Some(b) = bind {
+            args.extend(["-B", b]);
+        }
+        self.spawn(server, &format!("iperf-{server}-{addr}"), &args);
         let start = Instant::now();
         let secs = secs.to_string();
         let json = loop {

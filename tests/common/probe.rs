@@ -88,6 +88,28 @@ impl Servers {
         }));
     }
 
+    /// A TCP server on `port` in `ns` that answers each connection with the peer's address
+    /// (`ip:port\n`) and closes: what a server behind NAT sees as its client.
+    pub fn tcp_whoami(&mut self, ns: &str, port: u16) {
+        let listener = in_netns(ns, move || {
+            let l = TcpListener::bind(("0.0.0.0", port)).expect("bind tcp");
+            l.set_nonblocking(true).unwrap();
+            l
+        });
+        let stop = Arc::clone(&self.stop);
+        self.threads.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, peer)) => {
+                        let _ = s.set_nonblocking(false);
+                        let _ = writeln!(s, "{peer}");
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        }));
+    }
+
     /// A UDP echo server on every address of `ns`, port `port`.
     pub fn udp(&mut self, ns: &str, port: u16) {
         let socket = in_netns(ns, move || {
@@ -151,4 +173,33 @@ pub fn udp_ok(ns: &str, addr: Ipv4Addr, port: u16, timeout: Duration) -> bool {
         }
         false
     })
+}
+
+/// Connects from `ns` to a `tcp_whoami` server and returns what it says (the address it saw).
+pub fn whoami(ns: &str, addr: Ipv4Addr, port: u16, timeout: Duration) -> Option<String> {
+    let mut stream = in_netns(ns, move || {
+        TcpStream::connect_timeout(&SocketAddr::from((addr, port)), timeout).ok()
+    })?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out).ok()?;
+    Some(out.trim().to_string())
+}
+
+/// A UDP socket bound in `ns` (kept across sends, so its flow keeps one source port).
+pub fn udp_socket(ns: &str) -> UdpSocket {
+    in_netns(ns, || UdpSocket::bind(("0.0.0.0", 0)).unwrap())
+}
+
+/// Sends on `socket` to `addr:port` and waits for the echo (three tries within `timeout`).
+pub fn udp_echo(socket: &UdpSocket, addr: Ipv4Addr, port: u16, timeout: Duration) -> bool {
+    socket.set_read_timeout(Some(timeout / 3)).unwrap();
+    let mut buf = [0u8; 8];
+    for _ in 0..3 {
+        let _ = socket.send_to(b"ping", (addr, port));
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            return &buf[..n] == b"ping";
+        }
+    }
+    false
 }

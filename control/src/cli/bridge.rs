@@ -87,6 +87,7 @@ fn serve(
         cam,
         busy_poll: args.busy_poll,
         spin: std::time::Duration::from_micros(args.spin_us),
+        ..EngineConfig::default()
     })
     .context("starting the engine")?;
     let names: Vec<String> = ports.iter().map(|p| p.name().to_string()).collect();

@@ -33,6 +33,13 @@ pub enum ContainerCommand {
         /// Let the container send from any MAC and address (for router-like containers).
         #[arg(long)]
         allow_spoofing: bool,
+        /// Publish a port on the uplink address (Docker's syntax: [IP:][HOSTPORT:]CONTAINERPORT[/PROTO],
+        /// ranges allowed). Repeat.
+        #[arg(long = "publish", short = 'p', value_name = "SPEC")]
+        publish: Vec<String>,
+        /// Publish every exposed port on a free host port of the ephemeral range.
+        #[arg(long = "publish-all", short = 'P')]
+        publish_all: bool,
     },
     /// Print the environment variables Docker would give the container for its links.
     Env { name: String },
@@ -76,6 +83,8 @@ pub fn run(cmd: ContainerCommand, socket: &Path) -> ExitCode {
             expose,
             links,
             allow_spoofing,
+            publish,
+            publish_all,
         } => Request::ContainerCreate(ContainerCreate {
             name,
             network,
@@ -84,6 +93,8 @@ pub fn run(cmd: ContainerCommand, socket: &Path) -> ExitCode {
             expose,
             links,
             allow_spoofing,
+            publish,
+            publish_all,
         }),
         ContainerCommand::Env { name } => Request::ContainerEnv { name },
         ContainerCommand::Link { name, link } => Request::ContainerLink { name, link },

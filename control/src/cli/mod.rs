@@ -43,6 +43,17 @@ enum Command {
     Container(container::ContainerCommand),
     /// Show the data plane's ports, MAC table and counters.
     Status,
+    /// List a container's published ports, like `docker port`.
+    Port {
+        name: String,
+        #[arg(value_name = "PORT[/PROTO]")]
+        filter: Option<String>,
+    },
+    /// List tracked NAT connections (published ports, masquerade, hairpin).
+    Conntrack {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Exit code for bad input: the user asked for something impossible; nothing was changed.
@@ -77,6 +88,37 @@ pub fn main() -> ExitCode {
         Command::Daemon(args) => crate::daemon::run(args, socket),
         Command::Network(cmd) => network::run(cmd, &api::socket_path(socket)),
         Command::Container(cmd) => container::run(cmd, &api::socket_path(socket)),
+        Command::Port { name, filter } => finish(
+            api::call(
+                &api::socket_path(socket),
+                Request::ContainerPort { name, filter },
+            ),
+            &[],
+            |r| match r {
+                Response::Lines(lines) => {
+                    for l in lines {
+                        println!("{l}");
+                    }
+                    Ok(())
+                }
+                other => Err(other),
+            },
+        ),
+        Command::Conntrack { json } => finish(
+            api::call(&api::socket_path(socket), Request::Conntrack),
+            &[],
+            |r| match r {
+                Response::Conntrack(list) if json => {
+                    println!("{}", pretty(&list));
+                    Ok(())
+                }
+                Response::Conntrack(list) => {
+                    print_conntrack(&list);
+                    Ok(())
+                }
+                other => Err(other),
+            },
+        ),
         Command::Status => match api::call(&api::socket_path(socket), Request::Status) {
             Ok(Response::Status { report }) => {
                 print!("{report}");
@@ -125,6 +167,35 @@ pub(crate) fn finish(
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `conntrack -L`-like lines, then the table's counters.
+fn print_conntrack(list: &api::ConntrackList) {
+    for e in &list.entries {
+        println!(
+            "{:<4} {:<11} {:<11} timeout={:<7} src={} dst={} sport={} dport={} | reply src={} dst={} sport={} dport={} packets={}/{} bytes={}/{}",
+            e.protocol,
+            e.kind,
+            e.state,
+            e.timeout_s,
+            e.original.src,
+            e.original.dst,
+            e.original.sport,
+            e.original.dport,
+            e.reply.src,
+            e.reply.dst,
+            e.reply.sport,
+            e.reply.dport,
+            e.packets[0],
+            e.packets[1],
+            e.bytes[0],
+            e.bytes[1],
+        );
+    }
+    println!(
+        "{} of {} entries; created={} expired={} evicted={} removed={}",
+        list.count, list.max, list.created, list.expired, list.evicted, list.removed
+    );
 }
 
 fn pretty(value: &impl serde::Serialize) -> String {

@@ -27,13 +27,13 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use clap::Args;
 use dataplane::engine::{Engine, EngineConfig};
-use dataplane::table::CamConfig;
+use dataplane::table::{CamConfig, CtConfig};
 
 use crate::api::{self, ApiError, Outcome, Request, Response};
 use crate::cli::{block_signals, fail, wait_signal, EXIT_BAD_INPUT};
 use crate::model::ipam::Ipv4Net;
 use crate::model::store::Store;
-use crate::model::{Entropy, OsEntropy, State};
+use crate::model::{Entropy, OsEntropy, PublishContext, State};
 use crate::netns::{self, Netlink};
 use crate::show;
 use system::System;
@@ -56,12 +56,74 @@ pub struct DaemonArgs {
     /// beyond the host through its routing.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     ip_forward: bool,
+    /// An interface switchyard owns toward the world (published ports, masquerade): it answers
+    /// ARP and ping for --uplink-ip itself.
+    #[arg(long, value_name = "IFNAME", requires = "uplink_ip")]
+    uplink: Option<String>,
+    /// The uplink's address and prefix, e.g. 192.0.2.10/24.
+    #[arg(long, value_name = "IP/PREFIX", requires = "uplink")]
+    uplink_ip: Option<String>,
+    /// Next hop for destinations beyond the uplink's subnet.
+    #[arg(long, value_name = "IP", requires = "uplink")]
+    uplink_gateway: Option<String>,
+    /// Most tracked NAT connections; when full, the oldest connection that never saw a reply is
+    /// evicted first, else the oldest idle one.
+    #[arg(long, value_name = "N", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(16..=4_000_000))]
+    max_conntrack: u32,
+}
+
+/// `--uplink*`, validated.
+struct UplinkArgs {
+    ifname: String,
+    ip: Ipv4Addr,
+    prefix: u8,
+    gateway: Option<Ipv4Addr>,
+}
+
+fn uplink_args(args: &DaemonArgs) -> anyhow::Result<Option<UplinkArgs>> {
+    let (Some(ifname), Some(ip)) = (&args.uplink, &args.uplink_ip) else {
+        return Ok(None);
+    };
+    let (ip, net) = Ipv4Net::parse_any(ip).map_err(|e| anyhow!("--uplink-ip: {e}"))?;
+    if ip == net.addr() || ip == net.broadcast() {
+        anyhow::bail!("--uplink-ip {ip} is the network or broadcast address of {net}");
+    }
+    let gateway = match &args.uplink_gateway {
+        Some(g) => {
+            let g: Ipv4Addr = g
+                .parse()
+                .map_err(|_| anyhow!("invalid --uplink-gateway '{g}': expected an IPv4 address"))?;
+            if !net.contains(g) || g == ip {
+                anyhow::bail!(
+                    "--uplink-gateway {g} must be another address of the uplink's subnet {net}"
+                );
+            }
+            Some(g)
+        }
+        None => None,
+    };
+    Ok(Some(UplinkArgs {
+        ifname: ifname.clone(),
+        ip,
+        prefix: net.prefix(),
+        gateway,
+    }))
+}
+
+/// Reads `net.ipv4.ip_local_port_range` of the daemon's namespace (Docker's range for -P).
+fn ephemeral_range() -> (u16, u16) {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+    crate::model::publish::ephemeral_range(text.as_deref())
 }
 
 pub fn run(args: DaemonArgs, socket: Option<&Path>) -> ExitCode {
     let socket = api::socket_path(socket);
     let signals = block_signals();
-    let daemon = match start(&args, &socket) {
+    let uplink = match uplink_args(&args) {
+        Ok(u) => u,
+        Err(e) => return fail(EXIT_BAD_INPUT, &e),
+    };
+    let daemon = match start(&args, &socket, uplink) {
         Ok(d) => d,
         Err(e) => return fail(1, &e),
     };
@@ -94,6 +156,7 @@ struct Daemon {
     state: State,
     store: Store,
     system: System,
+    publish_ctx: PublishContext,
 }
 
 /// IPv4 routes of the daemon's namespace, as networks (subnets overlapping them are skipped).
@@ -117,7 +180,7 @@ fn routes(netlink: &Netlink) -> Vec<Ipv4Net> {
     }
 }
 
-fn start(args: &DaemonArgs, socket: &Path) -> anyhow::Result<Daemon> {
+fn start(args: &DaemonArgs, socket: &Path, uplink: Option<UplinkArgs>) -> anyhow::Result<Daemon> {
     let store = Store::open(&args.state_dir)?;
     let netlink = Netlink::current().context("opening rtnetlink")?;
     if args.ip_forward {
@@ -144,11 +207,34 @@ fn start(args: &DaemonArgs, socket: &Path) -> anyhow::Result<Daemon> {
     };
     let (engine, _thread) = Engine::spawn(EngineConfig {
         cam,
+        conntrack: CtConfig {
+            max_entries: args.max_conntrack as usize,
+            ..CtConfig::default()
+        },
         busy_poll: args.busy_poll,
         spin: Duration::from_micros(args.spin_us),
     })
     .context("starting the engine")?;
     let mut system = System::new(engine, netlink);
+    let publish_ctx = PublishContext {
+        uplink: uplink.as_ref().map(|u| u.ip),
+        ephemeral: ephemeral_range(),
+    };
+    if let Some(u) = &uplink {
+        for n in state.networks.values() {
+            if n.subnet().contains(u.ip) {
+                anyhow::bail!(
+                    "--uplink-ip {} lies in network '{}' ({}); choose an address outside switchyard's networks",
+                    u.ip,
+                    n.name,
+                    n.subnet()
+                );
+            }
+        }
+        system
+            .uplink_up(&u.ifname, u.ip, u.prefix, u.gateway)
+            .with_context(|| format!("attaching uplink '{}'", u.ifname))?;
+    }
     let failures = system.restore(&state);
     tracing::info!(
         networks = state.networks.len(),
@@ -161,6 +247,7 @@ fn start(args: &DaemonArgs, socket: &Path) -> anyhow::Result<Daemon> {
         state,
         store,
         system,
+        publish_ctx,
     })
 }
 
@@ -232,6 +319,8 @@ impl Daemon {
                 | Request::ContainerLs
                 | Request::ContainerInspect { .. }
                 | Request::ContainerEnv { .. }
+                | Request::ContainerPort { .. }
+                | Request::Conntrack
         );
         let result = self.apply(request);
         if changes {
@@ -239,6 +328,9 @@ impl Daemon {
             // hosts files follow the current state before the client hears back.
             if let Err(e) = self.system.sync_policy(&self.state) {
                 tracing::error!("pushing policy: {e:#}");
+            }
+            if let Err(e) = self.system.sync_nat(&self.state) {
+                tracing::error!("pushing NAT configuration: {e:#}");
             }
             self.system.sync_hosts(&self.state);
         }
@@ -290,6 +382,16 @@ impl Daemon {
                 self.disconnect(&network, &container)
             }
             Request::ContainerEnv { name } => Ok(Response::Env(self.state.link_env(&name)?)),
+            Request::ContainerPort { name, filter } => {
+                let c = self.state.container(&name)?;
+                let mappings: Vec<_> = c.published.iter().map(|p| p.mapping).collect();
+                Ok(Response::Lines(crate::model::publish::port_lines(
+                    &name,
+                    &mappings,
+                    filter.as_deref(),
+                )?))
+            }
+            Request::Conntrack => self.system.conntrack().map_err(failed),
             Request::ContainerLink { name, link } => {
                 let mut next = self.state.clone();
                 next.add_link(&name, &link)?;
@@ -361,7 +463,9 @@ impl Daemon {
 
     fn container_create(&mut self, req: api::ContainerCreate) -> Result<Response, ApiError> {
         let mut next = self.state.clone();
-        let container = next.create_container(&req, &mut OsEntropy)?.clone();
+        let container = next
+            .create_container_with(&req, &self.publish_ctx, &mut OsEntropy)?
+            .clone();
         if netns::exists_named(container.netns()) {
             return Err(ApiError::bad_input(format!(
                 "network namespace '{0}' already exists ({1}/{0}); choose another container name",

@@ -11,13 +11,17 @@ use anyhow::Context;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use dataplane::engine::{EngineHandle, PolicyUpdate};
+use std::net::Ipv4Addr;
+
+use dataplane::engine::{EngineHandle, NatUpdate, PolicyUpdate};
 use dataplane::port::{AfPacketPort, Port, TapPort};
-use dataplane::table::{ContainerGuard, PortRole, Subnet};
+use dataplane::table::{ContainerGuard, NetworkNat, PortRole, Publish, Subnet, Uplink};
 use dataplane::{DomainId, MacAddr, PortId, VlanId};
 
-use crate::model::{Container, Endpoint, Network, State};
+use crate::api::{ConntrackEntry, ConntrackList, FlowTuple, Response};
+use crate::model::{Container, Endpoint, Network, State, UPLINK_DOMAIN};
 use crate::netns::{self, NetNs, Netlink};
+use dataplane::table::conntrack::Tuple;
 
 pub struct System {
     pub engine: EngineHandle,
@@ -143,6 +147,7 @@ impl System {
         inside.add_address(&e.interface, e.ip, n.subnet().prefix())?;
         inside.set_up(&e.interface)?;
         self.netlink.set_mtu(&e.host_interface, n.mtu)?;
+        quiet(&e.host_interface)?;
         self.netlink.set_up(&e.host_interface)?;
         let port = AfPacketPort::open(&e.host_interface)?;
         let domain = DomainId(n.domain);
@@ -172,6 +177,8 @@ impl System {
         if let Some(id) = self.endpoint_ports.remove(&e.id) {
             let _ = self.engine.remove_port(id);
         }
+        // Its tracked connections go with it: no stale flow reaches a later owner of the address.
+        let _ = self.engine.set_nat(NatUpdate::ForgetInside(e.ip));
         if let Err(err) = self.netlink.delete_link(&e.host_interface) {
             tracing::warn!(interface = %e.host_interface, "deleting veth: {err}");
         }
@@ -254,6 +261,120 @@ impl System {
         Ok(())
     }
 
+    /// Attaches the uplink: an AF_PACKET port whose frames all go to `nat`, with its address.
+    pub fn uplink_up(
+        &mut self,
+        ifname: &str,
+        ip: Ipv4Addr,
+        prefix: u8,
+        gateway: Option<Ipv4Addr>,
+    ) -> anyhow::Result<()> {
+        let link = self
+            .netlink
+            .link(ifname)?
+            .with_context(|| format!("no interface '{ifname}' in the daemon's namespace"))?;
+        quiet(ifname)?;
+        self.netlink.set_up(ifname)?;
+        let port = AfPacketPort::open(ifname)?;
+        let mac = port
+            .mac()
+            .or(link.mac.map(MacAddr))
+            .with_context(|| format!("'{ifname}' has no MAC address"))?;
+        let id =
+            self.engine
+                .add_port_as(Box::new(port), DomainId(UPLINK_DOMAIN), PortRole::Uplink)?;
+        self.engine.set_nat(NatUpdate::Uplink(Some(Uplink {
+            port: id,
+            mac,
+            ip,
+            prefix,
+            gateway,
+        })))?;
+        tracing::info!(uplink = ifname, %ip, prefix, ?gateway, "uplink attached");
+        Ok(())
+    }
+
+    /// Pushes each network's NAT view and every published port.
+    pub fn sync_nat(&self, state: &State) -> anyhow::Result<()> {
+        let networks = state
+            .networks
+            .values()
+            .map(|n| NetworkNat {
+                domain: DomainId(n.domain),
+                subnet: Subnet {
+                    domain: DomainId(n.domain),
+                    network: n.subnet().addr(),
+                    prefix: n.subnet().prefix(),
+                },
+                gateway_ip: n.gateway(),
+                gateway_mac: MacAddr(n.host_mac.0),
+                external: !n.internal && n.masquerade,
+            })
+            .collect();
+        self.engine.set_nat(NatUpdate::Networks(networks))?;
+        let mut publish = Vec::new();
+        for c in state.containers.values() {
+            // Published ports lead to the container's first network that may have them.
+            let Some((e, n)) = c.endpoints.iter().find_map(|e| {
+                let n = state.networks.get(&e.network)?;
+                (!n.internal).then_some((e, n))
+            }) else {
+                continue;
+            };
+            for p in &c.published {
+                publish.push(Publish {
+                    id: p.id,
+                    protocol: p.mapping.protocol.number(),
+                    host_port: p.mapping.host_port,
+                    target: e.ip,
+                    target_port: p.mapping.container_port,
+                    target_mac: MacAddr(e.mac.0),
+                    domain: DomainId(n.domain),
+                });
+            }
+        }
+        self.engine.set_nat(NatUpdate::Publish(publish))?;
+        Ok(())
+    }
+
+    /// `switchyard conntrack`.
+    pub fn conntrack(&self) -> anyhow::Result<Response> {
+        let (list, stats) = self.engine.connections()?;
+        let tuple = |t: &Tuple| FlowTuple {
+            src: t.src.to_string(),
+            sport: t.sport,
+            dst: t.dst.to_string(),
+            dport: t.dport,
+        };
+        let entries = list
+            .iter()
+            .map(|c| ConntrackEntry {
+                protocol: match c.original.proto {
+                    6 => "tcp".into(),
+                    17 => "udp".into(),
+                    1 => "icmp".into(),
+                    p => p.to_string(),
+                },
+                kind: format!("{:?}", c.kind).to_lowercase(),
+                state: c.state.name().to_string(),
+                timeout_s: c.remaining_ms / 1000,
+                original: tuple(&c.original),
+                reply: tuple(&c.reply),
+                packets: c.packets,
+                bytes: c.bytes,
+            })
+            .collect();
+        Ok(Response::Conntrack(ConntrackList {
+            entries,
+            count: stats.entries,
+            max: stats.max_entries,
+            created: stats.created,
+            expired: stats.expired,
+            evicted: stats.evicted,
+            removed: stats.removed,
+        }))
+    }
+
     /// Writes `/etc/netns/NAME/hosts` of every container (what `ip netns exec` and
     /// `container exec` show as /etc/hosts): its own name and its link aliases.
     pub fn sync_hosts(&self, state: &State) {
@@ -291,6 +412,10 @@ impl System {
             tracing::error!("restoring policy: {e:#}");
             failures += 1;
         }
+        if let Err(e) = self.sync_nat(state) {
+            tracing::error!("restoring NAT configuration: {e:#}");
+            failures += 1;
+        }
         self.sync_hosts(state);
         failures
     }
@@ -312,4 +437,29 @@ fn guard(c: &Container, e: &Endpoint) -> PortRole {
         ips: c.endpoints.iter().map(|x| x.ip).collect(),
         allow_spoofing: c.allow_spoofing,
     })
+}
+
+/// Keeps the daemon namespace's IP stack off an interface the switch owns (a veth's host end, the
+/// uplink). Linux answers ARP for every local address on every interface: without this, the host
+/// end of a container's veth answers "who has 172.17.0.1" with its own MAC, and the container's
+/// routed traffic bypasses the switch (the host port, policy and NAT). A bridge port has no IP
+/// stack; these sysctls give an AF_PACKET port the same: no ARP answers (`arp_ignore=8`), no
+/// forwarding of what arrives on it, no IPv6 addresses or neighbour discovery.
+fn quiet(ifname: &str) -> anyhow::Result<()> {
+    for (path, value) in [
+        (format!("/proc/sys/net/ipv4/conf/{ifname}/arp_ignore"), "8"),
+        (format!("/proc/sys/net/ipv4/conf/{ifname}/forwarding"), "0"),
+        (
+            format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"),
+            "1",
+        ),
+    ] {
+        match std::fs::write(&path, value) {
+            Ok(()) => {}
+            // A kernel without IPv6 has no such file: nothing to silence.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path.contains("ipv6") => {}
+            Err(e) => return Err(anyhow::anyhow!("writing {path}: {e}")),
+        }
+    }
+    Ok(())
 }

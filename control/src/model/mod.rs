@@ -8,6 +8,7 @@
 
 pub mod ipam;
 pub mod links;
+pub mod publish;
 pub mod store;
 mod view;
 
@@ -32,6 +33,8 @@ pub const DEFAULT_HOST_INTERFACE: &str = "switchyard0";
 /// Names with another meaning in Docker (`--network host|none`), never plain networks.
 const RESERVED_NETWORK_NAMES: &[&str] = &["host", "none", "default"];
 pub const DEFAULT_MTU: u32 = 1500;
+/// The uplink's own bridge domain in the engine (never flooded into); networks use lower ones.
+pub const UPLINK_DOMAIN: u16 = 4095;
 /// Interface names are at most 15 bytes (IFNAMSIZ - 1).
 pub const IFNAME_MAX: usize = 15;
 
@@ -121,6 +124,9 @@ pub struct State {
     pub format: u32,
     pub networks: BTreeMap<String, Network>,
     pub containers: BTreeMap<String, Container>,
+    /// The next published-port id.
+    #[serde(default)]
+    pub next_mapping: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -168,6 +174,34 @@ pub struct Container {
     /// `--allow-spoofing`: may send from any MAC and address (router-like containers).
     #[serde(default)]
     pub allow_spoofing: bool,
+    /// `-p` / `-P`: ports published on the uplink address.
+    #[serde(default)]
+    pub published: Vec<Published>,
+}
+
+/// A published port with the id its tracked connections carry (so they go with it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub id: u32,
+    #[serde(flatten)]
+    pub mapping: publish::PortMapping,
+}
+
+/// What publishing needs to know about the daemon: whether it has an uplink (and its address),
+/// and the ephemeral range host ports are chosen from.
+#[derive(Clone, Copy, Debug)]
+pub struct PublishContext {
+    pub uplink: Option<Ipv4Addr>,
+    pub ephemeral: (u16, u16),
+}
+
+impl Default for PublishContext {
+    fn default() -> Self {
+        PublishContext {
+            uplink: None,
+            ephemeral: (49153, 65535),
+        }
+    }
 }
 
 impl Container {
@@ -352,6 +386,7 @@ impl Default for State {
             format: STATE_FORMAT,
             networks: BTreeMap::new(),
             containers: BTreeMap::new(),
+            next_mapping: 1,
         }
     }
 }
@@ -494,7 +529,7 @@ impl State {
             )));
         }
         let used_domains: Vec<u16> = self.networks.values().map(|n| n.domain).collect();
-        let domain = (0..=u16::MAX)
+        let domain = (0..UPLINK_DOMAIN)
             .find(|d| !used_domains.contains(d))
             .ok_or_else(|| bad("too many networks"))?;
         let network = Network {
@@ -617,6 +652,16 @@ impl State {
         req: &ContainerCreate,
         entropy: &mut dyn Entropy,
     ) -> Result<&Container, ApiError> {
+        self.create_container_with(req, &PublishContext::default(), entropy)
+    }
+
+    /// `container create` with `-p`/`-P` resolved against the daemon's uplink and port range.
+    pub fn create_container_with(
+        &mut self,
+        req: &ContainerCreate,
+        ctx: &PublishContext,
+        entropy: &mut dyn Entropy,
+    ) -> Result<&Container, ApiError> {
         validate_name("container", &req.name)?;
         if self.containers.contains_key(&req.name) {
             return Err(bad(format!("container '{}' already exists", req.name)));
@@ -632,8 +677,52 @@ impl State {
             .iter()
             .map(|l| links::parse_link(l))
             .collect::<Result<Vec<_>, _>>()?;
-        self.network(&req.network)?;
+        let net = self.network(&req.network)?;
         self.check_links(&req.name, &[req.network.as_str()], &links)?;
+        let specs = req
+            .publish
+            .iter()
+            .map(|p| publish::parse_publish(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mappings = if specs.is_empty() && !req.publish_all {
+            Vec::new()
+        } else {
+            let Some(uplink) = ctx.uplink else {
+                return Err(bad(
+                    "publishing ports needs an uplink: start the daemon with --uplink IFNAME --uplink-ip IP/PREFIX",
+                ));
+            };
+            if net.internal {
+                return Err(bad(format!(
+                    "network '{}' is internal: containers on it cannot publish ports",
+                    net.name
+                )));
+            }
+            for s in &specs {
+                if let Some(ip) = s.host_ip {
+                    if ip != uplink && !ip.is_unspecified() {
+                        return Err(bad(format!(
+                            "host address {ip} is not the uplink address {uplink}: publish on 0.0.0.0 or {uplink}"
+                        )));
+                    }
+                }
+            }
+            let taken: Vec<(String, publish::PortMapping)> = self
+                .containers
+                .values()
+                .flat_map(|c| c.published.iter().map(|p| (c.name.clone(), p.mapping)))
+                .collect();
+            let exposed: Vec<(u16, links::Protocol)> =
+                exposed.iter().map(|x| (x.port, x.protocol)).collect();
+            publish::allocate(
+                &req.name,
+                &specs,
+                req.publish_all,
+                &exposed,
+                &publish::Taken { mappings: &taken },
+                ctx.ephemeral,
+            )?
+        };
         let endpoint = self.new_endpoint(
             &req.name,
             &[],
@@ -650,7 +739,27 @@ impl State {
             exposed,
             links,
             allow_spoofing: req.allow_spoofing,
+            published: Vec::new(),
         };
+        let mut container = container;
+        // Docker exposes what it publishes (links see those ports too).
+        for m in &mappings {
+            let x = Exposed {
+                port: m.container_port,
+                protocol: m.protocol,
+            };
+            if !container.exposed.contains(&x) {
+                container.exposed.push(x);
+            }
+        }
+        container.exposed.sort();
+        for mapping in mappings {
+            container.published.push(Published {
+                id: self.next_mapping,
+                mapping,
+            });
+            self.next_mapping = self.next_mapping.wrapping_add(1).max(1);
+        }
         Ok(self.containers.entry(req.name.clone()).or_insert(container))
     }
 

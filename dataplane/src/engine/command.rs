@@ -11,8 +11,9 @@ use std::sync::Arc;
 use crossbeam_channel::{bounded, Sender};
 
 use super::counters::PortCounters;
+use super::nat::{ConnInfo, NatUpdate};
 use crate::port::{Port, PortError, PortKind};
-use crate::table::{CamError, CamStats, LinkRule, PortRole, Subnet};
+use crate::table::{CamError, CamStats, CtStats, LinkRule, PortRole, Subnet};
 use crate::{DomainId, MacAddr, PortId, VlanId};
 
 /// Errors of engine commands, naming the input that was wrong.
@@ -45,6 +46,13 @@ pub enum Command {
     SetPolicy {
         update: PolicyUpdate,
         reply: Sender<Result<(), EngineError>>,
+    },
+    SetNat {
+        update: NatUpdate,
+        reply: Sender<Result<(), EngineError>>,
+    },
+    Connections {
+        reply: Sender<(Vec<ConnInfo>, CtStats)>,
     },
     RemovePort {
         id: PortId,
@@ -173,6 +181,16 @@ impl EngineHandle {
             role,
             reply,
         })?
+    }
+
+    /// Replaces part of the NAT configuration; returns once applied.
+    pub fn set_nat(&self, update: NatUpdate) -> Result<(), EngineError> {
+        self.call(|reply| Command::SetNat { update, reply })?
+    }
+
+    /// Every tracked connection and the table's counters.
+    pub fn connections(&self) -> Result<(Vec<ConnInfo>, CtStats), EngineError> {
+        self.call(|reply| Command::Connections { reply })
     }
 
     /// Replaces part of the policy; returns once the engine applies it (between two batches).

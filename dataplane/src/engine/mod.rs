@@ -13,6 +13,7 @@
 pub mod command;
 pub mod counters;
 mod egress;
+mod nat;
 
 use std::time::{Duration, Instant};
 
@@ -24,13 +25,17 @@ pub use command::{
     Command, EngineError, EngineHandle, MacEntry, PolicyUpdate, PortInfo, PortState, Snapshot,
 };
 pub use counters::PortCounters;
+pub use nat::{ConnInfo, NatUpdate};
 
 use crate::offload::Segments;
 use crate::port::{Port, PortError, PortKind, RxBatch, BATCH};
 use crate::stage::{
-    anti_spoof, icc, ingress, isolation, l2_fwd, l2_learn, DropReason, Effects, Tables, Verdict,
+    anti_spoof, icc, ingress, isolation, l2_fwd, l2_learn, nat as nat_stage, DropReason, Effects,
+    Tables, Verdict,
 };
-use crate::table::{CamConfig, CamTable, LearnAction, Policy, PortRole};
+use crate::table::{
+    CamConfig, CamTable, ConnTrack, CtConfig, LearnAction, NatTable, Policy, PortRole,
+};
 use crate::{DomainId, MacAddr, PortId};
 
 /// At most this many ports; port ids index fixed arrays.
@@ -42,6 +47,8 @@ const AGING_TICK: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     pub cam: CamConfig,
+    /// Size and timeouts of the connection tracking table (NAT).
+    pub conntrack: CtConfig,
     /// Never sleep in `epoll_wait`: trades a core for latency (see shared/notes/measurements.md).
     pub busy_poll: bool,
     /// After the last received frame, keep polling without sleeping for this long. Under load the
@@ -54,6 +61,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             cam: CamConfig::default(),
+            conntrack: CtConfig::default(),
             busy_poll: false,
             spin: DEFAULT_SPIN,
         }
@@ -110,6 +118,9 @@ pub struct Engine {
     busy_poll: bool,
     spin: Duration,
     stopping: bool,
+    /// Next hops to resolve on the uplink (sent after the batch), and when each was last asked.
+    arp_wanted: Vec<std::net::Ipv4Addr>,
+    arp_asked: std::collections::HashMap<std::net::Ipv4Addr, u64>,
 }
 
 impl Engine {
@@ -125,6 +136,8 @@ impl Engine {
             tables: Tables {
                 cam: CamTable::new(config.cam),
                 policy: Policy::default(),
+                nat: NatTable::default(),
+                conntrack: ConnTrack::new(config.conntrack),
                 now_ms: 0,
             },
             rx: RxBatch::new(),
@@ -139,6 +152,8 @@ impl Engine {
             busy_poll: config.busy_poll,
             spin: config.spin,
             stopping: false,
+            arp_wanted: Vec::with_capacity(8),
+            arp_asked: std::collections::HashMap::new(),
         };
         Ok((
             engine,
@@ -236,9 +251,17 @@ impl Engine {
         let now = self.now_ms();
         if now >= self.next_aging_ms {
             self.tables.cam.age(now);
+            self.tables.conntrack.expire(now);
             self.collect_overruns();
+            // Keep the uplink's gateway resolved, so the first packet out does not wait for ARP.
+            if let Some(gw) = self.tables.nat.uplink().and_then(|u| u.gateway) {
+                if self.tables.nat.neighbor(gw).is_none() {
+                    nat::want_arp(&mut self.arp_wanted, gw);
+                }
+            }
             self.next_aging_ms = now + AGING_TICK.as_millis() as u64;
         }
+        self.send_arp_requests();
     }
 
     fn drain_commands(&mut self) {
@@ -267,6 +290,12 @@ impl Engine {
             }
             Command::SetPolicy { update, reply } => {
                 let _ = reply.send(self.set_policy(update));
+            }
+            Command::SetNat { update, reply } => {
+                let _ = reply.send(self.set_nat(update));
+            }
+            Command::Connections { reply } => {
+                let _ = reply.send(self.connections());
             }
             Command::RemovePort { id, reply } => {
                 let _ = reply.send(self.remove_port(id));
@@ -540,6 +569,7 @@ impl Engine {
             anti_spoof: matches!(self.tables.policy.role(id), PortRole::Container(_)),
             isolation: matches!(self.tables.policy.role(id), PortRole::Host),
             icc: self.tables.policy.icc_closed(domain),
+            nat: nat_stage::applies(&self.tables, self.tables.policy.role(id)),
         };
         for i in 0..n {
             self.process_frame(id, domain, i, checks);
@@ -569,6 +599,20 @@ impl Engine {
         }
         if checks.isolation && verdict == Verdict::Continue {
             verdict = isolation::run(&view, &self.tables);
+        }
+        if checks.nat && verdict == Verdict::Continue {
+            let mut fx = nat_stage::NatEffects::default();
+            let action = nat_stage::run(&view, &self.tables, &mut fx);
+            let l3_offset = view.l3_offset;
+            if let Some((ip, mac)) = fx.neighbor {
+                self.tables.nat.learn_neighbor(ip, mac);
+            }
+            if let Some(ip) = fx.resolve {
+                nat::want_arp(&mut self.arp_wanted, ip);
+            }
+            if action != nat_stage::NatAction::Pass {
+                return self.apply_nat(action, ingress_port, i, l3_offset, meta);
+            }
         }
         if verdict == Verdict::Continue {
             verdict = l2_learn::run(&view, &self.tables, &mut effects);
@@ -628,6 +672,7 @@ struct Checks {
     anti_spoof: bool,
     isolation: bool,
     icc: bool,
+    nat: bool,
 }
 
 /// Queues receive slot `slot` for `port` (a free function so the caller may hold a packet view

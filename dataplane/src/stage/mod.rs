@@ -13,10 +13,11 @@ pub mod isolation;
 pub mod l2_fwd;
 pub mod l2_learn;
 pub mod l3;
+pub mod nat;
 
 use std::fmt;
 
-use crate::table::{CamTable, LearnAction, Policy};
+use crate::table::{CamTable, ConnTrack, LearnAction, NatTable, Policy};
 use crate::{DomainId, MacAddr, PortId, VlanId};
 
 /// The stages, in pipeline order.
@@ -25,6 +26,7 @@ pub enum StageId {
     Ingress,
     AntiSpoof,
     Isolation,
+    Nat,
     L2Learn,
     L2Fwd,
     Flood,
@@ -33,10 +35,11 @@ pub enum StageId {
 }
 
 impl StageId {
-    pub const ALL: [StageId; 8] = [
+    pub const ALL: [StageId; 9] = [
         StageId::Ingress,
         StageId::AntiSpoof,
         StageId::Isolation,
+        StageId::Nat,
         StageId::L2Learn,
         StageId::L2Fwd,
         StageId::Flood,
@@ -49,6 +52,7 @@ impl StageId {
             StageId::Ingress => "ingress",
             StageId::AntiSpoof => "anti-spoof",
             StageId::Isolation => "isolation",
+            StageId::Nat => "nat",
             StageId::L2Learn => "l2-learn",
             StageId::L2Fwd => "l2-fwd",
             StageId::Flood => "flood",
@@ -107,6 +111,13 @@ drop_reasons! {
     SpoofMac => "spoof-mac", AntiSpoof, "A container sent from a MAC (Ethernet source or ARP sender) that is not its own.";
     SpoofIp => "spoof-ip", AntiSpoof, "A container sent IPv4 or ARP from an address that is not its own.";
     Isolation => "isolation", Isolation, "The host routed the packet from another switchyard network into this one; networks are isolated.";
+    NotLocal => "not-local", Nat, "The frame reached the uplink but is not for switchyard's uplink address.";
+    NoMapping => "no-mapping", Nat, "Nothing is published on that protocol and port of the uplink address.";
+    NoRoute => "no-route", Nat, "The destination is off the uplink's subnet and the uplink has no gateway.";
+    NoNeighbor => "no-neighbor", Nat, "The uplink next hop's MAC is not known yet; an ARP request was sent (the sender retries).";
+    Internal => "internal", Nat, "The network is internal: nothing leaves it through the uplink.";
+    NatPorts => "nat-ports", Nat, "No free source port for masquerade toward that destination.";
+    ConntrackClash => "conntrack-clash", Nat, "The translated connection would collide with a tracked one.";
     SrcMulticast => "src-multicast", L2Learn, "The source MAC is a group (multicast or broadcast) address, which no sender may use.";
     SrcZero => "src-zero", L2Learn, "The source MAC is all zeros.";
     StaticConflict => "static-conflict", L2Learn, "The source MAC is pinned by a static entry to another port.";
@@ -159,6 +170,8 @@ pub struct PacketView<'a> {
 pub struct Tables {
     pub cam: CamTable,
     pub policy: Policy,
+    pub nat: NatTable,
+    pub conntrack: ConnTrack,
     /// Engine time of the current batch in milliseconds (read once per batch).
     pub now_ms: u64,
 }

@@ -1,7 +1,11 @@
 //! Tables owned by the engine thread: the MAC learning table (CAM) and the policy tables.
 
 pub mod cam;
+pub mod conntrack;
 mod hash;
+pub mod nat;
 pub use cam::*;
 pub mod policy;
+pub use conntrack::{ConnTrack, CtConfig, CtStats};
+pub use nat::{NatTable, NetworkNat, Publish, Uplink};
 pub use policy::{ContainerGuard, LinkPort, LinkRule, Policy, PortRole, Subnet};

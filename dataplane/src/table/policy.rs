@@ -26,6 +26,9 @@ pub enum PortRole {
     Host,
     /// A container's endpoint.
     Container(ContainerGuard),
+    /// The interface toward the world that switchyard owns with its own address: every frame on
+    /// it goes to `nat` (ARP and ping for the address, published ports, replies), never to L2.
+    Uplink,
 }
 
 /// What a container's port may send.

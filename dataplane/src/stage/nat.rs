@@ -1,0 +1,545 @@
+//! `nat`: published ports (DNAT), masquerade, hairpin, and the uplink's own address.
+//!
+//! Runs for every frame from the uplink, and for IPv4 frames that containers send to their
+//! gateway's MAC (routed traffic). Connection tracking is consulted first, before any L2 decision:
+//! a reply is translated back and leaves where its connection came from, whatever MAC it was sent
+//! to. What it decides:
+//! - uplink, ARP for the uplink address: learn the sender, answer requests (in place);
+//! - uplink, IPv4 to the uplink address: a tracked flow is translated; an ICMP echo request is
+//!   answered; a new TCP/UDP flow to a published port is DNATed to its container (the container
+//!   sees the client's real address: only the destination changes); anything else is dropped;
+//! - container -> gateway MAC, to the uplink address: hairpin to a published port (source
+//!   translated to the uplink address, so the reply comes back through the switch), or an answered
+//!   ping;
+//! - container -> gateway MAC, to an address outside every switchyard network: masquerade out of
+//!   the uplink (source = uplink address, the flow's own port when free);
+//! - everything else passes on to L2 unchanged (traffic to the host itself, to other networks).
+//!
+//! Like every stage it changes nothing: connection and neighbour updates are effects, and the
+//! rewrite is a description the engine applies to the frame.
+
+use std::net::Ipv4Addr;
+
+use super::l3::{ETHERTYPE_ARP, ETHERTYPE_IPV4, PROTO_TCP, PROTO_UDP};
+use super::{DropReason, PacketView, Tables};
+use crate::rewrite::{icmp_error_quote, Rewrite};
+use crate::table::conntrack::{Direction, EntryId, Hop, NatKind, Tuple, PROTO_ICMP};
+use crate::table::{NetworkNat, PortRole, Uplink};
+use crate::wire::bytes::read_u16;
+use crate::{MacAddr, PortId, VlanId};
+
+/// What `nat` decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatAction {
+    /// Not NAT's business: the L2 pipeline goes on.
+    Pass,
+    Drop(DropReason),
+    /// Rewrite the frame and send it out of `port`.
+    Translate {
+        rewrite: Rewrite,
+        /// For ICMP errors: the rewrite of the quoted packet.
+        inner: Option<Rewrite>,
+        port: PortId,
+        change: CtChange,
+    },
+    /// Answer in place and send back out of the ingress port.
+    Answer(Answer),
+    /// Consumed (an ARP reply for the uplink address: only learned from).
+    Consumed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Arp,
+    IcmpEcho,
+}
+
+/// What to record in the connection table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtChange {
+    Update {
+        id: EntryId,
+        dir: Direction,
+        tcp_flags: Option<u8>,
+    },
+    Insert(NewFlow),
+    /// An ICMP error about a flow: translated, not counted as the flow's traffic.
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewFlow {
+    pub original: Tuple,
+    pub reply: Tuple,
+    pub kind: NatKind,
+    pub out_original: Hop,
+    pub out_reply: Hop,
+    pub mapping: Option<u32>,
+    pub inside: Ipv4Addr,
+    pub tcp_flags: Option<u8>,
+}
+
+/// Side effects besides the connection table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatEffects {
+    /// Learned on the uplink from ARP.
+    pub neighbor: Option<(Ipv4Addr, MacAddr)>,
+    /// Send an ARP request for this next hop (its MAC is unknown).
+    pub resolve: Option<Ipv4Addr>,
+}
+
+/// The L3/L4 fields NAT reads, by offset (see `l3` for why not through checked views).
+#[derive(Clone, Copy, Debug)]
+struct Packet {
+    tuple: Tuple,
+    tcp_flags: Option<u8>,
+    icmp_type: Option<u8>,
+}
+
+const ICMP_ECHO_REPLY: u8 = 0;
+const ICMP_ECHO_REQUEST: u8 = 8;
+
+fn addr(b: &[u8], at: usize) -> Ipv4Addr {
+    Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3])
+}
+
+fn parse(view: &PacketView<'_>) -> Option<Packet> {
+    let b = view.frame;
+    let l3 = view.l3_offset;
+    if b.len() < l3 + 20 || b[l3] >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(b[l3] & 0x0f) * 4;
+    if ihl < 20 || read_u16(b, l3 + 6) & 0x1fff != 0 {
+        // Options-less or not, a non-first fragment has no ports to translate by: not tracked.
+        return None;
+    }
+    let l4 = l3 + ihl;
+    let proto = b[l3 + 9];
+    let (src, dst) = (addr(b, l3 + 12), addr(b, l3 + 16));
+    let (mut sport, mut dport, mut tcp_flags, mut icmp_type) = (0, 0, None, None);
+    match proto {
+        PROTO_TCP | PROTO_UDP => {
+            if b.len() < l4 + if proto == PROTO_TCP { 14 } else { 8 } {
+                return None;
+            }
+            sport = read_u16(b, l4);
+            dport = read_u16(b, l4 + 2);
+            if proto == PROTO_TCP {
+                tcp_flags = Some(b[l4 + 13]);
+            }
+        }
+        PROTO_ICMP => {
+            if b.len() < l4 + 8 {
+                return None;
+            }
+            let t = b[l4];
+            icmp_type = Some(t);
+            if t == ICMP_ECHO_REQUEST || t == ICMP_ECHO_REPLY {
+                sport = read_u16(b, l4 + 4);
+                dport = sport;
+            }
+        }
+        _ => return None,
+    }
+    Some(Packet {
+        tuple: Tuple {
+            proto,
+            src,
+            sport,
+            dst,
+            dport,
+        },
+        tcp_flags,
+        icmp_type,
+    })
+}
+
+fn is_icmp_error(t: Option<u8>) -> bool {
+    matches!(t, Some(3 | 11 | 12))
+}
+
+/// Whether the batch's ingress port needs this stage at all (decided once per batch).
+pub fn applies(tables: &Tables, role: &PortRole) -> bool {
+    match role {
+        PortRole::Uplink => true,
+        PortRole::Container(_) => tables.nat.uplink().is_some(),
+        _ => false,
+    }
+}
+
+pub fn run(view: &PacketView<'_>, tables: &Tables, fx: &mut NatEffects) -> NatAction {
+    let Some(uplink) = tables.nat.uplink() else {
+        return NatAction::Pass;
+    };
+    if view.ingress == uplink.port {
+        from_uplink(view, tables, uplink, fx)
+    } else {
+        from_container(view, tables, uplink, fx)
+    }
+}
+
+fn from_uplink(
+    view: &PacketView<'_>,
+    tables: &Tables,
+    uplink: &Uplink,
+    fx: &mut NatEffects,
+) -> NatAction {
+    if view.vlan != VlanId(0) {
+        return NatAction::Drop(DropReason::NotLocal);
+    }
+    if view.ethertype == ETHERTYPE_ARP {
+        let Some(arp) = super::l3::arp(view) else {
+            return NatAction::Drop(DropReason::NotLocal);
+        };
+        let b = view.frame;
+        let l3 = view.l3_offset;
+        let target = addr(b, l3 + 24);
+        let op = read_u16(b, l3 + 6);
+        if uplink.on_link(arp.sender_ip) && arp.sender_ip != Ipv4Addr::UNSPECIFIED {
+            fx.neighbor = Some((arp.sender_ip, MacAddr(arp.sender_mac)));
+        }
+        return match (target == uplink.ip, op) {
+            (true, 1) => NatAction::Answer(Answer::Arp),
+            (true, _) => NatAction::Consumed,
+            (false, _) => NatAction::Drop(DropReason::NotLocal),
+        };
+    }
+    if view.ethertype != ETHERTYPE_IPV4 {
+        return NatAction::Drop(DropReason::NotLocal);
+    }
+    let Some(p) = parse(view) else {
+        return NatAction::Drop(DropReason::NotLocal);
+    };
+    if p.tuple.dst != uplink.ip {
+        return NatAction::Drop(DropReason::NotLocal);
+    }
+    if is_icmp_error(p.icmp_type) {
+        return icmp_error(view, tables);
+    }
+    if let Some(action) = tracked(tables, &p) {
+        return action;
+    }
+    match p.tuple.proto {
+        PROTO_ICMP if p.icmp_type == Some(ICMP_ECHO_REQUEST) => NatAction::Answer(Answer::IcmpEcho),
+        PROTO_TCP | PROTO_UDP => {
+            let Some(publish) = tables.nat.published(p.tuple.proto, p.tuple.dport) else {
+                return NatAction::Drop(DropReason::NoMapping);
+            };
+            let Some(net) = tables.nat.network(publish.domain).filter(|n| n.external) else {
+                return NatAction::Drop(DropReason::NoMapping);
+            };
+            let Some(target_port) = container_port(tables, net, publish.target_mac) else {
+                return NatAction::Drop(DropReason::NoMapping);
+            };
+            // DNAT only: the container sees the client's own address and port.
+            let reply = Tuple {
+                proto: p.tuple.proto,
+                src: publish.target,
+                sport: publish.target_port,
+                dst: p.tuple.src,
+                dport: p.tuple.sport,
+            };
+            let flow = NewFlow {
+                original: p.tuple,
+                reply,
+                kind: NatKind::Dnat,
+                out_original: Hop {
+                    port: target_port,
+                    src_mac: net.gateway_mac,
+                    dst_mac: publish.target_mac,
+                },
+                // Replies go back to whoever handed us the packet (client or router).
+                out_reply: Hop {
+                    port: uplink.port,
+                    src_mac: uplink.mac,
+                    dst_mac: view.src,
+                },
+                mapping: Some(publish.id),
+                inside: publish.target,
+                tcp_flags: p.tcp_flags,
+            };
+            insert(flow, tables)
+        }
+        _ => NatAction::Drop(DropReason::NoMapping),
+    }
+}
+
+fn from_container(
+    view: &PacketView<'_>,
+    tables: &Tables,
+    uplink: &Uplink,
+    fx: &mut NatEffects,
+) -> NatAction {
+    let Some(net) = tables.nat.network(view.domain) else {
+        return NatAction::Pass;
+    };
+    if view.ethertype != ETHERTYPE_IPV4 || view.dst != net.gateway_mac {
+        return NatAction::Pass;
+    }
+    let Some(p) = parse(view) else {
+        return NatAction::Pass;
+    };
+    if is_icmp_error(p.icmp_type) {
+        // A container's ICMP error about a translated flow (e.g. port unreachable to a client).
+        return match icmp_error(view, tables) {
+            NatAction::Drop(_) => NatAction::Pass,
+            action => action,
+        };
+    }
+    if let Some(action) = tracked(tables, &p) {
+        return action;
+    }
+    let dst = p.tuple.dst;
+    if dst == uplink.ip {
+        if p.icmp_type == Some(ICMP_ECHO_REQUEST) {
+            return NatAction::Answer(Answer::IcmpEcho);
+        }
+        return hairpin(view, tables, uplink, net, &p);
+    }
+    if tables.nat.inside(dst) || dst == net.gateway_ip {
+        // The host itself or another network: the host's business (isolation applies there).
+        return NatAction::Pass;
+    }
+    if !net.external {
+        return NatAction::Drop(DropReason::Internal);
+    }
+    masquerade(view, tables, uplink, &p, fx)
+}
+
+/// A packet of a tracked connection, translated per its direction.
+fn tracked(tables: &Tables, p: &Packet) -> Option<NatAction> {
+    let (id, dir) = tables.conntrack.lookup(&p.tuple)?;
+    let e = tables.conntrack.get(id);
+    let (to, hop) = match dir {
+        Direction::Original => (e.reply.reversed(), e.out_original),
+        Direction::Reply => (e.original.reversed(), e.out_reply),
+    };
+    Some(NatAction::Translate {
+        rewrite: Rewrite {
+            src_mac: Some(hop.src_mac),
+            dst_mac: Some(hop.dst_mac),
+            src: Some((to.src, to.sport)),
+            dst: Some((to.dst, to.dport)),
+        },
+        inner: None,
+        port: hop.port,
+        change: CtChange::Update {
+            id,
+            dir,
+            tcp_flags: p.tcp_flags,
+        },
+    })
+}
+
+/// An ICMP error quoting a packet of a tracked flow: the outer destination and the quoted source
+/// are translated like the flow's packets, so the sender inside (or outside) learns of it.
+fn icmp_error(view: &PacketView<'_>, tables: &Tables) -> NatAction {
+    let Some((proto, qsrc, qsport, qdst, qdport)) = icmp_error_quote(view.frame, view.l3_offset)
+    else {
+        return NatAction::Drop(DropReason::NotLocal);
+    };
+    // The quote is a packet that left in the flow's direction, so its reverse is what arrives.
+    let quoted = Tuple {
+        proto,
+        src: qsrc,
+        sport: qsport,
+        dst: qdst,
+        dport: qdport,
+    };
+    let Some((id, dir)) = tables.conntrack.lookup(&quoted.reversed()) else {
+        return NatAction::Drop(DropReason::NoMapping);
+    };
+    let e = tables.conntrack.get(id);
+    // The quoted packet travelled opposite to `dir`; translate it back to what its sender sent.
+    let (arriving, hop) = match dir {
+        Direction::Original => (e.reply.reversed(), e.out_original),
+        Direction::Reply => (e.original.reversed(), e.out_reply),
+    };
+    let inner = Rewrite {
+        src_mac: None,
+        dst_mac: None,
+        src: Some((arriving.dst, arriving.dport)),
+        dst: Some((arriving.src, arriving.sport)),
+    };
+    // An error from the flow's far end itself (say, port unreachable from a container) also
+    // carries that end's translated address as its own source.
+    let outer_src = addr(view.frame, view.l3_offset + 12);
+    let src = (outer_src == qdst).then_some((arriving.src, 0));
+    NatAction::Translate {
+        rewrite: Rewrite {
+            src_mac: Some(hop.src_mac),
+            dst_mac: Some(hop.dst_mac),
+            src,
+            dst: Some((arriving.dst, 0)),
+        },
+        inner: Some(inner),
+        port: hop.port,
+        change: CtChange::None,
+    }
+}
+
+/// A container reaching a published port on the uplink address: DNAT to the target and SNAT to
+/// the uplink address, so the target's reply comes back through the switch (Docker needs a
+/// MASQUERADE rule and its proxy for this; docker0 users know it as broken hairpin).
+fn hairpin(
+    view: &PacketView<'_>,
+    tables: &Tables,
+    uplink: &Uplink,
+    from: &NetworkNat,
+    p: &Packet,
+) -> NatAction {
+    if p.tuple.proto != PROTO_TCP && p.tuple.proto != PROTO_UDP {
+        return NatAction::Drop(DropReason::NoMapping);
+    }
+    let Some(publish) = tables.nat.published(p.tuple.proto, p.tuple.dport) else {
+        return NatAction::Drop(DropReason::NoMapping);
+    };
+    let Some(net) = tables.nat.network(publish.domain).filter(|n| n.external) else {
+        return NatAction::Drop(DropReason::NoMapping);
+    };
+    let Some(target_port) = container_port(tables, net, publish.target_mac) else {
+        return NatAction::Drop(DropReason::NoMapping);
+    };
+    let Some(sport) = tables.conntrack.pick_port(
+        p.tuple.proto,
+        uplink.ip,
+        publish.target,
+        publish.target_port,
+        p.tuple.sport,
+        tables.nat.masquerade_ports,
+    ) else {
+        return NatAction::Drop(DropReason::NatPorts);
+    };
+    let flow = NewFlow {
+        original: p.tuple,
+        reply: Tuple {
+            proto: p.tuple.proto,
+            src: publish.target,
+            sport: publish.target_port,
+            dst: uplink.ip,
+            dport: sport,
+        },
+        kind: NatKind::Hairpin,
+        out_original: Hop {
+            port: target_port,
+            src_mac: net.gateway_mac,
+            dst_mac: publish.target_mac,
+        },
+        out_reply: Hop {
+            port: view.ingress,
+            src_mac: from.gateway_mac,
+            dst_mac: view.src,
+        },
+        mapping: Some(publish.id),
+        inside: publish.target,
+        tcp_flags: p.tcp_flags,
+    };
+    insert(flow, tables)
+}
+
+/// A container's connection to the world: out of the uplink with the uplink's address.
+fn masquerade(
+    view: &PacketView<'_>,
+    tables: &Tables,
+    uplink: &Uplink,
+    p: &Packet,
+    fx: &mut NatEffects,
+) -> NatAction {
+    let Some(hop) = uplink.next_hop(p.tuple.dst) else {
+        return NatAction::Drop(DropReason::NoRoute);
+    };
+    let Some(next_mac) = tables.nat.neighbor(hop) else {
+        fx.resolve = Some(hop);
+        return NatAction::Drop(DropReason::NoNeighbor);
+    };
+    let sport = match p.tuple.proto {
+        PROTO_ICMP => {
+            if p.icmp_type != Some(ICMP_ECHO_REQUEST) {
+                return NatAction::Drop(DropReason::NoMapping);
+            }
+            free_icmp_id(tables, uplink.ip, p.tuple.dst, p.tuple.sport)
+        }
+        _ => tables.conntrack.pick_port(
+            p.tuple.proto,
+            uplink.ip,
+            p.tuple.dst,
+            p.tuple.dport,
+            p.tuple.sport,
+            tables.nat.masquerade_ports,
+        ),
+    };
+    let Some(sport) = sport else {
+        return NatAction::Drop(DropReason::NatPorts);
+    };
+    let dport = if p.tuple.proto == PROTO_ICMP {
+        sport
+    } else {
+        p.tuple.dport
+    };
+    let Some(from) = tables.nat.network(view.domain) else {
+        return NatAction::Pass;
+    };
+    let flow = NewFlow {
+        original: p.tuple,
+        reply: Tuple {
+            proto: p.tuple.proto,
+            src: p.tuple.dst,
+            sport: dport,
+            dst: uplink.ip,
+            dport: sport,
+        },
+        kind: NatKind::Masquerade,
+        out_original: Hop {
+            port: uplink.port,
+            src_mac: uplink.mac,
+            dst_mac: next_mac,
+        },
+        out_reply: Hop {
+            port: view.ingress,
+            src_mac: from.gateway_mac,
+            dst_mac: view.src,
+        },
+        mapping: None,
+        inside: p.tuple.src,
+        tcp_flags: p.tcp_flags,
+    };
+    insert(flow, tables)
+}
+
+/// An echo identifier for a masqueraded ping: its own if free, else the next free one.
+fn free_icmp_id(tables: &Tables, uplink_ip: Ipv4Addr, dst: Ipv4Addr, id: u16) -> Option<u16> {
+    (0..=u16::MAX).map(|i| id.wrapping_add(i)).find(|&c| {
+        !tables.conntrack.is_tracked(&Tuple {
+            proto: PROTO_ICMP,
+            src: dst,
+            sport: c,
+            dst: uplink_ip,
+            dport: c,
+        })
+    })
+}
+
+/// The port a container's MAC sits on in its network (a static entry put there at attach).
+fn container_port(tables: &Tables, net: &NetworkNat, mac: MacAddr) -> Option<PortId> {
+    tables.cam.lookup(net.domain, VlanId(0), mac)
+}
+
+/// A new flow: translated like its first packet will be.
+fn insert(flow: NewFlow, tables: &Tables) -> NatAction {
+    if tables.conntrack.is_tracked(&flow.reply) {
+        return NatAction::Drop(DropReason::ConntrackClash);
+    }
+    let to = flow.reply.reversed();
+    NatAction::Translate {
+        rewrite: Rewrite {
+            src_mac: Some(flow.out_original.src_mac),
+            dst_mac: Some(flow.out_original.dst_mac),
+            src: Some((to.src, to.sport)),
+            dst: Some((to.dst, to.dport)),
+        },
+        inner: None,
+        port: flow.out_original.port,
+        change: CtChange::Insert(flow),
+    }
+}

@@ -1,0 +1,1763 @@
+//! The connection tracking table behind switchyard's NAT: published ports (DNAT), masquerade and
+//! hairpin.
+//!
+//! **Why switchyard tracks connections itself.** docker0 leaves NAT state to the kernel's
+//! nf_conntrack, which is shared by the whole host and knows nothing about containers. That causes
+//! the well-known pains this table is shaped to avoid:
+//! - *Stale UDP flows.* A UDP flow that keeps sending (DNS, syslog, statsd, VPN) keeps its conntrack
+//!   entry alive forever, so after a container is replaced, or a published port remapped, packets keep
+//!   following the old translation to an address that is gone, until someone runs
+//!   `conntrack -D`. Here the control plane cuts them at once: [`ConnTrack::remove_inside`] when a
+//!   container goes, [`ConnTrack::remove_mapping`] when a published port goes.
+//! - *`nf_conntrack: table full, dropping packet`.* One host-wide table means one noisy neighbour (or a
+//!   SYN/UDP flood on a published port) fills it and new connections everywhere fail. This table is
+//!   switchyard's own, bounded by [`CtConfig::max_entries`], and when full it makes room instead of
+//!   dropping (see eviction below).
+//! - *Daemon restarts.* A restart must not reset every established TCP connection, so a TCP flow
+//!   first seen mid-stream is picked up as established, as Linux does with `nf_conntrack_tcp_loose`
+//!   (the default).
+//!
+//! **Timeouts.** The defaults are Linux's nf_conntrack defaults (`net.netfilter.nf_conntrack_*_timeout*`),
+//! so a flow survives exactly as long here as operators expect from docker0: 5 days established, 2
+//! minutes in SYN_SENT and TIME_WAIT, 30 s for an unanswered UDP flow but 2 minutes once it has seen
+//! a reply (a "stream"), 30 s for ICMP. The TCP state machine is simplified (no sequence-number
+//! windows; see [`ConnTrack::update`]) because its only job here is picking a timeout, not
+//! validating segments.
+//!
+//! **Eviction order when full.** First the least recently seen entry that never saw a reply
+//! (UDP/ICMP `UNREPLIED`, TCP `SYN_SENT`, and a TCP flow picked up mid-stream whose peer has not
+//! answered yet), else the least recently seen entry overall. Entries without a reply are what a
+//! SYN or UDP flood (spoofed or not) creates and the cheapest to lose: nobody is waiting on them.
+//! Flows that have seen both directions are only touched when nothing else is left, oldest first.
+//! This is the spirit of Linux's `early_drop` (which prefers entries that are not ASSURED) without its
+//! bounded random bucket scan.
+//!
+//! **How it stays O(1).** Entries live in a preallocated slab; a hash map (seeded `FastHash`, keys
+//! hashed as two words) maps *both* the original and the reply tuple to the slab index and direction,
+//! so a packet of either direction costs one probe. Each entry sits on exactly one intrusive LRU list
+//! per *class* = (protocol family, state, whether a reply was seen); all entries of a class share a
+//! timeout, and every touch moves the entry to the tail, so each list is ordered by `last_seen`.
+//! [`ConnTrack::expire`] therefore walks each list from its head and stops at the first live entry:
+//! O(expired + classes), never O(table). Eviction compares the heads of the (at most
+//! [`CLASSES`]) lists. Nothing allocates after [`ConnTrack::new`]: the slab never grows past its
+//! capacity, and the map is sized so that it can always rehash in place.
+//!
+//! **Assumptions.** Owned by one thread (the engine), no locks. Time is engine time in milliseconds
+//! passed as `now_ms` and treated as monotonic: a `now_ms` earlier than one already seen is raised to
+//! it, so the LRU lists stay ordered whatever the caller does. Entries stay visible to `lookup` until
+//! `expire` removes them, so the caller runs `expire` periodically (e.g. once a second).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::Ipv4Addr;
+
+use super::hash::FastHash;
+use crate::{MacAddr, PortId};
+
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMP: u8 = 1;
+
+/// TCP flag bits as passed in `tcp_flags` (the low byte of the TCP flags field).
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+/// Largest accepted `CtConfig::max_entries`: slab indices are `u32`, and the table preallocates.
+pub const MAX_ENTRIES_LIMIT: usize = 1 << 24;
+
+/// Number of LRU lists (timeout classes): 8 TCP states and UDP and ICMP (2 states each), each split
+/// by whether a reply was seen.
+pub const CLASSES: usize = 20;
+
+const NIL: u32 = u32::MAX;
+
+// ---------------------------------------------------------------------------------------------------
+// Public types
+// ---------------------------------------------------------------------------------------------------
+
+/// A flow as seen on the wire in one direction. For ICMP echo, sport = dport = the echo identifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuple {
+    pub proto: u8,
+    pub src: Ipv4Addr,
+    pub sport: u16,
+    pub dst: Ipv4Addr,
+    pub dport: u16,
+}
+
+impl Tuple {
+    /// The same flow seen from the other end: addresses and ports swapped.
+    #[inline]
+    pub fn reversed(&self) -> Tuple {
+        Tuple {
+            proto: self.proto,
+            src: self.dst,
+            sport: self.dport,
+            dst: self.src,
+            dport: self.sport,
+        }
+    }
+}
+
+impl Hash for Tuple {
+    /// Two words, two finalisers with `FastHash` (looked up per packet).
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(u64::from(u32::from(self.src)) << 32 | u64::from(u32::from(self.dst)));
+        state.write_u64(
+            u64::from(self.proto) << 32 | u64::from(self.sport) << 16 | u64::from(self.dport),
+        );
+    }
+}
+
+impl fmt::Display for Tuple {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.proto {
+            PROTO_TCP => f.write_str("tcp")?,
+            PROTO_UDP => f.write_str("udp")?,
+            PROTO_ICMP => f.write_str("icmp")?,
+            p => write!(f, "proto {p}")?,
+        }
+        write!(
+            f,
+            " {}:{} -> {}:{}",
+            self.src, self.sport, self.dst, self.dport
+        )
+    }
+}
+
+/// Where packets of one direction leave after translation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hop {
+    pub port: PortId,
+    pub src_mac: MacAddr,
+    pub dst_mac: MacAddr,
+}
+
+/// Which way a packet travels relative to the connection's first packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Original,
+    Reply,
+}
+
+impl Direction {
+    /// Index into `Entry::packets` / `Entry::bytes`.
+    #[inline]
+    pub fn index(self) -> usize {
+        match self {
+            Direction::Original => 0,
+            Direction::Reply => 1,
+        }
+    }
+
+    #[inline]
+    pub fn opposite(self) -> Direction {
+        match self {
+            Direction::Original => Direction::Reply,
+            Direction::Reply => Direction::Original,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatKind {
+    /// A published port (`-p`): the destination is rewritten to a container.
+    Dnat,
+    /// A container talking out: the source is rewritten to the uplink address.
+    Masquerade,
+    /// A container reaching a published port of the host: both rewritten.
+    Hairpin,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtState {
+    // TCP
+    SynSent,
+    SynRecv,
+    Established,
+    FinWait,
+    CloseWait,
+    LastAck,
+    TimeWait,
+    Close,
+    // UDP and ICMP
+    Unreplied,
+    Replied,
+}
+
+impl CtState {
+    /// The name `conntrack -L` would print.
+    pub fn name(self) -> &'static str {
+        match self {
+            CtState::SynSent => "SYN_SENT",
+            CtState::SynRecv => "SYN_RECV",
+            CtState::Established => "ESTABLISHED",
+            CtState::FinWait => "FIN_WAIT",
+            CtState::CloseWait => "CLOSE_WAIT",
+            CtState::LastAck => "LAST_ACK",
+            CtState::TimeWait => "TIME_WAIT",
+            CtState::Close => "CLOSE",
+            CtState::Unreplied => "UNREPLIED",
+            CtState::Replied => "REPLIED",
+        }
+    }
+}
+
+impl fmt::Display for CtState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Idle time (ms) after which an entry in each state expires. Protocols other than TCP and ICMP use
+/// the UDP timeouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtTimeouts {
+    pub tcp_syn_sent_ms: u64,
+    pub tcp_syn_recv_ms: u64,
+    pub tcp_established_ms: u64,
+    pub tcp_fin_wait_ms: u64,
+    pub tcp_close_wait_ms: u64,
+    pub tcp_last_ack_ms: u64,
+    pub tcp_time_wait_ms: u64,
+    pub tcp_close_ms: u64,
+    pub udp_unreplied_ms: u64,
+    /// Linux's `nf_conntrack_udp_timeout_stream`.
+    pub udp_replied_ms: u64,
+    pub icmp_ms: u64,
+}
+
+impl Default for CtTimeouts {
+    /// Linux's nf_conntrack defaults.
+    fn default() -> Self {
+        const S: u64 = 1000;
+        CtTimeouts {
+            tcp_syn_sent_ms: 120 * S,
+            tcp_syn_recv_ms: 60 * S,
+            tcp_established_ms: 432_000 * S,
+            tcp_fin_wait_ms: 120 * S,
+            tcp_close_wait_ms: 60 * S,
+            tcp_last_ack_ms: 30 * S,
+            tcp_time_wait_ms: 120 * S,
+            tcp_close_ms: 10 * S,
+            udp_unreplied_ms: 30 * S,
+            udp_replied_ms: 120 * S,
+            icmp_ms: 30 * S,
+        }
+    }
+}
+
+impl CtTimeouts {
+    /// The timeout of an entry of protocol `proto` in `state`.
+    pub fn timeout_ms(&self, proto: u8, state: CtState) -> u64 {
+        match (proto, state) {
+            (PROTO_TCP, CtState::SynSent) => self.tcp_syn_sent_ms,
+            (PROTO_TCP, CtState::SynRecv) => self.tcp_syn_recv_ms,
+            (PROTO_TCP, CtState::Established) => self.tcp_established_ms,
+            (PROTO_TCP, CtState::FinWait) => self.tcp_fin_wait_ms,
+            (PROTO_TCP, CtState::CloseWait) => self.tcp_close_wait_ms,
+            (PROTO_TCP, CtState::LastAck) => self.tcp_last_ack_ms,
+            (PROTO_TCP, CtState::TimeWait) => self.tcp_time_wait_ms,
+            (PROTO_TCP, CtState::Close) => self.tcp_close_ms,
+            (PROTO_ICMP, _) => self.icmp_ms,
+            (_, CtState::Replied) => self.udp_replied_ms,
+            _ => self.udp_unreplied_ms,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtConfig {
+    /// Connections the table holds; clamped into 1..=[`MAX_ENTRIES_LIMIT`].
+    pub max_entries: usize,
+    pub timeouts: CtTimeouts,
+}
+
+impl Default for CtConfig {
+    fn default() -> Self {
+        CtConfig {
+            max_entries: 65_536,
+            timeouts: CtTimeouts::default(),
+        }
+    }
+}
+
+/// One tracked connection. `original`: the first packet's tuple as it arrived (before NAT). `reply`:
+/// the tuple reply packets carry when they arrive (before un-NAT). A packet matching `original` is
+/// rewritten to `reply.reversed()`; a packet matching `reply` is rewritten to `original.reversed()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub original: Tuple,
+    pub reply: Tuple,
+    pub kind: NatKind,
+    pub out_original: Hop,
+    pub out_reply: Hop,
+    /// The published-port mapping that created it.
+    pub mapping: Option<u32>,
+    /// The container address involved, for removal.
+    pub inside: Ipv4Addr,
+    pub state: CtState,
+    /// TCP: the side that sent the first FIN (set on entering `FinWait`, cleared on reopening).
+    pub closer: Option<Direction>,
+    pub last_seen_ms: u64,
+    pub created_ms: u64,
+    /// Indexed by [`Direction::index`].
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+}
+
+impl Entry {
+    /// Whether any packet went in the Reply direction.
+    #[inline]
+    pub fn replied(&self) -> bool {
+        self.packets[1] > 0
+    }
+}
+
+/// A slab index. Valid until the entry is removed (expired, evicted, or removed by the control
+/// plane); the engine uses it within one packet's processing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryId(u32);
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtStats {
+    /// Entries now.
+    pub entries: usize,
+    /// Entries ever inserted.
+    pub created: u64,
+    /// Entries removed by [`ConnTrack::expire`].
+    pub expired: u64,
+    /// Entries removed to make room for a new one.
+    pub evicted: u64,
+    /// Entries removed by the control plane (`remove_mapping`, `remove_inside`, `clear`).
+    pub removed: u64,
+    pub max_entries: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CtError {
+    /// The tuple (original or reply) already belongs to a tracked connection.
+    Exists(Tuple),
+    /// The original and reply tuples are the same (e.g. a LAND packet: source == destination), so the
+    /// two directions could not be told apart.
+    Ambiguous(Tuple),
+}
+
+impl fmt::Display for CtError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CtError::Exists(t) => write!(f, "connection {t} is already tracked"),
+            CtError::Ambiguous(t) => write!(
+                f,
+                "cannot track {t}: its original and reply tuples are identical, so the directions \
+                 could not be told apart"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CtError {}
+
+// ---------------------------------------------------------------------------------------------------
+// Internals: slab nodes, intrusive lists, classes
+// ---------------------------------------------------------------------------------------------------
+
+/// The map's value: which entry, and which of its two tuples the key is.
+#[derive(Clone, Copy)]
+struct Slot {
+    idx: u32,
+    dir: Direction,
+}
+
+/// A slab cell; `prev`/`next` link it into its class's LRU list, or, when free, `next` links the free
+/// list.
+#[derive(Clone, Copy)]
+struct Node {
+    entry: Entry,
+    prev: u32,
+    next: u32,
+    class: u8,
+    live: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct List {
+    head: u32,
+    tail: u32,
+    len: u32,
+}
+
+impl List {
+    const EMPTY: List = List {
+        head: NIL,
+        tail: NIL,
+        len: 0,
+    };
+}
+
+fn list_push_back(nodes: &mut [Node], list: &mut List, idx: u32) {
+    let i = idx as usize;
+    nodes[i].prev = list.tail;
+    nodes[i].next = NIL;
+    if list.tail == NIL {
+        list.head = idx;
+    } else {
+        nodes[list.tail as usize].next = idx;
+    }
+    list.tail = idx;
+    list.len += 1;
+}
+
+fn list_unlink(nodes: &mut [Node], list: &mut List, idx: u32) {
+    let i = idx as usize;
+    let (prev, next) = (nodes[i].prev, nodes[i].next);
+    if prev == NIL {
+        list.head = next;
+    } else {
+        nodes[prev as usize].next = next;
+    }
+    if next == NIL {
+        list.tail = prev;
+    } else {
+        nodes[next as usize].prev = prev;
+    }
+    nodes[i].prev = NIL;
+    nodes[i].next = NIL;
+    list.len -= 1;
+}
+
+/// Class layout: TCP states 0..8 at `2 * state`, UDP (and other protocols) at 16, ICMP at 18; plus one
+/// when a reply was seen. Even classes are therefore exactly the never-replied ones.
+#[inline]
+fn class_of(proto: u8, state: CtState, replied: bool) -> u8 {
+    let base = match proto {
+        PROTO_TCP => match state {
+            CtState::SynSent => 0,
+            CtState::SynRecv => 2,
+            CtState::Established => 4,
+            CtState::FinWait => 6,
+            CtState::CloseWait => 8,
+            CtState::LastAck => 10,
+            CtState::TimeWait => 12,
+            // Close, and the non-TCP states that never occur on TCP entries.
+            _ => 14,
+        },
+        PROTO_ICMP => 18,
+        _ => 16,
+    };
+    base + u8::from(replied)
+}
+
+/// Timeout of every class, precomputed from the configuration.
+fn class_timeouts(t: &CtTimeouts) -> [u64; CLASSES] {
+    let tcp = [
+        CtState::SynSent,
+        CtState::SynRecv,
+        CtState::Established,
+        CtState::FinWait,
+        CtState::CloseWait,
+        CtState::LastAck,
+        CtState::TimeWait,
+        CtState::Close,
+    ];
+    let mut out = [0; CLASSES];
+    for (class, slot) in out.iter_mut().enumerate() {
+        let replied = class % 2 == 1;
+        let (proto, state) = match class / 2 {
+            s @ 0..=7 => (PROTO_TCP, tcp[s]),
+            8 => (PROTO_UDP, udp_state(replied)),
+            _ => (PROTO_ICMP, udp_state(replied)),
+        };
+        *slot = t.timeout_ms(proto, state);
+    }
+    out
+}
+
+#[inline]
+fn udp_state(replied: bool) -> CtState {
+    if replied {
+        CtState::Replied
+    } else {
+        CtState::Unreplied
+    }
+}
+
+/// State of a new entry from its first packet.
+fn initial_state(proto: u8, tcp_flags: Option<u8>) -> CtState {
+    if proto != PROTO_TCP {
+        return CtState::Unreplied;
+    }
+    let flags = tcp_flags.unwrap_or(0);
+    if flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+        CtState::SynSent
+    } else {
+        // Loose pickup: whatever else the first packet is, the flow was already running.
+        CtState::Established
+    }
+}
+
+/// The TCP machine documented on [`ConnTrack::update`]. Returns the new state and closer.
+fn tcp_next(
+    state: CtState,
+    closer: Option<Direction>,
+    dir: Direction,
+    flags: u8,
+) -> (CtState, Option<Direction>) {
+    use CtState::*;
+    let syn = flags & TCP_SYN != 0;
+    let ack = flags & TCP_ACK != 0;
+    let fin = flags & TCP_FIN != 0;
+    if flags & TCP_RST != 0 {
+        return (Close, closer);
+    }
+    if syn {
+        return match (state, dir, ack) {
+            (TimeWait | Close, Direction::Original, false) => (SynSent, None),
+            (SynSent, Direction::Reply, true) => (SynRecv, closer),
+            _ => (state, closer),
+        };
+    }
+    // `from_peer`: the packet comes from the side that did not send the first FIN.
+    let from_peer = closer.is_some_and(|c| c != dir);
+    match state {
+        SynRecv | Established if fin => (FinWait, Some(dir)),
+        SynRecv if dir == Direction::Original && ack => (Established, closer),
+        FinWait | CloseWait if from_peer && fin => (LastAck, closer),
+        FinWait if from_peer && ack => (CloseWait, closer),
+        LastAck if closer == Some(dir) && ack => (TimeWait, closer),
+        _ => (state, closer),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The table
+// ---------------------------------------------------------------------------------------------------
+
+/// The connection tracking table. See the module documentation.
+pub struct ConnTrack {
+    /// Both tuples of every entry -> slab index and direction.
+    map: HashMap<Tuple, Slot, FastHash>,
+    nodes: Vec<Node>,
+    free_head: u32,
+    /// One LRU list per class (see [`class_of`]), least recently seen at the head.
+    lists: [List; CLASSES],
+    class_timeout: [u64; CLASSES],
+    live: usize,
+    /// Largest `now_ms` seen; earlier times are raised to it so the lists stay ordered.
+    clock: u64,
+    config: CtConfig,
+    stats: CtStats,
+    /// Nodes examined by `expire` since creation (lets tests check that expiry is not a table scan).
+    expire_visits: u64,
+}
+
+impl fmt::Debug for ConnTrack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnTrack")
+            .field("len", &self.live)
+            .field("config", &self.config)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ConnTrack {
+    fn default() -> Self {
+        ConnTrack::new(CtConfig::default())
+    }
+}
+
+impl ConnTrack {
+    /// A table for `config`, fully preallocated: a slab of `max_entries` and a map sized so inserts
+    /// never reallocate it (see the body). `max_entries` is clamped into 1..=[`MAX_ENTRIES_LIMIT`];
+    /// [`ConnTrack::config`] reports what is in effect.
+    pub fn new(config: CtConfig) -> ConnTrack {
+        let config = CtConfig {
+            max_entries: config.max_entries.clamp(1, MAX_ENTRIES_LIMIT),
+            timeouts: config.timeouts,
+        };
+        let max = config.max_entries;
+        ConnTrack {
+            // Each entry has two keys, so a full table holds 2 * max keys. hashbrown only rehashes in
+            // place (without allocating) while the keys fill at most half its capacity; removals leave
+            // tombstones that eventually force that rehash. Hence twice the keys: 4 * max.
+            map: HashMap::with_capacity_and_hasher(max * 4, FastHash::random()),
+            nodes: Vec::with_capacity(max),
+            free_head: NIL,
+            lists: [List::EMPTY; CLASSES],
+            class_timeout: class_timeouts(&config.timeouts),
+            live: 0,
+            clock: 0,
+            config,
+            stats: CtStats::default(),
+            expire_visits: 0,
+        }
+    }
+
+    pub fn config(&self) -> &CtConfig {
+        &self.config
+    }
+
+    /// The connection `t` belongs to, and which way the packet travels. One hash probe.
+    #[inline]
+    pub fn lookup(&self, t: &Tuple) -> Option<(EntryId, Direction)> {
+        self.map.get(t).map(|s| (EntryId(s.idx), s.dir))
+    }
+
+    /// The entry `id` names. Panics if `id` is stale (its entry was removed).
+    #[inline]
+    pub fn get(&self, id: EntryId) -> &Entry {
+        let node = &self.nodes[id.0 as usize];
+        assert!(node.live, "stale conntrack EntryId {}", id.0);
+        &node.entry
+    }
+
+    /// Whether `t` belongs to a tracked connection (either direction).
+    #[inline]
+    pub fn is_tracked(&self, t: &Tuple) -> bool {
+        self.map.contains_key(t)
+    }
+
+    /// Tracks a new connection whose first packet (`len` bytes, counted) went in the Original
+    /// direction. The initial state comes from that packet: TCP SYN without ACK -> `SynSent`; any
+    /// other TCP packet (or `tcp_flags` = None on TCP) -> `Established` (loose mid-stream pickup, so a
+    /// daemon restart does not cut established flows); other protocols -> `Unreplied`.
+    ///
+    /// When the table is full, first evicts one entry in the order given in the module documentation.
+    /// Fails, changing nothing, if either tuple is already tracked or the two are equal.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert(
+        &mut self,
+        original: Tuple,
+        reply: Tuple,
+        kind: NatKind,
+        out_original: Hop,
+        out_reply: Hop,
+        mapping: Option<u32>,
+        inside: Ipv4Addr,
+        tcp_flags: Option<u8>,
+        len: usize,
+        now_ms: u64,
+    ) -> Result<EntryId, CtError> {
+        if original == reply {
+            return Err(CtError::Ambiguous(original));
+        }
+        if self.map.contains_key(&original) {
+            return Err(CtError::Exists(original));
+        }
+        if self.map.contains_key(&reply) {
+            return Err(CtError::Exists(reply));
+        }
+        let now = self.tick(now_ms);
+        if self.live >= self.config.max_entries {
+            self.evict_one();
+        }
+        let state = initial_state(original.proto, tcp_flags);
+        let entry = Entry {
+            original,
+            reply,
+            kind,
+            out_original,
+            out_reply,
+            mapping,
+            inside,
+            state,
+            closer: None,
+            last_seen_ms: now,
+            created_ms: now,
+            packets: [1, 0],
+            bytes: [len as u64, 0],
+        };
+        let class = class_of(original.proto, state, false);
+        let idx = self.alloc_node(entry, class);
+        list_push_back(&mut self.nodes, &mut self.lists[class as usize], idx);
+        self.map.insert(
+            original,
+            Slot {
+                idx,
+                dir: Direction::Original,
+            },
+        );
+        self.map.insert(
+            reply,
+            Slot {
+                idx,
+                dir: Direction::Reply,
+            },
+        );
+        self.live += 1;
+        self.stats.created += 1;
+        Ok(EntryId(idx))
+    }
+
+    /// A packet of `len` bytes of connection `id` travelling in `dir`: counts it, refreshes
+    /// `last_seen` (making the entry the most recently seen of its class) and moves the state.
+    ///
+    /// UDP, ICMP and other protocols: a Reply packet moves `Unreplied` -> `Replied`.
+    ///
+    /// TCP (`tcp_flags`: FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10; None counts as no flags). No
+    /// sequence numbers are checked: an ACK is taken to acknowledge whatever FIN came before it, so
+    /// the closing states may be entered a little early. "Closer" is the side that sent the first
+    /// FIN (recorded in [`Entry::closer`]), "peer" the other side. Rules are tried top to bottom; the
+    /// first that matches applies:
+    ///
+    /// | from state             | packet                                   | to state      |
+    /// |------------------------|------------------------------------------|---------------|
+    /// | any                    | RST, either direction                    | `Close`       |
+    /// | `TimeWait`, `Close`    | SYN without ACK, Original (port reuse)   | `SynSent`, closer forgotten |
+    /// | `SynSent`              | SYN+ACK, Reply                           | `SynRecv`     |
+    /// | any other              | any other packet with SYN                | unchanged     |
+    /// | `SynRecv`, `Established` | FIN, either direction                  | `FinWait`, closer = sender |
+    /// | `SynRecv`              | ACK, Original                            | `Established` |
+    /// | `FinWait`, `CloseWait` | FIN from the peer                        | `LastAck`     |
+    /// | `FinWait`              | ACK (no FIN) from the peer               | `CloseWait`   |
+    /// | `LastAck`              | ACK from the closer                      | `TimeWait`    |
+    /// | any                    | anything else                            | unchanged     |
+    ///
+    /// Panics if `id` is stale.
+    pub fn update(
+        &mut self,
+        id: EntryId,
+        dir: Direction,
+        tcp_flags: Option<u8>,
+        len: usize,
+        now_ms: u64,
+    ) {
+        let now = self.tick(now_ms);
+        let idx = id.0;
+        let node = &mut self.nodes[idx as usize];
+        assert!(node.live, "stale conntrack EntryId {idx}");
+        let e = &mut node.entry;
+        let d = dir.index();
+        e.packets[d] += 1;
+        e.bytes[d] += len as u64;
+        e.last_seen_ms = now;
+        let proto = e.original.proto;
+        if proto == PROTO_TCP {
+            (e.state, e.closer) = tcp_next(e.state, e.closer, dir, tcp_flags.unwrap_or(0));
+        } else if dir == Direction::Reply {
+            e.state = CtState::Replied;
+        }
+        let class = class_of(proto, e.state, e.replied());
+        let old = node.class;
+        if class != old || self.lists[old as usize].tail != idx {
+            list_unlink(&mut self.nodes, &mut self.lists[old as usize], idx);
+            self.nodes[idx as usize].class = class;
+            list_push_back(&mut self.nodes, &mut self.lists[class as usize], idx);
+        }
+    }
+
+    /// Remaining ms before entry `id` expires at `now_ms`: its state's timeout minus its idle time,
+    /// saturating. An entry at 0 is removed by the next [`ConnTrack::expire`].
+    pub fn remaining_ms(&self, id: EntryId, now_ms: u64) -> u64 {
+        let node = &self.nodes[id.0 as usize];
+        assert!(node.live, "stale conntrack EntryId {}", id.0);
+        let idle = now_ms.saturating_sub(node.entry.last_seen_ms);
+        self.class_timeout[node.class as usize].saturating_sub(idle)
+    }
+
+    /// A source port for a masqueraded flow of `proto` from `uplink_ip` to `dst`:`dport`: one whose
+    /// reply tuple (`dst`:`dport` -> `uplink_ip`:port) is not tracked. `preferred` if free (whether or
+    /// not it lies in `range`: pass one inside the range to enforce it), else the first free port of
+    /// `range` (inclusive) scanning upwards, wrapping, from an offset derived from `preferred` so that
+    /// concurrent flows spread. `None` after one full pass over the range, or if the range is empty
+    /// (`lo > hi`). For ICMP echo, the port is the identifier and `dport` is ignored (the reply
+    /// carries the identifier in both port fields). At most `range` size + 1 hash probes.
+    pub fn pick_port(
+        &self,
+        proto: u8,
+        uplink_ip: Ipv4Addr,
+        dst: Ipv4Addr,
+        dport: u16,
+        preferred: u16,
+        range: (u16, u16),
+    ) -> Option<u16> {
+        let reply_for = |port: u16| Tuple {
+            proto,
+            src: dst,
+            sport: if proto == PROTO_ICMP { port } else { dport },
+            dst: uplink_ip,
+            dport: port,
+        };
+        if !self.is_tracked(&reply_for(preferred)) {
+            return Some(preferred);
+        }
+        let (lo, hi) = range;
+        if lo > hi {
+            return None;
+        }
+        let size = u32::from(hi - lo) + 1;
+        // Multiplying by an odd constant spreads neighbouring preferred ports over the range.
+        let start = u32::from(preferred).wrapping_mul(0x9e37_79b1) % size;
+        (0..size)
+            .map(|i| lo + ((start + i) % size) as u16)
+            .find(|&port| !self.is_tracked(&reply_for(port)))
+    }
+
+    /// Removes entries idle for at least their state's timeout (`remaining_ms` = 0); returns how
+    /// many. Walks each class's LRU list from its least recently seen end and stops at the first
+    /// live entry: O(expired + [`CLASSES`]).
+    pub fn expire(&mut self, now_ms: u64) -> usize {
+        let now = self.tick(now_ms);
+        let mut removed = 0;
+        for class in 0..CLASSES {
+            let timeout = self.class_timeout[class];
+            loop {
+                let head = self.lists[class].head;
+                if head == NIL {
+                    break;
+                }
+                self.expire_visits += 1;
+                let idle = now.saturating_sub(self.nodes[head as usize].entry.last_seen_ms);
+                if idle < timeout {
+                    break;
+                }
+                self.remove_node(head);
+                removed += 1;
+            }
+        }
+        self.stats.expired += removed as u64;
+        removed
+    }
+
+    /// Removes every entry created by published-port mapping `mapping`, so removing a published port
+    /// cuts its flows at once. O(slab): a control-plane operation.
+    pub fn remove_mapping(&mut self, mapping: u32) -> usize {
+        self.remove_where(|e| e.mapping == Some(mapping))
+    }
+
+    /// Removes every entry involving the address `inside`: entries whose `inside` it is, and entries
+    /// carrying it in either tuple (so a hairpin flow between two containers goes when either
+    /// does). A removed container thus leaves no stale flow for its successor at the same address
+    /// (docker0's stale UDP conntrack problem). O(slab): a control-plane operation.
+    pub fn remove_inside(&mut self, inside: Ipv4Addr) -> usize {
+        self.remove_where(|e| {
+            e.inside == inside
+                || e.original.src == inside
+                || e.original.dst == inside
+                || e.reply.src == inside
+                || e.reply.dst == inside
+        })
+    }
+
+    /// Removes every entry; returns how many. Keeps the allocations.
+    pub fn clear(&mut self) -> usize {
+        let n = self.live;
+        self.map.clear();
+        self.nodes.clear();
+        self.free_head = NIL;
+        self.lists = [List::EMPTY; CLASSES];
+        self.live = 0;
+        self.stats.removed += n as u64;
+        n
+    }
+
+    /// Every entry, in slab order (no particular order).
+    pub fn iter(&self) -> impl Iterator<Item = (EntryId, &Entry)> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.live)
+            .map(|(i, n)| (EntryId(i as u32), &n.entry))
+    }
+
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    pub fn stats(&self) -> CtStats {
+        CtStats {
+            entries: self.live,
+            max_entries: self.config.max_entries,
+            ..self.stats
+        }
+    }
+
+    // ---- internals ----
+
+    /// Raises `now_ms` to the latest time seen, so appending at list tails keeps lists ordered.
+    #[inline]
+    fn tick(&mut self, now_ms: u64) -> u64 {
+        self.clock = self.clock.max(now_ms);
+        self.clock
+    }
+
+    fn alloc_node(&mut self, entry: Entry, class: u8) -> u32 {
+        let node = Node {
+            entry,
+            prev: NIL,
+            next: NIL,
+            class,
+            live: true,
+        };
+        if self.free_head != NIL {
+            let idx = self.free_head;
+            self.free_head = self.nodes[idx as usize].next;
+            self.nodes[idx as usize] = node;
+            idx
+        } else {
+            // Callers made room first, so live entries < max_entries = capacity: no reallocation.
+            debug_assert!(self.nodes.len() < self.nodes.capacity());
+            self.nodes.push(node);
+            (self.nodes.len() - 1) as u32
+        }
+    }
+
+    /// Unlinks the node from its list, removes both its keys and frees it.
+    fn remove_node(&mut self, idx: u32) {
+        let node = &self.nodes[idx as usize];
+        let (class, original, reply) = (node.class, node.entry.original, node.entry.reply);
+        list_unlink(&mut self.nodes, &mut self.lists[class as usize], idx);
+        self.map.remove(&original);
+        self.map.remove(&reply);
+        let node = &mut self.nodes[idx as usize];
+        node.live = false;
+        node.next = self.free_head;
+        self.free_head = idx;
+        self.live -= 1;
+    }
+
+    /// Evicts the least recently seen never-replied entry, else the least recently seen entry.
+    fn evict_one(&mut self) {
+        // Each list's head is its least recently seen entry, so comparing heads is enough.
+        let (mut unreplied, mut any) = (NIL, NIL);
+        let seen = |i: u32| self.nodes[i as usize].entry.last_seen_ms;
+        for (class, list) in self.lists.iter().enumerate() {
+            let head = list.head;
+            if head == NIL {
+                continue;
+            }
+            // Even classes are the never-replied ones (see `class_of`).
+            if class % 2 == 0 && (unreplied == NIL || seen(head) < seen(unreplied)) {
+                unreplied = head;
+            }
+            if any == NIL || seen(head) < seen(any) {
+                any = head;
+            }
+        }
+        let victim = if unreplied != NIL { unreplied } else { any };
+        if victim != NIL {
+            self.remove_node(victim);
+            self.stats.evicted += 1;
+        }
+    }
+
+    fn remove_where(&mut self, pred: impl Fn(&Entry) -> bool) -> usize {
+        let mut removed = 0;
+        for i in 0..self.nodes.len() {
+            let node = &self.nodes[i];
+            if node.live && pred(&node.entry) {
+                self.remove_node(i as u32);
+                removed += 1;
+            }
+        }
+        self.stats.removed += removed as u64;
+        removed
+    }
+}
+
+#[cfg(test)]
+impl ConnTrack {
+    /// Checks every structural invariant; panics on the first violation.
+    fn check_invariants(&self) {
+        assert_eq!(
+            self.map.len(),
+            2 * self.live,
+            "map holds both tuples of each entry"
+        );
+        assert!(self.live <= self.config.max_entries);
+        assert!(self.nodes.len() <= self.config.max_entries);
+        let mut total = 0;
+        for (class, list) in self.lists.iter().enumerate() {
+            let mut n = 0;
+            let mut prev = NIL;
+            let mut cur = list.head;
+            let mut last_seen = 0;
+            while cur != NIL {
+                let node = &self.nodes[cur as usize];
+                assert!(node.live);
+                assert_eq!(node.class as usize, class);
+                assert_eq!(node.prev, prev);
+                let e = &node.entry;
+                assert_eq!(class_of(e.original.proto, e.state, e.replied()), node.class);
+                assert!(e.last_seen_ms >= last_seen, "list {class} out of order");
+                last_seen = e.last_seen_ms;
+                let slot = |t: &Tuple| self.map.get(t).map(|s| (s.idx, s.dir));
+                assert_eq!(slot(&e.original), Some((cur, Direction::Original)));
+                assert_eq!(slot(&e.reply), Some((cur, Direction::Reply)));
+                prev = cur;
+                cur = node.next;
+                n += 1;
+            }
+            assert_eq!(list.tail, prev);
+            assert_eq!(list.len, n);
+            total += n as usize;
+        }
+        assert_eq!(total, self.live);
+        let mut free = 0;
+        let mut cur = self.free_head;
+        while cur != NIL {
+            assert!(!self.nodes[cur as usize].live);
+            cur = self.nodes[cur as usize].next;
+            free += 1;
+        }
+        assert_eq!(free + self.live, self.nodes.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    // Counts allocations made by the current thread, so a test can assert that the per-packet
+    // operations never allocate. Being the global allocator, it wraps every allocation of this test
+    // binary; the cost is one thread-local increment.
+    struct CountingAlloc;
+
+    thread_local! {
+        static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    fn count_one() {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+    }
+
+    fn allocations() -> u64 {
+        ALLOCATIONS.with(|c| c.get())
+    }
+
+    // SAFETY: forwards to `System`, only adding a thread-local counter update.
+    unsafe impl GlobalAlloc for CountingAlloc {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            count_one();
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            count_one();
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            count_one();
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: CountingAlloc = CountingAlloc;
+
+    const S: u64 = 1000;
+    const HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+    const C1: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 2);
+    const C2: Ipv4Addr = Ipv4Addr::new(172, 17, 0, 3);
+    const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+    const SYN: Option<u8> = Some(TCP_SYN);
+    const SYNACK: Option<u8> = Some(TCP_SYN | TCP_ACK);
+    const ACK: Option<u8> = Some(TCP_ACK);
+    const FINACK: Option<u8> = Some(TCP_FIN | TCP_ACK);
+    const RST: Option<u8> = Some(TCP_RST);
+    use Direction::{Original as O, Reply as R};
+
+    fn hop(p: u16) -> Hop {
+        Hop {
+            port: PortId(p),
+            src_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            dst_mac: MacAddr([2, 0, 0, 0, 0, p as u8]),
+        }
+    }
+
+    fn tuple(proto: u8, src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Tuple {
+        Tuple {
+            proto,
+            src,
+            sport,
+            dst,
+            dport,
+        }
+    }
+
+    fn ip(i: u32) -> Ipv4Addr {
+        Ipv4Addr::from(0x0a00_0000 | i)
+    }
+
+    /// A published-port flow: REMOTE:sport -> HOST:8080, DNATed to `inside`:80.
+    fn dnat(proto: u8, sport: u16, inside: Ipv4Addr) -> (Tuple, Tuple) {
+        let original = tuple(proto, REMOTE, sport, HOST, 8080);
+        let reply = tuple(proto, inside, 80, REMOTE, sport);
+        (original, reply)
+    }
+
+    fn table(max_entries: usize) -> ConnTrack {
+        ConnTrack::new(CtConfig {
+            max_entries,
+            ..CtConfig::default()
+        })
+    }
+
+    fn add(
+        t: &mut ConnTrack,
+        (original, reply): (Tuple, Tuple),
+        mapping: Option<u32>,
+        inside: Ipv4Addr,
+        flags: Option<u8>,
+        now: u64,
+    ) -> EntryId {
+        t.insert(
+            original,
+            reply,
+            NatKind::Dnat,
+            hop(1),
+            hop(2),
+            mapping,
+            inside,
+            flags,
+            60,
+            now,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn lookup_finds_both_directions() {
+        let mut t = ConnTrack::default();
+        let (o, r) = dnat(PROTO_TCP, 40000, C1);
+        assert_eq!(t.lookup(&o), None);
+        let id = add(&mut t, (o, r), Some(7), C1, SYN, 0);
+        assert_eq!(t.lookup(&o), Some((id, O)));
+        assert_eq!(t.lookup(&r), Some((id, R)));
+        assert_eq!(t.lookup(&o.reversed()), None);
+        assert!(t.is_tracked(&r));
+        let e = t.get(id);
+        assert_eq!(
+            (e.original, e.reply, e.mapping, e.inside),
+            (o, r, Some(7), C1)
+        );
+        assert_eq!((e.packets, e.bytes), ([1, 0], [60, 0]));
+        assert_eq!(e.kind, NatKind::Dnat);
+        assert_eq!((e.out_original, e.out_reply), (hop(1), hop(2)));
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.iter().map(|(i, _)| i).collect::<Vec<_>>(), vec![id]);
+        t.check_invariants();
+    }
+
+    #[test]
+    fn duplicate_tuples_are_refused() {
+        let mut t = ConnTrack::default();
+        let (o, r) = dnat(PROTO_UDP, 5353, C1);
+        add(&mut t, (o, r), None, C1, None, 0);
+        let other = tuple(PROTO_UDP, C2, 1, REMOTE, 2);
+        let mut err = |a, b| {
+            t.insert(
+                a,
+                b,
+                NatKind::Masquerade,
+                hop(1),
+                hop(2),
+                None,
+                C2,
+                None,
+                10,
+                5,
+            )
+            .unwrap_err()
+        };
+        assert_eq!(err(o, other), CtError::Exists(o));
+        assert_eq!(err(other, r), CtError::Exists(r));
+        assert_eq!(err(r, other), CtError::Exists(r));
+        let land = tuple(PROTO_TCP, C2, 9, C2, 9);
+        assert_eq!(err(land, land), CtError::Ambiguous(land));
+        assert_eq!(
+            CtError::Exists(o).to_string(),
+            "connection udp 198.51.100.7:5353 -> 192.0.2.10:8080 is already tracked"
+        );
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.stats().created, 1);
+    }
+
+    #[test]
+    fn tcp_handshake_data_and_close_to_time_wait() {
+        let to = CtTimeouts::default();
+        let mut t = ConnTrack::default();
+        let id = add(&mut t, dnat(PROTO_TCP, 40000, C1), None, C1, SYN, 0);
+        let st = |t: &ConnTrack| t.get(id).state;
+        assert_eq!(st(&t), CtState::SynSent);
+        assert_eq!(t.remaining_ms(id, 0), 120 * S);
+        assert_eq!(t.remaining_ms(id, 20 * S), 100 * S);
+        t.update(id, O, SYN, 60, S); // retransmitted SYN
+        assert_eq!(st(&t), CtState::SynSent);
+        t.update(id, R, SYNACK, 60, 2 * S);
+        assert_eq!(st(&t), CtState::SynRecv);
+        assert_eq!(t.remaining_ms(id, 2 * S), to.tcp_syn_recv_ms);
+        t.update(id, O, ACK, 52, 3 * S);
+        assert_eq!(st(&t), CtState::Established);
+        assert_eq!(t.remaining_ms(id, 3 * S), 432_000 * S);
+        for i in 0..10 {
+            t.update(id, if i % 2 == 0 { O } else { R }, ACK, 1000, 4 * S + i);
+        }
+        assert_eq!(st(&t), CtState::Established);
+        // The container closes first.
+        t.update(id, R, FINACK, 52, 10 * S);
+        assert_eq!(st(&t), CtState::FinWait);
+        assert_eq!(t.get(id).closer, Some(R));
+        assert_eq!(t.remaining_ms(id, 10 * S), 120 * S);
+        t.update(id, R, FINACK, 52, 11 * S); // retransmitted FIN from the closer
+        assert_eq!(st(&t), CtState::FinWait);
+        t.update(id, O, ACK, 52, 12 * S);
+        assert_eq!(st(&t), CtState::CloseWait);
+        assert_eq!(t.remaining_ms(id, 12 * S), 60 * S);
+        t.update(id, O, FINACK, 52, 13 * S);
+        assert_eq!(st(&t), CtState::LastAck);
+        assert_eq!(t.remaining_ms(id, 13 * S), 30 * S);
+        t.update(id, O, ACK, 52, 14 * S); // the peer's own ACK does not finish it
+        assert_eq!(st(&t), CtState::LastAck);
+        t.update(id, R, ACK, 52, 15 * S);
+        assert_eq!(st(&t), CtState::TimeWait);
+        assert_eq!(t.remaining_ms(id, 15 * S), 120 * S);
+        assert_eq!(t.remaining_ms(id, 200 * S), 0);
+        let e = t.get(id);
+        assert_eq!(e.packets, [11, 9]);
+        assert_eq!(e.bytes, [60 * 2 + 52 * 4 + 5000, 60 + 5000 + 52 * 3]);
+        assert_eq!((e.created_ms, e.last_seen_ms), (0, 15 * S));
+        // Port reuse: a new SYN reopens the entry.
+        t.update(id, O, SYN, 60, 16 * S);
+        assert_eq!((st(&t), t.get(id).closer), (CtState::SynSent, None));
+        t.check_invariants();
+    }
+
+    #[test]
+    fn simultaneous_close_reaches_time_wait() {
+        let mut t = ConnTrack::default();
+        let id = add(&mut t, dnat(PROTO_TCP, 40000, C1), None, C1, ACK, 0);
+        t.update(id, O, FINACK, 52, 1);
+        t.update(id, R, FINACK, 52, 2);
+        assert_eq!(t.get(id).state, CtState::LastAck);
+        t.update(id, O, ACK, 52, 3);
+        assert_eq!(t.get(id).state, CtState::TimeWait);
+    }
+
+    #[test]
+    fn rst_closes_from_any_state() {
+        for setup in [
+            vec![],
+            vec![(R, SYNACK)],
+            vec![(R, SYNACK), (O, ACK), (O, FINACK)],
+        ] {
+            let mut t = ConnTrack::default();
+            let id = add(&mut t, dnat(PROTO_TCP, 40000, C1), None, C1, SYN, 0);
+            for (dir, flags) in setup {
+                t.update(id, dir, flags, 40, 1);
+            }
+            t.update(id, R, Some(TCP_RST | TCP_ACK), 40, 5 * S);
+            assert_eq!(t.get(id).state, CtState::Close);
+            assert_eq!(t.remaining_ms(id, 5 * S), 10 * S);
+            assert_eq!(t.remaining_ms(id, 9 * S), 6 * S);
+            assert_eq!(t.expire(14 * S), 0);
+            assert_eq!(t.expire(15 * S), 1);
+            assert!(t.is_empty());
+        }
+        // RST in the Original direction too.
+        let mut t = ConnTrack::default();
+        let id = add(&mut t, dnat(PROTO_TCP, 1, C1), None, C1, ACK, 0);
+        t.update(id, O, RST, 40, 1);
+        assert_eq!(t.get(id).state.name(), "CLOSE");
+    }
+
+    #[test]
+    fn mid_stream_pickup_is_established() {
+        let mut t = ConnTrack::default();
+        let id = add(&mut t, dnat(PROTO_TCP, 40000, C1), None, C1, ACK, 0);
+        assert_eq!(t.get(id).state, CtState::Established);
+        assert_eq!(t.remaining_ms(id, 0), 432_000 * S);
+        let id = add(&mut t, dnat(PROTO_TCP, 40001, C1), None, C1, Some(0x18), 0); // PSH+ACK
+        assert_eq!(t.get(id).state, CtState::Established);
+        let id = add(&mut t, dnat(PROTO_TCP, 40002, C1), None, C1, SYNACK, 0);
+        assert_eq!(t.get(id).state, CtState::Established);
+        let id = add(&mut t, dnat(PROTO_TCP, 40003, C1), None, C1, None, 0);
+        assert_eq!(t.get(id).state, CtState::Established);
+    }
+
+    #[test]
+    fn udp_and_icmp_unreplied_then_replied() {
+        let mut t = ConnTrack::default();
+        let id = add(&mut t, dnat(PROTO_UDP, 5000, C1), None, C1, None, 0);
+        assert_eq!(t.get(id).state, CtState::Unreplied);
+        assert_eq!(t.remaining_ms(id, 10 * S), 20 * S);
+        t.update(id, O, None, 100, 10 * S);
+        assert_eq!(t.get(id).state, CtState::Unreplied);
+        assert_eq!(t.remaining_ms(id, 10 * S), 30 * S);
+        t.update(id, R, None, 100, 20 * S);
+        assert_eq!(t.get(id).state, CtState::Replied);
+        assert_eq!(t.get(id).state.name(), "REPLIED");
+        assert_eq!(t.remaining_ms(id, 20 * S), 120 * S);
+        assert_eq!(t.expire(20 * S + 119_999), 0);
+        assert_eq!(t.expire(140 * S), 1);
+
+        let echo = tuple(PROTO_ICMP, C1, 77, REMOTE, 77);
+        let reply = tuple(PROTO_ICMP, REMOTE, 900, HOST, 900);
+        let id = add(&mut t, (echo, reply), None, C1, None, 200 * S);
+        assert_eq!(t.remaining_ms(id, 200 * S), 30 * S);
+        t.update(id, R, None, 84, 201 * S);
+        assert_eq!(t.get(id).state, CtState::Replied);
+        assert_eq!(t.remaining_ms(id, 201 * S), 30 * S);
+        t.check_invariants();
+    }
+
+    #[test]
+    fn expire_removes_exactly_the_idle_ones() {
+        let mut t = ConnTrack::default();
+        let key = |proto, sport| dnat(proto, sport, C1).0;
+        add(&mut t, dnat(PROTO_UDP, 1, C1), None, C1, None, 0);
+        let udp_replied = add(&mut t, dnat(PROTO_UDP, 2, C1), None, C1, None, 0);
+        add(&mut t, dnat(PROTO_TCP, 3, C1), None, C1, SYN, 0);
+        let est = add(&mut t, dnat(PROTO_TCP, 4, C1), None, C1, ACK, 0);
+        t.update(udp_replied, R, None, 1, S);
+        add(&mut t, dnat(PROTO_UDP, 5, C1), None, C1, None, 10 * S);
+        assert_eq!(t.expire(29_999), 0);
+        assert_eq!(t.expire(30 * S), 1);
+        assert!(!t.is_tracked(&key(PROTO_UDP, 1)));
+        assert_eq!(t.expire(39_999), 0);
+        assert_eq!(t.expire(40 * S), 1);
+        assert!(!t.is_tracked(&key(PROTO_UDP, 5)));
+        assert_eq!(t.expire(120 * S), 1);
+        assert!(!t.is_tracked(&key(PROTO_TCP, 3)), "SYN_SENT lasts 120 s");
+        assert_eq!(t.expire(121 * S), 1);
+        assert!(
+            !t.is_tracked(&key(PROTO_UDP, 2)),
+            "replied UDP: 120 s after the reply"
+        );
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.lookup(&key(PROTO_TCP, 4)), Some((est, O)));
+        assert_eq!(t.stats().expired, 4);
+        t.check_invariants();
+    }
+
+    #[test]
+    fn expire_touches_only_the_oldest_of_each_class() {
+        let mut t = table(65_536);
+        add(&mut t, dnat(PROTO_UDP, 53, C2), None, C2, None, 0);
+        for i in 0..60_000u32 {
+            let o = tuple(PROTO_TCP, ip(i), 1000, HOST, 443);
+            let r = tuple(PROTO_TCP, C1, 443, ip(i), 1000);
+            add(&mut t, (o, r), None, C1, ACK, u64::from(i));
+        }
+        let before = t.expire_visits;
+        assert_eq!(t.expire(31 * S), 1);
+        // The expired UDP entry, then the head of the established list (live).
+        assert_eq!(t.expire_visits - before, 2);
+        assert_eq!(t.len(), 60_000);
+        let before = t.expire_visits;
+        assert_eq!(t.expire(32 * S), 0);
+        assert_eq!(t.expire_visits - before, 1);
+    }
+
+    #[test]
+    fn eviction_prefers_unreplied_then_oldest() {
+        let mut t = table(4);
+        let a = add(&mut t, dnat(PROTO_TCP, 1, C1), None, C1, ACK, 0); // picked up, no reply yet
+        let b = add(&mut t, dnat(PROTO_UDP, 2, C1), None, C1, None, 1);
+        let c = add(&mut t, dnat(PROTO_TCP, 3, C1), None, C1, SYN, 2);
+        let d = add(&mut t, dnat(PROTO_UDP, 4, C1), None, C1, None, 3);
+        t.update(a, R, ACK, 1, 4);
+        t.update(b, R, None, 1, 5);
+        // Unreplied: c (2), d (3). The oldest of them goes, although a and b are older overall.
+        add(&mut t, dnat(PROTO_UDP, 5, C1), None, C1, None, 6);
+        assert!(!t.is_tracked(&dnat(PROTO_TCP, 3, C1).0));
+        assert_eq!(t.stats().evicted, 1);
+        let _ = c;
+        // Replying to d and the new one leaves no unreplied entry: the least recently seen goes (a).
+        t.update(d, R, None, 1, 7);
+        let e = t.lookup(&dnat(PROTO_UDP, 5, C1).0).unwrap().0;
+        t.update(e, R, None, 1, 8);
+        add(&mut t, dnat(PROTO_UDP, 6, C1), None, C1, None, 9);
+        assert!(!t.is_tracked(&dnat(PROTO_TCP, 1, C1).0));
+        assert!(t.is_tracked(&dnat(PROTO_UDP, 2, C1).0));
+        let s = t.stats();
+        assert_eq!(
+            (s.entries, s.evicted, s.created, s.max_entries),
+            (4, 2, 6, 4)
+        );
+        t.check_invariants();
+    }
+
+    #[test]
+    fn remove_mapping_and_inside() {
+        let mut t = ConnTrack::default();
+        add(&mut t, dnat(PROTO_TCP, 1, C1), Some(1), C1, ACK, 0);
+        add(&mut t, dnat(PROTO_UDP, 2, C1), Some(1), C1, None, 0);
+        add(&mut t, dnat(PROTO_TCP, 3, C2), Some(2), C2, ACK, 0);
+        // C1 masquerading out, no mapping.
+        let o = tuple(PROTO_UDP, C1, 5000, REMOTE, 53);
+        let r = tuple(PROTO_UDP, REMOTE, 53, HOST, 5000);
+        add(&mut t, (o, r), None, C1, None, 0);
+        // Hairpin C2 -> HOST:8080 -> C1:80; recorded with inside = C1, but it involves C2 too.
+        let o = tuple(PROTO_TCP, C2, 6000, HOST, 8080);
+        let r = tuple(PROTO_TCP, C1, 80, HOST, 6000);
+        add(&mut t, (o, r), Some(1), C1, SYN, 0);
+
+        assert_eq!(t.remove_mapping(1), 3);
+        assert_eq!(t.remove_mapping(1), 0);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.remove_inside(C1), 1);
+        assert_eq!(t.len(), 1);
+        assert!(t.is_tracked(&dnat(PROTO_TCP, 3, C2).0));
+
+        add(&mut t, (o, r), Some(1), C1, SYN, 0);
+        assert_eq!(
+            t.remove_inside(C2),
+            2,
+            "the hairpin flow goes with either container"
+        );
+        assert!(t.is_empty());
+        assert_eq!(t.stats().removed, 6);
+        add(&mut t, dnat(PROTO_TCP, 1, C1), Some(1), C1, ACK, 0);
+        add(&mut t, dnat(PROTO_TCP, 2, C1), Some(1), C1, ACK, 0);
+        assert_eq!(t.clear(), 2);
+        assert!(t.is_empty());
+        assert_eq!(t.lookup(&dnat(PROTO_TCP, 1, C1).0), None);
+        assert_eq!(t.stats().removed, 8);
+        t.check_invariants();
+    }
+
+    #[test]
+    fn pick_port_prefers_then_scans_then_gives_up() {
+        let mut t = ConnTrack::default();
+        let masq = |t: &mut ConnTrack, inner: Ipv4Addr, sport: u16, port: u16| {
+            let o = tuple(PROTO_TCP, inner, sport, REMOTE, 443);
+            let r = tuple(PROTO_TCP, REMOTE, 443, HOST, port);
+            add(t, (o, r), None, inner, SYN, 0);
+        };
+        let pick = |t: &ConnTrack, preferred, range| {
+            t.pick_port(PROTO_TCP, HOST, REMOTE, 443, preferred, range)
+        };
+        assert_eq!(pick(&t, 40000, (1024, 1027)), Some(40000));
+        masq(&mut t, C1, 40000, 40000);
+        // Another container using the same source port is moved into the range.
+        let p = pick(&t, 40000, (1024, 1027)).unwrap();
+        assert!((1024..=1027).contains(&p));
+        // Same port to another destination port or protocol is free.
+        assert_eq!(
+            t.pick_port(PROTO_TCP, HOST, REMOTE, 80, 40000, (1, 2)),
+            Some(40000)
+        );
+        assert_eq!(
+            t.pick_port(PROTO_UDP, HOST, REMOTE, 443, 40000, (1, 2)),
+            Some(40000)
+        );
+        // Fill the range: each pick returns a port not yet taken, then None.
+        let mut taken = vec![];
+        for i in 0..4 {
+            let p = pick(&t, 40000, (1024, 1027)).unwrap();
+            assert!(!taken.contains(&p));
+            taken.push(p);
+            masq(&mut t, C2, 41000 + i, p);
+        }
+        assert_eq!(pick(&t, 40000, (1024, 1027)), None);
+        assert_eq!(pick(&t, 40000, (2000, 1999)), None);
+        assert_eq!(pick(&t, 1025, (1024, 1027)), None);
+        // Different preferred ports start at different places.
+        let starts: std::collections::HashSet<_> = (0..8u16)
+            .map(|i| {
+                let mut t2 = ConnTrack::default();
+                masq(&mut t2, C1, 30000 + i, 30000 + i);
+                pick(&t2, 30000 + i, (1000, 1999)).unwrap()
+            })
+            .collect();
+        assert!(starts.len() > 1);
+        // ICMP: the identifier is both ports of the reply.
+        let mut t = ConnTrack::default();
+        let o = tuple(PROTO_ICMP, C1, 9, REMOTE, 9);
+        let r = tuple(PROTO_ICMP, REMOTE, 9, HOST, 9);
+        add(&mut t, (o, r), None, C1, None, 0);
+        assert_eq!(
+            t.pick_port(PROTO_ICMP, HOST, REMOTE, 0, 9, (9, 10)),
+            Some(10)
+        );
+    }
+
+    #[test]
+    fn time_going_backwards_keeps_order() {
+        let mut t = ConnTrack::default();
+        let a = add(&mut t, dnat(PROTO_UDP, 1, C1), None, C1, None, 10 * S);
+        let b = add(&mut t, dnat(PROTO_UDP, 2, C1), None, C1, None, 5 * S);
+        assert_eq!(t.get(b).last_seen_ms, 10 * S);
+        t.update(a, O, None, 1, 1);
+        t.check_invariants();
+        assert_eq!(t.remaining_ms(a, 0), 30 * S);
+        assert_eq!(t.expire(40 * S), 2);
+    }
+
+    #[test]
+    fn config_is_clamped_and_defaults_match_linux() {
+        let t = table(0);
+        assert_eq!(t.config().max_entries, 1);
+        let c = CtConfig::default();
+        assert_eq!(c.max_entries, 65_536);
+        let to = c.timeouts;
+        assert_eq!(to.tcp_established_ms, 5 * 24 * 3600 * S);
+        assert_eq!(to.timeout_ms(PROTO_UDP, CtState::Replied), 120 * S);
+        assert_eq!(to.timeout_ms(47, CtState::Unreplied), 30 * S);
+        assert_eq!(to.timeout_ms(PROTO_ICMP, CtState::Replied), 30 * S);
+        let mut t = table(1);
+        add(&mut t, dnat(PROTO_UDP, 1, C1), None, C1, None, 0);
+        add(&mut t, dnat(PROTO_UDP, 2, C1), None, C1, None, 1);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.stats().evicted, 1);
+    }
+
+    #[test]
+    fn per_packet_operations_do_not_allocate() {
+        let max = 1024;
+        let mut t = table(max);
+        let slab = t.nodes.capacity();
+        let before = allocations();
+        // Many times the table's size of churn, through eviction, expiry and updates.
+        let mut now = 0;
+        for i in 0..200_000u32 {
+            now += 1;
+            let o = tuple(PROTO_UDP, ip(i), (i % 60_000) as u16, HOST, 53);
+            let r = tuple(PROTO_UDP, C1, 53, ip(i), (i % 60_000) as u16);
+            let id = t
+                .insert(o, r, NatKind::Dnat, hop(1), hop(2), None, C1, None, 60, now)
+                .unwrap();
+            if i % 3 == 0 {
+                t.update(id, R, None, 60, now);
+            }
+            if let Some((id, dir)) = t.lookup(&tuple(
+                PROTO_UDP,
+                ip(i / 2),
+                (i / 2 % 60_000) as u16,
+                HOST,
+                53,
+            )) {
+                t.update(id, dir, None, 60, now);
+            }
+            if i % 5000 == 0 {
+                t.expire(now);
+            }
+            let _ = t.pick_port(PROTO_UDP, HOST, ip(i), 53, 1, (1, 100));
+        }
+        assert_eq!(allocations() - before, 0);
+        assert_eq!(t.nodes.capacity(), slab);
+        assert_eq!(t.len(), max);
+        t.check_invariants();
+    }
+
+    // ---- model-based property test ----
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert {
+            original: (u8, u8, u8, u8, u8),
+            reply: (u8, u8, u8, u8, u8),
+            flags: u8,
+            mapping: u8,
+        },
+        Update {
+            pick: usize,
+            reply: bool,
+            flags: u8,
+        },
+        Advance(u64),
+        Expire,
+        RemoveMapping(u8),
+        RemoveInside(u8),
+        Clear,
+    }
+
+    const PROTOS: [u8; 3] = [PROTO_TCP, PROTO_UDP, PROTO_ICMP];
+    const FLAG_CHOICES: [u8; 6] = [
+        TCP_SYN,
+        TCP_SYN | TCP_ACK,
+        TCP_ACK,
+        TCP_FIN | TCP_ACK,
+        TCP_RST,
+        0,
+    ];
+
+    fn small_tuple((p, a, sp, b, dp): (u8, u8, u8, u8, u8)) -> Tuple {
+        tuple(
+            PROTOS[p as usize % 3],
+            Ipv4Addr::new(10, 0, 0, a % 4),
+            u16::from(sp % 3),
+            Ipv4Addr::new(10, 0, 0, b % 4),
+            u16::from(dp % 3),
+        )
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let t = || (0u8..3, 0u8..4, 0u8..3, 0u8..4, 0u8..3);
+        prop_oneof![
+            6 => (t(), t(), 0u8..6, 0u8..3).prop_map(|(original, reply, flags, mapping)| Op::Insert {
+                original,
+                reply,
+                flags,
+                mapping
+            }),
+            6 => (any::<usize>(), any::<bool>(), 0u8..6).prop_map(|(pick, reply, flags)| Op::Update {
+                pick,
+                reply,
+                flags
+            }),
+            2 => (1u64..40).prop_map(Op::Advance),
+            2 => Just(Op::Expire),
+            1 => (0u8..3).prop_map(Op::RemoveMapping),
+            1 => (0u8..4).prop_map(Op::RemoveInside),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    #[derive(Clone, Debug)]
+    struct ModelEntry {
+        id: EntryId,
+        original: Tuple,
+        reply: Tuple,
+        mapping: Option<u32>,
+        inside: Ipv4Addr,
+        last_seen: u64,
+        replied: bool,
+    }
+
+    fn involves(m: &ModelEntry, a: Ipv4Addr) -> bool {
+        m.inside == a || [m.original.src, m.original.dst, m.reply.src, m.reply.dst].contains(&a)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn agrees_with_a_model(ops in proptest::collection::vec(op(), 1..120)) {
+            let timeouts = CtTimeouts {
+                tcp_syn_sent_ms: 50,
+                tcp_syn_recv_ms: 40,
+                tcp_established_ms: 300,
+                tcp_fin_wait_ms: 60,
+                tcp_close_wait_ms: 45,
+                tcp_last_ack_ms: 35,
+                tcp_time_wait_ms: 70,
+                tcp_close_ms: 15,
+                udp_unreplied_ms: 30,
+                udp_replied_ms: 90,
+                icmp_ms: 25,
+            };
+            let mut t = ConnTrack::new(CtConfig { max_entries: 6, timeouts });
+            let mut model: Vec<ModelEntry> = vec![];
+            let mut now = 0u64;
+            for op in ops {
+                // Every operation happens at its own millisecond, so last_seen values are distinct and
+                // the eviction victim is unique.
+                now += 1;
+                match op {
+                    Op::Insert { original, reply, flags, mapping } => {
+                        let (o, r) = (small_tuple(original), small_tuple(reply));
+                        let r = Tuple { proto: o.proto, ..r };
+                        let inside = r.src;
+                        let mapping = (mapping > 0).then_some(u32::from(mapping));
+                        let flags = (o.proto == PROTO_TCP).then_some(FLAG_CHOICES[flags as usize]);
+                        let tracked = |x: &Tuple| model.iter().any(|m| m.original == *x || m.reply == *x);
+                        let expect = if o == r {
+                            Err(CtError::Ambiguous(o))
+                        } else if tracked(&o) {
+                            Err(CtError::Exists(o))
+                        } else if tracked(&r) {
+                            Err(CtError::Exists(r))
+                        } else {
+                            Ok(())
+                        };
+                        let got = t.insert(
+                            o, r, NatKind::Masquerade, hop(1), hop(2), mapping, inside, flags, 10, now,
+                        );
+                        match (got, expect) {
+                            (Ok(id), Ok(())) => {
+                                if model.len() == 6 {
+                                    let victim = model.iter().enumerate()
+                                        .filter(|(_, m)| !m.replied)
+                                        .min_by_key(|(_, m)| m.last_seen)
+                                        .or_else(|| {
+                                            model.iter().enumerate().min_by_key(|(_, m)| m.last_seen)
+                                        })
+                                        .map(|(i, _)| i)
+                                        .unwrap();
+                                    model.remove(victim);
+                                }
+                                let (original, reply, last_seen) = (o, r, now);
+                                model.push(ModelEntry {
+                                    id, original, reply, mapping, inside, last_seen, replied: false,
+                                });
+                            }
+                            (Err(e), Err(x)) => prop_assert_eq!(e, x),
+                            (got, expect) => {
+                                prop_assert!(false, "insert: got {:?}, expected {:?}", got, expect)
+                            }
+                        }
+                    }
+                    Op::Update { pick, reply, flags } => {
+                        if !model.is_empty() {
+                            let i = pick % model.len();
+                            let m = &mut model[i];
+                            let dir = if reply { R } else { O };
+                            let key = if reply { m.reply } else { m.original };
+                            prop_assert_eq!(t.lookup(&key), Some((m.id, dir)));
+                            let flags = (key.proto == PROTO_TCP).then_some(FLAG_CHOICES[flags as usize]);
+                            t.update(m.id, dir, flags, 10, now);
+                            m.last_seen = now;
+                            m.replied |= reply;
+                            let e = t.get(m.id);
+                            if key.proto != PROTO_TCP {
+                                prop_assert_eq!(e.state == CtState::Replied, m.replied);
+                            }
+                        }
+                    }
+                    Op::Advance(ms) => now += ms,
+                    Op::Expire => {
+                        let before = model.len();
+                        model.retain(|m| {
+                            let e = t.get(m.id);
+                            let timeout = timeouts.timeout_ms(e.original.proto, e.state);
+                            now - m.last_seen < timeout
+                        });
+                        prop_assert_eq!(t.expire(now), before - model.len());
+                    }
+                    Op::RemoveMapping(k) => {
+                        let before = model.len();
+                        model.retain(|m| m.mapping != Some(u32::from(k)));
+                        prop_assert_eq!(t.remove_mapping(u32::from(k)), before - model.len());
+                    }
+                    Op::RemoveInside(a) => {
+                        let a = Ipv4Addr::new(10, 0, 0, a);
+                        let before = model.len();
+                        model.retain(|m| !involves(m, a));
+                        prop_assert_eq!(t.remove_inside(a), before - model.len());
+                    }
+                    Op::Clear => {
+                        prop_assert_eq!(t.clear(), model.len());
+                        model.clear();
+                    }
+                }
+                t.check_invariants();
+                prop_assert_eq!(t.len(), model.len());
+                for m in &model {
+                    prop_assert_eq!(t.lookup(&m.original), Some((m.id, O)));
+                    prop_assert_eq!(t.lookup(&m.reply), Some((m.id, R)));
+                    let e = t.get(m.id);
+                    prop_assert_eq!(e.last_seen_ms, m.last_seen);
+                    prop_assert_eq!(e.replied(), m.replied);
+                    prop_assert_eq!((e.mapping, e.inside), (m.mapping, m.inside));
+                }
+                let s = t.stats();
+                prop_assert_eq!(s.created - s.expired - s.evicted - s.removed, t.len() as u64);
+            }
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Port publishing end to end: an "outside" namespace plays the world behind the uplink veth
+//! (192.0.2.1, also the uplink's gateway); switchyard owns 192.0.2.10 on the uplink. Real clients
+//! (nc, ping, iperf3) and in-process probes.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use common::probe::{self, Servers};
+use common::*;
+
+const UPLINK_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+const WORLD: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const T: Duration = Duration::from_secs(3);
+const DENY: Duration = Duration::from_millis(300);
+
+/// A lab whose daemon owns an uplink toward `out`.
+fn uplinked(short: &str) -> (Lab, usize) {
+    let mut lab = Lab::new(short);
+    lab.host("out", "192.0.2.1/24");
+    let d = start(&mut lab, "d");
+    (lab, d)
+}
+
+fn start(lab: &mut Lab, label: &str) -> usize {
+    let uplink = lab.port("out");
+    lab.daemon(
+        label,
+        &[
+            "--uplink",
+            &uplink,
+            "--uplink-ip",
+            "192.0.2.10/24",
+            "--uplink-gateway",
+            "192.0.2.1",
+        ],
+    )
+}
+
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn published_ports_reach_containers_which_see_the_clients_address() {
+    let (mut lab, _) = uplinked("np");
+    let web = lab.container("web", &["-p", "8080:80"]);
+    let dns = lab.container("dns", &["-p", "5353:53/udp"]);
+    let perf = lab.container("perf", &["-p", "5201:5201"]);
+    let mut servers = Servers::new();
+    servers.tcp_whoami(&web, 80);
+    servers.udp(&dns, 53);
+
+    // switchyard answers ARP and ping for its uplink address.
+    lab.ping_ok("out", "192.0.2.10");
+    // TCP: the container sees the client's own address (docker-proxy would show its own).
+    let seen = wait_for("whoami", || probe::whoami(&out(&lab), UPLINK_IP, 8080, T));
+    assert!(seen.starts_with("192.0.2.1:"), "container saw {seen}");
+    // The same with a real client.
+    let nc = lab.exec_ok("out", &["sh", "-c", "nc -w 2 192.0.2.10 8080 </dev/null"]);
+    assert!(nc.starts_with("192.0.2.1:"), "nc got {nc:?}");
+    // UDP echo through the published UDP port.
+    assert!(probe::udp_ok(&out(&lab), UPLINK_IP, 5353, T));
+    // iperf3 through DNAT, default offloads (checksum-partial and GSO frames rewritten).
+    let bytes = lab.iperf_to("perf", None, "out", "192.0.2.10", 3);
+    assert!(bytes > 1e7, "iperf3 through DNAT moved {bytes} bytes");
+    // Nothing else is open, and the refusal is counted.
+    assert!(!probe::tcp_ok(&out(&lab), UPLINK_IP, 9999, DENY));
+    let status = lab.cli_ok(&["status"]);
+    assert!(status.contains("no-mapping="), "{status}");
+    let ct = lab.cli_ok(&["conntrack"]);
+    assert!(
+        ct.contains("dnat") && ct.contains("dport=8080") && ct.contains("sport=80"),
+        "{ct}"
+    );
+    let _ = perf;
+}
+
+fn out(lab: &Lab) -> String {
+    lab.ns("out")
+}
+
+#[test]
+fn masquerade_and_hairpin() {
+    let (mut lab, _) = uplinked("nm");
+    let mut servers = Servers::new();
+    servers.tcp_whoami(&out(&lab), 9000);
+    let web = lab.container("web", &["-p", "8080:80"]);
+    servers.tcp_whoami(&web, 80);
+    let client = lab.container("client", &[]);
+
+    // A container's connection to the world leaves with the uplink address.
+    let seen = wait_for("masquerade", || probe::whoami(&client, WORLD, 9000, T));
+    assert!(seen.starts_with("192.0.2.10:"), "the world saw {seen}");
+    lab.ping_ok("client", "192.0.2.1");
+    // Hairpin: a neighbour's published port on the uplink address, and the container's own.
+    let seen = wait_for("hairpin", || probe::whoami(&client, UPLINK_IP, 8080, T));
+    assert!(seen.starts_with("192.0.2.10:"), "web saw {seen}");
+    let own = wait_for("own port", || probe::whoami(&web, UPLINK_IP, 8080, T));
+    assert!(own.starts_with("192.0.2.10:"), "{own}");
+    lab.ping_ok("client", "192.0.2.10");
+
+    // An internal network gets neither outbound access nor published ports.
+    lab.cli_ok(&[
+        "network",
+        "create",
+        "sealed",
+        "--subnet",
+        "10.77.0.0/24",
+        "--internal",
+    ]);
+    let inside = lab.container("inside", &["--network", "sealed"]);
+    lab.exec_ok(
+        "inside",
+        &["ip", "route", "add", "default", "via", "10.77.0.1"],
+    );
+    assert!(probe::whoami(&inside, WORLD, 9000, DENY).is_none());
+    let out = lab.cli(&[
+        "container",
+        "create",
+        "x",
+        "--network",
+        "sealed",
+        "-p",
+        "80",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("internal"), "{err}");
+    let status = lab.cli_ok(&["status"]);
+    assert!(status.contains("internal="), "{status}");
+    let _ = inside;
+}
+
+#[test]
+fn publish_all_ranges_port_listing_and_bad_specs() {
+    let (mut lab, _) = uplinked("nr");
+    let auto = lab.container("auto", &["--expose", "80", "--expose", "53/udp", "-P"]);
+    let lines = lab.cli_ok(&["port", &auto]);
+    // A fresh namespace's ip_local_port_range starts at 32768: the first free port is chosen.
+    assert_eq!(
+        lines, "53/udp -> 0.0.0.0:32768\n80/tcp -> 0.0.0.0:32768\n",
+        "docker port output"
+    );
+    assert_eq!(lab.cli_ok(&["port", &auto, "80"]), "0.0.0.0:32768\n");
+    let mut servers = Servers::new();
+    servers.tcp(&auto, 80);
+    assert!(wait_for("-P", || probe::tcp_ok(
+        &out(&lab),
+        UPLINK_IP,
+        32768,
+        T
+    )
+    .then_some(true)));
+
+    let range = lab.container("range", &["-p", "7000-7002:8000-8002"]);
+    for p in 8000..=8002 {
+        servers.tcp(&range, p);
+    }
+    for p in 7000..=7002 {
+        assert!(probe::tcp_ok(&out(&lab), UPLINK_IP, p, T), "range port {p}");
+    }
+
+    let taken = lab.adopt("taken");
+    let state = lab.state_dir().join("state.json");
+    let rows: &[(&str, &str)] = &[
+        ("7001:80", "already published by"),
+        ("abc", "invalid port spec 'abc'"),
+        ("80-70:80-70", "reversed"),
+        ("8000-8010:80-85", "differ in length"),
+        ("80/icmp", "invalid protocol 'icmp'"),
+        ("[::1]:80:80", "IPv6"),
+        ("1.2.3:80:80", "invalid host address '1.2.3'"),
+        ("99999:80", "99999"),
+        ("10.9.9.9:80:80", "not the uplink address"),
+        ("1:2:3:4:5", "invalid port spec"),
+    ];
+    for (spec, expected) in rows {
+        let before = (
+            std::fs::read_to_string(&state).unwrap(),
+            lab.cli_ok(&["container", "ls"]),
+        );
+        let out = lab.cli(&["container", "create", &taken, "-p", spec]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{spec}: {err}");
+        assert_eq!(err.lines().count(), 1, "{spec}: {err}");
+        assert!(
+            err.contains(expected),
+            "{spec}: expected '{expected}' in {err}"
+        );
+        let after = (
+            std::fs::read_to_string(&state).unwrap(),
+            lab.cli_ok(&["container", "ls"]),
+        );
+        assert_eq!(before, after, "{spec} changed something");
+    }
+    let err = lab.cli(&["port", &auto, "8080"]);
+    assert_ne!(err.status.code(), Some(0));
+}
+
+#[test]
+fn tcp_survives_a_restart_and_removal_cuts_flows() {
+    let (mut lab, d) = uplinked("nk");
+    let web = lab.container("web", &["-p", "8080:80"]);
+    let mut servers = Servers::new();
+    servers.tcp(&web, 80);
+    let conn = wait_for("connect", || {
+        probe::tcp_connect(&out(&lab), UPLINK_IP, 8080, T)
+    });
+
+    // kill -9 and start again: the established connection goes on (mid-stream pickup).
+    lab.signal(d, libc::SIGKILL);
+    while lab.running(d) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    start(&mut lab, "d2");
+    assert!(probe::echo(&conn, T), "the connection survived the restart");
+    let ct = lab.cli_ok(&["conntrack"]);
+    assert!(ct.contains("ESTABLISHED"), "{ct}");
+
+    // A UDP flow to a published port; remove the container and publish the port again on a
+    // new one: the same client flow reaches the new container (no stale entry keeps sending
+    // to the old address, docker0's stale-conntrack problem).
+    let u1 = lab.container("u1", &["-p", "6000:6000/udp"]);
+    let mut udp = Servers::new();
+    udp.udp(&u1, 6000);
+    let sock = probe::udp_socket(&out(&lab));
+    assert!(wait_for("udp", || probe::udp_echo(
+        &sock, UPLINK_IP, 6000, T
+    )
+    .then_some(true)));
+    drop(udp);
+    lab.cli_ok(&["container", "rm", &u1]);
+    assert!(!lab.cli_ok(&["conntrack"]).contains("dport=6000"));
+    let u2 = lab.container("u2", &["-p", "6000:6000/udp"]);
+    let mut udp = Servers::new();
+    udp.udp(&u2, 6000);
+    assert!(
+        probe::udp_echo(&sock, UPLINK_IP, 6000, T),
+        "the flow reaches u2"
+    );
+
+    // Removing the container behind the TCP connection cuts it at once.
+    drop(servers);
+    lab.cli_ok(&["container", "rm", &web]);
+    assert!(!lab.cli_ok(&["conntrack"]).contains("dport=8080"));
+    assert!(!probe::echo(&conn, DENY));
+}
