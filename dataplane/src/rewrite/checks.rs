@@ -1,6 +1,8 @@
 //! Rewrites checked against full recomputation (etherparse and our own checksum over the bytes).
 
 use super::*;
+use crate::wire::bytes::read_u16;
+use crate::wire::checksum::update_u16;
 use crate::wire::checksum::{checksum, fold, pseudo_header_v4, sum};
 use crate::wire::vnet::flags;
 use proptest::prelude::*;
