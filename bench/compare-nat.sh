@@ -1,0 +1,458 @@
+#!/usr/bin/env bash
+# bench/compare-nat.sh -- port publishing (Docker's `-p 8080:80`) benchmark: kernel bridge +
+# iptables DNAT/MASQUERADE (what docker0 does) vs switchyard's own NAT.
+#
+# Both phases run in ONE invocation over the SAME topology, so the ratios are comparable even on
+# a noisy VM. Everything lives in throw-away network namespaces; the root namespace is never
+# touched (no links, addresses, routes, sysctls or iptables rules are changed there).
+#
+#     ns OUT (<prefix>o)              ns HOST (<prefix>h)                    ns CT (<prefix>c)
+#   eth0 192.0.2.1/24  <-veth->  up0 192.0.2.10  [br0 + iptables | switchyard]  eth0 (container)
+#
+#   Phase 1 (kernel): in HOST a Linux bridge br0 172.31.0.1/24; CT's eth0 172.31.0.2/24 (default
+#     route via 172.31.0.1) hangs off br0 through a veth; up0 holds 192.0.2.10/24; ip_forward=1
+#     in HOST only; iptables -t nat PREROUTING -d 192.0.2.10 -p tcp --dport 8080 -j DNAT
+#     --to-destination 172.31.0.2:80, POSTROUTING -s 172.31.0.0/24 ! -o br0 -j MASQUERADE,
+#     FORWARD policy ACCEPT. Kernel default offloads everywhere.
+#   Phase 2 (switchyard): all namespaces recreated with the same names, up0 WITHOUT a kernel IPv4
+#     address; `ip netns exec HOST switchyard daemon --state-dir TMP/state --socket TMP/sock
+#     --uplink up0 --uplink-ip 192.0.2.10/24 --uplink-gateway 192.0.2.1 [EXTRA_ARGS]`, then
+#     `switchyard container create <prefix>c -p 8080:80` (the container namespace CT is created by
+#     switchyard and gets 172.17.0.2).
+#
+# Per phase it measures, from OUT against the published port 192.0.2.10:8080:
+#   tcp   iperf3 -s -p 80 -1 in CT; iperf3 -c 192.0.2.10 -p 8080 -t DURATION -J from OUT;
+#         Gbit/s = end.sum_received.
+#   conn  new TCP connections per second: `connrate serve 80` in CT, `connrate connect
+#         192.0.2.10:8080 DURATION --parallel PARALLEL` in OUT (connect, write 1 byte, read until
+#         the server closes, close; 1 s connect timeout). OUT gets ip_local_port_range "1024 65535"
+#         and tcp_tw_reuse=1 (namespace-local sysctls) so the client never runs out of ports.
+#
+# Usage:  sudo bench/compare-nat.sh [--quick] [-h|--help] [-- EXTRA_DAEMON_ARGS...]
+#   --quick            DURATION=3 (smoke run)
+#   -- ARGS...         appended verbatim to the `switchyard daemon` command line
+#
+# Environment:
+#   DURATION=10        seconds per iperf3 / connrate run
+#   PARALLEL=4         connrate client threads
+#   SWITCHYARD=path    switchyard binary (default: <repo>/target/release/switchyard; built with
+#                      `cargo build --release -p control` if missing)
+#   CONNRATE=path      connrate binary (default: <repo>/target/release/connrate; built with
+#                      `cargo build --release -p bench --bin connrate` if missing)
+#   SKIP_SWITCHYARD=1  run only the kernel phase (switchyard columns print NA)
+#   READY_TIMEOUT=15   seconds to wait for "daemon ready" and then for the published port to work
+#   STOP_TIMEOUT=10    seconds to wait for switchyard to exit after SIGTERM
+#   KEEP_LOGS=1        keep the temp dir with logs (it is always kept when the run fails)
+#
+# Output: header (date, kernel, nproc, CPU model), a table
+#   metric | kernel (bridge+iptables) | switchyard | ratio (switchyard/kernel)
+# and one machine-readable line starting with "RESULT ".
+#
+# Exit codes: 0 ok, 1 measurement / switchyard failure, 2 usage or missing prerequisite.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd -- "$SCRIPT_DIR/.." && pwd)
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+
+# ---------------------------------------------------------------- arguments
+QUICK=0
+EXTRA_ARGS=()
+while (($#)); do
+    case "$1" in
+        --quick) QUICK=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        --) shift; EXTRA_ARGS=("$@"); break ;;
+        *) echo "compare-nat.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+if ((QUICK)); then
+    DURATION=3
+fi
+DURATION=${DURATION:-10}
+PARALLEL=${PARALLEL:-4}
+SKIP_SWITCHYARD=${SKIP_SWITCHYARD:-0}
+READY_TIMEOUT=${READY_TIMEOUT:-15}
+STOP_TIMEOUT=${STOP_TIMEOUT:-10}
+KEEP_LOGS=${KEEP_LOGS:-0}
+[[ $DURATION =~ ^[1-9][0-9]*$ ]] || { echo "compare-nat.sh: DURATION must be a positive integer" >&2; exit 2; }
+[[ $PARALLEL =~ ^[1-9][0-9]*$ ]] || { echo "compare-nat.sh: PARALLEL must be a positive integer" >&2; exit 2; }
+[[ $READY_TIMEOUT =~ ^[1-9][0-9]*$ ]] || { echo "compare-nat.sh: READY_TIMEOUT must be a positive integer" >&2; exit 2; }
+[[ $STOP_TIMEOUT =~ ^[1-9][0-9]*$ ]] || { echo "compare-nat.sh: STOP_TIMEOUT must be a positive integer" >&2; exit 2; }
+[[ $SKIP_SWITCHYARD == 1 ]] || SKIP_SWITCHYARD=0
+
+# ---------------------------------------------------------------- prerequisites
+for tool in ip iptables iperf3 ss python3 timeout; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "compare-nat.sh: missing prerequisite: $tool" >&2; exit 2; }
+done
+((EUID == 0)) || { echo "compare-nat.sh: must run as root (network namespaces, iptables)" >&2; exit 2; }
+
+# build_if_missing path default-path cargo-args...: builds the default binary when it is missing
+build_if_missing() {
+    local path=$1 default=$2
+    shift 2
+    [[ -x $path ]] && return 0
+    if [[ $path == "$default" ]]; then
+        command -v cargo >/dev/null 2>&1 || { echo "compare-nat.sh: missing prerequisite: cargo (needed to build $path)" >&2; exit 2; }
+        echo "== building $(basename -- "$path"): cargo build $*" >&2
+        (cd "$REPO_ROOT" && cargo build "$@") >&2 \
+            || { echo "compare-nat.sh: cargo build $* failed" >&2; exit 1; }
+    fi
+    [[ -x $path ]] || { echo "compare-nat.sh: binary not found or not executable: $path" >&2; exit 2; }
+}
+
+CONNRATE_DEFAULT="$REPO_ROOT/target/release/connrate"
+CONNRATE=${CONNRATE:-$CONNRATE_DEFAULT}
+build_if_missing "$CONNRATE" "$CONNRATE_DEFAULT" --release -p bench --bin connrate
+SWITCHYARD_DEFAULT="$REPO_ROOT/target/release/switchyard"
+SWITCHYARD=${SWITCHYARD:-$SWITCHYARD_DEFAULT}
+if ((!SKIP_SWITCHYARD)); then
+    build_if_missing "$SWITCHYARD" "$SWITCHYARD_DEFAULT" --release -p control
+fi
+
+# ---------------------------------------------------------------- topology names
+PFX="synat$$"                       # namespace names; interface names inside are fixed & short
+NS_O="${PFX}o" NS_H="${PFX}h" NS_C="${PFX}c"
+IP_OUT=192.0.2.1 IP_PUB=192.0.2.10
+PUB_PORT=8080 CT_PORT=80
+K_BR_IP=172.31.0.1 K_CT_IP=172.31.0.2 K_SUBNET=172.31.0.0/24
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-compare-nat.XXXXXX")
+SY_SOCK="$TMP/sock"
+SY_PID=""
+CLEANED=0
+FAILED=1            # cleared just before a successful exit
+
+# Kills everything still running inside our namespaces (all started by this script or by the
+# switchyard it started) and deletes the namespaces.
+teardown_namespaces() {
+    local pid ns
+    # also called between the phases, under set -e: nothing here may fail the script
+    for ns in "$NS_O" "$NS_H" "$NS_C"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null || true); do kill -TERM "$pid" 2>/dev/null || true; done
+    done
+    sleep 0.3
+    for ns in "$NS_O" "$NS_H" "$NS_C"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null || true); do kill -KILL "$pid" 2>/dev/null || true; done
+    done
+    for ns in "$NS_O" "$NS_H" "$NS_C"; do
+        if [[ -e /run/netns/$ns ]]; then ip netns del "$ns" 2>/dev/null || true; fi
+    done
+    # /etc/netns/<container> is written by switchyard for its container; the name is ours alone
+    if [[ -d /etc/netns/$NS_C ]]; then rm -rf -- "/etc/netns/$NS_C" || true; fi
+    return 0
+}
+
+cleanup() {
+    ((CLEANED)) && return 0
+    CLEANED=1
+    set +e
+    local pid
+    # `jobs -p` lists only our background jobs that have not been reaped yet (no stale pids)
+    for pid in $(jobs -p); do
+        kill -TERM "$pid" 2>/dev/null
+    done
+    teardown_namespaces
+    for pid in $(jobs -p); do
+        kill -KILL "$pid" 2>/dev/null
+    done
+    wait 2>/dev/null
+    if ((FAILED)) || [[ $KEEP_LOGS == 1 ]]; then
+        echo "== logs kept in $TMP" >&2
+    else
+        rm -rf -- "$TMP"
+    fi
+}
+trap cleanup EXIT
+trap 'echo "compare-nat.sh: interrupted" >&2; exit 130' INT
+trap 'echo "compare-nat.sh: terminated" >&2; exit 143' TERM
+
+die() { echo "compare-nat.sh: $*" >&2; exit 1; }
+# Foreground helpers only: background jobs call `ip netns exec` directly so that $! is the real
+# process (ip netns exec execs the command; a backgrounded shell function would be a subshell).
+inO() { ip netns exec "$NS_O" "$@"; }
+inH() { ip netns exec "$NS_H" "$@"; }
+inC() { ip netns exec "$NS_C" "$@"; }
+sy() { SWITCHYARD_SOCKET="$SY_SOCK" "$SWITCHYARD" "$@"; }
+
+# ---------------------------------------------------------------- header
+cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
+[[ -n $cpu_model ]] || cpu_model=$(lscpu 2>/dev/null | awk -F': *' '/Model name/ {print $2; exit}' || true)
+echo "== switchyard vs kernel bridge + iptables: published port ($IP_PUB:$PUB_PORT -> container:$CT_PORT)"
+echo "date:       $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+echo "kernel:     $(uname -r)"
+echo "nproc:      $(nproc)"
+echo "cpu:        ${cpu_model:-unknown}"
+echo "iperf3:     $(iperf3 --version 2>/dev/null | head -n1)"
+echo "iptables:   $(iptables --version 2>/dev/null | head -n1)"
+echo "connrate:   $CONNRATE (--parallel $PARALLEL)"
+echo "duration:   ${DURATION}s per test"
+if ((SKIP_SWITCHYARD)); then
+    echo "switchyard: skipped (SKIP_SWITCHYARD=1)"
+else
+    echo "switchyard: $SWITCHYARD daemon --uplink up0 --uplink-ip $IP_PUB/24 --uplink-gateway $IP_OUT ${EXTRA_ARGS[*]}"
+    echo "            (built $(date -u -r "$SWITCHYARD" '+%Y-%m-%d %H:%M:%S UTC'))"
+fi
+echo "namespaces: $NS_O $NS_H $NS_C   temp dir: $TMP"
+echo
+
+# ---------------------------------------------------------------- topology
+# OUT and HOST with the up0 <-> eth0 veth; HOST's up0 gets no address here.
+setup_outer() {
+    local ns
+    for ns in "$NS_O" "$NS_H"; do
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+        # no IPv6 chatter (DAD/ND/MLD) on the test links; namespace-local sysctls only
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 || true
+    done
+    # the client opens DURATION * (tens of thousands) connections: widen its port range and let
+    # it reuse ports (namespace-local sysctls of the throw-away OUT namespace)
+    inO sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
+    # the veth is created inside HOST and its peer moved straight into OUT: nothing ever exists
+    # in the root namespace. Kernel default offloads are left untouched.
+    ip -n "$NS_H" link add up0 type veth peer name eth0 netns "$NS_O"
+    ip -n "$NS_O" addr add "$IP_OUT/24" dev eth0
+    ip -n "$NS_O" link set eth0 up
+    ip -n "$NS_H" link set up0 up
+}
+
+# What Docker does for docker0 and `-p 8080:80`, in HOST only.
+setup_kernel() {
+    ip netns add "$NS_C"
+    ip -n "$NS_C" link set lo up
+    inC sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 || true
+    inH ip link add br0 type bridge
+    inH ip addr add "$K_BR_IP/24" dev br0
+    inH ip link set br0 up
+    ip -n "$NS_H" link add vc0 type veth peer name eth0 netns "$NS_C"
+    inH ip link set vc0 master br0
+    inH ip link set vc0 up
+    inC ip addr add "$K_CT_IP/24" dev eth0
+    inC ip link set eth0 up
+    inC ip route add default via "$K_BR_IP"
+    inH ip addr add "$IP_PUB/24" dev up0
+    inH sysctl -qw net.ipv4.ip_forward=1
+    inH iptables -t nat -A PREROUTING -d "$IP_PUB" -p tcp --dport "$PUB_PORT" -j DNAT --to-destination "$K_CT_IP:$CT_PORT"
+    inH iptables -t nat -A POSTROUTING -s "$K_SUBNET" ! -o br0 -j MASQUERADE
+    inH iptables -P FORWARD ACCEPT
+}
+
+wait_listening() {   # port log
+    local i
+    for ((i = 0; i < 50; i++)); do
+        if inC ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; then return 0; fi
+        sleep 0.1
+    done
+    cat "$2" >&2 || true
+    die "[$PHASE] server in $NS_C did not start listening on port $1 (see $2)"
+}
+
+start_connrate_server() {
+    CR_LOG="$TMP/connrate-server-$PHASE.log"
+    ip netns exec "$NS_C" "$CONNRATE" serve "$CT_PORT" >>"$CR_LOG" 2>&1 &
+    CR_PID=$!            # `ip netns exec` execs the command, so this is connrate itself
+    wait_listening "$CT_PORT" "$CR_LOG"
+}
+
+stop_connrate_server() {
+    kill -TERM "$CR_PID" 2>/dev/null || true
+    wait "$CR_PID" 2>/dev/null || true
+}
+
+# One short connrate run from OUT through the published port; true when a connection completed.
+published_port_works() {
+    local out
+    out=$(inO timeout 5 "$CONNRATE" connect "$IP_PUB:$PUB_PORT" 0.3 --parallel 1 2>/dev/null || true)
+    [[ $out =~ connections=([0-9]+) ]] && ((BASH_REMATCH[1] > 0))
+}
+
+wait_published() {   # timeout [pid-that-must-stay-alive]
+    local pid=${2:-} deadline=$((SECONDS + $1))
+    while ((SECONDS < deadline)); do
+        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+            return 2
+        fi
+        if published_port_works; then return 0; fi
+        sleep 0.2
+    done
+    return 1
+}
+
+# ---------------------------------------------------------------- measurements
+# Each measure_* sets globals R_<metric> for the current phase.
+measure_tcp() {
+    local out="$TMP/iperf3-$PHASE.json" slog="$TMP/iperf3-server-$PHASE.log" rc=0 spid
+    ip netns exec "$NS_C" iperf3 -s -p "$CT_PORT" -1 >"$slog" 2>&1 &
+    spid=$!
+    wait_listening "$CT_PORT" "$slog"
+    inO iperf3 -c "$IP_PUB" -p "$PUB_PORT" -t "$DURATION" -J >"$out" 2>"$TMP/iperf3-$PHASE.err" || rc=$?
+    R_TCP=$(python3 - "$out" <<'PY'
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception as e:
+    print("ERR:unparsable iperf3 JSON: %s" % e); sys.exit(0)
+if d.get("error"):
+    print("ERR:" + d["error"]); sys.exit(0)
+try:
+    print("%.3f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9))
+except KeyError:
+    print("ERR:no end.sum_received in iperf3 JSON")
+PY
+)
+    # the -1 server exits after its one test; make sure it is gone before port 80 is reused
+    kill -TERM "$spid" 2>/dev/null || true
+    wait "$spid" 2>/dev/null || true
+    if [[ $R_TCP == ERR:* || $rc -ne 0 ]]; then
+        cat "$TMP/iperf3-$PHASE.err" >&2 || true
+        die "[$PHASE] iperf3 failed (rc=$rc): ${R_TCP#ERR:}"
+    fi
+    printf '  tcp : %10s Gbit/s\n' "$R_TCP"
+}
+
+measure_conn() {
+    local out="$TMP/connrate-$PHASE.out" err="$TMP/connrate-$PHASE.err" rc=0 line
+    start_connrate_server
+    published_port_works || die "[$PHASE] connrate server in $NS_C not reachable through $IP_PUB:$PUB_PORT"
+    inO "$CONNRATE" connect "$IP_PUB:$PUB_PORT" "$DURATION" --parallel "$PARALLEL" >"$out" 2>"$err" || rc=$?
+    stop_connrate_server
+    line=$(grep -m1 '^connections=' "$out" || true)
+    if [[ ! $line =~ ^connections=([0-9]+)\ seconds=([0-9.]+)\ rate=([0-9.]+)\ failures=([0-9]+) ]]; then
+        cat "$out" "$err" >&2 || true
+        die "[$PHASE] connrate client failed (rc=$rc)"
+    fi
+    R_CONN_N=${BASH_REMATCH[1]} R_CONN=${BASH_REMATCH[3]} R_CONN_FAIL=${BASH_REMATCH[4]}
+    printf '  conn: %10s conn/s (%d connections, %d failures, %d client threads)\n' \
+        "$R_CONN" "$R_CONN_N" "$R_CONN_FAIL" "$PARALLEL"
+    if ((R_CONN_FAIL > 0)); then sed 's/^/        /' "$err"; fi
+    ((rc == 0 && R_CONN_N > 0)) || die "[$PHASE] no connection completed through $IP_PUB:$PUB_PORT (see $err)"
+}
+
+run_measurements() {
+    measure_tcp;  sleep 1
+    measure_conn
+}
+
+# ---------------------------------------------------------------- run
+# Phase 1: kernel bridge + iptables
+PHASE=kernel
+setup_outer
+setup_kernel
+echo "== phase 1: kernel bridge br0 + iptables DNAT/MASQUERADE in $NS_H (bridge-nf-call-iptables=$(inH cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || echo n/a))"
+start_connrate_server
+wait_published "$READY_TIMEOUT" || die "[kernel] OUT cannot reach $IP_PUB:$PUB_PORT through DNAT"
+stop_connrate_server
+run_measurements
+K_TCP=$R_TCP K_CONN=$R_CONN K_CONN_FAIL=$R_CONN_FAIL
+teardown_namespaces
+
+# Phase 2: switchyard
+S_TCP=NA S_CONN=NA S_CONN_FAIL=NA SY_RC=NA
+if ((!SKIP_SWITCHYARD)); then
+    PHASE=switchyard
+    echo
+    echo "== phase 2: switchyard daemon in $NS_H (uplink up0 = $IP_PUB/24, container $NS_C -p $PUB_PORT:$CT_PORT)"
+    setup_outer
+    SY_LOG="$TMP/switchyard.log"
+    ip netns exec "$NS_H" "$SWITCHYARD" daemon --state-dir "$TMP/state" --socket "$SY_SOCK" \
+        --uplink up0 --uplink-ip "$IP_PUB/24" --uplink-gateway "$IP_OUT" "${EXTRA_ARGS[@]}" >"$SY_LOG" 2>&1 &
+    SY_PID=$!            # `ip netns exec` execs the command, so this is switchyard itself
+    deadline=$((SECONDS + READY_TIMEOUT))
+    until grep -q "daemon ready" "$SY_LOG" 2>/dev/null; do
+        if ! kill -0 "$SY_PID" 2>/dev/null; then
+            wait "$SY_PID" 2>/dev/null && r=0 || r=$?
+            echo "compare-nat.sh: switchyard daemon exited (rc=$r) before it was ready; log tail:" >&2
+            tail -n 30 "$SY_LOG" >&2 || true
+            exit 1
+        fi
+        if ((SECONDS >= deadline)); then
+            echo "compare-nat.sh: no \"daemon ready\" from switchyard after ${READY_TIMEOUT}s; log tail:" >&2
+            tail -n 30 "$SY_LOG" >&2 || true
+            exit 1
+        fi
+        sleep 0.1
+    done
+    sy container create "$NS_C" -p "$PUB_PORT:$CT_PORT" >"$TMP/container-create.log" 2>&1 \
+        || { cat "$TMP/container-create.log" >&2; tail -n 30 "$SY_LOG" >&2; die "[switchyard] container create $NS_C -p $PUB_PORT:$CT_PORT failed"; }
+    start_connrate_server
+    rc=0
+    wait_published "$READY_TIMEOUT" "$SY_PID" || rc=$?
+    if ((rc != 0)); then
+        if ((rc == 2)); then
+            wait "$SY_PID" 2>/dev/null && r=0 || r=$?
+            echo "compare-nat.sh: switchyard exited (rc=$r) before the published port worked; log tail:" >&2
+        else
+            echo "compare-nat.sh: $IP_PUB:$PUB_PORT not reachable from OUT ${READY_TIMEOUT}s after container create; log tail:" >&2
+        fi
+        tail -n 30 "$SY_LOG" >&2 || true
+        exit 1
+    fi
+    stop_connrate_server
+    run_measurements
+    S_TCP=$R_TCP S_CONN=$R_CONN S_CONN_FAIL=$R_CONN_FAIL
+
+    kill -0 "$SY_PID" 2>/dev/null || { tail -n 30 "$SY_LOG" >&2; die "switchyard died during the measurements"; }
+    sy container rm "$NS_C" >"$TMP/container-rm.log" 2>&1 \
+        || echo "  switchyard container rm $NS_C failed: $(tail -n 1 "$TMP/container-rm.log")"
+    kill -TERM "$SY_PID"
+    deadline=$((SECONDS + STOP_TIMEOUT))
+    while kill -0 "$SY_PID" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+    if kill -0 "$SY_PID" 2>/dev/null; then
+        echo "  switchyard still running ${STOP_TIMEOUT}s after SIGTERM: sending SIGKILL"
+        kill -KILL "$SY_PID" 2>/dev/null || true
+        wait "$SY_PID" 2>/dev/null || true
+        SY_RC=hung
+    else
+        wait "$SY_PID" && SY_RC=0 || SY_RC=$?
+    fi
+    echo "  switchyard exit status after SIGTERM: $SY_RC; last lines of its output ($SY_LOG):"
+    tail -n 40 "$SY_LOG" | sed 's/^/    | /'
+    teardown_namespaces
+fi
+
+# ---------------------------------------------------------------- report
+echo
+python3 - "$K_TCP" "$S_TCP" "$K_CONN" "$S_CONN" "$K_CONN_FAIL" "$S_CONN_FAIL" \
+    "$DURATION" "$PARALLEL" "$SY_RC" <<'PY'
+import sys
+(k_tcp, s_tcp, k_conn, s_conn, k_fail, s_fail, duration, parallel, sy_rc) = sys.argv[1:]
+
+def num(x):
+    try:
+        return float(x)
+    except ValueError:
+        return None
+
+def ratio(s, k):
+    s, k = num(s), num(k)
+    return "NA" if s is None or not k else "%.3f" % (s / k)
+
+rows = [
+    ("TCP throughput (Gbit/s)",    k_tcp,  s_tcp,  ratio(s_tcp, k_tcp),   "higher is better"),
+    ("new TCP connections/s",      k_conn, s_conn, ratio(s_conn, k_conn), "higher is better"),
+    ("connection failures (count)", k_fail, s_fail, "",                   "should be 0"),
+]
+hdr = ("metric", "kernel (bridge+iptables)", "switchyard", "ratio sy/kernel", "note")
+w = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(5)]
+line = lambda r: "| " + " | ".join(str(c).ljust(w[i]) if i in (0, 4) else str(c).rjust(w[i]) for i, c in enumerate(r)) + " |"
+print(line(hdr))
+print("|" + "|".join("-" * (x + 2) for x in w) + "|")
+for r in rows:
+    print(line(r))
+print()
+fields = [
+    ("tcp_kernel", k_tcp), ("tcp_sy", s_tcp), ("tcp_ratio", ratio(s_tcp, k_tcp)),
+    ("conn_kernel", k_conn), ("conn_sy", s_conn), ("conn_ratio", ratio(s_conn, k_conn)),
+    ("conn_failures_kernel", k_fail), ("conn_failures_sy", s_fail),
+    ("duration_s", duration), ("parallel", parallel), ("switchyard_exit", sy_rc),
+]
+print("RESULT " + " ".join("%s=%s" % kv for kv in fields))
+PY
+
+if [[ $SY_RC != NA && $SY_RC != 0 ]]; then
+    echo "compare-nat.sh: switchyard did not stop cleanly on SIGTERM (status $SY_RC); measurements above are still valid" >&2
+    exit 1
+fi
+FAILED=0
