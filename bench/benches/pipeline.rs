@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use dataplane::engine::{Engine, EngineConfig, PolicyUpdate};
 use dataplane::port::{SinkPort, BATCH};
 use dataplane::table::{ContainerGuard, LinkPort, LinkRule, PortRole};
+use dataplane::trace::{TraceArm, TraceTarget};
 use dataplane::wire::vnet::VnetHeader;
 use dataplane::{DomainId, MacAddr, PortId};
 
@@ -162,5 +163,35 @@ fn policy(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, known_unicast, policy);
+/// Tracing disarmed must cost nothing: the known-unicast batch with no trace at all, with a trace
+/// armed on another port (the batch is checked once and runs the untraced code), and traced.
+fn tracing(c: &mut Criterion) {
+    let mut g = c.benchmark_group("trace");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    for mode in ["off", "armed_elsewhere", "off_again", "on"] {
+        let mut e = engine(3, 1024);
+        for i in 0..BATCH {
+            let f = frame(mac(3 * i as u32 + 1), mac(3 * i as u32));
+            e.rx_batch_mut().fill(i, VnetHeader::default(), &f);
+        }
+        let target = match mode {
+            "off" | "off_again" => None,
+            "armed_elsewhere" => Some(PortId(2)),
+            _ => Some(PortId(0)),
+        };
+        if let Some(port) = target {
+            e.trace_arm_local(TraceArm {
+                target: TraceTarget::Port(port),
+                remaining: u32::MAX,
+                filter: None,
+            });
+        }
+        g.bench_function(format!("known_unicast_trace_{mode}_batch32"), |b| {
+            b.iter(|| e.process_received(PortId(0), DomainId(0), BATCH))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, known_unicast, policy, tracing);
 criterion_main!(benches);

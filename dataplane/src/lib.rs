@@ -13,6 +13,7 @@ pub mod port;
 pub mod rewrite;
 pub mod stage;
 pub mod table;
+pub mod trace;
 pub mod wire;
 
 pub use ids::{DomainId, PortId, VlanId};

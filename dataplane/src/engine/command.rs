@@ -14,6 +14,7 @@ use super::counters::PortCounters;
 use super::nat::{ConnInfo, NatUpdate};
 use crate::port::{Port, PortError, PortKind};
 use crate::table::{CamError, CamStats, CtStats, LinkRule, PortRole, Subnet};
+use crate::trace::{TraceArm, TraceRecord};
 use crate::{DomainId, MacAddr, PortId, VlanId};
 
 /// Errors of engine commands, naming the input that was wrong.
@@ -53,6 +54,22 @@ pub enum Command {
     },
     Connections {
         reply: Sender<(Vec<ConnInfo>, CtStats)>,
+    },
+    TraceArm {
+        arm: TraceArm,
+        reply: Sender<Result<(), EngineError>>,
+    },
+    /// Disarms every trace and empties the ring.
+    TraceClear {
+        reply: Sender<()>,
+    },
+    TraceShow {
+        reply: Sender<Vec<TraceRecord>>,
+    },
+    TracePacket {
+        port: PortId,
+        frame: Vec<u8>,
+        reply: Sender<Result<TraceRecord, EngineError>>,
     },
     RemovePort {
         id: PortId,
@@ -181,6 +198,25 @@ impl EngineHandle {
             role,
             reply,
         })?
+    }
+
+    /// Traces the next packets entering a port or network (replacing an earlier arm there).
+    pub fn trace_arm(&self, arm: TraceArm) -> Result<(), EngineError> {
+        self.call(|reply| Command::TraceArm { arm, reply })?
+    }
+
+    pub fn trace_clear(&self) -> Result<(), EngineError> {
+        self.call(|reply| Command::TraceClear { reply })
+    }
+
+    /// The recorded traces, oldest first.
+    pub fn trace_show(&self) -> Result<Vec<TraceRecord>, EngineError> {
+        self.call(|reply| Command::TraceShow { reply })
+    }
+
+    /// A what-if trace of `frame` entering `port` (nothing changes, nothing is sent).
+    pub fn trace_packet(&self, port: PortId, frame: Vec<u8>) -> Result<TraceRecord, EngineError> {
+        self.call(|reply| Command::TracePacket { port, frame, reply })?
     }
 
     /// Replaces part of the NAT configuration; returns once applied.

@@ -28,7 +28,8 @@ pub use counters::PortCounters;
 pub use nat::{ConnInfo, NatUpdate};
 
 use crate::offload::Segments;
-use crate::port::{Port, PortError, PortKind, RxBatch, BATCH};
+use crate::port::{Port, PortError, PortKind, RxBatch, BATCH, FRAME_CAPACITY};
+use crate::stage::StageId;
 use crate::stage::{
     anti_spoof, icc, ingress, isolation, l2_fwd, l2_learn, nat as nat_stage, DropReason, Effects,
     Tables, Verdict,
@@ -36,6 +37,7 @@ use crate::stage::{
 use crate::table::{
     CamConfig, CamTable, ConnTrack, CtConfig, LearnAction, NatTable, Policy, PortRole,
 };
+use crate::trace::{CtStep, Flow, Step, TraceRecord, TraceTarget, Tracer};
 use crate::{DomainId, MacAddr, PortId};
 
 /// At most this many ports; port ids index fixed arrays.
@@ -121,6 +123,10 @@ pub struct Engine {
     /// Next hops to resolve on the uplink (sent after the batch), and when each was last asked.
     arp_wanted: Vec<std::net::Ipv4Addr>,
     arp_asked: std::collections::HashMap<std::net::Ipv4Addr, u64>,
+    /// Trace arms and the record ring.
+    tracer: Tracer,
+    /// The record of the packet being traced (copied into the ring when done).
+    scratch: TraceRecord,
 }
 
 impl Engine {
@@ -154,6 +160,8 @@ impl Engine {
             stopping: false,
             arp_wanted: Vec::with_capacity(8),
             arp_asked: std::collections::HashMap::new(),
+            tracer: Tracer::default(),
+            scratch: TraceRecord::EMPTY,
         };
         Ok((
             engine,
@@ -294,6 +302,27 @@ impl Engine {
             Command::SetNat { update, reply } => {
                 let _ = reply.send(self.set_nat(update));
             }
+            Command::TraceArm { arm, reply } => {
+                let r = match arm.target {
+                    TraceTarget::Port(p) if !self.port_up(p) => Err(EngineError::NoSuchPort(p)),
+                    _ => {
+                        self.tracer.arm(arm);
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(r);
+            }
+            Command::TraceClear { reply } => {
+                self.tracer.disarm_all();
+                self.tracer.ring.clear();
+                let _ = reply.send(());
+            }
+            Command::TraceShow { reply } => {
+                let _ = reply.send(self.tracer.ring.iter().copied().collect());
+            }
+            Command::TracePacket { port, frame, reply } => {
+                let _ = reply.send(self.trace_packet(port, &frame));
+            }
             Command::Connections { reply } => {
                 let _ = reply.send(self.connections());
             }
@@ -358,6 +387,33 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Arms a trace from the engine thread itself (benchmarks, tests); others use the handle.
+    pub fn trace_arm_local(&mut self, arm: crate::trace::TraceArm) {
+        self.tracer.arm(arm);
+    }
+
+    /// A what-if trace: runs `frame` through the real stages as if `port` had received it, and
+    /// returns every decision, without changing a table or a counter and without sending.
+    pub fn trace_packet(&mut self, port: PortId, frame: &[u8]) -> Result<TraceRecord, EngineError> {
+        let domain = match self.ports.get(port.0 as usize).and_then(|s| s.as_ref()) {
+            Some(slot) if slot.io.is_some() => slot.domain,
+            _ => return Err(EngineError::NoSuchPort(port)),
+        };
+        self.tables.now_ms = self.now_ms();
+        let role = self.tables.policy.role(port);
+        let checks = Checks {
+            anti_spoof: matches!(role, PortRole::Container(_)),
+            isolation: matches!(role, PortRole::Host),
+            icc: self.tables.policy.icc_closed(domain),
+            nat: nat_stage::applies(&self.tables, role),
+            trace: false,
+        };
+        // Between batches the receive area is free; slot 0 holds the synthetic frame.
+        self.rx.fill(0, Default::default(), frame);
+        self.process_frame::<true>(port, domain, 0, checks, true);
+        Ok(self.scratch)
     }
 
     /// Attaches a port to a bridge domain and starts polling it, with no policy (`PortRole::Plain`).
@@ -570,53 +626,155 @@ impl Engine {
             isolation: matches!(self.tables.policy.role(id), PortRole::Host),
             icc: self.tables.policy.icc_closed(domain),
             nat: nat_stage::applies(&self.tables, self.tables.policy.role(id)),
+            trace: self.tracer.armed_for(id, domain),
         };
-        for i in 0..n {
-            self.process_frame(id, domain, i, checks);
+        if checks.trace {
+            for i in 0..n {
+                self.process_frame::<true>(id, domain, i, checks, false);
+            }
+        } else {
+            for i in 0..n {
+                self.process_frame::<false>(id, domain, i, checks, false);
+            }
         }
         self.flush();
     }
 
     /// Runs frame `i` of the receive batch through the stages and queues it for egress.
-    fn process_frame(&mut self, ingress_port: PortId, domain: DomainId, i: usize, checks: Checks) {
+    /// Runs frame `i` of the receive batch through the stages and queues it for egress. This is
+    /// the one place stages are called, and so the one place they are traced: when `traced`, every
+    /// decision is also written as a `Step` into the scratch record. With `dry` (a what-if trace)
+    /// nothing is counted, learned, translated or sent: the decisions are only recorded.
+    ///
+    /// `TRACE` is a compile-time switch: batches that cannot be traced run `process_frame::<false>`,
+    /// where every tracing branch is compiled away (criterion: the armed-capable build cost 40%
+    /// more per packet when the decision was a runtime flag only).
+    fn process_frame<const TRACE: bool>(
+        &mut self,
+        ingress_port: PortId,
+        domain: DomainId,
+        i: usize,
+        checks: Checks,
+        dry: bool,
+    ) {
+        let dry = TRACE && dry;
         let meta = *self.rx.meta(i);
-        let counters = &mut self.ports[ingress_port.0 as usize]
-            .as_mut()
-            .expect("ingress port exists")
-            .counters;
-        counters.rx_packets += 1;
-        counters.rx_bytes += meta.len as u64;
-        counters.rx_gso += meta.vnet.is_gso() as u64;
+        if !dry {
+            let counters = &mut self.ports[ingress_port.0 as usize]
+                .as_mut()
+                .expect("ingress port exists")
+                .counters;
+            counters.rx_packets += 1;
+            counters.rx_bytes += meta.len as u64;
+            counters.rx_gso += meta.vnet.is_gso() as u64;
+        }
+        let traced = TRACE
+            && (dry || checks.trace)
+            && (dry
+                || self.tracer.take(
+                    ingress_port,
+                    domain,
+                    &self.rx.frame(i)[..meta.len.min(FRAME_CAPACITY)],
+                ));
+        if traced {
+            let now = self.start.elapsed().as_nanos() as u64;
+            self.scratch
+                .start(ingress_port, domain, self.rx.frame(i), now);
+            self.scratch.what_if = dry;
+        }
+        macro_rules! step {
+            ($s:expr) => {
+                if traced {
+                    self.scratch.push($s);
+                }
+            };
+        }
+        macro_rules! dropped {
+            ($stage:expr, $reason:expr) => {{
+                step!(Step::Dropped {
+                    stage: $stage,
+                    reason: $reason
+                });
+                if !dry {
+                    count_drop(&mut self.ports, ingress_port, $reason);
+                }
+            }};
+        }
+        macro_rules! out {
+            ($port:expr) => {{
+                step!(Step::Egress { port: $port });
+                if !dry {
+                    enqueue(&mut self.tx, &mut self.touched, $port, i);
+                }
+            }};
+        }
 
         let view = match ingress::run(self.rx.frame(i), &meta, ingress_port, domain) {
             Ok(view) => view,
-            Err(reason) => return count_drop(&mut self.ports, ingress_port, reason),
+            Err(reason) => {
+                dropped!(StageId::Ingress, reason);
+                return self.finish_trace(traced, dry);
+            }
         };
+        step!(Step::Parsed {
+            src: view.src,
+            dst: view.dst,
+            vlan: view.vlan,
+            ethertype: view.ethertype,
+            len: meta.len as u32,
+        });
         let mut effects = Effects::default();
         let mut verdict = Verdict::Continue;
         if checks.anti_spoof {
             verdict = anti_spoof::run(&view, &self.tables);
+            match verdict {
+                Verdict::Drop(r) => dropped!(StageId::AntiSpoof, r),
+                _ => step!(Step::SpoofChecked),
+            }
         }
         if checks.isolation && verdict == Verdict::Continue {
             verdict = isolation::run(&view, &self.tables);
+            match verdict {
+                Verdict::Drop(r) => dropped!(StageId::Isolation, r),
+                _ => step!(Step::IsolationChecked),
+            }
         }
         if checks.nat && verdict == Verdict::Continue {
             let mut fx = nat_stage::NatEffects::default();
             let action = nat_stage::run(&view, &self.tables, &mut fx);
             let l3_offset = view.l3_offset;
-            if let Some((ip, mac)) = fx.neighbor {
-                self.tables.nat.learn_neighbor(ip, mac);
+            if traced {
+                let st = nat_trace_steps(&view, &self.tables, &action);
+                for s in st.into_iter().flatten() {
+                    self.scratch.push(s);
+                }
             }
-            if let Some(ip) = fx.resolve {
-                nat::want_arp(&mut self.arp_wanted, ip);
+            if !dry {
+                if let Some((ip, mac)) = fx.neighbor {
+                    self.tables.nat.learn_neighbor(ip, mac);
+                }
+                if let Some(ip) = fx.resolve {
+                    nat::want_arp(&mut self.arp_wanted, ip);
+                }
             }
             if action != nat_stage::NatAction::Pass {
-                return self.apply_nat(action, ingress_port, i, l3_offset, meta);
+                if !dry {
+                    self.apply_nat(action, ingress_port, i, l3_offset, meta);
+                }
+                return self.finish_trace(traced, dry);
             }
         }
         if verdict == Verdict::Continue {
             verdict = l2_learn::run(&view, &self.tables, &mut effects);
-            if let Some(learn) = effects.learn {
+            if let Verdict::Drop(r) = verdict {
+                dropped!(StageId::L2Learn, r);
+            } else {
+                step!(Step::Learned {
+                    mac: view.src,
+                    action: effects.learn.map_or(LearnAction::None, |l| l.action),
+                });
+            }
+            if let Some(learn) = effects.learn.filter(|_| !dry) {
                 debug_assert!(learn.action != LearnAction::None);
                 self.tables.cam.learn(
                     learn.domain,
@@ -631,48 +789,142 @@ impl Engine {
             verdict = l2_fwd::run(&view, &self.tables, &mut effects);
         }
         match verdict {
-            Verdict::Forward(port) if checks.icc => match icc::run(&view, &self.tables, port) {
-                Verdict::Drop(reason) => count_drop(&mut self.ports, ingress_port, reason),
-                _ => enqueue(&mut self.tx, &mut self.touched, port, i),
-            },
-            Verdict::Forward(port) => enqueue(&mut self.tx, &mut self.touched, port, i),
+            Verdict::Forward(port) => {
+                step!(Step::Hit {
+                    mac: view.dst,
+                    port
+                });
+                match checks.icc.then(|| icc::decide(&view, &self.tables, port)) {
+                    Some(Err(r)) => {
+                        step!(Step::IccDenied { egress: port });
+                        dropped!(StageId::Icc, r)
+                    }
+                    Some(Ok(rule)) => {
+                        step!(Step::IccAllowed { egress: port, rule });
+                        out!(port)
+                    }
+                    None => out!(port),
+                }
+            }
             Verdict::Flood => {
                 let members: &[PortId] = self
                     .domains
                     .get(domain.0 as usize)
                     .map(Vec::as_slice)
                     .unwrap_or(&[]);
-                let mut others = 0;
+                let others = members.iter().filter(|&&p| p != ingress_port).count();
+                step!(Step::Flooded {
+                    unknown: !view.dst.is_multicast(),
+                    ports: others as u16,
+                });
                 for &port in members {
                     if port == ingress_port {
                         continue;
                     }
-                    others += 1;
-                    match checks.icc {
-                        true => match icc::run(&view, &self.tables, port) {
-                            Verdict::Drop(r) => count_drop(&mut self.ports, ingress_port, r),
-                            _ => enqueue(&mut self.tx, &mut self.touched, port, i),
-                        },
-                        false => enqueue(&mut self.tx, &mut self.touched, port, i),
+                    match checks.icc.then(|| icc::decide(&view, &self.tables, port)) {
+                        Some(Err(r)) => {
+                            step!(Step::IccDenied { egress: port });
+                            dropped!(StageId::Icc, r)
+                        }
+                        Some(Ok(rule)) => {
+                            step!(Step::IccAllowed { egress: port, rule });
+                            out!(port)
+                        }
+                        None => out!(port),
                     }
                 }
                 if others == 0 {
-                    count_drop(&mut self.ports, ingress_port, DropReason::NoEgress);
+                    dropped!(StageId::Flood, DropReason::NoEgress);
                 }
             }
-            Verdict::Drop(reason) => count_drop(&mut self.ports, ingress_port, reason),
+            Verdict::Drop(reason) => dropped!(reason.stage(), reason),
             Verdict::Continue => unreachable!("the last stage always decides"),
+        }
+        self.finish_trace(traced, dry)
+    }
+
+    /// A live trace's record goes to the ring; a what-if record stays in `scratch` for the caller.
+    fn finish_trace(&mut self, traced: bool, dry: bool) {
+        if traced && !dry {
+            self.tracer.ring.push(self.scratch);
         }
     }
 }
 
-/// The policy stages that apply to a batch (see `process_received`).
+/// The steps of a `nat` decision, for traces.
+fn nat_trace_steps(
+    view: &crate::stage::PacketView<'_>,
+    tables: &Tables,
+    action: &nat_stage::NatAction,
+) -> [Option<Step>; 3] {
+    use nat_stage::{CtChange, NatAction};
+    match *action {
+        NatAction::Pass => [None, None, None],
+        NatAction::Drop(reason) => [
+            Some(Step::Dropped {
+                stage: StageId::Nat,
+                reason,
+            }),
+            None,
+            None,
+        ],
+        NatAction::Consumed => [Some(Step::Consumed), None, None],
+        NatAction::Answer(a) => [
+            Some(Step::Answered(a)),
+            Some(Step::Egress { port: view.ingress }),
+            None,
+        ],
+        NatAction::Translate {
+            rewrite,
+            port,
+            change,
+            ..
+        } => {
+            let from = crate::stage::l3::ipv4(view)
+                .map(|ip| {
+                    let (sport, dport) = ip.ports.unwrap_or((0, 0));
+                    Flow {
+                        src: ip.src,
+                        sport,
+                        dst: ip.dst,
+                        dport,
+                    }
+                })
+                .unwrap_or(Flow {
+                    src: std::net::Ipv4Addr::UNSPECIFIED,
+                    sport: 0,
+                    dst: std::net::Ipv4Addr::UNSPECIFIED,
+                    dport: 0,
+                });
+            let (kind, ct) = match change {
+                CtChange::Insert(f) => (Some(f.kind), CtStep::Created),
+                CtChange::Update { id, dir, .. } => {
+                    (Some(tables.conntrack.get(id).kind), CtStep::Matched(dir))
+                }
+                CtChange::None => (None, CtStep::Related),
+            };
+            [
+                Some(Step::Translated {
+                    kind,
+                    ct,
+                    from,
+                    to: from.rewritten(&rewrite),
+                }),
+                Some(Step::Egress { port }),
+                None,
+            ]
+        }
+    }
+}
+
+/// The stages that apply to a batch, and whether it may be traced (see `process_received`).
 #[derive(Clone, Copy)]
 struct Checks {
     anti_spoof: bool,
     isolation: bool,
     icc: bool,
     nat: bool,
+    trace: bool,
 }
 
 /// Queues receive slot `slot` for `port` (a free function so the caller may hold a packet view
@@ -696,3 +948,5 @@ fn count_drop(ports: &mut [Option<PortSlot>], port: PortId, reason: DropReason) 
 mod policy_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trace_tests;

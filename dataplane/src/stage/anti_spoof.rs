@@ -13,6 +13,7 @@ use std::net::Ipv4Addr;
 use super::{l3, DropReason, PacketView, Tables, Verdict};
 use crate::table::{ContainerGuard, PortRole};
 
+#[inline]
 pub fn run(view: &PacketView<'_>, tables: &Tables) -> Verdict {
     let PortRole::Container(guard) = tables.policy.role(view.ingress) else {
         return Verdict::Continue;

@@ -12,20 +12,35 @@ use crate::table::{LinkPort, LinkRule, PortRole};
 use crate::PortId;
 
 /// Whether the frame may leave through `egress`.
+#[inline]
 pub fn run(view: &PacketView<'_>, tables: &Tables, egress: PortId) -> Verdict {
+    match decide(view, tables, egress) {
+        Ok(_) => Verdict::Continue,
+        Err(reason) => Verdict::Drop(reason),
+    }
+}
+
+/// The decision with its reason: `Ok(Some(rule))` allowed by a link rule, `Ok(None)` not subject
+/// to icc (an open network, the host port, ARP), `Err` dropped.
+#[inline]
+pub fn decide(
+    view: &PacketView<'_>,
+    tables: &Tables,
+    egress: PortId,
+) -> Result<Option<LinkRule>, DropReason> {
     let policy = &tables.policy;
     if !policy.icc_closed(view.domain)
         || !matches!(policy.role(view.ingress), PortRole::Container(_))
         || !matches!(policy.role(egress), PortRole::Container(_))
         || view.ethertype == l3::ETHERTYPE_ARP
     {
-        return Verdict::Continue;
+        return Ok(None);
     }
     let Some(ip) = l3::ipv4(view) else {
-        return Verdict::Drop(DropReason::Icc);
+        return Err(DropReason::Icc);
     };
     let Some((sport, dport)) = ip.ports else {
-        return Verdict::Drop(DropReason::Icc);
+        return Err(DropReason::Icc);
     };
     let rule = |port| LinkRule {
         src: ip.src,
@@ -33,11 +48,9 @@ pub fn run(view: &PacketView<'_>, tables: &Tables, egress: PortId) -> Verdict {
         protocol: ip.protocol,
         port,
     };
-    if policy.link_allows(&rule(LinkPort::Dst(dport)))
-        || policy.link_allows(&rule(LinkPort::Src(sport)))
-    {
-        Verdict::Continue
-    } else {
-        Verdict::Drop(DropReason::Icc)
-    }
+    [rule(LinkPort::Dst(dport)), rule(LinkPort::Src(sport))]
+        .into_iter()
+        .find(|r| policy.link_allows(r))
+        .map(Some)
+        .ok_or(DropReason::Icc)
 }

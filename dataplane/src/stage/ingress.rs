@@ -11,6 +11,7 @@ use crate::port::RxMeta;
 use crate::wire::ethernet::EthernetFrame;
 use crate::{DomainId, PortId, VlanId};
 
+#[inline]
 pub fn run<'a>(
     frame: &'a [u8],
     meta: &RxMeta,

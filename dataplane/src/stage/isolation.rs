@@ -11,6 +11,7 @@
 use super::{l3, DropReason, PacketView, Tables, Verdict};
 use crate::table::PortRole;
 
+#[inline]
 pub fn run(view: &PacketView<'_>, tables: &Tables) -> Verdict {
     if tables.policy.role(view.ingress) != &PortRole::Host {
         return Verdict::Continue;

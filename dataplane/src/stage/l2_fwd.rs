@@ -8,6 +8,7 @@
 
 use super::{DropReason, Effects, PacketView, Tables, Verdict};
 
+#[inline]
 pub fn run(view: &PacketView<'_>, tables: &Tables, _effects: &mut Effects) -> Verdict {
     if view.dst.is_multicast() {
         return Verdict::Flood;

@@ -10,6 +10,7 @@
 use super::{DropReason, Effects, LearnEffect, PacketView, Tables, Verdict};
 use crate::table::LearnAction;
 
+#[inline]
 pub fn run(view: &PacketView<'_>, tables: &Tables, effects: &mut Effects) -> Verdict {
     if view.src.is_multicast() {
         return Verdict::Drop(DropReason::SrcMulticast);

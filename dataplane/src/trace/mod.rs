@@ -1,0 +1,347 @@
+//! Tracing: what each stage decided for a packet, as plain data.
+//!
+//! A `TraceRecord` is a small fixed-size value: the packet's ingress port, its first bytes, and the
+//! list of `Step`s the pipeline took (one per stage decision, plus each egress port). Records go
+//! into a preallocated ring (`TraceRing`); nothing is formatted here: the control plane renders
+//! records as compact lines, numbered explanations or JSON.
+//!
+//! Arming is per port or per network with a packet budget and an optional filter
+//! (`TraceArm`). The engine asks `Tracer::armed_for` once per batch (the ingress port and domain
+//! are fixed for a batch), so a disarmed tracer costs one branch per batch and one predictable
+//! branch per step site; only an armed batch evaluates the filter per packet. The same record
+//! type serves the what-if trace (`Engine::trace_packet`), which runs the real stages on a
+//! synthetic frame without changing any table or sending anything.
+
+pub mod filter;
+pub mod pcap;
+
+use std::net::Ipv4Addr;
+
+use crate::rewrite::Rewrite;
+use crate::stage::nat::Answer;
+use crate::stage::{DropReason, StageId};
+use crate::table::conntrack::{Direction, NatKind};
+use crate::table::{LearnAction, LinkRule};
+use crate::{DomainId, MacAddr, PortId, VlanId};
+pub use filter::Filter;
+
+/// Steps kept per record; a flood to more ports is summarised by its count.
+pub const MAX_STEPS: usize = 24;
+/// Frame bytes kept per record (enough for Ethernet, VLAN, IPv4 with options, TCP).
+pub const HEAD_BYTES: usize = 128;
+/// Records the ring holds before overwriting the oldest.
+pub const RING_RECORDS: usize = 1024;
+
+/// What happened to a connection in the `nat` stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtStep {
+    Created,
+    Matched(Direction),
+    /// An ICMP error translated for the flow it quotes.
+    Related,
+}
+
+/// One decision of one stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// `ingress` parsed the frame.
+    Parsed {
+        src: MacAddr,
+        dst: MacAddr,
+        vlan: VlanId,
+        ethertype: u16,
+        len: u32,
+    },
+    /// A stage dropped the frame.
+    Dropped { stage: StageId, reason: DropReason },
+    /// `anti-spoof` checked the sender's MAC and address.
+    SpoofChecked,
+    /// `isolation` checked a frame the host routed in.
+    IsolationChecked,
+    /// `l2-learn`: what happened to the source MAC.
+    Learned { mac: MacAddr, action: LearnAction },
+    /// `l2-fwd`: the destination MAC was found on `port`.
+    Hit { mac: MacAddr, port: PortId },
+    /// `l2-fwd`: flooded (broadcast/multicast, or an unknown destination).
+    Flooded { unknown: bool, ports: u16 },
+    /// `icc`: allowed toward `egress`, by `rule` (`None`: not between two containers, or ARP).
+    IccAllowed {
+        egress: PortId,
+        rule: Option<LinkRule>,
+    },
+    /// `icc`: not allowed toward `egress` (no link opens it).
+    IccDenied { egress: PortId },
+    /// `nat`: the frame was translated (`from` -> `to`, each src/dst address and port).
+    Translated {
+        /// `None` for an ICMP error translated for the flow it quotes.
+        kind: Option<NatKind>,
+        ct: CtStep,
+        from: Flow,
+        to: Flow,
+    },
+    /// `nat`: answered in place (ARP or ping for the uplink address).
+    Answered(Answer),
+    /// `nat`: learned from (an ARP reply for the uplink address).
+    Consumed,
+    /// The frame leaves through `port`.
+    Egress { port: PortId },
+}
+
+/// Source and destination address and port of an IPv4 packet (0 where there is no port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flow {
+    pub src: Ipv4Addr,
+    pub sport: u16,
+    pub dst: Ipv4Addr,
+    pub dport: u16,
+}
+
+impl Flow {
+    /// `from` after `rw`.
+    pub fn rewritten(&self, rw: &Rewrite) -> Flow {
+        let (src, sport) = rw.src.unwrap_or((self.src, self.sport));
+        let (dst, dport) = rw.dst.unwrap_or((self.dst, self.dport));
+        Flow {
+            src,
+            sport,
+            dst,
+            dport,
+        }
+    }
+}
+
+/// Everything recorded about one packet.
+#[derive(Clone, Copy, Debug)]
+pub struct TraceRecord {
+    pub seq: u64,
+    /// Engine time, nanoseconds since the engine started.
+    pub time_ns: u64,
+    pub ingress: PortId,
+    pub domain: DomainId,
+    pub len: u32,
+    pub head: [u8; HEAD_BYTES],
+    pub head_len: u16,
+    pub steps: [Step; MAX_STEPS],
+    pub nsteps: u8,
+    /// More steps happened than fit.
+    pub overflow: bool,
+    /// A what-if trace: nothing was changed or sent.
+    pub what_if: bool,
+}
+
+const NO_STEP: Step = Step::Consumed;
+
+impl TraceRecord {
+    pub const EMPTY: TraceRecord = TraceRecord {
+        seq: 0,
+        time_ns: 0,
+        ingress: PortId(0),
+        domain: DomainId(0),
+        len: 0,
+        head: [0; HEAD_BYTES],
+        head_len: 0,
+        steps: [NO_STEP; MAX_STEPS],
+        nsteps: 0,
+        overflow: false,
+        what_if: false,
+    };
+
+    /// Starts a record for `frame` (its first bytes are kept).
+    pub fn start(&mut self, ingress: PortId, domain: DomainId, frame: &[u8], time_ns: u64) {
+        let n = frame.len().min(HEAD_BYTES);
+        self.head[..n].copy_from_slice(&frame[..n]);
+        self.head_len = n as u16;
+        self.len = frame.len() as u32;
+        self.ingress = ingress;
+        self.domain = domain;
+        self.time_ns = time_ns;
+        self.nsteps = 0;
+        self.overflow = false;
+        self.what_if = false;
+    }
+
+    pub fn push(&mut self, step: Step) {
+        if usize::from(self.nsteps) < MAX_STEPS {
+            self.steps[usize::from(self.nsteps)] = step;
+            self.nsteps += 1;
+        } else {
+            self.overflow = true;
+        }
+    }
+
+    pub fn steps(&self) -> &[Step] {
+        &self.steps[..usize::from(self.nsteps)]
+    }
+
+    pub fn head(&self) -> &[u8] {
+        &self.head[..usize::from(self.head_len)]
+    }
+}
+
+/// A bounded ring of records, preallocated; the oldest is overwritten when full.
+pub struct TraceRing {
+    records: Box<[TraceRecord]>,
+    next: usize,
+    len: usize,
+    seq: u64,
+}
+
+impl Default for TraceRing {
+    fn default() -> Self {
+        TraceRing {
+            records: vec![TraceRecord::EMPTY; RING_RECORDS].into_boxed_slice(),
+            next: 0,
+            len: 0,
+            seq: 0,
+        }
+    }
+}
+
+impl TraceRing {
+    pub fn push(&mut self, mut record: TraceRecord) {
+        self.seq += 1;
+        record.seq = self.seq;
+        self.records[self.next] = record;
+        self.next = (self.next + 1) % self.records.len();
+        self.len = (self.len + 1).min(self.records.len());
+    }
+
+    /// Oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &TraceRecord> {
+        let cap = self.records.len();
+        let start = (self.next + cap - self.len) % cap;
+        (0..self.len).map(move |i| &self.records[(start + i) % cap])
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// What a trace is armed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceTarget {
+    Port(PortId),
+    Network(DomainId),
+}
+
+/// A request to trace the next `remaining` packets entering `target` that match `filter`.
+#[derive(Clone, Debug)]
+pub struct TraceArm {
+    pub target: TraceTarget,
+    pub remaining: u32,
+    pub filter: Option<Filter>,
+}
+
+/// Arms, and the ring records go to.
+#[derive(Default)]
+pub struct Tracer {
+    arms: Vec<TraceArm>,
+    pub ring: TraceRing,
+}
+
+impl Tracer {
+    pub fn arm(&mut self, arm: TraceArm) {
+        self.arms.retain(|a| a.target != arm.target);
+        if arm.remaining > 0 {
+            self.arms.push(arm);
+        }
+    }
+
+    pub fn disarm_all(&mut self) {
+        self.arms.clear();
+    }
+
+    pub fn arms(&self) -> &[TraceArm] {
+        &self.arms
+    }
+
+    /// Whether any arm covers a batch from `port` in `domain` (checked once per batch).
+    #[inline]
+    pub fn armed_for(&self, port: PortId, domain: DomainId) -> bool {
+        !self.arms.is_empty()
+            && self.arms.iter().any(|a| match a.target {
+                TraceTarget::Port(p) => p == port,
+                TraceTarget::Network(d) => d == domain,
+            })
+    }
+
+    /// Whether this packet is to be traced; takes one from the arm's budget if so.
+    pub fn take(&mut self, port: PortId, domain: DomainId, frame: &[u8]) -> bool {
+        let Some(i) = self.arms.iter().position(|a| {
+            (match a.target {
+                TraceTarget::Port(p) => p == port,
+                TraceTarget::Network(d) => d == domain,
+            }) && a.filter.as_ref().is_none_or(|f| f.matches(frame))
+        }) else {
+            return false;
+        };
+        self.arms[i].remaining -= 1;
+        if self.arms[i].remaining == 0 {
+            self.arms.remove(i);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_keeps_the_newest_in_order() {
+        let mut ring = TraceRing::default();
+        for i in 0..(RING_RECORDS + 5) {
+            let mut r = TraceRecord::EMPTY;
+            r.len = i as u32;
+            ring.push(r);
+        }
+        assert_eq!(ring.len(), RING_RECORDS);
+        let lens: Vec<u32> = ring.iter().map(|r| r.len).collect();
+        assert_eq!(lens[0], 5);
+        assert_eq!(*lens.last().unwrap(), (RING_RECORDS + 4) as u32);
+        assert_eq!(ring.iter().last().unwrap().seq, (RING_RECORDS + 5) as u64);
+    }
+
+    #[test]
+    fn arms_spend_their_budget_and_filter() {
+        let mut t = Tracer::default();
+        assert!(!t.armed_for(PortId(1), DomainId(0)));
+        t.arm(TraceArm {
+            target: TraceTarget::Port(PortId(1)),
+            remaining: 2,
+            filter: Some("arp".parse().unwrap()),
+        });
+        assert!(t.armed_for(PortId(1), DomainId(9)));
+        assert!(!t.armed_for(PortId(2), DomainId(0)));
+        let mut arp = vec![0xff; 12];
+        arp.extend([0x08, 0x06]);
+        arp.resize(60, 0);
+        let mut ip = arp.clone();
+        ip[13] = 0x00;
+        assert!(!t.take(PortId(1), DomainId(0), &ip), "filtered out");
+        assert!(t.take(PortId(1), DomainId(0), &arp));
+        assert!(t.take(PortId(1), DomainId(0), &arp));
+        assert!(!t.armed_for(PortId(1), DomainId(0)), "budget spent");
+    }
+
+    #[test]
+    fn records_cap_their_steps() {
+        let mut r = TraceRecord::EMPTY;
+        r.start(PortId(0), DomainId(0), &[1, 2, 3], 7);
+        for _ in 0..(MAX_STEPS + 3) {
+            r.push(Step::SpoofChecked);
+        }
+        assert_eq!(r.steps().len(), MAX_STEPS);
+        assert!(r.overflow);
+        assert_eq!(r.head(), &[1, 2, 3]);
+    }
+}
