@@ -727,17 +727,19 @@ impl Engine {
         let mut verdict = Verdict::Continue;
         if checks.anti_spoof {
             verdict = anti_spoof::run(&view, &self.tables);
-            match verdict {
-                Verdict::Drop(r) => dropped!(StageId::AntiSpoof, r),
-                _ => step!(Step::SpoofChecked),
+            if let Verdict::Drop(r) = verdict {
+                dropped!(StageId::AntiSpoof, r);
+                return self.finish_trace(traced, dry);
             }
+            step!(Step::SpoofChecked);
         }
         if checks.isolation && verdict == Verdict::Continue {
             verdict = isolation::run(&view, &self.tables);
-            match verdict {
-                Verdict::Drop(r) => dropped!(StageId::Isolation, r),
-                _ => step!(Step::IsolationChecked),
+            if let Verdict::Drop(r) = verdict {
+                dropped!(StageId::Isolation, r);
+                return self.finish_trace(traced, dry);
             }
+            step!(Step::IsolationChecked);
         }
         if checks.nat && verdict == Verdict::Continue {
             let mut fx = nat_stage::NatEffects::default();
@@ -768,6 +770,7 @@ impl Engine {
             verdict = l2_learn::run(&view, &self.tables, &mut effects);
             if let Verdict::Drop(r) = verdict {
                 dropped!(StageId::L2Learn, r);
+                return self.finish_trace(traced, dry);
             } else {
                 step!(Step::Learned {
                     mac: view.src,
