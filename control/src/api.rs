@@ -78,6 +78,19 @@ pub enum Request {
     },
     /// Tracked NAT connections.
     Conntrack,
+    /// Trace the next COUNT packets entering a container's port, a network, or an interface.
+    TraceAdd {
+        target: String,
+        count: u32,
+        filter: Option<String>,
+    },
+    TraceShow,
+    TraceClear,
+    /// A what-if trace of a synthetic packet (nothing changes, nothing is sent).
+    TracePacket {
+        input: String,
+        flow: String,
+    },
     /// The data plane's ports, MAC table and counters, as text.
     Status,
 }
@@ -152,6 +165,7 @@ pub enum Response {
     Env(Vec<(String, String)>),
     /// Lines to print as they are.
     Lines(Vec<String>),
+    Traces(Vec<TraceView>),
     Conntrack(ConntrackList),
     Status {
         report: String,
@@ -328,6 +342,34 @@ pub struct ContainerEndpointInspect {
     pub interface_name: String,
     /// switchyard's addition: the veth end the switch attaches to.
     pub host_interface: String,
+}
+
+/// One traced packet: where it entered, what it was, and each stage's decision.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TraceView {
+    pub seq: u64,
+    pub time_ns: u64,
+    /// A what-if trace: nothing was changed or sent.
+    pub what_if: bool,
+    pub ingress: String,
+    pub length: u32,
+    /// One line about the packet ("TCP 172.17.0.2:40000 > 172.17.0.3:80 [S], 74 bytes").
+    pub packet: String,
+    pub steps: Vec<TraceStepView>,
+    /// More steps happened than a record holds.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TraceStepView {
+    /// The stage's stable name (`ingress`, `anti-spoof`, `l2-learn`, `icc`, `nat`, ...).
+    pub stage: String,
+    /// A short code: `parsed`, `learned`, `hit`, `flood`, `allow`, `deny`, `drop`, `out`, ...
+    pub decision: String,
+    /// The compact form.
+    pub line: String,
+    /// The plain-language form.
+    pub explain: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

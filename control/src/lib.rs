@@ -4,6 +4,8 @@
 pub mod api;
 pub mod cli;
 mod daemon;
+pub mod flow;
 pub mod model;
 pub mod netns;
 pub mod show;
+pub mod trace_fmt;

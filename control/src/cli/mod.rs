@@ -7,6 +7,7 @@
 mod bridge;
 mod container;
 mod network;
+mod trace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,9 @@ enum Command {
         #[arg(value_name = "PORT[/PROTO]")]
         filter: Option<String>,
     },
+    /// Trace packets through the pipeline, live or what-if.
+    #[command(subcommand)]
+    Trace(trace::TraceCommand),
     /// List tracked NAT connections (published ports, masquerade, hairpin).
     Conntrack {
         #[arg(long)]
@@ -119,6 +123,7 @@ pub fn main() -> ExitCode {
                 other => Err(other),
             },
         ),
+        Command::Trace(cmd) => trace::run(cmd, &api::socket_path(socket)),
         Command::Status => match api::call(&api::socket_path(socket), Request::Status) {
             Ok(Response::Status { report }) => {
                 print!("{report}");
@@ -198,7 +203,7 @@ fn print_conntrack(list: &api::ConntrackList) {
     );
 }
 
-fn pretty(value: &impl serde::Serialize) -> String {
+pub(crate) fn pretty(value: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(value).expect("API types always serialize")
 }
 

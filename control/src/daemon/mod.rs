@@ -31,11 +31,13 @@ use dataplane::table::{CamConfig, CtConfig};
 
 use crate::api::{self, ApiError, Outcome, Request, Response};
 use crate::cli::{block_signals, fail, wait_signal, EXIT_BAD_INPUT};
+use crate::flow::FlowSpec;
 use crate::model::ipam::Ipv4Net;
 use crate::model::store::Store;
 use crate::model::{Entropy, OsEntropy, PublishContext, State};
 use crate::netns::{self, Netlink};
 use crate::show;
+use crate::trace_fmt;
 use system::System;
 
 #[derive(Args, Debug)]
@@ -321,6 +323,10 @@ impl Daemon {
                 | Request::ContainerEnv { .. }
                 | Request::ContainerPort { .. }
                 | Request::Conntrack
+                | Request::TraceAdd { .. }
+                | Request::TraceShow
+                | Request::TraceClear
+                | Request::TracePacket { .. }
         );
         let result = self.apply(request);
         if changes {
@@ -392,6 +398,55 @@ impl Daemon {
                 )?))
             }
             Request::Conntrack => self.system.conntrack().map_err(failed),
+            Request::TraceAdd {
+                target,
+                count,
+                filter,
+            } => {
+                let (target, _) = self.system.resolve(&self.state, &target).ok_or_else(|| {
+                    ApiError::bad_input(format!(
+                        "no port or network named '{target}': give a container (web, web:eth1), a network, host:NETWORK, uplink, or an interface"
+                    ))
+                })?;
+                if count == 0 {
+                    return Err(ApiError::bad_input("trace count must be at least 1"));
+                }
+                let filter = match filter.as_deref().map(str::trim) {
+                    Some(f) if !f.is_empty() => Some(
+                        dataplane::trace::Filter::parse(f)
+                            .map_err(|e| ApiError::bad_input(e.to_string()))?,
+                    ),
+                    _ => None,
+                };
+                self.system
+                    .engine
+                    .trace_arm(dataplane::trace::TraceArm {
+                        target,
+                        remaining: count,
+                        filter,
+                    })
+                    .map_err(|e| failed(e.into()))?;
+                Ok(Response::Done)
+            }
+            Request::TraceShow => {
+                let records = self
+                    .system
+                    .engine
+                    .trace_show()
+                    .map_err(|e| failed(e.into()))?;
+                let names = self.system.names(&self.state);
+                Ok(Response::Traces(
+                    records.iter().map(|r| trace_fmt::view(r, &names)).collect(),
+                ))
+            }
+            Request::TraceClear => {
+                self.system
+                    .engine
+                    .trace_clear()
+                    .map_err(|e| failed(e.into()))?;
+                Ok(Response::Done)
+            }
+            Request::TracePacket { input, flow } => self.trace_packet(&input, &flow),
             Request::ContainerLink { name, link } => {
                 let mut next = self.state.clone();
                 next.add_link(&name, &link)?;
@@ -405,6 +460,70 @@ impl Daemon {
                 Ok(Response::Done)
             }
         }
+    }
+
+    /// A what-if trace: the flow's frame (MACs filled in from the state when left out) run
+    /// through the real tables, entering at `input`.
+    fn trace_packet(&mut self, input: &str, spec: &str) -> Result<Response, ApiError> {
+        let flow = FlowSpec::parse(spec)?;
+        let (target, own_mac) = self.system.resolve(&self.state, input).ok_or_else(|| {
+            ApiError::bad_input(format!(
+                "no port named '{input}': give a container (web, web:eth1), host:NETWORK, uplink, or an interface"
+            ))
+        })?;
+        let dataplane::trace::TraceTarget::Port(port) = target else {
+            return Err(ApiError::bad_input(format!(
+                "'{input}' is a network: a packet enters through one port (a container, host:NETWORK or uplink)"
+            )));
+        };
+        let dst_ip = flow.dst.expect("checked by parse");
+        let smac = flow
+            .smac
+            .or(own_mac)
+            .unwrap_or(dataplane::MacAddr([0x02, 0, 0, 0, 0, 1]));
+        let dmac = flow
+            .dmac
+            .unwrap_or_else(|| self.guess_dst_mac(input, dst_ip, flow.proto));
+        let frame = flow.frame(smac, dmac);
+        let record = self
+            .system
+            .engine
+            .trace_packet(port, frame)
+            .map_err(|e| failed(e.into()))?;
+        let names = self.system.names(&self.state);
+        Ok(Response::Traces(vec![trace_fmt::view(&record, &names)]))
+    }
+
+    /// The MAC a sender would use for `dst`: the owner's if on the sender's network, else the
+    /// gateway's; broadcast for ARP or when nothing is known.
+    fn guess_dst_mac(
+        &self,
+        input: &str,
+        dst: Ipv4Addr,
+        proto: crate::flow::Proto,
+    ) -> dataplane::MacAddr {
+        if proto == crate::flow::Proto::Arp {
+            return dataplane::MacAddr::BROADCAST;
+        }
+        let (cname, ifname) = input.split_once(':').unwrap_or((input, "eth0"));
+        let network = self
+            .state
+            .containers
+            .get(cname)
+            .and_then(|c| c.endpoints.iter().find(|e| e.interface == ifname))
+            .map(|e| e.network.clone())
+            .or_else(|| input.strip_prefix("host:").map(str::to_string));
+        for c in self.state.containers.values() {
+            for e in &c.endpoints {
+                if e.ip == dst && network.as_deref().is_none_or(|n| n == e.network) {
+                    return dataplane::MacAddr(e.mac.0);
+                }
+            }
+        }
+        if let Some(n) = network.and_then(|n| self.state.networks.get(&n)) {
+            return dataplane::MacAddr(n.host_mac.0);
+        }
+        dataplane::MacAddr::BROADCAST
     }
 
     /// Persists `next` and makes it current; returns the previous state for a rollback.

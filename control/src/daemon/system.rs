@@ -21,7 +21,9 @@ use dataplane::{DomainId, MacAddr, PortId, VlanId};
 use crate::api::{ConntrackEntry, ConntrackList, FlowTuple, Response};
 use crate::model::{Container, Endpoint, Network, State, UPLINK_DOMAIN};
 use crate::netns::{self, NetNs, Netlink};
+use crate::trace_fmt::Names;
 use dataplane::table::conntrack::Tuple;
+use dataplane::trace::TraceTarget;
 
 pub struct System {
     pub engine: EngineHandle,
@@ -31,6 +33,8 @@ pub struct System {
     host_ports: HashMap<String, PortId>,
     /// Engine port of each endpoint's veth, by endpoint ID.
     endpoint_ports: HashMap<String, PortId>,
+    /// The uplink's engine port, interface name and MAC.
+    uplink: Option<(PortId, String, MacAddr)>,
 }
 
 impl System {
@@ -40,6 +44,7 @@ impl System {
             netlink,
             host_ports: HashMap::new(),
             endpoint_ports: HashMap::new(),
+            uplink: None,
         }
     }
 
@@ -290,6 +295,7 @@ impl System {
             prefix,
             gateway,
         })))?;
+        self.uplink = Some((id, ifname.to_string(), mac));
         tracing::info!(uplink = ifname, %ip, prefix, ?gateway, "uplink attached");
         Ok(())
     }
@@ -335,6 +341,77 @@ impl System {
         }
         self.engine.set_nat(NatUpdate::Publish(publish))?;
         Ok(())
+    }
+
+    /// What traces call ports and MACs: containers by name (`web`, or `web:eth1` for a second
+    /// interface), host ports as `host:NETWORK`, the uplink as `uplink`.
+    pub fn names(&self, state: &State) -> Names {
+        let mut names = Names::default();
+        for c in state.containers.values() {
+            for e in &c.endpoints {
+                let name = if e.interface == "eth0" {
+                    c.name.clone()
+                } else {
+                    format!("{}:{}", c.name, e.interface)
+                };
+                if let Some(&p) = self.endpoint_ports.get(&e.id) {
+                    names.ports.insert(p, name);
+                }
+                names.macs.insert(e.mac.0, c.name.clone());
+            }
+        }
+        for n in state.networks.values() {
+            if let Some(&p) = self.host_ports.get(&n.name) {
+                names.ports.insert(p, format!("host:{}", n.name));
+            }
+            names
+                .macs
+                .insert(n.host_mac.0, format!("host port of {}", n.name));
+        }
+        if let Some((p, _, mac)) = &self.uplink {
+            names.ports.insert(*p, "uplink".into());
+            names.macs.insert(mac.0, "uplink".into());
+        }
+        names
+    }
+
+    /// A trace target: a container (`web`, `web:eth1`), a network, `host:NETWORK`, `uplink`, or
+    /// an interface name of the daemon's namespace (veth, tap, uplink).
+    pub fn resolve(&self, state: &State, target: &str) -> Option<(TraceTarget, Option<MacAddr>)> {
+        let (cname, ifname) = target.split_once(':').unwrap_or((target, "eth0"));
+        if let Some(c) = state.containers.get(cname) {
+            let e = c.endpoints.iter().find(|e| e.interface == ifname)?;
+            let p = self.endpoint_ports.get(&e.id)?;
+            return Some((TraceTarget::Port(*p), Some(MacAddr(e.mac.0))));
+        }
+        if let Some(n) = state.networks.get(target) {
+            return Some((TraceTarget::Network(DomainId(n.domain)), None));
+        }
+        if let Some(net) = target.strip_prefix("host:") {
+            let n = state.networks.get(net)?;
+            let p = self.host_ports.get(net)?;
+            return Some((TraceTarget::Port(*p), Some(MacAddr(n.host_mac.0))));
+        }
+        if let Some((p, name, mac)) = &self.uplink {
+            if target == "uplink" || target == name {
+                return Some((TraceTarget::Port(*p), Some(*mac)));
+            }
+        }
+        for n in state.networks.values() {
+            if n.host_interface == target {
+                let p = self.host_ports.get(&n.name)?;
+                return Some((TraceTarget::Port(*p), Some(MacAddr(n.host_mac.0))));
+            }
+        }
+        for c in state.containers.values() {
+            for e in &c.endpoints {
+                if e.host_interface == target {
+                    let p = self.endpoint_ports.get(&e.id)?;
+                    return Some((TraceTarget::Port(*p), Some(MacAddr(e.mac.0))));
+                }
+            }
+        }
+        None
     }
 
     /// `switchyard conntrack`.

@@ -1,0 +1,425 @@
+//! Turning trace records (plain data from the engine) into what people read: a compact line per
+//! step, numbered plain-language explanations for a classroom, and JSON for tools.
+//!
+//! All formatting lives here, far from the packet path: the engine records `Step`s, the daemon
+//! names ports and MACs from its state, and this module writes sentences.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use dataplane::stage::nat::Answer;
+use dataplane::table::conntrack::{Direction, NatKind};
+use dataplane::table::{LearnAction, LinkPort};
+use dataplane::trace::{CtStep, Flow, Step, TraceRecord};
+use dataplane::{MacAddr, PortId};
+
+use crate::api::{TraceStepView, TraceView};
+
+/// What the daemon knows to name things: ports ("web", "web:eth1", "host:bridge", "uplink") and
+/// MACs (their owners).
+#[derive(Default)]
+pub struct Names {
+    pub ports: HashMap<PortId, String>,
+    pub macs: HashMap<[u8; 6], String>,
+}
+
+impl Names {
+    pub fn port(&self, p: PortId) -> String {
+        self.ports
+            .get(&p)
+            .cloned()
+            .unwrap_or_else(|| format!("port {}", p.0))
+    }
+
+    fn mac(&self, m: MacAddr) -> String {
+        if m.is_broadcast() {
+            return "broadcast".into();
+        }
+        match self.macs.get(&m.0) {
+            Some(owner) => format!("{m} ({owner})"),
+            None => m.to_string(),
+        }
+    }
+}
+
+fn flow(f: &Flow) -> String {
+    let side = |ip: Ipv4Addr, port: u16| {
+        if port == 0 {
+            ip.to_string()
+        } else {
+            format!("{ip}:{port}")
+        }
+    };
+    format!("{} > {}", side(f.src, f.sport), side(f.dst, f.dport))
+}
+
+fn proto_name(p: u8) -> &'static str {
+    match p {
+        6 => "tcp",
+        17 => "udp",
+        1 => "icmp",
+        _ => "ip",
+    }
+}
+
+/// A one-line description of the packet from its first bytes.
+pub fn summary(head: &[u8], len: u32) -> String {
+    if head.len() < 14 {
+        return format!("runt frame, {len} bytes");
+    }
+    let mut l3 = 14;
+    let mut ethertype = u16::from_be_bytes([head[12], head[13]]);
+    let mut vlan = String::new();
+    if ethertype == 0x8100 && head.len() >= 18 {
+        vlan = format!(
+            "vlan {} ",
+            u16::from_be_bytes([head[14], head[15]]) & 0x0fff
+        );
+        ethertype = u16::from_be_bytes([head[16], head[17]]);
+        l3 = 18;
+    }
+    let b = &head[l3..];
+    let ip4 = |at: usize| Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3]);
+    let text = match ethertype {
+        0x0806 if b.len() >= 28 => {
+            let op = u16::from_be_bytes([b[6], b[7]]);
+            if op == 1 {
+                format!("ARP who-has {} tell {}", ip4(24), ip4(14))
+            } else {
+                format!(
+                    "ARP reply {} is-at {}",
+                    ip4(14),
+                    MacAddr::from_bytes(&b[8..14])
+                )
+            }
+        }
+        0x0800 if b.len() >= 20 => {
+            let ihl = usize::from(b[0] & 0x0f) * 4;
+            let proto = b[9];
+            let (src, dst) = (ip4(12), ip4(16));
+            let l4 = &b[ihl.min(b.len())..];
+            match proto {
+                6 if l4.len() >= 14 => {
+                    let fl = l4[13];
+                    let mut flags = String::new();
+                    for (bit, c) in [
+                        (0x02, 'S'),
+                        (0x01, 'F'),
+                        (0x04, 'R'),
+                        (0x08, 'P'),
+                        (0x10, '.'),
+                    ] {
+                        if fl & bit != 0 {
+                            flags.push(c);
+                        }
+                    }
+                    format!(
+                        "TCP {src}:{} > {dst}:{} [{flags}]",
+                        u16::from_be_bytes([l4[0], l4[1]]),
+                        u16::from_be_bytes([l4[2], l4[3]])
+                    )
+                }
+                17 if l4.len() >= 4 => format!(
+                    "UDP {src}:{} > {dst}:{}",
+                    u16::from_be_bytes([l4[0], l4[1]]),
+                    u16::from_be_bytes([l4[2], l4[3]])
+                ),
+                1 if !l4.is_empty() => match l4[0] {
+                    8 => format!("ICMP echo request {src} > {dst}"),
+                    0 => format!("ICMP echo reply {src} > {dst}"),
+                    3 => format!("ICMP unreachable {src} > {dst}"),
+                    11 => format!("ICMP time exceeded {src} > {dst}"),
+                    t => format!("ICMP type {t} {src} > {dst}"),
+                },
+                p => format!("IPv4 proto {p} {src} > {dst}"),
+            }
+        }
+        0x86dd => "IPv6".to_string(),
+        t => format!("EtherType 0x{t:04x}"),
+    };
+    format!("{vlan}{text}, {len} bytes")
+}
+
+/// Renders one record for the API: compact line and explanation for each step.
+pub fn view(r: &TraceRecord, names: &Names) -> TraceView {
+    let ingress = names.port(r.ingress);
+    let steps = r.steps();
+    let mut out = Vec::with_capacity(steps.len());
+    for (i, s) in steps.iter().enumerate() {
+        // The ports a flood actually reached are the egress steps after it.
+        let later_egress: Vec<String> = steps[i + 1..]
+            .iter()
+            .filter_map(|s| match s {
+                Step::Egress { port } => Some(names.port(*port)),
+                _ => None,
+            })
+            .collect();
+        out.push(step_view(s, &ingress, names, &later_egress));
+    }
+    TraceView {
+        seq: r.seq,
+        time_ns: r.time_ns,
+        what_if: r.what_if,
+        ingress,
+        length: r.len,
+        packet: summary(r.head(), r.len),
+        steps: out,
+        truncated: r.overflow,
+    }
+}
+
+fn step_view(s: &Step, ingress: &str, names: &Names, later_egress: &[String]) -> TraceStepView {
+    let v = |stage: &str, decision: &str, line: String, explain: String| TraceStepView {
+        stage: stage.into(),
+        decision: decision.into(),
+        line,
+        explain,
+    };
+    match *s {
+        Step::Parsed {
+            src,
+            dst,
+            vlan,
+            ethertype,
+            len,
+        } => v(
+            "ingress",
+            "parsed",
+            format!(
+                "in {ingress}: {src} > {dst} type 0x{ethertype:04x}{} len {len}",
+                if vlan.0 != 0 {
+                    format!(" vlan {}", vlan.0)
+                } else {
+                    String::new()
+                }
+            ),
+            format!(
+                "A frame arrives on port {ingress}, from {} to {}.",
+                names.mac(src),
+                names.mac(dst)
+            ),
+        ),
+        Step::Dropped { stage, reason } => v(
+            stage.name(),
+            "drop",
+            format!("drop: {reason}"),
+            format!(
+                "The {stage} stage drops it ({reason}): {}",
+                reason.explain()
+            ),
+        ),
+        Step::SpoofChecked => v(
+            "anti-spoof",
+            "pass",
+            "sender's MAC and address are its own".into(),
+            format!("Anti-spoofing: the frame carries {ingress}'s own MAC and address, so it may pass."),
+        ),
+        Step::IsolationChecked => v(
+            "isolation",
+            "pass",
+            "not routed from another network".into(),
+            "Isolation: the host routed this in, but not from another switchyard network, so it may pass.".into(),
+        ),
+        Step::Learned { mac, action } => {
+            let (decision, line, explain) = match action {
+                LearnAction::New => (
+                    "learned",
+                    format!("learn {mac} on {ingress}"),
+                    format!("The switch learns that {} is behind port {ingress}.", names.mac(mac)),
+                ),
+                LearnAction::Move { from } => (
+                    "moved",
+                    format!("move {mac} from {} to {ingress}", names.port(from)),
+                    format!(
+                        "{} moved from port {} to {ingress}; the table follows.",
+                        names.mac(mac),
+                        names.port(from)
+                    ),
+                ),
+                _ => (
+                    "known",
+                    format!("{mac} already known on {ingress}"),
+                    format!("The switch already knows {} is behind port {ingress}.", names.mac(mac)),
+                ),
+            };
+            v("l2-learn", decision, line, explain)
+        }
+        Step::Hit { mac, port } => v(
+            "l2-fwd",
+            "hit",
+            format!("{mac} -> {}", names.port(port)),
+            format!(
+                "The destination {} is in the table, behind port {}, so the frame goes there only.",
+                names.mac(mac),
+                names.port(port)
+            ),
+        ),
+        Step::Flooded { unknown, ports } => {
+            let to = if later_egress.is_empty() {
+                format!("{ports} ports")
+            } else {
+                join_and(later_egress)
+            };
+            let why = if unknown {
+                "The destination MAC is not in the table yet, so the frame is flooded"
+            } else {
+                "The destination is a broadcast or multicast address, so the frame goes"
+            };
+            v(
+                "flood",
+                if unknown { "flood-unknown" } else { "flood" },
+                format!(
+                    "flood to {ports} port{}",
+                    if ports == 1 { "" } else { "s" }
+                ),
+                format!("{why} to {to}, but not back to {ingress}, where it came from."),
+            )
+        }
+        Step::IccAllowed { egress, rule } => {
+            let target = names.port(egress);
+            match rule {
+                Some(r) => {
+                    let (dir, port) = match r.port {
+                        LinkPort::Dst(p) => ("to", p),
+                        LinkPort::Src(p) => ("from", p),
+                    };
+                    v(
+                        "icc",
+                        "allow",
+                        format!("allow -> {target} (link rule: {} {dir} port {port})", proto_name(r.protocol)),
+                        format!(
+                            "icc=false, but a link allows it: {} {dir} port {port} between {} and {}.",
+                            proto_name(r.protocol),
+                            r.src,
+                            r.dst
+                        ),
+                    )
+                }
+                None => v(
+                    "icc",
+                    "allow",
+                    format!("allow -> {target}"),
+                    format!("icc=false does not apply on the way to {target} (the host port, or ARP)."),
+                ),
+            }
+        }
+        Step::IccDenied { egress } => {
+            let target = names.port(egress);
+            v(
+                "icc",
+                "deny",
+                format!("deny -> {target}"),
+                format!("icc=false and no link opens this traffic, so the copy for {target} is dropped."),
+            )
+        }
+        Step::Translated { kind, ct, from, to } => {
+            let kind_name = match kind {
+                Some(NatKind::Dnat) => "dnat",
+                Some(NatKind::Masquerade) => "masquerade",
+                Some(NatKind::Hairpin) => "hairpin",
+                None => "icmp-error",
+            };
+            let ct_text = match ct {
+                CtStep::Created => "new connection tracked",
+                CtStep::Matched(Direction::Original) => "tracked connection",
+                CtStep::Matched(Direction::Reply) => "reply of a tracked connection",
+                CtStep::Related => "error about a tracked connection",
+            };
+            v(
+                "nat",
+                kind_name,
+                format!("{kind_name}: {} => {} ({ct_text})", flow(&from), flow(&to)),
+                format!(
+                    "NAT ({kind_name}): {} becomes {}; {ct_text}.",
+                    flow(&from),
+                    flow(&to)
+                ),
+            )
+        }
+        Step::Answered(a) => {
+            let what = match a {
+                Answer::Arp => "an ARP request for the uplink address",
+                Answer::IcmpEcho => "a ping of the uplink address",
+            };
+            v(
+                "nat",
+                "answer",
+                format!("answered ({what})"),
+                format!("It is {what}; switchyard answers it itself, back out of {ingress}."),
+            )
+        }
+        Step::Consumed => v(
+            "nat",
+            "consumed",
+            "learned from, not forwarded".into(),
+            "It is an ARP reply for the uplink address: the sender is learned, nothing is forwarded.".into(),
+        ),
+        Step::Egress { port } => {
+            let p = names.port(port);
+            v("egress", "out", format!("out {p}"), format!("It leaves through port {p}."))
+        }
+    }
+}
+
+fn join_and(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::{DomainId, VlanId};
+
+    #[test]
+    fn a_flood_reads_like_the_classroom_sentence() {
+        let mut names = Names::default();
+        names.ports.insert(PortId(0), "web".into());
+        names.ports.insert(PortId(1), "db".into());
+        names.ports.insert(PortId(2), "host:bridge".into());
+        let mut r = TraceRecord::EMPTY;
+        let mut f = vec![2, 0, 0, 0, 0, 0xb, 2, 0, 0, 0, 0, 0xa, 0x08, 0x06];
+        f.resize(60, 0);
+        r.start(PortId(0), DomainId(0), &f, 1);
+        r.push(Step::Parsed {
+            src: MacAddr([2, 0, 0, 0, 0, 0xa]),
+            dst: MacAddr([2, 0, 0, 0, 0, 0xb]),
+            vlan: VlanId(0),
+            ethertype: 0x0806,
+            len: 60,
+        });
+        r.push(Step::Flooded {
+            unknown: true,
+            ports: 2,
+        });
+        r.push(Step::Egress { port: PortId(1) });
+        r.push(Step::Egress { port: PortId(2) });
+        let v = view(&r, &names);
+        assert_eq!(
+            v.steps[1].explain,
+            "The destination MAC is not in the table yet, so the frame is flooded to db and host:bridge, but not back to web, where it came from."
+        );
+        assert_eq!(v.steps[3].line, "out host:bridge");
+    }
+
+    #[test]
+    fn packet_summaries() {
+        let f = crate::flow::FlowSpec::parse("tcp,src=10.0.0.1,dst=10.0.0.2,dport=80,flags=S")
+            .unwrap()
+            .frame(MacAddr([2; 6]), MacAddr([4; 6]));
+        assert_eq!(
+            summary(&f, 60),
+            "TCP 10.0.0.1:40000 > 10.0.0.2:80 [S], 60 bytes"
+        );
+        let a = crate::flow::FlowSpec::parse("arp,src=10.0.0.1,dst=10.0.0.2")
+            .unwrap()
+            .frame(MacAddr([2; 6]), MacAddr::BROADCAST);
+        assert_eq!(
+            summary(&a, 60),
+            "ARP who-has 10.0.0.2 tell 10.0.0.1, 60 bytes"
+        );
+    }
+}
