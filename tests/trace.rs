@@ -209,3 +209,59 @@ fn what_if_traces_use_the_real_tables_and_change_nothing() {
     let out = lab.cli(&["trace", "packet", "--in", &web, "tcp,src=1.2.3"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn capture_writes_pcap_readable_by_tcpdump_and_tshark_also_through_a_pipe() {
+    let mut lab = Lab::new("tc");
+    lab.daemon("d", &[]);
+    let web = lab.container("web", &[]);
+    lab.container("db", &["--ip", "172.17.0.9"]);
+    lab.ping_ok("web", "172.17.0.9");
+    let file = lab.dir.join("web.pcap");
+    let file_s = file.display().to_string();
+    // Four ICMP frames on web's port: two requests in, two replies out.
+    let mut cap = std::process::Command::new(switchyard_bin())
+        .args([
+            "capture", &web, "-w", &file_s, "-c", "4", "--filter", "icmp",
+        ])
+        .env("SWITCHYARD_SOCKET", lab.socket())
+        .spawn()
+        .unwrap();
+    let mut piped = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} capture bridge -w - -c 2 --filter icmp | tshark -r - -T fields -e ip.src -e ip.dst 2>/dev/null",
+            switchyard_bin()
+        ))
+        .env("SWITCHYARD_SOCKET", lab.socket())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = &mut piped;
+    lab.exec_ok("web", &["ping", "-c", "2", "-i", "0.2", "172.17.0.9"]);
+    let start = std::time::Instant::now();
+    while cap.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "capture did not end after -c 4"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = must(&["tcpdump", "--nano", "-r", &file_s, "-nn"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!(out.matches("ICMP echo request").count(), 2, "{out}");
+    assert_eq!(out.matches("ICMP echo reply").count(), 2, "{out}");
+    // Nanosecond timestamps: HH:MM:SS.nnnnnnnnn
+    let ts = lines[0].split_whitespace().next().unwrap();
+    assert_eq!(ts.split('.').nth(1).unwrap().len(), 9, "{ts}");
+    let tshark = must(&["tshark", "-r", &file_s]);
+    assert_eq!(tshark.lines().count(), 4, "{tshark}");
+    let piped = piped.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&piped.stdout);
+    assert!(
+        text.contains("172.17.0.2\t172.17.0.9"),
+        "through a pipe: {text}"
+    );
+}

@@ -86,6 +86,12 @@ pub enum Request {
     },
     TraceShow,
     TraceClear,
+    /// Stream frames entering (and, for a port, leaving) TARGET as pcap after the answer line.
+    Capture {
+        target: String,
+        count: Option<u64>,
+        filter: Option<String>,
+    },
     /// A what-if trace of a synthetic packet (nothing changes, nothing is sent).
     TracePacket {
         input: String,
@@ -166,6 +172,8 @@ pub enum Response {
     /// Lines to print as they are.
     Lines(Vec<String>),
     Traces(Vec<TraceView>),
+    /// A capture runs: pcap bytes follow the answer line on the same connection.
+    CaptureStarted,
     Conntrack(ConntrackList),
     Status {
         report: String,
@@ -432,6 +440,14 @@ pub enum ClientError {
 
 /// Sends one request and waits for its answer.
 pub fn call(socket: &Path, request: Request) -> Result<Response, ClientError> {
+    call_stream(socket, request).map(|(r, _)| r)
+}
+
+/// Like `call`, and hands back the connection for what follows the answer (a capture stream).
+pub fn call_stream(
+    socket: &Path,
+    request: Request,
+) -> Result<(Response, BufReader<UnixStream>), ClientError> {
     let path = socket.display().to_string();
     let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::NotRunning {
         path: path.clone(),
@@ -449,7 +465,9 @@ pub fn call(socket: &Path, request: Request) -> Result<Response, ClientError> {
     line.push(b'\n');
     stream.write_all(&line).map_err(io)?;
     let mut answer = String::new();
-    BufReader::new((&stream).take(MAX_FRAME as u64))
+    let mut reader = BufReader::new(stream);
+    (&mut reader)
+        .take(MAX_FRAME as u64)
         .read_line(&mut answer)
         .map_err(io)?;
     let frame: ResponseFrame = serde_json::from_str(&answer).map_err(|e| ClientError::Garbled {
@@ -461,7 +479,7 @@ pub fn call(socket: &Path, request: Request) -> Result<Response, ClientError> {
         },
     })?;
     match frame.outcome {
-        Outcome::Ok(response) => Ok(response),
+        Outcome::Ok(response) => Ok((response, reader)),
         Outcome::Error(e) => Err(ClientError::Api(e)),
     }
 }

@@ -53,6 +53,20 @@ enum Command {
     /// Trace packets through the pipeline, live or what-if.
     #[command(subcommand)]
     Trace(trace::TraceCommand),
+    /// Capture frames of a port (both directions) or a network (where they enter) as pcap with
+    /// nanosecond timestamps: `-w FILE`, or `-w -` for a pipe (`... -w - | tshark -r -`).
+    Capture {
+        /// A container (web, web:eth1), a network, host:NETWORK, uplink, or an interface.
+        target: String,
+        #[arg(short = 'w', value_name = "FILE")]
+        write: String,
+        /// Stop after N frames.
+        #[arg(short = 'c', value_name = "N")]
+        count: Option<u64>,
+        /// Only frames matching this tcpdump-like expression.
+        #[arg(long, value_name = "EXPR")]
+        filter: Option<String>,
+    },
     /// List tracked NAT connections (published ports, masquerade, hairpin).
     Conntrack {
         #[arg(long)]
@@ -124,6 +138,12 @@ pub fn main() -> ExitCode {
             },
         ),
         Command::Trace(cmd) => trace::run(cmd, &api::socket_path(socket)),
+        Command::Capture {
+            target,
+            write,
+            count,
+            filter,
+        } => capture(&api::socket_path(socket), target, &write, count, filter),
         Command::Status => match api::call(&api::socket_path(socket), Request::Status) {
             Ok(Response::Status { report }) => {
                 print!("{report}");
@@ -133,6 +153,54 @@ pub fn main() -> ExitCode {
             Err(e) => client_fail(e),
         },
     }
+}
+
+/// `switchyard capture`: the daemon answers, then streams pcap until done; we copy it out.
+fn capture(
+    socket: &std::path::Path,
+    target: String,
+    write: &str,
+    count: Option<u64>,
+    filter: Option<String>,
+) -> ExitCode {
+    let mut out: Box<dyn std::io::Write> = if write == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        match std::fs::File::create(write) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                return fail(
+                    EXIT_BAD_INPUT,
+                    &anyhow::anyhow!("cannot write '{write}': {e}"),
+                )
+            }
+        }
+    };
+    let request = Request::Capture {
+        target,
+        count,
+        filter,
+    };
+    let mut stream = match api::call_stream(socket, request) {
+        Ok((Response::CaptureStarted, stream)) => stream,
+        Ok((other, _)) => return unexpected(other),
+        Err(e) => return client_fail(e),
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match std::io::Read::read(&mut stream, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                // A reader that went away (`| head`) ends the capture quietly.
+                if out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return fail(1, &anyhow::anyhow!("reading the capture: {e}")),
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// Reports a failed call: bad input exits 2 (nothing changed), everything else 1.

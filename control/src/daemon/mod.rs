@@ -38,6 +38,7 @@ use crate::model::{Entropy, OsEntropy, PublishContext, State};
 use crate::netns::{self, Netlink};
 use crate::show;
 use crate::trace_fmt;
+use dataplane::trace::{pcap, Capture, Captured};
 use system::System;
 
 #[derive(Args, Debug)]
@@ -289,6 +290,30 @@ fn serve(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
         let outcome = match read {
             Ok(0) => continue,
             Ok(_) => match api::parse_request(&line) {
+                Ok(Request::Capture {
+                    target,
+                    count,
+                    filter,
+                }) => {
+                    let started = daemon
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .start_capture(&target, count, filter.as_deref());
+                    match started {
+                        Ok((id, frames, engine)) => {
+                            let ok = api::response_line(Outcome::Ok(Response::CaptureStarted));
+                            if (&conn).write_all(&ok).is_ok() {
+                                std::thread::spawn(move || {
+                                    stream_capture(conn, id, frames, engine)
+                                });
+                            } else {
+                                let _ = engine.capture_stop(id);
+                            }
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
                 Ok(request) => {
                     let mut d = daemon.lock().unwrap_or_else(|p| p.into_inner());
                     d.handle(request)
@@ -302,6 +327,58 @@ fn serve(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
             Err(e) => Outcome::Error(e),
         };
         let _ = (&conn).write_all(&api::response_line(outcome));
+    }
+}
+
+/// Most bytes of a frame a capture keeps (64 KiB GSO frames whole).
+const CAPTURE_SNAPLEN: u32 = 65535;
+
+/// Writes a capture as pcap to the client until the capture completes, is replaced, or the client
+/// goes away (then the capture is stopped).
+fn stream_capture(
+    conn: UnixStream,
+    id: u32,
+    frames: crossbeam_channel::Receiver<Captured>,
+    engine: dataplane::engine::EngineHandle,
+) {
+    let mut out = std::io::BufWriter::new(&conn);
+    let mut record = Vec::with_capacity(2048);
+    // The client never sends after its request: readable means it closed (EOF) or broke.
+    let client_gone = |conn: &UnixStream| {
+        let mut pfd = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(conn),
+            events: libc::POLLIN | libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd for a descriptor we hold, without waiting.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        n > 0 && pfd.revents != 0
+    };
+    let mut gone = out.write_all(&pcap::file_header(CAPTURE_SNAPLEN)).is_err();
+    while !gone {
+        match frames.recv_timeout(Duration::from_millis(200)) {
+            Ok(f) => {
+                record.clear();
+                pcap::write_record(&mut record, f.ts_ns, &f.data, f.orig_len, CAPTURE_SNAPLEN);
+                gone = out.write_all(&record).is_err();
+                // Flush when nothing else is waiting, so `-w -` readers see frames promptly.
+                if !gone && frames.is_empty() {
+                    gone = out.flush().is_err();
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                gone = out.flush().is_err() || client_gone(&conn);
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = out.flush();
+    if gone {
+        if let Ok(dropped) = engine.capture_stop(id) {
+            if dropped > 0 {
+                tracing::warn!(dropped, "capture reader fell behind; frames were dropped");
+            }
+        }
     }
 }
 
@@ -327,6 +404,7 @@ impl Daemon {
                 | Request::TraceShow
                 | Request::TraceClear
                 | Request::TracePacket { .. }
+                | Request::Capture { .. }
         );
         let result = self.apply(request);
         if changes {
@@ -447,6 +525,9 @@ impl Daemon {
                 Ok(Response::Done)
             }
             Request::TracePacket { input, flow } => self.trace_packet(&input, &flow),
+            Request::Capture { .. } => {
+                Err(ApiError::failed("captures are served by the socket loop"))
+            }
             Request::ContainerLink { name, link } => {
                 let mut next = self.state.clone();
                 next.add_link(&name, &link)?;
@@ -460,6 +541,51 @@ impl Daemon {
                 Ok(Response::Done)
             }
         }
+    }
+
+    /// Arms a capture on `target`; the caller streams what comes out of the returned channel.
+    fn start_capture(
+        &mut self,
+        target: &str,
+        count: Option<u64>,
+        filter: Option<&str>,
+    ) -> Result<
+        (
+            u32,
+            crossbeam_channel::Receiver<Captured>,
+            dataplane::engine::EngineHandle,
+        ),
+        ApiError,
+    > {
+        let (target, _) = self.system.resolve(&self.state, target).ok_or_else(|| {
+            ApiError::bad_input(format!(
+                "no port or network named '{target}': give a container (web, web:eth1), a network, host:NETWORK, uplink, or an interface"
+            ))
+        })?;
+        if count == Some(0) {
+            return Err(ApiError::bad_input("capture count must be at least 1"));
+        }
+        let filter = match filter.map(str::trim) {
+            Some(f) if !f.is_empty() => Some(
+                dataplane::trace::Filter::parse(f)
+                    .map_err(|e| ApiError::bad_input(e.to_string()))?,
+            ),
+            _ => None,
+        };
+        let (tx, rx) = crossbeam_channel::bounded(8192);
+        let id = self
+            .system
+            .engine
+            .capture_start(Capture {
+                target,
+                filter,
+                remaining: count.unwrap_or(u64::MAX),
+                snaplen: CAPTURE_SNAPLEN as usize,
+                sink: tx,
+                dropped: 0,
+            })
+            .map_err(|e| failed(e.into()))?;
+        Ok((id, rx, self.system.engine.clone()))
     }
 
     /// A what-if trace: the flow's frame (MACs filled in from the state when left out) run

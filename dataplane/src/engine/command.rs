@@ -14,7 +14,7 @@ use super::counters::PortCounters;
 use super::nat::{ConnInfo, NatUpdate};
 use crate::port::{Port, PortError, PortKind};
 use crate::table::{CamError, CamStats, CtStats, LinkRule, PortRole, Subnet};
-use crate::trace::{TraceArm, TraceRecord};
+use crate::trace::{Capture, TraceArm, TraceRecord};
 use crate::{DomainId, MacAddr, PortId, VlanId};
 
 /// Errors of engine commands, naming the input that was wrong.
@@ -35,6 +35,8 @@ pub enum EngineError {
     },
     #[error("the engine has stopped")]
     Stopped,
+    #[error("at most {0} captures run at once")]
+    TooManyCaptures(usize),
 }
 
 pub enum Command {
@@ -65,6 +67,15 @@ pub enum Command {
     },
     TraceShow {
         reply: Sender<Vec<TraceRecord>>,
+    },
+    CaptureStart {
+        capture: Capture,
+        reply: Sender<Result<u32, EngineError>>,
+    },
+    /// Stops capture `id`; replies with the frames it could not deliver.
+    CaptureStop {
+        id: u32,
+        reply: Sender<u64>,
     },
     TracePacket {
         port: PortId,
@@ -203,6 +214,16 @@ impl EngineHandle {
     /// Traces the next packets entering a port or network (replacing an earlier arm there).
     pub fn trace_arm(&self, arm: TraceArm) -> Result<(), EngineError> {
         self.call(|reply| Command::TraceArm { arm, reply })?
+    }
+
+    /// Starts copying frames to `capture.sink`; returns the capture's id.
+    pub fn capture_start(&self, capture: Capture) -> Result<u32, EngineError> {
+        self.call(|reply| Command::CaptureStart { capture, reply })?
+    }
+
+    /// Stops capture `id`; returns how many frames it had to drop (the reader fell behind).
+    pub fn capture_stop(&self, id: u32) -> Result<u64, EngineError> {
+        self.call(|reply| Command::CaptureStop { id, reply })
     }
 
     pub fn trace_clear(&self) -> Result<(), EngineError> {

@@ -37,9 +37,11 @@ use crate::stage::{
 use crate::table::{
     CamConfig, CamTable, ConnTrack, CtConfig, LearnAction, NatTable, Policy, PortRole,
 };
-use crate::trace::{CtStep, Flow, Step, TraceRecord, TraceTarget, Tracer};
+use crate::trace::{Capture, CtStep, Flow, Step, TraceRecord, TraceTarget, Tracer};
 use crate::{DomainId, MacAddr, PortId};
 
+/// At most this many captures run at once.
+pub const MAX_CAPTURES: usize = 16;
 /// At most this many ports; port ids index fixed arrays.
 pub const MAX_PORTS: usize = 1024;
 const WAKER: Token = Token(usize::MAX);
@@ -127,6 +129,11 @@ pub struct Engine {
     tracer: Tracer,
     /// The record of the packet being traced (copied into the ring when done).
     scratch: TraceRecord,
+    /// Running packet captures (`switchyard capture`), with their ids.
+    captures: Vec<(u32, Capture)>,
+    next_capture: u32,
+    /// Unix time of `start`, for capture timestamps.
+    epoch_ns: u64,
 }
 
 impl Engine {
@@ -162,6 +169,12 @@ impl Engine {
             arp_asked: std::collections::HashMap::new(),
             tracer: Tracer::default(),
             scratch: TraceRecord::EMPTY,
+            captures: Vec::new(),
+            next_capture: 1,
+            epoch_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
         };
         Ok((
             engine,
@@ -311,6 +324,26 @@ impl Engine {
                     }
                 };
                 let _ = reply.send(r);
+            }
+            Command::CaptureStart { capture, reply } => {
+                let r = match capture.target {
+                    TraceTarget::Port(p) if !self.port_up(p) => Err(EngineError::NoSuchPort(p)),
+                    _ if self.captures.len() >= MAX_CAPTURES => {
+                        Err(EngineError::TooManyCaptures(MAX_CAPTURES))
+                    }
+                    _ => {
+                        let id = self.next_capture;
+                        self.next_capture = self.next_capture.wrapping_add(1);
+                        self.captures.push((id, capture));
+                        Ok(id)
+                    }
+                };
+                let _ = reply.send(r);
+            }
+            Command::CaptureStop { id, reply } => {
+                let i = self.captures.iter().position(|(c, _)| *c == id);
+                let dropped = i.map(|i| self.captures.remove(i).1.dropped).unwrap_or(0);
+                let _ = reply.send(dropped);
             }
             Command::TraceClear { reply } => {
                 self.tracer.disarm_all();
@@ -626,12 +659,14 @@ impl Engine {
             isolation: matches!(self.tables.policy.role(id), PortRole::Host),
             icc: self.tables.policy.icc_closed(domain),
             nat: nat_stage::applies(&self.tables, self.tables.policy.role(id)),
-            trace: self.tracer.armed_for(id, domain),
+            trace: self.tracer.armed_for(id, domain) || !self.captures.is_empty(),
         };
         if checks.trace {
             for i in 0..n {
                 self.process_frame::<true>(id, domain, i, checks, false);
             }
+            // Complete captures go: dropping the sender tells the reader.
+            self.captures.retain(|(_, c)| c.remaining > 0);
         } else {
             for i in 0..n {
                 self.process_frame::<false>(id, domain, i, checks, false);
@@ -667,6 +702,14 @@ impl Engine {
             counters.rx_packets += 1;
             counters.rx_bytes += meta.len as u64;
             counters.rx_gso += meta.vnet.is_gso() as u64;
+        }
+        if TRACE && !dry {
+            for (_, c) in self.captures.iter_mut() {
+                if c.covers_ingress(ingress_port, domain) {
+                    let ts = self.epoch_ns + self.start.elapsed().as_nanos() as u64;
+                    c.offer(&self.rx.frame(i)[..meta.len.min(FRAME_CAPACITY)], ts);
+                }
+            }
         }
         let traced = TRACE
             && (dry || checks.trace)
@@ -704,6 +747,14 @@ impl Engine {
             ($port:expr) => {{
                 step!(Step::Egress { port: $port });
                 if !dry {
+                    if TRACE {
+                        for (_, c) in self.captures.iter_mut() {
+                            if c.covers_egress($port) {
+                                let ts = self.epoch_ns + self.start.elapsed().as_nanos() as u64;
+                                c.offer(&self.rx.frame(i)[..meta.len.min(FRAME_CAPACITY)], ts);
+                            }
+                        }
+                    }
                     enqueue(&mut self.tx, &mut self.touched, $port, i);
                 }
             }};
