@@ -265,3 +265,72 @@ fn capture_writes_pcap_readable_by_tcpdump_and_tshark_also_through_a_pipe() {
         "through a pipe: {text}"
     );
 }
+
+#[test]
+fn stats_fdb_metrics_and_topology() {
+    use std::io::{Read, Write};
+    let mut lab = Lab::new("to");
+    lab.daemon("d", &["--metrics", "127.0.0.1:9180"]);
+    let web = lab.container("web", &[]);
+    lab.container("db", &["--ip", "172.17.0.9"]);
+    lab.ping_ok("web", "172.17.0.9");
+    let web_mac = lab.mac("web", "eth0");
+
+    let st = json(&lab, &["stats", "--json"]);
+    let port = st["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == web.as_str())
+        .unwrap_or_else(|| panic!("no port named {web}: {st}"))
+        .clone();
+    assert_eq!(port["network"], "bridge");
+    assert!(port["rx_packets"].as_u64().unwrap() >= 2);
+    assert_eq!(
+        port["drops"]["spoof-ip"], 0,
+        "every reason listed, zeros too"
+    );
+    assert!(st["stages"]["icc"].get("icc").is_some());
+    let text = lab.cli_ok(&["stats"]);
+    assert!(
+        text.contains("Drops by stage:") && text.contains(&web),
+        "{text}"
+    );
+
+    let fdb = lab.cli_ok(&["fdb", "bridge"]);
+    let line = fdb
+        .lines()
+        .find(|l| l.contains(&web_mac))
+        .unwrap_or_else(|| panic!("{fdb}"));
+    assert!(line.contains(&web) && line.contains("static"), "{line}");
+    assert_ne!(lab.cli(&["fdb", "ghost"]).status.code(), Some(0));
+
+    // Prometheus, from inside the daemon's namespace.
+    let ns = lab.ns("sw");
+    let body = probe::in_netns(&ns, || {
+        let mut s = std::net::TcpStream::connect("127.0.0.1:9180").unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    });
+    assert!(body.starts_with("HTTP/1.0 200 OK"), "{body}");
+    assert!(
+        body.contains("# TYPE switchyard_port_rx_packets_total counter"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("switchyard_port_rx_packets_total{{port=\"{web}\"")),
+        "{body}"
+    );
+
+    let topo = lab.cli_ok(&["topology"]);
+    assert!(
+        topo.contains("bridge") && topo.contains(&web) && topo.contains("172.17.0.9"),
+        "{topo}"
+    );
+    let dot = lab.cli_ok(&["topology", "--format", "dot"]);
+    assert!(dot.contains("graph") && dot.contains(&web), "{dot}");
+    let svg = lab.cli_ok(&["topology", "--format", "svg"]);
+    assert!(svg.contains("<svg") && svg.trim_end().ends_with("</svg>") && svg.contains(&web));
+}

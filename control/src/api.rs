@@ -78,6 +78,14 @@ pub enum Request {
     },
     /// Tracked NAT connections.
     Conntrack,
+    /// Counters per port and per stage.
+    Stats,
+    /// The MAC table, optionally of one network.
+    Fdb {
+        network: Option<String>,
+    },
+    /// The picture of networks, containers, uplink and published ports (as data).
+    Topology,
     /// Trace the next COUNT packets entering a container's port, a network, or an interface.
     TraceAdd {
         target: String,
@@ -174,6 +182,9 @@ pub enum Response {
     Traces(Vec<TraceView>),
     /// A capture runs: pcap bytes follow the answer line on the same connection.
     CaptureStarted,
+    Stats(Box<crate::stats::Stats>),
+    Fdb(Vec<crate::stats::FdbEntry>),
+    Topology(Box<crate::topology::Topology>),
     Conntrack(ConntrackList),
     Status {
         report: String,

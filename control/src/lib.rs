@@ -8,4 +8,6 @@ pub mod flow;
 pub mod model;
 pub mod netns;
 pub mod show;
+pub mod stats;
+pub mod topology;
 pub mod trace_fmt;

@@ -67,11 +67,34 @@ enum Command {
         #[arg(long, value_name = "EXPR")]
         filter: Option<String>,
     },
+    /// Counters per port (named by container and network) and drops per stage and reason.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The MAC table: MAC, port, VLAN, age, static.
+    Fdb {
+        network: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw networks, host ports, containers, the uplink and published ports.
+    Topology {
+        #[arg(long, value_enum, default_value = "text")]
+        format: TopologyFormat,
+    },
     /// List tracked NAT connections (published ports, masquerade, hairpin).
     Conntrack {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum TopologyFormat {
+    Text,
+    Dot,
+    Svg,
 }
 
 /// Exit code for bad input: the user asked for something impossible; nothing was changed.
@@ -138,6 +161,72 @@ pub fn main() -> ExitCode {
             },
         ),
         Command::Trace(cmd) => trace::run(cmd, &api::socket_path(socket)),
+        Command::Stats { json } => finish(
+            api::call(&api::socket_path(socket), Request::Stats),
+            &[],
+            |r| match r {
+                Response::Stats(st) if json => {
+                    println!("{}", pretty(&st));
+                    Ok(())
+                }
+                Response::Stats(st) => {
+                    print!("{}", crate::stats::render_stats(&st));
+                    Ok(())
+                }
+                other => Err(other),
+            },
+        ),
+        Command::Fdb { network, json } => finish(
+            api::call(&api::socket_path(socket), Request::Fdb { network }),
+            &[],
+            |r| match r {
+                Response::Fdb(entries) if json => {
+                    println!("{}", pretty(&entries));
+                    Ok(())
+                }
+                Response::Fdb(entries) => {
+                    let rows: Vec<Vec<String>> = entries
+                        .into_iter()
+                        .map(|e| {
+                            vec![
+                                e.network,
+                                e.mac,
+                                e.port,
+                                e.vlan.to_string(),
+                                if e.is_static {
+                                    "-".into()
+                                } else {
+                                    format!("{:.1}s", e.age_s)
+                                },
+                                if e.is_static { "static" } else { "learned" }.into(),
+                            ]
+                        })
+                        .collect();
+                    print_table(&["NETWORK", "MAC", "PORT", "VLAN", "AGE", "TYPE"], &rows);
+                    Ok(())
+                }
+                other => Err(other),
+            },
+        ),
+        Command::Topology { format } => finish(
+            api::call(&api::socket_path(socket), Request::Topology),
+            &[],
+            |r| match r {
+                Response::Topology(t) => {
+                    let out = match format {
+                        TopologyFormat::Text => crate::topology::render_text(&t),
+                        TopologyFormat::Dot => crate::topology::render_dot(&t),
+                        TopologyFormat::Svg => crate::topology::render_svg(&t),
+                    };
+                    print!("{out}");
+                    if !out.ends_with('\n') {
+                        println!();
+                    }
+                    Ok(())
+                }
+                other => Err(other),
+            },
+        ),
         Command::Capture {
             target,
             write,

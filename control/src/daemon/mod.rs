@@ -28,6 +28,7 @@ use anyhow::{anyhow, Context};
 use clap::Args;
 use dataplane::engine::{Engine, EngineConfig};
 use dataplane::table::{CamConfig, CtConfig};
+use dataplane::DomainId;
 
 use crate::api::{self, ApiError, Outcome, Request, Response};
 use crate::cli::{block_signals, fail, wait_signal, EXIT_BAD_INPUT};
@@ -73,6 +74,9 @@ pub struct DaemonArgs {
     /// evicted first, else the oldest idle one.
     #[arg(long, value_name = "N", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(16..=4_000_000))]
     max_conntrack: u32,
+    /// Serve Prometheus metrics over HTTP at this address (e.g. 127.0.0.1:9180).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// `--uplink*`, validated.
@@ -134,7 +138,26 @@ pub fn run(args: DaemonArgs, socket: Option<&Path>) -> ExitCode {
         Ok(l) => l,
         Err(e) => return fail(EXIT_BAD_INPUT, &e),
     };
+    let metrics = match args.metrics.map(std::net::TcpListener::bind).transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            return fail(
+                EXIT_BAD_INPUT,
+                &anyhow!(
+                    "--metrics {}: {e}",
+                    args.metrics.expect("bound only when given")
+                ),
+            )
+        }
+    };
     let daemon = Arc::new(Mutex::new(daemon));
+    if let Some(listener) = metrics {
+        let d = Arc::clone(&daemon);
+        std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || serve_metrics(listener, d))
+            .expect("spawning the metrics thread");
+    }
     let serving = Arc::clone(&daemon);
     std::thread::Builder::new()
         .name("control".into())
@@ -160,6 +183,7 @@ struct Daemon {
     store: Store,
     system: System,
     publish_ctx: PublishContext,
+    uplink: Option<UplinkArgs>,
 }
 
 /// IPv4 routes of the daemon's namespace, as networks (subnets overlapping them are skipped).
@@ -224,6 +248,7 @@ fn start(args: &DaemonArgs, socket: &Path, uplink: Option<UplinkArgs>) -> anyhow
         ephemeral: ephemeral_range(),
     };
     if let Some(u) = &uplink {
+        let _ = u;
         for n in state.networks.values() {
             if n.subnet().contains(u.ip) {
                 anyhow::bail!(
@@ -251,6 +276,7 @@ fn start(args: &DaemonArgs, socket: &Path, uplink: Option<UplinkArgs>) -> anyhow
         store,
         system,
         publish_ctx,
+        uplink,
     })
 }
 
@@ -330,6 +356,27 @@ fn serve(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
     }
 }
 
+/// A minimal HTTP/1.0 server for Prometheus: every GET gets the text exposition format.
+fn serve_metrics(listener: std::net::TcpListener, daemon: Arc<Mutex<Daemon>>) {
+    for conn in listener.incoming() {
+        let Ok(mut conn) = conn else { continue };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut line = String::new();
+        let _ = BufReader::new(&conn).read_line(&mut line);
+        let stats = daemon.lock().unwrap_or_else(|p| p.into_inner()).stats();
+        let (status, body) = match stats {
+            Ok(st) if line.starts_with("GET ") => ("200 OK", crate::stats::prometheus(&st)),
+            Ok(_) => ("405 Method Not Allowed", "GET only\n".to_string()),
+            Err(e) => ("500 Internal Server Error", format!("{}\n", e.message)),
+        };
+        let _ = write!(
+            conn,
+            "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    }
+}
+
 /// Most bytes of a frame a capture keeps (64 KiB GSO frames whole).
 const CAPTURE_SNAPLEN: u32 = 65535;
 
@@ -405,6 +452,9 @@ impl Daemon {
                 | Request::TraceClear
                 | Request::TracePacket { .. }
                 | Request::Capture { .. }
+                | Request::Stats
+                | Request::Fdb { .. }
+                | Request::Topology
         );
         let result = self.apply(request);
         if changes {
@@ -528,6 +578,24 @@ impl Daemon {
             Request::Capture { .. } => {
                 Err(ApiError::failed("captures are served by the socket loop"))
             }
+            Request::Stats => Ok(Response::Stats(Box::new(self.stats()?))),
+            Request::Fdb { network } => {
+                if let Some(n) = &network {
+                    self.state.network(n)?;
+                }
+                let snapshot = self
+                    .system
+                    .engine
+                    .snapshot()
+                    .map_err(|e| failed(e.into()))?;
+                let names = self.system.names(&self.state);
+                let mut entries = crate::stats::fdb(&snapshot, &names, &self.network_names());
+                if let Some(n) = &network {
+                    entries.retain(|e| &e.network == n);
+                }
+                Ok(Response::Fdb(entries))
+            }
+            Request::Topology => Ok(Response::Topology(Box::new(self.topology()))),
             Request::ContainerLink { name, link } => {
                 let mut next = self.state.clone();
                 next.add_link(&name, &link)?;
@@ -540,6 +608,96 @@ impl Daemon {
                 self.commit(next)?;
                 Ok(Response::Done)
             }
+        }
+    }
+
+    fn network_names(&self) -> std::collections::BTreeMap<DomainId, String> {
+        let mut m: std::collections::BTreeMap<DomainId, String> = self
+            .state
+            .networks
+            .values()
+            .map(|n| (DomainId(n.domain), n.name.clone()))
+            .collect();
+        m.insert(DomainId(crate::model::UPLINK_DOMAIN), "uplink".into());
+        m
+    }
+
+    fn stats(&self) -> Result<crate::stats::Stats, ApiError> {
+        let snapshot = self
+            .system
+            .engine
+            .snapshot()
+            .map_err(|e| failed(e.into()))?;
+        let names = self.system.names(&self.state);
+        Ok(crate::stats::stats(
+            &snapshot,
+            &snapshot.conntrack,
+            &names,
+            &self.network_names(),
+        ))
+    }
+
+    fn topology(&self) -> crate::topology::Topology {
+        use crate::topology::{ContainerView, EndpointView, NetView, Topology, UplinkView};
+        let networks = self
+            .state
+            .networks
+            .values()
+            .map(|n| NetView {
+                name: n.name.clone(),
+                subnet: n.subnet().to_string(),
+                gateway: n.gateway().to_string(),
+                host_port: n.host_interface.clone(),
+                icc: n.icc,
+                internal: n.internal,
+            })
+            .collect();
+        let containers = self
+            .state
+            .containers
+            .values()
+            .map(|c| ContainerView {
+                name: c.name.clone(),
+                endpoints: c
+                    .endpoints
+                    .iter()
+                    .map(|e| EndpointView {
+                        network: e.network.clone(),
+                        interface: e.interface.clone(),
+                        address: match self.state.networks.get(&e.network) {
+                            Some(n) => format!("{}/{}", e.ip, n.subnet().prefix()),
+                            None => e.ip.to_string(),
+                        },
+                        mac: e.mac.to_string(),
+                        host_interface: e.host_interface.clone(),
+                    })
+                    .collect(),
+                published: c
+                    .published
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}/{} -> {}",
+                            p.mapping.host_port, p.mapping.protocol, p.mapping.container_port
+                        )
+                    })
+                    .collect(),
+                links: c
+                    .links
+                    .iter()
+                    .map(|l| format!("{}:{}", l.container, l.alias))
+                    .collect(),
+            })
+            .collect();
+        let uplink = self.uplink.as_ref().map(|u| UplinkView {
+            interface: u.ifname.clone(),
+            address: format!("{}/{}", u.ip, u.prefix),
+            gateway: u.gateway.map(|g| g.to_string()),
+        });
+        Topology {
+            networks,
+            containers,
+            uplink,
         }
     }
 

@@ -167,6 +167,7 @@ pub struct Snapshot {
     pub ports: Vec<PortInfo>,
     pub macs: Vec<MacEntry>,
     pub cam: CamStats,
+    pub conntrack: CtStats,
     pub aging_ms: u64,
     pub uptime_ms: u64,
 }

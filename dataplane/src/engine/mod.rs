@@ -609,6 +609,7 @@ impl Engine {
         Snapshot {
             ports,
             macs,
+            conntrack: self.tables.conntrack.stats(),
             cam: self.tables.cam.stats(),
             aging_ms: self.tables.cam.aging_ms(),
             uptime_ms: now,

@@ -1,0 +1,308 @@
+//! Counters and tables for people and tools: `switchyard stats`, `switchyard fdb`, and the
+//! Prometheus text the daemon serves with `--metrics`.
+//!
+//! Everything is built from one engine `Snapshot` plus the names the daemon knows (ports by
+//! container, networks by domain), so the three views always agree.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use dataplane::engine::{PortState, Snapshot};
+use dataplane::stage::{DropReason, StageId};
+use dataplane::table::CtStats;
+use dataplane::DomainId;
+use serde::{Deserialize, Serialize};
+
+use crate::trace_fmt::Names;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Stats {
+    pub ports: Vec<PortStats>,
+    /// Drops by stage, then by reason (every reason, zero or not: tools get a stable shape).
+    pub stages: BTreeMap<String, BTreeMap<String, u64>>,
+    pub macs: usize,
+    pub mac_learned: u64,
+    pub mac_moved: u64,
+    pub mac_aged: u64,
+    pub mac_evicted: u64,
+    pub conntrack_entries: usize,
+    pub conntrack_max: usize,
+    pub conntrack_created: u64,
+    pub conntrack_expired: u64,
+    pub conntrack_evicted: u64,
+    pub uptime_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PortStats {
+    pub name: String,
+    pub interface: String,
+    pub network: String,
+    pub kind: String,
+    pub state: String,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Every drop reason with its count (zeros included).
+    pub drops: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FdbEntry {
+    pub network: String,
+    pub mac: String,
+    pub port: String,
+    pub vlan: u16,
+    /// Seconds since last seen (0 for static entries).
+    pub age_s: f64,
+    pub is_static: bool,
+}
+
+pub fn stats(
+    s: &Snapshot,
+    ct: &CtStats,
+    names: &Names,
+    networks: &BTreeMap<DomainId, String>,
+) -> Stats {
+    let mut stages: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for stage in StageId::ALL {
+        stages.entry(stage.name().to_string()).or_default();
+    }
+    for r in DropReason::ALL {
+        stages
+            .entry(r.stage().name().to_string())
+            .or_default()
+            .insert(r.name().to_string(), 0);
+    }
+    let ports = s
+        .ports
+        .iter()
+        .map(|p| {
+            let mut drops = BTreeMap::new();
+            for r in DropReason::ALL {
+                let n = p.counters.dropped(*r);
+                drops.insert(r.name().to_string(), n);
+                *stages
+                    .get_mut(r.stage().name())
+                    .and_then(|m| m.get_mut(r.name()))
+                    .expect("every reason listed") += n;
+            }
+            PortStats {
+                name: names.port(p.id),
+                interface: p.name.clone(),
+                network: networks
+                    .get(&p.domain)
+                    .cloned()
+                    .unwrap_or_else(|| "-".into()),
+                kind: p.kind.to_string(),
+                state: match p.state {
+                    PortState::Up => "up".into(),
+                    PortState::Gone => "gone".into(),
+                },
+                rx_packets: p.counters.rx_packets,
+                rx_bytes: p.counters.rx_bytes,
+                tx_packets: p.counters.tx_packets,
+                tx_bytes: p.counters.tx_bytes,
+                drops,
+            }
+        })
+        .collect();
+    Stats {
+        ports,
+        stages,
+        macs: s.macs.len(),
+        mac_learned: s.cam.learned,
+        mac_moved: s.cam.moved,
+        mac_aged: s.cam.aged,
+        mac_evicted: s.cam.evicted_port_limit + s.cam.evicted_table_full,
+        conntrack_entries: ct.entries,
+        conntrack_max: ct.max_entries,
+        conntrack_created: ct.created,
+        conntrack_expired: ct.expired,
+        conntrack_evicted: ct.evicted,
+        uptime_ms: s.uptime_ms,
+    }
+}
+
+pub fn fdb(s: &Snapshot, names: &Names, networks: &BTreeMap<DomainId, String>) -> Vec<FdbEntry> {
+    s.macs
+        .iter()
+        .map(|m| FdbEntry {
+            network: networks
+                .get(&m.domain)
+                .cloned()
+                .unwrap_or_else(|| "-".into()),
+            mac: m.mac.to_string(),
+            port: names.port(m.port),
+            vlan: m.vlan.0,
+            age_s: m.age_ms as f64 / 1000.0,
+            is_static: m.is_static,
+        })
+        .collect()
+}
+
+/// `switchyard stats` as text: a table of ports, then every non-zero drop by stage and reason.
+pub fn render_stats(st: &Stats) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<20} {:<10} {:<6} {:>12} {:>14} {:>12} {:>14} {:>8}",
+        "PORT", "NETWORK", "STATE", "RX_PACKETS", "RX_BYTES", "TX_PACKETS", "TX_BYTES", "DROPS"
+    );
+    for p in &st.ports {
+        let total: u64 = p.drops.values().sum();
+        let _ = writeln!(
+            out,
+            "{:<20} {:<10} {:<6} {:>12} {:>14} {:>12} {:>14} {:>8}",
+            p.name, p.network, p.state, p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes, total
+        );
+        let reasons: Vec<String> = p
+            .drops
+            .iter()
+            .filter(|(_, &n)| n > 0)
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect();
+        if !reasons.is_empty() {
+            let _ = writeln!(out, "    {}", reasons.join(" "));
+        }
+    }
+    let _ = writeln!(out, "Drops by stage:");
+    for (stage, reasons) in &st.stages {
+        let total: u64 = reasons.values().sum();
+        let detail: Vec<String> = reasons
+            .iter()
+            .filter(|(_, &n)| n > 0)
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect();
+        let _ = writeln!(out, "  {stage:<11} {total:>10}  {}", detail.join(" "));
+    }
+    let _ = writeln!(
+        out,
+        "MAC table: {} entries (learned {}, moved {}, aged {}, evicted {})",
+        st.macs, st.mac_learned, st.mac_moved, st.mac_aged, st.mac_evicted
+    );
+    let _ = writeln!(
+        out,
+        "Connections: {} of {} (created {}, expired {}, evicted {})",
+        st.conntrack_entries,
+        st.conntrack_max,
+        st.conntrack_created,
+        st.conntrack_expired,
+        st.conntrack_evicted
+    );
+    out
+}
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The Prometheus text exposition format (version 0.0.4).
+pub fn prometheus(st: &Stats) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, v) in rows {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let per_port = |f: &dyn Fn(&PortStats) -> u64| -> Vec<(String, u64)> {
+        st.ports
+            .iter()
+            .map(|p| {
+                (
+                    format!(
+                        "{{port=\"{}\",interface=\"{}\",network=\"{}\"}}",
+                        label(&p.name),
+                        label(&p.interface),
+                        label(&p.network)
+                    ),
+                    f(p),
+                )
+            })
+            .collect()
+    };
+    family(
+        "switchyard_port_rx_packets_total",
+        "counter",
+        "Frames received on a port.",
+        per_port(&|p| p.rx_packets),
+    );
+    family(
+        "switchyard_port_rx_bytes_total",
+        "counter",
+        "Bytes received on a port.",
+        per_port(&|p| p.rx_bytes),
+    );
+    family(
+        "switchyard_port_tx_packets_total",
+        "counter",
+        "Frames sent out of a port.",
+        per_port(&|p| p.tx_packets),
+    );
+    family(
+        "switchyard_port_tx_bytes_total",
+        "counter",
+        "Bytes sent out of a port.",
+        per_port(&|p| p.tx_bytes),
+    );
+    let mut drops = Vec::new();
+    for p in &st.ports {
+        for (reason, &n) in &p.drops {
+            let stage = DropReason::ALL
+                .iter()
+                .find(|r| r.name() == reason)
+                .map(|r| r.stage().name())
+                .unwrap_or("?");
+            drops.push((
+                format!(
+                    "{{port=\"{}\",network=\"{}\",stage=\"{stage}\",reason=\"{reason}\"}}",
+                    label(&p.name),
+                    label(&p.network)
+                ),
+                n,
+            ));
+        }
+    }
+    family(
+        "switchyard_port_drops_total",
+        "counter",
+        "Frames dropped, by the port they came from (or were to leave by), stage and reason.",
+        drops,
+    );
+    family(
+        "switchyard_mac_entries",
+        "gauge",
+        "Entries in the MAC table.",
+        vec![(String::new(), st.macs as u64)],
+    );
+    family(
+        "switchyard_mac_evicted_total",
+        "counter",
+        "MAC entries evicted because a limit was reached.",
+        vec![(String::new(), st.mac_evicted)],
+    );
+    family(
+        "switchyard_conntrack_entries",
+        "gauge",
+        "Tracked NAT connections.",
+        vec![(String::new(), st.conntrack_entries as u64)],
+    );
+    family(
+        "switchyard_conntrack_evicted_total",
+        "counter",
+        "Tracked connections evicted because the table was full.",
+        vec![(String::new(), st.conntrack_evicted)],
+    );
+    family(
+        "switchyard_uptime_seconds",
+        "gauge",
+        "Seconds since the engine started.",
+        vec![(String::new(), st.uptime_ms / 1000)],
+    );
+    out
+}
