@@ -85,6 +85,35 @@ fn published_ports_reach_containers_which_see_the_clients_address() {
         "{ct}"
     );
     let _ = perf;
+    // The nat stage explains itself: a what-if packet from the world to the published port.
+    let what_if = lab.cli_ok(&[
+        "trace",
+        "packet",
+        "--in",
+        "uplink",
+        "tcp,src=192.0.2.1,dst=192.0.2.10,sport=45000,dport=8080",
+    ]);
+    assert!(
+        what_if
+            .contains("dnat: 192.0.2.1:45000 > 192.0.2.10:8080 => 192.0.2.1:45000 > 172.17.0.2:80"),
+        "{what_if}"
+    );
+    assert!(what_if.contains(&format!("out {web}")), "{what_if}");
+    // And a live trace of the uplink shows the same for real packets.
+    lab.cli_ok(&[
+        "trace",
+        "add",
+        "uplink",
+        "1",
+        "--filter",
+        "tcp dst port 8080",
+    ]);
+    assert!(probe::whoami(&out(&lab), UPLINK_IP, 8080, T).is_some());
+    let live = lab.cli_ok(&["trace", "show", "--explain"]);
+    assert!(
+        live.contains("NAT (dnat)") && live.contains("new connection tracked"),
+        "{live}"
+    );
 }
 
 fn out(lab: &Lab) -> String {

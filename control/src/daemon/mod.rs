@@ -761,13 +761,19 @@ impl Daemon {
             )));
         };
         let dst_ip = flow.dst.expect("checked by parse");
-        let smac = flow
-            .smac
-            .or(own_mac)
-            .unwrap_or(dataplane::MacAddr([0x02, 0, 0, 0, 0, 1]));
-        let dmac = flow
-            .dmac
-            .unwrap_or_else(|| self.guess_dst_mac(input, dst_ip, flow.proto));
+        // A packet entering from the uplink comes from the world, to the uplink's MAC.
+        let from_world = self.system.is_uplink(port);
+        let someone = dataplane::MacAddr([0x02, 0, 0, 0, 0, 1]);
+        let smac = match (flow.smac, from_world) {
+            (Some(m), _) => m,
+            (None, true) => someone,
+            (None, false) => own_mac.unwrap_or(someone),
+        };
+        let dmac = match (flow.dmac, from_world, own_mac) {
+            (Some(m), _, _) => m,
+            (None, true, Some(uplink_mac)) if flow.proto != crate::flow::Proto::Arp => uplink_mac,
+            _ => self.guess_dst_mac(input, dst_ip, flow.proto),
+        };
         let frame = flow.frame(smac, dmac);
         let record = self
             .system

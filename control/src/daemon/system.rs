@@ -343,6 +343,10 @@ impl System {
         Ok(())
     }
 
+    pub fn is_uplink(&self, port: PortId) -> bool {
+        self.uplink.as_ref().is_some_and(|(p, _, _)| *p == port)
+    }
+
     /// What traces call ports and MACs: containers by name (`web`, or `web:eth1` for a second
     /// interface), host ports as `host:NETWORK`, the uplink as `uplink`.
     pub fn names(&self, state: &State) -> Names {
