@@ -664,18 +664,15 @@ struct Svg {
 }
 
 impl Svg {
-    #[allow(clippy::too_many_arguments)] // an SVG <rect> has that many attributes
+    /// `(x, y, width, height)`, corner radius, `(fill, stroke)`, raw extra attributes.
     fn rect(
         &mut self,
-        x: i64,
-        y: i64,
-        w: i64,
-        h: i64,
+        (x, y, w, h): (i64, i64, i64, i64),
         rx: i64,
-        fill: &str,
-        stroke: &str,
+        colors: (&str, &str),
         extra: &str,
     ) {
+        let (fill, stroke) = colors;
         let _ = writeln!(
             self.out,
             "<rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{h}\" rx=\"{rx}\" fill=\"{fill}\" stroke=\"{stroke}\"{extra}/>"
@@ -1022,7 +1019,7 @@ pub fn render_svg(t: &Topology) -> String {
         );
     }
     let _ = writeln!(s.out, "</defs>");
-    s.rect(0, 0, width, height, 0, "#ffffff", "none", "");
+    s.rect((0, 0, width, height), 0, ("#ffffff", "none"), "");
     s.text(
         MARGIN,
         title_y,
@@ -1032,13 +1029,9 @@ pub fn render_svg(t: &Topology) -> String {
 
     if bands.is_empty() {
         s.rect(
-            MARGIN,
-            bands_top,
-            width - 2 * MARGIN,
-            40,
+            (MARGIN, bands_top, width - 2 * MARGIN, 40),
             10,
-            GREY.0,
-            GREY.1,
+            (GREY.0, GREY.1),
             " stroke-dasharray=\"6,4\"",
         );
         s.text(
@@ -1055,13 +1048,9 @@ pub fn render_svg(t: &Topology) -> String {
             ""
         };
         s.rect(
-            MARGIN,
-            b.y,
-            width - 2 * MARGIN,
-            b.h,
+            (MARGIN, b.y, width - 2 * MARGIN, b.h),
             10,
-            b.colors.0,
-            b.colors.1,
+            (b.colors.0, b.colors.1),
             dash,
         );
         let mut ty = b.y + PAD + FS_NAME;
@@ -1115,7 +1104,10 @@ pub fn render_svg(t: &Topology) -> String {
             ""
         };
         s.rect(
-            uplink_box, uplink_y, uplink_w, uplink_h, 6, "#fff6d6", "#b58a00", dash,
+            (uplink_box, uplink_y, uplink_w, uplink_h),
+            6,
+            ("#fff6d6", "#b58a00"),
+            dash,
         );
         let mut ty = uplink_y + PAD + FS_NAME;
         for (i, l) in uplink_lines.iter().enumerate() {
@@ -1175,7 +1167,7 @@ pub fn render_svg(t: &Topology) -> String {
     for &ci in &order {
         let card = &cards[ci];
         let (x, y) = (col_x[ci], box_top(ci));
-        s.rect(x, y, card.w, card.h, 4, "#ffffff", "#333333", "");
+        s.rect((x, y, card.w, card.h), 4, ("#ffffff", "#333333"), "");
         s.text(
             x + PAD,
             y + PAD + FS_NAME,
@@ -1211,7 +1203,7 @@ fn legend_items() -> [&'static str; 6] {
         "the same container's interface on another network",
         "published port: uplink HOSTPORT/PROTO -> container PORT",
         "link ALIAS: the parent may reach the ports its child exposes",
-        "icc=false: containers talk over links only; internal: no way out",
+        "flags: icc=false, containers talk over links only; internal, no way out",
     ]
 }
 
@@ -1222,8 +1214,8 @@ fn draw_legend(s: &mut Svg, y: i64, items: &[&str]) {
     for (i, item) in items.iter().enumerate() {
         let mid = y + LH / 2;
         match i {
-            0 => s.rect(x, y + 2, 32, LH - 4, 4, PALETTE[0].0, PALETTE[0].1, ""),
-            1 => s.rect(x + 4, y + 1, 24, LH - 2, 2, "#ffffff", "#333333", ""),
+            0 => s.rect((x, y + 2, 32, LH - 4), 4, (PALETTE[0].0, PALETTE[0].1), ""),
+            1 => s.rect((x + 4, y + 1, 24, LH - 2), 2, ("#ffffff", "#333333"), ""),
             2 => {
                 s.path(&format!("M{},{mid} H{}", x, x + 28), "#555555", "");
                 s.dot(x + 28, mid, PALETTE[1].1);
@@ -1241,7 +1233,7 @@ fn draw_legend(s: &mut Svg, y: i64, items: &[&str]) {
             _ => s.text(
                 x,
                 y + FS,
-                "!",
+                "flag",
                 &format!(" fill=\"{FLAG}\" font-weight=\"bold\""),
             ),
         }
@@ -1544,11 +1536,10 @@ network private  10.30.0.0/24  gateway 10.30.0.1  host port sy-private  [icc=fal
             2 + 1
         );
         assert_eq!(svg.matches("marker-end=\"url(#sy-link)\"").count(), 1 + 1);
-        // For a look by eye: the rendered fixture in the temp directory.
-        let _ = std::fs::write(
-            std::env::temp_dir().join("switchyard-topology-fixture.svg"),
-            &svg,
-        );
+        // `TOPOLOGY_SVG=/tmp/t.svg cargo test svg_of_the_fixture` to look at it.
+        if let Some(path) = std::env::var_os("TOPOLOGY_SVG") {
+            std::fs::write(path, &svg).unwrap();
+        }
     }
 
     #[test]
@@ -1608,7 +1599,7 @@ network private  10.30.0.0/24  gateway 10.30.0.1  host port sy-private  [icc=fal
 
     // ---- checkers ----
 
-    /// Runs `dot -Tsvg` when Graphviz is installed; its SVG output, or `None` when it is not.
+    /// Runs `dot -Tsvg` (Graphviz); its SVG output.
     fn run_dot(dot: &str) -> Option<String> {
         let out = pipe("dot", &["-Tsvg"], dot)?;
         assert!(
@@ -1643,11 +1634,9 @@ network private  10.30.0.0/24  gateway 10.30.0.1  host port sy-private  [icc=fal
             .spawn()
         {
             Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                eprintln!("{program} not installed: only the built-in checks ran");
-                return None;
-            }
-            Err(e) => panic!("{program}: {e}"),
+            // tools/test.sh installs graphviz and libxml2-utils: a missing checker is a failure,
+            // never a silently skipped check.
+            Err(e) => panic!("{program}: {e} (install graphviz and libxml2-utils, as tools/test.sh does)"),
         };
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(input.as_bytes()).unwrap();
