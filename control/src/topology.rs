@@ -1636,7 +1636,9 @@ network private  10.30.0.0/24  gateway 10.30.0.1  host port sy-private  [icc=fal
             Ok(child) => child,
             // tools/test.sh installs graphviz and libxml2-utils: a missing checker is a failure,
             // never a silently skipped check.
-            Err(e) => panic!("{program}: {e} (install graphviz and libxml2-utils, as tools/test.sh does)"),
+            Err(e) => {
+                panic!("{program}: {e} (install graphviz and libxml2-utils, as tools/test.sh does)")
+            }
         };
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(input.as_bytes()).unwrap();
