@@ -53,6 +53,9 @@ pub enum Request {
     ContainerCreate(ContainerCreate),
     ContainerRm {
         names: Vec<String>,
+        /// Also remove containers that joined a removed one's namespace.
+        #[serde(default)]
+        force: bool,
     },
     ContainerLs,
     ContainerInspect {
@@ -330,6 +333,8 @@ pub struct ContainerConfigInspect {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HostConfigInspect {
+    /// `bridge`, `none`, `host` or `container:NAME`.
+    pub network_mode: String,
     /// Docker's form: `/CHILD:/PARENT/ALIAS`.
     pub links: Vec<String>,
     /// switchyard's addition: anti-spoofing is off for this container.

@@ -15,6 +15,8 @@ pub enum ContainerCommand {
     /// Create a container: a network namespace named NAME with eth0 on NETWORK.
     Create {
         name: String,
+        /// A network, or a mode: `none` (only lo), `host` (the daemon's namespace), or
+        /// `container:OTHER` (OTHER's namespace: same interfaces and addresses).
         #[arg(long, value_name = "NETWORK", default_value = "bridge")]
         network: String,
         /// A fixed address (default: the next free one of the network).
@@ -56,6 +58,9 @@ pub enum ContainerCommand {
     Rm {
         #[arg(required = true)]
         names: Vec<String>,
+        /// Also remove containers that joined this one's namespace (--network container:NAME).
+        #[arg(long, short = 'f')]
+        force: bool,
     },
     /// List containers, one line per network attachment.
     #[command(alias = "list")]
@@ -99,13 +104,13 @@ pub fn run(cmd: ContainerCommand, socket: &Path) -> ExitCode {
         ContainerCommand::Env { name } => Request::ContainerEnv { name },
         ContainerCommand::Link { name, link } => Request::ContainerLink { name, link },
         ContainerCommand::Unlink { name, alias } => Request::ContainerUnlink { name, alias },
-        ContainerCommand::Rm { names } => Request::ContainerRm { names },
+        ContainerCommand::Rm { names, force } => Request::ContainerRm { names, force },
         ContainerCommand::Ls => Request::ContainerLs,
         ContainerCommand::Inspect { names } => Request::ContainerInspect { names },
         ContainerCommand::Exec { name, command } => return exec(socket, &name, &command),
     };
     let removed = match &request {
-        Request::ContainerRm { names } => names.clone(),
+        Request::ContainerRm { names, .. } => names.clone(),
         _ => Vec::new(),
     };
     finish(api::call(socket, request), &removed, |response| {
@@ -154,12 +159,20 @@ pub fn run(cmd: ContainerCommand, socket: &Path) -> ExitCode {
 /// with the command, so its exit code is the command's.
 fn exec(socket: &Path, name: &str, command: &[String]) -> ExitCode {
     let names = vec![name.to_string()];
-    match api::call(socket, Request::ContainerInspect { names }) {
-        Ok(Response::ContainerDetails(_)) => {}
+    let sandbox = match api::call(socket, Request::ContainerInspect { names }) {
+        Ok(Response::ContainerDetails(d)) if !d.is_empty() => {
+            d[0].network_settings.sandbox_key.clone()
+        }
         Ok(other) => return unexpected(other),
         Err(e) => return client_fail(e),
-    }
-    if let Err(e) = crate::netns::enter_for_exec(name) {
+    };
+    // A named namespace (its own, or the one it joined) shows its /etc/netns files, as
+    // `ip netns exec` does; `--network host` runs in the daemon's namespace as it is.
+    let entered = match sandbox.strip_prefix("/run/netns/") {
+        Some(ns) => crate::netns::enter_for_exec(ns),
+        None => crate::netns::enter_path_for_exec(std::path::Path::new(&sandbox), None),
+    };
+    if let Err(e) = entered {
         return fail(1, &anyhow::Error::new(e));
     }
     let err = std::process::Command::new(&command[0])

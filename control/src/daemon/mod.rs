@@ -506,7 +506,7 @@ impl Daemon {
             Request::NetworkCreate(req) => self.network_create(req),
             Request::NetworkRm { names, force } => self.network_rm(&names, force),
             Request::ContainerCreate(req) => self.container_create(req),
-            Request::ContainerRm { names } => self.container_rm(&names),
+            Request::ContainerRm { names, force } => self.container_rm(&names, force),
             Request::NetworkConnect {
                 network,
                 container,
@@ -875,7 +875,7 @@ impl Daemon {
         let container = next
             .create_container_with(&req, &self.publish_ctx, &mut OsEntropy)?
             .clone();
-        if netns::exists_named(container.netns()) {
+        if container.owns_netns() && netns::exists_named(container.netns()) {
             return Err(ApiError::bad_input(format!(
                 "network namespace '{0}' already exists ({1}/{0}); choose another container name",
                 container.netns(),
@@ -893,9 +893,9 @@ impl Daemon {
         Ok(Response::Created { id: container.id })
     }
 
-    fn container_rm(&mut self, names: &[String]) -> Result<Response, ApiError> {
+    fn container_rm(&mut self, names: &[String], force: bool) -> Result<Response, ApiError> {
         let mut next = self.state.clone();
-        for c in next.remove_containers(names)? {
+        for c in next.remove_containers_forced(names, force)? {
             self.system.container_down(&c);
         }
         self.commit(next)?;

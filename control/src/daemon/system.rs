@@ -97,6 +97,10 @@ impl System {
 
     /// The container's namespace with every endpoint plugged in and the default route set.
     pub fn container_up(&mut self, state: &State, c: &Container) -> anyhow::Result<()> {
+        if !c.owns_netns() {
+            // `host` lives in the daemon's namespace, `container:X` in X's: nothing to build.
+            return Ok(());
+        }
         let ns = match netns::open_named(c.netns())? {
             Some(ns) => ns,
             None => netns::create_named(c.netns())?,
@@ -211,6 +215,9 @@ impl System {
     pub fn container_down(&mut self, c: &Container) {
         for e in &c.endpoints {
             self.endpoint_down(e);
+        }
+        if !c.owns_netns() {
+            return;
         }
         if let Err(err) = netns::delete_named(c.netns()) {
             tracing::warn!(container = %c.name, "deleting namespace: {err}");
@@ -459,7 +466,7 @@ impl System {
     /// Writes `/etc/netns/NAME/hosts` of every container (what `ip netns exec` and
     /// `container exec` show as /etc/hosts): its own name and its link aliases.
     pub fn sync_hosts(&self, state: &State) {
-        for c in state.containers.values() {
+        for c in state.containers.values().filter(|c| c.owns_netns()) {
             let dir = hosts_dir(c);
             let write = || -> std::io::Result<()> {
                 std::fs::create_dir_all(&dir)?;

@@ -177,6 +177,33 @@ pub struct Container {
     /// `-p` / `-P`: ports published on the uplink address.
     #[serde(default)]
     pub published: Vec<Published>,
+    /// Docker's network mode: a namespace of its own on bridge networks (the default), only
+    /// `lo` (`none`), the daemon's namespace (`host`), or another container's (`container:X`).
+    #[serde(default)]
+    pub mode: NetworkMode,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    #[default]
+    Bridge,
+    None,
+    Host,
+    /// Joins the named container's namespace.
+    Container(String),
+}
+
+impl NetworkMode {
+    /// Docker's `HostConfig.NetworkMode` text.
+    pub fn docker_name(&self) -> String {
+        match self {
+            NetworkMode::Bridge => "bridge".into(),
+            NetworkMode::None => "none".into(),
+            NetworkMode::Host => "host".into(),
+            NetworkMode::Container(c) => format!("container:{c}"),
+        }
+    }
 }
 
 /// A published port with the id its tracked connections carry (so they go with it).
@@ -209,9 +236,18 @@ impl Container {
         self.endpoints.iter().find(|e| e.network == network)
     }
 
-    /// The namespace is named after the container, so `ip netns exec NAME` works too.
+    /// The namespace is named after the container, so `ip netns exec NAME` works too (for
+    /// `container:X`, it is X's; `host` has none of its own).
     pub fn netns(&self) -> &str {
-        &self.name
+        match &self.mode {
+            NetworkMode::Container(other) => other,
+            _ => &self.name,
+        }
+    }
+
+    /// Whether the daemon creates (and deletes) a namespace for it.
+    pub fn owns_netns(&self) -> bool {
+        matches!(self.mode, NetworkMode::Bridge | NetworkMode::None)
     }
 }
 
@@ -666,6 +702,28 @@ impl State {
         if self.containers.contains_key(&req.name) {
             return Err(bad(format!("container '{}' already exists", req.name)));
         }
+        let mode = match req.network.as_str() {
+            "none" => NetworkMode::None,
+            "host" => NetworkMode::Host,
+            n => match n.strip_prefix("container:") {
+                Some(other) => {
+                    let o = self.container(other)?;
+                    match &o.mode {
+                        NetworkMode::Container(_) | NetworkMode::Host => {
+                            return Err(bad(format!(
+                                "container '{other}' has no namespace of its own to join (its mode is {})",
+                                o.mode.docker_name()
+                            )))
+                        }
+                        _ => NetworkMode::Container(other.to_string()),
+                    }
+                }
+                None => NetworkMode::Bridge,
+            },
+        };
+        if mode != NetworkMode::Bridge {
+            return self.create_special(req, mode, entropy);
+        }
         let mut exposed = Vec::new();
         for spec in &req.expose {
             exposed.extend(links::parse_expose(spec)?);
@@ -740,6 +798,7 @@ impl State {
             links,
             allow_spoofing: req.allow_spoofing,
             published: Vec::new(),
+            mode: NetworkMode::Bridge,
         };
         let mut container = container;
         // Docker exposes what it publishes (links see those ports too).
@@ -761,6 +820,93 @@ impl State {
             self.next_mapping = self.next_mapping.wrapping_add(1).max(1);
         }
         Ok(self.containers.entry(req.name.clone()).or_insert(container))
+    }
+
+    /// A container in mode none, host or container:X: no endpoint of its own.
+    fn create_special(
+        &mut self,
+        req: &ContainerCreate,
+        mode: NetworkMode,
+        entropy: &mut dyn Entropy,
+    ) -> Result<&Container, ApiError> {
+        let what = mode.docker_name();
+        if !req.publish.is_empty() || req.publish_all {
+            return Err(bad(match mode {
+                NetworkMode::Host => "publishing ports is not possible with --network host: the container uses the host's own ports".to_string(),
+                _ => format!("publishing ports is not possible with --network {what}: it has no network of its own to publish from"),
+            }));
+        }
+        if req.ip.is_some() || req.mac.is_some() {
+            return Err(bad(format!(
+                "--ip and --mac need a network; --network {what} has none of its own"
+            )));
+        }
+        if !req.links.is_empty() {
+            return Err(bad(format!(
+                "--link needs a network; --network {what} has none of its own"
+            )));
+        }
+        let mut exposed = Vec::new();
+        for spec in &req.expose {
+            exposed.extend(links::parse_expose(spec)?);
+        }
+        exposed.sort();
+        exposed.dedup();
+        let container = Container {
+            id: entropy.id(),
+            name: req.name.clone(),
+            created: now_rfc3339(),
+            endpoints: Vec::new(),
+            exposed,
+            links: Vec::new(),
+            allow_spoofing: false,
+            published: Vec::new(),
+            mode,
+        };
+        Ok(self.containers.entry(req.name.clone()).or_insert(container))
+    }
+
+    /// Containers that joined `name`'s namespace (`--network container:NAME`).
+    pub fn joiners(&self, name: &str) -> Vec<String> {
+        self.containers
+            .values()
+            .filter(|c| c.mode == NetworkMode::Container(name.to_string()))
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    /// `container rm`: all names checked first; addresses released. A container others joined
+    /// (`container:NAME`) is refused unless `force`, which removes the joiners with it.
+    pub fn remove_containers_forced(
+        &mut self,
+        names: &[String],
+        force: bool,
+    ) -> Result<Vec<Container>, ApiError> {
+        let mut all: Vec<String> = names.to_vec();
+        for name in names {
+            self.container(name)?;
+            let joiners: Vec<String> = self
+                .joiners(name)
+                .into_iter()
+                .filter(|j| !names.contains(j))
+                .collect();
+            if !joiners.is_empty() && !force {
+                return Err(bad(format!(
+                    "container '{name}' has containers in its namespace ({}); remove them first or use --force",
+                    joiners.join(", ")
+                )));
+            }
+            all.extend(joiners);
+        }
+        // Joiners go first: their namespace is the one being removed.
+        all.sort_by_key(|n| {
+            !matches!(
+                self.containers.get(n).map(|c| &c.mode),
+                Some(NetworkMode::Container(_))
+            )
+        });
+        all.dedup();
+        self.remove_containers(&all)
     }
 
     /// `container rm`: all names checked first; addresses released.
@@ -800,7 +946,14 @@ impl State {
         entropy: &mut dyn Entropy,
     ) -> Result<Endpoint, ApiError> {
         self.network(network)?;
-        let existing = self.container(container)?.endpoints.clone();
+        let c = self.container(container)?;
+        if c.mode != NetworkMode::Bridge && c.mode != NetworkMode::None {
+            return Err(bad(format!(
+                "container '{container}' uses --network {}; it cannot be connected to networks",
+                c.mode.docker_name()
+            )));
+        }
+        let existing = c.endpoints.clone();
         if existing.iter().any(|e| e.network == network) {
             return Err(bad(format!(
                 "container '{container}' is already connected to network '{network}'"

@@ -143,6 +143,7 @@ impl State {
                     .collect(),
             },
             host_config: HostConfigInspect {
+                network_mode: c.mode.docker_name(),
                 links: c
                     .links
                     .iter()
@@ -151,7 +152,11 @@ impl State {
                 allow_spoofing: c.allow_spoofing,
             },
             network_settings: NetworkSettingsInspect {
-                sandbox_key: format!("/run/netns/{}", c.netns()),
+                sandbox_key: match c.mode {
+                    // The daemon's own namespace (this runs in the daemon).
+                    super::NetworkMode::Host => format!("/proc/{}/ns/net", std::process::id()),
+                    _ => format!("/run/netns/{}", c.netns()),
+                },
                 networks,
             },
         }

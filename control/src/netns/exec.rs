@@ -28,8 +28,19 @@ use super::{host_mnt_ns, named_path, os, sys, validate_name, NetNs, NetnsError, 
 /// (say `/etc/<file>` does not exist) is an error here, where `ip` only warns.
 pub fn enter_for_exec(name: &str) -> Result<()> {
     validate_name(name)?;
-    let op = format!("entering network namespace '{name}' for exec");
     let ns = open_for_exec(name)?;
+    enter(ns, name, Some(name))
+}
+
+/// Like `enter_for_exec`, for a namespace given by path (`/proc/PID/ns/net` of the daemon for
+/// `--network host`); `etc` names the /etc/netns directory to show, if any.
+pub fn enter_path_for_exec(path: &Path, etc: Option<&str>) -> Result<()> {
+    let ns = NetNs::from_path(path)?;
+    enter(ns, &path.display().to_string(), etc)
+}
+
+fn enter(ns: NetNs, name: &str, etc: Option<&str>) -> Result<()> {
+    let op = format!("entering network namespace '{name}' for exec");
     sys::setns(ns.fd(), libc::CLONE_NEWNET)
         .map_err(|err| os(format!("{op}: setns to {ns}"), err))?;
     drop(ns);
@@ -55,10 +66,13 @@ pub fn enter_for_exec(name: &str) -> Result<()> {
             sysfs_flags = libc::MS_RDONLY;
         }
     }
-    sys::mount(Path::new(name), sys_dir, "sysfs", sysfs_flags)
+    sys::mount(Path::new("sysfs"), sys_dir, "sysfs", sysfs_flags)
         .map_err(|err| os(format!("{op}: mounting sysfs on /sys"), err))?;
 
-    bind_etc(name, &op)
+    match etc {
+        Some(etc) => bind_etc(etc, &op),
+        None => Ok(()),
+    }
 }
 
 /// Opens /run/netns/NAME as seen from our mount namespace (as `ip` does), falling

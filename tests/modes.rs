@@ -1,0 +1,132 @@
+//! Docker's network modes for lightweight containers: none, host and container:OTHER.
+
+mod common;
+
+use std::time::Duration;
+
+use common::probe::Servers;
+use common::*;
+use serde_json::Value;
+
+fn inspect(lab: &Lab, name: &str) -> Value {
+    let text = lab.cli_ok(&["container", "inspect", name]);
+    serde_json::from_str::<Value>(&text).unwrap()[0].clone()
+}
+
+#[test]
+fn none_host_and_container_modes() {
+    let mut lab = Lab::new("md");
+    let d = lab.daemon("d", &[]);
+
+    // none: a namespace with only lo, up.
+    let lonely = lab.container("lonely", &["--network", "none"]);
+    let links = lab.exec_ok("lonely", &["ip", "-o", "link", "show"]);
+    assert_eq!(links.lines().count(), 1, "{links}");
+    assert!(links.contains("lo:") && links.contains("UP"), "{links}");
+    assert_eq!(inspect(&lab, &lonely)["HostConfig"]["NetworkMode"], "none");
+
+    // host: no namespace of its own; exec runs in the daemon's namespace.
+    let hosted = lab.adopt("hosted");
+    lab.cli_ok(&["container", "create", &hosted, "--network", "host"]);
+    let seen = lab.cli_ok(&[
+        "container",
+        "exec",
+        &hosted,
+        "--",
+        "ip",
+        "-o",
+        "link",
+        "show",
+    ]);
+    assert!(
+        seen.contains("switchyard0"),
+        "the daemon's interfaces: {seen}"
+    );
+    let i = inspect(&lab, &hosted);
+    assert_eq!(i["HostConfig"]["NetworkMode"], "host");
+    assert!(i["NetworkSettings"]["SandboxKey"]
+        .as_str()
+        .unwrap()
+        .starts_with("/proc/"));
+    assert!(!std::path::Path::new(&format!("/run/netns/{hosted}")).exists());
+    let out = lab.cli(&["container", "create", "x", "--network", "host", "-p", "80"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not possible with --network host"), "{err}");
+
+    // container:OTHER: the same interfaces and addresses; reach OTHER on 127.0.0.1.
+    let web = lab.container("web", &[]);
+    let side = lab.adopt("side");
+    let mode = format!("container:{web}");
+    lab.cli_ok(&["container", "create", &side, "--network", &mode]);
+    let mut servers = Servers::new();
+    servers.tcp(&web, 7000);
+    let addr = lab.cli_ok(&[
+        "container",
+        "exec",
+        &side,
+        "--",
+        "ip",
+        "-o",
+        "-4",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(addr.contains("172.17.0.2/16"), "web's address: {addr}");
+    let nc = lab.cli(&[
+        "container",
+        "exec",
+        &side,
+        "--",
+        "nc",
+        "-z",
+        "-w",
+        "2",
+        "127.0.0.1",
+        "7000",
+    ]);
+    assert!(nc.status.success(), "side reaches web on 127.0.0.1");
+    assert_eq!(
+        inspect(&lab, &side)["HostConfig"]["NetworkMode"],
+        mode.as_str()
+    );
+    let out = lab.cli(&["network", "connect", "bridge", &side]);
+    assert_eq!(out.status.code(), Some(2));
+
+    // Modes survive a restart.
+    lab.signal(d, libc::SIGKILL);
+    while lab.running(d) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    lab.daemon("d2", &[]);
+    assert_eq!(
+        inspect(&lab, &side)["HostConfig"]["NetworkMode"],
+        mode.as_str()
+    );
+    let nc = lab.cli(&[
+        "container",
+        "exec",
+        &side,
+        "--",
+        "nc",
+        "-z",
+        "-w",
+        "2",
+        "127.0.0.1",
+        "7000",
+    ]);
+    assert!(nc.status.success(), "after a restart too");
+
+    // Removing OTHER while a joiner exists is refused unless --force (which removes both).
+    drop(servers);
+    let out = lab.cli(&["container", "rm", &web]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&side), "names the joiner: {err}");
+    lab.cli_ok(&["container", "rm", "--force", &web]);
+    let ls = lab.cli_ok(&["container", "ls"]);
+    assert!(!ls.contains(&web) && !ls.contains(&side), "{ls}");
+    lab.cli_ok(&["container", "rm", &hosted, &lonely]);
+    assert!(!std::path::Path::new(&format!("/run/netns/{lonely}")).exists());
+}
