@@ -130,3 +130,105 @@ fn none_host_and_container_modes() {
     lab.cli_ok(&["container", "rm", &hosted, &lonely]);
     assert!(!std::path::Path::new(&format!("/run/netns/{lonely}")).exists());
 }
+
+#[test]
+fn attach_existing_namespaces_by_name_and_by_pid() {
+    let mut lab = Lab::new("at");
+    let d = lab.daemon("d", &[]);
+    lab.container("web", &["--ip", "172.17.0.2"]);
+
+    // By name: a namespace someone else made, plugged in as eth1 (pipework's default).
+    let ext = lab.adopt("ext");
+    must(&["ip", "netns", "add", &ext]);
+    lab.cli_ok(&[
+        "attach",
+        "--network",
+        "bridge",
+        "--netns",
+        &ext,
+        "--ip",
+        "172.17.0.50",
+    ]);
+    let a = lab.exec_ok("ext", &["ip", "-o", "-4", "addr", "show", "eth1"]);
+    assert!(a.contains("172.17.0.50/16"), "{a}");
+    lab.ping_ok("web", "172.17.0.50");
+    assert!(lab
+        .cli_ok(&["container", "ls"])
+        .contains(&format!("netns-{ext}")));
+    // Attachments persist and come back after kill -9.
+    lab.signal(d, libc::SIGKILL);
+    while lab.running(d) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    lab.daemon("d2", &[]);
+    lab.ping_ok("web", "172.17.0.50");
+    lab.cli_ok(&["detach", "--network", "bridge", "--netns", &ext]);
+    assert!(!lab
+        .exec("ext", &["ip", "link", "show", "eth1"])
+        .status
+        .success());
+    assert!(
+        std::path::Path::new(&format!("/run/netns/{ext}")).exists(),
+        "never deleted"
+    );
+
+    // By PID: a process in a namespace of its own; the attachment ends with the process.
+    let mut proc_ = std::process::Command::new("unshare")
+        .args(["--net", "sleep", "600"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = proc_.id().to_string();
+    lab.cli_ok(&[
+        "attach",
+        "--network",
+        "bridge",
+        "--pid",
+        &pid,
+        "--ip",
+        "172.17.0.60",
+        "--ifname",
+        "sy0",
+    ]);
+    let a = must(&[
+        "nsenter", "-t", &pid, "-n", "ip", "-o", "-4", "addr", "show", "sy0",
+    ]);
+    assert!(a.contains("172.17.0.60/16"), "{a}");
+    lab.ping_ok("web", "172.17.0.60");
+    let _ = proc_.kill();
+    let _ = proc_.wait();
+    let start = std::time::Instant::now();
+    while lab
+        .cli_ok(&["container", "ls"])
+        .contains(&format!("pid-{pid}"))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "attachment outlived its namespace"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Its address went back to the pool.
+    lab.container("again", &["--ip", "172.17.0.60"]);
+
+    // Bad input.
+    for (args, msg) in [
+        (
+            vec!["attach", "--network", "bridge", "--netns", "nope-such-ns"],
+            "no network namespace named",
+        ),
+        (
+            vec!["attach", "--network", "ghost", "--netns", &ext],
+            "no such network",
+        ),
+        (
+            vec!["detach", "--network", "bridge", "--netns", &ext],
+            "is not attached",
+        ),
+    ] {
+        let out = lab.cli(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(msg), "{args:?}: {err}");
+    }
+}

@@ -81,6 +81,20 @@ pub enum Request {
     },
     /// Tracked NAT connections.
     Conntrack,
+    /// Plug an existing namespace (by name/path or by a process in it) into a network.
+    Attach {
+        network: String,
+        netns: Option<String>,
+        pid: Option<u32>,
+        ifname: Option<String>,
+        ip: Option<String>,
+        mac: Option<String>,
+    },
+    Detach {
+        network: String,
+        netns: Option<String>,
+        pid: Option<u32>,
+    },
     /// Counters per port and per stage.
     Stats,
     /// The MAC table, optionally of one network.

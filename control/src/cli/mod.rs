@@ -67,6 +67,43 @@ enum Command {
         #[arg(long, value_name = "EXPR")]
         filter: Option<String>,
     },
+    /// Plug an existing network namespace into a network, as pipework does: a container started
+    /// by another runtime (--pid) or a named namespace (--netns). It persists, and ends when the
+    /// namespace does.
+    Attach {
+        #[arg(long)]
+        network: String,
+        #[arg(
+            long,
+            value_name = "NAME|PATH",
+            required_unless_present = "pid",
+            conflicts_with = "pid"
+        )]
+        netns: Option<String>,
+        #[arg(long, value_name = "PID")]
+        pid: Option<u32>,
+        /// The interface name inside the namespace (default eth1, as pipework).
+        #[arg(long, value_name = "NAME")]
+        ifname: Option<String>,
+        #[arg(long, value_name = "IP")]
+        ip: Option<String>,
+        #[arg(long, value_name = "MAC")]
+        mac: Option<String>,
+    },
+    /// Unplug a namespace plugged in with `attach`; its address goes back to the pool.
+    Detach {
+        #[arg(long)]
+        network: String,
+        #[arg(
+            long,
+            value_name = "NAME|PATH",
+            required_unless_present = "pid",
+            conflicts_with = "pid"
+        )]
+        netns: Option<String>,
+        #[arg(long, value_name = "PID")]
+        pid: Option<u32>,
+    },
     /// Counters per port (named by container and network) and drops per stage and reason.
     Stats {
         #[arg(long)]
@@ -161,6 +198,44 @@ pub fn main() -> ExitCode {
             },
         ),
         Command::Trace(cmd) => trace::run(cmd, &api::socket_path(socket)),
+        Command::Attach {
+            network,
+            netns,
+            pid,
+            ifname,
+            ip,
+            mac,
+        } => finish(
+            api::call(
+                &api::socket_path(socket),
+                Request::Attach {
+                    network,
+                    netns,
+                    pid,
+                    ifname,
+                    ip,
+                    mac,
+                },
+            ),
+            &[],
+            Err,
+        ),
+        Command::Detach {
+            network,
+            netns,
+            pid,
+        } => finish(
+            api::call(
+                &api::socket_path(socket),
+                Request::Detach {
+                    network,
+                    netns,
+                    pid,
+                },
+            ),
+            &[],
+            Err,
+        ),
         Command::Stats { json } => finish(
             api::call(&api::socket_path(socket), Request::Stats),
             &[],

@@ -158,6 +158,19 @@ pub fn run(args: DaemonArgs, socket: Option<&Path>) -> ExitCode {
             .spawn(move || serve_metrics(listener, d))
             .expect("spawning the metrics thread");
     }
+    {
+        // Attachments end with their namespace: look every second.
+        let d = Arc::clone(&daemon);
+        std::thread::Builder::new()
+            .name("reaper".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(1));
+                d.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .reap_attachments();
+            })
+            .expect("spawning the reaper thread");
+    }
     let serving = Arc::clone(&daemon);
     std::thread::Builder::new()
         .name("control".into())
@@ -354,6 +367,44 @@ fn serve(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
         };
         let _ = (&conn).write_all(&api::response_line(outcome));
     }
+}
+
+/// The namespace `--netns NAME|PATH` or `--pid PID` names: the attachment's name, the path it is
+/// remembered by, and the open namespace.
+fn foreign_namespace(
+    netns: Option<&str>,
+    pid: Option<u32>,
+) -> Result<(String, String, crate::netns::NetNs), ApiError> {
+    let (name, path) = match (netns, pid) {
+        (Some(n), None) if n.contains('/') => {
+            let file = std::path::Path::new(n)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (format!("netns-{file}"), n.to_string())
+        }
+        (Some(n), None) => {
+            crate::netns::validate_name(n).map_err(|e| ApiError::bad_input(e.to_string()))?;
+            (
+                format!("netns-{n}"),
+                format!("{}/{n}", netns::NETNS_RUN_DIR),
+            )
+        }
+        (None, Some(p)) => (format!("pid-{p}"), format!("/proc/{p}/ns/net")),
+        _ => {
+            return Err(ApiError::bad_input(
+                "give exactly one of --netns NAME|PATH and --pid PID",
+            ))
+        }
+    };
+    let ns = match netns.filter(|n| !n.contains('/')) {
+        Some(n) => crate::netns::open_named(n)
+            .map_err(|e| ApiError::bad_input(e.to_string()))?
+            .ok_or_else(|| ApiError::bad_input(format!("no network namespace named '{n}'")))?,
+        None => crate::netns::NetNs::from_path(std::path::Path::new(&path))
+            .map_err(|e| ApiError::bad_input(e.to_string()))?,
+    };
+    Ok((name, path, ns))
 }
 
 /// A minimal HTTP/1.0 server for Prometheus: every GET gets the text exposition format.
@@ -579,6 +630,58 @@ impl Daemon {
                 Err(ApiError::failed("captures are served by the socket loop"))
             }
             Request::Stats => Ok(Response::Stats(Box::new(self.stats()?))),
+            Request::Attach {
+                network,
+                netns,
+                pid,
+                ifname,
+                ip,
+                mac,
+            } => {
+                let (name, path, ns) = foreign_namespace(netns.as_deref(), pid)?;
+                let mut next = self.state.clone();
+                let (c, endpoint) = next.attach(
+                    &name,
+                    &path,
+                    ns.inode(),
+                    &network,
+                    ifname.as_deref().unwrap_or("eth1"),
+                    ip.as_deref(),
+                    mac.as_deref(),
+                    &mut OsEntropy,
+                )?;
+                let previous = self.commit(next)?;
+                if let Err(e) = self.system.connect(&self.state, &c, &endpoint) {
+                    self.system.endpoint_down(&endpoint);
+                    self.revert(previous);
+                    return Err(failed(
+                        e.context(format!("attaching {path} to '{network}'")),
+                    ));
+                }
+                Ok(Response::Created { id: c.id })
+            }
+            Request::Detach {
+                network,
+                netns,
+                pid,
+            } => {
+                let (_, path, _) = foreign_namespace(netns.as_deref(), pid)?;
+                let name = self
+                    .state
+                    .attachment(&path)
+                    .map(|c| c.name.clone())
+                    .ok_or_else(|| {
+                        ApiError::bad_input(format!("{path} is not attached to any network"))
+                    })?;
+                let mut next = self.state.clone();
+                let endpoint = next.disconnect(&network, &name)?;
+                if next.container(&name)?.endpoints.is_empty() {
+                    next.remove_containers(std::slice::from_ref(&name))?;
+                }
+                self.system.endpoint_down(&endpoint);
+                self.commit(next)?;
+                Ok(Response::Done)
+            }
             Request::Fdb { network } => {
                 if let Some(n) = &network {
                     self.state.network(n)?;
@@ -698,6 +801,37 @@ impl Daemon {
             networks,
             containers,
             uplink,
+        }
+    }
+
+    /// Attachments whose namespace is gone (its process exited, its name was deleted): their
+    /// endpoints are removed and their addresses released, as if detached.
+    fn reap_attachments(&mut self) {
+        let gone: Vec<String> = self
+            .state
+            .containers
+            .values()
+            .filter(|c| match &c.mode {
+                crate::model::NetworkMode::External { path, inode } => system::open_external(path)
+                    .map(|ns| ns.inode() != *inode)
+                    .unwrap_or(true),
+                _ => false,
+            })
+            .map(|c| c.name.clone())
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let mut next = self.state.clone();
+        if let Ok(removed) = next.remove_containers(&gone) {
+            for c in &removed {
+                self.system.container_down(c);
+            }
+            if self.commit(next).is_ok() {
+                tracing::info!(attachments = ?gone, "namespaces gone: attachments removed, addresses released");
+                let _ = self.system.sync_policy(&self.state);
+                let _ = self.system.sync_nat(&self.state);
+            }
         }
     }
 

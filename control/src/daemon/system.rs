@@ -97,6 +97,16 @@ impl System {
 
     /// The container's namespace with every endpoint plugged in and the default route set.
     pub fn container_up(&mut self, state: &State, c: &Container) -> anyhow::Result<()> {
+        if let crate::model::NetworkMode::External { path, inode } = &c.mode {
+            // Someone else's namespace: plug the endpoints in, touch nothing else there.
+            let ns = open_external(path)?;
+            anyhow::ensure!(ns.inode() == *inode, "{path} is now another namespace");
+            let inside = Netlink::in_ns(&ns)?;
+            for e in &c.endpoints {
+                self.endpoint_up(state.network(&e.network)?, c, e, &ns, &inside)?;
+            }
+            return Ok(());
+        }
         if !c.owns_netns() {
             // `host` lives in the daemon's namespace, `container:X` in X's: nothing to build.
             return Ok(());
@@ -202,8 +212,18 @@ impl System {
         self.default_route(state, c, &inside)
     }
 
-    /// Plugs one more endpoint into an existing container.
+    /// Plugs one more endpoint into an existing container (or attachment).
     pub fn connect(&mut self, state: &State, c: &Container, e: &Endpoint) -> anyhow::Result<()> {
+        if let crate::model::NetworkMode::External { path, .. } = &c.mode {
+            let ns = open_external(path)?;
+            let inside = Netlink::in_ns(&ns)?;
+            anyhow::ensure!(
+                inside.link(&e.interface)?.is_none(),
+                "interface {} already exists in {path}; choose another with --ifname",
+                e.interface
+            );
+            return self.endpoint_up(state.network(&e.network)?, c, e, &ns, &inside);
+        }
         let ns = netns::open_named(c.netns())?
             .with_context(|| format!("the namespace of container '{}' is gone", c.name))?;
         let inside = Netlink::in_ns(&ns)?;
@@ -550,4 +570,15 @@ fn quiet(ifname: &str) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Opens an attached namespace by the path it was given as. Named ones are looked up where
+/// `/run/netns` really lives (the daemon may run in a private mount namespace that does not see
+/// names made after it started).
+pub fn open_external(path: &str) -> anyhow::Result<NetNs> {
+    if let Some(name) = path.strip_prefix(&format!("{}/", netns::NETNS_RUN_DIR)) {
+        return netns::open_named(name)?
+            .with_context(|| format!("network namespace {path} is gone"));
+    }
+    Ok(NetNs::from_path(std::path::Path::new(path))?)
 }

@@ -192,6 +192,13 @@ pub enum NetworkMode {
     Host,
     /// Joins the named container's namespace.
     Container(String),
+    /// `switchyard attach`: a namespace someone else made (a container of another runtime, a
+    /// process), plugged in as pipework does. Never created or deleted by switchyard; the
+    /// attachment ends when the namespace does (`inode` tells a reused path from the original).
+    External {
+        path: String,
+        inode: u64,
+    },
 }
 
 impl NetworkMode {
@@ -202,6 +209,7 @@ impl NetworkMode {
             NetworkMode::None => "none".into(),
             NetworkMode::Host => "host".into(),
             NetworkMode::Container(c) => format!("container:{c}"),
+            NetworkMode::External { path, .. } => format!("attached:{path}"),
         }
     }
 }
@@ -237,7 +245,7 @@ impl Container {
     }
 
     /// The namespace is named after the container, so `ip netns exec NAME` works too (for
-    /// `container:X`, it is X's; `host` has none of its own).
+    /// `container:X`, it is X's; `host` has none of its own; an attachment's is elsewhere).
     pub fn netns(&self) -> &str {
         match &self.mode {
             NetworkMode::Container(other) => other,
@@ -864,6 +872,80 @@ impl State {
             mode,
         };
         Ok(self.containers.entry(req.name.clone()).or_insert(container))
+    }
+
+    /// `switchyard attach`: an endpoint on `network` inside the namespace at `path` (identity
+    /// `inode`). One attachment per namespace, named after it; attaching it to a second network
+    /// adds an interface.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attach(
+        &mut self,
+        name: &str,
+        path: &str,
+        inode: u64,
+        network: &str,
+        ifname: &str,
+        ip: Option<&str>,
+        mac: Option<&str>,
+        entropy: &mut dyn Entropy,
+    ) -> Result<(Container, Endpoint), ApiError> {
+        validate_ifname(ifname)?;
+        self.network(network)?;
+        let existing = self.containers.get(name).cloned();
+        if let Some(c) = &existing {
+            if c.mode
+                != (NetworkMode::External {
+                    path: path.to_string(),
+                    inode,
+                })
+            {
+                return Err(bad(format!(
+                    "the name '{name}' is taken by another container"
+                )));
+            }
+            if c.endpoint(network).is_some() {
+                return Err(bad(format!(
+                    "{path} is already attached to network '{network}'"
+                )));
+            }
+            if c.endpoints.iter().any(|e| e.interface == ifname) {
+                return Err(bad(format!(
+                    "{path} already has switchyard's interface {ifname}"
+                )));
+            }
+        }
+        let endpoints = existing
+            .as_ref()
+            .map(|c| c.endpoints.clone())
+            .unwrap_or_default();
+        let mut endpoint = self.new_endpoint(name, &endpoints, network, ip, mac, entropy)?;
+        endpoint.interface = ifname.to_string();
+        let c = self
+            .containers
+            .entry(name.to_string())
+            .or_insert_with(|| Container {
+                id: entropy.id(),
+                name: name.to_string(),
+                created: now_rfc3339(),
+                endpoints: Vec::new(),
+                exposed: Vec::new(),
+                links: Vec::new(),
+                allow_spoofing: false,
+                published: Vec::new(),
+                mode: NetworkMode::External {
+                    path: path.to_string(),
+                    inode,
+                },
+            });
+        c.endpoints.push(endpoint.clone());
+        Ok((c.clone(), endpoint))
+    }
+
+    /// The attachment of the namespace at `path`, if any.
+    pub fn attachment(&self, path: &str) -> Option<&Container> {
+        self.containers
+            .values()
+            .find(|c| matches!(&c.mode, NetworkMode::External { path: p, .. } if p == path))
     }
 
     /// Containers that joined `name`'s namespace (`--network container:NAME`).

@@ -175,6 +175,12 @@ impl NetNs {
         self.id == other.id
     }
 
+    /// The namespace's inode number: its identity while it lives (what `ip netns identify` and
+    /// `readlink /proc/PID/ns/net` show).
+    pub fn inode(&self) -> u64 {
+        self.id.1
+    }
+
     /// Runs `f` on a scoped helper thread that has entered this namespace; the
     /// caller's thread never changes namespace. A panic in `f` is propagated.
     pub fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
