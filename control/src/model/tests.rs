@@ -561,3 +561,132 @@ fn bad_link_requests_change_nothing() {
     );
     refused(|s, _| s.link_env("ghost").map(|_| ()), "no such container");
 }
+
+/// Like `refused`, after `setup` succeeded on the sample state.
+fn refused_after(
+    setup: impl FnOnce(&mut State, &mut Counter) -> Result<(), ApiError>,
+    op: impl FnOnce(&mut State, &mut Counter) -> Result<(), ApiError>,
+    expected: &str,
+) {
+    let (mut before, mut e) = sample();
+    setup(&mut before, &mut e).expect("setup");
+    let mut s = before.clone();
+    let err = op(&mut s, &mut e).expect_err(expected);
+    assert_eq!(err.kind, ErrorKind::BadInput, "{}", err.message);
+    assert!(
+        err.message.contains(expected),
+        "expected '{expected}' in '{}'",
+        err.message
+    );
+    assert_eq!(
+        s, before,
+        "a refused request must change nothing ({expected})"
+    );
+}
+
+fn special(name: &str, network: &str) -> ContainerCreate {
+    ContainerCreate {
+        name: name.into(),
+        network: network.into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn bad_mode_and_attach_requests_change_nothing() {
+    let with_host =
+        |s: &mut State, e: &mut Counter| s.create_container(&special("h", "host"), e).map(|_| ());
+    refused(
+        |s, e| {
+            s.create_container(&special("j", "container:ghost"), e)
+                .map(|_| ())
+        },
+        "no such container: 'ghost'",
+    );
+    refused_after(
+        with_host,
+        |s, e| {
+            s.create_container(&special("j", "container:h"), e)
+                .map(|_| ())
+        },
+        "has no namespace of its own",
+    );
+    refused(
+        |s, e| {
+            s.create_container(
+                &ContainerCreate {
+                    publish: vec!["80".into()],
+                    ..special("h", "host")
+                },
+                e,
+            )
+            .map(|_| ())
+        },
+        "not possible with --network host",
+    );
+    refused(
+        |s, e| {
+            s.create_container(
+                &ContainerCreate {
+                    ip: Some("172.17.0.9".into()),
+                    ..special("n", "none")
+                },
+                e,
+            )
+            .map(|_| ())
+        },
+        "--ip and --mac need a network",
+    );
+    refused_after(
+        with_host,
+        |s, e| s.connect("bridge", "h", None, e).map(|_| ()),
+        "cannot be connected",
+    );
+    refused_after(
+        |s, e| {
+            s.attach(
+                "netns-x",
+                "/run/netns/x",
+                7,
+                "bridge",
+                "eth1",
+                None,
+                None,
+                e,
+            )
+            .map(|_| ())
+        },
+        |s, e| {
+            s.attach(
+                "netns-x",
+                "/run/netns/x",
+                7,
+                "bridge",
+                "eth2",
+                None,
+                None,
+                e,
+            )
+            .map(|_| ())
+        },
+        "already attached to network 'bridge'",
+    );
+    refused(
+        |s, e| {
+            s.attach("web", "/run/netns/x", 7, "bridge", "eth1", None, None, e)
+                .map(|_| ())
+        },
+        "taken by another container",
+    );
+    refused_after(
+        |s, e| {
+            s.create_container(&special("j", "container:web"), e)
+                .map(|_| ())
+        },
+        |s, _| {
+            s.remove_containers_forced(&["web".into()], false)
+                .map(|_| ())
+        },
+        "has containers in its namespace (j)",
+    );
+}
