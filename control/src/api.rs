@@ -138,6 +138,12 @@ pub struct NetworkCreate {
     pub options: Vec<String>,
     pub internal: bool,
     pub mtu: Option<u32>,
+    /// Extend the network onto this interface of the daemon's namespace (an L2 uplink).
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// Tag frames on the parent with this 802.1Q VLAN (1-4094).
+    #[serde(default)]
+    pub vlan: Option<u16>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -34,6 +34,12 @@ pub enum NetworkCommand {
         /// MTU of the network's interfaces (default 1500).
         #[arg(long, value_name = "N")]
         mtu: Option<u32>,
+        /// Extend the network onto this interface (an L2 uplink toward other hosts).
+        #[arg(long, value_name = "IFNAME")]
+        parent: Option<String>,
+        /// Tag frames on the parent with this 802.1Q VLAN; only that VLAN is accepted from it.
+        #[arg(long, value_name = "ID", requires = "parent")]
+        vlan: Option<u16>,
     },
     /// List networks.
     #[command(alias = "list")]
@@ -74,6 +80,8 @@ pub fn run(cmd: NetworkCommand, socket: &Path) -> ExitCode {
             options,
             internal,
             mtu,
+            parent,
+            vlan,
         } => Request::NetworkCreate(NetworkCreate {
             name,
             subnet,
@@ -83,6 +91,8 @@ pub fn run(cmd: NetworkCommand, socket: &Path) -> ExitCode {
             options,
             internal,
             mtu,
+            parent,
+            vlan,
         }),
         NetworkCommand::Ls => Request::NetworkLs,
         NetworkCommand::Inspect { names } => Request::NetworkInspect { names },

@@ -970,6 +970,19 @@ impl Daemon {
         let routes = routes(&self.system.netlink);
         let mut next = self.state.clone();
         let network = next.create_network(&req, &routes, &mut OsEntropy)?.clone();
+        if let Some(parent) = &network.parent {
+            if self
+                .system
+                .netlink
+                .link(parent)
+                .map_err(|e| failed(e.into()))?
+                .is_none()
+            {
+                return Err(ApiError::bad_input(format!(
+                    "no interface '{parent}' in the daemon's namespace for --parent"
+                )));
+            }
+        }
         if self
             .system
             .foreign_interface(&network.host_interface)

@@ -35,6 +35,8 @@ pub struct System {
     endpoint_ports: HashMap<String, PortId>,
     /// The uplink's engine port, interface name and MAC.
     uplink: Option<(PortId, String, MacAddr)>,
+    /// Engine port of each network's parent interface (an L2 uplink), by network name.
+    parent_ports: HashMap<String, PortId>,
 }
 
 impl System {
@@ -45,6 +47,7 @@ impl System {
             host_ports: HashMap::new(),
             endpoint_ports: HashMap::new(),
             uplink: None,
+            parent_ports: HashMap::new(),
         }
     }
 
@@ -82,12 +85,25 @@ impl System {
         self.engine
             .add_static_mac(domain, VlanId(0), mac, id)
             .with_context(|| format!("adding the MAC of host port '{name}'"))?;
+        if let Some(parent) = &n.parent {
+            quiet(parent)?;
+            self.netlink.set_up(parent)?;
+            let port = dataplane::port::VlanPort::open(parent, n.vlan)?;
+            let id = self
+                .engine
+                .add_port_as(Box::new(port), domain, PortRole::Plain)
+                .with_context(|| format!("attaching parent '{parent}'"))?;
+            self.parent_ports.insert(n.name.clone(), id);
+        }
         Ok(())
     }
 
     /// Detaches and deletes the host tap (its address and routes go with it).
     pub fn network_down(&mut self, n: &Network) {
         if let Some(id) = self.host_ports.remove(&n.name) {
+            let _ = self.engine.remove_port(id);
+        }
+        if let Some(id) = self.parent_ports.remove(&n.name) {
             let _ = self.engine.remove_port(id);
         }
         if let Err(e) = self.netlink.delete_link(&n.host_interface) {
@@ -394,6 +410,13 @@ impl System {
         for n in state.networks.values() {
             if let Some(&p) = self.host_ports.get(&n.name) {
                 names.ports.insert(p, format!("host:{}", n.name));
+            }
+            if let (Some(&p), Some(parent)) = (self.parent_ports.get(&n.name), &n.parent) {
+                let name = match n.vlan {
+                    Some(v) => format!("parent:{parent}.{v}"),
+                    None => format!("parent:{parent}"),
+                };
+                names.ports.insert(p, name);
             }
             names
                 .macs

@@ -146,6 +146,12 @@ pub struct Network {
     pub domain: u16,
     /// Options exactly as given at creation, shown by inspect.
     pub options: BTreeMap<String, String>,
+    /// An L2 uplink: the network's bridge domain extends onto this interface.
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// 802.1Q VLAN on the parent (`None`: untagged).
+    #[serde(default)]
+    pub vlan: Option<u16>,
 }
 
 impl Network {
@@ -572,6 +578,32 @@ impl State {
                 "interface name '{host_interface}' is already used by {holder}"
             )));
         }
+        if let Some(v) = req.vlan {
+            if req.parent.is_none() {
+                return Err(bad(
+                    "--vlan needs --parent IFNAME (the interface that carries the VLAN)",
+                ));
+            }
+            if !(1..=4094).contains(&v) {
+                return Err(bad(format!("invalid VLAN {v}: expected 1 to 4094")));
+            }
+        }
+        if let Some(parent) = &req.parent {
+            validate_ifname(parent)?;
+            if let Some(other) = self
+                .networks
+                .values()
+                .find(|n| n.parent.as_deref() == Some(parent.as_str()) && n.vlan == req.vlan)
+            {
+                return Err(bad(format!(
+                    "network '{}' already uses parent {parent}{}",
+                    other.name,
+                    req.vlan
+                        .map(|v| format!(" with VLAN {v}"))
+                        .unwrap_or_else(|| " untagged".into())
+                )));
+            }
+        }
         let used_domains: Vec<u16> = self.networks.values().map(|n| n.domain).collect();
         let domain = (0..UPLINK_DOMAIN)
             .find(|d| !used_domains.contains(d))
@@ -589,6 +621,8 @@ impl State {
             host_mac: entropy.mac(),
             domain,
             options: opts.given,
+            parent: req.parent.clone(),
+            vlan: req.vlan,
         };
         Ok(self.networks.entry(req.name.clone()).or_insert(network))
     }

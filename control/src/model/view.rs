@@ -57,6 +57,12 @@ impl State {
             .or_insert_with(|| "0.0.0.0".into());
         options.insert(OPT_BRIDGE_NAME.into(), n.host_interface.clone());
         options.insert(OPT_MTU.into(), n.mtu.to_string());
+        if let Some(parent) = &n.parent {
+            options.insert("parent".into(), parent.clone());
+        }
+        if let Some(vlan) = n.vlan {
+            options.insert("vlan".into(), vlan.to_string());
+        }
         NetworkInspect {
             name: n.name.clone(),
             id: n.id.clone(),

@@ -301,7 +301,7 @@ fn insert_tag(buf: &mut [u8], len: usize, tag: StrippedTag) -> Option<usize> {
 /// The vnet header of a frame after a tag was inserted at offset 12: `csum_start` and `hdr_len`
 /// count from the start of the frame, so what they point at moved 4 bytes on. `csum_start` is only
 /// meaningful with `NEEDS_CSUM`, and `hdr_len` 0 means "not given", so those stay as they are.
-fn vnet_after_tag(mut vnet: VnetHeader) -> VnetHeader {
+pub(crate) fn vnet_after_tag(mut vnet: VnetHeader) -> VnetHeader {
     if vnet.needs_csum() {
         vnet.csum_start = vnet.csum_start.saturating_add(TAG_LEN as u16);
     }
@@ -399,6 +399,16 @@ fn zeroed_msgs() -> Box<[libc::mmsghdr; BATCH]> {
 impl AfPacketPort {
     /// Attaches to the existing interface `name`: claims it, brings it up, opens the socket.
     pub fn open(name: &str) -> Result<AfPacketPort, PortError> {
+        AfPacketPort::open_claiming(name, "")
+    }
+
+    /// Like `open`, with a claim of its own for `share` (a VLAN on a parent interface: several
+    /// networks may each hold one socket on the same interface, one per VLAN).
+    pub fn open_shared(name: &str, share: &str) -> Result<AfPacketPort, PortError> {
+        AfPacketPort::open_claiming(name, share)
+    }
+
+    fn open_claiming(name: &str, share: &str) -> Result<AfPacketPort, PortError> {
         validate_ifname(name)?;
         let ifindex =
             sys::ifindex(name).ok_or_else(|| PortError::NoSuchInterface(name.to_string()))?;
@@ -419,7 +429,7 @@ impl AfPacketPort {
         }
         // SAFETY: `raw` is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let claim = InterfaceClaim::acquire(name, ifindex)?;
+        let claim = InterfaceClaim::acquire_as(name, ifindex, share)?;
         let f = fd.as_raw_fd();
         let opt = |o, what| {
             sys::setsockopt_int(f, libc::SOL_PACKET, o, 1).map_err(|e| PortError::os(name, what, e))
@@ -700,6 +710,7 @@ impl Port for AfPacketPort {
                 self.rx_copy[copies] = n as u8;
                 copies += 1;
                 *meta = RxMeta {
+                    filtered: false,
                     len: 0,
                     vnet: VnetHeader::default(),
                     truncated: true,
@@ -721,6 +732,7 @@ impl Port for AfPacketPort {
                     len
                 };
                 *meta = RxMeta {
+                    filtered: false,
                     len: k,
                     vnet,
                     truncated: k < wire_len,

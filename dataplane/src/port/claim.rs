@@ -27,12 +27,21 @@ fn run_dir() -> PathBuf {
 
 impl InterfaceClaim {
     pub fn acquire(name: &str, ifindex: u32) -> Result<InterfaceClaim, PortError> {
+        InterfaceClaim::acquire_as(name, ifindex, "")
+    }
+
+    /// A claim on one share of an interface (`share` non-empty: a VLAN of a parent interface).
+    pub fn acquire_as(name: &str, ifindex: u32, share: &str) -> Result<InterfaceClaim, PortError> {
         let ns = sys::netns_inode()
             .map_err(|e| PortError::os(name, "reading the network namespace", e))?;
         let dir = run_dir().join("ports");
         std::fs::create_dir_all(&dir)
             .map_err(|e| PortError::os(name, "creating the claim directory", e))?;
-        let path = dir.join(format!("{ns}-{ifindex}.lock"));
+        let path = if share.is_empty() {
+            dir.join(format!("{ns}-{ifindex}.lock"))
+        } else {
+            dir.join(format!("{ns}-{ifindex}-{share}.lock"))
+        };
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -16,6 +16,7 @@ pub mod claim;
 pub mod memory;
 mod sys;
 pub mod tap;
+pub mod vlan;
 
 use std::io;
 use std::os::fd::RawFd;
@@ -25,6 +26,7 @@ use crate::wire::vnet::VnetHeader;
 pub use afpacket::AfPacketPort;
 pub use memory::{MemoryPort, MemoryPortHandle, SinkPort};
 pub use tap::TapPort;
+pub use vlan::VlanPort;
 
 /// Frames read from one port in one go. Larger batches amortise syscalls; smaller ones bound latency
 /// and the memory pinned per port.
@@ -56,6 +58,8 @@ impl std::fmt::Display for PortKind {
 pub struct RxMeta {
     /// Bytes of frame data in the slot (without the vnet header).
     pub len: usize,
+    /// The port filtered the frame out (a VLAN port: the frame belongs to another VLAN).
+    pub filtered: bool,
     /// Offload state of the frame (all zero for ports without vnet headers).
     pub vnet: VnetHeader,
     /// The frame was larger than the slot; its tail is missing.
@@ -113,6 +117,7 @@ impl RxBatch {
         let n = frame.len().min(FRAME_CAPACITY);
         self.slots[i][..n].copy_from_slice(&frame[..n]);
         self.meta[i] = RxMeta {
+            filtered: false,
             len: n,
             vnet,
             truncated: n < frame.len(),

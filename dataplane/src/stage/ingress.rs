@@ -18,6 +18,9 @@ pub fn run<'a>(
     ingress: PortId,
     domain: DomainId,
 ) -> Result<PacketView<'a>, DropReason> {
+    if meta.filtered {
+        return Err(DropReason::OtherVlan);
+    }
     if meta.truncated {
         return Err(DropReason::Truncated);
     }
@@ -44,6 +47,7 @@ mod tests {
 
     fn meta(len: usize) -> RxMeta {
         RxMeta {
+            filtered: false,
             len,
             ..RxMeta::default()
         }
@@ -81,6 +85,7 @@ mod tests {
             DropReason::BadVlan
         );
         let m = RxMeta {
+            filtered: false,
             len: 60,
             truncated: true,
             ..RxMeta::default()

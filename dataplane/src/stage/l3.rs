@@ -94,6 +94,7 @@ mod tests {
 
     fn view_of(bytes: &[u8]) -> Option<PacketView<'_>> {
         let meta = RxMeta {
+            filtered: false,
             len: bytes.len(),
             ..RxMeta::default()
         };

@@ -108,6 +108,7 @@ drop_reasons! {
     RxError => "rx-error", Ingress, "The operating system reported an error while receiving on the port.";
     Truncated => "truncated", Ingress, "The frame was larger than the receive buffer and arrived cut.";
     BadVlan => "bad-vlan", Ingress, "The 802.1Q tag is incomplete.";
+    OtherVlan => "other-vlan", Ingress, "The frame on a parent interface belongs to another VLAN (or is untagged on a tagged network).";
     SpoofMac => "spoof-mac", AntiSpoof, "A container sent from a MAC (Ethernet source or ARP sender) that is not its own.";
     SpoofIp => "spoof-ip", AntiSpoof, "A container sent IPv4 or ARP from an address that is not its own.";
     Isolation => "isolation", Isolation, "The host routed the packet from another switchyard network into this one; networks are isolated.";

@@ -1,0 +1,146 @@
+//! L2 uplinks with VLANs across hosts: two "hosts" (namespaces, each running its own daemon) are
+//! joined by a veth wire; networks extended onto it with --parent/--vlan become one network.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn one_network_across_two_hosts_on_a_vlan_and_another_vlan_stays_apart() {
+    let mut lab = Lab::new("vl");
+    // The wire: host1 (the lab's switch namespace) <-> host2 ("h2"), eth0 on host2's side.
+    lab.host("h2", "192.0.2.99/32");
+    let wire1 = lab.port("h2");
+    lab.exec_ok("h2", &["ip", "addr", "flush", "dev", "eth0"]);
+    lab.daemon("d1", &[]);
+    let sock2 = lab.dir.join("h2.sock").display().to_string();
+    let state2 = lab.dir.join("h2-state").display().to_string();
+    lab.spawn(
+        "h2",
+        "d2",
+        &[
+            switchyard_bin(),
+            "daemon",
+            "--state-dir",
+            &state2,
+            "--socket",
+            &sock2,
+        ],
+    );
+    lab.wait_log("d2", "daemon ready", Duration::from_secs(20));
+    let cli2 = |args: &[&str]| -> String {
+        let out = std::process::Command::new(switchyard_bin())
+            .args(args)
+            .env("SWITCHYARD_SOCKET", &sock2)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "host2 {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+
+    // blue: VLAN 10 on both hosts, one gateway each, ip-ranges that never overlap.
+    lab.cli_ok(&[
+        "network",
+        "create",
+        "blue",
+        "--subnet",
+        "10.88.0.0/24",
+        "--gateway",
+        "10.88.0.1",
+        "--aux-address",
+        "gw2=10.88.0.2",
+        "--ip-range",
+        "10.88.0.0/25",
+        "--parent",
+        &wire1,
+        "--vlan",
+        "10",
+    ]);
+    cli2(&[
+        "network",
+        "create",
+        "blue",
+        "--subnet",
+        "10.88.0.0/24",
+        "--gateway",
+        "10.88.0.2",
+        "--aux-address",
+        "gw1=10.88.0.1",
+        "--ip-range",
+        "10.88.0.128/25",
+        "--parent",
+        "eth0",
+        "--vlan",
+        "10",
+    ]);
+    // red: VLAN 20 over the same wire, only on host2.
+    cli2(&[
+        "network",
+        "create",
+        "red",
+        "--subnet",
+        "10.89.0.0/24",
+        "--parent",
+        "eth0",
+        "--vlan",
+        "20",
+    ]);
+    let c1 = lab.container("c1", &["--network", "blue"]);
+    let c2 = lab.adopt("c2");
+    cli2(&["container", "create", &c2, "--network", "blue"]);
+    let r2 = lab.adopt("r2");
+    cli2(&[
+        "container",
+        "create",
+        &r2,
+        "--network",
+        "red",
+        "--allow-spoofing",
+    ]);
+    // r2 claims an address of blue's subnet: only VLANs keep it apart from blue.
+    lab.exec_ok(
+        "r2",
+        &["ip", "addr", "add", "10.88.0.200/24", "dev", "eth0"],
+    );
+    let c2_ip = "10.88.0.128";
+
+    // The wire carries 802.1Q tags.
+    lab.spawn(
+        "h2",
+        "wire",
+        &["tcpdump", "-l", "-n", "-e", "-i", "eth0", "icmp"],
+    );
+    lab.wait_log("wire", "listening on", Duration::from_secs(5));
+    lab.ping_ok("c1", c2_ip);
+    std::thread::sleep(Duration::from_millis(300));
+    let wire = lab.log("wire", "out");
+    assert!(
+        wire.contains("vlan 10") && wire.contains(c2_ip),
+        "tags on the wire: {wire}"
+    );
+    // MACs of the other host are learned behind the parent port.
+    let c2_mac = lab.mac("c2", "eth0");
+    let fdb = lab.cli_ok(&["fdb", "blue"]);
+    let line = fdb
+        .lines()
+        .find(|l| l.contains(&c2_mac))
+        .unwrap_or_else(|| panic!("{fdb}"));
+    assert!(
+        line.contains(&format!("parent:{wire1}.10")) && line.contains("learned"),
+        "{line}"
+    );
+    // iperf3 with default offloads across the tagged wire.
+    let bytes = lab.iperf("c2", "c1", c2_ip, 2);
+    assert!(bytes > 1e6, "iperf3 across hosts: {bytes}");
+    // The other VLAN cannot reach them, even with an address in their subnet.
+    lab.ping_fails("c1", "10.88.0.200");
+    lab.ping_fails("r2", c2_ip);
+    lab.ping_ok("c1", c2_ip);
+    let _ = c1;
+}
