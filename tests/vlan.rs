@@ -142,5 +142,37 @@ fn one_network_across_two_hosts_on_a_vlan_and_another_vlan_stays_apart() {
     lab.ping_fails("c1", "10.88.0.200");
     lab.ping_fails("r2", c2_ip);
     lab.ping_ok("c1", c2_ip);
-    let _ = c1;
+
+    // Host2 hands out c1's address again (a static --ip outside its range): its gratuitous ARP
+    // reaches host1, which drops the claim and reports the conflict.
+    let c1_ip = "10.88.0.3";
+    let dup = lab.adopt("dup");
+    cli2(&[
+        "container",
+        "create",
+        &dup,
+        "--network",
+        "blue",
+        "--ip",
+        c1_ip,
+    ]);
+    let start = std::time::Instant::now();
+    let stats = loop {
+        let st = lab.cli_ok(&["stats"]);
+        if st.contains("Address conflict") || start.elapsed() > Duration::from_secs(5) {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        stats.contains(&format!(
+            "Address conflict: {c1_ip} of {c1} is claimed by {}",
+            lab.mac("dup", "eth0")
+        )),
+        "{stats}"
+    );
+    assert!(stats.contains("ip-conflict=1"), "{stats}");
+    lab.wait_log("d1", "address conflict", Duration::from_secs(5));
+    // The local container keeps its address: host1's own hosts still reach c1.
+    lab.ping_ok("sw", c1_ip);
 }

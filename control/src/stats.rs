@@ -31,6 +31,19 @@ pub struct Stats {
     pub conntrack_expired: u64,
     pub conntrack_evicted: u64,
     pub uptime_ms: u64,
+    /// Recent claims of local containers' addresses by other hosts (ARP on a parent port).
+    pub address_conflicts: Vec<ConflictView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConflictView {
+    pub ip: String,
+    /// The other host's MAC.
+    pub mac: String,
+    /// The local container holding the address.
+    pub owner: String,
+    pub port: String,
+    pub seconds_ago: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,6 +135,21 @@ pub fn stats(
         conntrack_expired: ct.expired,
         conntrack_evicted: ct.evicted,
         uptime_ms: s.uptime_ms,
+        address_conflicts: s
+            .conflicts
+            .iter()
+            .map(|c| ConflictView {
+                ip: c.ip.to_string(),
+                mac: c.mac.to_string(),
+                owner: names
+                    .owners
+                    .get(&c.ip)
+                    .cloned()
+                    .unwrap_or_else(|| "?".into()),
+                port: names.port(c.port),
+                seconds_ago: s.uptime_ms.saturating_sub(c.at_ms) / 1000,
+            })
+            .collect(),
     }
 }
 
@@ -182,6 +210,13 @@ pub fn render_stats(st: &Stats) -> String {
         "MAC table: {} entries (learned {}, moved {}, aged {}, evicted {})",
         st.macs, st.mac_learned, st.mac_moved, st.mac_aged, st.mac_evicted
     );
+    for c in &st.address_conflicts {
+        let _ = writeln!(
+            out,
+            "Address conflict: {} of {} is claimed by {} on {} ({}s ago)",
+            c.ip, c.owner, c.mac, c.port, c.seconds_ago
+        );
+    }
     let _ = writeln!(
         out,
         "Connections: {} of {} (created {}, expired {}, evicted {})",

@@ -21,6 +21,8 @@ use crate::api::{TraceStepView, TraceView};
 pub struct Names {
     pub ports: HashMap<PortId, String>,
     pub macs: HashMap<[u8; 6], String>,
+    /// Containers by their addresses.
+    pub owners: HashMap<std::net::Ipv4Addr, String>,
 }
 
 impl Names {

@@ -163,11 +163,15 @@ pub fn run(args: DaemonArgs, socket: Option<&Path>) -> ExitCode {
         let d = Arc::clone(&daemon);
         std::thread::Builder::new()
             .name("reaper".into())
-            .spawn(move || loop {
-                std::thread::sleep(Duration::from_secs(1));
-                d.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .reap_attachments();
+            .spawn(move || {
+                // Also reports address conflicts seen on parent ports.
+                let mut reported = 0u64;
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                    let mut daemon = d.lock().unwrap_or_else(|p| p.into_inner());
+                    daemon.reap_attachments();
+                    reported = daemon.report_conflicts(reported);
+                }
             })
             .expect("spawning the reaper thread");
     }
@@ -833,6 +837,28 @@ impl Daemon {
                 let _ = self.system.sync_nat(&self.state);
             }
         }
+    }
+
+    /// Logs address conflicts newer than engine time `since`; returns the newest time seen.
+    fn report_conflicts(&self, since: u64) -> u64 {
+        let Ok(snapshot) = self.system.engine.snapshot() else {
+            return since;
+        };
+        let names = self.system.names(&self.state);
+        let mut newest = since;
+        for c in snapshot.conflicts.iter().filter(|c| c.at_ms > since) {
+            let owner = names
+                .owners
+                .get(&c.ip)
+                .cloned()
+                .unwrap_or_else(|| "?".into());
+            tracing::warn!(
+                ip = %c.ip, owner, claimant = %c.mac, port = names.port(c.port),
+                "address conflict: another host claims a local container's address (see switchyard stats)"
+            );
+            newest = newest.max(c.at_ms);
+        }
+        newest
     }
 
     /// Arms a capture on `target`; the caller streams what comes out of the returned channel.

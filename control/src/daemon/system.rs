@@ -91,7 +91,7 @@ impl System {
             let port = dataplane::port::VlanPort::open(parent, n.vlan)?;
             let id = self
                 .engine
-                .add_port_as(Box::new(port), domain, PortRole::Plain)
+                .add_port_as(Box::new(port), domain, PortRole::Parent)
                 .with_context(|| format!("attaching parent '{parent}'"))?;
             self.parent_ports.insert(n.name.clone(), id);
         }
@@ -405,6 +405,7 @@ impl System {
                     names.ports.insert(p, name);
                 }
                 names.macs.insert(e.mac.0, c.name.clone());
+                names.owners.insert(e.ip, c.name.clone());
             }
         }
         for n in state.networks.values() {

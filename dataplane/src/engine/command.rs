@@ -161,12 +161,25 @@ pub struct MacEntry {
     pub is_static: bool,
 }
 
+/// Another host claimed (by ARP on a parent port) an address a local container holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddressConflict {
+    pub ip: Ipv4Addr,
+    /// The claimant's MAC.
+    pub mac: MacAddr,
+    pub port: PortId,
+    /// Engine time of the claim.
+    pub at_ms: u64,
+}
+
 /// A consistent copy of the engine's state, taken between batches.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     pub ports: Vec<PortInfo>,
     pub macs: Vec<MacEntry>,
     pub cam: CamStats,
+    /// The latest address conflicts seen on parent ports, oldest first.
+    pub conflicts: Vec<AddressConflict>,
     pub conntrack: CtStats,
     pub aging_ms: u64,
     pub uptime_ms: u64,

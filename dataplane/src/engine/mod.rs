@@ -22,7 +22,8 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 pub use command::{
-    Command, EngineError, EngineHandle, MacEntry, PolicyUpdate, PortInfo, PortState, Snapshot,
+    AddressConflict, Command, EngineError, EngineHandle, MacEntry, PolicyUpdate, PortInfo,
+    PortState, Snapshot,
 };
 pub use counters::PortCounters;
 pub use nat::{ConnInfo, NatUpdate};
@@ -31,8 +32,8 @@ use crate::offload::Segments;
 use crate::port::{Port, PortError, PortKind, RxBatch, BATCH, FRAME_CAPACITY};
 use crate::stage::StageId;
 use crate::stage::{
-    anti_spoof, icc, ingress, isolation, l2_fwd, l2_learn, nat as nat_stage, DropReason, Effects,
-    Tables, Verdict,
+    anti_spoof, conflict, icc, ingress, isolation, l2_fwd, l2_learn, nat as nat_stage, DropReason,
+    Effects, Tables, Verdict,
 };
 use crate::table::{
     CamConfig, CamTable, ConnTrack, CtConfig, LearnAction, NatTable, Policy, PortRole,
@@ -40,6 +41,8 @@ use crate::table::{
 use crate::trace::{Capture, CtStep, Flow, Step, TraceRecord, TraceTarget, Tracer};
 use crate::{DomainId, MacAddr, PortId};
 
+/// Address conflicts remembered for `stats` (the oldest is forgotten first).
+pub const MAX_CONFLICTS: usize = 16;
 /// At most this many captures run at once.
 pub const MAX_CAPTURES: usize = 16;
 /// At most this many ports; port ids index fixed arrays.
@@ -129,6 +132,8 @@ pub struct Engine {
     tracer: Tracer,
     /// The record of the packet being traced (copied into the ring when done).
     scratch: TraceRecord,
+    /// The latest address conflicts seen on parent ports (bounded).
+    conflicts: std::collections::VecDeque<AddressConflict>,
     /// Running packet captures (`switchyard capture`), with their ids.
     captures: Vec<(u32, Capture)>,
     next_capture: u32,
@@ -171,6 +176,7 @@ impl Engine {
             scratch: TraceRecord::EMPTY,
             captures: Vec::new(),
             next_capture: 1,
+            conflicts: std::collections::VecDeque::with_capacity(MAX_CONFLICTS),
             epoch_ns: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
@@ -439,6 +445,7 @@ impl Engine {
         let checks = Checks {
             anti_spoof: matches!(role, PortRole::Container(_)),
             isolation: matches!(role, PortRole::Host),
+            conflict: matches!(role, PortRole::Parent),
             icc: self.tables.policy.icc_closed(domain),
             nat: nat_stage::applies(&self.tables, role),
             trace: false,
@@ -609,6 +616,7 @@ impl Engine {
         Snapshot {
             ports,
             macs,
+            conflicts: self.conflicts.iter().copied().collect(),
             conntrack: self.tables.conntrack.stats(),
             cam: self.tables.cam.stats(),
             aging_ms: self.tables.cam.aging_ms(),
@@ -658,6 +666,7 @@ impl Engine {
         let checks = Checks {
             anti_spoof: matches!(self.tables.policy.role(id), PortRole::Container(_)),
             isolation: matches!(self.tables.policy.role(id), PortRole::Host),
+            conflict: matches!(self.tables.policy.role(id), PortRole::Parent),
             icc: self.tables.policy.icc_closed(domain),
             nat: nat_stage::applies(&self.tables, self.tables.policy.role(id)),
             trace: self.tracer.armed_for(id, domain) || !self.captures.is_empty(),
@@ -792,6 +801,24 @@ impl Engine {
                 return self.finish_trace(traced, dry);
             }
             step!(Step::IsolationChecked);
+        }
+        if checks.conflict && verdict == Verdict::Continue {
+            verdict = conflict::run(&view, &self.tables, &mut effects);
+            if let Verdict::Drop(r) = verdict {
+                if let (Some((ip, mac)), false) = (effects.conflict, dry) {
+                    if self.conflicts.len() == MAX_CONFLICTS {
+                        self.conflicts.pop_front();
+                    }
+                    self.conflicts.push_back(AddressConflict {
+                        ip,
+                        mac,
+                        port: ingress_port,
+                        at_ms: self.tables.now_ms,
+                    });
+                }
+                dropped!(StageId::Conflict, r);
+                return self.finish_trace(traced, dry);
+            }
         }
         if checks.nat && verdict == Verdict::Continue {
             let mut fx = nat_stage::NatEffects::default();
@@ -977,6 +1004,7 @@ fn nat_trace_steps(
 struct Checks {
     anti_spoof: bool,
     isolation: bool,
+    conflict: bool,
     icc: bool,
     nat: bool,
     trace: bool,

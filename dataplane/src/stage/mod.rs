@@ -7,6 +7,7 @@
 //! `DropReason` with its own counter.
 
 pub mod anti_spoof;
+pub mod conflict;
 pub mod icc;
 pub mod ingress;
 pub mod isolation;
@@ -26,6 +27,7 @@ pub enum StageId {
     Ingress,
     AntiSpoof,
     Isolation,
+    Conflict,
     Nat,
     L2Learn,
     L2Fwd,
@@ -35,10 +37,11 @@ pub enum StageId {
 }
 
 impl StageId {
-    pub const ALL: [StageId; 9] = [
+    pub const ALL: [StageId; 10] = [
         StageId::Ingress,
         StageId::AntiSpoof,
         StageId::Isolation,
+        StageId::Conflict,
         StageId::Nat,
         StageId::L2Learn,
         StageId::L2Fwd,
@@ -52,6 +55,7 @@ impl StageId {
             StageId::Ingress => "ingress",
             StageId::AntiSpoof => "anti-spoof",
             StageId::Isolation => "isolation",
+            StageId::Conflict => "address-conflict",
             StageId::Nat => "nat",
             StageId::L2Learn => "l2-learn",
             StageId::L2Fwd => "l2-fwd",
@@ -112,6 +116,7 @@ drop_reasons! {
     SpoofMac => "spoof-mac", AntiSpoof, "A container sent from a MAC (Ethernet source or ARP sender) that is not its own.";
     SpoofIp => "spoof-ip", AntiSpoof, "A container sent IPv4 or ARP from an address that is not its own.";
     Isolation => "isolation", Isolation, "The host routed the packet from another switchyard network into this one; networks are isolated.";
+    IpConflict => "ip-conflict", Conflict, "Another host on the network's uplink claims (ARP) an address a local container holds; the claim is dropped and reported.";
     NotLocal => "not-local", Nat, "The frame reached the uplink but is not for switchyard's uplink address.";
     NoMapping => "no-mapping", Nat, "Nothing is published on that protocol and port of the uplink address.";
     NoRoute => "no-route", Nat, "The destination is off the uplink's subnet and the uplink has no gateway.";
@@ -192,4 +197,6 @@ pub struct LearnEffect {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Effects {
     pub learn: Option<LearnEffect>,
+    /// `address-conflict` saw another host claim a local container's address.
+    pub conflict: Option<(std::net::Ipv4Addr, MacAddr)>,
 }

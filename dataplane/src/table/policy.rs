@@ -7,7 +7,7 @@
 //! plane never described is `PortRole::Plain`: switched without any check, which is what
 //! `switchyard bridge` and uplinks want.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 
@@ -29,6 +29,9 @@ pub enum PortRole {
     /// The interface toward the world that switchyard owns with its own address: every frame on
     /// it goes to `nat` (ARP and ping for the address, published ports, replies), never to L2.
     Uplink,
+    /// A network's L2 uplink (`--parent`): switched like `Plain`, and ARP from it is checked
+    /// against the addresses of local containers (`address-conflict`).
+    Parent,
 }
 
 /// What a container's port may send.
@@ -102,6 +105,8 @@ pub struct Policy {
     subnets: Vec<Subnet>,
     /// (address, domain): a container owning `address` (on any network) is attached to `domain`.
     attached: HashSet<(Ipv4Addr, DomainId)>,
+    /// Local containers' addresses and their MACs (from the container roles).
+    owners: HashMap<Ipv4Addr, MacAddr>,
 }
 
 static PLAIN: PortRole = PortRole::Plain;
@@ -114,6 +119,7 @@ impl Default for Policy {
             links: HashSet::with_hasher(FastHash::random()),
             subnets: Vec::new(),
             attached: HashSet::new(),
+            owners: HashMap::new(),
         }
     }
 }
@@ -129,6 +135,19 @@ impl Policy {
             self.roles.resize(i + 1, PortRole::Plain);
         }
         self.roles[i] = role;
+        self.owners.clear();
+        for r in &self.roles {
+            if let PortRole::Container(g) = r {
+                for ip in &g.ips {
+                    self.owners.insert(*ip, g.mac);
+                }
+            }
+        }
+    }
+
+    /// The MAC of the local container owning `ip`, if one does.
+    pub fn owner(&self, ip: Ipv4Addr) -> Option<MacAddr> {
+        self.owners.get(&ip).copied()
     }
 
     /// Whether containers of `domain` may only talk through link rules.
