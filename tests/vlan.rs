@@ -138,6 +138,36 @@ fn one_network_across_two_hosts_on_a_vlan_and_another_vlan_stays_apart() {
     // iperf3 with default offloads across the tagged wire.
     let bytes = lab.iperf("c2", "c1", c2_ip, 2);
     assert!(bytes > 1e6, "iperf3 across hosts: {bytes}");
+    // A broadcast crosses the wire exactly once (no loop, no copy per sibling VLAN port).
+    let c1_mac = lab.mac("c1", "eth0");
+    let filter = format!("arp and ether src {c1_mac}");
+    lab.spawn(
+        "c1",
+        "sent",
+        &["tcpdump", "-l", "-n", "-i", "eth0", &filter],
+    );
+    lab.spawn(
+        "h2",
+        "crossed",
+        &["tcpdump", "-l", "-n", "-e", "-i", "eth0", &filter],
+    );
+    lab.wait_log("sent", "listening on", Duration::from_secs(5));
+    lab.wait_log("crossed", "listening on", Duration::from_secs(5));
+    lab.exec("c1", &["ping", "-c", "2", "-W", "1", "10.88.0.99"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let count = |label: &str| {
+        lab.log(label, "out")
+            .lines()
+            .filter(|l| l.contains("Request who-has 10.88.0.99"))
+            .count()
+    };
+    assert!(count("sent") >= 1, "c1 asked: {}", lab.log("sent", "out"));
+    assert_eq!(
+        count("crossed"),
+        count("sent"),
+        "{}",
+        lab.log("crossed", "out")
+    );
     // The other VLAN cannot reach them, even with an address in their subnet.
     lab.ping_fails("c1", "10.88.0.200");
     lab.ping_fails("r2", c2_ip);
