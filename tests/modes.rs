@@ -232,3 +232,22 @@ fn attach_existing_namespaces_by_name_and_by_pid() {
         assert!(err.contains(msg), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_namespace_deleted_behind_the_daemons_back_is_rebuilt() {
+    let mut lab = Lab::new("hl");
+    lab.daemon("d", &[]);
+    lab.container("web", &[]);
+    let db = lab.container("db", &["--ip", "172.17.0.9"]);
+    lab.ping_ok("web", "172.17.0.9");
+    let mac = lab.mac("db", "eth0");
+    must(&["ip", "netns", "del", &db]);
+    let start = std::time::Instant::now();
+    while !std::path::Path::new(&format!("/run/netns/{db}")).exists() {
+        assert!(start.elapsed() < Duration::from_secs(5), "not rebuilt");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lab.ping_ok("web", "172.17.0.9");
+    assert_eq!(lab.mac("db", "eth0"), mac, "same MAC");
+    lab.wait_log("d", "rebuilding it", Duration::from_secs(1));
+}

@@ -170,6 +170,7 @@ pub fn run(args: DaemonArgs, socket: Option<&Path>) -> ExitCode {
                     std::thread::sleep(Duration::from_secs(1));
                     let mut daemon = d.lock().unwrap_or_else(|p| p.into_inner());
                     daemon.reap_attachments();
+                    daemon.heal_containers();
                     reported = daemon.report_conflicts(reported);
                 }
             })
@@ -835,6 +836,27 @@ impl Daemon {
                 tracing::info!(attachments = ?gone, "namespaces gone: attachments removed, addresses released");
                 let _ = self.system.sync_policy(&self.state);
                 let _ = self.system.sync_nat(&self.state);
+            }
+        }
+    }
+
+    /// Containers whose namespace someone deleted (`ip netns del`) are rebuilt with the same
+    /// addresses and MACs: the state is the truth, also between restarts.
+    fn heal_containers(&mut self) {
+        let lost: Vec<crate::model::Container> = self
+            .state
+            .containers
+            .values()
+            .filter(|c| c.owns_netns() && !netns::exists_named(c.netns()))
+            .cloned()
+            .collect();
+        for c in lost {
+            tracing::warn!(container = %c.name, "its namespace was deleted behind the daemon's back; rebuilding it");
+            for e in &c.endpoints {
+                self.system.endpoint_down(e);
+            }
+            if let Err(e) = self.system.container_up(&self.state, &c) {
+                tracing::error!(container = %c.name, "rebuilding: {e:#}");
             }
         }
     }
