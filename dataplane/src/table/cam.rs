@@ -48,6 +48,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 
 use super::hash::FastHash;
+use super::lru::{list_push_back, list_unlink, Links, List, NIL};
 
 use crate::ids::{DomainId, PortId, VlanId};
 use crate::wire::MacAddr;
@@ -228,7 +229,6 @@ pub struct CamStats {
     pub rejected: u64,
 }
 
-const NIL: u32 = u32::MAX;
 const VLAN_MASK: u16 = 0x0fff;
 /// Odd constant (2^64 / golden ratio) spreading the domain id over all 64 bits before it is folded into
 /// the packed address; xor with a constant keeps the fold bijective within one domain.
@@ -292,50 +292,17 @@ struct Node {
     live: bool,
 }
 
-#[derive(Clone, Copy)]
-struct List {
-    head: u32,
-    tail: u32,
-    len: u32,
-}
-
-impl List {
-    const EMPTY: List = List {
-        head: NIL,
-        tail: NIL,
-        len: 0,
-    };
-}
-
-fn list_push_back(nodes: &mut [Node], list: &mut List, idx: u32) {
-    let i = idx as usize;
-    nodes[i].prev = list.tail;
-    nodes[i].next = NIL;
-    if list.tail == NIL {
-        list.head = idx;
-    } else {
-        nodes[list.tail as usize].next = idx;
+impl Links for Node {
+    fn prev(&self) -> u32 {
+        self.prev
     }
-    list.tail = idx;
-    list.len += 1;
-}
-
-fn list_unlink(nodes: &mut [Node], list: &mut List, idx: u32) {
-    let i = idx as usize;
-    let (prev, next) = (nodes[i].prev, nodes[i].next);
-    if prev == NIL {
-        list.head = next;
-    } else {
-        nodes[prev as usize].next = next;
+    fn next(&self) -> u32 {
+        self.next
     }
-    if next == NIL {
-        list.tail = prev;
-    } else {
-        nodes[next as usize].prev = prev;
+    fn set_links(&mut self, prev: u32, next: u32) {
+        self.prev = prev;
+        self.next = next;
     }
-    nodes[i].prev = NIL;
-    nodes[i].next = NIL;
-    list.len -= 1;
 }
 
 /// Per-port state: its dynamic entries in LRU order, its static entries, and its place in the

@@ -53,6 +53,7 @@ use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 
 use super::hash::FastHash;
+use super::lru::{list_push_back, list_unlink, Links, List, NIL};
 use crate::{MacAddr, PortId};
 
 pub const PROTO_TCP: u8 = 6;
@@ -71,8 +72,6 @@ pub const MAX_ENTRIES_LIMIT: usize = 1 << 24;
 /// Number of LRU lists (timeout classes): 8 TCP states and UDP and ICMP (2 states each), each split
 /// by whether a reply was seen.
 pub const CLASSES: usize = 20;
-
-const NIL: u32 = u32::MAX;
 
 // ---------------------------------------------------------------------------------------------------
 // Public types
@@ -384,50 +383,17 @@ struct Node {
     live: bool,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct List {
-    head: u32,
-    tail: u32,
-    len: u32,
-}
-
-impl List {
-    const EMPTY: List = List {
-        head: NIL,
-        tail: NIL,
-        len: 0,
-    };
-}
-
-fn list_push_back(nodes: &mut [Node], list: &mut List, idx: u32) {
-    let i = idx as usize;
-    nodes[i].prev = list.tail;
-    nodes[i].next = NIL;
-    if list.tail == NIL {
-        list.head = idx;
-    } else {
-        nodes[list.tail as usize].next = idx;
+impl Links for Node {
+    fn prev(&self) -> u32 {
+        self.prev
     }
-    list.tail = idx;
-    list.len += 1;
-}
-
-fn list_unlink(nodes: &mut [Node], list: &mut List, idx: u32) {
-    let i = idx as usize;
-    let (prev, next) = (nodes[i].prev, nodes[i].next);
-    if prev == NIL {
-        list.head = next;
-    } else {
-        nodes[prev as usize].next = next;
+    fn next(&self) -> u32 {
+        self.next
     }
-    if next == NIL {
-        list.tail = prev;
-    } else {
-        nodes[next as usize].prev = prev;
+    fn set_links(&mut self, prev: u32, next: u32) {
+        self.prev = prev;
+        self.next = next;
     }
-    nodes[i].prev = NIL;
-    nodes[i].next = NIL;
-    list.len -= 1;
 }
 
 /// Class layout: TCP states 0..8 at `2 * state`, UDP (and other protocols) at 16, ICMP at 18; plus one

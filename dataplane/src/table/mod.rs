@@ -3,6 +3,7 @@
 pub mod cam;
 pub mod conntrack;
 mod hash;
+mod lru;
 pub mod nat;
 pub use cam::*;
 pub mod policy;
