@@ -57,7 +57,7 @@ fn published_ports_reach_containers_which_see_the_clients_address() {
     let (mut lab, _) = uplinked("np");
     let web = lab.container("web", &["-p", "8080:80"]);
     let dns = lab.container("dns", &["-p", "5353:53/udp"]);
-    let perf = lab.container("perf", &["-p", "5201:5201"]);
+    lab.container("perf", &["-p", "5201:5201"]);
     let mut servers = Servers::new();
     servers.tcp_whoami(&web, 80);
     servers.udp(&dns, 53);
@@ -84,7 +84,6 @@ fn published_ports_reach_containers_which_see_the_clients_address() {
         ct.contains("dnat") && ct.contains("dport=8080") && ct.contains("sport=80"),
         "{ct}"
     );
-    let _ = perf;
     // The nat stage explains itself: a what-if packet from the world to the published port.
     let what_if = lab.cli_ok(&[
         "trace",
@@ -169,7 +168,6 @@ fn masquerade_and_hairpin() {
     assert!(err.contains("internal"), "{err}");
     let status = lab.cli_ok(&["status"]);
     assert!(status.contains("internal="), "{status}");
-    let _ = inside;
 }
 
 #[test]

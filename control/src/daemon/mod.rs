@@ -35,7 +35,7 @@ use crate::cli::{block_signals, fail, wait_signal, EXIT_BAD_INPUT};
 use crate::flow::FlowSpec;
 use crate::model::ipam::Ipv4Net;
 use crate::model::store::Store;
-use crate::model::{Entropy, OsEntropy, PublishContext, State};
+use crate::model::{OsEntropy, PublishContext, State};
 use crate::netns::{self, Netlink};
 use crate::show;
 use crate::trace_fmt;
@@ -266,7 +266,6 @@ fn start(args: &DaemonArgs, socket: &Path, uplink: Option<UplinkArgs>) -> anyhow
         ephemeral: ephemeral_range(),
     };
     if let Some(u) = &uplink {
-        let _ = u;
         for n in state.networks.values() {
             if n.subnet().contains(u.ip) {
                 anyhow::bail!(
@@ -1128,10 +1127,4 @@ impl Daemon {
         }
         Ok(Response::Done)
     }
-}
-
-/// Keeps `OsEntropy` reachable as a trait object in one place (the model takes `&mut dyn Entropy`).
-#[allow(dead_code)]
-fn _entropy_is_object_safe(e: &mut dyn Entropy) -> String {
-    e.id()
 }
