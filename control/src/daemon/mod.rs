@@ -842,11 +842,15 @@ impl Daemon {
     /// Containers whose namespace someone deleted (`ip netns del`) are rebuilt with the same
     /// addresses and MACs: the state is the truth, also between restarts.
     fn heal_containers(&mut self) {
+        // One look at /run/netns for all containers (not one per container).
+        let Ok(present) = netns::list_named() else {
+            return;
+        };
         let lost: Vec<crate::model::Container> = self
             .state
             .containers
             .values()
-            .filter(|c| c.owns_netns() && !netns::exists_named(c.netns()))
+            .filter(|c| c.owns_netns() && !present.contains(c.netns()))
             .cloned()
             .collect();
         for c in lost {

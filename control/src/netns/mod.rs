@@ -469,6 +469,21 @@ pub fn delete_named(name: &str) -> Result<()> {
 
 /// Whether `/run/netns/NAME` exists (as `ip netns list` would show it). False for
 /// invalid names and when the check itself fails.
+/// The names in /run/netns (as `ip netns list`), read once where /run/netns really lives.
+pub fn list_named() -> Result<std::collections::HashSet<String>> {
+    in_host_mnt_ns("listing network namespaces", || {
+        match fs::read_dir(NETNS_RUN_DIR) {
+            Ok(dir) => Ok(dir
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()),
+            // No directory: no named namespace at all.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+            Err(e) => Err(os(format!("reading {NETNS_RUN_DIR}"), e)),
+        }
+    })
+}
+
 pub fn exists_named(name: &str) -> bool {
     if validate_name(name).is_err() {
         return false;
