@@ -77,6 +77,7 @@ echo "== what would happen to a packet from sy-web to sy-db port 80? (a what-if 
 run trace packet --in sy-web 'tcp,src=172.17.0.2,dst=172.17.0.10,dport=80' --explain
 echo "== and the live path of pings from sy-web to sy-cache's network (routed by the host, dropped by isolation)"
 run trace add sy-web 1 --filter icmp
+run trace add backend 1 --filter icmp
 ip netns exec sy-web ping -c 1 -W 1 -q 10.20.0.128 >/dev/null || true
 run trace show --explain
 echo
