@@ -1007,17 +1007,21 @@ mod tests {
     unsafe impl GlobalAlloc for CountingAlloc {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             count_one();
+            // SAFETY: the caller's contract for this call is passed on to `System` unchanged.
             unsafe { System.alloc(layout) }
         }
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
             count_one();
+            // SAFETY: the caller's contract for this call is passed on to `System` unchanged.
             unsafe { System.alloc_zeroed(layout) }
         }
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
             count_one();
+            // SAFETY: the caller's contract for this call is passed on to `System` unchanged.
             unsafe { System.realloc(ptr, layout, new_size) }
         }
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: the caller's contract for this call is passed on to `System` unchanged.
             unsafe { System.dealloc(ptr, layout) }
         }
     }
