@@ -14,7 +14,7 @@ fn one_network_across_two_hosts_on_a_vlan_and_another_vlan_stays_apart() {
     lab.host("h2", "192.0.2.99/32");
     let wire1 = lab.port("h2");
     lab.exec_ok("h2", &["ip", "addr", "flush", "dev", "eth0"]);
-    lab.daemon("d1", &[]);
+    let d1 = lab.daemon("d1", &[]);
     let sock2 = lab.dir.join("h2.sock").display().to_string();
     let state2 = lab.dir.join("h2-state").display().to_string();
     lab.spawn(
@@ -173,6 +173,15 @@ fn one_network_across_two_hosts_on_a_vlan_and_another_vlan_stays_apart() {
     lab.ping_fails("r2", c2_ip);
     lab.ping_ok("c1", c2_ip);
 
+    // Parent ports come back after kill -9 like everything else.
+    lab.signal(d1, libc::SIGKILL);
+    while lab.running(d1) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    lab.ping_fails("c1", c2_ip);
+    lab.daemon("d1b", &[]);
+    lab.ping_ok("c1", c2_ip);
+
     // Host2 hands out c1's address again (a static --ip outside its range): its gratuitous ARP
     // reaches host1, which drops the claim and reports the conflict.
     let c1_ip = "10.88.0.3";
@@ -202,7 +211,7 @@ fn one_network_across_two_hosts_on_a_vlan_and_another_vlan_stays_apart() {
         "{stats}"
     );
     assert!(stats.contains("ip-conflict=1"), "{stats}");
-    lab.wait_log("d1", "address conflict", Duration::from_secs(5));
+    lab.wait_log("d1b", "address conflict", Duration::from_secs(5));
     // The local container keeps its address: host1's own hosts still reach c1.
     lab.ping_ok("sw", c1_ip);
 }
