@@ -234,6 +234,29 @@ fn publish_all_ranges_port_listing_and_bad_specs() {
     }
     let err = lab.cli(&["port", &auto, "8080"]);
     assert_ne!(err.status.code(), Some(0));
+
+    // A daemon whose uplink address lies inside one of its networks is bad input.
+    let state = lab.dir.join("other-state").display().to_string();
+    let sock = lab.dir.join("other.sock").display().to_string();
+    lab.host("other", "192.0.2.50/24");
+    let out = lab.exec(
+        "other",
+        &[
+            switchyard_bin(),
+            "daemon",
+            "--state-dir",
+            &state,
+            "--socket",
+            &sock,
+            "--uplink",
+            "eth0",
+            "--uplink-ip",
+            "172.17.0.5/16",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("lies in network 'bridge'"), "{err}");
 }
 
 #[test]

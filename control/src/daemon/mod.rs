@@ -79,6 +79,11 @@ pub struct DaemonArgs {
     metrics: Option<std::net::SocketAddr>,
 }
 
+/// A start-up failure caused by the arguments given (exit code 2, like any bad input).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadStart(String);
+
 /// `--uplink*`, validated.
 struct UplinkArgs {
     ifname: String,
@@ -132,7 +137,14 @@ pub fn run(args: DaemonArgs, socket: Option<&Path>) -> ExitCode {
     };
     let daemon = match start(&args, &socket, uplink) {
         Ok(d) => d,
-        Err(e) => return fail(1, &e),
+        Err(e) => {
+            let code = if e.downcast_ref::<BadStart>().is_some() {
+                EXIT_BAD_INPUT
+            } else {
+                1
+            };
+            return fail(code, &e);
+        }
     };
     let listener = match bind(&socket) {
         Ok(l) => l,
@@ -268,12 +280,13 @@ fn start(args: &DaemonArgs, socket: &Path, uplink: Option<UplinkArgs>) -> anyhow
     if let Some(u) = &uplink {
         for n in state.networks.values() {
             if n.subnet().contains(u.ip) {
-                anyhow::bail!(
+                return Err(BadStart(format!(
                     "--uplink-ip {} lies in network '{}' ({}); choose an address outside switchyard's networks",
                     u.ip,
                     n.name,
                     n.subnet()
-                );
+                ))
+                .into());
             }
         }
         system
