@@ -138,6 +138,18 @@ fn masquerade_and_hairpin() {
     let own = wait_for("own port", || probe::whoami(&web, UPLINK_IP, 8080, T));
     assert!(own.starts_with("192.0.2.10:"), "{own}");
     lab.ping_ok("client", "192.0.2.10");
+    // ICMP errors about tracked flows are translated both ways: "port unreachable" from the
+    // world reaches the masqueraded container's socket, and the container's own reaches the
+    // client of a published port.
+    assert!(
+        probe::udp_refused(&client, WORLD, 9999, T),
+        "world -> container"
+    );
+    lab.container("silent", &["-p", "6001:6001/udp"]);
+    assert!(
+        probe::udp_refused(&out(&lab), UPLINK_IP, 6001, T),
+        "container -> world"
+    );
 
     // An internal network gets neither outbound access nor published ports.
     lab.cli_ok(&[

@@ -203,3 +203,23 @@ pub fn udp_echo(socket: &UdpSocket, addr: Ipv4Addr, port: u16, timeout: Duration
     }
     false
 }
+
+/// Whether a connected UDP socket in `ns` hears "port unreachable" back from `addr:port` (Linux
+/// reports the ICMP error as ECONNREFUSED, only if its quote matches the socket's own flow).
+pub fn udp_refused(ns: &str, addr: Ipv4Addr, port: u16, timeout: Duration) -> bool {
+    in_netns(ns, move || {
+        let s = UdpSocket::bind(("0.0.0.0", 0)).unwrap();
+        s.connect((addr, port)).unwrap();
+        s.set_read_timeout(Some(timeout / 3)).unwrap();
+        let mut buf = [0u8; 8];
+        for _ in 0..3 {
+            let _ = s.send(b"ping");
+            match s.recv(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return true,
+                Err(_) => {}
+                Ok(_) => return false,
+            }
+        }
+        false
+    })
+}
