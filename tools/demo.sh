@@ -27,7 +27,10 @@ WORK=$(mktemp -d)
 export SWITCHYARD_SOCKET=$WORK/switchyard.sock
 DAEMON_PID=
 remove_all() {
-    for ns in "${CONTAINERS[@]}" $HOST; do ip netns del "$ns" 2>/dev/null || true; done
+    for ns in "${CONTAINERS[@]}" $HOST; do
+        ip netns del "$ns" 2>/dev/null || true
+        rm -rf "/etc/netns/$ns" # the containers' hosts files, written by the daemon
+    done
 }
 cleanup() {
     [[ -n $DAEMON_PID ]] && kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null || true
