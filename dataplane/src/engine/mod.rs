@@ -441,14 +441,9 @@ impl Engine {
             _ => return Err(EngineError::NoSuchPort(port)),
         };
         self.tables.now_ms = self.now_ms();
-        let role = self.tables.policy.role(port);
         let checks = Checks {
-            anti_spoof: matches!(role, PortRole::Container(_)),
-            isolation: matches!(role, PortRole::Host),
-            conflict: matches!(role, PortRole::Parent),
-            icc: self.tables.policy.icc_closed(domain),
-            nat: nat_stage::applies(&self.tables, role),
             trace: false,
+            ..self.checks(port, domain)
         };
         // Between batches the receive area is free; slot 0 holds the synthetic frame.
         self.rx.fill(0, Default::default(), frame);
@@ -663,14 +658,7 @@ impl Engine {
         self.tables.now_ms = self.now_ms();
         // Which policy stages apply depends only on the ingress port and its domain, both fixed for
         // the batch: decided once here, so a port without policy pays nothing per frame.
-        let checks = Checks {
-            anti_spoof: matches!(self.tables.policy.role(id), PortRole::Container(_)),
-            isolation: matches!(self.tables.policy.role(id), PortRole::Host),
-            conflict: matches!(self.tables.policy.role(id), PortRole::Parent),
-            icc: self.tables.policy.icc_closed(domain),
-            nat: nat_stage::applies(&self.tables, self.tables.policy.role(id)),
-            trace: self.tracer.armed_for(id, domain) || !self.captures.is_empty(),
-        };
+        let checks = self.checks(id, domain);
         if checks.trace {
             for i in 0..n {
                 self.process_frame::<true>(id, domain, i, checks, false);
@@ -784,6 +772,24 @@ impl Engine {
             ethertype: view.ethertype,
             len: meta.len as u32,
         });
+        // One egress port: icc decides on closed networks, then out.
+        macro_rules! deliver {
+            ($port:expr) => {{
+                let port = $port;
+                match checks.icc.then(|| icc::decide(&view, &self.tables, port)) {
+                    Some(Err(r)) => {
+                        step!(Step::IccDenied { egress: port });
+                        dropped!(StageId::Icc, r)
+                    }
+                    Some(Ok(rule)) => {
+                        step!(Step::IccAllowed { egress: port, rule });
+                        out!(port)
+                    }
+                    None => out!(port),
+                }
+            }};
+        }
+
         let mut effects = Effects::default();
         let mut verdict = Verdict::Continue;
         if checks.anti_spoof {
@@ -876,17 +882,7 @@ impl Engine {
                     mac: view.dst,
                     port
                 });
-                match checks.icc.then(|| icc::decide(&view, &self.tables, port)) {
-                    Some(Err(r)) => {
-                        step!(Step::IccDenied { egress: port });
-                        dropped!(StageId::Icc, r)
-                    }
-                    Some(Ok(rule)) => {
-                        step!(Step::IccAllowed { egress: port, rule });
-                        out!(port)
-                    }
-                    None => out!(port),
-                }
+                deliver!(port);
             }
             Verdict::Flood => {
                 let members: &[PortId] = self
@@ -903,17 +899,7 @@ impl Engine {
                     if port == ingress_port {
                         continue;
                     }
-                    match checks.icc.then(|| icc::decide(&view, &self.tables, port)) {
-                        Some(Err(r)) => {
-                            step!(Step::IccDenied { egress: port });
-                            dropped!(StageId::Icc, r)
-                        }
-                        Some(Ok(rule)) => {
-                            step!(Step::IccAllowed { egress: port, rule });
-                            out!(port)
-                        }
-                        None => out!(port),
-                    }
+                    deliver!(port);
                 }
                 if others == 0 {
                     dropped!(StageId::Flood, DropReason::NoEgress);
@@ -923,6 +909,19 @@ impl Engine {
             Verdict::Continue => unreachable!("the last stage always decides"),
         }
         self.finish_trace(traced, dry)
+    }
+
+    /// Which stages apply to frames from `port` in `domain` (one decision per batch).
+    fn checks(&self, port: PortId, domain: DomainId) -> Checks {
+        let role = self.tables.policy.role(port);
+        Checks {
+            anti_spoof: matches!(role, PortRole::Container(_)),
+            isolation: matches!(role, PortRole::Host),
+            conflict: matches!(role, PortRole::Parent),
+            icc: self.tables.policy.icc_closed(domain),
+            nat: nat_stage::applies(&self.tables, role),
+            trace: self.tracer.armed_for(port, domain) || !self.captures.is_empty(),
+        }
     }
 
     /// A live trace's record goes to the ring; a what-if record stays in `scratch` for the caller.
@@ -938,23 +937,21 @@ fn nat_trace_steps(
     view: &crate::stage::PacketView<'_>,
     tables: &Tables,
     action: &nat_stage::NatAction,
-) -> [Option<Step>; 3] {
+) -> [Option<Step>; 2] {
     use nat_stage::{CtChange, NatAction};
     match *action {
-        NatAction::Pass => [None, None, None],
+        NatAction::Pass => [None, None],
         NatAction::Drop(reason) => [
             Some(Step::Dropped {
                 stage: StageId::Nat,
                 reason,
             }),
             None,
-            None,
         ],
-        NatAction::Consumed => [Some(Step::Consumed), None, None],
+        NatAction::Consumed => [Some(Step::Consumed), None],
         NatAction::Answer(a) => [
             Some(Step::Answered(a)),
             Some(Step::Egress { port: view.ingress }),
-            None,
         ],
         NatAction::Translate {
             rewrite,
@@ -993,7 +990,6 @@ fn nat_trace_steps(
                     to: from.rewritten(&rewrite),
                 }),
                 Some(Step::Egress { port }),
-                None,
             ]
         }
     }

@@ -22,12 +22,21 @@ pub struct Ipv4Summary {
     pub protocol: u8,
     /// (source, destination) for TCP and UDP in a first (or only) fragment.
     pub ports: Option<(u16, u16)>,
+    /// TCP flags, when the TCP header is there up to them.
+    pub tcp_flags: Option<u8>,
+    /// ICMP type and, for echo request/reply, the identifier (0 otherwise), in a first fragment.
+    pub icmp: Option<(u8, u16)>,
 }
+
+pub const PROTO_ICMP: u8 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArpSummary {
+    /// 1 request, 2 reply.
+    pub op: u16,
     pub sender_mac: [u8; 6],
     pub sender_ip: Ipv4Addr,
+    pub target_ip: Ipv4Addr,
 }
 
 fn addr(b: &[u8], at: usize) -> Ipv4Addr {
@@ -54,11 +63,26 @@ pub fn ipv4(view: &PacketView<'_>) -> Option<Ipv4Summary> {
     let ports =
         (first_fragment && (protocol == PROTO_TCP || protocol == PROTO_UDP) && b.len() >= l4 + 4)
             .then(|| (read_u16(b, l4), read_u16(b, l4 + 2)));
+    let tcp_flags =
+        (first_fragment && protocol == PROTO_TCP && b.len() >= l4 + 14).then(|| b[l4 + 13]);
+    let icmp = (first_fragment && protocol == PROTO_ICMP && b.len() >= l4 + 8).then(|| {
+        let t = b[l4];
+        (
+            t,
+            if t == 0 || t == 8 {
+                read_u16(b, l4 + 4)
+            } else {
+                0
+            },
+        )
+    });
     Some(Ipv4Summary {
         src: addr(b, l3 + 12),
         dst: addr(b, l3 + 16),
         protocol,
         ports,
+        tcp_flags,
+        icmp,
     })
 }
 
@@ -79,8 +103,10 @@ pub fn arp(view: &PacketView<'_>) -> Option<ArpSummary> {
     let mut sender_mac = [0u8; 6];
     sender_mac.copy_from_slice(&b[l3 + 8..l3 + 14]);
     Some(ArpSummary {
+        op: read_u16(b, l3 + 6),
         sender_mac,
         sender_ip: addr(b, l3 + 14),
+        target_ip: addr(b, l3 + 24),
     })
 }
 

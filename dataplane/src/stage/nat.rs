@@ -20,12 +20,11 @@
 
 use std::net::Ipv4Addr;
 
-use super::l3::{ETHERTYPE_ARP, ETHERTYPE_IPV4, PROTO_TCP, PROTO_UDP};
+use super::l3::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, PROTO_TCP, PROTO_UDP};
 use super::{DropReason, PacketView, Tables};
 use crate::rewrite::{icmp_error_quote, Rewrite};
 use crate::table::conntrack::{Direction, EntryId, Hop, NatKind, Tuple, PROTO_ICMP};
 use crate::table::{NetworkNat, PortRole, Uplink};
-use crate::wire::bytes::read_u16;
 use crate::{MacAddr, PortId, VlanId};
 
 /// What `nat` decided.
@@ -99,59 +98,33 @@ struct Packet {
 const ICMP_ECHO_REPLY: u8 = 0;
 const ICMP_ECHO_REQUEST: u8 = 8;
 
-fn addr(b: &[u8], at: usize) -> Ipv4Addr {
-    Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3])
-}
-
+/// The flow of a packet NAT can translate: TCP with its flags, UDP, ICMP (echo by identifier),
+/// in a first fragment. Built on `l3::ipv4`.
 fn parse(view: &PacketView<'_>) -> Option<Packet> {
-    let b = view.frame;
-    let l3 = view.l3_offset;
-    if b.len() < l3 + 20 || b[l3] >> 4 != 4 {
-        return None;
-    }
-    let ihl = usize::from(b[l3] & 0x0f) * 4;
-    if ihl < 20 || read_u16(b, l3 + 6) & 0x1fff != 0 {
-        // Options-less or not, a non-first fragment has no ports to translate by: not tracked.
-        return None;
-    }
-    let l4 = l3 + ihl;
-    let proto = b[l3 + 9];
-    let (src, dst) = (addr(b, l3 + 12), addr(b, l3 + 16));
-    let (mut sport, mut dport, mut tcp_flags, mut icmp_type) = (0, 0, None, None);
-    match proto {
-        PROTO_TCP | PROTO_UDP => {
-            if b.len() < l4 + if proto == PROTO_TCP { 14 } else { 8 } {
-                return None;
-            }
-            sport = read_u16(b, l4);
-            dport = read_u16(b, l4 + 2);
-            if proto == PROTO_TCP {
-                tcp_flags = Some(b[l4 + 13]);
-            }
-        }
+    let ip = l3::ipv4(view)?;
+    let (sport, dport) = match ip.protocol {
+        PROTO_TCP if ip.tcp_flags.is_none() => return None,
+        PROTO_TCP | PROTO_UDP => ip.ports?,
         PROTO_ICMP => {
-            if b.len() < l4 + 8 {
-                return None;
-            }
-            let t = b[l4];
-            icmp_type = Some(t);
+            let (t, id) = ip.icmp?;
             if t == ICMP_ECHO_REQUEST || t == ICMP_ECHO_REPLY {
-                sport = read_u16(b, l4 + 4);
-                dport = sport;
+                (id, id)
+            } else {
+                (0, 0)
             }
         }
         _ => return None,
-    }
+    };
     Some(Packet {
         tuple: Tuple {
-            proto,
-            src,
+            proto: ip.protocol,
+            src: ip.src,
             sport,
-            dst,
+            dst: ip.dst,
             dport,
         },
-        tcp_flags,
-        icmp_type,
+        tcp_flags: ip.tcp_flags,
+        icmp_type: ip.icmp.map(|(t, _)| t),
     })
 }
 
@@ -189,17 +162,13 @@ fn from_uplink(
         return NatAction::Drop(DropReason::NotLocal);
     }
     if view.ethertype == ETHERTYPE_ARP {
-        let Some(arp) = super::l3::arp(view) else {
+        let Some(arp) = l3::arp(view) else {
             return NatAction::Drop(DropReason::NotLocal);
         };
-        let b = view.frame;
-        let l3 = view.l3_offset;
-        let target = addr(b, l3 + 24);
-        let op = read_u16(b, l3 + 6);
         if uplink.on_link(arp.sender_ip) && arp.sender_ip != Ipv4Addr::UNSPECIFIED {
             fx.neighbor = Some((arp.sender_ip, MacAddr(arp.sender_mac)));
         }
-        return match (target == uplink.ip, op) {
+        return match (arp.target_ip == uplink.ip, arp.op) {
             (true, 1) => NatAction::Answer(Answer::Arp),
             (true, _) => NatAction::Consumed,
             (false, _) => NatAction::Drop(DropReason::NotLocal),
@@ -364,8 +333,8 @@ fn icmp_error(view: &PacketView<'_>, tables: &Tables) -> NatAction {
     };
     // An error from the flow's far end itself (say, port unreachable from a container) also
     // carries that end's translated address as its own source.
-    let outer_src = addr(view.frame, view.l3_offset + 12);
-    let src = (outer_src == qdst).then_some((arriving.src, 0));
+    let outer_src = l3::ipv4(view).map(|ip| ip.src);
+    let src = (outer_src == Some(qdst)).then_some((arriving.src, 0));
     NatAction::Translate {
         rewrite: Rewrite {
             src_mac: Some(hop.src_mac),
