@@ -414,13 +414,13 @@ fn foreign_namespace(
             ))
         }
     };
-    let ns = match netns.filter(|n| !n.contains('/')) {
-        Some(n) => crate::netns::open_named(n)
-            .map_err(|e| ApiError::bad_input(e.to_string()))?
-            .ok_or_else(|| ApiError::bad_input(format!("no network namespace named '{n}'")))?,
-        None => crate::netns::NetNs::from_path(std::path::Path::new(&path))
-            .map_err(|e| ApiError::bad_input(e.to_string()))?,
-    };
+    let ns = system::open_external(&path).map_err(|e| {
+        ApiError::bad_input(match (netns, pid) {
+            (_, Some(p)) => format!("no process {p} with a network namespace ({e:#})"),
+            (Some(n), _) if !n.contains('/') => format!("no network namespace named '{n}'"),
+            _ => format!("{e:#}"),
+        })
+    })?;
     Ok((name, path, ns))
 }
 
@@ -879,12 +879,16 @@ impl Daemon {
 
     /// Logs address conflicts newer than engine time `since`; returns the newest time seen.
     fn report_conflicts(&self, since: u64) -> u64 {
-        let Ok(snapshot) = self.system.engine.snapshot() else {
+        let Ok(conflicts) = self.system.engine.conflicts() else {
             return since;
         };
+        let fresh: Vec<_> = conflicts.iter().filter(|c| c.at_ms > since).collect();
+        if fresh.is_empty() {
+            return since;
+        }
         let names = self.system.names(&self.state);
         let mut newest = since;
-        for c in snapshot.conflicts.iter().filter(|c| c.at_ms > since) {
+        for c in fresh {
             let owner = names
                 .owners
                 .get(&c.ip)

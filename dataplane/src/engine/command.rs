@@ -57,6 +57,10 @@ pub enum Command {
     Connections {
         reply: Sender<(Vec<ConnInfo>, CtStats)>,
     },
+    /// Only the latest address conflicts (cheaper than a snapshot, for periodic checks).
+    Conflicts {
+        reply: Sender<Vec<AddressConflict>>,
+    },
     TraceArm {
         arm: TraceArm,
         reply: Sender<Result<(), EngineError>>,
@@ -257,6 +261,11 @@ impl EngineHandle {
     /// Replaces part of the NAT configuration; returns once applied.
     pub fn set_nat(&self, update: NatUpdate) -> Result<(), EngineError> {
         self.call(|reply| Command::SetNat { update, reply })?
+    }
+
+    /// The latest address conflicts seen on parent ports, oldest first.
+    pub fn conflicts(&self) -> Result<Vec<AddressConflict>, EngineError> {
+        self.call(|reply| Command::Conflicts { reply })
     }
 
     /// Every tracked connection and the table's counters.

@@ -362,6 +362,9 @@ impl Engine {
             Command::TracePacket { port, frame, reply } => {
                 let _ = reply.send(self.trace_packet(port, &frame));
             }
+            Command::Conflicts { reply } => {
+                let _ = reply.send(self.conflicts.iter().copied().collect());
+            }
             Command::Connections { reply } => {
                 let _ = reply.send(self.connections());
             }
