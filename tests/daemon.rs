@@ -10,13 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::probe;
 use common::*;
-use serde_json::Value;
-
-fn inspect(lab: &Lab, kind: &str, name: &str) -> Value {
-    let text = lab.cli_ok(&[kind, "inspect", name]);
-    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
-    v[0].clone()
-}
 
 /// `ip -o -4 addr show dev IF` inside a namespace (IPv4 only: IPv6 link-local addresses change
 /// flags while duplicate address detection runs, which would make comparisons flaky).
@@ -39,7 +32,7 @@ fn networks_are_created_inspected_and_removed_like_dockers() {
         ls.starts_with("NETWORK ID") && ls.contains("bridge") && ls.contains("172.17.0.0/16"),
         "{ls}"
     );
-    let bridge = inspect(&lab, "network", "bridge");
+    let bridge = lab.inspect("network", "bridge");
     assert_eq!(bridge["Name"], "bridge");
     assert_eq!(bridge["Id"].as_str().unwrap().len(), 64);
     assert_eq!(bridge["Scope"], "local");
@@ -69,7 +62,7 @@ fn networks_are_created_inspected_and_removed_like_dockers() {
         "--mtu",
         "1400",
     ]);
-    let front = inspect(&lab, "network", "front");
+    let front = lab.inspect("network", "front");
     assert_eq!(front["Id"], id.trim());
     let cfg = &front["IPAM"]["Config"][0];
     assert_eq!(cfg["Subnet"], "10.30.0.0/16");
@@ -103,7 +96,7 @@ fn networks_are_created_inspected_and_removed_like_dockers() {
     lab.exec_ok("sw", &["ip", "link", "set", "rt0", "up"]);
     lab.exec_ok("sw", &["ip", "link", "set", "rt1", "up"]);
     lab.cli_ok(&["network", "create", "auto"]);
-    let auto = inspect(&lab, "network", "auto");
+    let auto = lab.inspect("network", "auto");
     assert_eq!(auto["IPAM"]["Config"][0]["Subnet"], "172.19.0.0/16");
     assert_eq!(auto["IPAM"]["Config"][0]["Gateway"], "172.19.0.1");
 
@@ -121,7 +114,7 @@ fn containers_reach_each_other_and_the_host() {
     let web = lab.container("web", &[]);
     let db = lab.container("db", &["--ip", "172.17.0.50", "--mac", "02:42:ac:11:00:32"]);
 
-    let w = inspect(&lab, "container", &web);
+    let w = lab.inspect("container", &web);
     assert_eq!(w["Name"], format!("/{web}"));
     assert_eq!(
         w["NetworkSettings"]["SandboxKey"],
@@ -194,12 +187,12 @@ fn containers_reach_each_other_and_the_host() {
     lab.cli_ok(&["network", "connect", "back", &db, "--ip", "10.40.0.9"]);
     assert!(addresses(&lab, "web", "eth1").contains("inet 10.40.0.2/24"));
     lab.ping_ok("web", "10.40.0.9");
-    let back = inspect(&lab, "network", "back");
+    let back = lab.inspect("network", "back");
     assert_eq!(back["Containers"].as_object().unwrap().len(), 2);
 
     lab.cli_ok(&["network", "disconnect", "back", &web]);
     assert!(!link_exists(&lab, "web", "eth1"));
-    let back = inspect(&lab, "network", "back");
+    let back = lab.inspect("network", "back");
     assert_eq!(back["Containers"].as_object().unwrap().len(), 1);
     // The address went back to the pool.
     lab.cli_ok(&["network", "connect", "back", &web, "--ip", "10.40.0.2"]);
@@ -577,7 +570,7 @@ fn bad_input_is_refused_with_one_line_and_changes_nothing() {
 
     // --force removes a network with containers attached, disconnecting them.
     lab.cli_ok(&["network", "rm", "--force", "front"]);
-    let w = inspect(&lab, "container", &web);
+    let w = lab.inspect("container", &web);
     assert!(w["NetworkSettings"]["Networks"]
         .as_object()
         .unwrap()

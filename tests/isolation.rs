@@ -12,19 +12,13 @@ use std::time::{Duration, Instant};
 
 use common::probe::{self, Servers};
 use common::*;
-use serde_json::Value;
 
 const DENY_TIMEOUT: Duration = Duration::from_millis(150);
 const ALLOW_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn inspect(lab: &Lab, kind: &str, name: &str) -> Value {
-    let text = lab.cli_ok(&[kind, "inspect", name]);
-    serde_json::from_str::<Value>(&text).unwrap()[0].clone()
-}
-
 /// A container's address and host-side interface on `network`.
 fn endpoint(lab: &Lab, container: &str, network: &str) -> (Ipv4Addr, String) {
-    let c = inspect(lab, "container", container);
+    let c = lab.inspect("container", container);
     let e = &c["NetworkSettings"]["Networks"][network];
     (
         e["IPAddress"].as_str().unwrap().parse().unwrap(),
@@ -185,7 +179,7 @@ fn networks_are_isolated_even_where_the_host_would_route() {
     let (b1_ip, _) = endpoint(&lab, &b1, "b");
     let (a1_ip, _) = endpoint(&lab, &a1, "a");
     let (both_b, _) = endpoint(&lab, &both, "b");
-    let host_b = inspect(&lab, "network", "b")["Options"]["com.docker.network.bridge.name"]
+    let host_b = lab.inspect("network", "b")["Options"]["com.docker.network.bridge.name"]
         .as_str()
         .unwrap()
         .to_string();

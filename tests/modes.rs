@@ -6,12 +6,6 @@ use std::time::Duration;
 
 use common::probe::Servers;
 use common::*;
-use serde_json::Value;
-
-fn inspect(lab: &Lab, name: &str) -> Value {
-    let text = lab.cli_ok(&["container", "inspect", name]);
-    serde_json::from_str::<Value>(&text).unwrap()[0].clone()
-}
 
 #[test]
 fn none_host_and_container_modes() {
@@ -23,7 +17,10 @@ fn none_host_and_container_modes() {
     let links = lab.exec_ok("lonely", &["ip", "-o", "link", "show"]);
     assert_eq!(links.lines().count(), 1, "{links}");
     assert!(links.contains("lo:") && links.contains("UP"), "{links}");
-    assert_eq!(inspect(&lab, &lonely)["HostConfig"]["NetworkMode"], "none");
+    assert_eq!(
+        lab.inspect("container", &lonely)["HostConfig"]["NetworkMode"],
+        "none"
+    );
 
     // host: no namespace of its own; exec runs in the daemon's namespace.
     let hosted = lab.adopt("hosted");
@@ -42,7 +39,7 @@ fn none_host_and_container_modes() {
         seen.contains("switchyard0"),
         "the daemon's interfaces: {seen}"
     );
-    let i = inspect(&lab, &hosted);
+    let i = lab.inspect("container", &hosted);
     assert_eq!(i["HostConfig"]["NetworkMode"], "host");
     assert!(i["NetworkSettings"]["SandboxKey"]
         .as_str()
@@ -88,7 +85,7 @@ fn none_host_and_container_modes() {
     ]);
     assert!(nc.status.success(), "side reaches web on 127.0.0.1");
     assert_eq!(
-        inspect(&lab, &side)["HostConfig"]["NetworkMode"],
+        lab.inspect("container", &side)["HostConfig"]["NetworkMode"],
         mode.as_str()
     );
     let out = lab.cli(&["network", "connect", "bridge", &side]);
@@ -101,7 +98,7 @@ fn none_host_and_container_modes() {
     }
     lab.daemon("d2", &[]);
     assert_eq!(
-        inspect(&lab, &side)["HostConfig"]["NetworkMode"],
+        lab.inspect("container", &side)["HostConfig"]["NetworkMode"],
         mode.as_str()
     );
     let nc = lab.cli(&[

@@ -8,11 +8,6 @@ use common::probe::{self, Servers};
 use common::*;
 use serde_json::Value;
 
-fn json(lab: &Lab, args: &[&str]) -> Value {
-    let text = lab.cli_ok(args);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
 fn stages(trace: &Value) -> Vec<(String, String)> {
     trace["steps"]
         .as_array()
@@ -61,7 +56,7 @@ fn live_traces_show_every_stage_of_matching_packets() {
     ]);
     assert!(probe::tcp_ok(&web, db_ip, 5432, Duration::from_secs(2)));
     lab.ping_fails("web", "10.94.0.2"); // not matched by the filter: not traced
-    let traces = json(&lab, &["trace", "show", "--json"]);
+    let traces = lab.cli_json(&["trace", "show", "--json"]);
     let traces = traces.as_array().unwrap();
     assert_eq!(traces.len(), 3, "the budget of 3 packets: {traces:?}");
     let first = &traces[0];
@@ -105,7 +100,8 @@ fn live_traces_show_every_stage_of_matching_packets() {
     );
 
     lab.cli_ok(&["trace", "clear"]);
-    assert!(json(&lab, &["trace", "show", "--json"])
+    assert!(lab
+        .cli_json(&["trace", "show", "--json"])
         .as_array()
         .unwrap()
         .is_empty());
@@ -150,17 +146,14 @@ fn what_if_traces_use_the_real_tables_and_change_nothing() {
         &["--network", "closed", "--link", &format!("{db}:db")],
     );
     let status_before = lab.cli_ok(&["status"]);
-    let allowed = json(
-        &lab,
-        &[
-            "trace",
-            "packet",
-            "--in",
-            &web,
-            "tcp,src=10.95.0.3,dst=10.95.0.2,dport=5432",
-            "--json",
-        ],
-    );
+    let allowed = lab.cli_json(&[
+        "trace",
+        "packet",
+        "--in",
+        &web,
+        "tcp,src=10.95.0.3,dst=10.95.0.2,dport=5432",
+        "--json",
+    ]);
     let t = &allowed[0];
     assert_eq!(t["what_if"], true);
     assert_eq!(
@@ -276,7 +269,7 @@ fn stats_fdb_metrics_and_topology() {
     lab.ping_ok("web", "172.17.0.9");
     let web_mac = lab.mac("web", "eth0");
 
-    let st = json(&lab, &["stats", "--json"]);
+    let st = lab.cli_json(&["stats", "--json"]);
     let port = st["ports"]
         .as_array()
         .unwrap()

@@ -350,6 +350,17 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// A client command that must succeed and print JSON.
+    pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        let text = self.cli_ok(args);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("switchyard {args:?}: {e}: {text}"))
+    }
+
+    /// `switchyard network|container inspect NAME`: the one object.
+    pub fn inspect(&self, kind: &str, name: &str) -> serde_json::Value {
+        self.cli_json(&[kind, "inspect", name])[0].clone()
+    }
+
     /// `container create` of `ns(host)` with extra arguments; returns the namespace name.
     pub fn container(&mut self, host: &str, extra: &[&str]) -> String {
         let ns = self.adopt(host);
