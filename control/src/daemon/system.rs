@@ -267,24 +267,24 @@ impl System {
     /// subnets and attachments isolation needs. Each part replaces the engine's copy at once, so a
     /// removed link or container leaves no stale permission behind.
     pub fn sync_policy(&self, state: &State) -> anyhow::Result<()> {
+        let mut updates = Vec::new();
         for c in state.containers.values() {
             for e in &c.endpoints {
                 if let Some(&port) = self.endpoint_ports.get(&e.id) {
-                    self.engine.set_policy(PolicyUpdate::Role {
+                    updates.push(PolicyUpdate::Role {
                         port,
                         role: guard(c, e),
-                    })?;
+                    });
                 }
             }
         }
         for n in state.networks.values() {
-            self.engine.set_policy(PolicyUpdate::Icc {
+            updates.push(PolicyUpdate::Icc {
                 domain: DomainId(n.domain),
                 icc: n.icc,
-            })?;
+            });
         }
-        self.engine
-            .set_policy(PolicyUpdate::Links(state.link_rules()))?;
+        updates.push(PolicyUpdate::Links(state.link_rules()));
         let subnets = state
             .networks
             .values()
@@ -304,8 +304,9 @@ impl System {
                 }
             }
         }
-        self.engine
-            .set_policy(PolicyUpdate::Isolation { subnets, attached })?;
+        updates.push(PolicyUpdate::Isolation { subnets, attached });
+        // One command: the engine sees the whole new policy between the same two batches.
+        self.engine.set_policy(PolicyUpdate::Many(updates))?;
         Ok(())
     }
 

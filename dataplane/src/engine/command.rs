@@ -132,6 +132,8 @@ pub enum PolicyUpdate {
         subnets: Vec<Subnet>,
         attached: HashSet<(Ipv4Addr, DomainId)>,
     },
+    /// Several at once, in order, between the same two batches (one round trip to the engine).
+    Many(Vec<PolicyUpdate>),
 }
 
 /// Whether a port is attached, or its interface went away while attached.

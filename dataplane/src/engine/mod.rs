@@ -427,6 +427,17 @@ impl Engine {
             PolicyUpdate::Isolation { subnets, attached } => {
                 policy.set_isolation(subnets, attached)
             }
+            PolicyUpdate::Many(updates) => {
+                // All are applied (a port gone meanwhile does not hold back the rest).
+                let mut first = Ok(());
+                for u in updates {
+                    let r = self.set_policy(u);
+                    if first.is_ok() {
+                        first = r;
+                    }
+                }
+                return first;
+            }
         }
         Ok(())
     }
