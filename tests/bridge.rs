@@ -259,6 +259,58 @@ fn a_tap_moved_into_a_namespace_works_like_a_veth() {
     drop(guard);
 }
 
+/// The `Cpus_allowed_list` of switch `sw`'s engine thread.
+fn engine_cpus(lab: &Lab, sw: usize) -> String {
+    let pid = lab.pid(sw);
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("switch's tasks") {
+        let dir = task.expect("task entry").path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() == "switchyard-engi" {
+            let status = std::fs::read_to_string(dir.join("status")).expect("task status");
+            return cpus_allowed(&status);
+        }
+    }
+    panic!("switch {pid} has no engine thread");
+}
+
+fn cpus_allowed(status: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list in status")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn the_engine_thread_is_pinned_as_asked() {
+    let mut lab = Lab::new("cpu");
+    let ports = lab.hosts("10.98.0", &["h1", "h2"]);
+    let ours = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let last = ours
+        .rsplit([',', '-'])
+        .next()
+        .expect("a CPU list")
+        .to_string();
+    let many = ours.contains([',', '-']);
+    let auto = lab.switch("auto", &ports[..1], &[]);
+    let expected = if many { last.as_str() } else { ours.as_str() };
+    assert_eq!(
+        engine_cpus(&lab, auto),
+        expected,
+        "auto pins to the last allowed CPU"
+    );
+    lab.stop(auto);
+    let free = lab.switch("free", &ports[..1], &["--cpu", "none"]);
+    assert_eq!(engine_cpus(&lab, free), ours, "--cpu none leaves it free");
+    lab.stop(free);
+    let first = ours.split([',', '-']).next().unwrap().to_string();
+    let sw = lab.switch("first", &ports, &["--cpu", &first]);
+    assert_eq!(engine_cpus(&lab, sw), first);
+    // Pinned or not, it forwards.
+    lab.ping_ok("h1", "10.98.0.2");
+}
+
 struct NsGuard(String);
 
 impl Drop for NsGuard {
@@ -302,6 +354,13 @@ fn bad_input_gets_one_line_and_exit_code_2() {
     assert!(err.contains("given twice"), "{err}");
     let err = bad_input(&lab, &["bridge", "--port", "this-name-is-far-too-long"]);
     assert!(err.contains("not valid"), "{err}");
+    let err = bad_input(&lab, &["bridge", "--port", &p, "--cpu", "999"]);
+    assert!(
+        err.contains("--cpu 999") && err.contains("allowed:"),
+        "{err}"
+    );
+    let err = bad_input(&lab, &["bridge", "--port", &p, "--cpu", "fast"]);
+    assert!(err.contains("'fast' is not a CPU"), "{err}");
     // No permission: the same command as an unprivileged user.
     let ns = lab.ns("sw");
     let out = run(&[

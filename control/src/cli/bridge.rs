@@ -32,12 +32,8 @@ pub struct BridgeArgs {
     /// Most MAC entries learned on one port.
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_macs_per_port: u32,
-    /// Poll without sleeping: lower latency at the cost of a full core.
-    #[arg(long)]
-    busy_poll: bool,
-    /// After traffic, keep polling this many microseconds before sleeping (0: sleep at once).
-    #[arg(long, value_name = "MICROSECONDS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
-    spin_us: u64,
+    #[command(flatten)]
+    engine: super::EngineArgs,
 }
 
 fn open_port(spec: &str) -> anyhow::Result<Box<dyn Port>> {
@@ -54,6 +50,10 @@ pub fn run(args: BridgeArgs) -> ExitCode {
             return fail(EXIT_BAD_INPUT, &anyhow!("port '{p}' is given twice"));
         }
     }
+    let config = match engine_config(&args) {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_BAD_INPUT, &anyhow!(e)),
+    };
     // Blocked before any thread starts, so every thread inherits the mask and only sigwait sees them.
     let signals = block_signals();
     let mut ports = Vec::with_capacity(args.ports.len());
@@ -63,17 +63,14 @@ pub fn run(args: BridgeArgs) -> ExitCode {
             Err(e) => return fail(EXIT_BAD_INPUT, &e),
         }
     }
-    match serve(args, ports, &signals) {
+    match serve(config, ports, &signals) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(1, &e),
     }
 }
 
-fn serve(
-    args: BridgeArgs,
-    ports: Vec<Box<dyn Port>>,
-    signals: &libc::sigset_t,
-) -> anyhow::Result<()> {
+/// The engine configuration the flags ask for; a CPU this process may not use is refused.
+fn engine_config(args: &BridgeArgs) -> Result<EngineConfig, String> {
     let cam = CamConfig {
         max_entries: args.max_macs as usize,
         max_per_port: args.max_macs_per_port as usize,
@@ -83,13 +80,18 @@ fn serve(
             args.aging.saturating_mul(1000)
         },
     };
-    let (handle, thread) = Engine::spawn(EngineConfig {
+    args.engine.apply(EngineConfig {
         cam,
-        busy_poll: args.busy_poll,
-        spin: std::time::Duration::from_micros(args.spin_us),
         ..EngineConfig::default()
     })
-    .context("starting the engine")?;
+}
+
+fn serve(
+    config: EngineConfig,
+    ports: Vec<Box<dyn Port>>,
+    signals: &libc::sigset_t,
+) -> anyhow::Result<()> {
+    let (handle, thread) = Engine::spawn(config).context("starting the engine")?;
     let names: Vec<String> = ports.iter().map(|p| p.name().to_string()).collect();
     for port in ports {
         let name = port.name().to_string();
@@ -97,7 +99,7 @@ fn serve(
             .add_port(port, DomainId(0))
             .with_context(|| format!("attaching port '{name}'"))?;
     }
-    tracing::info!(ports = %names.join(","), pid = std::process::id(), "switchyard bridge forwarding");
+    tracing::info!(ports = %names.join(","), pid = std::process::id(), engine = %super::describe_cpu(handle.cpu()), "switchyard bridge forwarding");
     loop {
         match wait_signal(signals) {
             libc::SIGUSR1 => print!("{}", show::report(&handle.snapshot()?)),

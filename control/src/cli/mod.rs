@@ -12,7 +12,8 @@ mod trace;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use dataplane::engine::{affinity, CpuPin, EngineConfig};
 
 use crate::api::{self, ClientError, ErrorKind, Request, Response};
 
@@ -28,6 +29,43 @@ pub struct Cli {
     socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How the engine thread polls and where it runs; shared by `bridge` and `daemon`.
+#[derive(Args, Debug)]
+pub(crate) struct EngineArgs {
+    /// Poll without sleeping: lower latency at the cost of a full core.
+    #[arg(long)]
+    busy_poll: bool,
+    /// After traffic, keep polling this many microseconds before sleeping (0: sleep at once).
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    spin_us: u64,
+    /// Pin the engine thread to a CPU: auto (the last CPU this process may use, when it may use
+    /// more than one), none, or a CPU number.
+    #[arg(long, value_name = "auto|none|N", default_value_t = CpuPin::Auto)]
+    cpu: CpuPin,
+}
+
+impl EngineArgs {
+    /// The engine configuration these flags ask for, on top of `base`. A CPU this process may not
+    /// run on is refused with a one-line message naming the allowed CPUs.
+    pub(crate) fn apply(&self, base: EngineConfig) -> Result<EngineConfig, String> {
+        affinity::resolve(self.cpu).map_err(|e| format!("--cpu {}: {e}", self.cpu))?;
+        Ok(EngineConfig {
+            busy_poll: self.busy_poll,
+            spin: std::time::Duration::from_micros(self.spin_us),
+            cpu: self.cpu,
+            ..base
+        })
+    }
+}
+
+/// "engine pinned to CPU 1" / "engine not pinned", for start-up logs.
+pub(crate) fn describe_cpu(cpu: Option<usize>) -> String {
+    match cpu {
+        Some(c) => format!("pinned to CPU {c}"),
+        None => "not pinned".to_string(),
+    }
 }
 
 #[derive(Subcommand, Debug)]

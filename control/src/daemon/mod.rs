@@ -50,12 +50,8 @@ pub struct DaemonArgs {
     /// Seconds a learned MAC stays without being seen (0: never age).
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     aging: u64,
-    /// Poll without sleeping: lower latency at the cost of a full core.
-    #[arg(long)]
-    busy_poll: bool,
-    /// After traffic, keep polling this many microseconds before sleeping (0: sleep at once).
-    #[arg(long, value_name = "MICROSECONDS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
-    spin_us: u64,
+    #[command(flatten)]
+    engine: crate::cli::EngineArgs,
     /// Turn on IPv4 forwarding in the daemon's namespace (as dockerd does), so containers reach
     /// beyond the host through its routing.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
@@ -135,6 +131,10 @@ pub fn run(args: DaemonArgs, socket: Option<&Path>) -> ExitCode {
         Ok(u) => u,
         Err(e) => return fail(EXIT_BAD_INPUT, &e),
     };
+    // Checked before anything is touched (state dir, sysctls); `start` applies it.
+    if let Err(e) = args.engine.apply(EngineConfig::default()) {
+        return fail(EXIT_BAD_INPUT, &anyhow!(e));
+    }
     let daemon = match start(&args, &socket, uplink) {
         Ok(d) => d,
         Err(e) => {
@@ -262,16 +262,19 @@ fn start(args: &DaemonArgs, socket: &Path, uplink: Option<UplinkArgs>) -> anyhow
         },
         ..CamConfig::default()
     };
-    let (engine, _thread) = Engine::spawn(EngineConfig {
-        cam,
-        conntrack: CtConfig {
-            max_entries: args.max_conntrack as usize,
-            ..CtConfig::default()
-        },
-        busy_poll: args.busy_poll,
-        spin: Duration::from_micros(args.spin_us),
-    })
-    .context("starting the engine")?;
+    let config = args
+        .engine
+        .apply(EngineConfig {
+            cam,
+            conntrack: CtConfig {
+                max_entries: args.max_conntrack as usize,
+                ..CtConfig::default()
+            },
+            ..EngineConfig::default()
+        })
+        .map_err(BadStart)?;
+    let (engine, _thread) = Engine::spawn(config).context("starting the engine")?;
+    tracing::info!("engine {}", crate::cli::describe_cpu(engine.cpu()));
     let mut system = System::new(engine, netlink);
     let publish_ctx = PublishContext {
         uplink: uplink.as_ref().map(|u| u.ip),

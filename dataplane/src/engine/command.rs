@@ -196,9 +196,16 @@ pub struct Snapshot {
 pub struct EngineHandle {
     pub(super) commands: Sender<Command>,
     pub(super) waker: Arc<mio::Waker>,
+    /// The CPU the engine thread was pinned to when spawned (`None`: not pinned).
+    pub(super) cpu: Option<usize>,
 }
 
 impl EngineHandle {
+    /// The CPU the engine thread is pinned to, if it is.
+    pub fn cpu(&self) -> Option<usize> {
+        self.cpu
+    }
+
     fn send(&self, cmd: Command) -> Result<(), EngineError> {
         self.commands.send(cmd).map_err(|_| EngineError::Stopped)?;
         // A failed wake only delays the command to the next event or timer tick.

@@ -10,6 +10,7 @@
 //! a port's `send_batch` gets views into it. The only copies are the ones the OS makes and software
 //! segmentation for ports without vnet headers.
 
+pub mod affinity;
 pub mod command;
 pub mod counters;
 mod egress;
@@ -40,6 +41,7 @@ use crate::table::{
 };
 use crate::trace::{Capture, CtStep, Flow, Step, TraceRecord, TraceTarget, Tracer};
 use crate::{DomainId, MacAddr, PortId};
+pub use affinity::CpuPin;
 
 /// Address conflicts remembered for `stats` (the oldest is forgotten first).
 pub const MAX_CONFLICTS: usize = 16;
@@ -62,6 +64,8 @@ pub struct EngineConfig {
     /// next frame usually comes sooner than a sleep/wake-up cycle costs; when idle, the engine sleeps
     /// after this window. Zero disables it.
     pub spin: Duration,
+    /// Which CPU the engine thread is pinned to (see `affinity`).
+    pub cpu: CpuPin,
 }
 
 impl Default for EngineConfig {
@@ -71,6 +75,7 @@ impl Default for EngineConfig {
             conntrack: CtConfig::default(),
             busy_poll: false,
             spin: DEFAULT_SPIN,
+            cpu: CpuPin::Auto,
         }
     }
 }
@@ -187,18 +192,30 @@ impl Engine {
             EngineHandle {
                 commands: tx,
                 waker,
+                cpu: None,
             },
         ))
     }
 
-    /// Starts the engine on its own thread.
+    /// Starts the engine on its own thread, pinned as `config.cpu` says. A CPU the process may not
+    /// run on is refused here (`InvalidInput`, with a message naming the allowed CPUs).
     pub fn spawn(
         config: EngineConfig,
     ) -> std::io::Result<(EngineHandle, std::thread::JoinHandle<()>)> {
-        let (engine, handle) = Engine::new(config)?;
+        let cpu = affinity::resolve(config.cpu)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let (engine, mut handle) = Engine::new(config)?;
+        handle.cpu = cpu;
         let thread = std::thread::Builder::new()
             .name("switchyard-engine".into())
-            .spawn(move || engine.run())?;
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    if let Err(e) = affinity::pin_current_thread(cpu) {
+                        tracing::warn!("engine not pinned to CPU {cpu}: {e}");
+                    }
+                }
+                engine.run()
+            })?;
         Ok((handle, thread))
     }
 
