@@ -259,18 +259,34 @@ fn a_tap_moved_into_a_namespace_works_like_a_veth() {
     drop(guard);
 }
 
-/// The `Cpus_allowed_list` of switch `sw`'s engine thread.
-fn engine_cpus(lab: &Lab, sw: usize) -> String {
+/// The task directory of switch `sw`'s engine thread in /proc.
+fn engine_task(lab: &Lab, sw: usize) -> std::path::PathBuf {
     let pid = lab.pid(sw);
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("switch's tasks") {
         let dir = task.expect("task entry").path();
         let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
         if comm.trim() == "switchyard-engi" {
-            let status = std::fs::read_to_string(dir.join("status")).expect("task status");
-            return cpus_allowed(&status);
+            return dir;
         }
     }
     panic!("switch {pid} has no engine thread");
+}
+
+/// The `Cpus_allowed_list` of switch `sw`'s engine thread.
+fn engine_cpus(lab: &Lab, sw: usize) -> String {
+    let status = std::fs::read_to_string(engine_task(lab, sw).join("status")).expect("status");
+    cpus_allowed(&status)
+}
+
+/// The nice value of switch `sw`'s engine thread (field 19 of its stat).
+fn engine_nice(lab: &Lab, sw: usize) -> i32 {
+    let stat = std::fs::read_to_string(engine_task(lab, sw).join("stat")).expect("stat");
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    rest.split(' ')
+        .nth(16)
+        .expect("nice field")
+        .parse()
+        .expect("a number")
 }
 
 fn cpus_allowed(status: &str) -> String {
@@ -283,7 +299,7 @@ fn cpus_allowed(status: &str) -> String {
 }
 
 #[test]
-fn the_engine_thread_is_pinned_as_asked() {
+fn the_engine_thread_is_pinned_and_prioritised_as_asked() {
     let mut lab = Lab::new("cpu");
     let ports = lab.hosts("10.98.0", &["h1", "h2"]);
     let ours = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
@@ -303,10 +319,12 @@ fn the_engine_thread_is_pinned_as_asked() {
     lab.stop(auto);
     let free = lab.switch("free", &ports[..1], &["--cpu", "none"]);
     assert_eq!(engine_cpus(&lab, free), ours, "--cpu none leaves it free");
+    assert_eq!(engine_nice(&lab, free), 0, "not reniced unless asked");
     lab.stop(free);
     let first = ours.split([',', '-']).next().unwrap().to_string();
-    let sw = lab.switch("first", &ports, &["--cpu", &first]);
+    let sw = lab.switch("first", &ports, &["--cpu", &first, "--nice", "-5"]);
     assert_eq!(engine_cpus(&lab, sw), first);
+    assert_eq!(engine_nice(&lab, sw), -5);
     // Pinned or not, it forwards.
     lab.ping_ok("h1", "10.98.0.2");
 }

@@ -44,6 +44,11 @@ pub(crate) struct EngineArgs {
     /// more than one), none, or a CPU number.
     #[arg(long, value_name = "auto|none|N", default_value_t = CpuPin::Auto)]
     cpu: CpuPin,
+    /// The engine thread's nice value, -20 (most urgent) to 19. Negative values favour many small
+    /// connections over bulk throughput (see bench/RESULTS.md); 0 leaves it as inherited.
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32).range(*affinity::NICE_RANGE.start() as i64..=*affinity::NICE_RANGE.end() as i64))]
+    nice: i32,
 }
 
 impl EngineArgs {
@@ -55,6 +60,7 @@ impl EngineArgs {
             busy_poll: self.busy_poll,
             spin: std::time::Duration::from_micros(self.spin_us),
             cpu: self.cpu,
+            nice: self.nice,
             ..base
         })
     }

@@ -66,6 +66,8 @@ pub struct EngineConfig {
     pub spin: Duration,
     /// Which CPU the engine thread is pinned to (see `affinity`).
     pub cpu: CpuPin,
+    /// The engine thread's nice value (0 leaves it as inherited; see `affinity`).
+    pub nice: i32,
 }
 
 impl Default for EngineConfig {
@@ -76,6 +78,7 @@ impl Default for EngineConfig {
             busy_poll: false,
             spin: DEFAULT_SPIN,
             cpu: CpuPin::Auto,
+            nice: 0,
         }
     }
 }
@@ -197,26 +200,36 @@ impl Engine {
         ))
     }
 
-    /// Starts the engine on its own thread, pinned as `config.cpu` says. A CPU the process may not
-    /// run on is refused here (`InvalidInput`, with a message naming the allowed CPUs).
+    /// Starts the engine on its own thread, pinned and prioritised as `config.cpu` and
+    /// `config.nice` say. A CPU the process may not run on is refused here (`InvalidInput`, with a
+    /// message naming the allowed CPUs); so is a nice value the OS refuses (negative ones need
+    /// CAP_SYS_NICE): the thread reports its setup before this returns.
     pub fn spawn(
         config: EngineConfig,
     ) -> std::io::Result<(EngineHandle, std::thread::JoinHandle<()>)> {
         let cpu = affinity::resolve(config.cpu)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let nice = config.nice;
         let (engine, mut handle) = Engine::new(config)?;
         handle.cpu = cpu;
+        let (setup_tx, setup_rx) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("switchyard-engine".into())
             .spawn(move || {
-                if let Some(cpu) = cpu {
-                    if let Err(e) = affinity::pin_current_thread(cpu) {
-                        tracing::warn!("engine not pinned to CPU {cpu}: {e}");
-                    }
+                let setup = affinity::place_current_thread(cpu, nice);
+                let ok = setup.is_ok();
+                let _ = setup_tx.send(setup);
+                if ok {
+                    engine.run()
                 }
-                engine.run()
             })?;
-        Ok((handle, thread))
+        match setup_rx.recv() {
+            Ok(Ok(())) => Ok((handle, thread)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(std::io::Error::other(
+                "the engine thread died while starting",
+            )),
+        }
     }
 
     fn now_ms(&self) -> u64 {
