@@ -51,64 +51,32 @@
 # Exit codes: 0 ok, 1 measurement / switchyard failure, 2 usage or missing prerequisite.
 set -euo pipefail
 
+SCRIPT_NAME=compare-nat.sh          # prefix of every message
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd -- "$SCRIPT_DIR/.." && pwd)
-
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib.sh"         # usage, parse_args, require_*, die, cleanup, ... (+ REPO_ROOT)
 
 # ---------------------------------------------------------------- arguments
-QUICK=0
-EXTRA_ARGS=()
-while (($#)); do
-    case "$1" in
-        --quick) QUICK=1; shift ;;
-        -h|--help) usage; exit 0 ;;
-        --) shift; EXTRA_ARGS=("$@"); break ;;
-        *) echo "compare-nat.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
-    esac
-done
+parse_args "$@"
 if ((QUICK)); then
     DURATION=3
 fi
 DURATION=${DURATION:-10}
 PARALLEL=${PARALLEL:-4}
-SKIP_SWITCHYARD=${SKIP_SWITCHYARD:-0}
-READY_TIMEOUT=${READY_TIMEOUT:-15}
-STOP_TIMEOUT=${STOP_TIMEOUT:-10}
-KEEP_LOGS=${KEEP_LOGS:-0}
-[[ $DURATION =~ ^[1-9][0-9]*$ ]] || { echo "compare-nat.sh: DURATION must be a positive integer" >&2; exit 2; }
-[[ $PARALLEL =~ ^[1-9][0-9]*$ ]] || { echo "compare-nat.sh: PARALLEL must be a positive integer" >&2; exit 2; }
-[[ $READY_TIMEOUT =~ ^[1-9][0-9]*$ ]] || { echo "compare-nat.sh: READY_TIMEOUT must be a positive integer" >&2; exit 2; }
-[[ $STOP_TIMEOUT =~ ^[1-9][0-9]*$ ]] || { echo "compare-nat.sh: STOP_TIMEOUT must be a positive integer" >&2; exit 2; }
-[[ $SKIP_SWITCHYARD == 1 ]] || SKIP_SWITCHYARD=0
+common_env_defaults                 # SKIP_SWITCHYARD READY_TIMEOUT STOP_TIMEOUT KEEP_LOGS
+require_positive_int DURATION PARALLEL READY_TIMEOUT STOP_TIMEOUT
 
 # ---------------------------------------------------------------- prerequisites
-for tool in ip iptables iperf3 ss python3 timeout; do
-    command -v "$tool" >/dev/null 2>&1 || { echo "compare-nat.sh: missing prerequisite: $tool" >&2; exit 2; }
-done
-((EUID == 0)) || { echo "compare-nat.sh: must run as root (network namespaces, iptables)" >&2; exit 2; }
-
-# build_if_missing path default-path cargo-args...: builds the default binary when it is missing
-build_if_missing() {
-    local path=$1 default=$2
-    shift 2
-    [[ -x $path ]] && return 0
-    if [[ $path == "$default" ]]; then
-        command -v cargo >/dev/null 2>&1 || { echo "compare-nat.sh: missing prerequisite: cargo (needed to build $path)" >&2; exit 2; }
-        echo "== building $(basename -- "$path"): cargo build $*" >&2
-        (cd "$REPO_ROOT" && cargo build "$@") >&2 \
-            || { echo "compare-nat.sh: cargo build $* failed" >&2; exit 1; }
-    fi
-    [[ -x $path ]] || { echo "compare-nat.sh: binary not found or not executable: $path" >&2; exit 2; }
-}
+require_tools ip iptables iperf3 ss python3 timeout
+require_root "network namespaces, iptables"
 
 CONNRATE_DEFAULT="$REPO_ROOT/target/release/connrate"
 CONNRATE=${CONNRATE:-$CONNRATE_DEFAULT}
-build_if_missing "$CONNRATE" "$CONNRATE_DEFAULT" --release -p bench --bin connrate
+build_if_missing binary "$CONNRATE" "$CONNRATE_DEFAULT" --release -p bench --bin connrate
 SWITCHYARD_DEFAULT="$REPO_ROOT/target/release/switchyard"
 SWITCHYARD=${SWITCHYARD:-$SWITCHYARD_DEFAULT}
 if ((!SKIP_SWITCHYARD)); then
-    build_if_missing "$SWITCHYARD" "$SWITCHYARD_DEFAULT" --release -p control
+    build_if_missing binary "$SWITCHYARD" "$SWITCHYARD_DEFAULT" --release -p control
 fi
 
 # ---------------------------------------------------------------- topology names
@@ -121,54 +89,20 @@ K_BR_IP=172.31.0.1 K_CT_IP=172.31.0.2 K_SUBNET=172.31.0.0/24
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-compare-nat.XXXXXX")
 SY_SOCK="$TMP/sock"
 SY_PID=""
-CLEANED=0
-FAILED=1            # cleared just before a successful exit
+# shellcheck disable=SC2034  # CLEANED and FAILED are read by cleanup (lib.sh)
+CLEANED=0 FAILED=1                # FAILED is cleared just before a successful exit
 
 # Kills everything still running inside our namespaces (all started by this script or by the
-# switchyard it started) and deletes the namespaces.
+# switchyard it started) and deletes the namespaces. Called between the phases (under set -e:
+# nothing here may fail the script) and by cleanup (lib.sh).
 teardown_namespaces() {
-    local pid ns
-    # also called between the phases, under set -e: nothing here may fail the script
-    for ns in "$NS_O" "$NS_H" "$NS_C"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null || true); do kill -TERM "$pid" 2>/dev/null || true; done
-    done
-    sleep 0.3
-    for ns in "$NS_O" "$NS_H" "$NS_C"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null || true); do kill -KILL "$pid" 2>/dev/null || true; done
-    done
-    for ns in "$NS_O" "$NS_H" "$NS_C"; do
-        if [[ -e /run/netns/$ns ]]; then ip netns del "$ns" 2>/dev/null || true; fi
-    done
+    kill_namespaces "$NS_O" "$NS_H" "$NS_C"
     # /etc/netns/<container> is written by switchyard for its container; the name is ours alone
     if [[ -d /etc/netns/$NS_C ]]; then rm -rf -- "/etc/netns/$NS_C" || true; fi
     return 0
 }
+install_traps                       # EXIT: cleanup; INT/TERM: message + exit 130/143
 
-cleanup() {
-    ((CLEANED)) && return 0
-    CLEANED=1
-    set +e
-    local pid
-    # `jobs -p` lists only our background jobs that have not been reaped yet (no stale pids)
-    for pid in $(jobs -p); do
-        kill -TERM "$pid" 2>/dev/null
-    done
-    teardown_namespaces
-    for pid in $(jobs -p); do
-        kill -KILL "$pid" 2>/dev/null
-    done
-    wait 2>/dev/null
-    if ((FAILED)) || [[ $KEEP_LOGS == 1 ]]; then
-        echo "== logs kept in $TMP" >&2
-    else
-        rm -rf -- "$TMP"
-    fi
-}
-trap cleanup EXIT
-trap 'echo "compare-nat.sh: interrupted" >&2; exit 130' INT
-trap 'echo "compare-nat.sh: terminated" >&2; exit 143' TERM
-
-die() { echo "compare-nat.sh: $*" >&2; exit 1; }
 # Foreground helpers only: background jobs call `ip netns exec` directly so that $! is the real
 # process (ip netns exec execs the command; a backgrounded shell function would be a subshell).
 inO() { ip netns exec "$NS_O" "$@"; }
@@ -177,23 +111,12 @@ inC() { ip netns exec "$NS_C" "$@"; }
 sy() { SWITCHYARD_SOCKET="$SY_SOCK" "$SWITCHYARD" "$@"; }
 
 # ---------------------------------------------------------------- header
-cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
-[[ -n $cpu_model ]] || cpu_model=$(lscpu 2>/dev/null | awk -F': *' '/Model name/ {print $2; exit}' || true)
-echo "== switchyard vs kernel bridge + iptables: published port ($IP_PUB:$PUB_PORT -> container:$CT_PORT)"
-echo "date:       $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-echo "kernel:     $(uname -r)"
-echo "nproc:      $(nproc)"
-echo "cpu:        ${cpu_model:-unknown}"
+print_env_header "switchyard vs kernel bridge + iptables: published port ($IP_PUB:$PUB_PORT -> container:$CT_PORT)"
 echo "iperf3:     $(iperf3 --version 2>/dev/null | head -n1)"
 echo "iptables:   $(iptables --version 2>/dev/null | head -n1)"
 echo "connrate:   $CONNRATE (--parallel $PARALLEL)"
 echo "duration:   ${DURATION}s per test"
-if ((SKIP_SWITCHYARD)); then
-    echo "switchyard: skipped (SKIP_SWITCHYARD=1)"
-else
-    echo "switchyard: $SWITCHYARD daemon --uplink up0 --uplink-ip $IP_PUB/24 --uplink-gateway $IP_OUT ${EXTRA_ARGS[*]}"
-    echo "            (built $(date -u -r "$SWITCHYARD" '+%Y-%m-%d %H:%M:%S UTC'))"
-fi
+print_switchyard_header "daemon --uplink up0 --uplink-ip $IP_PUB/24 --uplink-gateway $IP_OUT ${EXTRA_ARGS[*]}"
 echo "namespaces: $NS_O $NS_H $NS_C   temp dir: $TMP"
 echo
 
@@ -363,12 +286,12 @@ if ((!SKIP_SWITCHYARD)); then
     until grep -q "daemon ready" "$SY_LOG" 2>/dev/null; do
         if ! kill -0 "$SY_PID" 2>/dev/null; then
             wait "$SY_PID" 2>/dev/null && r=0 || r=$?
-            echo "compare-nat.sh: switchyard daemon exited (rc=$r) before it was ready; log tail:" >&2
+            echo "$SCRIPT_NAME: switchyard daemon exited (rc=$r) before it was ready; log tail:" >&2
             tail -n 30 "$SY_LOG" >&2 || true
             exit 1
         fi
         if ((SECONDS >= deadline)); then
-            echo "compare-nat.sh: no \"daemon ready\" from switchyard after ${READY_TIMEOUT}s; log tail:" >&2
+            echo "$SCRIPT_NAME: no \"daemon ready\" from switchyard after ${READY_TIMEOUT}s; log tail:" >&2
             tail -n 30 "$SY_LOG" >&2 || true
             exit 1
         fi
@@ -382,9 +305,9 @@ if ((!SKIP_SWITCHYARD)); then
     if ((rc != 0)); then
         if ((rc == 2)); then
             wait "$SY_PID" 2>/dev/null && r=0 || r=$?
-            echo "compare-nat.sh: switchyard exited (rc=$r) before the published port worked; log tail:" >&2
+            echo "$SCRIPT_NAME: switchyard exited (rc=$r) before the published port worked; log tail:" >&2
         else
-            echo "compare-nat.sh: $IP_PUB:$PUB_PORT not reachable from OUT ${READY_TIMEOUT}s after container create; log tail:" >&2
+            echo "$SCRIPT_NAME: $IP_PUB:$PUB_PORT not reachable from OUT ${READY_TIMEOUT}s after container create; log tail:" >&2
         fi
         tail -n 30 "$SY_LOG" >&2 || true
         exit 1
@@ -396,19 +319,7 @@ if ((!SKIP_SWITCHYARD)); then
     kill -0 "$SY_PID" 2>/dev/null || { tail -n 30 "$SY_LOG" >&2; die "switchyard died during the measurements"; }
     sy container rm "$NS_C" >"$TMP/container-rm.log" 2>&1 \
         || echo "  switchyard container rm $NS_C failed: $(tail -n 1 "$TMP/container-rm.log")"
-    kill -TERM "$SY_PID"
-    deadline=$((SECONDS + STOP_TIMEOUT))
-    while kill -0 "$SY_PID" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-    if kill -0 "$SY_PID" 2>/dev/null; then
-        echo "  switchyard still running ${STOP_TIMEOUT}s after SIGTERM: sending SIGKILL"
-        kill -KILL "$SY_PID" 2>/dev/null || true
-        wait "$SY_PID" 2>/dev/null || true
-        SY_RC=hung
-    else
-        wait "$SY_PID" && SY_RC=0 || SY_RC=$?
-    fi
-    echo "  switchyard exit status after SIGTERM: $SY_RC; last lines of its output ($SY_LOG):"
-    tail -n 40 "$SY_LOG" | sed 's/^/    | /'
+    stop_switchyard                 # sets SY_RC
     teardown_namespaces
 fi
 
@@ -452,7 +363,8 @@ print("RESULT " + " ".join("%s=%s" % kv for kv in fields))
 PY
 
 if [[ $SY_RC != NA && $SY_RC != 0 ]]; then
-    echo "compare-nat.sh: switchyard did not stop cleanly on SIGTERM (status $SY_RC); measurements above are still valid" >&2
+    echo "$SCRIPT_NAME: switchyard did not stop cleanly on SIGTERM (status $SY_RC); measurements above are still valid" >&2
     exit 1
 fi
+# shellcheck disable=SC2034  # read by cleanup (lib.sh)
 FAILED=0

@@ -42,54 +42,30 @@
 # Exit codes: 0 ok, 1 measurement / switchyard failure, 2 usage or missing prerequisite.
 set -euo pipefail
 
+SCRIPT_NAME=compare.sh              # prefix of every message
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd -- "$SCRIPT_DIR/.." && pwd)
-
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$SCRIPT_DIR/lib.sh"         # usage, parse_args, require_*, die, cleanup, ... (+ REPO_ROOT)
 
 # ---------------------------------------------------------------- arguments
-QUICK=0
-EXTRA_ARGS=()
-while (($#)); do
-    case "$1" in
-        --quick) QUICK=1; shift ;;
-        -h|--help) usage; exit 0 ;;
-        --) shift; EXTRA_ARGS=("$@"); break ;;
-        *) echo "compare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
-    esac
-done
+parse_args "$@"
 if ((QUICK)); then
     DURATION=3
     PINGS=${PINGS:-50}
 fi
 DURATION=${DURATION:-10}
 PINGS=${PINGS:-200}
-SKIP_SWITCHYARD=${SKIP_SWITCHYARD:-0}
-READY_TIMEOUT=${READY_TIMEOUT:-15}
-STOP_TIMEOUT=${STOP_TIMEOUT:-10}
-KEEP_LOGS=${KEEP_LOGS:-0}
-[[ $DURATION =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: DURATION must be a positive integer" >&2; exit 2; }
-[[ $PINGS =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: PINGS must be a positive integer" >&2; exit 2; }
-[[ $SKIP_SWITCHYARD == 1 ]] || SKIP_SWITCHYARD=0
+common_env_defaults                 # SKIP_SWITCHYARD READY_TIMEOUT STOP_TIMEOUT KEEP_LOGS
+require_positive_int DURATION PINGS
 
 # ---------------------------------------------------------------- prerequisites
-for tool in ip iperf3 trafgen ping python3 timeout; do
-    command -v "$tool" >/dev/null 2>&1 || { echo "compare.sh: missing prerequisite: $tool" >&2; exit 2; }
-done
-((EUID == 0)) || { echo "compare.sh: must run as root (network namespaces, trafgen)" >&2; exit 2; }
+require_tools ip iperf3 trafgen ping python3 timeout
+require_root "network namespaces, trafgen"
 
 SWITCHYARD_DEFAULT="$REPO_ROOT/target/release/switchyard"
 SWITCHYARD=${SWITCHYARD:-$SWITCHYARD_DEFAULT}
 if ((!SKIP_SWITCHYARD)); then
-    if [[ ! -x $SWITCHYARD ]]; then
-        if [[ $SWITCHYARD == "$SWITCHYARD_DEFAULT" ]]; then
-            command -v cargo >/dev/null 2>&1 || { echo "compare.sh: missing prerequisite: cargo (needed to build $SWITCHYARD)" >&2; exit 2; }
-            echo "== building switchyard: cargo build --release -p control" >&2
-            (cd "$REPO_ROOT" && cargo build --release -p control) >&2 \
-                || { echo "compare.sh: cargo build --release -p control failed" >&2; exit 1; }
-        fi
-        [[ -x $SWITCHYARD ]] || { echo "compare.sh: switchyard binary not found or not executable: $SWITCHYARD" >&2; exit 2; }
-    fi
+    build_if_missing "switchyard binary" "$SWITCHYARD" "$SWITCHYARD_DEFAULT" --release -p control
 fi
 
 # ---------------------------------------------------------------- topology names
@@ -102,44 +78,14 @@ IPERF_PORT=5201
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-compare.XXXXXX")
 SY_PID=""
-CLEANED=0
-FAILED=1            # cleared just before a successful exit
+# shellcheck disable=SC2034  # CLEANED and FAILED are read by cleanup (lib.sh)
+CLEANED=0 FAILED=1                # FAILED is cleared just before a successful exit
 
-cleanup() {
-    ((CLEANED)) && return 0
-    CLEANED=1
-    set +e
-    local pid ns
-    # `jobs -p` lists only our background jobs that have not been reaped yet (no stale pids)
-    for pid in $(jobs -p); do
-        kill -TERM "$pid" 2>/dev/null
-    done
-    # anything still running inside our own namespaces was started by this script
-    for ns in "$NS_A" "$NS_B" "$NS_S"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$pid" 2>/dev/null; done
-    done
-    sleep 0.3
-    for pid in $(jobs -p); do
-        kill -KILL "$pid" 2>/dev/null
-    done
-    for ns in "$NS_A" "$NS_B" "$NS_S"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
-    done
-    wait 2>/dev/null
-    for ns in "$NS_A" "$NS_B" "$NS_S"; do
-        ip netns del "$ns" 2>/dev/null
-    done
-    if ((FAILED)) || [[ $KEEP_LOGS == 1 ]]; then
-        echo "== logs kept in $TMP" >&2
-    else
-        rm -rf -- "$TMP"
-    fi
-}
-trap cleanup EXIT
-trap 'echo "compare.sh: interrupted" >&2; exit 130' INT
-trap 'echo "compare.sh: terminated" >&2; exit 143' TERM
+# Called by cleanup (lib.sh): anything still running inside our own namespaces was started by
+# this script.
+teardown_namespaces() { kill_namespaces "$NS_A" "$NS_B" "$NS_S"; }
+install_traps                       # EXIT: cleanup; INT/TERM: message + exit 130/143
 
-die() { echo "compare.sh: $*" >&2; exit 1; }
 # Foreground helpers only: background jobs call `ip netns exec` directly so that $! is the real
 # process (ip netns exec execs the command; a backgrounded shell function would be a subshell).
 inA() { ip netns exec "$NS_A" "$@"; }
@@ -148,22 +94,11 @@ inS() { ip netns exec "$NS_S" "$@"; }
 stat_of() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/$3"; }   # ns ifname counter
 
 # ---------------------------------------------------------------- header
-cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
-[[ -n $cpu_model ]] || cpu_model=$(lscpu 2>/dev/null | awk -F': *' '/Model name/ {print $2; exit}' || true)
-echo "== switchyard vs kernel bridge"
-echo "date:       $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-echo "kernel:     $(uname -r)"
-echo "nproc:      $(nproc)"
-echo "cpu:        ${cpu_model:-unknown}"
+print_env_header "switchyard vs kernel bridge"
 echo "iperf3:     $(iperf3 --version 2>/dev/null | head -n1)"
 echo "trafgen:    $(trafgen --version 2>/dev/null | head -n1)"
 echo "duration:   ${DURATION}s per test, ${PINGS} pings"
-if ((SKIP_SWITCHYARD)); then
-    echo "switchyard: skipped (SKIP_SWITCHYARD=1)"
-else
-    echo "switchyard: $SWITCHYARD bridge --port vA --port vB ${EXTRA_ARGS[*]}"
-    echo "            (built $(date -u -r "$SWITCHYARD" '+%Y-%m-%d %H:%M:%S UTC'))"
-fi
+print_switchyard_header "bridge --port vA --port vB ${EXTRA_ARGS[*]}"
 echo "namespaces: $NS_A $NS_S $NS_B   temp dir: $TMP"
 echo
 
@@ -353,9 +288,9 @@ if ((!SKIP_SWITCHYARD)); then
     if ((rc != 0)); then
         if ((rc == 2)); then
             wait "$SY_PID" 2>/dev/null && r=0 || r=$?
-            echo "compare.sh: switchyard exited (rc=$r) before forwarding; log tail:" >&2
+            echo "$SCRIPT_NAME: switchyard exited (rc=$r) before forwarding; log tail:" >&2
         else
-            echo "compare.sh: switchyard not forwarding after ${READY_TIMEOUT}s (A cannot ping B); log tail:" >&2
+            echo "$SCRIPT_NAME: switchyard not forwarding after ${READY_TIMEOUT}s (A cannot ping B); log tail:" >&2
         fi
         tail -n 30 "$SY_LOG" >&2 || true
         exit 1
@@ -364,19 +299,7 @@ if ((!SKIP_SWITCHYARD)); then
     S_TCP=$R_TCP S_UDP=$R_UDP S_UDP_TX=$R_UDP_TXK S_UDP_FRAC=$R_UDP_FRAC S_RTT=$R_RTT
 
     kill -0 "$SY_PID" 2>/dev/null || { tail -n 30 "$SY_LOG" >&2; die "switchyard died during the measurements"; }
-    kill -TERM "$SY_PID"
-    deadline=$((SECONDS + STOP_TIMEOUT))
-    while kill -0 "$SY_PID" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-    if kill -0 "$SY_PID" 2>/dev/null; then
-        echo "  switchyard still running ${STOP_TIMEOUT}s after SIGTERM: sending SIGKILL"
-        kill -KILL "$SY_PID" 2>/dev/null || true
-        wait "$SY_PID" 2>/dev/null || true
-        SY_RC=hung
-    else
-        wait "$SY_PID" && SY_RC=0 || SY_RC=$?
-    fi
-    echo "  switchyard exit status after SIGTERM: $SY_RC; last lines of its output ($SY_LOG):"
-    tail -n 40 "$SY_LOG" | sed 's/^/    | /'
+    stop_switchyard                 # sets SY_RC
 fi
 
 # ---------------------------------------------------------------- report
@@ -424,7 +347,8 @@ print("RESULT " + " ".join("%s=%s" % kv for kv in fields))
 PY
 
 if [[ $SY_RC != NA && $SY_RC != 0 ]]; then
-    echo "compare.sh: switchyard did not stop cleanly on SIGTERM (status $SY_RC); measurements above are still valid" >&2
+    echo "$SCRIPT_NAME: switchyard did not stop cleanly on SIGTERM (status $SY_RC); measurements above are still valid" >&2
     exit 1
 fi
+# shellcheck disable=SC2034  # read by cleanup (lib.sh)
 FAILED=0

@@ -1,0 +1,174 @@
+# shellcheck shell=bash
+# bench/lib.sh -- scaffolding shared by bench/compare.sh and bench/compare-nat.sh. Source it
+# (do not run it) right after `set -euo pipefail`, with SCRIPT_NAME already set:
+#
+#     SCRIPT_NAME=compare.sh        # prefix of every message, e.g. "compare.sh: ..."
+#     SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+#     source "$SCRIPT_DIR/lib.sh"
+#
+# It only defines variables and functions; nothing here creates, changes or deletes anything
+# until the calling script calls it. The root namespace is never touched: the only namespaces
+# these helpers kill processes in or delete are the ones the calling script passes in (its own).
+#
+# Calling-script contract for cleanup() / install_traps: the script defines TMP, CLEANED=0,
+# FAILED=1 (cleared just before a successful exit) and a function teardown_namespaces.
+
+: "${SCRIPT_NAME:?set SCRIPT_NAME before sourcing bench/lib.sh}"
+SCRIPT_PATH=${BASH_SOURCE[1]:?bench/lib.sh must be sourced by a script}   # for usage()
+REPO_ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+
+die() { echo "$SCRIPT_NAME: $*" >&2; exit 1; }
+
+# Prints the calling script's header comment (line 2 up to `set -euo pipefail`).
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$SCRIPT_PATH"; }
+
+# parse_args "$@": sets QUICK (0/1) and EXTRA_ARGS (everything after `--`); --help prints the
+# usage and exits 0, anything else is a usage error (exit 2).
+# shellcheck disable=SC2034  # QUICK and EXTRA_ARGS are read by the calling script
+parse_args() {
+    QUICK=0 EXTRA_ARGS=()
+    while (($#)); do
+        case "$1" in
+            --quick) QUICK=1; shift ;;
+            -h|--help) usage; exit 0 ;;
+            --) shift; EXTRA_ARGS=("$@"); break ;;
+            *) echo "$SCRIPT_NAME: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+        esac
+    done
+    return 0
+}
+
+# Defaults of the environment variables both scripts share (see their headers).
+common_env_defaults() {
+    SKIP_SWITCHYARD=${SKIP_SWITCHYARD:-0}
+    READY_TIMEOUT=${READY_TIMEOUT:-15}
+    STOP_TIMEOUT=${STOP_TIMEOUT:-10}
+    KEEP_LOGS=${KEEP_LOGS:-0}
+    [[ $SKIP_SWITCHYARD == 1 ]] || SKIP_SWITCHYARD=0
+}
+
+# require_positive_int NAME...: exit 2 unless each named variable holds a positive integer.
+require_positive_int() {
+    local name
+    for name in "$@"; do
+        [[ ${!name} =~ ^[1-9][0-9]*$ ]] || { echo "$SCRIPT_NAME: $name must be a positive integer" >&2; exit 2; }
+    done
+}
+
+# require_tools TOOL...: exit 2 unless every tool is on PATH.
+require_tools() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null 2>&1 || { echo "$SCRIPT_NAME: missing prerequisite: $tool" >&2; exit 2; }
+    done
+}
+
+# require_root WHY: exit 2 unless running as root.
+require_root() {
+    ((EUID == 0)) || { echo "$SCRIPT_NAME: must run as root ($1)" >&2; exit 2; }
+}
+
+# build_if_missing WHAT PATH DEFAULT-PATH CARGO-ARGS...: builds the binary with `cargo build
+# CARGO-ARGS` when PATH is the (missing) default one; exit 2 ("WHAT not found or not
+# executable: PATH") when it is still not executable, exit 1 when cargo fails.
+build_if_missing() {
+    local what=$1 path=$2 default=$3
+    shift 3
+    [[ -x $path ]] && return 0
+    if [[ $path == "$default" ]]; then
+        command -v cargo >/dev/null 2>&1 || { echo "$SCRIPT_NAME: missing prerequisite: cargo (needed to build $path)" >&2; exit 2; }
+        echo "== building $(basename -- "$path"): cargo build $*" >&2
+        (cd "$REPO_ROOT" && cargo build "$@") >&2 \
+            || { echo "$SCRIPT_NAME: cargo build $* failed" >&2; exit 1; }
+    fi
+    [[ -x $path ]] || { echo "$SCRIPT_NAME: $what not found or not executable: $path" >&2; exit 2; }
+}
+
+# print_env_header TITLE: "== TITLE", then the date, kernel, nproc and cpu lines.
+print_env_header() {
+    local cpu_model
+    cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
+    [[ -n $cpu_model ]] || cpu_model=$(lscpu 2>/dev/null | awk -F': *' '/Model name/ {print $2; exit}' || true)
+    echo "== $1"
+    echo "date:       $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "kernel:     $(uname -r)"
+    echo "nproc:      $(nproc)"
+    echo "cpu:        ${cpu_model:-unknown}"
+}
+
+# print_switchyard_header ARGS: the "switchyard:" header line(s); ARGS is the command line shown
+# after the binary.
+print_switchyard_header() {
+    if ((SKIP_SWITCHYARD)); then
+        echo "switchyard: skipped (SKIP_SWITCHYARD=1)"
+    else
+        echo "switchyard: $SWITCHYARD $1"
+        echo "            (built $(date -u -r "$SWITCHYARD" '+%Y-%m-%d %H:%M:%S UTC'))"
+    fi
+}
+
+# kill_namespaces NS...: kills everything still running inside the given namespaces (TERM, then
+# KILL 0.3 s later) and deletes them. Only ever pass the calling script's own namespaces: it
+# started everything that runs in them. Never fails (also called under set -e between phases).
+kill_namespaces() {
+    local pid ns
+    for ns in "$@"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null || true); do kill -TERM "$pid" 2>/dev/null || true; done
+    done
+    sleep 0.3
+    for ns in "$@"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null || true); do kill -KILL "$pid" 2>/dev/null || true; done
+    done
+    for ns in "$@"; do
+        if [[ -e /run/netns/$ns ]]; then ip netns del "$ns" 2>/dev/null || true; fi
+    done
+    return 0
+}
+
+# EXIT trap: stops our background jobs, calls the script's teardown_namespaces, keeps the temp
+# dir TMP when the run failed or KEEP_LOGS=1 and removes it otherwise. Runs once.
+cleanup() {
+    ((CLEANED)) && return 0
+    CLEANED=1
+    set +e
+    local pid
+    # `jobs -p` lists only our background jobs that have not been reaped yet (no stale pids)
+    for pid in $(jobs -p); do
+        kill -TERM "$pid" 2>/dev/null
+    done
+    teardown_namespaces
+    for pid in $(jobs -p); do
+        kill -KILL "$pid" 2>/dev/null
+    done
+    wait 2>/dev/null
+    if ((FAILED)) || [[ $KEEP_LOGS == 1 ]]; then
+        echo "== logs kept in $TMP" >&2
+    else
+        rm -rf -- "$TMP"
+    fi
+}
+
+install_traps() {
+    trap cleanup EXIT
+    trap 'echo "$SCRIPT_NAME: interrupted" >&2; exit 130' INT
+    trap 'echo "$SCRIPT_NAME: terminated" >&2; exit 143' TERM
+}
+
+# stop_switchyard: SIGTERM to SY_PID, SIGKILL after STOP_TIMEOUT s; sets SY_RC (exit status or
+# "hung") and prints the tail of SY_LOG.
+stop_switchyard() {
+    local deadline
+    kill -TERM "$SY_PID"
+    deadline=$((SECONDS + STOP_TIMEOUT))
+    while kill -0 "$SY_PID" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+    if kill -0 "$SY_PID" 2>/dev/null; then
+        echo "  switchyard still running ${STOP_TIMEOUT}s after SIGTERM: sending SIGKILL"
+        kill -KILL "$SY_PID" 2>/dev/null || true
+        wait "$SY_PID" 2>/dev/null || true
+        SY_RC=hung
+    else
+        wait "$SY_PID" && SY_RC=0 || SY_RC=$?
+    fi
+    echo "  switchyard exit status after SIGTERM: $SY_RC; last lines of its output ($SY_LOG):"
+    tail -n 40 "$SY_LOG" | sed 's/^/    | /'
+}
