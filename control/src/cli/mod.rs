@@ -66,7 +66,7 @@ impl EngineArgs {
     }
 }
 
-/// "engine pinned to CPU 1" / "engine not pinned", for start-up logs.
+/// "pinned to CPU 1" / "not pinned", for start-up logs.
 pub(crate) fn describe_cpu(cpu: Option<usize>) -> String {
     match cpu {
         Some(c) => format!("pinned to CPU {c}"),

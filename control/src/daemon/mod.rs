@@ -131,11 +131,12 @@ pub fn run(args: DaemonArgs, socket: Option<&Path>) -> ExitCode {
         Ok(u) => u,
         Err(e) => return fail(EXIT_BAD_INPUT, &e),
     };
-    // Checked before anything is touched (state dir, sysctls); `start` applies it.
-    if let Err(e) = args.engine.apply(EngineConfig::default()) {
-        return fail(EXIT_BAD_INPUT, &anyhow!(e));
-    }
-    let daemon = match start(&args, &socket, uplink) {
+    // Built (and the CPU checked) before anything is touched: state dir, sysctls.
+    let config = match engine_config(&args) {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_BAD_INPUT, &anyhow!(e)),
+    };
+    let daemon = match start(&args, &socket, uplink, config) {
         Ok(d) => d,
         Err(e) => {
             let code = if e.downcast_ref::<BadStart>().is_some() {
@@ -237,7 +238,32 @@ fn routes(netlink: &Netlink) -> Vec<Ipv4Net> {
     }
 }
 
-fn start(args: &DaemonArgs, socket: &Path, uplink: Option<UplinkArgs>) -> anyhow::Result<Daemon> {
+/// The engine configuration the flags ask for; a CPU this process may not use is refused.
+fn engine_config(args: &DaemonArgs) -> Result<EngineConfig, String> {
+    let cam = CamConfig {
+        aging_ms: if args.aging == 0 {
+            u64::MAX
+        } else {
+            args.aging.saturating_mul(1000)
+        },
+        ..CamConfig::default()
+    };
+    args.engine.apply(EngineConfig {
+        cam,
+        conntrack: CtConfig {
+            max_entries: args.max_conntrack as usize,
+            ..CtConfig::default()
+        },
+        ..EngineConfig::default()
+    })
+}
+
+fn start(
+    args: &DaemonArgs,
+    socket: &Path,
+    uplink: Option<UplinkArgs>,
+    config: EngineConfig,
+) -> anyhow::Result<Daemon> {
     let store = Store::open(&args.state_dir)?;
     let netlink = Netlink::current().context("opening rtnetlink")?;
     if args.ip_forward {
@@ -254,25 +280,6 @@ fn start(args: &DaemonArgs, socket: &Path, uplink: Option<UplinkArgs>) -> anyhow
             s
         }
     };
-    let cam = CamConfig {
-        aging_ms: if args.aging == 0 {
-            u64::MAX
-        } else {
-            args.aging.saturating_mul(1000)
-        },
-        ..CamConfig::default()
-    };
-    let config = args
-        .engine
-        .apply(EngineConfig {
-            cam,
-            conntrack: CtConfig {
-                max_entries: args.max_conntrack as usize,
-                ..CtConfig::default()
-            },
-            ..EngineConfig::default()
-        })
-        .map_err(BadStart)?;
     let (engine, _thread) = Engine::spawn(config).context("starting the engine")?;
     tracing::info!("engine {}", crate::cli::describe_cpu(engine.cpu()));
     let mut system = System::new(engine, netlink);
