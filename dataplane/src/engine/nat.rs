@@ -3,7 +3,8 @@
 
 use std::net::Ipv4Addr;
 
-use super::{count_drop, enqueue, Engine, EngineError};
+use super::pipeline::{count_drop, enqueue};
+use super::{Engine, EngineError};
 use crate::port::{RxMeta, TxRef};
 use crate::rewrite;
 use crate::stage::nat::{Answer, CtChange, NatAction};

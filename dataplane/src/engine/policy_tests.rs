@@ -10,7 +10,8 @@ use std::net::Ipv4Addr;
 
 use super::*;
 use crate::port::{MemoryPort, MemoryPortHandle};
-use crate::table::{ContainerGuard, LinkPort, LinkRule, Subnet};
+use crate::stage::DropReason;
+use crate::table::{ContainerGuard, LinkPort, LinkRule, PortRole, Subnet};
 use crate::VlanId;
 
 const HOST_MAC: &str = "02:00:00:00:01:01";

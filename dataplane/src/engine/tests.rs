@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::port::{MemoryPort, MemoryPortHandle};
+use crate::stage::DropReason;
 use crate::wire::vnet::{self, VnetHeader};
 
 const A: &str = "02:00:00:00:00:0a";

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::port::{MemoryPort, MemoryPortHandle};
+use crate::stage::{DropReason, StageId};
+use crate::table::LearnAction;
 use crate::trace::{Step, TraceArm, TraceTarget};
 use crate::VlanId;
 
