@@ -142,7 +142,7 @@ impl Engine {
             }};
         }
 
-        let view = match ingress::run(self.rx.frame(i), &meta, ingress_port, domain) {
+        let view = match ingress::run(self.rx.frame(i), &meta, ingress_port, domain, checks.l3()) {
             Ok(view) => view,
             Err(reason) => {
                 dropped!(StageId::Ingress, reason);
@@ -343,7 +343,8 @@ fn nat_trace_steps(
             change,
             ..
         } => {
-            let from = crate::stage::l3::ipv4(view)
+            let from = view
+                .ipv4()
                 .map(|ip| {
                     let (sport, dport) = ip.ports.unwrap_or((0, 0));
                     Flow {
@@ -388,6 +389,13 @@ struct Checks {
     icc: bool,
     nat: bool,
     trace: bool,
+}
+
+impl Checks {
+    /// Whether a stage of the batch reads L3/L4 fields, so `ingress` parses them.
+    fn l3(&self) -> bool {
+        self.anti_spoof || self.isolation || self.conflict || self.icc || self.nat || self.trace
+    }
 }
 
 /// Queues receive slot `slot` for `port` (a free function so the caller may hold a packet view

@@ -10,8 +10,9 @@
 
 use std::net::Ipv4Addr;
 
-use super::{l3, DropReason, PacketView, Tables, Verdict};
+use super::{DropReason, PacketView, Tables, Verdict};
 use crate::table::{ContainerGuard, PortRole};
+use crate::wire::ethernet::ethertype;
 
 #[inline]
 pub fn run(view: &PacketView<'_>, tables: &Tables) -> Verdict {
@@ -29,8 +30,8 @@ fn check(view: &PacketView<'_>, guard: &ContainerGuard) -> Verdict {
         return Verdict::Drop(DropReason::SpoofMac);
     }
     match view.ethertype {
-        l3::ETHERTYPE_ARP => match l3::arp(view) {
-            Some(a) if a.sender_mac != guard.mac.0 => Verdict::Drop(DropReason::SpoofMac),
+        ethertype::ARP => match view.arp() {
+            Some(a) if a.sender_mac != guard.mac => Verdict::Drop(DropReason::SpoofMac),
             Some(a)
                 if a.sender_ip != Ipv4Addr::UNSPECIFIED && !guard.ips.contains(&a.sender_ip) =>
             {
@@ -40,7 +41,7 @@ fn check(view: &PacketView<'_>, guard: &ContainerGuard) -> Verdict {
             // Not Ethernet/IPv4 ARP: nothing it could poison.
             None => Verdict::Continue,
         },
-        l3::ETHERTYPE_IPV4 => match l3::ipv4(view) {
+        ethertype::IPV4 => match view.ipv4() {
             Some(ip) if guard.ips.contains(&ip.src) => Verdict::Continue,
             // A malformed IPv4 header claims no address, but nothing should send one either.
             _ => Verdict::Drop(DropReason::SpoofIp),

@@ -7,16 +7,15 @@
 //! is dropped (so local neighbour caches keep the right owner), counted as `ip-conflict`, and
 //! reported to the control plane as an effect (`switchyard stats` lists recent conflicts).
 
-use super::{l3, DropReason, Effects, PacketView, Tables, Verdict};
-use crate::MacAddr;
+use super::{DropReason, Effects, PacketView, Tables, Verdict};
 
 pub fn run(view: &PacketView<'_>, tables: &Tables, effects: &mut Effects) -> Verdict {
-    let Some(arp) = l3::arp(view) else {
+    let Some(arp) = view.arp() else {
         return Verdict::Continue;
     };
     match tables.policy.owner(arp.sender_ip) {
-        Some(mac) if mac.0 != arp.sender_mac => {
-            effects.conflict = Some((arp.sender_ip, MacAddr(arp.sender_mac)));
+        Some(mac) if mac != arp.sender_mac => {
+            effects.conflict = Some((arp.sender_ip, arp.sender_mac));
             Verdict::Drop(DropReason::IpConflict)
         }
         _ => Verdict::Continue,

@@ -7,8 +7,9 @@
 //! installs), everything else (other IPv4, IPv6, other EtherTypes, non-first fragments) is dropped.
 //! Rules are looked up on every packet, so a removed link closes established flows at once.
 
-use super::{l3, DropReason, PacketView, Tables, Verdict};
+use super::{DropReason, PacketView, Tables, Verdict};
 use crate::table::{LinkPort, LinkRule, PortRole};
+use crate::wire::ethernet::ethertype;
 use crate::PortId;
 
 /// Whether the frame may leave through `egress`.
@@ -32,11 +33,11 @@ pub fn decide(
     if !policy.icc_closed(view.domain)
         || !matches!(policy.role(view.ingress), PortRole::Container(_))
         || !matches!(policy.role(egress), PortRole::Container(_))
-        || view.ethertype == l3::ETHERTYPE_ARP
+        || view.ethertype == ethertype::ARP
     {
         return Ok(None);
     }
-    let Some(ip) = l3::ipv4(view) else {
+    let Some(ip) = view.ipv4() else {
         return Err(DropReason::Icc);
     };
     let Some((sport, dport)) = ip.ports else {

@@ -2,21 +2,29 @@
 //!
 //! Decides whether the frame is an Ethernet frame at all (long enough, not cut by the receive buffer,
 //! a complete 802.1Q tag if tagged) and pulls out what later stages read: MACs, VLAN, EtherType, where
-//! L3 starts. It does not look at L3: a switch forwards whatever its ports give it, and L3 parsing
-//! belongs to the stages that need it (policy, NAT). Only one VLAN tag is parsed; QinQ frames are
-//! switched on their outer tag.
+//! L3 starts, and, when asked, the IPv4 or ARP fields (`wire::headers::L3`): this is the one place
+//! the packet path parses a frame. Only one VLAN tag is parsed; QinQ frames are switched on their
+//! outer tag.
+//!
+//! L3 is parsed only for batches with a stage that reads it (policy, NAT, traces: the engine knows
+//! per batch): a switch forwards whatever its ports give it, and a frame between two ports without
+//! policy pays for the Ethernet header only. A malformed L3 header is not a drop here; the view's
+//! `l3` is then `L3::None` and each stage decides what that means to it.
 
 use super::{DropReason, PacketView};
 use crate::port::RxMeta;
 use crate::wire::ethernet::EthernetFrame;
+use crate::wire::headers::L3;
 use crate::{DomainId, PortId, VlanId};
 
+/// Turns `frame` into a view; with `parse_l3`, its IPv4/ARP fields too.
 #[inline]
 pub fn run<'a>(
     frame: &'a [u8],
     meta: &RxMeta,
     ingress: PortId,
     domain: DomainId,
+    parse_l3: bool,
 ) -> Result<PacketView<'a>, DropReason> {
     if meta.filtered {
         return Err(DropReason::OtherVlan);
@@ -29,6 +37,13 @@ pub fn run<'a>(
     }
     let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::BadVlan)?;
     let vlan = eth.vlan_tag().map(|t| VlanId(t.vid)).unwrap_or_default();
+    let ethertype = eth.inner_ethertype();
+    let l3_offset = eth.l3_offset();
+    let l3 = if parse_l3 {
+        L3::parse(frame, ethertype, l3_offset)
+    } else {
+        L3::None
+    };
     Ok(PacketView {
         frame,
         ingress,
@@ -36,14 +51,22 @@ pub fn run<'a>(
         vlan,
         dst: eth.dst_addr(),
         src: eth.src_addr(),
-        ethertype: eth.inner_ethertype(),
-        l3_offset: eth.l3_offset(),
+        ethertype,
+        l3_offset,
+        l3,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::ipv4::protocol;
+    use proptest::prelude::*;
+    use std::net::Ipv4Addr;
+
+    fn view_of(bytes: &[u8]) -> Option<PacketView<'_>> {
+        run(bytes, &meta(bytes.len()), PortId(0), DomainId(0), true).ok()
+    }
 
     fn meta(len: usize) -> RxMeta {
         RxMeta {
@@ -58,7 +81,7 @@ mod tests {
         let mut f = vec![0xff; 6];
         f.extend([0x02, 0, 0, 0, 0, 1, 0x08, 0x06]);
         f.resize(60, 0);
-        let v = run(&f, &meta(60), PortId(3), DomainId(1)).unwrap();
+        let v = run(&f, &meta(60), PortId(3), DomainId(1), true).unwrap();
         assert_eq!(
             (v.vlan, v.ethertype, v.l3_offset, v.ingress),
             (VlanId(0), 0x0806, 14, PortId(3))
@@ -68,20 +91,20 @@ mod tests {
         let mut t = vec![0xff; 6];
         t.extend([0x02, 0, 0, 0, 0, 1, 0x81, 0x00, 0x20, 0x0a, 0x08, 0x00]);
         t.resize(64, 0);
-        let v = run(&t, &meta(64), PortId(0), DomainId(0)).unwrap();
+        let v = run(&t, &meta(64), PortId(0), DomainId(0), true).unwrap();
         assert_eq!((v.vlan, v.ethertype, v.l3_offset), (VlanId(10), 0x0800, 18));
     }
 
     #[test]
     fn rejects_runts_cut_tags_and_truncated() {
         assert_eq!(
-            run(&[0; 13], &meta(13), PortId(0), DomainId(0)).unwrap_err(),
+            run(&[0; 13], &meta(13), PortId(0), DomainId(0), true).unwrap_err(),
             DropReason::Runt
         );
         let mut cut = vec![0xff; 12];
         cut.extend([0x81, 0x00, 0x00]);
         assert_eq!(
-            run(&cut, &meta(15), PortId(0), DomainId(0)).unwrap_err(),
+            run(&cut, &meta(15), PortId(0), DomainId(0), true).unwrap_err(),
             DropReason::BadVlan
         );
         let m = RxMeta {
@@ -91,8 +114,50 @@ mod tests {
             ..RxMeta::default()
         };
         assert_eq!(
-            run(&[0; 60], &m, PortId(0), DomainId(0)).unwrap_err(),
+            run(&[0; 60], &m, PortId(0), DomainId(0), true).unwrap_err(),
             DropReason::Truncated
         );
+    }
+
+    // Moved from the deleted `stage/l3.rs`, whose parsing `run` now does through `wire::headers`.
+    #[test]
+    fn reads_addresses_ports_and_fragments() {
+        let b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(5353, 53);
+        let mut f = Vec::new();
+        b.write(&mut f, &[1, 2, 3]).unwrap();
+        let s = view_of(&f).unwrap().ipv4().unwrap();
+        assert_eq!(
+            (s.src, s.dst, s.protocol, s.ports),
+            (
+                Ipv4Addr::new(10, 0, 0, 1),
+                Ipv4Addr::new(10, 0, 0, 2),
+                protocol::UDP,
+                Some((5353, 53))
+            )
+        );
+        // A non-first fragment has no ports.
+        f[14 + 6] = 0x00;
+        f[14 + 7] = 0x10;
+        assert_eq!(view_of(&f).unwrap().ipv4().unwrap().ports, None);
+        // Truncated headers are not IPv4 at all.
+        assert_eq!(view_of(&f[..14 + 19]).unwrap().ipv4(), None);
+        assert_eq!(view_of(&f).unwrap().arp(), None);
+        // Without `parse_l3` the view carries no L3 fields.
+        let v = run(&f, &meta(f.len()), PortId(0), DomainId(0), false).unwrap();
+        assert_eq!(v.l3, L3::None);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_frames_never_panic(mut bytes in proptest::collection::vec(any::<u8>(), 14..120), arp_type in any::<bool>()) {
+            bytes[12] = 0x08;
+            bytes[13] = if arp_type { 0x06 } else { 0x00 };
+            if let Some(v) = view_of(&bytes) {
+                let _ = v.ipv4();
+                let _ = v.arp();
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! attached to the source's network. Traffic from the host itself or from beyond it (any address
 //! outside switchyard's subnets) passes.
 
-use super::{l3, DropReason, PacketView, Tables, Verdict};
+use super::{DropReason, PacketView, Tables, Verdict};
 use crate::table::PortRole;
 
 #[inline]
@@ -16,7 +16,7 @@ pub fn run(view: &PacketView<'_>, tables: &Tables) -> Verdict {
     if tables.policy.role(view.ingress) != &PortRole::Host {
         return Verdict::Continue;
     }
-    let Some(ip) = l3::ipv4(view) else {
+    let Some(ip) = view.ipv4() else {
         return Verdict::Continue;
     };
     let policy = &tables.policy;

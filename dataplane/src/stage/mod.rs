@@ -13,12 +13,12 @@ pub mod ingress;
 pub mod isolation;
 pub mod l2_fwd;
 pub mod l2_learn;
-pub mod l3;
 pub mod nat;
 
 use std::fmt;
 
 use crate::table::{CamTable, ConnTrack, LearnAction, NatTable, Policy};
+use crate::wire::headers::{ArpSummary, Ipv4Summary, L3};
 use crate::{DomainId, MacAddr, PortId, VlanId};
 
 /// The stages, in pipeline order.
@@ -170,6 +170,23 @@ pub struct PacketView<'a> {
     pub ethertype: u16,
     /// Where the L3 header starts (14, or 18 behind one tag).
     pub l3_offset: usize,
+    /// The IPv4 or ARP fields, parsed once by `ingress` (`L3::None` in a batch no stage of which
+    /// reads them: see `ingress::run`).
+    pub l3: L3,
+}
+
+impl PacketView<'_> {
+    /// The IPv4 fields, when the frame is IPv4 with a complete header.
+    #[inline]
+    pub fn ipv4(&self) -> Option<Ipv4Summary> {
+        self.l3.ipv4()
+    }
+
+    /// The ARP fields, when the frame is an Ethernet/IPv4 ARP packet with a complete body.
+    #[inline]
+    pub fn arp(&self) -> Option<ArpSummary> {
+        self.l3.arp()
+    }
 }
 
 /// The tables stages read. Owned by the engine; stages only get `&Tables`.

@@ -20,11 +20,14 @@
 
 use std::net::Ipv4Addr;
 
-use super::l3::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, PROTO_TCP, PROTO_UDP};
 use super::{DropReason, PacketView, Tables};
 use crate::rewrite::{icmp_error_quote, Rewrite};
-use crate::table::conntrack::{Direction, EntryId, Hop, NatKind, Tuple, PROTO_ICMP};
+use crate::table::conntrack::{Direction, EntryId, Hop, NatKind, Tuple};
 use crate::table::{NetworkNat, PortRole, Uplink};
+use crate::wire::arp::operation;
+use crate::wire::ethernet::ethertype;
+use crate::wire::icmp::msg_type::{ECHO_REPLY, ECHO_REQUEST};
+use crate::wire::ipv4::protocol::{ICMP, TCP, UDP};
 use crate::{MacAddr, PortId, VlanId};
 
 /// What `nat` decided.
@@ -87,7 +90,7 @@ pub struct NatEffects {
     pub resolve: Option<Ipv4Addr>,
 }
 
-/// The L3/L4 fields NAT reads, by offset (see `l3` for why not through checked views).
+/// The flow NAT reads, from the fields `ingress` parsed.
 #[derive(Clone, Copy, Debug)]
 struct Packet {
     tuple: Tuple,
@@ -95,19 +98,16 @@ struct Packet {
     icmp_type: Option<u8>,
 }
 
-const ICMP_ECHO_REPLY: u8 = 0;
-const ICMP_ECHO_REQUEST: u8 = 8;
-
 /// The flow of a packet NAT can translate: TCP with its flags, UDP, ICMP (echo by identifier),
-/// in a first fragment. Built on `l3::ipv4`.
+/// in a first fragment.
 fn parse(view: &PacketView<'_>) -> Option<Packet> {
-    let ip = l3::ipv4(view)?;
+    let ip = view.ipv4()?;
     let (sport, dport) = match ip.protocol {
-        PROTO_TCP if ip.tcp_flags.is_none() => return None,
-        PROTO_TCP | PROTO_UDP => ip.ports?,
-        PROTO_ICMP => {
+        TCP if ip.tcp_flags.is_none() => return None,
+        TCP | UDP => ip.ports?,
+        ICMP => {
             let (t, id) = ip.icmp?;
-            if t == ICMP_ECHO_REQUEST || t == ICMP_ECHO_REPLY {
+            if t == ECHO_REQUEST || t == ECHO_REPLY {
                 (id, id)
             } else {
                 (0, 0)
@@ -161,20 +161,20 @@ fn from_uplink(
     if view.vlan != VlanId(0) {
         return NatAction::Drop(DropReason::NotLocal);
     }
-    if view.ethertype == ETHERTYPE_ARP {
-        let Some(arp) = l3::arp(view) else {
+    if view.ethertype == ethertype::ARP {
+        let Some(arp) = view.arp() else {
             return NatAction::Drop(DropReason::NotLocal);
         };
         if uplink.on_link(arp.sender_ip) && arp.sender_ip != Ipv4Addr::UNSPECIFIED {
-            fx.neighbor = Some((arp.sender_ip, MacAddr(arp.sender_mac)));
+            fx.neighbor = Some((arp.sender_ip, arp.sender_mac));
         }
         return match (arp.target_ip == uplink.ip, arp.op) {
-            (true, 1) => NatAction::Answer(Answer::Arp),
+            (true, operation::REQUEST) => NatAction::Answer(Answer::Arp),
             (true, _) => NatAction::Consumed,
             (false, _) => NatAction::Drop(DropReason::NotLocal),
         };
     }
-    if view.ethertype != ETHERTYPE_IPV4 {
+    if view.ethertype != ethertype::IPV4 {
         return NatAction::Drop(DropReason::NotLocal);
     }
     let Some(p) = parse(view) else {
@@ -190,8 +190,8 @@ fn from_uplink(
         return action;
     }
     match p.tuple.proto {
-        PROTO_ICMP if p.icmp_type == Some(ICMP_ECHO_REQUEST) => NatAction::Answer(Answer::IcmpEcho),
-        PROTO_TCP | PROTO_UDP => {
+        ICMP if p.icmp_type == Some(ECHO_REQUEST) => NatAction::Answer(Answer::IcmpEcho),
+        TCP | UDP => {
             let Some(publish) = tables.nat.published(p.tuple.proto, p.tuple.dport) else {
                 return NatAction::Drop(DropReason::NoMapping);
             };
@@ -243,7 +243,7 @@ fn from_container(
     let Some(net) = tables.nat.network(view.domain) else {
         return NatAction::Pass;
     };
-    if view.ethertype != ETHERTYPE_IPV4 || view.dst != net.gateway_mac {
+    if view.ethertype != ethertype::IPV4 || view.dst != net.gateway_mac {
         return NatAction::Pass;
     }
     let Some(p) = parse(view) else {
@@ -261,7 +261,7 @@ fn from_container(
     }
     let dst = p.tuple.dst;
     if dst == uplink.ip {
-        if p.icmp_type == Some(ICMP_ECHO_REQUEST) {
+        if p.icmp_type == Some(ECHO_REQUEST) {
             return NatAction::Answer(Answer::IcmpEcho);
         }
         return hairpin(view, tables, uplink, net, &p);
@@ -333,7 +333,7 @@ fn icmp_error(view: &PacketView<'_>, tables: &Tables) -> NatAction {
     };
     // An error from the flow's far end itself (say, port unreachable from a container) also
     // carries that end's translated address as its own source.
-    let outer_src = l3::ipv4(view).map(|ip| ip.src);
+    let outer_src = view.ipv4().map(|ip| ip.src);
     let src = (outer_src == Some(qdst)).then_some((arriving.src, 0));
     NatAction::Translate {
         rewrite: Rewrite {
@@ -358,7 +358,7 @@ fn hairpin(
     from: &NetworkNat,
     p: &Packet,
 ) -> NatAction {
-    if p.tuple.proto != PROTO_TCP && p.tuple.proto != PROTO_UDP {
+    if p.tuple.proto != TCP && p.tuple.proto != UDP {
         return NatAction::Drop(DropReason::NoMapping);
     }
     let Some(publish) = tables.nat.published(p.tuple.proto, p.tuple.dport) else {
@@ -423,8 +423,8 @@ fn masquerade(
         return NatAction::Drop(DropReason::NoNeighbor);
     };
     let sport = match p.tuple.proto {
-        PROTO_ICMP => {
-            if p.icmp_type != Some(ICMP_ECHO_REQUEST) {
+        ICMP => {
+            if p.icmp_type != Some(ECHO_REQUEST) {
                 return NatAction::Drop(DropReason::NoMapping);
             }
             free_icmp_id(tables, uplink.ip, p.tuple.dst, p.tuple.sport)
@@ -441,7 +441,7 @@ fn masquerade(
     let Some(sport) = sport else {
         return NatAction::Drop(DropReason::NatPorts);
     };
-    let dport = if p.tuple.proto == PROTO_ICMP {
+    let dport = if p.tuple.proto == ICMP {
         sport
     } else {
         p.tuple.dport
@@ -480,7 +480,7 @@ fn masquerade(
 fn free_icmp_id(tables: &Tables, uplink_ip: Ipv4Addr, dst: Ipv4Addr, id: u16) -> Option<u16> {
     (0..=u16::MAX).map(|i| id.wrapping_add(i)).find(|&c| {
         !tables.conntrack.is_tracked(&Tuple {
-            proto: PROTO_ICMP,
+            proto: ICMP,
             src: dst,
             sport: c,
             dst: uplink_ip,

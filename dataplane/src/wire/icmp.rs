@@ -129,7 +129,7 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
     /// types, or when the quote is not an IPv4 header followed by 8 bytes.
     ///
     /// The quoted header's `total_len` counts bytes that were not quoted: read it with
-    /// `Ipv4Packet::new_checked_truncated`, not `new_checked`.
+    /// `Ipv4Packet::new_checked_header`, not `new_checked`.
     pub fn embedded(&self) -> Option<&[u8]> {
         let range = self.embedded_range()?;
         Some(&self.buffer.as_ref()[range])
@@ -144,7 +144,7 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
         if !self.is_error() {
             return None;
         }
-        let quote = Ipv4Packet::new_checked_truncated(self.payload()).ok()?;
+        let quote = Ipv4Packet::new_checked_header(self.payload()).ok()?;
         if quote.version() != 4 {
             return None;
         }
@@ -271,7 +271,7 @@ mod tests {
 
         let embedded = packet.embedded().unwrap();
         assert_eq!(embedded, &ICMP_PORT_UNREACHABLE[42..70]);
-        let quoted = Ipv4Packet::new_checked_truncated(embedded).unwrap();
+        let quoted = Ipv4Packet::new_checked_header(embedded).unwrap();
         assert_eq!((quoted.src_addr(), quoted.dst_addr()), (IP_A, IP_B));
         assert_eq!(quoted.protocol(), protocol::UDP);
         let udp = UdpPacket::new_unchecked(quoted.payload());
@@ -315,7 +315,7 @@ mod tests {
         let mut bytes = ICMP_PORT_UNREACHABLE;
         let mut packet = Icmpv4Packet::new_checked(&mut bytes[34..]).unwrap();
         let quote = packet.embedded_mut().unwrap();
-        let mut quoted = Ipv4Packet::new_checked_truncated(quote).unwrap();
+        let mut quoted = Ipv4Packet::new_checked_header(quote).unwrap();
         quoted.set_dst_addr(Ipv4Addr::new(10, 0, 0, 9));
         quoted.fill_checksum();
         assert!(quoted.verify_checksum());
@@ -441,7 +441,7 @@ mod tests {
         );
         let _ = (p.payload().len(), p.data().len(), p.verify_checksum());
         if let Some(quote) = p.embedded() {
-            let ip = Ipv4Packet::new_checked_truncated(quote).unwrap();
+            let ip = Ipv4Packet::new_checked_header(quote).unwrap();
             assert_eq!(quote.len(), ip.header_len() + EMBEDDED_PAYLOAD_LEN);
         }
     }

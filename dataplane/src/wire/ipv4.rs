@@ -3,8 +3,11 @@
 //! The view covers the header and the payload up to `total_len`; bytes after `total_len` are link
 //! padding (an Ethernet frame is at least 60 bytes) and are neither rejected nor exposed. Options
 //! are exposed as raw bytes: the data plane forwards them untouched. A second constructor,
-//! `new_checked_truncated`, is for the copy of a header that an ICMP error quotes, whose
-//! `total_len` counts bytes the quote cut off.
+//! `new_checked_header`, asks only for the whole header, for the two places where `total_len`
+//! does not describe the buffer: the copy of a header that an ICMP error quotes (`total_len` counts
+//! bytes the quote cut off), and a GSO super-frame (`total_len` is stale after GRO, 0 with BIG TCP,
+//! and never the frame's length); there the L4 header is found at `header_len()` in the buffer, not
+//! through `payload()`.
 
 use std::net::Ipv4Addr;
 
@@ -58,9 +61,9 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ok(packet)
     }
 
-    /// For the original header quoted in an ICMP error: only the header itself must be whole.
-    /// `payload()` then returns whatever of the original payload the quote kept.
-    pub fn new_checked_truncated(buffer: T) -> Result<Ipv4Packet<T>> {
+    /// Only the header itself must be whole (see the module doc: ICMP quotes and GSO super-frames).
+    /// `payload()` then returns what the buffer holds of the payload up to `total_len`.
+    pub fn new_checked_header(buffer: T) -> Result<Ipv4Packet<T>> {
         let packet = Self::new_unchecked(buffer);
         packet.check_header_len()?;
         Ok(packet)
@@ -456,7 +459,7 @@ mod tests {
         // RFC 792 quoting: header plus the first 8 bytes; total_len still says 57.
         let quoted = &ICMP_PORT_UNREACHABLE[42..42 + 28];
         assert_eq!(Ipv4Packet::new_checked(quoted), Err(WireError));
-        let packet = Ipv4Packet::new_checked_truncated(quoted).unwrap();
+        let packet = Ipv4Packet::new_checked_header(quoted).unwrap();
         assert_eq!(packet.total_len(), 57);
         assert_eq!(packet.protocol(), protocol::UDP);
         assert_eq!(packet.src_addr(), IP_A);
@@ -464,7 +467,7 @@ mod tests {
         assert!(packet.verify_checksum());
         assert_eq!(packet.payload(), &ICMP_PORT_UNREACHABLE[62..70]);
         assert_eq!(
-            Ipv4Packet::new_checked_truncated(&quoted[..19]),
+            Ipv4Packet::new_checked_header(&quoted[..19]),
             Err(WireError)
         );
     }
@@ -565,7 +568,7 @@ mod tests {
                 prop_assert_eq!(p.options().len() + HEADER_LEN, p.header_len());
                 prop_assert_eq!(p.payload().len() + p.header_len(), p.total_len() as usize);
             }
-            if let Ok(p) = Ipv4Packet::new_checked_truncated(&bytes[..]) {
+            if let Ok(p) = Ipv4Packet::new_checked_header(&bytes[..]) {
                 touch_all(&p);
             }
         }

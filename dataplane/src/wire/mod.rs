@@ -9,6 +9,7 @@ pub mod arp;
 pub mod bytes;
 pub mod checksum;
 pub mod ethernet;
+pub mod headers;
 pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
