@@ -7,6 +7,7 @@ mod daemon;
 pub mod flow;
 pub mod model;
 pub mod netns;
+mod process;
 pub mod show;
 pub mod stats;
 pub mod topology;

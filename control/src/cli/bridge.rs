@@ -15,7 +15,7 @@ use dataplane::port::{AfPacketPort, Port, TapPort};
 use dataplane::table::CamConfig;
 use dataplane::DomainId;
 
-use super::{block_signals, fail, wait_signal, EXIT_BAD_INPUT};
+use crate::process::{block_signals, describe_cpu, fail, wait_signal, EngineArgs, EXIT_BAD_INPUT};
 use crate::show;
 
 #[derive(Args, Debug)]
@@ -33,7 +33,7 @@ pub struct BridgeArgs {
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_macs_per_port: u32,
     #[command(flatten)]
-    engine: super::EngineArgs,
+    engine: EngineArgs,
 }
 
 fn open_port(spec: &str) -> anyhow::Result<Box<dyn Port>> {
@@ -99,7 +99,7 @@ fn serve(
             .add_port(port, DomainId(0))
             .with_context(|| format!("attaching port '{name}'"))?;
     }
-    tracing::info!(ports = %names.join(","), pid = std::process::id(), engine = %super::describe_cpu(handle.cpu()), "switchyard bridge forwarding");
+    tracing::info!(ports = %names.join(","), pid = std::process::id(), engine = %describe_cpu(handle.cpu()), "switchyard bridge forwarding");
     loop {
         match wait_signal(signals) {
             libc::SIGUSR1 => print!("{}", show::report(&handle.snapshot()?)),

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::{client_fail, fail, finish, print_table, unexpected};
+use super::{client_fail, finish, print_table, unexpected};
 use crate::api::{self, ContainerCreate, Request, Response};
+use crate::process::fail;
 
 #[derive(Subcommand, Debug)]
 pub enum ContainerCommand {

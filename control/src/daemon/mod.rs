@@ -31,12 +31,12 @@ use dataplane::table::{CamConfig, CtConfig};
 use dataplane::DomainId;
 
 use crate::api::{self, ApiError, Outcome, Request, Response};
-use crate::cli::{block_signals, fail, wait_signal, EXIT_BAD_INPUT};
 use crate::flow::FlowSpec;
 use crate::model::ipam::Ipv4Net;
 use crate::model::store::Store;
 use crate::model::{OsEntropy, PublishContext, State};
 use crate::netns::{self, Netlink};
+use crate::process::{block_signals, describe_cpu, fail, wait_signal, EngineArgs, EXIT_BAD_INPUT};
 use crate::show;
 use crate::trace_fmt;
 use dataplane::trace::{pcap, Capture, Captured};
@@ -51,7 +51,7 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     aging: u64,
     #[command(flatten)]
-    engine: crate::cli::EngineArgs,
+    engine: EngineArgs,
     /// Turn on IPv4 forwarding in the daemon's namespace (as dockerd does), so containers reach
     /// beyond the host through its routing.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
@@ -281,7 +281,7 @@ fn start(
         }
     };
     let (engine, _thread) = Engine::spawn(config).context("starting the engine")?;
-    tracing::info!("engine {}", crate::cli::describe_cpu(engine.cpu()));
+    tracing::info!("engine {}", describe_cpu(engine.cpu()));
     let mut system = System::new(engine, netlink);
     let publish_ctx = PublishContext {
         uplink: uplink.as_ref().map(|u| u.ip),

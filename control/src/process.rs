@@ -1,0 +1,82 @@
+//! What the two foreground processes (`switchyard bridge`, `switchyard daemon`) share: the engine
+//! flags, signal handling, exit codes and the one-line error. It sits below both `cli` and
+//! `daemon`, so neither borrows from the other.
+
+use clap::Args;
+use dataplane::engine::{affinity, CpuPin, EngineConfig};
+use std::process::ExitCode;
+
+/// Exit code for bad input: the user asked for something impossible; nothing was changed.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// How the engine thread polls and where it runs; shared by `bridge` and `daemon`.
+#[derive(Args, Debug)]
+pub(crate) struct EngineArgs {
+    /// Poll without sleeping: lower latency at the cost of a full core.
+    #[arg(long)]
+    busy_poll: bool,
+    /// After traffic, keep polling this many microseconds before sleeping (0: sleep at once).
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    spin_us: u64,
+    /// Pin the engine thread to a CPU: auto (the last CPU this process may use, when it may use
+    /// more than one), none, or a CPU number.
+    #[arg(long, value_name = "auto|none|N", default_value_t = CpuPin::Auto)]
+    cpu: CpuPin,
+    /// The engine thread's nice value, -20 (most urgent) to 19. Negative values favour many small
+    /// connections over bulk throughput (see bench/RESULTS.md); 0 leaves it as inherited.
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32).range(*affinity::NICE_RANGE.start() as i64..=*affinity::NICE_RANGE.end() as i64))]
+    nice: i32,
+}
+
+impl EngineArgs {
+    /// The engine configuration these flags ask for, on top of `base`. A CPU this process may not
+    /// run on is refused with a one-line message naming the allowed CPUs.
+    pub(crate) fn apply(&self, base: EngineConfig) -> Result<EngineConfig, String> {
+        affinity::resolve(self.cpu).map_err(|e| format!("--cpu {}: {e}", self.cpu))?;
+        Ok(EngineConfig {
+            busy_poll: self.busy_poll,
+            spin: std::time::Duration::from_micros(self.spin_us),
+            cpu: self.cpu,
+            nice: self.nice,
+            ..base
+        })
+    }
+}
+
+/// "pinned to CPU 1" / "not pinned", for start-up logs.
+pub(crate) fn describe_cpu(cpu: Option<usize>) -> String {
+    match cpu {
+        Some(c) => format!("pinned to CPU {c}"),
+        None => "not pinned".to_string(),
+    }
+}
+
+/// Blocks the signals the foreground commands handle, before any thread starts, so every thread
+/// inherits the mask and only `sigwait` on the main thread sees them.
+pub(crate) fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset before use; pthread_sigmask only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+pub(crate) fn wait_signal(set: &libc::sigset_t) -> libc::c_int {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `set` is an initialised sigset and `sig` a valid out-pointer.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
+}
+
+/// Prints `switchyard: error: ...` as one line (causes joined with ": ").
+pub(crate) fn fail(code: u8, err: &anyhow::Error) -> ExitCode {
+    let msg = format!("{err:#}").replace('\n', " ");
+    eprintln!("switchyard: error: {msg}");
+    ExitCode::from(code)
+}
