@@ -126,6 +126,43 @@ pub enum Request {
     Status,
 }
 
+impl Request {
+    /// Whether the request may change the desired state (then the daemon pushes policy, NAT and
+    /// hosts files after it, whatever its outcome). Every request is named, so a new one must
+    /// decide.
+    pub fn changes_state(&self) -> bool {
+        match self {
+            Request::NetworkCreate(_)
+            | Request::NetworkRm { .. }
+            | Request::NetworkConnect { .. }
+            | Request::NetworkDisconnect { .. }
+            | Request::ContainerCreate(_)
+            | Request::ContainerRm { .. }
+            | Request::ContainerLink { .. }
+            | Request::ContainerUnlink { .. }
+            | Request::Attach { .. }
+            | Request::Detach { .. } => true,
+            Request::Version
+            | Request::Status
+            | Request::NetworkLs
+            | Request::NetworkInspect { .. }
+            | Request::ContainerLs
+            | Request::ContainerInspect { .. }
+            | Request::ContainerEnv { .. }
+            | Request::ContainerPort { .. }
+            | Request::Conntrack
+            | Request::TraceAdd { .. }
+            | Request::TraceShow
+            | Request::TraceClear
+            | Request::TracePacket { .. }
+            | Request::Capture { .. }
+            | Request::Stats
+            | Request::Fdb { .. }
+            | Request::Topology => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NetworkCreate {
     pub name: String,
@@ -553,6 +590,29 @@ pub fn response_line(outcome: Outcome) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_requests_that_change_the_state_say_so() {
+        let change = Request::NetworkRm {
+            names: vec!["front".into()],
+            force: false,
+        };
+        assert!(change.changes_state());
+        assert!(Request::ContainerLink {
+            name: "web".into(),
+            link: "db".into()
+        }
+        .changes_state());
+        for read in [
+            Request::Version,
+            Request::Status,
+            Request::ContainerLs,
+            Request::TraceClear,
+            Request::Topology,
+        ] {
+            assert!(!read.changes_state(), "{read:?}");
+        }
+    }
 
     #[test]
     fn request_round_trips_and_other_versions_are_refused() {

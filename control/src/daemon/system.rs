@@ -18,17 +18,18 @@ use dataplane::port::{AfPacketPort, Port, TapPort};
 use dataplane::table::{ContainerGuard, NetworkNat, PortRole, Publish, Subnet, Uplink};
 use dataplane::{DomainId, MacAddr, PortId, VlanId};
 
-use crate::api::{ConntrackEntry, ConntrackList, FlowTuple, Response};
+use crate::model::ipam::Ipv4Net;
 use crate::model::{Container, Endpoint, Network, State, UPLINK_DOMAIN};
 use crate::netns::{self, NetNs, Netlink};
 use crate::trace_fmt::Names;
-use dataplane::table::conntrack::Tuple;
-use dataplane::trace::TraceTarget;
+use dataplane::engine::{AddressConflict, ConnInfo, Snapshot};
+use dataplane::table::CtStats;
+use dataplane::trace::{Capture, TraceArm, TraceRecord, TraceTarget};
 
 pub struct System {
-    pub engine: EngineHandle,
+    engine: EngineHandle,
     /// rtnetlink in the daemon's own namespace (host taps, host ends of veths, routes).
-    pub netlink: Netlink,
+    netlink: Netlink,
     /// Engine port of each network's host tap, by network name.
     host_ports: HashMap<String, PortId>,
     /// Engine port of each endpoint's veth, by endpoint ID.
@@ -470,42 +471,66 @@ impl System {
         None
     }
 
-    /// `switchyard conntrack`.
-    pub fn conntrack(&self) -> anyhow::Result<Response> {
-        let (list, stats) = self.engine.connections()?;
-        let tuple = |t: &Tuple| FlowTuple {
-            src: t.src.to_string(),
-            sport: t.sport,
-            dst: t.dst.to_string(),
-            dport: t.dport,
-        };
-        let entries = list
-            .iter()
-            .map(|c| ConntrackEntry {
-                protocol: match c.original.proto {
-                    6 => "tcp".into(),
-                    17 => "udp".into(),
-                    1 => "icmp".into(),
-                    p => p.to_string(),
-                },
-                kind: format!("{:?}", c.kind).to_lowercase(),
-                state: c.state.name().to_string(),
-                timeout_s: c.remaining_ms / 1000,
-                original: tuple(&c.original),
-                reply: tuple(&c.reply),
-                packets: c.packets,
-                bytes: c.bytes,
-            })
-            .collect();
-        Ok(Response::Conntrack(ConntrackList {
-            entries,
-            count: stats.entries,
-            max: stats.max_entries,
-            created: stats.created,
-            expired: stats.expired,
-            evicted: stats.evicted,
-            removed: stats.removed,
-        }))
+    /// Tracked NAT connections and the table's counters (`switchyard conntrack`).
+    pub fn conntrack(&self) -> anyhow::Result<(Vec<ConnInfo>, CtStats)> {
+        Ok(self.engine.connections()?)
+    }
+
+    /// The data plane's ports, MAC table and counters.
+    pub fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        Ok(self.engine.snapshot()?)
+    }
+
+    /// Address conflicts the engine saw on parent ports.
+    pub fn conflicts(&self) -> anyhow::Result<Vec<AddressConflict>> {
+        Ok(self.engine.conflicts()?)
+    }
+
+    /// Traces the next packets entering a target.
+    pub fn trace_arm(&self, arm: TraceArm) -> anyhow::Result<()> {
+        Ok(self.engine.trace_arm(arm)?)
+    }
+
+    /// The trace records collected so far.
+    pub fn trace_show(&self) -> anyhow::Result<Vec<TraceRecord>> {
+        Ok(self.engine.trace_show()?)
+    }
+
+    pub fn trace_clear(&self) -> anyhow::Result<()> {
+        Ok(self.engine.trace_clear()?)
+    }
+
+    /// Runs `frame` through the real tables as if it entered at `port`; nothing is sent.
+    pub fn trace_packet(&self, port: PortId, frame: Vec<u8>) -> anyhow::Result<TraceRecord> {
+        Ok(self.engine.trace_packet(port, frame)?)
+    }
+
+    /// Starts a capture; returns its id and the handle that stops it (the streaming thread
+    /// stops it when its client goes away).
+    pub fn capture_start(&self, capture: Capture) -> anyhow::Result<(u32, CaptureStop)> {
+        let id = self.engine.capture_start(capture)?;
+        Ok((
+            id,
+            CaptureStop {
+                id,
+                engine: self.engine.clone(),
+            },
+        ))
+    }
+
+    /// Stops the engine (on SIGTERM); namespaces, veths and host taps stay.
+    pub fn shutdown(&self) {
+        let _ = self.engine.shutdown();
+    }
+
+    /// Whether an interface of this name exists in the daemon's namespace.
+    pub fn interface_exists(&self, name: &str) -> anyhow::Result<bool> {
+        Ok(self.netlink.link(name)?.is_some())
+    }
+
+    /// IPv4 routes of the daemon's namespace, as networks.
+    pub fn routes(&self) -> Vec<Ipv4Net> {
+        routes(&self.netlink)
     }
 
     /// Writes `/etc/netns/NAME/hosts` of every container (what `ip netns exec` and
@@ -551,6 +576,40 @@ impl System {
         }
         self.sync_hosts(state);
         failures
+    }
+}
+
+/// IPv4 routes of the namespace of `netlink`, as networks (subnets overlapping them are skipped).
+pub fn routes(netlink: &Netlink) -> Vec<Ipv4Net> {
+    match netlink.routes_v4() {
+        Ok(r) => r
+            .into_iter()
+            .filter_map(|(ip, prefix)| {
+                let mask = if prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - prefix)
+                };
+                Ipv4Net::new(Ipv4Addr::from(u32::from(ip) & mask), prefix).ok()
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!("reading routes: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// Stops one capture: what a capture's streaming thread holds instead of the engine.
+pub struct CaptureStop {
+    id: u32,
+    engine: EngineHandle,
+}
+
+impl CaptureStop {
+    /// Stops the capture; returns how many frames it dropped because its reader fell behind.
+    pub fn stop(&self) -> anyhow::Result<u64> {
+        Ok(self.engine.capture_stop(self.id)?)
     }
 }
 

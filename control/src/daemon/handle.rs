@@ -1,0 +1,521 @@
+//! Request handling: one API request, start to finish. `Daemon::handle` is the list of
+//! everything the daemon does; each request has its own function.
+//!
+//! A change is validated on a copy of the state (the model refuses bad input, nothing changed),
+//! then `commit_and_bring_up` persists the copy, makes the system match it, and on failure tears
+//! down what was built and persists the previous state again. Removals tear down first and
+//! persist after (`tear_down_and_commit`). After every request that may change state, whatever
+//! its outcome, the engine's policy and NAT and the hosts files follow the current state.
+
+use std::collections::BTreeMap;
+
+use dataplane::table::conntrack::Tuple;
+use dataplane::DomainId;
+
+use super::system::{self, System};
+use super::{failed, Daemon};
+use crate::api::{self, ApiError, ConntrackEntry, ConntrackList, FlowTuple, Request, Response};
+use crate::model::{OsEntropy, State, UPLINK_DOMAIN};
+use crate::netns;
+use crate::show;
+
+impl Daemon {
+    pub(super) fn handle(&mut self, request: Request) -> Result<Response, ApiError> {
+        tracing::debug!(?request, "request");
+        let changes = request.changes_state();
+        let result = self.apply(request);
+        if changes {
+            // Whatever happened (done, refused, or reverted), the data plane's policy and the
+            // hosts files follow the current state before the client hears back.
+            if let Err(e) = self.system.sync_policy(&self.state) {
+                tracing::error!("pushing policy: {e:#}");
+            }
+            if let Err(e) = self.system.sync_nat(&self.state) {
+                tracing::error!("pushing NAT configuration: {e:#}");
+            }
+            self.system.sync_hosts(&self.state);
+        }
+        result
+    }
+
+    fn apply(&mut self, request: Request) -> Result<Response, ApiError> {
+        match request {
+            Request::Version => Ok(Response::Version {
+                daemon: env!("CARGO_PKG_VERSION").to_string(),
+                protocol: api::PROTOCOL_VERSION,
+            }),
+            Request::Status => self.status(),
+            Request::NetworkLs => Ok(Response::Networks(self.state.network_summaries())),
+            Request::NetworkInspect { names } => self.network_inspect(&names),
+            Request::ContainerLs => Ok(Response::Containers(self.state.container_summaries())),
+            Request::ContainerInspect { names } => self.container_inspect(&names),
+            Request::NetworkCreate(req) => self.network_create(req),
+            Request::NetworkRm { names, force } => self.network_rm(&names, force),
+            Request::ContainerCreate(req) => self.container_create(req),
+            Request::ContainerRm { names, force } => self.container_rm(&names, force),
+            Request::NetworkConnect {
+                network,
+                container,
+                ip,
+            } => self.connect(&network, &container, ip.as_deref()),
+            Request::NetworkDisconnect { network, container } => {
+                self.disconnect(&network, &container)
+            }
+            Request::ContainerEnv { name } => Ok(Response::Env(self.state.link_env(&name)?)),
+            Request::ContainerPort { name, filter } => {
+                self.container_port(&name, filter.as_deref())
+            }
+            Request::Conntrack => self.conntrack(),
+            Request::TraceAdd {
+                target,
+                count,
+                filter,
+            } => self.trace_add(&target, count, filter.as_deref()),
+            Request::TraceShow => self.trace_show(),
+            Request::TraceClear => self.trace_clear(),
+            Request::TracePacket { input, flow } => self.trace_packet(&input, &flow),
+            Request::Capture { .. } => {
+                Err(ApiError::failed("captures are served by the socket loop"))
+            }
+            Request::Stats => Ok(Response::Stats(Box::new(self.stats()?))),
+            Request::Attach {
+                network,
+                netns,
+                pid,
+                ifname,
+                ip,
+                mac,
+            } => self.attach(
+                &network,
+                netns.as_deref(),
+                pid,
+                ifname.as_deref(),
+                ip.as_deref(),
+                mac.as_deref(),
+            ),
+            Request::Detach {
+                network,
+                netns,
+                pid,
+            } => self.detach(&network, netns.as_deref(), pid),
+            Request::Fdb { network } => self.fdb(network.as_deref()),
+            Request::Topology => Ok(Response::Topology(Box::new(self.topology()))),
+            Request::ContainerLink { name, link } => {
+                let mut next = self.state.clone();
+                next.add_link(&name, &link)?;
+                self.commit(next)?;
+                Ok(Response::Done)
+            }
+            Request::ContainerUnlink { name, alias } => {
+                let mut next = self.state.clone();
+                next.remove_link(&name, &alias)?;
+                self.commit(next)?;
+                Ok(Response::Done)
+            }
+        }
+    }
+
+    /// Persists `next` and makes it current; returns the previous state for a rollback.
+    pub(super) fn commit(&mut self, next: State) -> Result<State, ApiError> {
+        self.store
+            .save(&next)
+            .map_err(|e| ApiError::failed(e.to_string()))?;
+        Ok(std::mem::replace(&mut self.state, next))
+    }
+
+    /// A change that builds: persists `next`, then `up` makes the system match it. If that fails,
+    /// `down` tears down what was built and the previous state is persisted again; the error says
+    /// `what` was being done.
+    fn commit_and_bring_up(
+        &mut self,
+        next: State,
+        up: impl FnOnce(&mut System, &State) -> anyhow::Result<()>,
+        down: impl FnOnce(&mut System),
+        what: impl FnOnce() -> String,
+    ) -> Result<(), ApiError> {
+        let previous = self.commit(next)?;
+        if let Err(e) = up(&mut self.system, &self.state) {
+            down(&mut self.system);
+            if let Err(e) = self.store.save(&previous) {
+                tracing::error!("restoring the previous state file: {e}");
+            }
+            self.state = previous;
+            return Err(failed(e.context(what())));
+        }
+        Ok(())
+    }
+
+    /// A change that removes: `down` tears down first (best effort), then `next` is persisted.
+    pub(super) fn tear_down_and_commit(
+        &mut self,
+        next: State,
+        down: impl FnOnce(&mut System),
+    ) -> Result<(), ApiError> {
+        down(&mut self.system);
+        self.commit(next).map(drop)
+    }
+
+    fn status(&self) -> Result<Response, ApiError> {
+        let snapshot = self.system.snapshot().map_err(failed)?;
+        Ok(Response::Status {
+            report: show::report(&snapshot),
+        })
+    }
+
+    fn network_inspect(&self, names: &[String]) -> Result<Response, ApiError> {
+        let mut out = Vec::new();
+        for name in names {
+            out.push(self.state.network_inspect(self.state.network(name)?));
+        }
+        Ok(Response::NetworkDetails(out))
+    }
+
+    fn container_inspect(&self, names: &[String]) -> Result<Response, ApiError> {
+        let mut out = Vec::new();
+        for name in names {
+            out.push(self.state.container_inspect(self.state.container(name)?));
+        }
+        Ok(Response::ContainerDetails(out))
+    }
+
+    fn network_create(&mut self, req: api::NetworkCreate) -> Result<Response, ApiError> {
+        let routes = self.system.routes();
+        let mut next = self.state.clone();
+        let network = next.create_network(&req, &routes, &mut OsEntropy)?.clone();
+        if let Some(parent) = &network.parent {
+            if !self.system.interface_exists(parent).map_err(failed)? {
+                return Err(ApiError::bad_input(format!(
+                    "no interface '{parent}' in the daemon's namespace for --parent"
+                )));
+            }
+        }
+        if self
+            .system
+            .foreign_interface(&network.host_interface)
+            .map_err(failed)?
+        {
+            return Err(ApiError::bad_input(format!(
+                "interface '{}' already exists in the daemon's namespace; choose another with --opt com.docker.network.bridge.name=NAME",
+                network.host_interface
+            )));
+        }
+        self.commit_and_bring_up(
+            next,
+            |system, _| system.network_up(&network),
+            |system| system.network_down(&network),
+            || format!("setting up network '{}'", network.name),
+        )?;
+        Ok(Response::Created { id: network.id })
+    }
+
+    fn network_rm(&mut self, names: &[String], force: bool) -> Result<Response, ApiError> {
+        let mut next = self.state.clone();
+        let removed = next.remove_networks(names, force)?;
+        self.tear_down_and_commit(next, |system| {
+            for r in &removed {
+                for (_, endpoint) in &r.disconnected {
+                    system.endpoint_down(endpoint);
+                }
+                system.network_down(&r.network);
+            }
+        })?;
+        Ok(Response::Done)
+    }
+
+    fn container_create(&mut self, req: api::ContainerCreate) -> Result<Response, ApiError> {
+        let mut next = self.state.clone();
+        let container = next
+            .create_container_with(&req, &self.publish_ctx, &mut OsEntropy)?
+            .clone();
+        if container.owns_netns() && netns::exists_named(container.netns()) {
+            return Err(ApiError::bad_input(format!(
+                "network namespace '{0}' already exists ({1}/{0}); choose another container name",
+                container.netns(),
+                netns::NETNS_RUN_DIR
+            )));
+        }
+        self.commit_and_bring_up(
+            next,
+            |system, state| system.container_up(state, &container),
+            |system| system.container_down(&container),
+            || format!("setting up container '{}'", container.name),
+        )?;
+        Ok(Response::Created { id: container.id })
+    }
+
+    fn container_rm(&mut self, names: &[String], force: bool) -> Result<Response, ApiError> {
+        let mut next = self.state.clone();
+        let removed = next.remove_containers_forced(names, force)?;
+        self.tear_down_and_commit(next, |system| {
+            for c in &removed {
+                system.container_down(c);
+            }
+        })?;
+        Ok(Response::Done)
+    }
+
+    fn connect(
+        &mut self,
+        network: &str,
+        container: &str,
+        ip: Option<&str>,
+    ) -> Result<Response, ApiError> {
+        let mut next = self.state.clone();
+        let endpoint = next.connect(network, container, ip, &mut OsEntropy)?;
+        let c = next.container(container)?.clone();
+        self.commit_and_bring_up(
+            next,
+            |system, state| system.connect(state, &c, &endpoint),
+            |system| system.endpoint_down(&endpoint),
+            || format!("connecting '{container}' to '{network}'"),
+        )?;
+        Ok(Response::Done)
+    }
+
+    fn disconnect(&mut self, network: &str, container: &str) -> Result<Response, ApiError> {
+        let mut next = self.state.clone();
+        let endpoint = next.disconnect(network, container)?;
+        self.tear_down_and_commit(next, |system| system.endpoint_down(&endpoint))?;
+        let c = self.state.container(container)?.clone();
+        if let Err(e) = self.system.refresh_default_route(&self.state, &c) {
+            tracing::warn!(container, "moving the default route: {e:#}");
+        }
+        Ok(Response::Done)
+    }
+
+    /// `switchyard attach`: plugs someone else's namespace into `network`.
+    fn attach(
+        &mut self,
+        network: &str,
+        netns: Option<&str>,
+        pid: Option<u32>,
+        ifname: Option<&str>,
+        ip: Option<&str>,
+        mac: Option<&str>,
+    ) -> Result<Response, ApiError> {
+        let (name, path, ns) = foreign_namespace(netns, pid)?;
+        let mut next = self.state.clone();
+        let (c, endpoint) = next.attach(
+            &name,
+            &path,
+            ns.inode(),
+            network,
+            ifname.unwrap_or("eth1"),
+            ip,
+            mac,
+            &mut OsEntropy,
+        )?;
+        self.commit_and_bring_up(
+            next,
+            |system, state| system.connect(state, &c, &endpoint),
+            |system| system.endpoint_down(&endpoint),
+            || format!("attaching {path} to '{network}'"),
+        )?;
+        Ok(Response::Created { id: c.id })
+    }
+
+    /// `switchyard detach`: the attachment goes when its last network does.
+    fn detach(
+        &mut self,
+        network: &str,
+        netns: Option<&str>,
+        pid: Option<u32>,
+    ) -> Result<Response, ApiError> {
+        let (_, path, _) = foreign_namespace(netns, pid)?;
+        let name = self
+            .state
+            .attachment(&path)
+            .map(|c| c.name.clone())
+            .ok_or_else(|| ApiError::bad_input(format!("{path} is not attached to any network")))?;
+        let mut next = self.state.clone();
+        let endpoint = next.disconnect(network, &name)?;
+        if next.container(&name)?.endpoints.is_empty() {
+            next.remove_containers(std::slice::from_ref(&name))?;
+        }
+        self.tear_down_and_commit(next, |system| system.endpoint_down(&endpoint))?;
+        Ok(Response::Done)
+    }
+
+    fn container_port(&self, name: &str, filter: Option<&str>) -> Result<Response, ApiError> {
+        let c = self.state.container(name)?;
+        let mappings: Vec<_> = c.published.iter().map(|p| p.mapping).collect();
+        Ok(Response::Lines(crate::model::publish::port_lines(
+            name, &mappings, filter,
+        )?))
+    }
+
+    /// `switchyard conntrack`: the engine's connections as the API shows them.
+    fn conntrack(&self) -> Result<Response, ApiError> {
+        let (list, stats) = self.system.conntrack().map_err(failed)?;
+        let tuple = |t: &Tuple| FlowTuple {
+            src: t.src.to_string(),
+            sport: t.sport,
+            dst: t.dst.to_string(),
+            dport: t.dport,
+        };
+        let entries = list
+            .iter()
+            .map(|c| ConntrackEntry {
+                protocol: match c.original.proto {
+                    6 => "tcp".into(),
+                    17 => "udp".into(),
+                    1 => "icmp".into(),
+                    p => p.to_string(),
+                },
+                kind: format!("{:?}", c.kind).to_lowercase(),
+                state: c.state.name().to_string(),
+                timeout_s: c.remaining_ms / 1000,
+                original: tuple(&c.original),
+                reply: tuple(&c.reply),
+                packets: c.packets,
+                bytes: c.bytes,
+            })
+            .collect();
+        Ok(Response::Conntrack(ConntrackList {
+            entries,
+            count: stats.entries,
+            max: stats.max_entries,
+            created: stats.created,
+            expired: stats.expired,
+            evicted: stats.evicted,
+            removed: stats.removed,
+        }))
+    }
+
+    fn fdb(&self, network: Option<&str>) -> Result<Response, ApiError> {
+        if let Some(n) = network {
+            self.state.network(n)?;
+        }
+        let snapshot = self.system.snapshot().map_err(failed)?;
+        let names = self.system.names(&self.state);
+        let mut entries = crate::stats::fdb(&snapshot, &names, &self.network_names());
+        if let Some(n) = network {
+            entries.retain(|e| e.network == n);
+        }
+        Ok(Response::Fdb(entries))
+    }
+
+    fn network_names(&self) -> BTreeMap<DomainId, String> {
+        let mut m: BTreeMap<DomainId, String> = self
+            .state
+            .networks
+            .values()
+            .map(|n| (DomainId(n.domain), n.name.clone()))
+            .collect();
+        m.insert(DomainId(UPLINK_DOMAIN), "uplink".into());
+        m
+    }
+
+    pub(super) fn stats(&self) -> Result<crate::stats::Stats, ApiError> {
+        let snapshot = self.system.snapshot().map_err(failed)?;
+        let names = self.system.names(&self.state);
+        Ok(crate::stats::stats(
+            &snapshot,
+            &snapshot.conntrack,
+            &names,
+            &self.network_names(),
+        ))
+    }
+
+    fn topology(&self) -> crate::topology::Topology {
+        use crate::topology::{ContainerView, EndpointView, NetView, Topology, UplinkView};
+        let networks = self
+            .state
+            .networks
+            .values()
+            .map(|n| NetView {
+                name: n.name.clone(),
+                subnet: n.subnet().to_string(),
+                gateway: n.gateway().to_string(),
+                host_port: n.host_interface.clone(),
+                icc: n.icc,
+                internal: n.internal,
+            })
+            .collect();
+        let containers = self
+            .state
+            .containers
+            .values()
+            .map(|c| ContainerView {
+                name: c.name.clone(),
+                endpoints: c
+                    .endpoints
+                    .iter()
+                    .map(|e| EndpointView {
+                        network: e.network.clone(),
+                        interface: e.interface.clone(),
+                        address: match self.state.networks.get(&e.network) {
+                            Some(n) => format!("{}/{}", e.ip, n.subnet().prefix()),
+                            None => e.ip.to_string(),
+                        },
+                        mac: e.mac.to_string(),
+                        host_interface: e.host_interface.clone(),
+                    })
+                    .collect(),
+                published: c
+                    .published
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}/{} -> {}",
+                            p.mapping.host_port, p.mapping.protocol, p.mapping.container_port
+                        )
+                    })
+                    .collect(),
+                links: c
+                    .links
+                    .iter()
+                    .map(|l| format!("{}:{}", l.container, l.alias))
+                    .collect(),
+            })
+            .collect();
+        let uplink = self.uplink.as_ref().map(|u| UplinkView {
+            interface: u.ifname.clone(),
+            address: format!("{}/{}", u.ip, u.prefix),
+            gateway: u.gateway.map(|g| g.to_string()),
+        });
+        Topology {
+            networks,
+            containers,
+            uplink,
+        }
+    }
+}
+
+/// The namespace `--netns NAME|PATH` or `--pid PID` names: the attachment's name, the path it is
+/// remembered by, and the open namespace.
+fn foreign_namespace(
+    netns: Option<&str>,
+    pid: Option<u32>,
+) -> Result<(String, String, crate::netns::NetNs), ApiError> {
+    let (name, path) = match (netns, pid) {
+        (Some(n), None) if n.contains('/') => {
+            let file = std::path::Path::new(n)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (format!("netns-{file}"), n.to_string())
+        }
+        (Some(n), None) => {
+            crate::netns::validate_name(n).map_err(|e| ApiError::bad_input(e.to_string()))?;
+            (
+                format!("netns-{n}"),
+                format!("{}/{n}", netns::NETNS_RUN_DIR),
+            )
+        }
+        (None, Some(p)) => (format!("pid-{p}"), format!("/proc/{p}/ns/net")),
+        _ => {
+            return Err(ApiError::bad_input(
+                "give exactly one of --netns NAME|PATH and --pid PID",
+            ))
+        }
+    };
+    let ns = system::open_external(&path).map_err(|e| {
+        ApiError::bad_input(match (netns, pid) {
+            (_, Some(p)) => format!("no process {p} with a network namespace ({e:#})"),
+            (Some(n), _) if !n.contains('/') => format!("no network namespace named '{n}'"),
+            _ => format!("{e:#}"),
+        })
+    })?;
+    Ok((name, path, ns))
+}

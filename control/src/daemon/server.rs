@@ -1,0 +1,405 @@
+//! The daemon's server: start-up (state file, engine, uplink, restore), the API socket and its
+//! accept loop (one request per connection, applied one after another), capture streams on their
+//! own threads, the Prometheus endpoint, and shutdown on SIGINT/SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use clap::Args;
+use dataplane::engine::{Engine, EngineConfig};
+use dataplane::table::{CamConfig, CtConfig};
+use dataplane::trace::{pcap, Captured};
+
+use super::system::{self, CaptureStop, System};
+use super::{reaper, Daemon};
+use crate::api::{self, ApiError, Outcome, Request, Response};
+use crate::model::ipam::Ipv4Net;
+use crate::model::store::Store;
+use crate::model::{OsEntropy, PublishContext, State};
+use crate::netns::Netlink;
+use crate::process::{block_signals, describe_cpu, fail, wait_signal, EngineArgs, EXIT_BAD_INPUT};
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Where the state file lives.
+    #[arg(long, value_name = "DIR", default_value = api::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// Seconds a learned MAC stays without being seen (0: never age).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    aging: u64,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Turn on IPv4 forwarding in the daemon's namespace (as dockerd does), so containers reach
+    /// beyond the host through its routing.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    ip_forward: bool,
+    /// An interface switchyard owns toward the world (published ports, masquerade): it answers
+    /// ARP and ping for --uplink-ip itself.
+    #[arg(long, value_name = "IFNAME", requires = "uplink_ip")]
+    uplink: Option<String>,
+    /// The uplink's address and prefix, e.g. 192.0.2.10/24.
+    #[arg(long, value_name = "IP/PREFIX", requires = "uplink")]
+    uplink_ip: Option<String>,
+    /// Next hop for destinations beyond the uplink's subnet.
+    #[arg(long, value_name = "IP", requires = "uplink")]
+    uplink_gateway: Option<String>,
+    /// Most tracked NAT connections; when full, the oldest connection that never saw a reply is
+    /// evicted first, else the oldest idle one.
+    #[arg(long, value_name = "N", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(16..=4_000_000))]
+    max_conntrack: u32,
+    /// Serve Prometheus metrics over HTTP at this address (e.g. 127.0.0.1:9180).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
+}
+
+/// A start-up failure caused by the arguments given (exit code 2, like any bad input).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadStart(String);
+
+/// `--uplink*`, validated.
+pub(super) struct UplinkArgs {
+    pub(super) ifname: String,
+    pub(super) ip: Ipv4Addr,
+    pub(super) prefix: u8,
+    pub(super) gateway: Option<Ipv4Addr>,
+}
+
+fn uplink_args(args: &DaemonArgs) -> anyhow::Result<Option<UplinkArgs>> {
+    let (Some(ifname), Some(ip)) = (&args.uplink, &args.uplink_ip) else {
+        return Ok(None);
+    };
+    let (ip, net) = Ipv4Net::parse_any(ip).map_err(|e| anyhow!("--uplink-ip: {e}"))?;
+    if ip == net.addr() || ip == net.broadcast() {
+        anyhow::bail!("--uplink-ip {ip} is the network or broadcast address of {net}");
+    }
+    let gateway = match &args.uplink_gateway {
+        Some(g) => {
+            let g: Ipv4Addr = g
+                .parse()
+                .map_err(|_| anyhow!("invalid --uplink-gateway '{g}': expected an IPv4 address"))?;
+            if !net.contains(g) || g == ip {
+                anyhow::bail!(
+                    "--uplink-gateway {g} must be another address of the uplink's subnet {net}"
+                );
+            }
+            Some(g)
+        }
+        None => None,
+    };
+    Ok(Some(UplinkArgs {
+        ifname: ifname.clone(),
+        ip,
+        prefix: net.prefix(),
+        gateway,
+    }))
+}
+
+/// Reads `net.ipv4.ip_local_port_range` of the daemon's namespace (Docker's range for -P).
+fn ephemeral_range() -> (u16, u16) {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+    crate::model::publish::ephemeral_range(text.as_deref())
+}
+
+pub fn run(args: DaemonArgs, socket: Option<&Path>) -> ExitCode {
+    let socket = api::socket_path(socket);
+    let signals = block_signals();
+    let uplink = match uplink_args(&args) {
+        Ok(u) => u,
+        Err(e) => return fail(EXIT_BAD_INPUT, &e),
+    };
+    // Built (and the CPU checked) before anything is touched: state dir, sysctls.
+    let config = match engine_config(&args) {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_BAD_INPUT, &anyhow!(e)),
+    };
+    let daemon = match start(&args, &socket, uplink, config) {
+        Ok(d) => d,
+        Err(e) => {
+            let code = if e.downcast_ref::<BadStart>().is_some() {
+                EXIT_BAD_INPUT
+            } else {
+                1
+            };
+            return fail(code, &e);
+        }
+    };
+    let listener = match bind(&socket) {
+        Ok(l) => l,
+        Err(e) => return fail(EXIT_BAD_INPUT, &e),
+    };
+    let metrics = match args.metrics.map(std::net::TcpListener::bind).transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            return fail(
+                EXIT_BAD_INPUT,
+                &anyhow!(
+                    "--metrics {}: {e}",
+                    args.metrics.expect("bound only when given")
+                ),
+            )
+        }
+    };
+    let daemon = Arc::new(Mutex::new(daemon));
+    if let Some(listener) = metrics {
+        let d = Arc::clone(&daemon);
+        std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || serve_metrics(listener, d))
+            .expect("spawning the metrics thread");
+    }
+    reaper::spawn(Arc::clone(&daemon));
+    let serving = Arc::clone(&daemon);
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || serve(listener, serving))
+        .expect("spawning the control thread");
+    tracing::info!(socket = %socket.display(), state = %args.state_dir.display(), pid = std::process::id(), "switchyard daemon ready");
+    loop {
+        match wait_signal(&signals) {
+            libc::SIGINT | libc::SIGTERM => break,
+            _ => {}
+        }
+    }
+    // Taking the lock waits for a request in flight, so no change is cut in half.
+    let daemon = daemon.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = std::fs::remove_file(&socket);
+    daemon.system.shutdown();
+    tracing::info!("stopped; namespaces, veths and host ports stay for the next start");
+    ExitCode::SUCCESS
+}
+
+/// The engine configuration the flags ask for; a CPU this process may not use is refused.
+fn engine_config(args: &DaemonArgs) -> Result<EngineConfig, String> {
+    let cam = CamConfig {
+        aging_ms: if args.aging == 0 {
+            u64::MAX
+        } else {
+            args.aging.saturating_mul(1000)
+        },
+        ..CamConfig::default()
+    };
+    args.engine.apply(EngineConfig {
+        cam,
+        conntrack: CtConfig {
+            max_entries: args.max_conntrack as usize,
+            ..CtConfig::default()
+        },
+        ..EngineConfig::default()
+    })
+}
+
+fn start(
+    args: &DaemonArgs,
+    socket: &Path,
+    uplink: Option<UplinkArgs>,
+    config: EngineConfig,
+) -> anyhow::Result<Daemon> {
+    let store = Store::open(&args.state_dir)?;
+    let netlink = Netlink::current().context("opening rtnetlink")?;
+    if args.ip_forward {
+        // Per network namespace: this is the daemon's namespace, the host's when run there.
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+            .context("turning on IPv4 forwarding (/proc/sys/net/ipv4/ip_forward; or pass --ip-forward false)")?;
+    }
+    let state = match store.load()? {
+        Some(s) => s,
+        None => {
+            let s = State::initial(&system::routes(&netlink), &mut OsEntropy)
+                .map_err(|e| anyhow!("creating the default network: {e}"))?;
+            store.save(&s)?;
+            s
+        }
+    };
+    let (engine, _thread) = Engine::spawn(config).context("starting the engine")?;
+    tracing::info!("engine {}", describe_cpu(engine.cpu()));
+    let mut system = System::new(engine, netlink);
+    let publish_ctx = PublishContext {
+        uplink: uplink.as_ref().map(|u| u.ip),
+        ephemeral: ephemeral_range(),
+    };
+    if let Some(u) = &uplink {
+        for n in state.networks.values() {
+            if n.subnet().contains(u.ip) {
+                return Err(BadStart(format!(
+                    "--uplink-ip {} lies in network '{}' ({}); choose an address outside switchyard's networks",
+                    u.ip,
+                    n.name,
+                    n.subnet()
+                ))
+                .into());
+            }
+        }
+        system
+            .uplink_up(&u.ifname, u.ip, u.prefix, u.gateway)
+            .with_context(|| format!("attaching uplink '{}'", u.ifname))?;
+    }
+    let failures = system.restore(&state);
+    tracing::info!(
+        networks = state.networks.len(),
+        containers = state.containers.len(),
+        failures,
+        socket = %socket.display(),
+        "state restored"
+    );
+    Ok(Daemon {
+        state,
+        store,
+        system,
+        publish_ctx,
+        uplink,
+    })
+}
+
+/// Binds the API socket with mode 0600, replacing a stale socket file but never a live daemon's.
+fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            anyhow::bail!(
+                "another switchyard daemon is already serving on {}",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    // SAFETY: umask only changes this process's file creation mask; restored right after bind so
+    // the socket is never reachable by others, not even between bind and chmod.
+    let old = unsafe { libc::umask(0o177) };
+    let listener = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let listener = listener.with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    Ok(listener)
+}
+
+fn serve(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut line = String::new();
+        let read = BufReader::new((&conn).take(api::MAX_FRAME as u64)).read_line(&mut line);
+        let outcome = match read {
+            Ok(0) => continue,
+            Ok(_) => match api::parse_request(&line) {
+                Ok(Request::Capture {
+                    target,
+                    count,
+                    filter,
+                }) => {
+                    let started = daemon
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .start_capture(&target, count, filter.as_deref());
+                    match started {
+                        Ok((frames, stop)) => {
+                            let ok = api::response_line(Outcome::Ok(Response::CaptureStarted));
+                            if (&conn).write_all(&ok).is_ok() {
+                                std::thread::spawn(move || stream_capture(conn, frames, stop));
+                            } else {
+                                let _ = stop.stop();
+                            }
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                Ok(request) => {
+                    let mut d = daemon.lock().unwrap_or_else(|p| p.into_inner());
+                    d.handle(request)
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(ApiError::bad_input(format!("reading the request: {e}"))),
+        };
+        let outcome = match outcome {
+            Ok(r) => Outcome::Ok(r),
+            Err(e) => Outcome::Error(e),
+        };
+        let _ = (&conn).write_all(&api::response_line(outcome));
+    }
+}
+
+/// A minimal HTTP/1.0 server for Prometheus: every GET gets the text exposition format.
+fn serve_metrics(listener: std::net::TcpListener, daemon: Arc<Mutex<Daemon>>) {
+    for conn in listener.incoming() {
+        let Ok(mut conn) = conn else { continue };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut line = String::new();
+        let _ = BufReader::new(&conn).read_line(&mut line);
+        let stats = daemon.lock().unwrap_or_else(|p| p.into_inner()).stats();
+        let (status, body) = match stats {
+            Ok(st) if line.starts_with("GET ") => ("200 OK", crate::stats::prometheus(&st)),
+            Ok(_) => ("405 Method Not Allowed", "GET only\n".to_string()),
+            Err(e) => ("500 Internal Server Error", format!("{}\n", e.message)),
+        };
+        let _ = write!(
+            conn,
+            "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    }
+}
+
+/// Most bytes of a frame a capture keeps (64 KiB GSO frames whole).
+pub(super) const CAPTURE_SNAPLEN: u32 = 65535;
+
+/// Writes a capture as pcap to the client until the capture completes, is replaced, or the client
+/// goes away (then the capture is stopped).
+fn stream_capture(
+    conn: UnixStream,
+    frames: crossbeam_channel::Receiver<Captured>,
+    stop: CaptureStop,
+) {
+    let mut out = std::io::BufWriter::new(&conn);
+    let mut record = Vec::with_capacity(2048);
+    // The client never sends after its request: readable means it closed (EOF) or broke.
+    let client_gone = |conn: &UnixStream| {
+        let mut pfd = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(conn),
+            events: libc::POLLIN | libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd for a descriptor we hold, without waiting.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        n > 0 && pfd.revents != 0
+    };
+    let mut gone = out.write_all(&pcap::file_header(CAPTURE_SNAPLEN)).is_err();
+    while !gone {
+        match frames.recv_timeout(Duration::from_millis(200)) {
+            Ok(f) => {
+                record.clear();
+                pcap::write_record(&mut record, f.ts_ns, &f.data, f.orig_len, CAPTURE_SNAPLEN);
+                gone = out.write_all(&record).is_err();
+                // Flush when nothing else is waiting, so `-w -` readers see frames promptly.
+                if !gone && frames.is_empty() {
+                    gone = out.flush().is_err();
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                gone = out.flush().is_err() || client_gone(&conn);
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = out.flush();
+    if gone {
+        if let Ok(dropped) = stop.stop() {
+            if dropped > 0 {
+                tracing::warn!(dropped, "capture reader fell behind; frames were dropped");
+            }
+        }
+    }
+}
