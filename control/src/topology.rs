@@ -1243,7 +1243,7 @@ fn draw_legend(s: &mut Svg, y: i64, items: &[&str]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write as _;
     use std::process::{Command, Stdio};
@@ -1336,6 +1336,84 @@ mod tests {
             internal: true,
         });
         t
+    }
+
+    // ---- golden files ----
+
+    /// The topologies whose renderings are kept, byte for byte, in `src/render/testdata/`.
+    fn goldens() -> Vec<(&'static str, Topology)> {
+        let mut no_uplink = fixture();
+        no_uplink.uplink = None;
+        let mut odd = sometimes_missing(&fixture());
+        odd.containers[0].name =
+            "a-container-with-a-rather-long-name-that-would-overflow-a-fixed-box".into();
+        odd.containers[0]
+            .published
+            .push("65535/udp -> 65535".into());
+        // A published range, as Docker expands it: one mapping per port.
+        for port in 7000..=7002 {
+            odd.containers[2]
+                .published
+                .push(format!("{port}/tcp -> {}", port - 6000));
+        }
+        odd.networks[0].name = "a-network-whose-name-is-longer-than-the-header-column-was".into();
+        odd.networks[0].host_port = "漢字のホストポート".into();
+        let mut hostile = hostile();
+        hostile.containers[0].published.pop();
+        let mut uplink = fixture().uplink;
+        if let Some(u) = &mut uplink {
+            u.gateway = None;
+        }
+        vec![
+            ("basic", fixture()),
+            ("odd", odd),
+            ("no-uplink", no_uplink),
+            ("hostile", hostile),
+            ("empty", Topology::default()),
+            (
+                "uplink-only",
+                Topology {
+                    uplink,
+                    ..Topology::default()
+                },
+            ),
+        ]
+    }
+
+    /// Compares `actual` with `src/render/testdata/NAME`; `SWITCHYARD_BLESS=1` writes it instead.
+    pub(crate) fn golden(name: &str, actual: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/render/testdata")
+            .join(name);
+        if std::env::var_os("SWITCHYARD_BLESS").is_some() {
+            std::fs::write(&path, actual).unwrap();
+            return;
+        }
+        let expected = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (SWITCHYARD_BLESS=1 writes it)", path.display()));
+        if expected != actual {
+            let line = expected
+                .lines()
+                .zip(actual.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(expected.lines().count().min(actual.lines().count()));
+            panic!(
+                "{name} differs from {} at line {}:\n  expected {:?}\n  actual   {:?}",
+                path.display(),
+                line + 1,
+                expected.lines().nth(line),
+                actual.lines().nth(line)
+            );
+        }
+    }
+
+    #[test]
+    fn renderings_match_the_golden_files() {
+        for (name, t) in goldens() {
+            golden(&format!("topology-{name}.txt"), &render_text(&t));
+            golden(&format!("topology-{name}.dot"), &render_dot(&t));
+            golden(&format!("topology-{name}.svg"), &render_svg(&t));
+        }
     }
 
     // ---- text ----

@@ -418,67 +418,12 @@ impl Daemon {
     }
 
     fn topology(&self) -> crate::topology::Topology {
-        use crate::topology::{ContainerView, EndpointView, NetView, Topology, UplinkView};
-        let networks = self
-            .state
-            .networks
-            .values()
-            .map(|n| NetView {
-                name: n.name.clone(),
-                subnet: n.subnet().to_string(),
-                gateway: n.gateway().to_string(),
-                host_port: n.host_interface.clone(),
-                icc: n.icc,
-                internal: n.internal,
-            })
-            .collect();
-        let containers = self
-            .state
-            .containers
-            .values()
-            .map(|c| ContainerView {
-                name: c.name.clone(),
-                endpoints: c
-                    .endpoints
-                    .iter()
-                    .map(|e| EndpointView {
-                        network: e.network.clone(),
-                        interface: e.interface.clone(),
-                        address: match self.state.networks.get(&e.network) {
-                            Some(n) => format!("{}/{}", e.ip, n.subnet().prefix()),
-                            None => e.ip.to_string(),
-                        },
-                        mac: e.mac.to_string(),
-                        host_interface: e.host_interface.clone(),
-                    })
-                    .collect(),
-                published: c
-                    .published
-                    .iter()
-                    .map(|p| {
-                        format!(
-                            "{}/{} -> {}",
-                            p.mapping.host_port, p.mapping.protocol, p.mapping.container_port
-                        )
-                    })
-                    .collect(),
-                links: c
-                    .links
-                    .iter()
-                    .map(|l| format!("{}:{}", l.container, l.alias))
-                    .collect(),
-            })
-            .collect();
-        let uplink = self.uplink.as_ref().map(|u| UplinkView {
+        let uplink = self.uplink.as_ref().map(|u| crate::topology::UplinkView {
             interface: u.ifname.clone(),
             address: format!("{}/{}", u.ip, u.prefix),
             gateway: u.gateway.map(|g| g.to_string()),
         });
-        Topology {
-            networks,
-            containers,
-            uplink,
-        }
+        crate::model::topology::topology(&self.state, uplink)
     }
 }
 

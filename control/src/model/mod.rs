@@ -10,6 +10,7 @@ pub mod ipam;
 pub mod links;
 pub mod publish;
 pub mod store;
+pub mod topology;
 mod view;
 
 use std::collections::BTreeMap;
@@ -1125,4 +1126,4 @@ fn veth_name(endpoint_id: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
