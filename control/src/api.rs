@@ -9,11 +9,15 @@
 //! read them unchanged.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+pub mod topology;
 
 pub const PROTOCOL_VERSION: u32 = 1;
 pub const DEFAULT_SOCKET: &str = "/run/switchyard/switchyard.sock";
@@ -244,11 +248,57 @@ pub enum Response {
     CaptureStarted,
     Stats(Box<crate::stats::Stats>),
     Fdb(Vec<crate::stats::FdbEntry>),
-    Topology(Box<crate::topology::Topology>),
+    Topology(Box<topology::Topology>),
     Conntrack(ConntrackList),
     Status {
         report: String,
     },
+}
+
+/// A transport protocol of an exposed or published port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = ApiError;
+    fn from_str(s: &str) -> Result<Protocol, ApiError> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Protocol::Tcp),
+            "udp" => Ok(Protocol::Udp),
+            "sctp" => Err(ApiError::bad_input(
+                "protocol sctp is not supported by switchyard (tcp or udp)",
+            )),
+            _ => Err(ApiError::bad_input(format!(
+                "invalid protocol '{s}': expected tcp or udp"
+            ))),
+        }
+    }
 }
 
 /// Why a request failed. `BadInput` means nothing was changed and the user can fix the request.

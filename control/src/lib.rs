@@ -8,7 +8,7 @@ pub mod flow;
 pub mod model;
 pub mod netns;
 mod process;
+pub mod render;
 pub mod show;
 pub mod stats;
-pub mod topology;
 pub mod trace_fmt;

@@ -287,9 +287,9 @@ pub fn main() -> ExitCode {
             |r| match r {
                 Response::Topology(t) => {
                     let out = match format {
-                        TopologyFormat::Text => crate::topology::render_text(&t),
-                        TopologyFormat::Dot => crate::topology::render_dot(&t),
-                        TopologyFormat::Svg => crate::topology::render_svg(&t),
+                        TopologyFormat::Text => crate::render::topology::render_text(&t),
+                        TopologyFormat::Dot => crate::render::topology::render_dot(&t),
+                        TopologyFormat::Svg => crate::render::topology::render_svg(&t),
                     };
                     print!("{out}");
                     if !out.ends_with('\n') {

@@ -417,12 +417,16 @@ impl Daemon {
         ))
     }
 
-    fn topology(&self) -> crate::topology::Topology {
-        let uplink = self.uplink.as_ref().map(|u| crate::topology::UplinkView {
-            interface: u.ifname.clone(),
-            address: format!("{}/{}", u.ip, u.prefix),
-            gateway: u.gateway.map(|g| g.to_string()),
-        });
+    fn topology(&self) -> crate::api::topology::Topology {
+        let uplink = self
+            .uplink
+            .as_ref()
+            .map(|u| crate::api::topology::UplinkView {
+                interface: u.ifname.clone(),
+                ip: u.ip,
+                prefix: u.prefix,
+                gateway: u.gateway,
+            });
         crate::model::topology::topology(&self.state, uplink)
     }
 }

@@ -9,56 +9,13 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 
 use dataplane::table::{LinkPort, LinkRule};
 use serde::{Deserialize, Serialize};
 
 use super::{bad, validate_name, Container, State};
 use crate::api::ApiError;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
-
-impl Protocol {
-    pub fn number(self) -> u8 {
-        match self {
-            Protocol::Tcp => 6,
-            Protocol::Udp => 17,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Protocol {
-    type Err = ApiError;
-    fn from_str(s: &str) -> Result<Protocol, ApiError> {
-        match s.to_ascii_lowercase().as_str() {
-            "tcp" => Ok(Protocol::Tcp),
-            "udp" => Ok(Protocol::Udp),
-            "sctp" => Err(bad(
-                "protocol sctp is not supported by switchyard (tcp or udp)",
-            )),
-            _ => Err(bad(format!("invalid protocol '{s}': expected tcp or udp"))),
-        }
-    }
-}
+pub use crate::api::Protocol;
 
 /// A port a container exposes (`--expose 5432`, `--expose 53/udp`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -2,7 +2,9 @@
 //! endpoints, published ports and links, and the uplink the daemon was started with.
 
 use super::State;
-use crate::topology::{ContainerView, EndpointView, NetView, Topology, UplinkView};
+use crate::api::topology::{
+    ContainerView, EndpointView, LinkView, NetView, PublishedPort, Topology, UplinkView,
+};
 
 /// The view of `state`; `uplink` is the daemon's (`--uplink`), the one thing not in the state.
 pub fn topology(state: &State, uplink: Option<UplinkView>) -> Topology {
@@ -11,8 +13,9 @@ pub fn topology(state: &State, uplink: Option<UplinkView>) -> Topology {
         .values()
         .map(|n| NetView {
             name: n.name.clone(),
-            subnet: n.subnet().to_string(),
-            gateway: n.gateway().to_string(),
+            subnet: n.subnet().addr(),
+            prefix: n.subnet().prefix(),
+            gateway: n.gateway(),
             host_port: n.host_interface.clone(),
             icc: n.icc,
             internal: n.internal,
@@ -29,28 +32,29 @@ pub fn topology(state: &State, uplink: Option<UplinkView>) -> Topology {
                 .map(|e| EndpointView {
                     network: e.network.clone(),
                     interface: e.interface.clone(),
-                    address: match state.networks.get(&e.network) {
-                        Some(n) => format!("{}/{}", e.ip, n.subnet().prefix()),
-                        None => e.ip.to_string(),
-                    },
-                    mac: e.mac.to_string(),
+                    ip: e.ip,
+                    prefix: state.networks.get(&e.network).map(|n| n.subnet().prefix()),
+                    mac: e.mac.0,
                     host_interface: e.host_interface.clone(),
                 })
                 .collect(),
             published: c
                 .published
                 .iter()
-                .map(|p| {
-                    format!(
-                        "{}/{} -> {}",
-                        p.mapping.host_port, p.mapping.protocol, p.mapping.container_port
-                    )
+                .map(|p| PublishedPort {
+                    protocol: p.mapping.protocol,
+                    host_ip: p.mapping.host_ip,
+                    host_port: p.mapping.host_port,
+                    container_port: p.mapping.container_port,
                 })
                 .collect(),
             links: c
                 .links
                 .iter()
-                .map(|l| format!("{}:{}", l.container, l.alias))
+                .map(|l| LinkView {
+                    container: l.container.clone(),
+                    alias: l.alias.clone(),
+                })
                 .collect(),
         })
         .collect();
@@ -67,7 +71,7 @@ mod tests {
     use crate::api::{ContainerCreate, NetworkCreate};
     use crate::model::tests::Counter;
     use crate::model::PublishContext;
-    use crate::topology::{render_dot, render_svg, render_text};
+    use crate::render::topology::{render_dot, render_svg, render_text};
 
     /// bridge, private (icc=false) and island (internal); web publishes on the uplink address, a
     /// udp range and a plain port; app is on bridge and private, linked to pg as db, and publishes
@@ -137,14 +141,15 @@ mod tests {
     fn uplink() -> UplinkView {
         UplinkView {
             interface: "ens3".into(),
-            address: "192.0.2.10/24".into(),
-            gateway: Some("192.0.2.1".into()),
+            ip: "192.0.2.10".parse().unwrap(),
+            prefix: 24,
+            gateway: Some("192.0.2.1".parse().unwrap()),
         }
     }
 
     #[test]
     fn renderings_of_a_state_match_the_golden_files() {
-        use crate::topology::tests::golden;
+        use crate::render::golden;
         let t = topology(&state(), Some(uplink()));
         golden("state.txt", &render_text(&t));
         golden("state.dot", &render_dot(&t));
