@@ -38,50 +38,37 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use crate::wire::{
-    bytes::{read_u16, read_u32},
-    checksum::fold,
-    vnet::VnetHeader,
-    MacAddr,
-};
+use crate::wire::ethernet::{self, ethertype, EthernetFrame};
+use crate::wire::headers::Ipv4Summary;
+use crate::wire::icmp::{self, msg_type};
+use crate::wire::ipv4::{self, protocol, Ipv4Packet};
+use crate::wire::{bytes::read_u16, checksum::fold, tcp, udp, vnet::VnetHeader, MacAddr};
 
-// Ethernet (the IPv4 header is at the caller's `l3_offset`, behind any VLAN tags).
-const ETH_DST_OFF: usize = 0;
-const ETH_SRC_OFF: usize = 6;
-const ETH_HDR_LEN: usize = 14;
-const ETHERTYPE_LEN: usize = 2;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-
-// IPv4 (RFC 791), offsets from the start of the IP header.
-const IPV4_MIN_HDR_LEN: usize = 20;
-const IPV4_TOTAL_LEN_OFF: usize = 2;
-const IPV4_FLAGS_FRAG_OFF: usize = 6;
-/// The 13-bit fragment offset: non-zero means the fragment carries no L4 header.
-const IPV4_FRAG_OFFSET_MASK: u16 = 0x1fff;
-const IPV4_PROTOCOL_OFF: usize = 9;
-const IPV4_CHECKSUM_OFF: usize = 10;
-const IPV4_SRC_OFF: usize = 12;
-const IPV4_DST_OFF: usize = 16;
-
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-
-// TCP and UDP, offsets from the start of the L4 header.
-const SPORT_OFF: usize = 0;
-const DPORT_OFF: usize = 2;
-const TCP_CHECKSUM_OFF: usize = 16;
-const UDP_CHECKSUM_OFF: usize = 6;
-
-// ICMP (RFC 792), offsets from the start of the ICMP header.
-const ICMP_HDR_LEN: usize = 8;
-const ICMP_CHECKSUM_OFF: usize = 2;
-const ICMP_ECHO_ID_OFF: usize = 4;
-const ICMP_ECHO_REPLY: u8 = 0;
-const ICMP_DEST_UNREACH: u8 = 3;
-const ICMP_ECHO_REQUEST: u8 = 8;
-const ICMP_TIME_EXCEEDED: u8 = 11;
-const ICMP_PARAMETER_PROBLEM: u8 = 12;
+// The rewrite is planned as a list of 16-bit edits at frame offsets (see "All or nothing" above), so
+// it names fields by their `wire` offsets; these are short names for them, not new definitions.
+const ETH_DST_OFF: usize = ethernet::field::DST.start;
+const ETH_SRC_OFF: usize = ethernet::field::SRC.start;
+// IPv4, from the start of the IP header.
+const IPV4_CHECKSUM_OFF: usize = ipv4::field::CHECKSUM.start;
+const IPV4_SRC_OFF: usize = ipv4::field::SRC_ADDR.start;
+const IPV4_DST_OFF: usize = ipv4::field::DST_ADDR.start;
+const IPPROTO_ICMP: u8 = protocol::ICMP;
+const IPPROTO_TCP: u8 = protocol::TCP;
+const IPPROTO_UDP: u8 = protocol::UDP;
+// TCP and UDP (ports in the same place), from the start of the L4 header.
+const SPORT_OFF: usize = tcp::field::SRC_PORT.start;
+const DPORT_OFF: usize = tcp::field::DST_PORT.start;
+const TCP_CHECKSUM_OFF: usize = tcp::field::CHECKSUM.start;
+const UDP_CHECKSUM_OFF: usize = udp::field::CHECKSUM.start;
+// ICMP, from the start of the ICMP header.
+const ICMP_HDR_LEN: usize = icmp::HEADER_LEN;
+const ICMP_CHECKSUM_OFF: usize = icmp::field::CHECKSUM.start;
+const ICMP_ECHO_ID_OFF: usize = icmp::field::ECHO_IDENT.start;
+const ICMP_ECHO_REPLY: u8 = msg_type::ECHO_REPLY;
+const ICMP_DEST_UNREACH: u8 = msg_type::DEST_UNREACHABLE;
+const ICMP_ECHO_REQUEST: u8 = msg_type::ECHO_REQUEST;
+const ICMP_TIME_EXCEEDED: u8 = msg_type::TIME_EXCEEDED;
+const ICMP_PARAMETER_PROBLEM: u8 = msg_type::PARAMETER_PROBLEM;
 
 /// Most 16-bit words one rewrite changes: 6 (MACs) + 4 (addresses) + 1 (IP checksum) + 1 (ICMP
 /// checksum) + 4 (quoted addresses) + 1 (quoted IP checksum) + 2 (quoted ports) + 1 (quoted L4
@@ -140,6 +127,9 @@ impl std::error::Error for RewriteError {}
 ///
 /// Only a valid IPv4 header is needed for a MAC-only rewrite; an address or port change also needs
 /// every L4 field it has to update (ports, checksum), an `inner` rewrite a quote holding them.
+///
+/// For frames nobody parsed yet (tests, tools); the packet path has the header parsed by `ingress`
+/// and calls [`apply_parsed`].
 pub fn apply(
     frame: &mut [u8],
     l3_offset: usize,
@@ -147,8 +137,30 @@ pub fn apply(
     rw: &Rewrite,
     inner: Option<&Rewrite>,
 ) -> Result<(), RewriteError> {
+    let ip = parse_outer(frame, l3_offset)?;
+    write(frame, ip, vnet, rw, inner)
+}
+
+/// [`apply`] for a frame whose IPv4 header `ingress` already parsed into `ip`.
+pub fn apply_parsed(
+    frame: &mut [u8],
+    ip: &Ipv4Summary,
+    vnet: &VnetHeader,
+    rw: &Rewrite,
+    inner: Option<&Rewrite>,
+) -> Result<(), RewriteError> {
+    write(frame, Ipv4::from_summary(ip), vnet, rw, inner)
+}
+
+fn write(
+    frame: &mut [u8],
+    ip: Ipv4,
+    vnet: &VnetHeader,
+    rw: &Rewrite,
+    inner: Option<&Rewrite>,
+) -> Result<(), RewriteError> {
     let mut edit = Edit::new(frame);
-    plan(&mut edit, l3_offset, vnet, rw, inner)?;
+    plan(&mut edit, &ip, vnet, rw, inner)?;
     let Edit { edits, len, .. } = edit;
     for &(at, value) in edits.get(..len).unwrap_or(&[]) {
         // Every offset was read (bounds-checked) while planning.
@@ -166,11 +178,12 @@ pub fn apply(
 /// The echo identifier is returned as both ports. Protocols without ports (GRE, ...) give ports 0; a
 /// quoted TCP/UDP/ICMP packet without its first bytes (a non-first fragment, or a quote too short to
 /// hold the ports or the echo identifier) gives None, as does a quoted ICMP message other than echo.
+/// `ip` is the frame's IPv4 header as `ingress` parsed it.
 pub fn icmp_error_quote(
     frame: &[u8],
-    l3_offset: usize,
+    ip: &Ipv4Summary,
 ) -> Option<(u8, Ipv4Addr, u16, Ipv4Addr, u16)> {
-    let ip = parse_outer(frame, l3_offset).ok()?;
+    let ip = Ipv4::from_summary(ip);
     if ip.protocol != IPPROTO_ICMP || !ip.carries_l4 {
         return None;
     }
@@ -178,7 +191,7 @@ pub fn icmp_error_quote(
     if !is_icmp_error(*msg.get(ip.l4)?) {
         return None;
     }
-    let quote = parse_ipv4(msg, ip.l4 + ICMP_HDR_LEN).ok()?;
+    let quote = Ipv4::read(msg, ip.l4 + ICMP_HDR_LEN).ok()?;
     let l4 = quote.l4;
     let (sport, dport) = match quote.protocol {
         IPPROTO_TCP | IPPROTO_UDP if quote.carries_l4 => {
@@ -203,12 +216,11 @@ pub fn icmp_error_quote(
 /// Works out every edit of `apply` into `e` without touching the frame.
 fn plan(
     e: &mut Edit<'_>,
-    l3_offset: usize,
+    ip: &Ipv4,
     vnet: &VnetHeader,
     rw: &Rewrite,
     inner: Option<&Rewrite>,
 ) -> Result<(), RewriteError> {
-    let ip = parse_outer(e.view, l3_offset)?;
     if let Some(mac) = rw.dst_mac {
         e.set_mac(ETH_DST_OFF, mac)?;
     }
@@ -222,7 +234,7 @@ fn plan(
 
     // The addresses are covered by the IPv4 header checksum directly and by the TCP/UDP checksum
     // through the pseudo-header.
-    let addrs = e.set_addresses(&ip, rw)?;
+    let addrs = e.set_addresses(ip, rw)?;
     e.set_checksum(ip.at + IPV4_CHECKSUM_OFF, Csum::Full, Delta::ZERO, addrs)?;
     if !ip.carries_l4 {
         return Ok(());
@@ -241,7 +253,7 @@ fn plan(
         }
         IPPROTO_ICMP => {
             // ICMP is never offloaded: its total length is right, and bounds what its checksum covers.
-            e.view = icmp_message(e.view, &ip);
+            e.view = icmp_message(e.view, ip);
             let kind = Csum::of(vnet, l4, ICMP_CHECKSUM_OFF, Csum::Full);
             let icmp_type = e.u8(l4)?;
             if is_echo(icmp_type) && rw.touches_l3() {
@@ -279,7 +291,8 @@ fn field16(b: &[u8], at: usize) -> Option<u16> {
     (end <= b.len()).then(|| read_u16(b, at))
 }
 
-/// Where an IPv4 header and what follows it are, read from the header itself.
+/// Where an IPv4 header and what follows it are: from `ingress`'s parse for the frame's own header,
+/// through `wire::ipv4` for a quoted one.
 #[derive(Clone, Copy, Debug)]
 struct Ipv4 {
     /// Offset of the IPv4 header.
@@ -295,38 +308,54 @@ struct Ipv4 {
     total_len: usize,
 }
 
-/// The IPv4 header at `l3` of an Ethernet frame: the ethertype just in front of it must be IPv4.
-fn parse_outer(frame: &[u8], l3: usize) -> Result<Ipv4, RewriteError> {
-    if l3 < ETH_HDR_LEN {
-        return Err(RewriteError::NotIpv4);
+impl Ipv4 {
+    fn from_summary(ip: &Ipv4Summary) -> Ipv4 {
+        Ipv4 {
+            at: ip.l3_offset(),
+            l4: ip.l4_offset(),
+            protocol: ip.protocol,
+            carries_l4: ip.first_fragment,
+            src: u32::from(ip.src),
+            dst: u32::from(ip.dst),
+            total_len: usize::from(ip.total_len),
+        }
     }
-    match field16(frame, l3 - ETHERTYPE_LEN) {
-        None => Err(RewriteError::Truncated),
-        Some(ETHERTYPE_IPV4) => parse_ipv4(frame, l3),
-        Some(_) => Err(RewriteError::NotIpv4),
+
+    /// The IPv4 header at `at` in `b` (version 4, IHL at least 5, all IHL bytes present), read
+    /// with `Ipv4Packet::new_checked_header` (a quote's, or a GSO frame's, `total_len` is not the
+    /// buffer's).
+    fn read(b: &[u8], at: usize) -> Result<Ipv4, RewriteError> {
+        let rest = b.get(at..).filter(|r| !r.is_empty());
+        let packet = Ipv4Packet::new_unchecked(rest.ok_or(RewriteError::Truncated)?);
+        // Version and IHL are in the first byte: a wrong one is not IPv4, whatever follows.
+        if packet.version() != 4 || packet.header_len() < ipv4::HEADER_LEN {
+            return Err(RewriteError::NotIpv4);
+        }
+        let p = Ipv4Packet::new_checked_header(packet.into_inner())
+            .map_err(|_| RewriteError::Truncated)?;
+        Ok(Ipv4 {
+            at,
+            l4: at + p.header_len(),
+            protocol: p.protocol(),
+            carries_l4: p.frag_offset() == 0,
+            src: u32::from(p.src_addr()),
+            dst: u32::from(p.dst_addr()),
+            total_len: usize::from(p.total_len()),
+        })
     }
 }
 
-/// The IPv4 header at `at` in `b` (version 4, IHL at least 5, all IHL bytes present).
-fn parse_ipv4(b: &[u8], at: usize) -> Result<Ipv4, RewriteError> {
-    let ver_ihl = *b.get(at).ok_or(RewriteError::Truncated)?;
-    let ihl = usize::from(ver_ihl & 0x0f) * 4;
-    if ver_ihl >> 4 != 4 || ihl < IPV4_MIN_HDR_LEN {
+/// The IPv4 header at `l3` of an Ethernet frame, which must be where the Ethernet header says L3
+/// starts, behind the IPv4 EtherType.
+fn parse_outer(frame: &[u8], l3: usize) -> Result<Ipv4, RewriteError> {
+    if l3 < ethernet::HEADER_LEN {
         return Err(RewriteError::NotIpv4);
     }
-    let hdr = b
-        .get(at..)
-        .and_then(|rest| rest.get(..ihl))
-        .ok_or(RewriteError::Truncated)?;
-    Ok(Ipv4 {
-        at,
-        l4: at + ihl,
-        protocol: hdr[IPV4_PROTOCOL_OFF],
-        carries_l4: read_u16(hdr, IPV4_FLAGS_FRAG_OFF) & IPV4_FRAG_OFFSET_MASK == 0,
-        src: read_u32(hdr, IPV4_SRC_OFF),
-        dst: read_u32(hdr, IPV4_DST_OFF),
-        total_len: usize::from(read_u16(hdr, IPV4_TOTAL_LEN_OFF)),
-    })
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| RewriteError::Truncated)?;
+    if eth.l3_offset() != l3 || eth.inner_ethertype() != ethertype::IPV4 {
+        return Err(RewriteError::NotIpv4);
+    }
+    Ipv4::read(frame, l3)
 }
 
 /// A ones'-complement difference: the sum of `~old + new` over the 16-bit words that changed.
@@ -549,7 +578,7 @@ impl<'a> Edit<'a> {
     /// ports or echo identifier, and the quoted L4 checksum if the quote holds all of it (a quote's checksums
     /// are taken as complete). Returns the change of all words written, for the outer ICMP checksum.
     fn rewrite_quote(&mut self, at: usize, rw: &Rewrite) -> Result<Delta, RewriteError> {
-        let ip = parse_ipv4(self.view, at)?;
+        let ip = Ipv4::read(self.view, at)?;
         let addrs = self.set_addresses(&ip, rw)?;
         let mut change =
             addrs + self.set_checksum(at + IPV4_CHECKSUM_OFF, Csum::Full, Delta::ZERO, addrs)?;
@@ -574,6 +603,17 @@ impl<'a> Edit<'a> {
         };
         Ok(change)
     }
+}
+
+/// `icmp_error_quote` of a frame nobody parsed yet, parsed as `ingress` would (tests only).
+#[cfg(test)]
+fn quote_at(frame: &[u8], l3: usize) -> Option<(u8, Ipv4Addr, u16, Ipv4Addr, u16)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.l3_offset() != l3 {
+        return None;
+    }
+    let ip = crate::wire::headers::L3::parse(frame, eth.inner_ethertype(), l3).ipv4()?;
+    icmp_error_quote(frame, &ip)
 }
 
 /// Independent checks written against the spec before this module (recomputation over the bytes).
@@ -1193,19 +1233,13 @@ mod tests {
             let err = port_unreachable(&sent, quote_len);
             let mut frame = err.frame();
             let l4 = 14 + 20;
-            assert_eq!(
-                icmp_error_quote(&frame, 14),
-                Some((17, public, 40001, dns, 53))
-            );
+            assert_eq!(quote_at(&frame, 14), Some((17, public, 40001, dns, 53)));
             apply(&mut frame, 14, &VnetHeader::default(), &rw, Some(&inner)).unwrap();
             assert_eq!(frame, err.rewritten(&rw, Some(&inner)).frame());
             // Outer ICMP checksum and quoted IPv4 header checksum, checked by etherparse.
             verify_checksums(&frame);
             assert_eq!(&frame[14 + 16..14 + 20], &container.octets());
-            assert_eq!(
-                icmp_error_quote(&frame, 14),
-                Some((17, container, 5353, dns, 53))
-            );
+            assert_eq!(quote_at(&frame, 14), Some((17, container, 5353, dns, 53)));
             let quote = &frame[l4 + 8..];
             if quote_len == full {
                 // The whole datagram is quoted: its UDP checksum verifies too.
@@ -1279,7 +1313,7 @@ mod tests {
         );
         let err = port_unreachable(&echo, 28);
         assert_eq!(
-            icmp_error_quote(&err.frame(), 14),
+            quote_at(&err.frame(), 14),
             Some((
                 1,
                 addr(echo.ip.source),
@@ -1289,29 +1323,23 @@ mod tests {
             ))
         );
         // The echo itself, a TCP frame, a cut quote: nothing to report.
-        assert_eq!(icmp_error_quote(&echo.frame(), 14), None);
+        assert_eq!(quote_at(&echo.frame(), 14), None);
         let t = pkt(ip([1, 1, 1, 1], [2, 2, 2, 2]), tcp(1, 2), b"");
-        assert_eq!(icmp_error_quote(&t.frame(), 14), None);
-        assert_eq!(
-            icmp_error_quote(&port_unreachable(&t, 23).frame(), 14),
-            None
-        );
-        assert_eq!(
-            icmp_error_quote(&port_unreachable(&t, 19).frame(), 14),
-            None
-        );
-        assert!(icmp_error_quote(&port_unreachable(&t, 24).frame(), 14).is_some());
+        assert_eq!(quote_at(&t.frame(), 14), None);
+        assert_eq!(quote_at(&port_unreachable(&t, 23).frame(), 14), None);
+        assert_eq!(quote_at(&port_unreachable(&t, 19).frame(), 14), None);
+        assert!(quote_at(&port_unreachable(&t, 24).frame(), 14).is_some());
 
         // A quoted non-first UDP fragment has no ports; a quoted GRE packet has none to give.
         let u = pkt(ip([1, 1, 1, 1], [2, 2, 2, 2]), udp(1, 2), &[0; 40]);
         let mut f = port_unreachable(&u, 48).frame();
         let q = 14 + 20 + 8;
         f[q + 6..q + 8].copy_from_slice(&0x0010u16.to_be_bytes());
-        assert_eq!(icmp_error_quote(&f, 14), None);
+        assert_eq!(quote_at(&f, 14), None);
         f[q + 6..q + 8].fill(0);
         f[q + 9] = 47;
         assert_eq!(
-            icmp_error_quote(&f, 14),
+            quote_at(&f, 14),
             Some((
                 47,
                 Ipv4Addr::new(1, 1, 1, 1),
@@ -1322,7 +1350,7 @@ mod tests {
         );
         // Not an error about IPv4.
         f[q] = 0x65;
-        assert_eq!(icmp_error_quote(&f, 14), None);
+        assert_eq!(quote_at(&f, 14), None);
     }
 
     #[test]
@@ -1387,7 +1415,7 @@ mod tests {
             let r = apply(&mut f, 14, &VnetHeader::default(), &rw, None);
             assert_eq!(r, Err(RewriteError::NotIpv4), "{what}");
             assert_eq!(f, before);
-            assert_eq!(icmp_error_quote(&f, 14), None);
+            assert_eq!(quote_at(&f, 14), None);
         }
         // Behind a VLAN tag the caller says 18; 14 finds the tag's ethertype, not IPv4.
         let mut v = p.clone();
@@ -1645,10 +1673,10 @@ mod tests {
             inner in prop::option::of(rewrite_strategy()),
         ) {
             let L4::Error { quote, .. } = &p.l4 else { unreachable!() };
-            prop_assert_eq!(icmp_error_quote(&p.frame(), p.l3()), Some(quote.as_quoted()));
+            prop_assert_eq!(quote_at(&p.frame(), p.l3()), Some(quote.as_quoted()));
             let frame = check_rewrite(&p, &rw, inner.as_ref());
             let expected = quote.rewritten(&inner.unwrap_or_default(), None).as_quoted();
-            prop_assert_eq!(icmp_error_quote(&frame, p.l3()), Some(expected));
+            prop_assert_eq!(quote_at(&frame, p.l3()), Some(expected));
         }
 
         #[test]
@@ -1682,7 +1710,7 @@ mod tests {
             if apply(&mut frame, l3, &vnet, &rw, inner.as_ref()).is_err() {
                 prop_assert_eq!(&frame, &bytes);
             }
-            let _ = icmp_error_quote(&bytes, l3);
+            let _ = quote_at(&bytes, l3);
         }
 
         #[test]
@@ -1711,7 +1739,7 @@ mod tests {
             if apply(&mut frame, p.l3(), &vnet, &rw, inner.as_ref()).is_err() {
                 prop_assert_eq!(&frame, &bytes);
             }
-            let _ = icmp_error_quote(&bytes, p.l3());
+            let _ = quote_at(&bytes, p.l3());
         }
     }
 

@@ -11,9 +11,14 @@ use crate::stage::nat::{Answer, CtChange, NatAction};
 use crate::stage::DropReason;
 use crate::table::conntrack::{CtState, Entry, NatKind, Tuple};
 use crate::table::{CtStats, NetworkNat, Publish, Uplink};
+use crate::wire::arp::{operation, ArpPacket, ArpRepr};
 use crate::wire::checksum;
+use crate::wire::ethernet::{self, ethertype, EthernetFrame};
+use crate::wire::headers::{ArpSummary, Ipv4Summary, L3};
+use crate::wire::icmp::{msg_type, Icmpv4Packet};
+use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::vnet::VnetHeader;
-use crate::PortId;
+use crate::{MacAddr, PortId};
 
 /// A change to the NAT tables. Each replaces its part whole.
 #[derive(Clone, Debug)]
@@ -82,13 +87,15 @@ impl Engine {
         (list, self.tables.conntrack.stats())
     }
 
-    /// Carries out what `nat` decided for receive slot `i`.
+    /// Carries out what `nat` decided for receive slot `i`, whose L3 header `ingress` found at
+    /// `l3_offset` and parsed into `l3` (nothing here parses the frame again).
     pub(super) fn apply_nat(
         &mut self,
         action: NatAction,
         ingress: PortId,
         i: usize,
         l3_offset: usize,
+        l3: L3,
         meta: RxMeta,
     ) {
         let now = self.tables.now_ms;
@@ -101,9 +108,12 @@ impl Engine {
                     return;
                 };
                 let frame = &mut self.rx.frame_mut(i)[..meta.len];
-                let done = match answer {
-                    Answer::Arp => answer_arp(frame, l3_offset, uplink.mac.0, uplink.ip),
-                    Answer::IcmpEcho => answer_echo(frame, l3_offset),
+                let done = match (answer, l3) {
+                    (Answer::Arp, L3::Arp(arp)) => {
+                        answer_arp(frame, l3_offset, &arp, uplink.mac, uplink.ip)
+                    }
+                    (Answer::IcmpEcho, L3::Ipv4(ip)) => answer_echo(frame, &ip),
+                    _ => false,
                 };
                 if done {
                     // The answer is a complete frame: no offload work left for the kernel.
@@ -117,6 +127,18 @@ impl Engine {
                 port,
                 change,
             } => {
+                // The rewrite comes first: it changes nothing when it fails, so a frame that
+                // cannot be translated leaves no connection behind (and is counted as what it is).
+                let frame = &mut self.rx.frame_mut(i)[..meta.len];
+                let rewritten = match l3 {
+                    L3::Ipv4(ip) => {
+                        rewrite::apply_parsed(frame, &ip, &meta.vnet, &rewrite, inner.as_ref())
+                    }
+                    _ => Err(rewrite::RewriteError::NotIpv4),
+                };
+                if rewritten.is_err() {
+                    return count_drop(&mut self.ports, ingress, DropReason::NatRewrite);
+                }
                 let ct = &mut self.tables.conntrack;
                 match change {
                     CtChange::Insert(f) => {
@@ -147,11 +169,7 @@ impl Engine {
                     }
                     CtChange::None => {}
                 }
-                let frame = &mut self.rx.frame_mut(i)[..meta.len];
-                match rewrite::apply(frame, l3_offset, &meta.vnet, &rewrite, inner.as_ref()) {
-                    Ok(()) => enqueue(&mut self.tx, &mut self.touched, port, i),
-                    Err(_) => count_drop(&mut self.ports, ingress, DropReason::NotLocal),
-                }
+                enqueue(&mut self.tx, &mut self.touched, port, i);
             }
         }
     }
@@ -178,7 +196,7 @@ impl Engine {
                 self.arp_asked.clear();
             }
             self.arp_asked.insert(ip, now);
-            let frame = arp_request(uplink.mac.0, uplink.ip, ip);
+            let frame = arp_request(uplink.mac, uplink.ip, ip);
             if let Some(port) = self
                 .ports
                 .get_mut(uplink.port.0 as usize)
@@ -205,66 +223,85 @@ pub(super) fn want_arp(wanted: &mut Vec<Ipv4Addr>, ip: Ipv4Addr) {
 }
 
 /// A broadcast ARP request from the uplink address, padded to the Ethernet minimum.
-fn arp_request(mac: [u8; 6], ip: Ipv4Addr, target: Ipv4Addr) -> [u8; 60] {
+fn arp_request(mac: MacAddr, ip: Ipv4Addr, target: Ipv4Addr) -> [u8; 60] {
     let mut f = [0u8; 60];
-    f[0..6].copy_from_slice(&[0xff; 6]);
-    f[6..12].copy_from_slice(&mac);
-    f[12..14].copy_from_slice(&[0x08, 0x06]);
-    f[14..22].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]);
-    f[22..28].copy_from_slice(&mac);
-    f[28..32].copy_from_slice(&ip.octets());
-    f[38..42].copy_from_slice(&target.octets());
+    let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+    eth.set_dst_addr(MacAddr::BROADCAST);
+    eth.set_src_addr(mac);
+    eth.set_ethertype(ethertype::ARP);
+    ArpRepr {
+        operation: operation::REQUEST,
+        sender_mac: mac,
+        sender_ip: ip,
+        target_mac: MacAddr::ZERO,
+        target_ip: target,
+    }
+    .emit(&mut ArpPacket::new_unchecked(
+        &mut f[ethernet::HEADER_LEN..],
+    ));
     f
 }
 
-/// Turns an ARP request for `ip` into the reply, in place.
-fn answer_arp(f: &mut [u8], l3: usize, mac: [u8; 6], ip: Ipv4Addr) -> bool {
-    if f.len() < l3 + 28 {
+/// Turns the ARP request `asked` (at `l3` in `f`) for `ip` into the reply, in place.
+fn answer_arp(f: &mut [u8], l3: usize, asked: &ArpSummary, mac: MacAddr, ip: Ipv4Addr) -> bool {
+    let Some(Ok(mut arp)) = f.get_mut(l3..).map(ArpPacket::new_checked) else {
         return false;
+    };
+    ArpRepr {
+        operation: operation::REPLY,
+        sender_mac: mac,
+        sender_ip: ip,
+        target_mac: asked.sender_mac,
+        target_ip: asked.sender_ip,
     }
-    let mut asker_mac = [0u8; 6];
-    asker_mac.copy_from_slice(&f[l3 + 8..l3 + 14]);
-    let mut asker_ip = [0u8; 4];
-    asker_ip.copy_from_slice(&f[l3 + 14..l3 + 18]);
-    f[0..6].copy_from_slice(&asker_mac);
-    f[6..12].copy_from_slice(&mac);
-    f[l3 + 6..l3 + 8].copy_from_slice(&[0, 2]);
-    f[l3 + 8..l3 + 14].copy_from_slice(&mac);
-    f[l3 + 14..l3 + 18].copy_from_slice(&ip.octets());
-    f[l3 + 18..l3 + 24].copy_from_slice(&asker_mac);
-    f[l3 + 24..l3 + 28].copy_from_slice(&asker_ip);
+    .emit(&mut arp);
+    let mut eth = EthernetFrame::new_unchecked(f);
+    eth.set_dst_addr(asked.sender_mac);
+    eth.set_src_addr(mac);
     true
 }
 
-/// Turns an ICMP echo request into the reply, in place: swapped MACs and addresses (the IPv4
-/// checksum does not change under a swap), type 0, and the ICMP checksum updated for the type.
-fn answer_echo(f: &mut [u8], l3: usize) -> bool {
-    if f.len() < l3 + 20 {
+/// Turns the ICMP echo request `ip` into the reply, in place: swapped MACs and
+/// addresses (the IPv4 checksum does not change under a swap), type 0, and the ICMP checksum
+/// updated for the type (RFC 1624: the message is not summed again).
+fn answer_echo(f: &mut [u8], ip: &Ipv4Summary) -> bool {
+    let l3 = ip.l3_offset();
+    if ip.icmp.map(|(t, _)| t) != Some(msg_type::ECHO_REQUEST) || f.len() < l3 {
         return false;
     }
-    let ihl = usize::from(f[l3] & 0x0f) * 4;
-    let l4 = l3 + ihl;
-    if ihl < 20 || f.len() < l4 + 8 || f[l4] != 8 {
+    let (head, l4) = f.split_at_mut(ip.l4_offset().min(f.len()));
+    let Ok(mut icmp) = Icmpv4Packet::new_checked(l4) else {
         return false;
-    }
-    for k in 0..6 {
-        f.swap(k, 6 + k);
-    }
-    for k in 0..4 {
-        f.swap(l3 + 12 + k, l3 + 16 + k);
-    }
-    let old = u16::from_be_bytes([f[l4], f[l4 + 1]]);
-    f[l4] = 0;
-    let new = u16::from_be_bytes([f[l4], f[l4 + 1]]);
-    let check = u16::from_be_bytes([f[l4 + 2], f[l4 + 3]]);
-    let check = checksum::update_u16(check, old, new);
-    f[l4 + 2..l4 + 4].copy_from_slice(&check.to_be_bytes());
+    };
+    let Ok(mut packet) = Ipv4Packet::new_checked_header(&mut head[l3..]) else {
+        return false;
+    };
+    packet.set_src_addr(ip.dst);
+    packet.set_dst_addr(ip.src);
+    let code = icmp.msg_code();
+    let old = u16::from_be_bytes([msg_type::ECHO_REQUEST, code]);
+    let new = u16::from_be_bytes([msg_type::ECHO_REPLY, code]);
+    icmp.set_msg_type(msg_type::ECHO_REPLY);
+    icmp.set_checksum(checksum::update_u16(icmp.checksum(), old, new));
+    let mut eth = EthernetFrame::new_unchecked(f);
+    let (src, dst) = (eth.src_addr(), eth.dst_addr());
+    eth.set_src_addr(dst);
+    eth.set_dst_addr(src);
     true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::EngineConfig;
+    use crate::port::MemoryPort;
+    use crate::table::{PortRole, Subnet};
+    use crate::{DomainId, VlanId};
+
+    fn l3_of(f: &[u8]) -> L3 {
+        let eth = EthernetFrame::new_checked(f).unwrap();
+        L3::parse(f, eth.inner_ethertype(), eth.l3_offset())
+    }
 
     #[test]
     fn echo_answer_is_a_valid_reply() {
@@ -273,7 +310,8 @@ mod tests {
             .icmpv4_echo_request(7, 1);
         let mut f = Vec::new();
         b.write(&mut f, b"hello").unwrap();
-        assert!(answer_echo(&mut f, 14));
+        let ip = l3_of(&f).ipv4().unwrap();
+        assert!(answer_echo(&mut f, &ip));
         let p = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
         let Some(etherparse::LinkSlice::Ethernet2(eth)) = p.link else {
             panic!()
@@ -296,20 +334,26 @@ mod tests {
         ));
         let want = icmp.header().icmp_type.calc_checksum(icmp.payload());
         assert_eq!(icmp.checksum(), want);
+        // An echo reply is not answered.
+        let ip = l3_of(&f).ipv4().unwrap();
+        assert!(!answer_echo(&mut f, &ip));
     }
 
     #[test]
     fn arp_answer_swaps_roles() {
         let req = arp_request(
-            [2, 0, 0, 0, 0, 9],
+            MacAddr([2, 0, 0, 0, 0, 9]),
             Ipv4Addr::new(192, 0, 2, 9),
             Ipv4Addr::new(192, 0, 2, 1),
         );
         let mut f = req;
+        let asked = l3_of(&f).arp().unwrap();
+        assert_eq!(asked.op, operation::REQUEST);
         assert!(answer_arp(
             &mut f,
             14,
-            [2, 0, 0, 0, 0, 1],
+            &asked,
+            MacAddr([2, 0, 0, 0, 0, 1]),
             Ipv4Addr::new(192, 0, 2, 1)
         ));
         assert_eq!(&f[0..6], &[2, 0, 0, 0, 0, 9]);
@@ -320,5 +364,71 @@ mod tests {
             "sender is the answered address"
         );
         assert_eq!(&f[38..42], &[192, 0, 2, 9]);
+    }
+
+    /// A new flow whose frame is too short for its rewrite (a UDP header cut after the ports, so
+    /// the checksum cannot be updated): dropped as `nat-rewrite`, and no connection is left behind.
+    /// (Before the fix it was counted as `not-local` and its conntrack entry stayed.)
+    #[test]
+    fn a_failed_rewrite_keeps_no_connection_and_says_why() {
+        let (mut e, _) = Engine::new(EngineConfig::default()).unwrap();
+        let (up, up_h) = MemoryPort::new("up", false);
+        let (web, web_h) = MemoryPort::new("web", false);
+        let web_mac = MacAddr([2, 0, 0, 0, 0, 2]);
+        let (uplink_ip, web_ip) = (Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(172, 17, 0, 2));
+        let up = e
+            .add_port_as(Box::new(up), DomainId(9), PortRole::Uplink)
+            .unwrap();
+        let web = e.add_port(Box::new(web), DomainId(0)).unwrap();
+        e.tables
+            .cam
+            .add_static(DomainId(0), VlanId(0), web_mac, web)
+            .unwrap();
+        e.tables.nat.set_uplink(Some(Uplink {
+            port: up,
+            mac: MacAddr([2, 0, 0, 0, 0, 0x10]),
+            ip: uplink_ip,
+            prefix: 24,
+            gateway: None,
+        }));
+        e.tables.nat.set_networks(&[NetworkNat {
+            domain: DomainId(0),
+            subnet: Subnet {
+                domain: DomainId(0),
+                network: Ipv4Addr::new(172, 17, 0, 0),
+                prefix: 16,
+            },
+            gateway_ip: Ipv4Addr::new(172, 17, 0, 1),
+            gateway_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            external: true,
+        }]);
+        e.tables.nat.set_publish(&[Publish {
+            id: 7,
+            protocol: crate::wire::ipv4::protocol::UDP,
+            host_port: 5353,
+            target: web_ip,
+            target_port: 53,
+            target_mac: web_mac,
+            domain: DomainId(0),
+        }]);
+        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0x99], [2, 0, 0, 0, 0, 0x10])
+            .ipv4([192, 0, 2, 1], uplink_ip.octets(), 64)
+            .udp(40000, 5353);
+        let mut f = Vec::new();
+        b.write(&mut f, b"query").unwrap();
+
+        up_h.inject(&f[..14 + 20 + 4]);
+        e.step();
+        let c = e.ports[up.0 as usize].as_ref().unwrap().counters;
+        assert_eq!(c.dropped(DropReason::NatRewrite), 1);
+        assert_eq!(c.dropped(DropReason::NotLocal), 0);
+        assert!(e.tables.conntrack.is_empty(), "no connection kept");
+        assert!(web_h.take_sent().is_empty());
+
+        // The whole frame goes through, and its connection is kept.
+        up_h.inject(&f);
+        e.step();
+        assert_eq!(e.tables.conntrack.len(), 1);
+        assert_eq!(web_h.take_sent().len(), 1);
     }
 }

@@ -213,7 +213,7 @@ impl Engine {
         if checks.nat && verdict == Verdict::Continue {
             let mut fx = nat_stage::NatEffects::default();
             let action = nat_stage::run(&view, &self.tables, &mut fx);
-            let l3_offset = view.l3_offset;
+            let (l3_offset, l3) = (view.l3_offset, view.l3);
             if traced {
                 let st = nat_trace_steps(&view, &self.tables, &action);
                 for s in st.into_iter().flatten() {
@@ -230,7 +230,7 @@ impl Engine {
             }
             if action != nat_stage::NatAction::Pass {
                 if !dry {
-                    self.apply_nat(action, ingress_port, i, l3_offset, meta);
+                    self.apply_nat(action, ingress_port, i, l3_offset, l3, meta);
                 }
                 return self.finish_trace(traced, dry);
             }

@@ -192,7 +192,7 @@ fn icmp_errors_rewrite_their_quote() {
     let mut f = Vec::new();
     b.write(&mut f, &quoted[14..]).unwrap();
     assert_valid(&f);
-    assert_eq!(icmp_error_quote(&f, 14), Some((17, ip(U), 2000, ip(B), 53)));
+    assert_eq!(quote_at(&f, 14), Some((17, ip(U), 2000, ip(B), 53)));
     // Translated for the container A:40000 that sent the original.
     let outer = rw(None, Some((A, 0)));
     let inner = Rewrite {
@@ -275,7 +275,7 @@ proptest! {
     fn arbitrary_bytes_never_panic(mut bytes in proptest::collection::vec(any::<u8>(), 0..200), partial in any::<bool>()) {
         let vnet = VnetHeader { flags: if partial { flags::NEEDS_CSUM } else { 0 }, ..VnetHeader::default() };
         let inner = rw(Some((A, 1)), Some((B, 2)));
-        let _ = icmp_error_quote(&bytes, 14);
+        let _ = quote_at(&bytes, 14);
         let _ = apply(&mut bytes, 14, &vnet, &rw(Some((U, 3)), Some((B, 4))), Some(&inner));
     }
 }

@@ -124,6 +124,7 @@ drop_reasons! {
     Internal => "internal", Nat, "The network is internal: nothing leaves it through the uplink.";
     NatPorts => "nat-ports", Nat, "No free source port for masquerade toward that destination.";
     ConntrackClash => "conntrack-clash", Nat, "The translated connection would collide with a tracked one.";
+    NatRewrite => "nat-rewrite", Nat, "The frame ends before a header field its translation must change (a port, a checksum, an ICMP error's quote); no connection is kept for it.";
     SrcMulticast => "src-multicast", L2Learn, "The source MAC is a group (multicast or broadcast) address, which no sender may use.";
     SrcZero => "src-zero", L2Learn, "The source MAC is all zeros.";
     StaticConflict => "static-conflict", L2Learn, "The source MAC is pinned by a static entry to another port.";

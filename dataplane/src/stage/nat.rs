@@ -304,7 +304,8 @@ fn tracked(tables: &Tables, p: &Packet) -> Option<NatAction> {
 /// An ICMP error quoting a packet of a tracked flow: the outer destination and the quoted source
 /// are translated like the flow's packets, so the sender inside (or outside) learns of it.
 fn icmp_error(view: &PacketView<'_>, tables: &Tables) -> NatAction {
-    let Some((proto, qsrc, qsport, qdst, qdport)) = icmp_error_quote(view.frame, view.l3_offset)
+    let Some((proto, qsrc, qsport, qdst, qdport)) =
+        view.ipv4().and_then(|ip| icmp_error_quote(view.frame, &ip))
     else {
         return NatAction::Drop(DropReason::NotLocal);
     };

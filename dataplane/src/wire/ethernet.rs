@@ -27,7 +27,7 @@ pub mod ethertype {
     pub const IPV6: u16 = 0x86dd;
 }
 
-mod field {
+pub(crate) mod field {
     use core::ops::Range;
 
     pub const DST: Range<usize> = 0..6;

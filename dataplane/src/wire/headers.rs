@@ -45,6 +45,8 @@ pub struct Ipv4Summary {
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
     pub protocol: u8,
+    /// Where the IPv4 header starts in the frame.
+    pub l3_offset: u16,
     /// Where the L4 header starts in the frame (the L3 offset plus the IPv4 header length).
     pub l4_offset: u16,
     /// The total length field as received: meaningless in a GSO super-frame, so trusted only for
@@ -116,6 +118,7 @@ impl Ipv4Summary {
             src: ip.src_addr(),
             dst: ip.dst_addr(),
             protocol,
+            l3_offset: u16::try_from(l3_offset).ok()?,
             l4_offset: u16::try_from(l3_offset + ip.header_len()).ok()?,
             total_len: ip.total_len(),
             first_fragment,
@@ -150,6 +153,11 @@ impl Ipv4Summary {
             _ => {}
         }
         Some(summary)
+    }
+
+    /// Where the IPv4 header starts in the frame.
+    pub fn l3_offset(&self) -> usize {
+        usize::from(self.l3_offset)
     }
 
     /// Where the L4 header starts in the frame.
@@ -197,6 +205,7 @@ mod tests {
                 src: Ipv4Addr::new(10, 0, 0, 1),
                 dst: Ipv4Addr::new(10, 0, 0, 2),
                 protocol: protocol::UDP,
+                l3_offset: 14,
                 l4_offset: 34,
                 total_len: 31,
                 first_fragment: true,

@@ -26,7 +26,7 @@ pub mod msg_type {
     pub const PARAMETER_PROBLEM: u8 = 12;
 }
 
-mod field {
+pub(crate) mod field {
     use core::ops::Range;
 
     pub const TYPE: usize = 0;

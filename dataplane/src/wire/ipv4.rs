@@ -25,7 +25,7 @@ pub mod protocol {
     pub const ICMPV6: u8 = 58;
 }
 
-mod field {
+pub(crate) mod field {
     use core::ops::Range;
 
     pub const VER_IHL: usize = 0;

@@ -25,7 +25,7 @@ pub mod flags {
     pub const CWR: u8 = 0x80;
 }
 
-mod field {
+pub(crate) mod field {
     use core::ops::Range;
 
     pub const SRC_PORT: Range<usize> = 0..2;

@@ -14,7 +14,7 @@ use super::{checksum, Result, WireError};
 /// Length of the header.
 pub const HEADER_LEN: usize = 8;
 
-mod field {
+pub(crate) mod field {
     use core::ops::Range;
 
     pub const SRC_PORT: Range<usize> = 0..2;
