@@ -6,12 +6,12 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::net::Ipv4Addr;
 
-use dataplane::engine::{Engine, EngineConfig, PolicyUpdate};
-use dataplane::port::{SinkPort, BATCH};
-use dataplane::table::{ContainerGuard, LinkPort, LinkRule, PortRole};
-use dataplane::trace::{TraceArm, TraceTarget};
 use dataplane::wire::vnet::VnetHeader;
+use dataplane::{ContainerGuard, LinkPort, LinkRule, PortRole};
 use dataplane::{DomainId, MacAddr, PortId};
+use dataplane::{Engine, EngineConfig, PolicyUpdate};
+use dataplane::{SinkPort, BATCH};
+use dataplane::{TraceArm, TraceTarget};
 
 fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
     let mut f = Vec::with_capacity(60);

@@ -1,5 +1,5 @@
 //! switchyard's control plane: the command line, the daemon, its API and model, and the namespace
-//! plumbing. It reaches the data plane only through `dataplane::engine::EngineHandle`.
+//! plumbing. It reaches the data plane only through `dataplane::EngineHandle`.
 
 pub mod api;
 pub mod cli;

@@ -3,7 +3,7 @@
 //! `daemon`, so neither borrows from the other.
 
 use clap::Args;
-use dataplane::engine::{affinity, CpuPin, EngineConfig};
+use dataplane::{affinity, CpuPin, EngineConfig};
 use std::process::ExitCode;
 
 /// Exit code for bad input: the user asked for something impossible; nothing was changed.

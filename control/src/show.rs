@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use dataplane::engine::{PortState, Snapshot};
+use dataplane::{PortState, Snapshot};
 
 fn age(ms: u64) -> String {
     format!("{:.1}s", ms as f64 / 1000.0)

@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use dataplane::engine::{PortState, Snapshot};
-use dataplane::stage::{DropReason, StageId};
-use dataplane::table::CtStats;
+use dataplane::CtStats;
 use dataplane::DomainId;
+use dataplane::{DropReason, StageId};
+use dataplane::{PortState, Snapshot};
 use serde::{Deserialize, Serialize};
 
 use crate::trace_fmt::Names;

@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use dataplane::stage::nat::Answer;
-use dataplane::table::conntrack::{Direction, NatKind};
-use dataplane::table::{LearnAction, LinkPort};
-use dataplane::trace::{CtStep, Flow, Step, TraceRecord};
+use dataplane::Answer;
+use dataplane::{CtStep, Flow, Step, TraceRecord};
+use dataplane::{Direction, NatKind};
+use dataplane::{LearnAction, LinkPort};
 use dataplane::{MacAddr, PortId};
 
 use crate::api::{TraceStepView, TraceView};

@@ -2,19 +2,55 @@
 //!
 //! Layers, bottom up: `wire` (views over frame bytes), `port` (AF_PACKET, tap and in-memory ports behind
 //! one trait), `offload` (finishing checksums and segmenting GSO frames for ports that cannot take
-//! them), `table` (the MAC learning table), `stage` (pure pipeline stages returning verdicts), `engine`
-//! (the loop that owns ports and tables and is programmed through `engine::Command`).
-//! See ARCHITECTURE.md for the bird's-eye view.
+//! them), `table` (MAC learning, connection tracking, NAT and policy tables), `stage` (pure pipeline
+//! stages returning verdicts), `engine` (the loop that owns ports and tables and is programmed through
+//! `EngineHandle`). See ARCHITECTURE.md for the bird's-eye view.
+//!
+//! # The public surface
+//!
+//! Only `wire` (the vocabulary: views over frame bytes, which the control plane also uses to build
+//! what-if packets) is a public module. Everything else is private, and what the control plane, the
+//! benchmarks and the tests may use is re-exported below, by job. So "control reaches the data plane
+//! only through the engine's command API and plain data" is enforced by the compiler: a stage, a table
+//! or the engine's internals cannot be named from outside this crate.
 
-pub mod engine;
-pub mod ids;
-pub mod offload;
-pub mod port;
-pub mod rewrite;
-pub mod stage;
-pub mod table;
-pub mod trace;
+mod engine;
+mod ids;
+mod offload;
+mod port;
+mod rewrite;
+mod stage;
+mod table;
+mod trace;
 pub mod wire;
 
 pub use ids::{DomainId, PortId, VlanId};
 pub use wire::MacAddr;
+
+// The engine and its command API: spawn it, then program it only through `EngineHandle`.
+pub use engine::affinity;
+pub use engine::{
+    AddressConflict, ConnInfo, CpuPin, Engine, EngineConfig, EngineError, EngineHandle, MacEntry,
+    NatUpdate, PolicyUpdate, PortCounters, PortInfo, PortState, Snapshot,
+};
+
+// Ports the engine can own.
+pub use port::{
+    AfPacketPort, MemoryPort, MemoryPortHandle, Port, SinkPort, TapPort, VlanPort, BATCH,
+};
+
+// Table configuration and the plain data the control plane computes and pushes (policy, NAT).
+pub use table::conntrack::{Direction, NatKind, Tuple};
+pub use table::{
+    CamConfig, ContainerGuard, CtConfig, CtStats, LearnAction, LinkPort, LinkRule, NetworkNat,
+    PortRole, Publish, Subnet, Uplink,
+};
+
+// Tracing and capture: arm, read records (plain data), stream pcap.
+pub use trace::{
+    pcap, Capture, Captured, CtStep, Filter, Flow, Step, TraceArm, TraceRecord, TraceTarget,
+};
+
+// Names of stages and drop reasons, and the answers the NAT stage can give, for counters and traces.
+pub use stage::nat::Answer;
+pub use stage::{DropReason, StageId};

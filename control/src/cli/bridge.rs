@@ -10,10 +10,10 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 use clap::Args;
-use dataplane::engine::{Engine, EngineConfig};
-use dataplane::port::{AfPacketPort, Port, TapPort};
-use dataplane::table::CamConfig;
+use dataplane::CamConfig;
 use dataplane::DomainId;
+use dataplane::{AfPacketPort, Port, TapPort};
+use dataplane::{Engine, EngineConfig};
 
 use crate::process::{block_signals, describe_cpu, fail, wait_signal, EngineArgs, EXIT_BAD_INPUT};
 use crate::show;

@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use dataplane::table::conntrack::Tuple;
 use dataplane::DomainId;
+use dataplane::Tuple;
 
 use super::system::{self, System};
 use super::{failed, Daemon};

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use clap::Args;
-use dataplane::engine::{Engine, EngineConfig};
-use dataplane::table::{CamConfig, CtConfig};
-use dataplane::trace::{pcap, Captured};
+use dataplane::{pcap, Captured};
+use dataplane::{CamConfig, CtConfig};
+use dataplane::{Engine, EngineConfig};
 
 use super::system::{self, CaptureStop, System};
 use super::{reaper, Daemon};

@@ -13,18 +13,18 @@ use std::path::PathBuf;
 
 use std::net::Ipv4Addr;
 
-use dataplane::engine::{EngineHandle, NatUpdate, PolicyUpdate};
-use dataplane::port::{AfPacketPort, Port, TapPort};
-use dataplane::table::{ContainerGuard, NetworkNat, PortRole, Publish, Subnet, Uplink};
+use dataplane::{AfPacketPort, Port, TapPort};
+use dataplane::{ContainerGuard, NetworkNat, PortRole, Publish, Subnet, Uplink};
 use dataplane::{DomainId, MacAddr, PortId, VlanId};
+use dataplane::{EngineHandle, NatUpdate, PolicyUpdate};
 
 use crate::model::ipam::Ipv4Net;
 use crate::model::{Container, Endpoint, Network, State, UPLINK_DOMAIN};
 use crate::netns::{self, NetNs, Netlink};
 use crate::trace_fmt::Names;
-use dataplane::engine::{AddressConflict, ConnInfo, Snapshot};
-use dataplane::table::CtStats;
-use dataplane::trace::{Capture, TraceArm, TraceRecord, TraceTarget};
+use dataplane::CtStats;
+use dataplane::{AddressConflict, ConnInfo, Snapshot};
+use dataplane::{Capture, TraceArm, TraceRecord, TraceTarget};
 
 pub struct System {
     engine: EngineHandle,
@@ -89,7 +89,7 @@ impl System {
         if let Some(parent) = &n.parent {
             quiet(parent)?;
             self.netlink.set_up(parent)?;
-            let port = dataplane::port::VlanPort::open(parent, n.vlan)?;
+            let port = dataplane::VlanPort::open(parent, n.vlan)?;
             let id = self
                 .engine
                 .add_port_as(Box::new(port), domain, PortRole::Parent)

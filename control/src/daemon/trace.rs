@@ -4,8 +4,8 @@
 
 use std::net::Ipv4Addr;
 
-use dataplane::trace::{Capture, Captured, Filter, TraceArm, TraceTarget};
 use dataplane::MacAddr;
+use dataplane::{Capture, Captured, Filter, TraceArm, TraceTarget};
 
 use super::server::CAPTURE_SNAPLEN;
 use super::system::CaptureStop;

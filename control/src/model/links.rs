@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use dataplane::table::{LinkPort, LinkRule};
+use dataplane::{LinkPort, LinkRule};
 use serde::{Deserialize, Serialize};
 
 use super::{bad, validate_name, Container, State};

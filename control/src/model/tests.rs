@@ -445,7 +445,7 @@ fn linked() -> State {
 
 #[test]
 fn links_give_dockers_rule_pairs_env_and_hosts() {
-    use dataplane::table::{LinkPort, LinkRule};
+    use dataplane::{LinkPort, LinkRule};
     let s = linked();
     let db = s.container("db").unwrap();
     assert_eq!(db.exposed.len(), 2, "deduplicated: {:?}", db.exposed);
