@@ -11,4 +11,5 @@ mod process;
 pub mod render;
 pub mod show;
 pub mod stats;
+pub mod store;
 pub mod trace_fmt;

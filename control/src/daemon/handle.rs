@@ -12,10 +12,11 @@ use std::collections::BTreeMap;
 use dataplane::DomainId;
 use dataplane::Tuple;
 
+use super::mint::OsMint;
 use super::system::{self, System};
 use super::{failed, Daemon};
 use crate::api::{self, ApiError, ConntrackEntry, ConntrackList, FlowTuple, Request, Response};
-use crate::model::{OsEntropy, State, UPLINK_DOMAIN};
+use crate::model::{State, UPLINK_DOMAIN};
 use crate::netns;
 use crate::show;
 
@@ -181,7 +182,7 @@ impl Daemon {
     fn network_create(&mut self, req: api::NetworkCreate) -> Result<Response, ApiError> {
         let routes = self.system.routes();
         let mut next = self.state.clone();
-        let network = next.create_network(&req, &routes, &mut OsEntropy)?.clone();
+        let network = next.create_network(&req, &routes, &mut OsMint)?.clone();
         if let Some(parent) = &network.parent {
             if !self.system.interface_exists(parent).map_err(failed)? {
                 return Err(ApiError::bad_input(format!(
@@ -225,7 +226,7 @@ impl Daemon {
     fn container_create(&mut self, req: api::ContainerCreate) -> Result<Response, ApiError> {
         let mut next = self.state.clone();
         let container = next
-            .create_container_with(&req, &self.publish_ctx, &mut OsEntropy)?
+            .create_container_with(&req, &self.publish_ctx, &mut OsMint)?
             .clone();
         if container.owns_netns() && netns::exists_named(container.netns()) {
             return Err(ApiError::bad_input(format!(
@@ -261,7 +262,7 @@ impl Daemon {
         ip: Option<&str>,
     ) -> Result<Response, ApiError> {
         let mut next = self.state.clone();
-        let endpoint = next.connect(network, container, ip, &mut OsEntropy)?;
+        let endpoint = next.connect(network, container, ip, &mut OsMint)?;
         let c = next.container(container)?.clone();
         self.commit_and_bring_up(
             next,
@@ -303,7 +304,7 @@ impl Daemon {
             ifname.unwrap_or("eth1"),
             ip,
             mac,
-            &mut OsEntropy,
+            &mut OsMint,
         )?;
         self.commit_and_bring_up(
             next,

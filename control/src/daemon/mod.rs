@@ -19,6 +19,7 @@
 //! once-a-second thread), `system.rs` (making the system match the state).
 
 mod handle;
+mod mint;
 mod reaper;
 mod server;
 mod system;
@@ -27,8 +28,8 @@ mod trace;
 pub use server::{run, DaemonArgs};
 
 use crate::api::ApiError;
-use crate::model::store::Store;
 use crate::model::{PublishContext, State};
+use crate::store::Store;
 use server::UplinkArgs;
 use system::System;
 

@@ -17,14 +17,15 @@ use dataplane::{pcap, Captured};
 use dataplane::{CamConfig, CtConfig};
 use dataplane::{Engine, EngineConfig};
 
+use super::mint::OsMint;
 use super::system::{self, CaptureStop, System};
 use super::{reaper, Daemon};
 use crate::api::{self, ApiError, Outcome, Request, Response};
 use crate::model::ipam::Ipv4Net;
-use crate::model::store::Store;
-use crate::model::{OsEntropy, PublishContext, State};
+use crate::model::{PublishContext, State};
 use crate::netns::Netlink;
 use crate::process::{block_signals, describe_cpu, fail, wait_signal, EngineArgs, EXIT_BAD_INPUT};
+use crate::store::Store;
 
 #[derive(Args, Debug)]
 pub struct DaemonArgs {
@@ -212,7 +213,7 @@ fn start(
     let state = match store.load()? {
         Some(s) => s,
         None => {
-            let s = State::initial(&system::routes(&netlink), &mut OsEntropy)
+            let s = State::initial(&system::routes(&netlink), &mut OsMint)
                 .map_err(|e| anyhow!("creating the default network: {e}"))?;
             store.save(&s)?;
             s

@@ -69,7 +69,7 @@ impl System {
         let name = &n.host_interface;
         let mut tap = TapPort::create(name)?;
         tap.set_persistent(true)?;
-        let mac = MacAddr(n.host_mac.0);
+        let mac = n.host_mac;
         if tap.mac() != Some(mac) {
             tap.set_mac(mac)?;
         }
@@ -174,8 +174,8 @@ impl System {
                 e.interface
             )
         })?;
-        if current.mac != Some(e.mac.0) {
-            inside.set_mac(&e.interface, e.mac.0)?;
+        if current.mac != Some(e.mac) {
+            inside.set_mac(&e.interface, e.mac)?;
         }
         if current.mtu != n.mtu {
             inside.set_mtu(&e.interface, n.mtu)?;
@@ -197,11 +197,11 @@ impl System {
         // The switch knows the container's MAC before it speaks: no flood for the first reply,
         // and no other port can claim that MAC (a static entry wins over learning).
         self.engine
-            .add_static_mac(domain, VlanId(0), MacAddr(e.mac.0), id)
+            .add_static_mac(domain, VlanId(0), e.mac, id)
             .with_context(|| format!("adding the MAC of '{}'", e.host_interface))?;
         if fresh {
             // Neighbours that cached an older owner of this address learn the new MAC at once.
-            if let Err(err) = netns::send_gratuitous_arp(ns, &e.interface, e.mac.0, e.ip) {
+            if let Err(err) = netns::send_gratuitous_arp(ns, &e.interface, e.mac, e.ip) {
                 tracing::warn!(interface = %e.interface, "gratuitous ARP: {err}");
             }
         }
@@ -328,7 +328,7 @@ impl System {
         let port = AfPacketPort::open(ifname)?;
         let mac = port
             .mac()
-            .or(link.mac.map(MacAddr))
+            .or(link.mac)
             .with_context(|| format!("'{ifname}' has no MAC address"))?;
         let id =
             self.engine
@@ -358,7 +358,7 @@ impl System {
                     prefix: n.subnet().prefix(),
                 },
                 gateway_ip: n.gateway(),
-                gateway_mac: MacAddr(n.host_mac.0),
+                gateway_mac: n.host_mac,
                 external: !n.internal && n.masquerade,
             })
             .collect();
@@ -379,7 +379,7 @@ impl System {
                     host_port: p.mapping.host_port,
                     target: e.ip,
                     target_port: p.mapping.container_port,
-                    target_mac: MacAddr(e.mac.0),
+                    target_mac: e.mac,
                     domain: DomainId(n.domain),
                 });
             }
@@ -439,7 +439,7 @@ impl System {
         if let Some(c) = state.containers.get(cname) {
             let e = c.endpoints.iter().find(|e| e.interface == ifname)?;
             let p = self.endpoint_ports.get(&e.id)?;
-            return Some((TraceTarget::Port(*p), Some(MacAddr(e.mac.0))));
+            return Some((TraceTarget::Port(*p), Some(e.mac)));
         }
         if let Some(n) = state.networks.get(target) {
             return Some((TraceTarget::Network(DomainId(n.domain)), None));
@@ -447,7 +447,7 @@ impl System {
         if let Some(net) = target.strip_prefix("host:") {
             let n = state.networks.get(net)?;
             let p = self.host_ports.get(net)?;
-            return Some((TraceTarget::Port(*p), Some(MacAddr(n.host_mac.0))));
+            return Some((TraceTarget::Port(*p), Some(n.host_mac)));
         }
         if let Some((p, name, mac)) = &self.uplink {
             if target == "uplink" || target == name {
@@ -457,14 +457,14 @@ impl System {
         for n in state.networks.values() {
             if n.host_interface == target {
                 let p = self.host_ports.get(&n.name)?;
-                return Some((TraceTarget::Port(*p), Some(MacAddr(n.host_mac.0))));
+                return Some((TraceTarget::Port(*p), Some(n.host_mac)));
             }
         }
         for c in state.containers.values() {
             for e in &c.endpoints {
                 if e.host_interface == target {
                     let p = self.endpoint_ports.get(&e.id)?;
-                    return Some((TraceTarget::Port(*p), Some(MacAddr(e.mac.0))));
+                    return Some((TraceTarget::Port(*p), Some(e.mac)));
                 }
             }
         }
@@ -625,7 +625,7 @@ fn hosts_dir(c: &Container) -> PathBuf {
 /// *other* containers' addresses.
 fn guard(c: &Container, e: &Endpoint) -> PortRole {
     PortRole::Container(ContainerGuard {
-        mac: MacAddr(e.mac.0),
+        mac: e.mac,
         ips: c.endpoints.iter().map(|x| x.ip).collect(),
         allow_spoofing: c.allow_spoofing,
     })

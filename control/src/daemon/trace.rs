@@ -137,12 +137,12 @@ impl Daemon {
         for c in self.state.containers.values() {
             for e in &c.endpoints {
                 if e.ip == dst && network.as_deref().is_none_or(|n| n == e.network) {
-                    return MacAddr(e.mac.0);
+                    return e.mac;
                 }
             }
         }
         if let Some(n) = network.and_then(|n| self.state.networks.get(&n)) {
-            return MacAddr(n.host_mac.0);
+            return n.host_mac;
         }
         MacAddr::BROADCAST
     }

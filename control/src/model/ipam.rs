@@ -108,13 +108,11 @@ pub enum IpamError {
     PoolExhausted { range: Ipv4Net },
     #[error("no free subnet left in the default pools (all overlap existing networks or routes)")]
     NoDefaultSubnet,
-    #[error("invalid MAC address '{}': {reason}", one_line(.input))]
-    InvalidMac { input: String, reason: String },
 }
 
 /// User-supplied text shown inside an error message: control characters (newlines above all)
 /// are escaped so the message stays on one line.
-fn one_line(s: &str) -> String {
+pub(super) fn one_line(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c.is_control() {
@@ -640,52 +638,6 @@ impl AddressPool {
     pub fn in_use(&self) -> impl Iterator<Item = (Ipv4Addr, &str)> {
         self.in_use.iter().map(|(ip, h)| (*ip, h.as_str()))
     }
-}
-
-/// Turns random bytes (supplied by the caller) into a locally administered unicast MAC, as newer
-/// Docker versions use instead of deriving the MAC from the IP.
-pub fn random_mac(seed_bytes: [u8; 6]) -> [u8; 6] {
-    let mut mac = seed_bytes;
-    mac[0] = (mac[0] | 0x02) & !0x01;
-    mac
-}
-
-/// Parses "aa:bb:cc:dd:ee:ff" (or with '-' separators, as Go's `net.ParseMAC`, which Docker uses,
-/// accepts). Multicast, broadcast and all-zero addresses cannot be an interface's address.
-pub fn parse_mac(s: &str) -> Result<[u8; 6], IpamError> {
-    let err = |reason: &str| IpamError::InvalidMac {
-        input: s.to_string(),
-        reason: reason.to_string(),
-    };
-    let sep = if s.contains('-') { '-' } else { ':' };
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(sep);
-    for byte in &mut mac {
-        let part = parts.next().unwrap_or("");
-        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(err("expected six hex bytes like 02:42:ac:11:00:02"));
-        }
-        *byte = u8::from_str_radix(part, 16).expect("two hex digits");
-    }
-    if parts.next().is_some() {
-        return Err(err("expected six hex bytes like 02:42:ac:11:00:02"));
-    }
-    if mac == [0xff; 6] {
-        return Err(err(
-            "the broadcast address cannot be assigned to an interface",
-        ));
-    }
-    if mac[0] & 0x01 != 0 {
-        return Err(err(
-            "multicast address (lowest bit of the first byte set) cannot be assigned to an interface",
-        ));
-    }
-    if mac == [0; 6] {
-        return Err(err(
-            "the all-zero address cannot be assigned to an interface",
-        ));
-    }
-    Ok(mac)
 }
 
 #[cfg(test)]
@@ -1255,60 +1207,7 @@ mod tests {
         );
     }
 
-    // ---- MAC ----
-
-    #[test]
-    fn macs() {
-        assert_eq!(random_mac([0xff; 6]), [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff]);
-        assert_eq!(random_mac([0; 6]), [0x02, 0, 0, 0, 0, 0]);
-        assert_eq!(
-            parse_mac("02:42:AC:11:00:02").unwrap(),
-            [0x02, 0x42, 0xac, 0x11, 0x00, 0x02]
-        );
-        assert_eq!(
-            parse_mac("02-42-ac-11-00-02").unwrap(),
-            [0x02, 0x42, 0xac, 0x11, 0x00, 0x02]
-        );
-        for bad in [
-            "",
-            "02:42:ac:11:00",
-            "02:42:ac:11:00:02:03",
-            "02:42:ac:11:0:02",
-            "02:42:ac:11:00:gg",
-            "02:42-ac:11:00:02",
-        ] {
-            assert_eq!(
-                msg(parse_mac(bad)),
-                format!(
-                    "invalid MAC address '{bad}': expected six hex bytes like 02:42:ac:11:00:02"
-                )
-            );
-        }
-        assert_eq!(
-            msg(parse_mac("01:00:5e:00:00:01")),
-            "invalid MAC address '01:00:5e:00:00:01': multicast address (lowest bit of the first \
-             byte set) cannot be assigned to an interface"
-        );
-        assert_eq!(
-            msg(parse_mac("ff:ff:ff:ff:ff:ff")),
-            "invalid MAC address 'ff:ff:ff:ff:ff:ff': the broadcast address cannot be assigned to an interface"
-        );
-        assert_eq!(
-            msg(parse_mac("00:00:00:00:00:00")),
-            "invalid MAC address '00:00:00:00:00:00': the all-zero address cannot be assigned to an interface"
-        );
-    }
-
     proptest! {
-        #[test]
-        fn random_mac_is_local_unicast(seed in any::<[u8; 6]>()) {
-            let mac = random_mac(seed);
-            prop_assert_eq!(mac[0] & 0x03, 0x02);
-            prop_assert_eq!(&mac[1..], &seed[1..]);
-            let text = mac.map(|b| format!("{b:02x}")).join(":");
-            prop_assert!(parse_mac(&text).is_ok());
-        }
-
         #[test]
         fn allocation_invariants(
             prefix in 26u8..=30,

@@ -8,21 +8,23 @@
 
 pub mod ipam;
 pub mod links;
+pub mod mac;
+mod mint;
 pub mod publish;
-pub mod store;
 pub mod topology;
 mod view;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+use dataplane::MacAddr;
 
 use crate::api::{ApiError, ContainerCreate, NetworkCreate};
 use ipam::{AddressPool, IpamConfig, Ipv4Net};
 use links::{Exposed, Link};
+pub use mint::{rfc3339, Mint};
 
 /// Version of the state file layout; a daemon refuses a file it does not understand.
 pub const STATE_FORMAT: u32 = 1;
@@ -44,81 +46,6 @@ pub const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade
 pub const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
 pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
 pub const OPT_MTU: &str = "com.docker.network.driver.mtu";
-
-/// A MAC address, written `aa:bb:cc:dd:ee:ff` in the state file and on the wire.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct Mac(pub [u8; 6]);
-
-impl fmt::Display for Mac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    }
-}
-
-impl FromStr for Mac {
-    type Err = ApiError;
-    fn from_str(s: &str) -> Result<Mac, ApiError> {
-        ipam::parse_mac(s)
-            .map(Mac)
-            .map_err(|e| ApiError::bad_input(e.to_string()))
-    }
-}
-
-impl Serialize for Mac {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Mac {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Mac, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// Source of identifiers and MACs. The daemon reads the kernel's random pool; tests use a counter.
-pub trait Entropy {
-    fn fill(&mut self, buf: &mut [u8]);
-
-    /// A 64-hex-digit identifier, as Docker's network, container and endpoint IDs.
-    fn id(&mut self) -> String {
-        let mut b = [0u8; 32];
-        self.fill(&mut b);
-        b.iter().map(|x| format!("{x:02x}")).collect()
-    }
-
-    /// A random locally administered unicast MAC, as current Docker gives containers.
-    fn mac(&mut self) -> Mac {
-        let mut b = [0u8; 6];
-        self.fill(&mut b);
-        Mac(ipam::random_mac(b))
-    }
-}
-
-/// The kernel's random pool (`getrandom(2)`).
-pub struct OsEntropy;
-
-impl Entropy for OsEntropy {
-    fn fill(&mut self, buf: &mut [u8]) {
-        let mut done = 0;
-        while done < buf.len() {
-            // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-            let n =
-                unsafe { libc::getrandom(buf[done..].as_mut_ptr().cast(), buf.len() - done, 0) };
-            if n > 0 {
-                done += n as usize;
-            } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-                panic!("getrandom failed: {}", std::io::Error::last_os_error());
-            }
-        }
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -142,7 +69,8 @@ pub struct Network {
     pub mtu: u32,
     /// The tap in the daemon's namespace that holds the gateway address.
     pub host_interface: String,
-    pub host_mac: Mac,
+    #[serde(with = "mac::text")]
+    pub host_mac: MacAddr,
     /// The engine's bridge domain for this network.
     pub domain: u16,
     /// Options exactly as given at creation, shown by inspect.
@@ -274,7 +202,8 @@ pub struct Endpoint {
     pub interface: String,
     /// The veth end in the daemon's namespace that the engine attaches to.
     pub host_interface: String,
-    pub mac: Mac,
+    #[serde(with = "mac::text")]
+    pub mac: MacAddr,
     pub ip: Ipv4Addr,
 }
 
@@ -405,32 +334,6 @@ fn parse_options(raw: &[String]) -> Result<NetworkOptions, ApiError> {
     Ok(o)
 }
 
-/// RFC 3339 UTC with nanoseconds, as Docker prints `Created`.
-pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        now.subsec_nanos()
-    )
-}
-
 impl Default for State {
     fn default() -> Self {
         State {
@@ -445,7 +348,7 @@ impl Default for State {
 impl State {
     /// A first start: only the default network, on 172.17.0.0/16 unless that is already routed in
     /// the daemon's namespace (then the first free default pool, as dockerd does for docker0).
-    pub fn initial(routes: &[Ipv4Net], entropy: &mut dyn Entropy) -> Result<State, ApiError> {
+    pub fn initial(routes: &[Ipv4Net], mint: &mut dyn Mint) -> Result<State, ApiError> {
         let mut state = State::default();
         let default: Ipv4Net = DEFAULT_SUBNET.parse().expect("valid constant");
         let subnet = if routes.iter().any(|r| r.overlaps(&default)) {
@@ -461,7 +364,7 @@ impl State {
                 ..Default::default()
             },
             routes,
-            entropy,
+            mint,
         )?;
         Ok(state)
     }
@@ -508,7 +411,7 @@ impl State {
         &mut self,
         req: &NetworkCreate,
         routes: &[Ipv4Net],
-        entropy: &mut dyn Entropy,
+        mint: &mut dyn Mint,
     ) -> Result<&Network, ApiError> {
         validate_name("network", &req.name)?;
         if RESERVED_NETWORK_NAMES.contains(&req.name.as_str()) {
@@ -569,7 +472,7 @@ impl State {
             }
         }
         let config = IpamConfig::new(subnet, gateway, ip_range, aux).map_err(ipam_err)?;
-        let id = entropy.id();
+        let id = mint.id();
         let host_interface = match &opts.bridge_name {
             Some(n) => n.clone(),
             None => format!("sy-{}", &id[..12]),
@@ -612,14 +515,14 @@ impl State {
         let network = Network {
             id,
             name: req.name.clone(),
-            created: now_rfc3339(),
+            created: mint.created(),
             pool: AddressPool::new(config),
             icc: opts.icc,
             masquerade: opts.masquerade,
             internal: req.internal,
             mtu,
             host_interface,
-            host_mac: entropy.mac(),
+            host_mac: mint.mac(),
             domain,
             options: opts.given,
             parent: req.parent.clone(),
@@ -681,12 +584,12 @@ impl State {
         network: &str,
         ip: Option<&str>,
         mac: Option<&str>,
-        entropy: &mut dyn Entropy,
+        mint: &mut dyn Mint,
     ) -> Result<Endpoint, ApiError> {
         let requested_ip = ip.map(|s| parse_ip("IP address", s)).transpose()?;
         let mac = match mac {
-            Some(m) => m.parse::<Mac>()?,
-            None => entropy.mac(),
+            Some(m) => mac::parse_interface_mac(m).map_err(|e| bad(e.to_string()))?,
+            None => mint.mac(),
         };
         let net = self.network(network)?;
         if let Some((holder, _)) = self.attached(network).find(|(_, e)| e.mac == mac) {
@@ -705,7 +608,7 @@ impl State {
             .find(|n| !existing.iter().any(|e| &e.interface == n))
             .expect("an unused ethN exists");
         let id = loop {
-            let id = entropy.id();
+            let id = mint.id();
             if self.host_interface_in_use(&veth_name(&id)).is_none() {
                 break id;
             }
@@ -729,9 +632,9 @@ impl State {
     pub fn create_container(
         &mut self,
         req: &ContainerCreate,
-        entropy: &mut dyn Entropy,
+        mint: &mut dyn Mint,
     ) -> Result<&Container, ApiError> {
-        self.create_container_with(req, &PublishContext::default(), entropy)
+        self.create_container_with(req, &PublishContext::default(), mint)
     }
 
     /// `container create` with `-p`/`-P` resolved against the daemon's uplink and port range.
@@ -739,7 +642,7 @@ impl State {
         &mut self,
         req: &ContainerCreate,
         ctx: &PublishContext,
-        entropy: &mut dyn Entropy,
+        mint: &mut dyn Mint,
     ) -> Result<&Container, ApiError> {
         validate_name("container", &req.name)?;
         if self.containers.contains_key(&req.name) {
@@ -765,7 +668,7 @@ impl State {
             },
         };
         if mode != NetworkMode::Bridge {
-            return self.create_special(req, mode, entropy);
+            return self.create_special(req, mode, mint);
         }
         let mut exposed = Vec::new();
         for spec in &req.expose {
@@ -830,12 +733,12 @@ impl State {
             &req.network,
             req.ip.as_deref(),
             req.mac.as_deref(),
-            entropy,
+            mint,
         )?;
         let container = Container {
-            id: entropy.id(),
+            id: mint.id(),
             name: req.name.clone(),
-            created: now_rfc3339(),
+            created: mint.created(),
             endpoints: vec![endpoint],
             exposed,
             links,
@@ -870,7 +773,7 @@ impl State {
         &mut self,
         req: &ContainerCreate,
         mode: NetworkMode,
-        entropy: &mut dyn Entropy,
+        mint: &mut dyn Mint,
     ) -> Result<&Container, ApiError> {
         let what = mode.docker_name();
         if !req.publish.is_empty() || req.publish_all {
@@ -896,9 +799,9 @@ impl State {
         exposed.sort();
         exposed.dedup();
         let container = Container {
-            id: entropy.id(),
+            id: mint.id(),
             name: req.name.clone(),
-            created: now_rfc3339(),
+            created: mint.created(),
             endpoints: Vec::new(),
             exposed,
             links: Vec::new(),
@@ -922,7 +825,7 @@ impl State {
         ifname: &str,
         ip: Option<&str>,
         mac: Option<&str>,
-        entropy: &mut dyn Entropy,
+        mint: &mut dyn Mint,
     ) -> Result<(Container, Endpoint), ApiError> {
         validate_ifname(ifname)?;
         self.network(network)?;
@@ -953,15 +856,15 @@ impl State {
             .as_ref()
             .map(|c| c.endpoints.clone())
             .unwrap_or_default();
-        let mut endpoint = self.new_endpoint(name, &endpoints, network, ip, mac, entropy)?;
+        let mut endpoint = self.new_endpoint(name, &endpoints, network, ip, mac, mint)?;
         endpoint.interface = ifname.to_string();
         let c = self
             .containers
             .entry(name.to_string())
             .or_insert_with(|| Container {
-                id: entropy.id(),
+                id: mint.id(),
                 name: name.to_string(),
-                created: now_rfc3339(),
+                created: mint.created(),
                 endpoints: Vec::new(),
                 exposed: Vec::new(),
                 links: Vec::new(),
@@ -1060,7 +963,7 @@ impl State {
         network: &str,
         container: &str,
         ip: Option<&str>,
-        entropy: &mut dyn Entropy,
+        mint: &mut dyn Mint,
     ) -> Result<Endpoint, ApiError> {
         self.network(network)?;
         let c = self.container(container)?;
@@ -1076,7 +979,7 @@ impl State {
                 "container '{container}' is already connected to network '{network}'"
             )));
         }
-        let endpoint = self.new_endpoint(container, &existing, network, ip, None, entropy)?;
+        let endpoint = self.new_endpoint(container, &existing, network, ip, None, mint)?;
         self.containers
             .get_mut(container)
             .expect("checked above")

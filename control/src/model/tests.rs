@@ -4,15 +4,19 @@
 use super::*;
 use crate::api::ErrorKind;
 
-/// Deterministic entropy: a counter spread over the buffer.
+/// Deterministic minting: a counter spread over the buffer, and a fixed time.
 pub struct Counter(pub u64);
 
-impl Entropy for Counter {
+impl Mint for Counter {
     fn fill(&mut self, buf: &mut [u8]) {
         self.0 += 1;
         for (i, b) in buf.iter_mut().enumerate() {
             *b = (self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> ((i % 8) * 8)) as u8 ^ i as u8;
         }
+    }
+
+    fn now(&mut self) -> std::time::Duration {
+        std::time::Duration::new(1_700_000_000, 123)
     }
 }
 
@@ -188,7 +192,7 @@ fn inspect_shows_dockers_view() {
 
 #[test]
 fn rfc3339_timestamps() {
-    let t = now_rfc3339();
+    let t = Counter(0).created();
     assert_eq!(t.len(), 30, "{t}");
     assert!(
         t.starts_with("20") && t.ends_with('Z') && &t[10..11] == "T",

@@ -19,7 +19,8 @@ use std::mem;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use super::link::fmt_mac;
+use dataplane::MacAddr;
+
 use super::{os, NetNs, NetnsError, Result};
 
 /// Ethernet minimum frame size without FCS; shorter frames are padded.
@@ -30,17 +31,17 @@ const ARPHRD_ETHER: u16 = 1;
 const ARPOP_REQUEST: u16 = 1;
 
 /// The gratuitous ARP request announcing `ip` at `mac`, padded to 60 bytes.
-pub(crate) fn garp_frame(mac: [u8; 6], ip: Ipv4Addr) -> [u8; MIN_FRAME] {
+pub(crate) fn garp_frame(mac: MacAddr, ip: Ipv4Addr) -> [u8; MIN_FRAME] {
     let mut f = [0u8; MIN_FRAME];
     f[0..6].copy_from_slice(&[0xff; 6]); // Ethernet destination: broadcast
-    f[6..12].copy_from_slice(&mac); // Ethernet source
+    f[6..12].copy_from_slice(&mac.0); // Ethernet source
     f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
     f[14..16].copy_from_slice(&ARPHRD_ETHER.to_be_bytes()); // hardware type
     f[16..18].copy_from_slice(&ETH_P_IP.to_be_bytes()); // protocol type
     f[18] = 6; // hardware address length
     f[19] = 4; // protocol address length
     f[20..22].copy_from_slice(&ARPOP_REQUEST.to_be_bytes());
-    f[22..28].copy_from_slice(&mac); // sender hardware address
+    f[22..28].copy_from_slice(&mac.0); // sender hardware address
     f[28..32].copy_from_slice(&ip.octets()); // sender protocol address
                                              // f[32..38]: target hardware address, all zero (unknown)
     f[38..42].copy_from_slice(&ip.octets()); // target protocol address = sender's
@@ -48,13 +49,8 @@ pub(crate) fn garp_frame(mac: [u8; 6], ip: Ipv4Addr) -> [u8; MIN_FRAME] {
 }
 
 /// Sends one gratuitous ARP request for `ip` at `mac` out of `ifname` in `ns`.
-pub fn send_gratuitous_arp(ns: &NetNs, ifname: &str, mac: [u8; 6], ip: Ipv4Addr) -> Result<()> {
-    let op = || {
-        format!(
-            "sending gratuitous ARP for {ip} at {} on '{ifname}' in {ns}",
-            fmt_mac(mac)
-        )
-    };
+pub fn send_gratuitous_arp(ns: &NetNs, ifname: &str, mac: MacAddr, ip: Ipv4Addr) -> Result<()> {
+    let op = || format!("sending gratuitous ARP for {ip} at {mac} on '{ifname}' in {ns}");
     let frame = garp_frame(mac, ip);
     ns.run_in(|| {
         let cname = CString::new(ifname).map_err(|_| NetnsError::InvalidArgument {

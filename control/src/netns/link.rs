@@ -17,6 +17,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 
+use dataplane::MacAddr;
 use netlink_packet_core::{
     NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_ACK_TLVS,
     NLM_F_CAPPED, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REPLACE,
@@ -49,7 +50,7 @@ pub struct LinkInfo {
     /// The rtnetlink kind ("veth", "tun", "bridge", ...); `None` for plain
     /// devices such as `lo` or physical NICs.
     pub kind: Option<String>,
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
     pub mtu: u32,
     /// Administratively up (IFF_UP).
     pub up: bool,
@@ -220,10 +221,10 @@ impl Netlink {
     }
 
     /// `ip link set NAME address MAC`.
-    pub fn set_mac(&self, name: &str, mac: [u8; 6]) -> Result<()> {
-        let op = || format!("setting MAC address of '{name}' to {}", fmt_mac(mac));
+    pub fn set_mac(&self, name: &str, mac: MacAddr) -> Result<()> {
+        let op = || format!("setting MAC address of '{name}' to {mac}");
         self.set_link(name, &op, |m| {
-            m.attributes.push(LinkAttribute::Address(mac.to_vec()))
+            m.attributes.push(LinkAttribute::Address(mac.0.to_vec()))
         })
     }
 
@@ -497,7 +498,7 @@ fn link_info(msg: LinkMessage) -> LinkInfo {
         match attr {
             LinkAttribute::IfName(name) => info.name = name,
             LinkAttribute::Mtu(mtu) => info.mtu = mtu,
-            LinkAttribute::Address(mac) => info.mac = mac.as_slice().try_into().ok(),
+            LinkAttribute::Address(mac) => info.mac = mac.as_slice().try_into().ok().map(MacAddr),
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
                     if let NlLinkInfo::Kind(kind) = i {
@@ -509,11 +510,4 @@ fn link_info(msg: LinkMessage) -> LinkInfo {
         }
     }
     info
-}
-
-pub(crate) fn fmt_mac(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }

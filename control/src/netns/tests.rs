@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::*;
+use dataplane::MacAddr;
 
 /// These tests need root, as CI has: fail loudly rather than pass without testing anything.
 fn assert_root() {
@@ -309,7 +310,7 @@ fn netlink_in_fresh_namespaces() {
         .unwrap_err();
     assert!(matches!(err, NetnsError::InvalidArgument { .. }), "{err}");
 
-    let mac = [0x02, 0x00, 0x5e, 0x00, 0x53, 0x01];
+    let mac = MacAddr([0x02, 0x00, 0x5e, 0x00, 0x53, 0x01]);
     nl.set_mac("a0", mac).unwrap();
     nl.set_mtu("a0", 1400).unwrap();
     nl.set_up("a0").unwrap();
@@ -471,7 +472,7 @@ fn gratuitous_arp_is_seen_by_the_peer() {
     Netlink::in_ns(&b.ns).unwrap().set_up("b0").unwrap();
     let cap = arp_capture(&b.ns, "b0");
 
-    let mac = [0x02, 0x00, 0x5e, 0x00, 0x53, 0x42];
+    let mac = MacAddr([0x02, 0x00, 0x5e, 0x00, 0x53, 0x42]);
     let ip = Ipv4Addr::new(192, 0, 2, 42);
     send_gratuitous_arp(&a.ns, "a0", mac, ip).unwrap();
 
@@ -491,13 +492,13 @@ fn gratuitous_arp_is_seen_by_the_peer() {
     };
     assert_eq!(frame.len(), 60, "padded to the Ethernet minimum");
     assert_eq!(frame[0..6], [0xff; 6], "broadcast destination");
-    assert_eq!(frame[6..12], mac, "Ethernet source");
+    assert_eq!(frame[6..12], mac.0, "Ethernet source");
     assert_eq!(frame[12..14], [0x08, 0x06], "ethertype ARP");
     assert_eq!(frame[14..16], [0, 1], "htype Ethernet");
     assert_eq!(frame[16..18], [0x08, 0x00], "ptype IPv4");
     assert_eq!((frame[18], frame[19]), (6, 4), "address lengths");
     assert_eq!(frame[20..22], [0, 1], "ARP request");
-    assert_eq!(frame[22..28], mac, "sender MAC");
+    assert_eq!(frame[22..28], mac.0, "sender MAC");
     assert_eq!(frame[28..32], ip.octets(), "sender IP");
     assert_eq!(frame[32..38], [0; 6], "target MAC unknown");
     assert_eq!(frame[38..42], ip.octets(), "target IP = sender IP");

@@ -22,7 +22,7 @@ fn ep(network: &str, interface: &str, address: &str, mac: &str, veth: &str) -> E
         interface: interface.into(),
         ip: ip.parse().unwrap(),
         prefix: Some(prefix.parse().unwrap()),
-        mac: mac.parse::<crate::model::Mac>().unwrap().0,
+        mac: crate::model::mac::parse_interface_mac(mac).unwrap().0,
         host_interface: veth.into(),
     }
 }

@@ -12,7 +12,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{State, STATE_FORMAT};
+use crate::model::{State, STATE_FORMAT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
