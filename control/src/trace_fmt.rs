@@ -210,6 +210,12 @@ fn step_view(s: &Step, ingress: &str, names: &Names, later_egress: &[String]) ->
                 reason.explain()
             ),
         ),
+        Step::Passed { stage } => v(
+            stage.name(),
+            "pass",
+            "pass".into(),
+            format!("The {stage} stage lets it pass."),
+        ),
         Step::SpoofChecked => v(
             "anti-spoof",
             "pass",

@@ -100,9 +100,9 @@ impl Engine {
     ) {
         let now = self.tables.now_ms;
         match action {
-            NatAction::Pass => unreachable!("handled by the caller"),
+            // `Nat::run` turns these into verdicts (a drop is counted by the stage wrapper).
+            NatAction::Pass | NatAction::Drop(_) => unreachable!("not a Verdict::Handled"),
             NatAction::Consumed => {}
-            NatAction::Drop(reason) => count_drop(&mut self.ports, ingress, reason),
             NatAction::Answer(answer) => {
                 let Some(uplink) = self.tables.nat.uplink().copied() else {
                     return;

@@ -1,15 +1,35 @@
-//! The pipeline: runs each received frame through the stages, traces and captures it, counts its
-//! drops and queues it for egress; and the what-if trace, which runs the same code dry.
+//! The pipeline: a received frame through the stages, and the what-if trace, which runs the same
+//! code dry.
+//!
+//! `process_frame` counts the frame, offers it to captures and decides whether it is traced;
+//! `Run::frame` lets `ingress` make its view, runs `stage::PerFrame` until a stage decides, and
+//! carries the decision out: the one port of a forward or each port of a flood, each copy through
+//! `stage::PerEgress`, then out; a NAT action is applied to the frame by `Engine::apply_nat`.
+//!
+//! Every stage is called through `Run::call`, the one wrapper: it skips a stage that does not
+//! apply to the batch, runs it, records its `Step` (and a drop) when the packet is traced, counts
+//! a drop on the ingress port and applies the table changes the stage asked for. Nothing here
+//! knows what a particular stage decides.
+//!
+//! `TRACE` is a compile-time switch: batches that cannot be traced run `process_frame::<false>`,
+//! where every tracing branch is compiled away (criterion: the armed-capable build cost 40% more
+//! per packet when the decision was a runtime flag only). With `dry` (a what-if trace) nothing is
+//! counted, learned, translated or sent: the decisions are only recorded.
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::time::Instant;
 
 use super::{nat, AddressConflict, Engine, EngineError, PortSlot, TxQueue, MAX_CONFLICTS};
-use crate::port::{RxBatch, FRAME_CAPACITY};
-use crate::stage::StageId;
+use crate::port::{RxBatch, RxMeta, FRAME_CAPACITY};
+use crate::stage::nat::NatAction;
 use crate::stage::{
-    anti_spoof, conflict, icc, ingress, isolation, l2_fwd, l2_learn, nat as nat_stage, DropReason,
-    Effects, Tables, Verdict,
+    ingress, CallStage, DropReason, Effects, PacketView, PerEgress, PerFrame, Stage, StageId,
+    StageSet, Stages, TableUpdates, Tables, Verdict,
 };
-use crate::table::{LearnAction, PortRole};
-use crate::trace::{CtStep, Flow, Step, TraceRecord};
+use crate::table::LearnAction;
+use crate::trace::{Capture, Step, TraceRecord};
+use crate::wire::headers::L3;
 use crate::{DomainId, PortId};
 
 impl Engine {
@@ -57,15 +77,7 @@ impl Engine {
         self.flush();
     }
 
-    /// Runs frame `i` of the receive batch through the stages and queues it for egress.
-    /// Runs frame `i` of the receive batch through the stages and queues it for egress. This is
-    /// the one place stages are called, and so the one place they are traced: when `traced`, every
-    /// decision is also written as a `Step` into the scratch record. With `dry` (a what-if trace)
-    /// nothing is counted, learned, translated or sent: the decisions are only recorded.
-    ///
-    /// `TRACE` is a compile-time switch: batches that cannot be traced run `process_frame::<false>`,
-    /// where every tracing branch is compiled away (criterion: the armed-capable build cost 40%
-    /// more per packet when the decision was a runtime flag only).
+    /// Runs frame `i` of the receive batch through the pipeline (see the module documentation).
     fn process_frame<const TRACE: bool>(
         &mut self,
         ingress_port: PortId,
@@ -85,225 +97,72 @@ impl Engine {
             counters.rx_bytes += meta.len as u64;
             counters.rx_gso += meta.vnet.is_gso() as u64;
         }
+        let frame = &self.rx.frame(i)[..meta.len.min(FRAME_CAPACITY)];
         if TRACE && !dry {
             for (_, c) in self.captures.iter_mut() {
                 if c.covers_ingress(ingress_port, domain) {
                     let ts = self.epoch_ns + self.start.elapsed().as_nanos() as u64;
-                    c.offer(&self.rx.frame(i)[..meta.len.min(FRAME_CAPACITY)], ts);
+                    c.offer(frame, ts);
                 }
             }
         }
         let traced = TRACE
             && (dry || checks.trace)
-            && (dry
-                || self.tracer.take(
-                    ingress_port,
-                    domain,
-                    &self.rx.frame(i)[..meta.len.min(FRAME_CAPACITY)],
-                ));
+            && (dry || self.tracer.take(ingress_port, domain, frame));
         if traced {
             let now = self.start.elapsed().as_nanos() as u64;
             self.scratch
                 .start(ingress_port, domain, self.rx.frame(i), now);
             self.scratch.what_if = dry;
         }
-        macro_rules! step {
-            ($s:expr) => {
-                if traced {
-                    self.scratch.push($s);
-                }
-            };
-        }
-        macro_rules! dropped {
-            ($stage:expr, $reason:expr) => {{
-                step!(Step::Dropped {
-                    stage: $stage,
-                    reason: $reason
-                });
-                if !dry {
-                    count_drop(&mut self.ports, ingress_port, $reason);
-                }
-            }};
-        }
-        macro_rules! out {
-            ($port:expr) => {{
-                step!(Step::Egress { port: $port });
-                if !dry {
-                    if TRACE {
-                        for (_, c) in self.captures.iter_mut() {
-                            if c.covers_egress($port) {
-                                let ts = self.epoch_ns + self.start.elapsed().as_nanos() as u64;
-                                c.offer(&self.rx.frame(i)[..meta.len.min(FRAME_CAPACITY)], ts);
-                            }
-                        }
-                    }
-                    enqueue(&mut self.tx, &mut self.touched, $port, i);
-                }
-            }};
-        }
-
-        let view = match ingress::run(self.rx.frame(i), &meta, ingress_port, domain, checks.l3()) {
-            Ok(view) => view,
-            Err(reason) => {
-                dropped!(StageId::Ingress, reason);
-                return self.finish_trace(traced, dry);
-            }
-        };
-        step!(Step::Parsed {
-            src: view.src,
-            dst: view.dst,
-            vlan: view.vlan,
-            ethertype: view.ethertype,
-            len: meta.len as u32,
-        });
-        // One egress port: icc decides on closed networks, then out.
-        macro_rules! deliver {
-            ($port:expr) => {{
-                let port = $port;
-                match checks.icc.then(|| icc::decide(&view, &self.tables, port)) {
-                    Some(Err(r)) => {
-                        step!(Step::IccDenied { egress: port });
-                        dropped!(StageId::Icc, r)
-                    }
-                    Some(Ok(rule)) => {
-                        step!(Step::IccAllowed { egress: port, rule });
-                        out!(port)
-                    }
-                    None => out!(port),
-                }
-            }};
-        }
-
-        let mut effects = Effects::default();
-        let mut verdict = Verdict::Continue;
-        if checks.anti_spoof {
-            verdict = anti_spoof::run(&view, &self.tables);
-            if let Verdict::Drop(r) = verdict {
-                dropped!(StageId::AntiSpoof, r);
-                return self.finish_trace(traced, dry);
-            }
-            step!(Step::SpoofChecked);
-        }
-        if checks.isolation && verdict == Verdict::Continue {
-            verdict = isolation::run(&view, &self.tables);
-            if let Verdict::Drop(r) = verdict {
-                dropped!(StageId::Isolation, r);
-                return self.finish_trace(traced, dry);
-            }
-            step!(Step::IsolationChecked);
-        }
-        if checks.conflict && verdict == Verdict::Continue {
-            verdict = conflict::run(&view, &self.tables, &mut effects);
-            if let Verdict::Drop(r) = verdict {
-                if let (Some((ip, mac)), false) = (effects.conflict, dry) {
-                    if self.conflicts.len() == MAX_CONFLICTS {
-                        self.conflicts.pop_front();
-                    }
-                    self.conflicts.push_back(AddressConflict {
-                        ip,
-                        mac,
-                        port: ingress_port,
-                        at_ms: self.tables.now_ms,
-                    });
-                }
-                dropped!(StageId::Conflict, r);
-                return self.finish_trace(traced, dry);
-            }
-        }
-        if checks.nat && verdict == Verdict::Continue {
-            let mut fx = nat_stage::NatEffects::default();
-            let action = nat_stage::run(&view, &self.tables, &mut fx);
-            let (l3_offset, l3) = (view.l3_offset, view.l3);
-            if traced {
-                let st = nat_trace_steps(&view, &self.tables, &action);
-                for s in st.into_iter().flatten() {
-                    self.scratch.push(s);
-                }
-            }
-            if !dry {
-                if let Some((ip, mac)) = fx.neighbor {
-                    self.tables.nat.learn_neighbor(ip, mac);
-                }
-                if let Some(ip) = fx.resolve {
-                    nat::want_arp(&mut self.arp_wanted, ip);
-                }
-            }
-            if action != nat_stage::NatAction::Pass {
-                if !dry {
-                    self.apply_nat(action, ingress_port, i, l3_offset, l3, meta);
-                }
-                return self.finish_trace(traced, dry);
-            }
-        }
-        if verdict == Verdict::Continue {
-            verdict = l2_learn::run(&view, &self.tables, &mut effects);
-            if let Verdict::Drop(r) = verdict {
-                dropped!(StageId::L2Learn, r);
-                return self.finish_trace(traced, dry);
-            } else {
-                step!(Step::Learned {
-                    mac: view.src,
-                    action: effects.learn.map_or(LearnAction::None, |l| l.action),
-                });
-            }
-            if let Some(learn) = effects.learn.filter(|_| !dry) {
-                debug_assert!(learn.action != LearnAction::None);
-                self.tables.cam.learn(
-                    learn.domain,
-                    learn.vlan,
-                    learn.mac,
-                    learn.port,
-                    self.tables.now_ms,
-                );
-            }
-        }
-        if verdict == Verdict::Continue {
-            verdict = l2_fwd::run(&view, &self.tables, &mut effects);
-        }
-        match verdict {
-            Verdict::Forward(port) => {
-                step!(Step::Hit {
-                    mac: view.dst,
-                    port
-                });
-                deliver!(port);
-            }
-            Verdict::Flood => {
-                let members: &[PortId] = self
-                    .domains
-                    .get(domain.0 as usize)
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[]);
-                let others = members.iter().filter(|&&p| p != ingress_port).count();
-                step!(Step::Flooded {
-                    unknown: !view.dst.is_multicast(),
-                    ports: others as u16,
-                });
-                for &port in members {
-                    if port == ingress_port {
-                        continue;
-                    }
-                    deliver!(port);
-                }
-                if others == 0 {
-                    dropped!(StageId::Flood, DropReason::NoEgress);
-                }
-            }
-            Verdict::Drop(reason) => dropped!(reason.stage(), reason),
-            Verdict::Continue => unreachable!("the last stage always decides"),
+        let (mut run, rx) = self.frame_run::<TRACE>(ingress_port, i, checks.stages, traced, dry);
+        if let Some((action, l3_offset, l3)) = run.frame(rx.frame(i), &meta, domain, checks.l3()) {
+            self.apply_nat(action, ingress_port, i, l3_offset, l3, meta);
         }
         self.finish_trace(traced, dry)
     }
 
+    /// The frame in slot `slot` on its way from `ingress`, and the receive area that holds it.
+    #[inline(always)]
+    fn frame_run<const TRACE: bool>(
+        &mut self,
+        ingress: PortId,
+        slot: usize,
+        stages: StageSet,
+        traced: bool,
+        dry: bool,
+    ) -> (Run<'_, TRACE>, &RxBatch) {
+        let run = Run {
+            tables: &mut self.tables,
+            ports: &mut self.ports,
+            domains: &self.domains,
+            tx: &mut self.tx,
+            touched: &mut self.touched,
+            captures: &mut self.captures,
+            conflicts: &mut self.conflicts,
+            arp_wanted: &mut self.arp_wanted,
+            record: &mut self.scratch,
+            start: self.start,
+            epoch_ns: self.epoch_ns,
+            ingress,
+            slot,
+            stages,
+            traced,
+            dry,
+        };
+        (run, &self.rx)
+    }
+
     /// Which stages apply to frames from `port` in `domain` (one decision per batch).
     fn checks(&self, port: PortId, domain: DomainId) -> Checks {
-        let role = self.tables.policy.role(port);
         Checks {
-            anti_spoof: matches!(role, PortRole::Container(_)),
-            isolation: matches!(role, PortRole::Host),
-            conflict: matches!(role, PortRole::Parent),
-            icc: self.tables.policy.icc_closed(domain),
-            nat: nat_stage::applies(&self.tables, role),
+            stages: StageSet::of::<PerFrame>(&self.tables, port, domain).union(StageSet::of::<
+                PerEgress,
+            >(
+                &self.tables,
+                port,
+                domain,
+            )),
             trace: self.tracer.armed_for(port, domain) || !self.captures.is_empty(),
         }
     }
@@ -316,85 +175,210 @@ impl Engine {
     }
 }
 
-/// The steps of a `nat` decision, for traces.
-fn nat_trace_steps(
-    view: &crate::stage::PacketView<'_>,
-    tables: &Tables,
-    action: &nat_stage::NatAction,
-) -> [Option<Step>; 2] {
-    use nat_stage::{CtChange, NatAction};
-    match *action {
-        NatAction::Pass => [None, None],
-        NatAction::Drop(reason) => [
-            Some(Step::Dropped {
-                stage: StageId::Nat,
-                reason,
-            }),
-            None,
-        ],
-        NatAction::Consumed => [Some(Step::Consumed), None],
-        NatAction::Answer(a) => [
-            Some(Step::Answered(a)),
-            Some(Step::Egress { port: view.ingress }),
-        ],
-        NatAction::Translate {
-            rewrite,
-            port,
-            change,
-            ..
-        } => {
-            let from = view
-                .ipv4()
-                .map(|ip| {
-                    let (sport, dport) = ip.ports.unwrap_or((0, 0));
-                    Flow {
-                        src: ip.src,
-                        sport,
-                        dst: ip.dst,
-                        dport,
-                    }
-                })
-                .unwrap_or(Flow {
-                    src: std::net::Ipv4Addr::UNSPECIFIED,
-                    sport: 0,
-                    dst: std::net::Ipv4Addr::UNSPECIFIED,
-                    dport: 0,
-                });
-            let (kind, ct) = match change {
-                CtChange::Insert(f) => (Some(f.kind), CtStep::Created),
-                CtChange::Update { id, dir, .. } => {
-                    (Some(tables.conntrack.get(id).kind), CtStep::Matched(dir))
-                }
-                CtChange::None => (None, CtStep::Related),
-            };
-            [
-                Some(Step::Translated {
-                    kind,
-                    ct,
-                    from,
-                    to: from.rewritten(&rewrite),
-                }),
-                Some(Step::Egress { port }),
-            ]
-        }
-    }
-}
-
 /// The stages that apply to a batch, and whether it may be traced (see `process_received`).
 #[derive(Clone, Copy)]
 struct Checks {
-    anti_spoof: bool,
-    isolation: bool,
-    conflict: bool,
-    icc: bool,
-    nat: bool,
+    stages: StageSet,
     trace: bool,
 }
 
 impl Checks {
     /// Whether a stage of the batch reads L3/L4 fields, so `ingress` parses them.
     fn l3(&self) -> bool {
-        self.anti_spoof || self.isolation || self.conflict || self.icc || self.nat || self.trace
+        self.stages.reads_l3() || self.trace
+    }
+}
+
+/// One frame's way through the pipeline: the parts of the engine it touches, borrowed apart from
+/// the receive area that holds the frame (which the packet view borrows meanwhile).
+struct Run<'e, const TRACE: bool> {
+    tables: &'e mut Tables,
+    ports: &'e mut [Option<PortSlot>],
+    /// The flood lists, by `DomainId`.
+    domains: &'e [Vec<PortId>],
+    tx: &'e mut [TxQueue],
+    touched: &'e mut Vec<PortId>,
+    captures: &'e mut [(u32, Capture)],
+    conflicts: &'e mut VecDeque<AddressConflict>,
+    arp_wanted: &'e mut Vec<Ipv4Addr>,
+    /// The trace record of this frame (written only when `traced`).
+    record: &'e mut TraceRecord,
+    /// The engine's start and its Unix time, for capture timestamps.
+    start: Instant,
+    epoch_ns: u64,
+    ingress: PortId,
+    /// The frame's receive slot.
+    slot: usize,
+    stages: StageSet,
+    traced: bool,
+    dry: bool,
+}
+
+impl<const TRACE: bool> Run<'_, TRACE> {
+    /// Decides and carries out everything but a NAT action, which it returns (with where the
+    /// frame's L3 header is and what `ingress` parsed of it) for `Engine::apply_nat`.
+    #[inline(always)]
+    fn frame(
+        &mut self,
+        frame: &[u8],
+        meta: &RxMeta,
+        domain: DomainId,
+        parse_l3: bool,
+    ) -> Option<(NatAction, usize, L3)> {
+        let view = match ingress::run(frame, meta, self.ingress, domain, parse_l3) {
+            Ok(view) => view,
+            Err(reason) => {
+                self.dropped(StageId::Ingress, reason);
+                return None;
+            }
+        };
+        self.step(Step::Parsed {
+            src: view.src,
+            dst: view.dst,
+            vlan: view.vlan,
+            ethertype: view.ethertype,
+            len: meta.len as u32,
+        });
+        let mut effects = Effects::default();
+        match PerFrame::run(self, &view, &mut effects) {
+            Verdict::Forward(port) => self.deliver(&view, &mut effects, frame, port),
+            Verdict::Flood => self.flood(&view, &mut effects, frame),
+            // Recorded and counted by `call`.
+            Verdict::Drop(_) => {}
+            Verdict::Handled => {
+                let action = effects.take_nat()?;
+                if let Some(port) = action.egress(view.ingress) {
+                    self.step(Step::Egress { port });
+                }
+                return (!self.dry).then_some((action, view.l3_offset, view.l3));
+            }
+            Verdict::Continue => unreachable!("the last stage always decides"),
+        }
+        None
+    }
+
+    /// One copy toward `port`: through the per-egress stages, then out.
+    #[inline(always)]
+    fn deliver(
+        &mut self,
+        view: &PacketView<'_>,
+        effects: &mut Effects,
+        frame: &[u8],
+        port: PortId,
+    ) {
+        effects.set_egress(port);
+        if PerEgress::run(self, view, effects) == Verdict::Continue {
+            self.out(frame, port);
+        }
+    }
+
+    /// A copy to every other port of the frame's bridge domain.
+    fn flood(&mut self, view: &PacketView<'_>, effects: &mut Effects, frame: &[u8]) {
+        let domains = self.domains;
+        let members: &[PortId] = domains
+            .get(view.domain.0 as usize)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let others = members.iter().filter(|&&p| p != self.ingress).count();
+        self.step(Step::Flooded {
+            unknown: !view.dst.is_multicast(),
+            ports: others as u16,
+        });
+        for &port in members {
+            if port != self.ingress {
+                self.deliver(view, effects, frame, port);
+            }
+        }
+        if others == 0 {
+            self.dropped(StageId::Flood, DropReason::NoEgress);
+        }
+    }
+
+    #[inline(always)]
+    fn out(&mut self, frame: &[u8], port: PortId) {
+        self.step(Step::Egress { port });
+        if self.dry {
+            return;
+        }
+        if TRACE {
+            for (_, c) in self.captures.iter_mut() {
+                if c.covers_egress(port) {
+                    let ts = self.epoch_ns + self.start.elapsed().as_nanos() as u64;
+                    c.offer(frame, ts);
+                }
+            }
+        }
+        enqueue(self.tx, self.touched, port, self.slot);
+    }
+
+    #[inline(always)]
+    fn step(&mut self, step: Step) {
+        if TRACE && self.traced {
+            self.record.push(step);
+        }
+    }
+
+    /// A drop: traced, and counted on the ingress port.
+    #[inline(always)]
+    fn dropped(&mut self, stage: StageId, reason: DropReason) {
+        self.step(Step::Dropped { stage, reason });
+        if !self.dry {
+            count_drop(self.ports, self.ingress, reason);
+        }
+    }
+
+    /// The table changes a stage asked for.
+    fn apply(&mut self, updates: TableUpdates) {
+        let now_ms = self.tables.now_ms;
+        if let Some(learn) = updates.learn {
+            debug_assert!(learn.action != LearnAction::None);
+            self.tables
+                .cam
+                .learn(learn.domain, learn.vlan, learn.mac, learn.port, now_ms);
+        }
+        if let Some((ip, mac)) = updates.conflict {
+            if self.conflicts.len() == MAX_CONFLICTS {
+                self.conflicts.pop_front();
+            }
+            self.conflicts.push_back(AddressConflict {
+                ip,
+                mac,
+                port: self.ingress,
+                at_ms: now_ms,
+            });
+        }
+        if let Some((ip, mac)) = updates.neighbor {
+            self.tables.nat.learn_neighbor(ip, mac);
+        }
+        if let Some(ip) = updates.resolve {
+            nat::want_arp(self.arp_wanted, ip);
+        }
+    }
+}
+
+impl<const TRACE: bool> CallStage for Run<'_, TRACE> {
+    /// The one wrapper around every stage call.
+    #[inline(always)]
+    fn call<S: Stage>(&mut self, view: &PacketView<'_>, effects: &mut Effects) -> Verdict {
+        if !self.stages.contains(S::ID) {
+            return Verdict::Continue;
+        }
+        let verdict = S::run(view, self.tables, effects);
+        if TRACE && self.traced {
+            if let Some(step) = S::trace(view, self.tables, verdict, effects) {
+                self.record.push(step);
+            }
+        }
+        if let Verdict::Drop(reason) = verdict {
+            self.dropped(S::ID, reason);
+        }
+        if effects.pending() {
+            let updates = effects.take_updates();
+            if !self.dry {
+                self.apply(updates);
+            }
+        }
+        verdict
     }
 }
 
@@ -412,5 +396,149 @@ pub(super) fn enqueue(tx: &mut [TxQueue], touched: &mut Vec<PortId>, port: PortI
 pub(super) fn count_drop(ports: &mut [Option<PortSlot>], port: PortId, reason: DropReason) {
     if let Some(slot) = ports.get_mut(port.0 as usize).and_then(|s| s.as_mut()) {
         slot.counters.drop(reason, 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The wrapper with a stage of its own: what every stage gets from `Run::call`.
+
+    use super::*;
+    use crate::port::MemoryPort;
+    use crate::stage::LearnEffect;
+    use crate::table::LearnAction;
+    use crate::{MacAddr, VlanId};
+
+    /// Drops broadcasts; asks to learn the source of anything else. Says nothing of its own in a
+    /// trace, so it gets the default `Passed`.
+    struct Probe;
+
+    impl Stage for Probe {
+        const ID: StageId = StageId::Isolation;
+        const READS_L3: bool = false;
+
+        fn run(view: &PacketView<'_>, _: &Tables, effects: &mut Effects) -> Verdict {
+            if view.dst.is_broadcast() {
+                return Verdict::Drop(DropReason::Isolation);
+            }
+            effects.set_learn(LearnEffect {
+                action: LearnAction::New,
+                domain: view.domain,
+                vlan: view.vlan,
+                mac: view.src,
+                port: view.ingress,
+            });
+            Verdict::Continue
+        }
+    }
+
+    const SRC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
+
+    fn frame(dst: MacAddr) -> Vec<u8> {
+        let mut f = dst.as_bytes().to_vec();
+        f.extend_from_slice(SRC.as_bytes());
+        f.extend_from_slice(&[0x08, 0x06]);
+        f.resize(60, 0);
+        f
+    }
+
+    /// Calls `Probe` on `frame` through the wrapper as the pipeline would, for port 0.
+    fn call(e: &mut Engine, frame: &[u8], applies: bool, traced: bool, dry: bool) -> Verdict {
+        let (p, _h) = MemoryPort::new("a", false);
+        if e.ports.is_empty() {
+            e.add_port(Box::new(p), DomainId(0)).unwrap();
+        }
+        let mut stages = StageSet::default();
+        if applies {
+            stages.insert(StageId::Isolation, false);
+        }
+        e.scratch.start(PortId(0), DomainId(0), frame, 0);
+        let (mut run, _) = e.frame_run::<true>(PortId(0), 0, stages, traced, dry);
+        let meta = RxMeta {
+            len: frame.len(),
+            ..RxMeta::default()
+        };
+        let view = ingress::run(frame, &meta, PortId(0), DomainId(0), false).unwrap();
+        run.call::<Probe>(&view, &mut Effects::default())
+    }
+
+    fn drops(e: &Engine) -> u64 {
+        e.ports[0]
+            .as_ref()
+            .unwrap()
+            .counters
+            .dropped(DropReason::Isolation)
+    }
+
+    fn learned(e: &Engine) -> bool {
+        e.tables.cam.lookup(DomainId(0), VlanId(0), SRC).is_some()
+    }
+
+    #[test]
+    fn a_drop_is_traced_and_counted_on_the_ingress_port() {
+        let (mut e, _) = Engine::new(Default::default()).unwrap();
+        let v = call(&mut e, &frame(MacAddr::BROADCAST), true, true, false);
+        assert_eq!(v, Verdict::Drop(DropReason::Isolation));
+        assert_eq!(drops(&e), 1);
+        assert_eq!(
+            e.scratch.steps(),
+            &[Step::Dropped {
+                stage: StageId::Isolation,
+                reason: DropReason::Isolation
+            }]
+        );
+    }
+
+    #[test]
+    fn a_pass_is_traced_by_default_and_its_effects_applied() {
+        let (mut e, _) = Engine::new(Default::default()).unwrap();
+        let v = call(
+            &mut e,
+            &frame(MacAddr([2, 0, 0, 0, 0, 0xb])),
+            true,
+            true,
+            false,
+        );
+        assert_eq!(v, Verdict::Continue);
+        assert!(learned(&e));
+        assert_eq!(
+            e.scratch.steps(),
+            &[Step::Passed {
+                stage: StageId::Isolation
+            }]
+        );
+    }
+
+    #[test]
+    fn untraced_packets_record_nothing() {
+        let (mut e, _) = Engine::new(Default::default()).unwrap();
+        call(&mut e, &frame(MacAddr::BROADCAST), true, false, false);
+        assert_eq!(drops(&e), 1);
+        assert!(e.scratch.steps().is_empty());
+    }
+
+    #[test]
+    fn a_dry_run_records_but_changes_nothing() {
+        let (mut e, _) = Engine::new(Default::default()).unwrap();
+        call(&mut e, &frame(MacAddr::BROADCAST), true, true, true);
+        call(
+            &mut e,
+            &frame(MacAddr([2, 0, 0, 0, 0, 0xb])),
+            true,
+            true,
+            true,
+        );
+        assert_eq!(drops(&e), 0);
+        assert!(!learned(&e));
+        assert_eq!(e.scratch.steps().len(), 1, "the second call's own step");
+    }
+
+    #[test]
+    fn a_stage_that_does_not_apply_to_the_batch_is_not_called() {
+        let (mut e, _) = Engine::new(Default::default()).unwrap();
+        let v = call(&mut e, &frame(MacAddr::BROADCAST), false, true, false);
+        assert_eq!(v, Verdict::Continue);
+        assert_eq!(drops(&e), 0);
+        assert!(e.scratch.steps().is_empty());
     }
 }

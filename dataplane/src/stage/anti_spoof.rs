@@ -10,19 +10,34 @@
 
 use std::net::Ipv4Addr;
 
-use super::{DropReason, PacketView, Tables, Verdict};
+use super::{DropReason, Effects, PacketView, Stage, StageId, Step, Tables, Verdict};
 use crate::table::{ContainerGuard, PortRole};
 use crate::wire::ethernet::ethertype;
+use crate::{DomainId, PortId};
 
-#[inline]
-pub fn run(view: &PacketView<'_>, tables: &Tables) -> Verdict {
-    let PortRole::Container(guard) = tables.policy.role(view.ingress) else {
-        return Verdict::Continue;
-    };
-    if guard.allow_spoofing {
-        return Verdict::Continue;
+pub struct AntiSpoof;
+
+impl Stage for AntiSpoof {
+    const ID: StageId = StageId::AntiSpoof;
+
+    fn applies(tables: &Tables, port: PortId, _: DomainId) -> bool {
+        matches!(tables.policy.role(port), PortRole::Container(_))
     }
-    check(view, guard)
+
+    #[inline]
+    fn run(view: &PacketView<'_>, tables: &Tables, _: &mut Effects) -> Verdict {
+        let PortRole::Container(guard) = tables.policy.role(view.ingress) else {
+            return Verdict::Continue;
+        };
+        if guard.allow_spoofing {
+            return Verdict::Continue;
+        }
+        check(view, guard)
+    }
+
+    fn trace(_: &PacketView<'_>, _: &Tables, verdict: Verdict, _: &Effects) -> Option<Step> {
+        (verdict == Verdict::Continue).then_some(Step::SpoofChecked)
+    }
 }
 
 fn check(view: &PacketView<'_>, guard: &ContainerGuard) -> Verdict {

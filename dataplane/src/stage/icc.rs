@@ -7,24 +7,48 @@
 //! installs), everything else (other IPv4, IPv6, other EtherTypes, non-first fragments) is dropped.
 //! Rules are looked up on every packet, so a removed link closes established flows at once.
 
-use super::{DropReason, PacketView, Tables, Verdict};
+use super::{DropReason, Effects, PacketView, Stage, StageId, Step, Tables, Verdict};
 use crate::table::{LinkPort, LinkRule, PortRole};
 use crate::wire::ethernet::ethertype;
-use crate::PortId;
+use crate::{DomainId, PortId};
 
-/// Whether the frame may leave through `egress`.
-#[inline]
-pub fn run(view: &PacketView<'_>, tables: &Tables, egress: PortId) -> Verdict {
-    match decide(view, tables, egress) {
-        Ok(_) => Verdict::Continue,
-        Err(reason) => Verdict::Drop(reason),
+/// Per egress port (`Effects::egress`); leaves the rule that allowed the copy in `Effects::link`.
+pub struct Icc;
+
+impl Stage for Icc {
+    const ID: StageId = StageId::Icc;
+
+    fn applies(tables: &Tables, _: PortId, domain: DomainId) -> bool {
+        tables.policy.icc_closed(domain)
+    }
+
+    #[inline]
+    fn run(view: &PacketView<'_>, tables: &Tables, effects: &mut Effects) -> Verdict {
+        match decide(view, tables, effects.egress()) {
+            Ok(rule) => {
+                effects.set_link(rule);
+                Verdict::Continue
+            }
+            Err(reason) => Verdict::Drop(reason),
+        }
+    }
+
+    fn trace(_: &PacketView<'_>, _: &Tables, verdict: Verdict, effects: &Effects) -> Option<Step> {
+        let egress = effects.egress();
+        Some(match verdict {
+            Verdict::Drop(_) => Step::IccDenied { egress },
+            _ => Step::IccAllowed {
+                egress,
+                rule: effects.link(),
+            },
+        })
     }
 }
 
 /// The decision with its reason: `Ok(Some(rule))` allowed by a link rule, `Ok(None)` not subject
 /// to icc (an open network, the host port, ARP), `Err` dropped.
 #[inline]
-pub fn decide(
+fn decide(
     view: &PacketView<'_>,
     tables: &Tables,
     egress: PortId,

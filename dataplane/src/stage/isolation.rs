@@ -8,11 +8,31 @@
 //! attached to the source's network. Traffic from the host itself or from beyond it (any address
 //! outside switchyard's subnets) passes.
 
-use super::{DropReason, PacketView, Tables, Verdict};
+use super::{DropReason, Effects, PacketView, Stage, StageId, Step, Tables, Verdict};
 use crate::table::PortRole;
+use crate::{DomainId, PortId};
+
+pub struct Isolation;
+
+impl Stage for Isolation {
+    const ID: StageId = StageId::Isolation;
+
+    fn applies(tables: &Tables, port: PortId, _: DomainId) -> bool {
+        matches!(tables.policy.role(port), PortRole::Host)
+    }
+
+    #[inline]
+    fn run(view: &PacketView<'_>, tables: &Tables, _: &mut Effects) -> Verdict {
+        decide(view, tables)
+    }
+
+    fn trace(_: &PacketView<'_>, _: &Tables, verdict: Verdict, _: &Effects) -> Option<Step> {
+        (verdict == Verdict::Continue).then_some(Step::IsolationChecked)
+    }
+}
 
 #[inline]
-pub fn run(view: &PacketView<'_>, tables: &Tables) -> Verdict {
+fn decide(view: &PacketView<'_>, tables: &Tables) -> Verdict {
     if tables.policy.role(view.ingress) != &PortRole::Host {
         return Verdict::Continue;
     }

@@ -6,16 +6,34 @@
 //! the answer will teach the table where it lives. ARP needs no special case: requests are broadcast,
 //! replies are unicast to a MAC the request just taught us.
 
-use super::{DropReason, Effects, PacketView, Tables, Verdict};
+use super::{DropReason, Effects, PacketView, Stage, StageId, Step, Tables, Verdict};
 
-#[inline]
-pub fn run(view: &PacketView<'_>, tables: &Tables, _effects: &mut Effects) -> Verdict {
-    if view.dst.is_multicast() {
-        return Verdict::Flood;
+pub struct L2Fwd;
+
+impl Stage for L2Fwd {
+    const ID: StageId = StageId::L2Fwd;
+    const READS_L3: bool = false;
+
+    #[inline]
+    fn run(view: &PacketView<'_>, tables: &Tables, _: &mut Effects) -> Verdict {
+        if view.dst.is_multicast() {
+            return Verdict::Flood;
+        }
+        match tables.cam.lookup(view.domain, view.vlan, view.dst) {
+            Some(port) if port == view.ingress => Verdict::Drop(DropReason::SamePort),
+            Some(port) => Verdict::Forward(port),
+            None => Verdict::Flood,
+        }
     }
-    match tables.cam.lookup(view.domain, view.vlan, view.dst) {
-        Some(port) if port == view.ingress => Verdict::Drop(DropReason::SamePort),
-        Some(port) => Verdict::Forward(port),
-        None => Verdict::Flood,
+
+    /// A hit; a flood is recorded by the engine, which knows how many ports it reaches.
+    fn trace(view: &PacketView<'_>, _: &Tables, verdict: Verdict, _: &Effects) -> Option<Step> {
+        match verdict {
+            Verdict::Forward(port) => Some(Step::Hit {
+                mac: view.dst,
+                port,
+            }),
+            _ => None,
+        }
     }
 }

@@ -7,36 +7,48 @@
 //! MAC lives. The update itself is an effect the engine applies; eviction when the table is full is
 //! the table's business (see `table::cam`).
 
-use super::{DropReason, Effects, LearnEffect, PacketView, Tables, Verdict};
+use super::{DropReason, Effects, LearnEffect, PacketView, Stage, StageId, Step, Tables, Verdict};
 use crate::table::LearnAction;
 
-#[inline]
-pub fn run(view: &PacketView<'_>, tables: &Tables, effects: &mut Effects) -> Verdict {
-    if view.src.is_multicast() {
-        return Verdict::Drop(DropReason::SrcMulticast);
-    }
-    if view.src.is_zero() {
-        return Verdict::Drop(DropReason::SrcZero);
-    }
-    match tables.cam.classify_learn(
-        view.domain,
-        view.vlan,
-        view.src,
-        view.ingress,
-        tables.now_ms,
-    ) {
-        // A full table of static entries leaves nothing to evict: forward without learning.
-        LearnAction::None | LearnAction::Reject(_) => {}
-        LearnAction::StaticConflict => return Verdict::Drop(DropReason::StaticConflict),
-        action => {
-            effects.learn = Some(LearnEffect {
+pub struct L2Learn;
+
+impl Stage for L2Learn {
+    const ID: StageId = StageId::L2Learn;
+    const READS_L3: bool = false;
+
+    #[inline]
+    fn run(view: &PacketView<'_>, tables: &Tables, effects: &mut Effects) -> Verdict {
+        if view.src.is_multicast() {
+            return Verdict::Drop(DropReason::SrcMulticast);
+        }
+        if view.src.is_zero() {
+            return Verdict::Drop(DropReason::SrcZero);
+        }
+        match tables.cam.classify_learn(
+            view.domain,
+            view.vlan,
+            view.src,
+            view.ingress,
+            tables.now_ms,
+        ) {
+            // A full table of static entries leaves nothing to evict: forward without learning.
+            LearnAction::None | LearnAction::Reject(_) => {}
+            LearnAction::StaticConflict => return Verdict::Drop(DropReason::StaticConflict),
+            action => effects.set_learn(LearnEffect {
                 action,
                 domain: view.domain,
                 vlan: view.vlan,
                 mac: view.src,
                 port: view.ingress,
-            })
+            }),
         }
+        Verdict::Continue
     }
-    Verdict::Continue
+
+    fn trace(view: &PacketView<'_>, _: &Tables, verdict: Verdict, fx: &Effects) -> Option<Step> {
+        (verdict == Verdict::Continue).then(|| Step::Learned {
+            mac: view.src,
+            action: fx.updates().learn.map_or(LearnAction::None, |l| l.action),
+        })
+    }
 }

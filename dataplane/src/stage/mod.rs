@@ -1,69 +1,208 @@
 //! Pipeline stages: pure functions from a packet view and the tables to a verdict.
 //!
-//! A stage is `fn(&PacketView, &Tables, &mut Effects) -> Verdict`. It does no I/O, no logging and no
+//! A stage is a type implementing `Stage`, whose `run` is
+//! `fn(&PacketView, &Tables, &mut Effects) -> Verdict`. It does no I/O, no logging and no
 //! allocation; a table change it wants (a learned MAC) is written into `Effects` and applied by the
 //! engine, so the same stage code serves live forwarding, what-if traces and tests. Every stage has one
 //! stable name (`StageId::name`) used by counters, traces and docs, and every drop carries a
 //! `DropReason` with its own counter.
+//!
+//! The order is two lists below: `PerFrame` (every frame, after `ingress` made its view) and
+//! `PerEgress` (each copy, per egress port). The engine calls every stage through one wrapper
+//! (`engine::pipeline`), which traces, counts drops and applies effects. Adding a stage: its file
+//! with a type implementing `Stage`, a line in `stage_ids!`, its place in one of the two lists (and,
+//! for a new drop reason, a line in `drop_reasons!`, which gives it its counter).
 
 pub mod anti_spoof;
 pub mod conflict;
+mod effects;
 pub mod icc;
 pub mod ingress;
 pub mod isolation;
 pub mod l2_fwd;
 pub mod l2_learn;
 pub mod nat;
+pub mod step;
 
 use std::fmt;
 
-use crate::table::{CamTable, ConnTrack, LearnAction, NatTable, Policy};
+use crate::table::{CamTable, ConnTrack, NatTable, Policy};
 use crate::wire::headers::{ArpSummary, Ipv4Summary, L3};
 use crate::{DomainId, MacAddr, PortId, VlanId};
+pub use effects::{Effects, LearnEffect, TableUpdates};
+pub use step::Step;
 
-/// The stages, in pipeline order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum StageId {
-    Ingress,
-    AntiSpoof,
-    Isolation,
-    Conflict,
-    Nat,
-    L2Learn,
-    L2Fwd,
-    Flood,
-    Icc,
-    Egress,
+/// `stages![A, B, C]`: the type of a list of stages run in that order.
+macro_rules! stages {
+    () => { () };
+    ($first:ty $(, $rest:ty)* $(,)?) => { ($first, stages![$($rest),*]) };
 }
 
-impl StageId {
-    pub const ALL: [StageId; 10] = [
-        StageId::Ingress,
-        StageId::AntiSpoof,
-        StageId::Isolation,
-        StageId::Conflict,
-        StageId::Nat,
-        StageId::L2Learn,
-        StageId::L2Fwd,
-        StageId::Flood,
-        StageId::Icc,
-        StageId::Egress,
-    ];
+/// The stages every frame goes through after `ingress`, in order, until one decides.
+pub type PerFrame = stages![
+    anti_spoof::AntiSpoof,
+    isolation::Isolation,
+    conflict::Conflict,
+    nat::Nat,
+    l2_learn::L2Learn,
+    l2_fwd::L2Fwd,
+];
 
-    pub fn name(self) -> &'static str {
-        match self {
-            StageId::Ingress => "ingress",
-            StageId::AntiSpoof => "anti-spoof",
-            StageId::Isolation => "isolation",
-            StageId::Conflict => "address-conflict",
-            StageId::Nat => "nat",
-            StageId::L2Learn => "l2-learn",
-            StageId::L2Fwd => "l2-fwd",
-            StageId::Flood => "flood",
-            StageId::Icc => "icc",
-            StageId::Egress => "egress",
+/// The stages each copy goes through on its way to one egress port (`Effects::egress`), after
+/// `l2-fwd` chose the port or the flood list gave it.
+pub type PerEgress = stages![icc::Icc];
+
+/// One stage: a pure decision about a frame. See the module documentation.
+pub trait Stage {
+    const ID: StageId;
+    /// Whether `run` reads `PacketView::l3` (so `ingress` parses it for batches this stage applies
+    /// to).
+    const READS_L3: bool = true;
+
+    /// Whether the stage runs at all for frames from `port` in `domain`. Decided once per batch
+    /// (both are fixed for a batch), so a port without policy pays nothing per frame for policy.
+    #[inline]
+    fn applies(tables: &Tables, port: PortId, domain: DomainId) -> bool {
+        let _ = (tables, port, domain);
+        true
+    }
+
+    fn run(view: &PacketView<'_>, tables: &Tables, effects: &mut Effects) -> Verdict;
+
+    /// What a trace records of `verdict`, before the wrapper records a drop as `Step::Dropped`.
+    /// By default a frame let through is `Step::Passed`; stages with more to say have their own
+    /// `Step`. Only called for traced packets.
+    fn trace(
+        view: &PacketView<'_>,
+        tables: &Tables,
+        verdict: Verdict,
+        effects: &Effects,
+    ) -> Option<Step> {
+        let _ = (view, tables, effects);
+        (verdict == Verdict::Continue).then_some(Step::Passed { stage: Self::ID })
+    }
+}
+
+/// Calls one stage: the engine's wrapper (tracing, drop counting, effects), or a test's.
+pub trait CallStage {
+    fn call<S: Stage>(&mut self, view: &PacketView<'_>, effects: &mut Effects) -> Verdict;
+}
+
+/// A list of stages run in order (`stages![A, B]` is `(A, (B, ()))`), each through `CallStage`.
+pub trait Stages {
+    /// The first verdict other than `Continue` (`Continue` if every stage let the frame through).
+    fn run<C: CallStage>(call: &mut C, view: &PacketView<'_>, effects: &mut Effects) -> Verdict;
+    /// Adds the stages that apply to a batch from `port` in `domain`.
+    fn applying(tables: &Tables, port: PortId, domain: DomainId, set: &mut StageSet);
+    /// The list's stages, in order.
+    #[cfg(test)]
+    fn ids(out: &mut Vec<StageId>);
+}
+
+impl Stages for () {
+    #[inline(always)]
+    fn run<C: CallStage>(_: &mut C, _: &PacketView<'_>, _: &mut Effects) -> Verdict {
+        Verdict::Continue
+    }
+
+    fn applying(_: &Tables, _: PortId, _: DomainId, _: &mut StageSet) {}
+
+    #[cfg(test)]
+    fn ids(_: &mut Vec<StageId>) {}
+}
+
+impl<S: Stage, Rest: Stages> Stages for (S, Rest) {
+    #[inline(always)]
+    fn run<C: CallStage>(call: &mut C, view: &PacketView<'_>, effects: &mut Effects) -> Verdict {
+        match call.call::<S>(view, effects) {
+            Verdict::Continue => Rest::run(call, view, effects),
+            decided => decided,
         }
     }
+
+    fn applying(tables: &Tables, port: PortId, domain: DomainId, set: &mut StageSet) {
+        if S::applies(tables, port, domain) {
+            set.insert(S::ID, S::READS_L3);
+        }
+        Rest::applying(tables, port, domain, set)
+    }
+
+    #[cfg(test)]
+    fn ids(out: &mut Vec<StageId>) {
+        out.push(S::ID);
+        Rest::ids(out)
+    }
+}
+
+/// The stages that apply to one batch (see `Stage::applies`), and whether any reads L3.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StageSet {
+    bits: u32,
+    reads_l3: bool,
+}
+
+impl StageSet {
+    /// The stages of `S` that apply to a batch from `port` in `domain`.
+    pub fn of<S: Stages>(tables: &Tables, port: PortId, domain: DomainId) -> StageSet {
+        let mut set = StageSet::default();
+        S::applying(tables, port, domain, &mut set);
+        set
+    }
+
+    pub fn insert(&mut self, stage: StageId, reads_l3: bool) {
+        self.bits |= 1 << stage as u32;
+        self.reads_l3 |= reads_l3;
+    }
+
+    #[inline(always)]
+    pub fn contains(&self, stage: StageId) -> bool {
+        self.bits & (1 << stage as u32) != 0
+    }
+
+    /// Whether a stage of the set reads `PacketView::l3`.
+    pub fn reads_l3(&self) -> bool {
+        self.reads_l3
+    }
+
+    pub fn union(self, other: StageSet) -> StageSet {
+        StageSet {
+            bits: self.bits | other.bits,
+            reads_l3: self.reads_l3 || other.reads_l3,
+        }
+    }
+}
+
+macro_rules! stage_ids {
+    ($($id:ident => $name:literal, $doc:literal;)*) => {
+        /// The stages, in pipeline order, each with one stable name.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum StageId {
+            $(#[doc = $doc] $id,)*
+        }
+
+        impl StageId {
+            pub const ALL: [StageId; [$(StageId::$id,)*].len()] = [$(StageId::$id,)*];
+
+            /// Stable short name, used in counters, traces and docs.
+            pub fn name(self) -> &'static str {
+                match self { $(StageId::$id => $name,)* }
+            }
+        }
+    };
+}
+
+// The one list of stage names. `PerFrame` and `PerEgress` below say which run where.
+stage_ids! {
+    Ingress => "ingress", "Bytes to a `PacketView` (not a `Stage`: it makes the view the others read).";
+    AntiSpoof => "anti-spoof", "`anti_spoof::AntiSpoof`.";
+    Isolation => "isolation", "`isolation::Isolation`.";
+    Conflict => "address-conflict", "`conflict::Conflict`.";
+    Nat => "nat", "`nat::Nat`.";
+    L2Learn => "l2-learn", "`l2_learn::L2Learn`.";
+    L2Fwd => "l2-fwd", "`l2_fwd::L2Fwd`.";
+    Flood => "flood", "The engine copies a flooded frame to the other ports of its bridge domain.";
+    Icc => "icc", "`icc::Icc`.";
+    Egress => "egress", "The engine sends (offload fixups, the port's send).";
 }
 
 impl fmt::Display for StageId {
@@ -155,6 +294,9 @@ pub enum Verdict {
     Flood,
     /// Stop here.
     Drop(DropReason),
+    /// The stage took the frame out of switching: the engine carries out what the stage put in
+    /// `Effects::nat` (a translation or an answer, and the port it leaves by; or nothing) instead.
+    Handled,
 }
 
 /// What the pipeline knows about a frame after `ingress` parsed it. Cheap to copy; borrows the bytes.
@@ -200,21 +342,38 @@ pub struct Tables {
     pub now_ms: u64,
 }
 
-/// A MAC table update a stage asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LearnEffect {
-    pub action: LearnAction,
-    pub domain: DomainId,
-    pub vlan: VlanId,
-    pub mac: MacAddr,
-    pub port: PortId,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Table updates requested by stages, applied by the engine after the stage returns (so a stage is a
-/// pure function and a what-if trace can run the same code and discard them).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Effects {
-    pub learn: Option<LearnEffect>,
-    /// `address-conflict` saw another host claim a local container's address.
-    pub conflict: Option<(std::net::Ipv4Addr, MacAddr)>,
+    #[test]
+    fn the_pipeline_lists_run_in_stage_order_under_unique_names() {
+        let mut order = vec![StageId::Ingress];
+        PerFrame::ids(&mut order);
+        order.push(StageId::Flood);
+        PerEgress::ids(&mut order);
+        order.push(StageId::Egress);
+        assert_eq!(
+            order,
+            StageId::ALL,
+            "StageId lists the stages in pipeline order"
+        );
+        let mut names: Vec<&str> = StageId::ALL.iter().map(|s| s.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), StageId::ALL.len());
+    }
+
+    #[test]
+    fn stage_sets_know_their_members_and_whether_one_reads_l3() {
+        let mut set = StageSet::default();
+        assert!(!set.contains(StageId::L2Fwd) && !set.reads_l3());
+        set.insert(StageId::L2Fwd, false);
+        assert!(set.contains(StageId::L2Fwd) && !set.reads_l3());
+        let mut other = StageSet::default();
+        other.insert(StageId::Icc, true);
+        let both = set.union(other);
+        assert!(both.contains(StageId::Icc) && both.contains(StageId::L2Fwd) && both.reads_l3());
+        assert!(!both.contains(StageId::Nat));
+    }
 }

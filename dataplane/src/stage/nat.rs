@@ -20,7 +20,8 @@
 
 use std::net::Ipv4Addr;
 
-use super::{DropReason, PacketView, Tables};
+use super::step::{CtStep, Flow};
+use super::{DropReason, Effects, PacketView, Stage, StageId, Step, Tables, Verdict};
 use crate::rewrite::{icmp_error_quote, Rewrite};
 use crate::table::conntrack::{Direction, EntryId, Hop, NatKind, Tuple};
 use crate::table::{NetworkNat, PortRole, Uplink};
@@ -28,7 +29,7 @@ use crate::wire::arp::operation;
 use crate::wire::ethernet::ethertype;
 use crate::wire::icmp::msg_type::{ECHO_REPLY, ECHO_REQUEST};
 use crate::wire::ipv4::protocol::{ICMP, TCP, UDP};
-use crate::{MacAddr, PortId, VlanId};
+use crate::{DomainId, MacAddr, PortId, VlanId};
 
 /// What `nat` decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,15 +82,6 @@ pub struct NewFlow {
     pub tcp_flags: Option<u8>,
 }
 
-/// Side effects besides the connection table.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NatEffects {
-    /// Learned on the uplink from ARP.
-    pub neighbor: Option<(Ipv4Addr, MacAddr)>,
-    /// Send an ARP request for this next hop (its MAC is unknown).
-    pub resolve: Option<Ipv4Addr>,
-}
-
 /// The flow NAT reads, from the fields `ingress` parsed.
 #[derive(Clone, Copy, Debug)]
 struct Packet {
@@ -132,16 +124,89 @@ fn is_icmp_error(t: Option<u8>) -> bool {
     matches!(t, Some(3 | 11 | 12))
 }
 
-/// Whether the batch's ingress port needs this stage at all (decided once per batch).
-pub fn applies(tables: &Tables, role: &PortRole) -> bool {
-    match role {
-        PortRole::Uplink => true,
-        PortRole::Container(_) => tables.nat.uplink().is_some(),
-        _ => false,
+impl NatAction {
+    /// The port a translated or answered frame leaves by (`None`: it does not leave).
+    pub fn egress(&self, ingress: PortId) -> Option<PortId> {
+        match *self {
+            NatAction::Translate { port, .. } => Some(port),
+            NatAction::Answer(_) => Some(ingress),
+            NatAction::Pass | NatAction::Drop(_) | NatAction::Consumed => None,
+        }
     }
 }
 
-pub fn run(view: &PacketView<'_>, tables: &Tables, fx: &mut NatEffects) -> NatAction {
+/// Leaves a translation, an answer or a consumed frame in `Effects::nat` with `Verdict::Handled`;
+/// a neighbour learned on the uplink and a next hop to resolve are table updates.
+pub struct Nat;
+
+impl Stage for Nat {
+    const ID: StageId = StageId::Nat;
+
+    fn applies(tables: &Tables, port: PortId, _: DomainId) -> bool {
+        match tables.policy.role(port) {
+            PortRole::Uplink => true,
+            PortRole::Container(_) => tables.nat.uplink().is_some(),
+            _ => false,
+        }
+    }
+
+    fn run(view: &PacketView<'_>, tables: &Tables, fx: &mut Effects) -> Verdict {
+        match decide(view, tables, fx) {
+            NatAction::Pass => Verdict::Continue,
+            NatAction::Drop(reason) => Verdict::Drop(reason),
+            action => {
+                fx.set_nat(action);
+                Verdict::Handled
+            }
+        }
+    }
+
+    /// What NAT did, from the action it left and the flow `ingress` parsed (the engine adds the
+    /// egress step when it sends).
+    fn trace(view: &PacketView<'_>, tables: &Tables, _: Verdict, fx: &Effects) -> Option<Step> {
+        match *fx.nat()? {
+            NatAction::Pass | NatAction::Drop(_) => None,
+            NatAction::Consumed => Some(Step::Consumed),
+            NatAction::Answer(a) => Some(Step::Answered(a)),
+            NatAction::Translate {
+                rewrite, change, ..
+            } => {
+                let from = view.ipv4().map_or(
+                    Flow {
+                        src: Ipv4Addr::UNSPECIFIED,
+                        sport: 0,
+                        dst: Ipv4Addr::UNSPECIFIED,
+                        dport: 0,
+                    },
+                    |ip| {
+                        let (sport, dport) = ip.ports.unwrap_or((0, 0));
+                        Flow {
+                            src: ip.src,
+                            sport,
+                            dst: ip.dst,
+                            dport,
+                        }
+                    },
+                );
+                let (kind, ct) = match change {
+                    CtChange::Insert(f) => (Some(f.kind), CtStep::Created),
+                    CtChange::Update { id, dir, .. } => {
+                        (Some(tables.conntrack.get(id).kind), CtStep::Matched(dir))
+                    }
+                    CtChange::None => (None, CtStep::Related),
+                };
+                Some(Step::Translated {
+                    kind,
+                    ct,
+                    from,
+                    to: from.rewritten(&rewrite),
+                })
+            }
+        }
+    }
+}
+
+fn decide(view: &PacketView<'_>, tables: &Tables, fx: &mut Effects) -> NatAction {
     let Some(uplink) = tables.nat.uplink() else {
         return NatAction::Pass;
     };
@@ -156,7 +221,7 @@ fn from_uplink(
     view: &PacketView<'_>,
     tables: &Tables,
     uplink: &Uplink,
-    fx: &mut NatEffects,
+    fx: &mut Effects,
 ) -> NatAction {
     if view.vlan != VlanId(0) {
         return NatAction::Drop(DropReason::NotLocal);
@@ -166,7 +231,7 @@ fn from_uplink(
             return NatAction::Drop(DropReason::NotLocal);
         };
         if uplink.on_link(arp.sender_ip) && arp.sender_ip != Ipv4Addr::UNSPECIFIED {
-            fx.neighbor = Some((arp.sender_ip, arp.sender_mac));
+            fx.set_neighbor(arp.sender_ip, arp.sender_mac);
         }
         return match (arp.target_ip == uplink.ip, arp.op) {
             (true, operation::REQUEST) => NatAction::Answer(Answer::Arp),
@@ -238,7 +303,7 @@ fn from_container(
     view: &PacketView<'_>,
     tables: &Tables,
     uplink: &Uplink,
-    fx: &mut NatEffects,
+    fx: &mut Effects,
 ) -> NatAction {
     let Some(net) = tables.nat.network(view.domain) else {
         return NatAction::Pass;
@@ -414,13 +479,13 @@ fn masquerade(
     tables: &Tables,
     uplink: &Uplink,
     p: &Packet,
-    fx: &mut NatEffects,
+    fx: &mut Effects,
 ) -> NatAction {
     let Some(hop) = uplink.next_hop(p.tuple.dst) else {
         return NatAction::Drop(DropReason::NoRoute);
     };
     let Some(next_mac) = tables.nat.neighbor(hop) else {
-        fx.resolve = Some(hop);
+        fx.set_resolve(hop);
         return NatAction::Drop(DropReason::NoNeighbor);
     };
     let sport = match p.tuple.proto {

@@ -15,14 +15,8 @@
 pub mod filter;
 pub mod pcap;
 
-use std::net::Ipv4Addr;
-
-use crate::rewrite::Rewrite;
-use crate::stage::nat::Answer;
-use crate::stage::{DropReason, StageId};
-use crate::table::conntrack::{Direction, NatKind};
-use crate::table::{LearnAction, LinkRule};
-use crate::{DomainId, MacAddr, PortId, VlanId};
+pub use crate::stage::step::{CtStep, Flow, Step};
+use crate::{DomainId, PortId};
 pub use filter::Filter;
 
 /// Steps kept per record; a flood to more ports is summarised by its count.
@@ -31,84 +25,6 @@ pub const MAX_STEPS: usize = 24;
 pub const HEAD_BYTES: usize = 128;
 /// Records the ring holds before overwriting the oldest.
 pub const RING_RECORDS: usize = 1024;
-
-/// What happened to a connection in the `nat` stage.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CtStep {
-    Created,
-    Matched(Direction),
-    /// An ICMP error translated for the flow it quotes.
-    Related,
-}
-
-/// One decision of one stage.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// `ingress` parsed the frame.
-    Parsed {
-        src: MacAddr,
-        dst: MacAddr,
-        vlan: VlanId,
-        ethertype: u16,
-        len: u32,
-    },
-    /// A stage dropped the frame.
-    Dropped { stage: StageId, reason: DropReason },
-    /// `anti-spoof` checked the sender's MAC and address.
-    SpoofChecked,
-    /// `isolation` checked a frame the host routed in.
-    IsolationChecked,
-    /// `l2-learn`: what happened to the source MAC.
-    Learned { mac: MacAddr, action: LearnAction },
-    /// `l2-fwd`: the destination MAC was found on `port`.
-    Hit { mac: MacAddr, port: PortId },
-    /// `l2-fwd`: flooded (broadcast/multicast, or an unknown destination).
-    Flooded { unknown: bool, ports: u16 },
-    /// `icc`: allowed toward `egress`, by `rule` (`None`: not between two containers, or ARP).
-    IccAllowed {
-        egress: PortId,
-        rule: Option<LinkRule>,
-    },
-    /// `icc`: not allowed toward `egress` (no link opens it).
-    IccDenied { egress: PortId },
-    /// `nat`: the frame was translated (`from` -> `to`, each src/dst address and port).
-    Translated {
-        /// `None` for an ICMP error translated for the flow it quotes.
-        kind: Option<NatKind>,
-        ct: CtStep,
-        from: Flow,
-        to: Flow,
-    },
-    /// `nat`: answered in place (ARP or ping for the uplink address).
-    Answered(Answer),
-    /// `nat`: learned from (an ARP reply for the uplink address).
-    Consumed,
-    /// The frame leaves through `port`.
-    Egress { port: PortId },
-}
-
-/// Source and destination address and port of an IPv4 packet (0 where there is no port).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Flow {
-    pub src: Ipv4Addr,
-    pub sport: u16,
-    pub dst: Ipv4Addr,
-    pub dport: u16,
-}
-
-impl Flow {
-    /// `from` after `rw`.
-    pub fn rewritten(&self, rw: &Rewrite) -> Flow {
-        let (src, sport) = rw.src.unwrap_or((self.src, self.sport));
-        let (dst, dport) = rw.dst.unwrap_or((self.dst, self.dport));
-        Flow {
-            src,
-            sport,
-            dst,
-            dport,
-        }
-    }
-}
 
 /// Everything recorded about one packet.
 #[derive(Clone, Copy, Debug)]
