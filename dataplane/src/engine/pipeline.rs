@@ -273,6 +273,7 @@ impl<const TRACE: bool> Run<'_, TRACE> {
     }
 
     /// A copy to every other port of the frame's bridge domain.
+    #[inline(always)]
     fn flood(&mut self, view: &PacketView<'_>, effects: &mut Effects, frame: &[u8]) {
         let domains = self.domains;
         let members: &[PortId] = domains
@@ -328,6 +329,7 @@ impl<const TRACE: bool> Run<'_, TRACE> {
     }
 
     /// The table changes a stage asked for.
+    #[inline(always)]
     fn apply(&mut self, updates: TableUpdates) {
         let now_ms = self.tables.now_ms;
         if let Some(learn) = updates.learn {
