@@ -2,7 +2,7 @@
 //! state exactly as it was.
 
 use super::*;
-use crate::api::ErrorKind;
+use crate::api::{ContainerCreate, ErrorKind};
 
 /// Deterministic minting: a counter spread over the buffer, and a fixed time.
 pub struct Counter(pub u64);

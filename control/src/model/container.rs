@@ -1,0 +1,578 @@
+//! Containers and their endpoints: network modes, published ports, and the rules for creating,
+//! attaching, connecting, disconnecting and removing them.
+
+use std::net::Ipv4Addr;
+
+use dataplane::MacAddr;
+use serde::{Deserialize, Serialize};
+
+use super::links::{self, Exposed, Link};
+use super::{bad, ipam_err, mac, parse_ip, publish, validate_ifname, validate_name, Mint, State};
+use crate::api::{ApiError, ContainerCreate};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    /// In attachment order: the first one that is not internal gives the default route.
+    pub endpoints: Vec<Endpoint>,
+    /// `--expose`, sorted, without duplicates.
+    #[serde(default)]
+    pub exposed: Vec<Exposed>,
+    /// `--link`: containers this one may reach on their exposed ports on `icc=false` networks.
+    #[serde(default)]
+    pub links: Vec<Link>,
+    /// `--allow-spoofing`: may send from any MAC and address (router-like containers).
+    #[serde(default)]
+    pub allow_spoofing: bool,
+    /// `-p` / `-P`: ports published on the uplink address.
+    #[serde(default)]
+    pub published: Vec<Published>,
+    /// Docker's network mode: a namespace of its own on bridge networks (the default), only
+    /// `lo` (`none`), the daemon's namespace (`host`), or another container's (`container:X`).
+    #[serde(default)]
+    pub mode: NetworkMode,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    #[default]
+    Bridge,
+    None,
+    Host,
+    /// Joins the named container's namespace.
+    Container(String),
+    /// `switchyard attach`: a namespace someone else made (a container of another runtime, a
+    /// process), plugged in as pipework does. Never created or deleted by switchyard; the
+    /// attachment ends when the namespace does (`inode` tells a reused path from the original).
+    External {
+        path: String,
+        inode: u64,
+    },
+}
+
+impl NetworkMode {
+    /// Docker's `HostConfig.NetworkMode` text.
+    pub fn docker_name(&self) -> String {
+        match self {
+            NetworkMode::Bridge => "bridge".into(),
+            NetworkMode::None => "none".into(),
+            NetworkMode::Host => "host".into(),
+            NetworkMode::Container(c) => format!("container:{c}"),
+            NetworkMode::External { path, .. } => format!("attached:{path}"),
+        }
+    }
+}
+
+/// A published port with the id its tracked connections carry (so they go with it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub id: u32,
+    #[serde(flatten)]
+    pub mapping: publish::PortMapping,
+}
+
+/// What publishing needs to know about the daemon: whether it has an uplink (and its address),
+/// and the ephemeral range host ports are chosen from.
+#[derive(Clone, Copy, Debug)]
+pub struct PublishContext {
+    pub uplink: Option<Ipv4Addr>,
+    pub ephemeral: (u16, u16),
+}
+
+impl Default for PublishContext {
+    fn default() -> Self {
+        PublishContext {
+            uplink: None,
+            ephemeral: (49153, 65535),
+        }
+    }
+}
+
+impl Container {
+    pub fn endpoint(&self, network: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.network == network)
+    }
+
+    /// The namespace is named after the container, so `ip netns exec NAME` works too (for
+    /// `container:X`, it is X's; `host` has none of its own; an attachment's is elsewhere).
+    pub fn netns(&self) -> &str {
+        match &self.mode {
+            NetworkMode::Container(other) => other,
+            _ => &self.name,
+        }
+    }
+
+    /// Whether the daemon creates (and deletes) a namespace for it.
+    pub fn owns_netns(&self) -> bool {
+        matches!(self.mode, NetworkMode::Bridge | NetworkMode::None)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: String,
+    pub network: String,
+    /// Inside the container: `eth0`, `eth1`, ...
+    pub interface: String,
+    /// The veth end in the daemon's namespace that the engine attaches to.
+    pub host_interface: String,
+    #[serde(with = "mac::text")]
+    pub mac: MacAddr,
+    pub ip: Ipv4Addr,
+}
+
+impl State {
+    /// A new endpoint of `container` on `network` (not yet added to the container).
+    pub(super) fn new_endpoint(
+        &mut self,
+        container: &str,
+        existing: &[Endpoint],
+        network: &str,
+        ip: Option<&str>,
+        mac: Option<&str>,
+        mint: &mut dyn Mint,
+    ) -> Result<Endpoint, ApiError> {
+        let requested_ip = ip.map(|s| parse_ip("IP address", s)).transpose()?;
+        let mac = match mac {
+            Some(m) => mac::parse_interface_mac(m).map_err(|e| bad(e.to_string()))?,
+            None => mint.mac(),
+        };
+        let net = self.network(network)?;
+        if let Some((holder, _)) = self.attached(network).find(|(_, e)| e.mac == mac) {
+            return Err(bad(format!(
+                "MAC {mac} is already used by '{}' on network '{network}'",
+                holder.name
+            )));
+        }
+        if mac == net.host_mac {
+            return Err(bad(format!(
+                "MAC {mac} is the host port's MAC on network '{network}'"
+            )));
+        }
+        let interface = (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !existing.iter().any(|e| &e.interface == n))
+            .expect("an unused ethN exists");
+        let id = loop {
+            let id = mint.id();
+            if self.host_interface_in_use(&veth_name(&id)).is_none() {
+                break id;
+            }
+        };
+        let net = self.networks.get_mut(network).expect("checked above");
+        let ip = net
+            .pool
+            .allocate(container, requested_ip)
+            .map_err(ipam_err)?;
+        Ok(Endpoint {
+            host_interface: veth_name(&id),
+            id,
+            network: network.to_string(),
+            interface,
+            mac,
+            ip,
+        })
+    }
+
+    /// `container create`: a namespace with one endpoint on `network`.
+    pub fn create_container(
+        &mut self,
+        req: &ContainerCreate,
+        mint: &mut dyn Mint,
+    ) -> Result<&Container, ApiError> {
+        self.create_container_with(req, &PublishContext::default(), mint)
+    }
+
+    /// `container create` with `-p`/`-P` resolved against the daemon's uplink and port range.
+    pub fn create_container_with(
+        &mut self,
+        req: &ContainerCreate,
+        ctx: &PublishContext,
+        mint: &mut dyn Mint,
+    ) -> Result<&Container, ApiError> {
+        validate_name("container", &req.name)?;
+        if self.containers.contains_key(&req.name) {
+            return Err(bad(format!("container '{}' already exists", req.name)));
+        }
+        let mode = match req.network.as_str() {
+            "none" => NetworkMode::None,
+            "host" => NetworkMode::Host,
+            n => match n.strip_prefix("container:") {
+                Some(other) => {
+                    let o = self.container(other)?;
+                    match &o.mode {
+                        NetworkMode::Container(_) | NetworkMode::Host => {
+                            return Err(bad(format!(
+                                "container '{other}' has no namespace of its own to join (its mode is {})",
+                                o.mode.docker_name()
+                            )))
+                        }
+                        _ => NetworkMode::Container(other.to_string()),
+                    }
+                }
+                None => NetworkMode::Bridge,
+            },
+        };
+        if mode != NetworkMode::Bridge {
+            return self.create_special(req, mode, mint);
+        }
+        let mut exposed = Vec::new();
+        for spec in &req.expose {
+            exposed.extend(links::parse_expose(spec)?);
+        }
+        exposed.sort();
+        exposed.dedup();
+        let links = req
+            .links
+            .iter()
+            .map(|l| links::parse_link(l))
+            .collect::<Result<Vec<_>, _>>()?;
+        let net = self.network(&req.network)?;
+        self.check_links(&req.name, &[req.network.as_str()], &links)?;
+        let specs = req
+            .publish
+            .iter()
+            .map(|p| publish::parse_publish(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mappings = if specs.is_empty() && !req.publish_all {
+            Vec::new()
+        } else {
+            let Some(uplink) = ctx.uplink else {
+                return Err(bad(
+                    "publishing ports needs an uplink: start the daemon with --uplink IFNAME --uplink-ip IP/PREFIX",
+                ));
+            };
+            if net.internal {
+                return Err(bad(format!(
+                    "network '{}' is internal: containers on it cannot publish ports",
+                    net.name
+                )));
+            }
+            for s in &specs {
+                if let Some(ip) = s.host_ip {
+                    if ip != uplink && !ip.is_unspecified() {
+                        return Err(bad(format!(
+                            "host address {ip} is not the uplink address {uplink}: publish on 0.0.0.0 or {uplink}"
+                        )));
+                    }
+                }
+            }
+            let taken: Vec<(String, publish::PortMapping)> = self
+                .containers
+                .values()
+                .flat_map(|c| c.published.iter().map(|p| (c.name.clone(), p.mapping)))
+                .collect();
+            let exposed: Vec<(u16, links::Protocol)> =
+                exposed.iter().map(|x| (x.port, x.protocol)).collect();
+            publish::allocate(
+                &req.name,
+                &specs,
+                req.publish_all,
+                &exposed,
+                &publish::Taken { mappings: &taken },
+                ctx.ephemeral,
+            )?
+        };
+        let endpoint = self.new_endpoint(
+            &req.name,
+            &[],
+            &req.network,
+            req.ip.as_deref(),
+            req.mac.as_deref(),
+            mint,
+        )?;
+        let container = Container {
+            id: mint.id(),
+            name: req.name.clone(),
+            created: mint.created(),
+            endpoints: vec![endpoint],
+            exposed,
+            links,
+            allow_spoofing: req.allow_spoofing,
+            published: Vec::new(),
+            mode: NetworkMode::Bridge,
+        };
+        let mut container = container;
+        // Docker exposes what it publishes (links see those ports too).
+        for m in &mappings {
+            let x = Exposed {
+                port: m.container_port,
+                protocol: m.protocol,
+            };
+            if !container.exposed.contains(&x) {
+                container.exposed.push(x);
+            }
+        }
+        container.exposed.sort();
+        for mapping in mappings {
+            container.published.push(Published {
+                id: self.next_mapping,
+                mapping,
+            });
+            self.next_mapping = self.next_mapping.wrapping_add(1).max(1);
+        }
+        Ok(self.containers.entry(req.name.clone()).or_insert(container))
+    }
+
+    /// A container in mode none, host or container:X: no endpoint of its own.
+    fn create_special(
+        &mut self,
+        req: &ContainerCreate,
+        mode: NetworkMode,
+        mint: &mut dyn Mint,
+    ) -> Result<&Container, ApiError> {
+        let what = mode.docker_name();
+        if !req.publish.is_empty() || req.publish_all {
+            return Err(bad(match mode {
+                NetworkMode::Host => "publishing ports is not possible with --network host: the container uses the host's own ports".to_string(),
+                _ => format!("publishing ports is not possible with --network {what}: it has no network of its own to publish from"),
+            }));
+        }
+        if req.ip.is_some() || req.mac.is_some() {
+            return Err(bad(format!(
+                "--ip and --mac need a network; --network {what} has none of its own"
+            )));
+        }
+        if !req.links.is_empty() {
+            return Err(bad(format!(
+                "--link needs a network; --network {what} has none of its own"
+            )));
+        }
+        let mut exposed = Vec::new();
+        for spec in &req.expose {
+            exposed.extend(links::parse_expose(spec)?);
+        }
+        exposed.sort();
+        exposed.dedup();
+        let container = Container {
+            id: mint.id(),
+            name: req.name.clone(),
+            created: mint.created(),
+            endpoints: Vec::new(),
+            exposed,
+            links: Vec::new(),
+            allow_spoofing: false,
+            published: Vec::new(),
+            mode,
+        };
+        Ok(self.containers.entry(req.name.clone()).or_insert(container))
+    }
+
+    /// `switchyard attach`: an endpoint on `network` inside the namespace at `path` (identity
+    /// `inode`). One attachment per namespace, named after it; attaching it to a second network
+    /// adds an interface.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attach(
+        &mut self,
+        name: &str,
+        path: &str,
+        inode: u64,
+        network: &str,
+        ifname: &str,
+        ip: Option<&str>,
+        mac: Option<&str>,
+        mint: &mut dyn Mint,
+    ) -> Result<(Container, Endpoint), ApiError> {
+        validate_ifname(ifname)?;
+        self.network(network)?;
+        let existing = self.containers.get(name).cloned();
+        if let Some(c) = &existing {
+            if c.mode
+                != (NetworkMode::External {
+                    path: path.to_string(),
+                    inode,
+                })
+            {
+                return Err(bad(format!(
+                    "the name '{name}' is taken by another container"
+                )));
+            }
+            if c.endpoint(network).is_some() {
+                return Err(bad(format!(
+                    "{path} is already attached to network '{network}'"
+                )));
+            }
+            if c.endpoints.iter().any(|e| e.interface == ifname) {
+                return Err(bad(format!(
+                    "{path} already has switchyard's interface {ifname}"
+                )));
+            }
+        }
+        let endpoints = existing
+            .as_ref()
+            .map(|c| c.endpoints.clone())
+            .unwrap_or_default();
+        let mut endpoint = self.new_endpoint(name, &endpoints, network, ip, mac, mint)?;
+        endpoint.interface = ifname.to_string();
+        let c = self
+            .containers
+            .entry(name.to_string())
+            .or_insert_with(|| Container {
+                id: mint.id(),
+                name: name.to_string(),
+                created: mint.created(),
+                endpoints: Vec::new(),
+                exposed: Vec::new(),
+                links: Vec::new(),
+                allow_spoofing: false,
+                published: Vec::new(),
+                mode: NetworkMode::External {
+                    path: path.to_string(),
+                    inode,
+                },
+            });
+        c.endpoints.push(endpoint.clone());
+        Ok((c.clone(), endpoint))
+    }
+
+    /// The attachment of the namespace at `path`, if any.
+    pub fn attachment(&self, path: &str) -> Option<&Container> {
+        self.containers
+            .values()
+            .find(|c| matches!(&c.mode, NetworkMode::External { path: p, .. } if p == path))
+    }
+
+    /// Containers that joined `name`'s namespace (`--network container:NAME`).
+    pub fn joiners(&self, name: &str) -> Vec<String> {
+        self.containers
+            .values()
+            .filter(|c| c.mode == NetworkMode::Container(name.to_string()))
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    /// `container rm`: all names checked first; addresses released. A container others joined
+    /// (`container:NAME`) is refused unless `force`, which removes the joiners with it.
+    pub fn remove_containers_forced(
+        &mut self,
+        names: &[String],
+        force: bool,
+    ) -> Result<Vec<Container>, ApiError> {
+        let mut all: Vec<String> = names.to_vec();
+        for name in names {
+            self.container(name)?;
+            let joiners: Vec<String> = self
+                .joiners(name)
+                .into_iter()
+                .filter(|j| !names.contains(j))
+                .collect();
+            if !joiners.is_empty() && !force {
+                return Err(bad(format!(
+                    "container '{name}' has containers in its namespace ({}); remove them first or use --force",
+                    joiners.join(", ")
+                )));
+            }
+            all.extend(joiners);
+        }
+        // Joiners go first: their namespace is the one being removed.
+        all.sort_by_key(|n| {
+            !matches!(
+                self.containers.get(n).map(|c| &c.mode),
+                Some(NetworkMode::Container(_))
+            )
+        });
+        all.dedup();
+        self.remove_containers(&all)
+    }
+
+    /// `container rm`: all names checked first; addresses released.
+    pub fn remove_containers(&mut self, names: &[String]) -> Result<Vec<Container>, ApiError> {
+        if names.is_empty() {
+            return Err(bad("name at least one container to remove"));
+        }
+        for (i, name) in names.iter().enumerate() {
+            self.container(name)?;
+            if names[..i].contains(name) {
+                return Err(bad(format!("container '{name}' is named twice")));
+            }
+        }
+        let mut removed = Vec::new();
+        for name in names {
+            let c = self.containers.remove(name).expect("checked above");
+            for e in &c.endpoints {
+                if let Some(n) = self.networks.get_mut(&e.network) {
+                    n.pool.release(e.ip);
+                }
+            }
+            // Links hold the container, not its name: a later container of that name is another.
+            for other in self.containers.values_mut() {
+                other.links.retain(|l| &l.container != name);
+            }
+            removed.push(c);
+        }
+        Ok(removed)
+    }
+
+    /// `network connect`: the next `ethN` of the container.
+    pub fn connect(
+        &mut self,
+        network: &str,
+        container: &str,
+        ip: Option<&str>,
+        mint: &mut dyn Mint,
+    ) -> Result<Endpoint, ApiError> {
+        self.network(network)?;
+        let c = self.container(container)?;
+        if c.mode != NetworkMode::Bridge && c.mode != NetworkMode::None {
+            return Err(bad(format!(
+                "container '{container}' uses --network {}; it cannot be connected to networks",
+                c.mode.docker_name()
+            )));
+        }
+        let existing = c.endpoints.clone();
+        if existing.iter().any(|e| e.network == network) {
+            return Err(bad(format!(
+                "container '{container}' is already connected to network '{network}'"
+            )));
+        }
+        let endpoint = self.new_endpoint(container, &existing, network, ip, None, mint)?;
+        self.containers
+            .get_mut(container)
+            .expect("checked above")
+            .endpoints
+            .push(endpoint.clone());
+        Ok(endpoint)
+    }
+
+    /// `network disconnect`: the address goes back to the network's pool.
+    pub fn disconnect(&mut self, network: &str, container: &str) -> Result<Endpoint, ApiError> {
+        self.network(network)?;
+        let c = self.container(container)?;
+        let Some(i) = c.endpoints.iter().position(|e| e.network == network) else {
+            return Err(bad(format!(
+                "container '{container}' is not connected to network '{network}'"
+            )));
+        };
+        let endpoint = self
+            .containers
+            .get_mut(container)
+            .expect("checked above")
+            .endpoints
+            .remove(i);
+        self.networks
+            .get_mut(network)
+            .expect("checked above")
+            .pool
+            .release(endpoint.ip);
+        Ok(endpoint)
+    }
+
+    /// The endpoint that gives `container` its default route: the first on a non-internal network.
+    pub fn default_route_endpoint<'a>(
+        &self,
+        container: &'a Container,
+    ) -> Option<(&'a Endpoint, Ipv4Addr)> {
+        container.endpoints.iter().find_map(|e| {
+            let n = self.networks.get(&e.network)?;
+            (!n.internal).then_some((e, n.gateway()))
+        })
+    }
+}
+
+/// Docker names its host-side veths `veth` + 7 hex digits.
+fn veth_name(endpoint_id: &str) -> String {
+    format!("veth{}", &endpoint_id[..7])
+}
