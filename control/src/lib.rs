@@ -5,6 +5,8 @@ pub mod api;
 pub mod cli;
 mod daemon;
 pub mod flow;
+#[cfg(test)]
+mod layering;
 pub mod model;
 pub mod netns;
 mod process;

@@ -174,7 +174,10 @@ impl Daemon {
     fn container_inspect(&self, names: &[String]) -> Result<Response, ApiError> {
         let mut out = Vec::new();
         for name in names {
-            out.push(self.state.container_inspect(self.state.container(name)?));
+            out.push(
+                self.state
+                    .container_inspect(self.state.container(name)?, std::process::id()),
+            );
         }
         Ok(Response::ContainerDetails(out))
     }

@@ -185,7 +185,7 @@ fn inspect_shows_dockers_view() {
     assert_eq!(v["Options"]["com.docker.network.bridge.enable_icc"], "true");
     let web = s.container("web").unwrap();
     assert_eq!(v["Containers"][&web.id]["IPv4Address"], "10.1.0.128/24");
-    let c = serde_json::to_value(s.container_inspect(web)).unwrap();
+    let c = serde_json::to_value(s.container_inspect(web, 1)).unwrap();
     assert_eq!(c["Name"], "/web");
     assert_eq!(c["NetworkSettings"]["Networks"]["front"]["IPPrefixLen"], 24);
 }

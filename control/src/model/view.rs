@@ -116,7 +116,8 @@ impl State {
             .collect()
     }
 
-    pub fn container_inspect(&self, c: &Container) -> ContainerInspect {
+    /// Docker's container inspect; `daemon_pid` names the daemon's own namespace (`host` mode).
+    pub fn container_inspect(&self, c: &Container, daemon_pid: u32) -> ContainerInspect {
         let networks = c
             .endpoints
             .iter()
@@ -159,8 +160,8 @@ impl State {
             },
             network_settings: NetworkSettingsInspect {
                 sandbox_key: match c.mode {
-                    // The daemon's own namespace (this runs in the daemon).
-                    super::NetworkMode::Host => format!("/proc/{}/ns/net", std::process::id()),
+                    // The daemon's own namespace.
+                    super::NetworkMode::Host => format!("/proc/{daemon_pid}/ns/net"),
                     _ => format!("/run/netns/{}", c.netns()),
                 },
                 networks,
