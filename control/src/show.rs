@@ -92,3 +92,14 @@ pub fn report(s: &Snapshot) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_report_matches_its_golden_file() {
+        crate::render::golden(
+            "report.txt",
+            &super::report(&crate::render::fixtures::snapshot()),
+        );
+    }
+}

@@ -341,3 +341,24 @@ pub fn prometheus(st: &Stats) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::fixtures::{names, snapshot};
+    use crate::render::golden;
+
+    #[test]
+    fn renderings_match_the_golden_files() {
+        let s = snapshot();
+        let networks = BTreeMap::from([
+            (DomainId(0), "uplink".to_string()),
+            (DomainId(1), "bridge".to_string()),
+        ]);
+        let st = stats(&s, &s.conntrack, &names(), &networks);
+        golden("stats.txt", &render_stats(&st));
+        golden("stats.prom", &prometheus(&st));
+        let fdb = fdb(&s, &names(), &networks);
+        golden("fdb.json", &serde_json::to_string_pretty(&fdb).unwrap());
+    }
+}

@@ -406,6 +406,10 @@ mod tests {
         r.push(Step::Egress { port: PortId(1) });
         r.push(Step::Egress { port: PortId(2) });
         let v = view(&r, &names);
+        crate::render::golden(
+            "trace-flood.json",
+            &serde_json::to_string_pretty(&v).unwrap(),
+        );
         assert_eq!(
             v.steps[1].explain,
             "The destination MAC is not in the table yet, so the frame is flooded to db and host:bridge, but not back to web, where it came from."

@@ -9,4 +9,6 @@ pub mod topology;
 pub(crate) use golden::golden;
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod golden;
