@@ -17,7 +17,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub mod stats;
 pub mod topology;
+pub mod trace;
 
 pub const PROTOCOL_VERSION: u32 = 1;
 pub const DEFAULT_SOCKET: &str = "/run/switchyard/switchyard.sock";
@@ -243,11 +245,11 @@ pub enum Response {
     Env(Vec<(String, String)>),
     /// Lines to print as they are.
     Lines(Vec<String>),
-    Traces(Vec<TraceView>),
+    Traces(Vec<trace::TraceView>),
     /// A capture runs: pcap bytes follow the answer line on the same connection.
     CaptureStarted,
-    Stats(Box<crate::stats::Stats>),
-    Fdb(Vec<crate::stats::FdbEntry>),
+    Stats(Box<stats::Stats>),
+    Fdb(Vec<stats::FdbEntry>),
     Topology(Box<topology::Topology>),
     Conntrack(ConntrackList),
     Status {
@@ -473,34 +475,6 @@ pub struct ContainerEndpointInspect {
     pub interface_name: String,
     /// switchyard's addition: the veth end the switch attaches to.
     pub host_interface: String,
-}
-
-/// One traced packet: where it entered, what it was, and each stage's decision.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TraceView {
-    pub seq: u64,
-    pub time_ns: u64,
-    /// A what-if trace: nothing was changed or sent.
-    pub what_if: bool,
-    pub ingress: String,
-    pub length: u32,
-    /// One line about the packet ("TCP 172.17.0.2:40000 > 172.17.0.3:80 [S], 74 bytes").
-    pub packet: String,
-    pub steps: Vec<TraceStepView>,
-    /// More steps happened than a record holds.
-    pub truncated: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TraceStepView {
-    /// The stage's stable name (`ingress`, `anti-spoof`, `l2-learn`, `icc`, `nat`, ...).
-    pub stage: String,
-    /// A short code: `parsed`, `learned`, `hit`, `flood`, `allow`, `deny`, `drop`, `out`, ...
-    pub decision: String,
-    /// The compact form.
-    pub line: String,
-    /// The plain-language form.
-    pub explain: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

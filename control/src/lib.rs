@@ -11,7 +11,4 @@ pub mod model;
 pub mod netns;
 mod process;
 pub mod render;
-pub mod show;
-pub mod stats;
 pub mod store;
-pub mod trace_fmt;

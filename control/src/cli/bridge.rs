@@ -16,7 +16,7 @@ use dataplane::{AfPacketPort, Port, TapPort};
 use dataplane::{Engine, EngineConfig};
 
 use crate::process::{block_signals, describe_cpu, fail, wait_signal, EngineArgs, EXIT_BAD_INPUT};
-use crate::show;
+use crate::render::show;
 
 #[derive(Args, Debug)]
 pub struct BridgeArgs {

@@ -243,7 +243,7 @@ pub fn main() -> ExitCode {
                     Ok(())
                 }
                 Response::Stats(st) => {
-                    print!("{}", crate::stats::render_stats(&st));
+                    print!("{}", crate::render::stats::render_stats(&st));
                     Ok(())
                 }
                 other => Err(other),

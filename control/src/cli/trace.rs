@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::{finish, pretty};
-use crate::api::{self, Request, Response, TraceView};
+use crate::api::trace::TraceView;
+use crate::api::{self, Request, Response};
 
 #[derive(Args, Debug, Clone, Copy)]
 pub struct Form {

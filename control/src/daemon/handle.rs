@@ -18,7 +18,7 @@ use super::{failed, Daemon};
 use crate::api::{self, ApiError, ConntrackEntry, ConntrackList, FlowTuple, Request, Response};
 use crate::model::{State, UPLINK_DOMAIN};
 use crate::netns;
-use crate::show;
+use crate::render::show;
 
 impl Daemon {
     pub(super) fn handle(&mut self, request: Request) -> Result<Response, ApiError> {
@@ -392,7 +392,7 @@ impl Daemon {
         }
         let snapshot = self.system.snapshot().map_err(failed)?;
         let names = self.system.names(&self.state);
-        let mut entries = crate::stats::fdb(&snapshot, &names, &self.network_names());
+        let mut entries = crate::render::stats::fdb(&snapshot, &names, &self.network_names());
         if let Some(n) = network {
             entries.retain(|e| e.network == n);
         }
@@ -410,10 +410,10 @@ impl Daemon {
         m
     }
 
-    pub(super) fn stats(&self) -> Result<crate::stats::Stats, ApiError> {
+    pub(super) fn stats(&self) -> Result<crate::api::stats::Stats, ApiError> {
         let snapshot = self.system.snapshot().map_err(failed)?;
         let names = self.system.names(&self.state);
-        Ok(crate::stats::stats(
+        Ok(crate::render::stats::stats(
             &snapshot,
             &snapshot.conntrack,
             &names,

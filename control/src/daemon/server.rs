@@ -342,7 +342,7 @@ fn serve_metrics(listener: std::net::TcpListener, daemon: Arc<Mutex<Daemon>>) {
         let _ = BufReader::new(&conn).read_line(&mut line);
         let stats = daemon.lock().unwrap_or_else(|p| p.into_inner()).stats();
         let (status, body) = match stats {
-            Ok(st) if line.starts_with("GET ") => ("200 OK", crate::stats::prometheus(&st)),
+            Ok(st) if line.starts_with("GET ") => ("200 OK", crate::render::stats::prometheus(&st)),
             Ok(_) => ("405 Method Not Allowed", "GET only\n".to_string()),
             Err(e) => ("500 Internal Server Error", format!("{}\n", e.message)),
         };

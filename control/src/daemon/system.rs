@@ -21,7 +21,7 @@ use dataplane::{EngineHandle, NatUpdate, PolicyUpdate};
 use crate::model::ipam::Ipv4Net;
 use crate::model::{Container, Endpoint, Network, State, UPLINK_DOMAIN};
 use crate::netns::{self, NetNs, Netlink};
-use crate::trace_fmt::Names;
+use crate::render::names::Names;
 use dataplane::CtStats;
 use dataplane::{AddressConflict, ConnInfo, Snapshot};
 use dataplane::{Capture, TraceArm, TraceRecord, TraceTarget};

@@ -12,7 +12,7 @@ use super::system::CaptureStop;
 use super::{failed, Daemon};
 use crate::api::{ApiError, Response};
 use crate::flow::{FlowSpec, Proto};
-use crate::trace_fmt;
+use crate::render::trace;
 
 impl Daemon {
     /// `trace add`: traces the next `count` packets entering `target`.
@@ -46,7 +46,7 @@ impl Daemon {
         let records = self.system.trace_show().map_err(failed)?;
         let names = self.system.names(&self.state);
         Ok(Response::Traces(
-            records.iter().map(|r| trace_fmt::view(r, &names)).collect(),
+            records.iter().map(|r| trace::view(r, &names)).collect(),
         ))
     }
 
@@ -117,7 +117,7 @@ impl Daemon {
         let frame = flow.frame(smac, dmac);
         let record = self.system.trace_packet(port, frame).map_err(failed)?;
         let names = self.system.names(&self.state);
-        Ok(Response::Traces(vec![trace_fmt::view(&record, &names)]))
+        Ok(Response::Traces(vec![trace::view(&record, &names)]))
     }
 
     /// The MAC a sender would use for `dst`: the owner's if on the sender's network, else the

@@ -12,7 +12,9 @@ use super::{render_dot, render_svg, render_text};
 use crate::api::topology::{
     ContainerView, EndpointView, LinkView, NetView, PublishedPort, Topology, UplinkView,
 };
-use crate::api::Protocol;
+use crate::api::{ContainerCreate, NetworkCreate, Protocol};
+use crate::model::tests::Counter;
+use crate::model::{PublishContext, State};
 use crate::render::golden;
 
 fn ep(network: &str, interface: &str, address: &str, mac: &str, veth: &str) -> EndpointView {
@@ -225,6 +227,92 @@ fn renderings_match_the_golden_files() {
         golden(&format!("topology-{name}.dot"), &render_dot(&t));
         golden(&format!("topology-{name}.svg"), &render_svg(&t));
     }
+}
+
+// ---- a State, as the daemon sees it ----
+
+/// bridge, private (icc=false) and island (internal); web publishes on the uplink address, a
+/// udp range and a plain port; app is on bridge and private, linked to pg as db, and publishes
+/// a udp port; pg is on private; q on island; lone has no network.
+fn state() -> State {
+    let mut e = Counter(0);
+    let mut s = State::initial(&[], &mut e).unwrap();
+    let net = |name: &str, subnet: &str| NetworkCreate {
+        name: name.into(),
+        subnet: Some(subnet.into()),
+        ..Default::default()
+    };
+    s.create_network(
+        &NetworkCreate {
+            options: vec!["icc=false".into()],
+            ..net("private", "10.30.0.0/24")
+        },
+        &[],
+        &mut e,
+    )
+    .unwrap();
+    s.create_network(
+        &NetworkCreate {
+            internal: true,
+            ..net("island", "10.40.0.0/24")
+        },
+        &[],
+        &mut e,
+    )
+    .unwrap();
+    let ctx = PublishContext {
+        uplink: Some("192.0.2.10".parse().unwrap()),
+        ..PublishContext::default()
+    };
+    let ctr = |name: &str, network: &str| ContainerCreate {
+        name: name.into(),
+        network: network.into(),
+        ..Default::default()
+    };
+    for req in [
+        ContainerCreate {
+            publish: vec![
+                "192.0.2.10:8080:80".into(),
+                "7000-7002:7000-7002/udp".into(),
+                "9090:90".into(),
+            ],
+            ..ctr("web", "bridge")
+        },
+        ContainerCreate {
+            expose: vec!["5432".into()],
+            ..ctr("pg", "private")
+        },
+        ContainerCreate {
+            publish: vec!["5353:53/udp".into()],
+            ..ctr("app", "bridge")
+        },
+        ctr("q", "island"),
+        ctr("lone", "none"),
+    ] {
+        s.create_container_with(&req, &ctx, &mut e).unwrap();
+    }
+    s.connect("private", "app", None, &mut e).unwrap();
+    s.add_link("app", "pg:db").unwrap();
+    s
+}
+
+fn state_uplink() -> UplinkView {
+    UplinkView {
+        interface: "ens3".into(),
+        ip: "192.0.2.10".parse().unwrap(),
+        prefix: 24,
+        gateway: Some("192.0.2.1".parse().unwrap()),
+    }
+}
+
+#[test]
+fn renderings_of_a_state_match_the_golden_files() {
+    let t = crate::model::topology::topology(&state(), Some(state_uplink()));
+    golden("state.txt", &render_text(&t));
+    golden("state.dot", &render_dot(&t));
+    golden("state.svg", &render_svg(&t));
+    let t = crate::model::topology::topology(&state(), None);
+    golden("state-no-uplink.txt", &render_text(&t));
 }
 
 // ---- text ----

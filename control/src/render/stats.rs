@@ -11,66 +11,9 @@ use dataplane::CtStats;
 use dataplane::DomainId;
 use dataplane::{DropReason, StageId};
 use dataplane::{PortState, Snapshot};
-use serde::{Deserialize, Serialize};
 
-use crate::trace_fmt::Names;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Stats {
-    pub ports: Vec<PortStats>,
-    /// Drops by stage, then by reason (every reason, zero or not: tools get a stable shape).
-    pub stages: BTreeMap<String, BTreeMap<String, u64>>,
-    pub macs: usize,
-    pub mac_learned: u64,
-    pub mac_moved: u64,
-    pub mac_aged: u64,
-    pub mac_evicted: u64,
-    pub conntrack_entries: usize,
-    pub conntrack_max: usize,
-    pub conntrack_created: u64,
-    pub conntrack_expired: u64,
-    pub conntrack_evicted: u64,
-    pub uptime_ms: u64,
-    /// Recent claims of local containers' addresses by other hosts (ARP on a parent port).
-    pub address_conflicts: Vec<ConflictView>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ConflictView {
-    pub ip: String,
-    /// The other host's MAC.
-    pub mac: String,
-    /// The local container holding the address.
-    pub owner: String,
-    pub port: String,
-    pub seconds_ago: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PortStats {
-    pub name: String,
-    pub interface: String,
-    pub network: String,
-    pub kind: String,
-    pub state: String,
-    pub rx_packets: u64,
-    pub rx_bytes: u64,
-    pub tx_packets: u64,
-    pub tx_bytes: u64,
-    /// Every drop reason with its count (zeros included).
-    pub drops: BTreeMap<String, u64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FdbEntry {
-    pub network: String,
-    pub mac: String,
-    pub port: String,
-    pub vlan: u16,
-    /// Seconds since last seen (0 for static entries).
-    pub age_s: f64,
-    pub is_static: bool,
-}
+use super::names::Names;
+use crate::api::stats::{ConflictView, FdbEntry, PortStats, Stats};
 
 pub fn stats(
     s: &Snapshot,
@@ -261,30 +204,20 @@ pub fn prometheus(st: &Stats) -> String {
             })
             .collect()
     };
-    family(
-        "switchyard_port_rx_packets_total",
-        "counter",
-        "Frames received on a port.",
-        per_port(&|p| p.rx_packets),
-    );
-    family(
-        "switchyard_port_rx_bytes_total",
-        "counter",
-        "Bytes received on a port.",
-        per_port(&|p| p.rx_bytes),
-    );
-    family(
-        "switchyard_port_tx_packets_total",
-        "counter",
-        "Frames sent out of a port.",
-        per_port(&|p| p.tx_packets),
-    );
-    family(
-        "switchyard_port_tx_bytes_total",
-        "counter",
-        "Bytes sent out of a port.",
-        per_port(&|p| p.tx_bytes),
-    );
+    let port_counters: [(&str, &str, fn(&PortStats) -> u64); 4] = [
+        ("rx_packets", "Frames received on a port.", |p| p.rx_packets),
+        ("rx_bytes", "Bytes received on a port.", |p| p.rx_bytes),
+        ("tx_packets", "Frames sent out of a port.", |p| p.tx_packets),
+        ("tx_bytes", "Bytes sent out of a port.", |p| p.tx_bytes),
+    ];
+    for (counter, help, value) in port_counters {
+        family(
+            &format!("switchyard_port_{counter}_total"),
+            "counter",
+            help,
+            per_port(&value),
+        );
+    }
     let mut drops = Vec::new();
     for p in &st.ports {
         for (reason, &n) in &p.drops {

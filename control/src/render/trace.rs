@@ -4,45 +4,16 @@
 //! All formatting lives here, far from the packet path: the engine records `Step`s, the daemon
 //! names ports and MACs from its state, and this module writes sentences.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use dataplane::Answer;
+use dataplane::MacAddr;
 use dataplane::{CtStep, Flow, Step, TraceRecord};
 use dataplane::{Direction, NatKind};
 use dataplane::{LearnAction, LinkPort};
-use dataplane::{MacAddr, PortId};
 
-use crate::api::{TraceStepView, TraceView};
-
-/// What the daemon knows to name things: ports ("web", "web:eth1", "host:bridge", "uplink") and
-/// MACs (their owners).
-#[derive(Default)]
-pub struct Names {
-    pub ports: HashMap<PortId, String>,
-    pub macs: HashMap<[u8; 6], String>,
-    /// Containers by their addresses.
-    pub owners: HashMap<std::net::Ipv4Addr, String>,
-}
-
-impl Names {
-    pub fn port(&self, p: PortId) -> String {
-        self.ports
-            .get(&p)
-            .cloned()
-            .unwrap_or_else(|| format!("port {}", p.0))
-    }
-
-    fn mac(&self, m: MacAddr) -> String {
-        if m.is_broadcast() {
-            return "broadcast".into();
-        }
-        match self.macs.get(&m.0) {
-            Some(owner) => format!("{m} ({owner})"),
-            None => m.to_string(),
-        }
-    }
-}
+use super::names::Names;
+use crate::api::trace::{TraceStepView, TraceView};
 
 fn flow(f: &Flow) -> String {
     let side = |ip: Ipv4Addr, port: u16| {
@@ -380,7 +351,7 @@ fn join_and(items: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dataplane::{DomainId, VlanId};
+    use dataplane::{DomainId, PortId, VlanId};
 
     #[test]
     fn a_flood_reads_like_the_classroom_sentence() {
