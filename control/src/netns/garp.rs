@@ -10,8 +10,9 @@
 //! entries from either form unless `arp_accept` is set. MAC learning on a switch
 //! works from either, since it only looks at the Ethernet source.
 //!
-//! Why a hand-built frame on an AF_PACKET socket: there is no kernel API that
-//! "announces" an address on demand, and the frame is 42 fixed bytes.
+//! Why a frame of our own on an AF_PACKET socket: there is no kernel API that
+//! "announces" an address on demand, and the frame is 42 fixed bytes (built with
+//! the data plane's wire types).
 
 use std::ffi::CString;
 use std::io;
@@ -19,32 +20,31 @@ use std::mem;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use dataplane::wire::arp::{self, ArpPacket, ArpRepr};
+use dataplane::wire::ethernet::{ethertype, EthernetFrame};
 use dataplane::MacAddr;
 
 use super::{os, NetNs, NetnsError, Result};
 
 /// Ethernet minimum frame size without FCS; shorter frames are padded.
 pub(crate) const MIN_FRAME: usize = 60;
-const ETH_P_ARP: u16 = 0x0806;
-const ETH_P_IP: u16 = 0x0800;
-const ARPHRD_ETHER: u16 = 1;
-const ARPOP_REQUEST: u16 = 1;
 
-/// The gratuitous ARP request announcing `ip` at `mac`, padded to 60 bytes.
+/// The gratuitous ARP request announcing `ip` at `mac`, padded to 60 bytes: broadcast, sender
+/// and target address both `ip`, target MAC unknown (zero).
 pub(crate) fn garp_frame(mac: MacAddr, ip: Ipv4Addr) -> [u8; MIN_FRAME] {
     let mut f = [0u8; MIN_FRAME];
-    f[0..6].copy_from_slice(&[0xff; 6]); // Ethernet destination: broadcast
-    f[6..12].copy_from_slice(&mac.0); // Ethernet source
-    f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
-    f[14..16].copy_from_slice(&ARPHRD_ETHER.to_be_bytes()); // hardware type
-    f[16..18].copy_from_slice(&ETH_P_IP.to_be_bytes()); // protocol type
-    f[18] = 6; // hardware address length
-    f[19] = 4; // protocol address length
-    f[20..22].copy_from_slice(&ARPOP_REQUEST.to_be_bytes());
-    f[22..28].copy_from_slice(&mac.0); // sender hardware address
-    f[28..32].copy_from_slice(&ip.octets()); // sender protocol address
-                                             // f[32..38]: target hardware address, all zero (unknown)
-    f[38..42].copy_from_slice(&ip.octets()); // target protocol address = sender's
+    let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+    eth.set_dst_addr(MacAddr::BROADCAST);
+    eth.set_src_addr(mac);
+    eth.set_ethertype(ethertype::ARP);
+    ArpRepr {
+        operation: arp::operation::REQUEST,
+        sender_mac: mac,
+        sender_ip: ip,
+        target_mac: MacAddr::ZERO,
+        target_ip: ip,
+    }
+    .emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
     f
 }
 
@@ -82,7 +82,7 @@ pub fn send_gratuitous_arp(ns: &NetNs, ifname: &str, mac: MacAddr, ip: Ipv4Addr)
         // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
         let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
         addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = ETH_P_ARP.to_be();
+        addr.sll_protocol = ethertype::ARP.to_be();
         addr.sll_ifindex = ifindex as i32;
         let addr_len = mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
         // SAFETY: `addr` is an initialised sockaddr_ll and `addr_len` its exact
