@@ -9,7 +9,12 @@
 
 use std::net::Ipv4Addr;
 
-use dataplane::wire::checksum::{checksum, fold, pseudo_header_v4, sum};
+use dataplane::wire::arp::{self, ArpPacket, ArpRepr};
+use dataplane::wire::ethernet::{self, ethertype, EthernetFrame};
+use dataplane::wire::icmp::{self, Icmpv4Packet};
+use dataplane::wire::ipv4::{self, protocol, Ipv4Packet};
+use dataplane::wire::tcp::{self, TcpPacket};
+use dataplane::wire::udp::{self, UdpPacket};
 use dataplane::MacAddr;
 
 use crate::api::ApiError;
@@ -127,70 +132,82 @@ impl FlowSpec {
         Ok(f)
     }
 
-    /// The frame, with real checksums; MACs must be known by now.
+    /// The frame, with real checksums, built with the data plane's wire types; MACs must be
+    /// known by now.
     pub fn frame(&self, smac: MacAddr, dmac: MacAddr) -> Vec<u8> {
-        let (src, dst) = (
-            self.src.unwrap_or(Ipv4Addr::UNSPECIFIED).octets(),
-            self.dst.unwrap_or(Ipv4Addr::UNSPECIFIED).octets(),
-        );
-        let mut f = Vec::with_capacity(80);
-        f.extend_from_slice(&dmac.0);
-        f.extend_from_slice(&smac.0);
-        if self.proto == Proto::Arp {
-            f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
-            f.extend_from_slice(&smac.0);
-            f.extend_from_slice(&src);
-            f.extend_from_slice(&[0; 6]);
-            f.extend_from_slice(&dst);
-            f.resize(60, 0);
-            return f;
-        }
-        let (protocol, l4): (u8, Vec<u8>) = match self.proto {
+        let src = self.src.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let dst = self.dst.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let l3_len = match self.proto {
+            Proto::Arp => arp::HEADER_LEN,
+            Proto::Tcp => ipv4::HEADER_LEN + tcp::HEADER_LEN,
+            Proto::Udp => ipv4::HEADER_LEN + udp::HEADER_LEN,
+            Proto::Icmp => ipv4::HEADER_LEN + icmp::HEADER_LEN,
+        };
+        // Padded to the Ethernet minimum (60 bytes without FCS).
+        let mut f = vec![0u8; (ethernet::HEADER_LEN + l3_len).max(60)];
+        let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+        eth.set_dst_addr(dmac);
+        eth.set_src_addr(smac);
+        eth.set_ethertype(if self.proto == Proto::Arp {
+            ethertype::ARP
+        } else {
+            ethertype::IPV4
+        });
+        let l3 = &mut eth.payload_mut()[..l3_len];
+        let protocol = match self.proto {
+            Proto::Arp => {
+                ArpRepr {
+                    operation: arp::operation::REQUEST,
+                    sender_mac: smac,
+                    sender_ip: src,
+                    target_mac: MacAddr::ZERO,
+                    target_ip: dst,
+                }
+                .emit(&mut ArpPacket::new_unchecked(l3));
+                return f;
+            }
+            Proto::Tcp => protocol::TCP,
+            Proto::Udp => protocol::UDP,
+            Proto::Icmp => protocol::ICMP,
+        };
+        let mut ip = Ipv4Packet::new_unchecked(l3);
+        ip.set_version(4);
+        ip.set_header_len(ipv4::HEADER_LEN);
+        ip.set_total_len(l3_len as u16);
+        ip.set_ident(1);
+        ip.set_dont_frag(true);
+        ip.set_ttl(self.ttl);
+        ip.set_protocol(protocol);
+        ip.set_src_addr(src);
+        ip.set_dst_addr(dst);
+        let l4 = ip.payload_mut();
+        match self.proto {
             Proto::Tcp => {
-                let mut t = Vec::with_capacity(20);
-                t.extend_from_slice(&self.sport.to_be_bytes());
-                t.extend_from_slice(&self.dport.to_be_bytes());
-                t.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, self.tcp_flags, 0xff, 0xff]);
-                t.extend_from_slice(&[0, 0, 0, 0]);
-                (6, t)
+                let mut t = TcpPacket::new_unchecked(l4);
+                t.set_src_port(self.sport);
+                t.set_dst_port(self.dport);
+                t.set_seq_number(1);
+                t.set_header_len(tcp::HEADER_LEN);
+                t.set_flags(self.tcp_flags);
+                t.set_window_len(0xffff);
+                t.fill_checksum_v4(src, dst);
             }
             Proto::Udp => {
-                let mut u = Vec::with_capacity(8);
-                u.extend_from_slice(&self.sport.to_be_bytes());
-                u.extend_from_slice(&self.dport.to_be_bytes());
-                u.extend_from_slice(&8u16.to_be_bytes());
-                u.extend_from_slice(&[0, 0]);
-                (17, u)
+                let mut u = UdpPacket::new_unchecked(l4);
+                u.set_src_port(self.sport);
+                u.set_dst_port(self.dport);
+                u.set_len(udp::HEADER_LEN as u16);
+                u.fill_checksum_v4(src, dst);
             }
-            Proto::Icmp | Proto::Arp => (1, vec![8, 0, 0, 0, 0x12, 0x34, 0, 1]),
-        };
-        let mut l4 = l4;
-        match protocol {
-            6 | 17 => {
-                let at = if protocol == 6 { 16 } else { 6 };
-                let ph = pseudo_header_v4(src, dst, protocol, l4.len() as u32);
-                let c = !fold(sum(ph, &l4));
-                l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
-            }
-            _ => {
-                let c = checksum(&l4);
-                l4[2..4].copy_from_slice(&c.to_be_bytes());
+            Proto::Icmp | Proto::Arp => {
+                let mut i = Icmpv4Packet::new_unchecked(l4);
+                i.set_msg_type(icmp::msg_type::ECHO_REQUEST);
+                i.set_echo_ident(0x1234);
+                i.set_echo_seq_no(1);
+                i.fill_checksum();
             }
         }
-        f.extend_from_slice(&[0x08, 0x00]);
-        let total = (20 + l4.len()) as u16;
-        let mut ip = vec![0x45, 0];
-        ip.extend_from_slice(&total.to_be_bytes());
-        ip.extend_from_slice(&[0, 1, 0x40, 0, self.ttl, protocol, 0, 0]);
-        ip.extend_from_slice(&src);
-        ip.extend_from_slice(&dst);
-        let c = checksum(&ip);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-        f.extend_from_slice(&ip);
-        f.extend_from_slice(&l4);
-        if f.len() < 60 {
-            f.resize(60, 0);
-        }
+        ip.fill_checksum();
         f
     }
 }
@@ -198,6 +215,7 @@ impl FlowSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dataplane::wire::checksum::checksum;
 
     #[test]
     fn parses_ovs_style_flows() {
