@@ -1,0 +1,207 @@
+//! Architecture invariants that the compiler cannot check, checked over the source tree.
+//!
+//! Each test names the ARCHITECTURE.md invariant it holds true. They read the workspace's `.rs`
+//! files; "code" means a file's text before its first `#[cfg(test)]` (tests sit at the end of a file
+//! in this tree, or in files of their own, which these checks skip by name).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("control/ has a parent")
+        .to_path_buf()
+}
+
+/// Every `.rs` file under `dir` (relative to the workspace), sorted.
+fn rust_files(dir: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n != "target") {
+                    walk(&p, out);
+                }
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&workspace().join(dir), &mut out);
+    out.sort();
+    assert!(
+        !out.is_empty(),
+        "no .rs files under {dir}: the check would pass vacuously"
+    );
+    out
+}
+
+fn is_test_file(p: &Path) -> bool {
+    let name = p.file_name().unwrap().to_string_lossy();
+    name == "tests.rs"
+        || name.ends_with("_tests.rs")
+        || p.components().any(|c| c.as_os_str() == "testdata")
+}
+
+/// A line without its string literals' contents and without a trailing `//` comment.
+fn strip(line: &str) -> String {
+    let mut out = String::new();
+    let (mut in_str, mut escaped) = (false, false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_str {
+            match (escaped, c) {
+                (false, '\\') => escaped = true,
+                (false, '"') => {
+                    in_str = false;
+                    out.push('"');
+                }
+                _ => escaped = false,
+            }
+        } else if c == '"' {
+            in_str = true;
+            out.push('"');
+        } else if c == '/' && chars.peek() == Some(&'/') {
+            break;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The file's code (string contents and comments removed) before its test module, with line
+/// numbers.
+fn code_lines(p: &Path) -> Vec<(usize, String)> {
+    let text = fs::read_to_string(p).unwrap();
+    text.lines()
+        .enumerate()
+        .take_while(|(_, l)| l.trim() != "#[cfg(test)]")
+        .map(|(i, l)| (i + 1, strip(l)))
+        .collect()
+}
+
+fn rel(p: &Path) -> String {
+    p.strip_prefix(workspace()).unwrap().display().to_string()
+}
+
+/// **Architecture Invariant:** every `unsafe` block and impl carries a `// SAFETY:` comment just
+/// above it (or on its line).
+#[test]
+fn every_unsafe_block_says_why_it_is_sound() {
+    let mut missing = Vec::new();
+    for dir in ["dataplane", "control", "bench", "tests"] {
+        for p in rust_files(dir) {
+            let text = fs::read_to_string(&p).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, l) in lines.iter().enumerate() {
+                let code = strip(l);
+                if !(code.contains("unsafe {") || code.contains("unsafe impl")) {
+                    continue;
+                }
+                // The comment may sit on the line itself or on the few lines above it (a
+                // multi-line comment, or `let x =` wrapped by rustfmt before the block).
+                let window = &lines[i.saturating_sub(6)..=i];
+                if !window.iter().any(|w| w.contains("SAFETY:")) {
+                    missing.push(format!("{}:{}: {}", rel(&p), i + 1, l.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "unsafe without a SAFETY comment:\n{}",
+        missing.join("\n")
+    );
+}
+
+/// **Architecture Invariant:** `unsafe` lives only where the OS interface needs it: ports, engine
+/// thread placement, namespaces, process signals, the state file lock and the test allocator.
+#[test]
+fn unsafe_only_at_the_os_interface() {
+    let allowed = [
+        "dataplane/src/port/",
+        "dataplane/src/engine/affinity.rs",
+        "control/src/netns/",
+        "control/src/process.rs",
+        "control/src/store.rs",
+        "control/src/daemon/",
+        "control/src/cli/",
+        "bench/src/bin/connrate.rs",
+        "tests/common/",
+    ];
+    let mut outside = Vec::new();
+    for dir in ["dataplane/src", "control/src", "bench", "tests"] {
+        for p in rust_files(dir) {
+            let r = rel(&p);
+            if allowed.iter().any(|a| r.starts_with(a)) {
+                continue;
+            }
+            for (n, l) in code_lines(&p) {
+                if l.contains("unsafe ") {
+                    outside.push(format!("{r}:{n}: {}", l.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        outside.is_empty(),
+        "unsafe outside the OS interface:\n{}",
+        outside.join("\n")
+    );
+}
+
+/// Lines of code under `dir` (files named as tests skipped) that contain any of `needles`.
+fn find_in_code(dir: &str, needles: &[&str]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for p in rust_files(dir) {
+        if is_test_file(&p) {
+            continue;
+        }
+        for (n, l) in code_lines(&p) {
+            if let Some(needle) = needles.iter().find(|x| l.contains(*x)) {
+                hits.push(format!("{}:{n}: `{needle}` in: {}", rel(&p), l.trim()));
+            }
+        }
+    }
+    hits
+}
+
+/// **Architecture Invariant:** stages do no I/O, no logging and no allocation.
+#[test]
+fn stages_do_no_io_no_logging_no_allocation() {
+    let hits = find_in_code(
+        "dataplane/src/stage",
+        &[
+            "std::fs",
+            "std::io",
+            "std::net::Tcp",
+            "std::net::Udp",
+            "libc::",
+            "tracing::",
+            "println!",
+            "eprintln!",
+            "format!",
+            "vec!",
+            "Vec::",
+            "Box::",
+            "String",
+            ".to_string()",
+            ".to_owned()",
+            ".push(",
+            "HashMap",
+            "Rc::",
+            "Arc::",
+        ],
+    );
+    assert!(
+        hits.is_empty(),
+        "stage/ must stay pure:\n{}",
+        hits.join("\n")
+    );
+}
