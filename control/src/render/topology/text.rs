@@ -81,8 +81,14 @@ fn network(out: &mut String, m: &Scene, ni: usize) {
         let _ = writeln!(out, "{}(no containers)", branch(true));
         return;
     }
-    let rows: Vec<(Vec<String>, String)> = net
-        .members
+    aligned(out, &member_rows(m, ni));
+}
+
+/// One row per member of network `ni`: its cells (name, interface, address, MAC, veth) and notes
+/// (other networks, links).
+fn member_rows(m: &Scene, ni: usize) -> Vec<(Vec<String>, String)> {
+    let net = &m.nets[ni];
+    net.members
         .iter()
         .map(|&(ci, ei)| {
             let c = m.cons[ci];
@@ -108,7 +114,11 @@ fn network(out: &mut String, m: &Scene, ni: usize) {
             }
             (cells, notes)
         })
-        .collect();
+        .collect()
+}
+
+/// The rows as a tree, cells padded to columns, notes after.
+fn aligned(out: &mut String, rows: &[(Vec<String>, String)]) {
     let columns = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|i| {

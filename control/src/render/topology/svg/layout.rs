@@ -111,14 +111,7 @@ pub(super) fn layout<'a>(m: &'a Scene<'a>, networks: usize, containers: usize) -
         x += cards[ci].w + COL_GAP;
     }
     let content_right = x - COL_GAP + PAD;
-
-    let title = format!(
-        "switchyard topology: {} network{}, {} container{}",
-        networks,
-        if networks == 1 { "" } else { "s" },
-        containers,
-        if containers == 1 { "" } else { "s" }
-    );
+    let title = title(networks, containers);
     let uplink_lines = uplink_lines(m);
     let uplink_w = uplink_lines
         .iter()
@@ -127,12 +120,10 @@ pub(super) fn layout<'a>(m: &'a Scene<'a>, networks: usize, containers: usize) -
         .max()
         .unwrap_or(0)
         + 2 * PAD;
-    let legend = legend_items();
-    let legend_w = legend.iter().map(|l| text_width(l, FS)).max().unwrap_or(0) + 48;
     let width = [
         content_right + MARGIN,
         uplink_w + 2 * MARGIN,
-        legend_w + 2 * MARGIN,
+        legend_width() + 2 * MARGIN,
         text_width(&title, FS_TITLE) + 2 * MARGIN,
         text_width(EMPTY_NOTE, FS) + 2 * MARGIN + 2 * PAD,
     ]
@@ -140,27 +131,9 @@ pub(super) fn layout<'a>(m: &'a Scene<'a>, networks: usize, containers: usize) -
     .max()
     .unwrap_or(0);
 
-    // Vertical layout.
+    // Vertical layout: title, uplink, bands, link tracks, legend.
     let title_y = MARGIN + FS_TITLE;
-    let mut y = title_y + 14;
-    let mut uplink = UplinkBox {
-        x: (width - uplink_w) / 2,
-        y,
-        w: uplink_w,
-        h: 2 * PAD + LH * uplink_lines.len() as i64,
-        lines: uplink_lines,
-        bus_y: 0,
-    };
-    if m.show_uplink() {
-        y += uplink.h;
-        if m.published.is_empty() {
-            y += 16;
-        } else {
-            uplink.bus_y = y + 14;
-            y = uplink.bus_y + 14;
-        }
-    }
-    let bands_top = y;
+    let (uplink, bands_top) = uplink_box(m, uplink_lines, uplink_w, width, title_y + 14);
     let bands_bottom = stack_bands(&mut bands, bands_top, &order, &home, &cards);
     let drawn_links: Vec<&Link> = m
         .links
@@ -178,7 +151,7 @@ pub(super) fn layout<'a>(m: &'a Scene<'a>, networks: usize, containers: usize) -
         order,
         bands,
         bands_top,
-        uplink: m.show_uplink().then_some(uplink),
+        uplink,
         drawn_links,
         bands_bottom,
         legend_y: 0,
@@ -187,8 +160,56 @@ pub(super) fn layout<'a>(m: &'a Scene<'a>, networks: usize, containers: usize) -
         0 => bands_bottom + 16,
         n => l.track_y(n - 1) + 16,
     };
-    l.height = l.legend_y + LH + 4 + (LH + 6) * legend.len() as i64 + MARGIN;
+    l.height = l.legend_y + LH + 4 + (LH + 6) * legend_items().len() as i64 + MARGIN;
     l
+}
+
+fn title(networks: usize, containers: usize) -> String {
+    format!(
+        "switchyard topology: {} network{}, {} container{}",
+        networks,
+        if networks == 1 { "" } else { "s" },
+        containers,
+        if containers == 1 { "" } else { "s" }
+    )
+}
+
+fn legend_width() -> i64 {
+    legend_items()
+        .iter()
+        .map(|l| text_width(l, FS))
+        .max()
+        .unwrap_or(0)
+        + 48
+}
+
+/// The uplink box at height `y`, centred, when it is drawn, and the height the bands start at.
+fn uplink_box(
+    m: &Scene,
+    lines: Vec<String>,
+    w: i64,
+    width: i64,
+    y: i64,
+) -> (Option<UplinkBox>, i64) {
+    if !m.show_uplink() {
+        return (None, y);
+    }
+    let mut uplink = UplinkBox {
+        x: (width - w) / 2,
+        y,
+        w,
+        h: 2 * PAD + LH * lines.len() as i64,
+        lines,
+        bus_y: 0,
+    };
+    let below = y + uplink.h;
+    let bands_top = if m.published.is_empty() {
+        below + 16
+    } else {
+        uplink.bus_y = below + 14;
+        uplink.bus_y + 14
+    };
+    (Some(uplink), bands_top)
 }
 
 /// The band of each container: the network of its first endpoint.
