@@ -351,7 +351,222 @@ fn join_and(items: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dataplane::{DomainId, PortId, VlanId};
+    use dataplane::{DomainId, DropReason, LinkRule, PortId, StageId, VlanId};
+
+    const WEB: [u8; 6] = [2, 0x42, 0xac, 0x11, 0, 2];
+    const PG: [u8; 6] = [2, 0x42, 0xac, 0x11, 0, 3];
+    const UPLINK: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
+
+    /// A record of `flow` entering `ingress`, with `steps`.
+    fn record(ingress: u16, flow: &str, steps: &[Step]) -> TraceRecord {
+        let f = crate::flow::FlowSpec::parse(flow)
+            .unwrap()
+            .frame(MacAddr(WEB), MacAddr(PG));
+        let mut r = TraceRecord::EMPTY;
+        r.start(PortId(ingress), DomainId(1), &f, 1_000);
+        for s in steps {
+            r.push(*s);
+        }
+        r
+    }
+
+    fn parsed(src: [u8; 6], dst: [u8; 6], ethertype: u16) -> Step {
+        Step::Parsed {
+            src: MacAddr(src),
+            dst: MacAddr(dst),
+            vlan: VlanId(0),
+            ethertype,
+            len: 74,
+        }
+    }
+
+    fn flow(src: &str, sport: u16, dst: &str, dport: u16) -> Flow {
+        Flow {
+            src: src.parse().unwrap(),
+            sport,
+            dst: dst.parse().unwrap(),
+            dport,
+        }
+    }
+
+    /// Every kind of step, in the paths packets take: published port in, linked containers,
+    /// icc refusing, masquerade replies, ICMP errors, answers of the uplink, drops.
+    #[test]
+    fn every_step_matches_the_golden_file() {
+        let mut names = Names::default();
+        names.ports.insert(PortId(0), "web".into());
+        names.ports.insert(PortId(1), "pg".into());
+        names.ports.insert(PortId(2), "uplink".into());
+        names.ports.insert(PortId(3), "host:bridge".into());
+        names.macs.insert(WEB, "web".into());
+        names.macs.insert(PG, "pg".into());
+        let dnat = flow("198.51.100.7", 51000, "192.0.2.10", 8080);
+        let inside = flow("198.51.100.7", 51000, "172.17.0.2", 80);
+        let out = flow("172.17.0.2", 40000, "203.0.113.5", 443);
+        let masq = flow("192.0.2.10", 40000, "203.0.113.5", 443);
+        let link = LinkRule {
+            src: "172.17.0.2".parse().unwrap(),
+            dst: "172.17.0.3".parse().unwrap(),
+            protocol: 6,
+            port: LinkPort::Dst(5432),
+        };
+        let mut what_if = record(
+            0,
+            "tcp,src=172.17.0.2,dst=172.17.0.3,dport=5432",
+            &[
+                parsed(WEB, PG, 0x0800),
+                Step::SpoofChecked,
+                Step::IsolationChecked,
+                Step::Passed {
+                    stage: StageId::Conflict,
+                },
+                Step::Learned {
+                    mac: MacAddr(WEB),
+                    action: LearnAction::Refresh,
+                },
+                Step::Hit {
+                    mac: MacAddr(PG),
+                    port: PortId(1),
+                },
+                Step::IccAllowed {
+                    egress: PortId(1),
+                    rule: Some(link),
+                },
+                Step::Egress { port: PortId(1) },
+            ],
+        );
+        what_if.what_if = true;
+        let records = [
+            record(
+                2,
+                "tcp,src=198.51.100.7,dst=192.0.2.10,sport=51000,dport=8080",
+                &[
+                    parsed(UPLINK, [0x52, 0x54, 0, 0, 0, 2], 0x0800),
+                    Step::Translated {
+                        kind: Some(NatKind::Dnat),
+                        ct: CtStep::Created,
+                        from: dnat,
+                        to: inside,
+                    },
+                    Step::Learned {
+                        mac: MacAddr(UPLINK),
+                        action: LearnAction::New,
+                    },
+                    Step::Hit {
+                        mac: MacAddr(WEB),
+                        port: PortId(0),
+                    },
+                    Step::IccAllowed {
+                        egress: PortId(0),
+                        rule: None,
+                    },
+                    Step::Egress { port: PortId(0) },
+                ],
+            ),
+            what_if,
+            record(
+                1,
+                "udp,src=172.17.0.3,dst=172.17.0.2,dport=53",
+                &[
+                    parsed(PG, WEB, 0x0800),
+                    Step::Learned {
+                        mac: MacAddr(PG),
+                        action: LearnAction::Move { from: PortId(3) },
+                    },
+                    Step::Hit {
+                        mac: MacAddr(WEB),
+                        port: PortId(0),
+                    },
+                    Step::IccDenied { egress: PortId(0) },
+                    Step::Dropped {
+                        stage: StageId::Icc,
+                        reason: DropReason::ALL
+                            .iter()
+                            .copied()
+                            .find(|r| r.stage() == StageId::Icc)
+                            .unwrap(),
+                    },
+                ],
+            ),
+            record(
+                2,
+                "tcp,src=203.0.113.5,dst=192.0.2.10,sport=443,dport=40000,flags=SA",
+                &[
+                    parsed(UPLINK, WEB, 0x0800),
+                    Step::Translated {
+                        kind: Some(NatKind::Masquerade),
+                        ct: CtStep::Matched(Direction::Reply),
+                        from: flow("203.0.113.5", 443, "192.0.2.10", 40000),
+                        to: flow("203.0.113.5", 443, "172.17.0.2", 40000),
+                    },
+                    Step::Learned {
+                        mac: MacAddr(UPLINK),
+                        action: LearnAction::None,
+                    },
+                    Step::Flooded {
+                        unknown: false,
+                        ports: 1,
+                    },
+                    Step::Egress { port: PortId(0) },
+                ],
+            ),
+            record(
+                0,
+                "tcp,src=172.17.0.2,dst=203.0.113.5,dport=443",
+                &[
+                    parsed(WEB, UPLINK, 0x0800),
+                    Step::Translated {
+                        kind: Some(NatKind::Masquerade),
+                        ct: CtStep::Matched(Direction::Original),
+                        from: out,
+                        to: masq,
+                    },
+                    Step::Translated {
+                        kind: Some(NatKind::Hairpin),
+                        ct: CtStep::Created,
+                        from: out,
+                        to: masq,
+                    },
+                    Step::Translated {
+                        kind: None,
+                        ct: CtStep::Related,
+                        from: masq,
+                        to: out,
+                    },
+                    Step::Learned {
+                        mac: MacAddr(WEB),
+                        action: LearnAction::StaticConflict,
+                    },
+                ],
+            ),
+            record(
+                2,
+                "arp,src=192.0.2.1,dst=192.0.2.10",
+                &[
+                    parsed(UPLINK, [0xff; 6], 0x0806),
+                    Step::Answered(Answer::Arp),
+                ],
+            ),
+            record(
+                2,
+                "icmp,src=192.0.2.1,dst=192.0.2.10",
+                &[
+                    parsed(UPLINK, WEB, 0x0800),
+                    Step::Answered(Answer::IcmpEcho),
+                    Step::Consumed,
+                    Step::Dropped {
+                        stage: StageId::AntiSpoof,
+                        reason: DropReason::SpoofIp,
+                    },
+                ],
+            ),
+        ];
+        let views: Vec<TraceView> = records.iter().map(|r| view(r, &names)).collect();
+        crate::render::golden(
+            "trace-steps.json",
+            &serde_json::to_string_pretty(&views).unwrap(),
+        );
+    }
 
     #[test]
     fn a_flood_reads_like_the_classroom_sentence() {
