@@ -6,8 +6,11 @@
 
 use std::net::Ipv4Addr;
 
+use dataplane::wire::arp::{self, ArpPacket};
+use dataplane::wire::ethernet::{self, EthernetFrame};
+use dataplane::wire::headers::{Ipv4Summary, L3};
+use dataplane::wire::{icmp, ipv4, tcp};
 use dataplane::Answer;
-use dataplane::MacAddr;
 use dataplane::{CtStep, Flow, Step, TraceRecord};
 use dataplane::{Direction, NatKind};
 use dataplane::{LearnAction, LinkPort};
@@ -35,82 +38,69 @@ fn proto_name(p: u8) -> &'static str {
     }
 }
 
-/// A one-line description of the packet from its first bytes.
+/// A one-line description of the packet from its first bytes, read through the wire views.
 pub fn summary(head: &[u8], len: u32) -> String {
-    if head.len() < 14 {
+    let Ok(eth) = EthernetFrame::new_checked(head) else {
         return format!("runt frame, {len} bytes");
-    }
-    let mut l3 = 14;
-    let mut ethertype = u16::from_be_bytes([head[12], head[13]]);
-    let mut vlan = String::new();
-    if ethertype == 0x8100 && head.len() >= 18 {
-        vlan = format!(
-            "vlan {} ",
-            u16::from_be_bytes([head[14], head[15]]) & 0x0fff
-        );
-        ethertype = u16::from_be_bytes([head[16], head[17]]);
-        l3 = 18;
-    }
-    let b = &head[l3..];
-    let ip4 = |at: usize| Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3]);
-    let text = match ethertype {
-        0x0806 if b.len() >= 28 => {
-            let op = u16::from_be_bytes([b[6], b[7]]);
-            if op == 1 {
-                format!("ARP who-has {} tell {}", ip4(24), ip4(14))
-            } else {
-                format!(
-                    "ARP reply {} is-at {}",
-                    ip4(14),
-                    MacAddr::from_bytes(&b[8..14])
-                )
-            }
-        }
-        0x0800 if b.len() >= 20 => {
-            let ihl = usize::from(b[0] & 0x0f) * 4;
-            let proto = b[9];
-            let (src, dst) = (ip4(12), ip4(16));
-            let l4 = &b[ihl.min(b.len())..];
-            match proto {
-                6 if l4.len() >= 14 => {
-                    let fl = l4[13];
-                    let mut flags = String::new();
-                    for (bit, c) in [
-                        (0x02, 'S'),
-                        (0x01, 'F'),
-                        (0x04, 'R'),
-                        (0x08, 'P'),
-                        (0x10, '.'),
-                    ] {
-                        if fl & bit != 0 {
-                            flags.push(c);
-                        }
-                    }
-                    format!(
-                        "TCP {src}:{} > {dst}:{} [{flags}]",
-                        u16::from_be_bytes([l4[0], l4[1]]),
-                        u16::from_be_bytes([l4[2], l4[3]])
-                    )
-                }
-                17 if l4.len() >= 4 => format!(
-                    "UDP {src}:{} > {dst}:{}",
-                    u16::from_be_bytes([l4[0], l4[1]]),
-                    u16::from_be_bytes([l4[2], l4[3]])
-                ),
-                1 if !l4.is_empty() => match l4[0] {
-                    8 => format!("ICMP echo request {src} > {dst}"),
-                    0 => format!("ICMP echo reply {src} > {dst}"),
-                    3 => format!("ICMP unreachable {src} > {dst}"),
-                    11 => format!("ICMP time exceeded {src} > {dst}"),
-                    t => format!("ICMP type {t} {src} > {dst}"),
-                },
-                p => format!("IPv4 proto {p} {src} > {dst}"),
-            }
-        }
-        0x86dd => "IPv6".to_string(),
-        t => format!("EtherType 0x{t:04x}"),
+    };
+    let vlan = match eth.vlan_tag() {
+        Some(tag) => format!("vlan {} ", tag.vid),
+        None => String::new(),
+    };
+    let ethertype = eth.inner_ethertype();
+    // Any ARP body is described, Ethernet/IPv4 or not (`L3` takes only those).
+    let arp = match ethertype {
+        ethernet::ethertype::ARP => ArpPacket::new_checked(eth.l3_payload()).ok(),
+        _ => None,
+    };
+    let text = match (arp, L3::parse(head, ethertype, eth.l3_offset())) {
+        (Some(a), _) if a.operation() == arp::operation::REQUEST => format!(
+            "ARP who-has {} tell {}",
+            a.target_proto_addr(),
+            a.sender_proto_addr()
+        ),
+        (Some(a), _) => format!(
+            "ARP reply {} is-at {}",
+            a.sender_proto_addr(),
+            a.sender_hw_addr()
+        ),
+        (None, L3::Ipv4(ip)) => ipv4_summary(&ip),
+        _ if ethertype == ethernet::ethertype::IPV6 => "IPv6".to_string(),
+        _ => format!("EtherType 0x{ethertype:04x}"),
     };
     format!("{vlan}{text}, {len} bytes")
+}
+
+fn ipv4_summary(ip: &Ipv4Summary) -> String {
+    let (src, dst) = (ip.src, ip.dst);
+    match (ip.protocol, ip.ports, ip.tcp_flags, ip.icmp) {
+        (ipv4::protocol::TCP, Some((sport, dport)), Some(fl), _) => {
+            let mut flags = String::new();
+            for (bit, c) in [
+                (tcp::flags::SYN, 'S'),
+                (tcp::flags::FIN, 'F'),
+                (tcp::flags::RST, 'R'),
+                (tcp::flags::PSH, 'P'),
+                (tcp::flags::ACK, '.'),
+            ] {
+                if fl & bit != 0 {
+                    flags.push(c);
+                }
+            }
+            format!("TCP {src}:{sport} > {dst}:{dport} [{flags}]")
+        }
+        (ipv4::protocol::UDP, Some((sport, dport)), ..) => {
+            format!("UDP {src}:{sport} > {dst}:{dport}")
+        }
+        (ipv4::protocol::ICMP, _, _, Some((t, _))) => match t {
+            icmp::msg_type::ECHO_REQUEST => format!("ICMP echo request {src} > {dst}"),
+            icmp::msg_type::ECHO_REPLY => format!("ICMP echo reply {src} > {dst}"),
+            icmp::msg_type::DEST_UNREACHABLE => format!("ICMP unreachable {src} > {dst}"),
+            icmp::msg_type::TIME_EXCEEDED => format!("ICMP time exceeded {src} > {dst}"),
+            t => format!("ICMP type {t} {src} > {dst}"),
+        },
+        (p, ..) => format!("IPv4 proto {p} {src} > {dst}"),
+    }
 }
 
 /// Renders one record for the API: compact line and explanation for each step.
@@ -351,7 +341,7 @@ fn join_and(items: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dataplane::{DomainId, DropReason, LinkRule, PortId, StageId, VlanId};
+    use dataplane::{DomainId, DropReason, LinkRule, MacAddr, PortId, StageId, VlanId};
 
     const WEB: [u8; 6] = [2, 0x42, 0xac, 0x11, 0, 2];
     const PG: [u8; 6] = [2, 0x42, 0xac, 0x11, 0, 3];
@@ -601,6 +591,28 @@ mod tests {
             "The destination MAC is not in the table yet, so the frame is flooded to db and host:bridge, but not back to web, where it came from."
         );
         assert_eq!(v.steps[3].line, "out host:bridge");
+    }
+
+    #[test]
+    fn summaries_of_tagged_odd_and_short_frames() {
+        let f = crate::flow::FlowSpec::parse("udp,src=10.0.0.1,dst=10.0.0.2,dport=53")
+            .unwrap()
+            .frame(MacAddr([2; 6]), MacAddr([4; 6]));
+        let mut tagged = f[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0x20, 0x0a]);
+        tagged.extend_from_slice(&f[12..]);
+        assert_eq!(
+            summary(&tagged, 64),
+            "vlan 10 UDP 10.0.0.1:40000 > 10.0.0.2:53, 64 bytes"
+        );
+        assert_eq!(summary(&f[..10], 10), "runt frame, 10 bytes");
+        let mut v6 = f.clone();
+        v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+        assert_eq!(summary(&v6, 60), "IPv6, 60 bytes");
+        v6[12..14].copy_from_slice(&[0x88, 0xcc]);
+        assert_eq!(summary(&v6, 60), "EtherType 0x88cc, 60 bytes");
+        // An IPv4 header cut short is not described as IPv4.
+        assert_eq!(summary(&f[..30], 60), "EtherType 0x0800, 60 bytes");
     }
 
     #[test]
