@@ -207,4 +207,25 @@ mod tests {
         assert!(e.contains("format 99"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// A format-1 state file (MACs as `aa:bb:cc:dd:ee:ff`, as every daemon so far wrote them) loads
+    /// and is written back byte for byte: a daemon starts from an existing state.json.
+    #[test]
+    fn an_existing_state_file_loads_and_saves_unchanged() {
+        let fixture = include_str!("testdata/state-format-1.json");
+        let dir = temp_dir("fixture");
+        let store = Store::open(&dir).unwrap();
+        std::fs::write(store.path(), fixture).unwrap();
+        let state = store.load().unwrap().expect("a state");
+        let web = &state.containers["web"].endpoints[0];
+        assert_eq!(web.mac.to_string(), web_mac(fixture));
+        store.save(&state).unwrap();
+        assert_eq!(std::fs::read_to_string(store.path()).unwrap(), fixture);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn web_mac(fixture: &str) -> &str {
+        let at = fixture.find("\"mac\": \"").expect("an endpoint MAC") + "\"mac\": \"".len();
+        &fixture[at..at + 17]
+    }
 }

@@ -4,27 +4,29 @@
 //! property serves both a fresh `container create` and a restart after `kill -9`, where the
 //! namespaces, veths and (persistent) taps outlived the daemon and only the engine's ports and
 //! static MACs must be rebuilt. Every `*_down` is best-effort and tolerates what is already gone.
+//!
+//! `sync.rs` pushes policy, NAT and hosts files; `names.rs` names ports and resolves targets;
+//! `engine.rs` passes the daemon's other engine requests through.
+
+mod engine;
+mod names;
+mod sync;
+
+pub use engine::CaptureStop;
 
 use std::collections::HashMap;
-
-use anyhow::Context;
-use std::collections::HashSet;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use std::net::Ipv4Addr;
-
+use anyhow::Context;
 use dataplane::{AfPacketPort, Port, TapPort};
-use dataplane::{ContainerGuard, NetworkNat, PortRole, Publish, Subnet, Uplink};
+use dataplane::{ContainerGuard, PortRole, Uplink};
 use dataplane::{DomainId, MacAddr, PortId, VlanId};
-use dataplane::{EngineHandle, NatUpdate, PolicyUpdate};
+use dataplane::{EngineHandle, NatUpdate};
 
 use crate::model::ipam::Ipv4Net;
 use crate::model::{Container, Endpoint, Network, State, UPLINK_DOMAIN};
 use crate::netns::{self, NetNs, Netlink};
-use crate::render::names::Names;
-use dataplane::CtStats;
-use dataplane::{AddressConflict, ConnInfo, Snapshot};
-use dataplane::{Capture, TraceArm, TraceRecord, TraceTarget};
 
 pub struct System {
     engine: EngineHandle,
@@ -264,53 +266,6 @@ impl System {
         let _ = std::fs::remove_dir(&dir);
     }
 
-    /// Pushes the whole policy computed from `state`: icc per network, every link rule, and the
-    /// subnets and attachments isolation needs. Each part replaces the engine's copy at once, so a
-    /// removed link or container leaves no stale permission behind.
-    pub fn sync_policy(&self, state: &State) -> anyhow::Result<()> {
-        let mut updates = Vec::new();
-        for c in state.containers.values() {
-            for e in &c.endpoints {
-                if let Some(&port) = self.endpoint_ports.get(&e.id) {
-                    updates.push(PolicyUpdate::Role {
-                        port,
-                        role: guard(c, e),
-                    });
-                }
-            }
-        }
-        for n in state.networks.values() {
-            updates.push(PolicyUpdate::Icc {
-                domain: DomainId(n.domain),
-                icc: n.icc,
-            });
-        }
-        updates.push(PolicyUpdate::Links(state.link_rules()));
-        let subnets = state
-            .networks
-            .values()
-            .map(|n| Subnet {
-                domain: DomainId(n.domain),
-                network: n.subnet().addr(),
-                prefix: n.subnet().prefix(),
-            })
-            .collect();
-        let mut attached = HashSet::new();
-        for c in state.containers.values() {
-            for owned in &c.endpoints {
-                for on in &c.endpoints {
-                    if let Some(n) = state.networks.get(&on.network) {
-                        attached.insert((owned.ip, DomainId(n.domain)));
-                    }
-                }
-            }
-        }
-        updates.push(PolicyUpdate::Isolation { subnets, attached });
-        // One command: the engine sees the whole new policy between the same two batches.
-        self.engine.set_policy(PolicyUpdate::Many(updates))?;
-        Ok(())
-    }
-
     /// Attaches the uplink: an AF_PACKET port whose frames all go to `nat`, with its address.
     pub fn uplink_up(
         &mut self,
@@ -345,184 +300,6 @@ impl System {
         Ok(())
     }
 
-    /// Pushes each network's NAT view and every published port.
-    pub fn sync_nat(&self, state: &State) -> anyhow::Result<()> {
-        let networks = state
-            .networks
-            .values()
-            .map(|n| NetworkNat {
-                domain: DomainId(n.domain),
-                subnet: Subnet {
-                    domain: DomainId(n.domain),
-                    network: n.subnet().addr(),
-                    prefix: n.subnet().prefix(),
-                },
-                gateway_ip: n.gateway(),
-                gateway_mac: n.host_mac,
-                external: !n.internal && n.masquerade,
-            })
-            .collect();
-        self.engine.set_nat(NatUpdate::Networks(networks))?;
-        let mut publish = Vec::new();
-        for c in state.containers.values() {
-            // Published ports lead to the container's first network that may have them.
-            let Some((e, n)) = c.endpoints.iter().find_map(|e| {
-                let n = state.networks.get(&e.network)?;
-                (!n.internal).then_some((e, n))
-            }) else {
-                continue;
-            };
-            for p in &c.published {
-                publish.push(Publish {
-                    id: p.id,
-                    protocol: p.mapping.protocol.number(),
-                    host_port: p.mapping.host_port,
-                    target: e.ip,
-                    target_port: p.mapping.container_port,
-                    target_mac: e.mac,
-                    domain: DomainId(n.domain),
-                });
-            }
-        }
-        self.engine.set_nat(NatUpdate::Publish(publish))?;
-        Ok(())
-    }
-
-    pub fn is_uplink(&self, port: PortId) -> bool {
-        self.uplink.as_ref().is_some_and(|(p, _, _)| *p == port)
-    }
-
-    /// What traces call ports and MACs: containers by name (`web`, or `web:eth1` for a second
-    /// interface), host ports as `host:NETWORK`, the uplink as `uplink`.
-    pub fn names(&self, state: &State) -> Names {
-        let mut names = Names::default();
-        for c in state.containers.values() {
-            for e in &c.endpoints {
-                let name = if e.interface == "eth0" {
-                    c.name.clone()
-                } else {
-                    format!("{}:{}", c.name, e.interface)
-                };
-                if let Some(&p) = self.endpoint_ports.get(&e.id) {
-                    names.ports.insert(p, name);
-                }
-                names.macs.insert(e.mac.0, c.name.clone());
-                names.owners.insert(e.ip, c.name.clone());
-            }
-        }
-        for n in state.networks.values() {
-            if let Some(&p) = self.host_ports.get(&n.name) {
-                names.ports.insert(p, format!("host:{}", n.name));
-            }
-            if let (Some(&p), Some(parent)) = (self.parent_ports.get(&n.name), &n.parent) {
-                let name = match n.vlan {
-                    Some(v) => format!("parent:{parent}.{v}"),
-                    None => format!("parent:{parent}"),
-                };
-                names.ports.insert(p, name);
-            }
-            names
-                .macs
-                .insert(n.host_mac.0, format!("host port of {}", n.name));
-        }
-        if let Some((p, _, mac)) = &self.uplink {
-            names.ports.insert(*p, "uplink".into());
-            names.macs.insert(mac.0, "uplink".into());
-        }
-        names
-    }
-
-    /// A trace target: a container (`web`, `web:eth1`), a network, `host:NETWORK`, `uplink`, or
-    /// an interface name of the daemon's namespace (veth, tap, uplink).
-    pub fn resolve(&self, state: &State, target: &str) -> Option<(TraceTarget, Option<MacAddr>)> {
-        let (cname, ifname) = target.split_once(':').unwrap_or((target, "eth0"));
-        if let Some(c) = state.containers.get(cname) {
-            let e = c.endpoints.iter().find(|e| e.interface == ifname)?;
-            let p = self.endpoint_ports.get(&e.id)?;
-            return Some((TraceTarget::Port(*p), Some(e.mac)));
-        }
-        if let Some(n) = state.networks.get(target) {
-            return Some((TraceTarget::Network(DomainId(n.domain)), None));
-        }
-        if let Some(net) = target.strip_prefix("host:") {
-            let n = state.networks.get(net)?;
-            let p = self.host_ports.get(net)?;
-            return Some((TraceTarget::Port(*p), Some(n.host_mac)));
-        }
-        if let Some((p, name, mac)) = &self.uplink {
-            if target == "uplink" || target == name {
-                return Some((TraceTarget::Port(*p), Some(*mac)));
-            }
-        }
-        for n in state.networks.values() {
-            if n.host_interface == target {
-                let p = self.host_ports.get(&n.name)?;
-                return Some((TraceTarget::Port(*p), Some(n.host_mac)));
-            }
-        }
-        for c in state.containers.values() {
-            for e in &c.endpoints {
-                if e.host_interface == target {
-                    let p = self.endpoint_ports.get(&e.id)?;
-                    return Some((TraceTarget::Port(*p), Some(e.mac)));
-                }
-            }
-        }
-        None
-    }
-
-    /// Tracked NAT connections and the table's counters (`switchyard conntrack`).
-    pub fn conntrack(&self) -> anyhow::Result<(Vec<ConnInfo>, CtStats)> {
-        Ok(self.engine.connections()?)
-    }
-
-    /// The data plane's ports, MAC table and counters.
-    pub fn snapshot(&self) -> anyhow::Result<Snapshot> {
-        Ok(self.engine.snapshot()?)
-    }
-
-    /// Address conflicts the engine saw on parent ports.
-    pub fn conflicts(&self) -> anyhow::Result<Vec<AddressConflict>> {
-        Ok(self.engine.conflicts()?)
-    }
-
-    /// Traces the next packets entering a target.
-    pub fn trace_arm(&self, arm: TraceArm) -> anyhow::Result<()> {
-        Ok(self.engine.trace_arm(arm)?)
-    }
-
-    /// The trace records collected so far.
-    pub fn trace_show(&self) -> anyhow::Result<Vec<TraceRecord>> {
-        Ok(self.engine.trace_show()?)
-    }
-
-    pub fn trace_clear(&self) -> anyhow::Result<()> {
-        Ok(self.engine.trace_clear()?)
-    }
-
-    /// Runs `frame` through the real tables as if it entered at `port`; nothing is sent.
-    pub fn trace_packet(&self, port: PortId, frame: Vec<u8>) -> anyhow::Result<TraceRecord> {
-        Ok(self.engine.trace_packet(port, frame)?)
-    }
-
-    /// Starts a capture; returns its id and the handle that stops it (the streaming thread
-    /// stops it when its client goes away).
-    pub fn capture_start(&self, capture: Capture) -> anyhow::Result<(u32, CaptureStop)> {
-        let id = self.engine.capture_start(capture)?;
-        Ok((
-            id,
-            CaptureStop {
-                id,
-                engine: self.engine.clone(),
-            },
-        ))
-    }
-
-    /// Stops the engine (on SIGTERM); namespaces, veths and host taps stay.
-    pub fn shutdown(&self) {
-        let _ = self.engine.shutdown();
-    }
-
     /// Whether an interface of this name exists in the daemon's namespace.
     pub fn interface_exists(&self, name: &str) -> anyhow::Result<bool> {
         Ok(self.netlink.link(name)?.is_some())
@@ -531,23 +308,6 @@ impl System {
     /// IPv4 routes of the daemon's namespace, as networks.
     pub fn routes(&self) -> Vec<Ipv4Net> {
         routes(&self.netlink)
-    }
-
-    /// Writes `/etc/netns/NAME/hosts` of every container (what `ip netns exec` and
-    /// `container exec` show as /etc/hosts): its own name and its link aliases.
-    pub fn sync_hosts(&self, state: &State) {
-        for c in state.containers.values().filter(|c| c.owns_netns()) {
-            let dir = hosts_dir(c);
-            let write = || -> std::io::Result<()> {
-                std::fs::create_dir_all(&dir)?;
-                let tmp = dir.join(".hosts.switchyard");
-                std::fs::write(&tmp, state.hosts_file(c))?;
-                std::fs::rename(&tmp, dir.join("hosts"))
-            };
-            if let Err(e) = write() {
-                tracing::warn!(container = %c.name, "writing {}/hosts: {e}", dir.display());
-            }
-        }
     }
 
     /// Brings everything in `state` up, logging (not failing on) what cannot be restored, so one
@@ -600,22 +360,9 @@ pub fn routes(netlink: &Netlink) -> Vec<Ipv4Net> {
     }
 }
 
-/// Stops one capture: what a capture's streaming thread holds instead of the engine.
-pub struct CaptureStop {
-    id: u32,
-    engine: EngineHandle,
-}
-
-impl CaptureStop {
-    /// Stops the capture; returns how many frames it dropped because its reader fell behind.
-    pub fn stop(&self) -> anyhow::Result<u64> {
-        Ok(self.engine.capture_stop(self.id)?)
-    }
-}
-
 /// `/etc/netns/NAME`: inside the namespace, each file there is shown in place of its namesake in
 /// /etc (as `ip netns exec` does it).
-fn hosts_dir(c: &Container) -> PathBuf {
+pub(super) fn hosts_dir(c: &Container) -> PathBuf {
     PathBuf::from("/etc/netns").join(c.netns())
 }
 
@@ -623,7 +370,7 @@ fn hosts_dir(c: &Container) -> PathBuf {
 /// answers for all of a host's addresses on any of its interfaces (the weak host model: a reply
 /// from the address on eth1 may leave through eth0). Anti-spoofing keeps containers from using
 /// *other* containers' addresses.
-fn guard(c: &Container, e: &Endpoint) -> PortRole {
+pub(super) fn guard(c: &Container, e: &Endpoint) -> PortRole {
     PortRole::Container(ContainerGuard {
         mac: e.mac,
         ips: c.endpoints.iter().map(|x| x.ip).collect(),

@@ -1,0 +1,118 @@
+//! Pushing what the whole state implies, after every change: the engine's policy (roles, icc,
+//! links, isolation) and NAT (networks, published ports), and each container's hosts file.
+
+use std::collections::HashSet;
+
+use dataplane::{DomainId, NatUpdate, NetworkNat, PolicyUpdate, Publish, Subnet};
+
+use super::{guard, hosts_dir, System};
+use crate::model::State;
+
+impl System {
+    /// Pushes the whole policy computed from `state`: icc per network, every link rule, and the
+    /// subnets and attachments isolation needs. Each part replaces the engine's copy at once, so a
+    /// removed link or container leaves no stale permission behind.
+    pub fn sync_policy(&self, state: &State) -> anyhow::Result<()> {
+        let mut updates = Vec::new();
+        for c in state.containers.values() {
+            for e in &c.endpoints {
+                if let Some(&port) = self.endpoint_ports.get(&e.id) {
+                    updates.push(PolicyUpdate::Role {
+                        port,
+                        role: guard(c, e),
+                    });
+                }
+            }
+        }
+        for n in state.networks.values() {
+            updates.push(PolicyUpdate::Icc {
+                domain: DomainId(n.domain),
+                icc: n.icc,
+            });
+        }
+        updates.push(PolicyUpdate::Links(state.link_rules()));
+        let subnets = state
+            .networks
+            .values()
+            .map(|n| Subnet {
+                domain: DomainId(n.domain),
+                network: n.subnet().addr(),
+                prefix: n.subnet().prefix(),
+            })
+            .collect();
+        let mut attached = HashSet::new();
+        for c in state.containers.values() {
+            for owned in &c.endpoints {
+                for on in &c.endpoints {
+                    if let Some(n) = state.networks.get(&on.network) {
+                        attached.insert((owned.ip, DomainId(n.domain)));
+                    }
+                }
+            }
+        }
+        updates.push(PolicyUpdate::Isolation { subnets, attached });
+        // One command: the engine sees the whole new policy between the same two batches.
+        self.engine.set_policy(PolicyUpdate::Many(updates))?;
+        Ok(())
+    }
+
+    /// Pushes each network's NAT view and every published port.
+    pub fn sync_nat(&self, state: &State) -> anyhow::Result<()> {
+        let networks = state
+            .networks
+            .values()
+            .map(|n| NetworkNat {
+                domain: DomainId(n.domain),
+                subnet: Subnet {
+                    domain: DomainId(n.domain),
+                    network: n.subnet().addr(),
+                    prefix: n.subnet().prefix(),
+                },
+                gateway_ip: n.gateway(),
+                gateway_mac: n.host_mac,
+                external: !n.internal && n.masquerade,
+            })
+            .collect();
+        self.engine.set_nat(NatUpdate::Networks(networks))?;
+        let mut publish = Vec::new();
+        for c in state.containers.values() {
+            // Published ports lead to the container's first network that may have them.
+            let Some((e, n)) = c.endpoints.iter().find_map(|e| {
+                let n = state.networks.get(&e.network)?;
+                (!n.internal).then_some((e, n))
+            }) else {
+                continue;
+            };
+            for p in &c.published {
+                publish.push(Publish {
+                    id: p.id,
+                    protocol: p.mapping.protocol.number(),
+                    host_port: p.mapping.host_port,
+                    target: e.ip,
+                    target_port: p.mapping.container_port,
+                    target_mac: e.mac,
+                    domain: DomainId(n.domain),
+                });
+            }
+        }
+        self.engine.set_nat(NatUpdate::Publish(publish))?;
+        Ok(())
+    }
+
+    /// Writes `/etc/netns/NAME/hosts` of every container (what `ip netns exec` and
+    /// `container exec` show as /etc/hosts): its own name and its link aliases.
+    pub fn sync_hosts(&self, state: &State) {
+        for c in state.containers.values().filter(|c| c.owns_netns()) {
+            let dir = hosts_dir(c);
+            let write = || -> std::io::Result<()> {
+                std::fs::create_dir_all(&dir)?;
+                let tmp = dir.join(".hosts.switchyard");
+                std::fs::write(&tmp, state.hosts_file(c))?;
+                std::fs::rename(&tmp, dir.join("hosts"))
+            };
+            if let Err(e) = write() {
+                tracing::warn!(container = %c.name, "writing {}/hosts: {e}", dir.display());
+            }
+        }
+    }
+}
