@@ -327,35 +327,6 @@ impl<const TRACE: bool> Run<'_, TRACE> {
             count_drop(self.ports, self.ingress, reason);
         }
     }
-
-    /// The table changes a stage asked for.
-    #[inline(always)]
-    fn apply(&mut self, updates: TableUpdates) {
-        let now_ms = self.tables.now_ms;
-        if let Some(learn) = updates.learn {
-            debug_assert!(learn.action != LearnAction::None);
-            self.tables
-                .cam
-                .learn(learn.domain, learn.vlan, learn.mac, learn.port, now_ms);
-        }
-        if let Some((ip, mac)) = updates.conflict {
-            if self.conflicts.len() == MAX_CONFLICTS {
-                self.conflicts.pop_front();
-            }
-            self.conflicts.push_back(AddressConflict {
-                ip,
-                mac,
-                port: self.ingress,
-                at_ms: now_ms,
-            });
-        }
-        if let Some((ip, mac)) = updates.neighbor {
-            self.tables.nat.learn_neighbor(ip, mac);
-        }
-        if let Some(ip) = updates.resolve {
-            nat::want_arp(self.arp_wanted, ip);
-        }
-    }
 }
 
 impl<const TRACE: bool> CallStage for Run<'_, TRACE> {
@@ -377,10 +348,52 @@ impl<const TRACE: bool> CallStage for Run<'_, TRACE> {
         if effects.pending() {
             let updates = effects.take_updates();
             if !self.dry {
-                self.apply(updates);
+                apply(
+                    updates,
+                    self.tables,
+                    self.conflicts,
+                    self.arp_wanted,
+                    self.ingress,
+                );
             }
         }
         verdict
+    }
+}
+
+/// The table changes a stage asked for, for a frame from `ingress`. Out of line: one copy, not one
+/// per stage call, and rare on the fast path (a known MAC is refreshed once per second or so).
+#[inline(never)]
+fn apply(
+    updates: TableUpdates,
+    tables: &mut Tables,
+    conflicts: &mut VecDeque<AddressConflict>,
+    arp_wanted: &mut Vec<Ipv4Addr>,
+    ingress: PortId,
+) {
+    let now_ms = tables.now_ms;
+    if let Some(learn) = updates.learn {
+        debug_assert!(learn.action != LearnAction::None);
+        tables
+            .cam
+            .learn(learn.domain, learn.vlan, learn.mac, learn.port, now_ms);
+    }
+    if let Some((ip, mac)) = updates.conflict {
+        if conflicts.len() == MAX_CONFLICTS {
+            conflicts.pop_front();
+        }
+        conflicts.push_back(AddressConflict {
+            ip,
+            mac,
+            port: ingress,
+            at_ms: now_ms,
+        });
+    }
+    if let Some((ip, mac)) = updates.neighbor {
+        tables.nat.learn_neighbor(ip, mac);
+    }
+    if let Some(ip) = updates.resolve {
+        nat::want_arp(arp_wanted, ip);
     }
 }
 
