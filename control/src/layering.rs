@@ -158,6 +158,16 @@ fn no_import_circles_between_modules() {
     }
 }
 
+/// The protocol is plain data that names nothing else of the crate; renderers read the API's and
+/// the model's types, and neither the API nor the model knows a renderer.
+#[test]
+fn renderers_depend_on_the_api_never_the_reverse() {
+    let graph = module_graph();
+    assert!(graph["render"].contains("api"), "{graph:#?}");
+    assert_eq!(graph["api"], BTreeSet::new(), "api names other modules");
+    assert!(!graph["model"].contains("render"), "model names render");
+}
+
 #[test]
 fn the_checks_see_what_they_look_for() {
     assert_eq!(
