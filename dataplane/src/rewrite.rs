@@ -38,7 +38,9 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use crate::wire::ethernet::{self, ethertype, EthernetFrame};
+use crate::wire::ethernet;
+#[cfg(test)]
+use crate::wire::ethernet::{ethertype, EthernetFrame};
 use crate::wire::headers::Ipv4Summary;
 use crate::wire::icmp::{self, msg_type};
 use crate::wire::ipv4::{self, protocol, Ipv4Packet};
@@ -128,8 +130,9 @@ impl std::error::Error for RewriteError {}
 /// Only a valid IPv4 header is needed for a MAC-only rewrite; an address or port change also needs
 /// every L4 field it has to update (ports, checksum), an `inner` rewrite a quote holding them.
 ///
-/// For frames nobody parsed yet (tests, tools); the packet path has the header parsed by `ingress`
+/// For frames nobody parsed yet (the tests); the packet path has the header parsed by `ingress`
 /// and calls [`apply_parsed`].
+#[cfg(test)]
 pub fn apply(
     frame: &mut [u8],
     l3_offset: usize,
@@ -347,6 +350,7 @@ impl Ipv4 {
 
 /// The IPv4 header at `l3` of an Ethernet frame, which must be where the Ethernet header says L3
 /// starts, behind the IPv4 EtherType.
+#[cfg(test)]
 fn parse_outer(frame: &[u8], l3: usize) -> Result<Ipv4, RewriteError> {
     if l3 < ethernet::HEADER_LEN {
         return Err(RewriteError::NotIpv4);

@@ -10,9 +10,8 @@
 //! entries from either form unless `arp_accept` is set. MAC learning on a switch
 //! works from either, since it only looks at the Ethernet source.
 //!
-//! Why a frame of our own on an AF_PACKET socket: there is no kernel API that
-//! "announces" an address on demand, and the frame is 42 fixed bytes (built with
-//! the data plane's wire types).
+//! Why a hand-built frame on an AF_PACKET socket: there is no kernel API that
+//! "announces" an address on demand, and the frame is 42 fixed bytes.
 
 use std::ffi::CString;
 use std::io;
@@ -20,32 +19,15 @@ use std::mem;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use dataplane::wire::arp::{self, ArpPacket, ArpRepr};
-use dataplane::wire::ethernet::{ethertype, EthernetFrame};
+use dataplane::wire::arp;
+use dataplane::wire::ethernet::ethertype;
 use dataplane::MacAddr;
 
 use super::{os, NetNs, NetnsError, Result};
 
-/// Ethernet minimum frame size without FCS; shorter frames are padded.
-pub(crate) const MIN_FRAME: usize = 60;
-
-/// The gratuitous ARP request announcing `ip` at `mac`, padded to 60 bytes: broadcast, sender
-/// and target address both `ip`, target MAC unknown (zero).
-pub(crate) fn garp_frame(mac: MacAddr, ip: Ipv4Addr) -> [u8; MIN_FRAME] {
-    let mut f = [0u8; MIN_FRAME];
-    let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
-    eth.set_dst_addr(MacAddr::BROADCAST);
-    eth.set_src_addr(mac);
-    eth.set_ethertype(ethertype::ARP);
-    ArpRepr {
-        operation: arp::operation::REQUEST,
-        sender_mac: mac,
-        sender_ip: ip,
-        target_mac: MacAddr::ZERO,
-        target_ip: ip,
-    }
-    .emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
-    f
+/// The gratuitous ARP request announcing `ip` at `mac` (target = sender), padded to 60 bytes.
+pub(crate) fn garp_frame(mac: MacAddr, ip: Ipv4Addr) -> [u8; arp::REQUEST_FRAME_LEN] {
+    arp::request_frame(mac, ip, ip)
 }
 
 /// Sends one gratuitous ARP request for `ip` at `mac` out of `ifname` in `ns`.

@@ -73,7 +73,7 @@ pub fn summary(head: &[u8], len: u32) -> String {
 
 fn ipv4_summary(ip: &Ipv4Summary) -> String {
     let (src, dst) = (ip.src, ip.dst);
-    match (ip.protocol, ip.ports, ip.tcp_flags, ip.icmp) {
+    match (ip.protocol, ip.ports(), ip.tcp_flags, ip.icmp) {
         (ipv4::protocol::TCP, Some((sport, dport)), Some(fl), _) => {
             let mut flags = String::new();
             for (bit, c) in [

@@ -11,9 +11,9 @@ use crate::stage::nat::{Answer, CtChange, NatAction};
 use crate::stage::DropReason;
 use crate::table::conntrack::{CtState, Entry, NatKind, Tuple};
 use crate::table::{CtStats, NetworkNat, Publish, Uplink};
-use crate::wire::arp::{operation, ArpPacket, ArpRepr};
+use crate::wire::arp::{self, operation, ArpPacket, ArpRepr};
 use crate::wire::checksum;
-use crate::wire::ethernet::{self, ethertype, EthernetFrame};
+use crate::wire::ethernet::EthernetFrame;
 use crate::wire::headers::{ArpSummary, Ipv4Summary, L3};
 use crate::wire::icmp::{msg_type, Icmpv4Packet};
 use crate::wire::ipv4::Ipv4Packet;
@@ -196,7 +196,7 @@ impl Engine {
                 self.arp_asked.clear();
             }
             self.arp_asked.insert(ip, now);
-            let frame = arp_request(uplink.mac, uplink.ip, ip);
+            let frame = arp::request_frame(uplink.mac, uplink.ip, ip);
             if let Some(port) = self
                 .ports
                 .get_mut(uplink.port.0 as usize)
@@ -220,26 +220,6 @@ pub(super) fn want_arp(wanted: &mut Vec<Ipv4Addr>, ip: Ipv4Addr) {
     if !wanted.contains(&ip) && wanted.len() < wanted.capacity() {
         wanted.push(ip);
     }
-}
-
-/// A broadcast ARP request from the uplink address, padded to the Ethernet minimum.
-fn arp_request(mac: MacAddr, ip: Ipv4Addr, target: Ipv4Addr) -> [u8; 60] {
-    let mut f = [0u8; 60];
-    let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
-    eth.set_dst_addr(MacAddr::BROADCAST);
-    eth.set_src_addr(mac);
-    eth.set_ethertype(ethertype::ARP);
-    ArpRepr {
-        operation: operation::REQUEST,
-        sender_mac: mac,
-        sender_ip: ip,
-        target_mac: MacAddr::ZERO,
-        target_ip: target,
-    }
-    .emit(&mut ArpPacket::new_unchecked(
-        &mut f[ethernet::HEADER_LEN..],
-    ));
-    f
 }
 
 /// Turns the ARP request `asked` (at `l3` in `f`) for `ip` into the reply, in place.
@@ -341,7 +321,7 @@ mod tests {
 
     #[test]
     fn arp_answer_swaps_roles() {
-        let req = arp_request(
+        let req = arp::request_frame(
             MacAddr([2, 0, 0, 0, 0, 9]),
             Ipv4Addr::new(192, 0, 2, 9),
             Ipv4Addr::new(192, 0, 2, 1),

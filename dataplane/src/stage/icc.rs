@@ -64,7 +64,7 @@ fn decide(
     let Some(ip) = view.ipv4() else {
         return Err(DropReason::Icc);
     };
-    let Some((sport, dport)) = ip.ports else {
+    let Some((sport, dport)) = ip.ports() else {
         return Err(DropReason::Icc);
     };
     let rule = |port| LinkRule {

@@ -129,7 +129,7 @@ mod tests {
         b.write(&mut f, &[1, 2, 3]).unwrap();
         let s = view_of(&f).unwrap().ipv4().unwrap();
         assert_eq!(
-            (s.src, s.dst, s.protocol, s.ports),
+            (s.src, s.dst, s.protocol, s.ports()),
             (
                 Ipv4Addr::new(10, 0, 0, 1),
                 Ipv4Addr::new(10, 0, 0, 2),
@@ -140,7 +140,7 @@ mod tests {
         // A non-first fragment has no ports.
         f[14 + 6] = 0x00;
         f[14 + 7] = 0x10;
-        assert_eq!(view_of(&f).unwrap().ipv4().unwrap().ports, None);
+        assert_eq!(view_of(&f).unwrap().ipv4().unwrap().ports(), None);
         // Truncated headers are not IPv4 at all.
         assert_eq!(view_of(&f[..14 + 19]).unwrap().ipv4(), None);
         assert_eq!(view_of(&f).unwrap().arp(), None);

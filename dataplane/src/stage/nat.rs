@@ -96,7 +96,7 @@ fn parse(view: &PacketView<'_>) -> Option<Packet> {
     let ip = view.ipv4()?;
     let (sport, dport) = match ip.protocol {
         TCP if ip.tcp_flags.is_none() => return None,
-        TCP | UDP => ip.ports?,
+        TCP | UDP => ip.ports()?,
         ICMP => {
             let (t, id) = ip.icmp?;
             if t == ECHO_REQUEST || t == ECHO_REPLY {
@@ -179,7 +179,7 @@ impl Stage for Nat {
                         dport: 0,
                     },
                     |ip| {
-                        let (sport, dport) = ip.ports.unwrap_or((0, 0));
+                        let (sport, dport) = ip.ports().unwrap_or((0, 0));
                         Flow {
                             src: ip.src,
                             sport,

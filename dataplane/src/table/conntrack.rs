@@ -54,17 +54,11 @@ use std::net::Ipv4Addr;
 
 use super::hash::FastHash;
 use super::lru::{list_push_back, list_unlink, Links, List, NIL};
+use crate::wire::ipv4::protocol;
 use crate::{MacAddr, PortId};
 
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
-pub const PROTO_ICMP: u8 = 1;
-
 /// TCP flag bits as passed in `tcp_flags` (the low byte of the TCP flags field).
-pub const TCP_FIN: u8 = 0x01;
-pub const TCP_SYN: u8 = 0x02;
-pub const TCP_RST: u8 = 0x04;
-pub const TCP_ACK: u8 = 0x10;
+pub use crate::wire::tcp::flags::{ACK as TCP_ACK, FIN as TCP_FIN, RST as TCP_RST, SYN as TCP_SYN};
 
 /// Largest accepted `CtConfig::max_entries`: slab indices are `u32`, and the table preallocates.
 pub const MAX_ENTRIES_LIMIT: usize = 1 << 24;
@@ -115,9 +109,9 @@ impl Hash for Tuple {
 impl fmt::Display for Tuple {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.proto {
-            PROTO_TCP => f.write_str("tcp")?,
-            PROTO_UDP => f.write_str("udp")?,
-            PROTO_ICMP => f.write_str("icmp")?,
+            protocol::TCP => f.write_str("tcp")?,
+            protocol::UDP => f.write_str("udp")?,
+            protocol::ICMP => f.write_str("icmp")?,
             p => write!(f, "proto {p}")?,
         }
         write!(
@@ -254,15 +248,15 @@ impl CtTimeouts {
     /// The timeout of an entry of protocol `proto` in `state`.
     pub fn timeout_ms(&self, proto: u8, state: CtState) -> u64 {
         match (proto, state) {
-            (PROTO_TCP, CtState::SynSent) => self.tcp_syn_sent_ms,
-            (PROTO_TCP, CtState::SynRecv) => self.tcp_syn_recv_ms,
-            (PROTO_TCP, CtState::Established) => self.tcp_established_ms,
-            (PROTO_TCP, CtState::FinWait) => self.tcp_fin_wait_ms,
-            (PROTO_TCP, CtState::CloseWait) => self.tcp_close_wait_ms,
-            (PROTO_TCP, CtState::LastAck) => self.tcp_last_ack_ms,
-            (PROTO_TCP, CtState::TimeWait) => self.tcp_time_wait_ms,
-            (PROTO_TCP, CtState::Close) => self.tcp_close_ms,
-            (PROTO_ICMP, _) => self.icmp_ms,
+            (protocol::TCP, CtState::SynSent) => self.tcp_syn_sent_ms,
+            (protocol::TCP, CtState::SynRecv) => self.tcp_syn_recv_ms,
+            (protocol::TCP, CtState::Established) => self.tcp_established_ms,
+            (protocol::TCP, CtState::FinWait) => self.tcp_fin_wait_ms,
+            (protocol::TCP, CtState::CloseWait) => self.tcp_close_wait_ms,
+            (protocol::TCP, CtState::LastAck) => self.tcp_last_ack_ms,
+            (protocol::TCP, CtState::TimeWait) => self.tcp_time_wait_ms,
+            (protocol::TCP, CtState::Close) => self.tcp_close_ms,
+            (protocol::ICMP, _) => self.icmp_ms,
             (_, CtState::Replied) => self.udp_replied_ms,
             _ => self.udp_unreplied_ms,
         }
@@ -401,7 +395,7 @@ impl Links for Node {
 #[inline]
 fn class_of(proto: u8, state: CtState, replied: bool) -> u8 {
     let base = match proto {
-        PROTO_TCP => match state {
+        protocol::TCP => match state {
             CtState::SynSent => 0,
             CtState::SynRecv => 2,
             CtState::Established => 4,
@@ -412,7 +406,7 @@ fn class_of(proto: u8, state: CtState, replied: bool) -> u8 {
             // Close, and the non-TCP states that never occur on TCP entries.
             _ => 14,
         },
-        PROTO_ICMP => 18,
+        protocol::ICMP => 18,
         _ => 16,
     };
     base + u8::from(replied)
@@ -434,9 +428,9 @@ fn class_timeouts(t: &CtTimeouts) -> [u64; CLASSES] {
     for (class, slot) in out.iter_mut().enumerate() {
         let replied = class % 2 == 1;
         let (proto, state) = match class / 2 {
-            s @ 0..=7 => (PROTO_TCP, tcp[s]),
-            8 => (PROTO_UDP, udp_state(replied)),
-            _ => (PROTO_ICMP, udp_state(replied)),
+            s @ 0..=7 => (protocol::TCP, tcp[s]),
+            8 => (protocol::UDP, udp_state(replied)),
+            _ => (protocol::ICMP, udp_state(replied)),
         };
         *slot = t.timeout_ms(proto, state);
     }
@@ -454,7 +448,7 @@ fn udp_state(replied: bool) -> CtState {
 
 /// State of a new entry from its first packet.
 fn initial_state(proto: u8, tcp_flags: Option<u8>) -> CtState {
-    if proto != PROTO_TCP {
+    if proto != protocol::TCP {
         return CtState::Unreplied;
     }
     let flags = tcp_flags.unwrap_or(0);
@@ -703,7 +697,7 @@ impl ConnTrack {
         e.bytes[d] += len as u64;
         e.last_seen_ms = now;
         let proto = e.original.proto;
-        if proto == PROTO_TCP {
+        if proto == protocol::TCP {
             (e.state, e.closer) = tcp_next(e.state, e.closer, dir, tcp_flags.unwrap_or(0));
         } else if dir == Direction::Reply {
             e.state = CtState::Replied;
@@ -745,7 +739,7 @@ impl ConnTrack {
         let reply_for = |port: u16| Tuple {
             proto,
             src: dst,
-            sport: if proto == PROTO_ICMP { port } else { dport },
+            sport: if proto == protocol::ICMP { port } else { dport },
             dst: uplink_ip,
             dport: port,
         };
@@ -1103,7 +1097,7 @@ mod tests {
     #[test]
     fn lookup_finds_both_directions() {
         let mut t = ConnTrack::default();
-        let (o, r) = dnat(PROTO_TCP, 40000, C1);
+        let (o, r) = dnat(protocol::TCP, 40000, C1);
         assert_eq!(t.lookup(&o), None);
         let id = add(&mut t, (o, r), Some(7), C1, SYN, 0);
         assert_eq!(t.lookup(&o), Some((id, O)));
@@ -1126,9 +1120,9 @@ mod tests {
     #[test]
     fn duplicate_tuples_are_refused() {
         let mut t = ConnTrack::default();
-        let (o, r) = dnat(PROTO_UDP, 5353, C1);
+        let (o, r) = dnat(protocol::UDP, 5353, C1);
         add(&mut t, (o, r), None, C1, None, 0);
-        let other = tuple(PROTO_UDP, C2, 1, REMOTE, 2);
+        let other = tuple(protocol::UDP, C2, 1, REMOTE, 2);
         let mut err = |a, b| {
             t.insert(
                 a,
@@ -1147,7 +1141,7 @@ mod tests {
         assert_eq!(err(o, other), CtError::Exists(o));
         assert_eq!(err(other, r), CtError::Exists(r));
         assert_eq!(err(r, other), CtError::Exists(r));
-        let land = tuple(PROTO_TCP, C2, 9, C2, 9);
+        let land = tuple(protocol::TCP, C2, 9, C2, 9);
         assert_eq!(err(land, land), CtError::Ambiguous(land));
         assert_eq!(
             CtError::Exists(o).to_string(),
@@ -1161,7 +1155,7 @@ mod tests {
     fn tcp_handshake_data_and_close_to_time_wait() {
         let to = CtTimeouts::default();
         let mut t = ConnTrack::default();
-        let id = add(&mut t, dnat(PROTO_TCP, 40000, C1), None, C1, SYN, 0);
+        let id = add(&mut t, dnat(protocol::TCP, 40000, C1), None, C1, SYN, 0);
         let st = |t: &ConnTrack| t.get(id).state;
         assert_eq!(st(&t), CtState::SynSent);
         assert_eq!(t.remaining_ms(id, 0), 120 * S);
@@ -1210,7 +1204,7 @@ mod tests {
     #[test]
     fn simultaneous_close_reaches_time_wait() {
         let mut t = ConnTrack::default();
-        let id = add(&mut t, dnat(PROTO_TCP, 40000, C1), None, C1, ACK, 0);
+        let id = add(&mut t, dnat(protocol::TCP, 40000, C1), None, C1, ACK, 0);
         t.update(id, O, FINACK, 52, 1);
         t.update(id, R, FINACK, 52, 2);
         assert_eq!(t.get(id).state, CtState::LastAck);
@@ -1226,7 +1220,7 @@ mod tests {
             vec![(R, SYNACK), (O, ACK), (O, FINACK)],
         ] {
             let mut t = ConnTrack::default();
-            let id = add(&mut t, dnat(PROTO_TCP, 40000, C1), None, C1, SYN, 0);
+            let id = add(&mut t, dnat(protocol::TCP, 40000, C1), None, C1, SYN, 0);
             for (dir, flags) in setup {
                 t.update(id, dir, flags, 40, 1);
             }
@@ -1240,7 +1234,7 @@ mod tests {
         }
         // RST in the Original direction too.
         let mut t = ConnTrack::default();
-        let id = add(&mut t, dnat(PROTO_TCP, 1, C1), None, C1, ACK, 0);
+        let id = add(&mut t, dnat(protocol::TCP, 1, C1), None, C1, ACK, 0);
         t.update(id, O, RST, 40, 1);
         assert_eq!(t.get(id).state.name(), "CLOSE");
     }
@@ -1248,21 +1242,28 @@ mod tests {
     #[test]
     fn mid_stream_pickup_is_established() {
         let mut t = ConnTrack::default();
-        let id = add(&mut t, dnat(PROTO_TCP, 40000, C1), None, C1, ACK, 0);
+        let id = add(&mut t, dnat(protocol::TCP, 40000, C1), None, C1, ACK, 0);
         assert_eq!(t.get(id).state, CtState::Established);
         assert_eq!(t.remaining_ms(id, 0), 432_000 * S);
-        let id = add(&mut t, dnat(PROTO_TCP, 40001, C1), None, C1, Some(0x18), 0); // PSH+ACK
+        let id = add(
+            &mut t,
+            dnat(protocol::TCP, 40001, C1),
+            None,
+            C1,
+            Some(0x18),
+            0,
+        ); // PSH+ACK
         assert_eq!(t.get(id).state, CtState::Established);
-        let id = add(&mut t, dnat(PROTO_TCP, 40002, C1), None, C1, SYNACK, 0);
+        let id = add(&mut t, dnat(protocol::TCP, 40002, C1), None, C1, SYNACK, 0);
         assert_eq!(t.get(id).state, CtState::Established);
-        let id = add(&mut t, dnat(PROTO_TCP, 40003, C1), None, C1, None, 0);
+        let id = add(&mut t, dnat(protocol::TCP, 40003, C1), None, C1, None, 0);
         assert_eq!(t.get(id).state, CtState::Established);
     }
 
     #[test]
     fn udp_and_icmp_unreplied_then_replied() {
         let mut t = ConnTrack::default();
-        let id = add(&mut t, dnat(PROTO_UDP, 5000, C1), None, C1, None, 0);
+        let id = add(&mut t, dnat(protocol::UDP, 5000, C1), None, C1, None, 0);
         assert_eq!(t.get(id).state, CtState::Unreplied);
         assert_eq!(t.remaining_ms(id, 10 * S), 20 * S);
         t.update(id, O, None, 100, 10 * S);
@@ -1275,8 +1276,8 @@ mod tests {
         assert_eq!(t.expire(20 * S + 119_999), 0);
         assert_eq!(t.expire(140 * S), 1);
 
-        let echo = tuple(PROTO_ICMP, C1, 77, REMOTE, 77);
-        let reply = tuple(PROTO_ICMP, REMOTE, 900, HOST, 900);
+        let echo = tuple(protocol::ICMP, C1, 77, REMOTE, 77);
+        let reply = tuple(protocol::ICMP, REMOTE, 900, HOST, 900);
         let id = add(&mut t, (echo, reply), None, C1, None, 200 * S);
         assert_eq!(t.remaining_ms(id, 200 * S), 30 * S);
         t.update(id, R, None, 84, 201 * S);
@@ -1289,27 +1290,30 @@ mod tests {
     fn expire_removes_exactly_the_idle_ones() {
         let mut t = ConnTrack::default();
         let key = |proto, sport| dnat(proto, sport, C1).0;
-        add(&mut t, dnat(PROTO_UDP, 1, C1), None, C1, None, 0);
-        let udp_replied = add(&mut t, dnat(PROTO_UDP, 2, C1), None, C1, None, 0);
-        add(&mut t, dnat(PROTO_TCP, 3, C1), None, C1, SYN, 0);
-        let est = add(&mut t, dnat(PROTO_TCP, 4, C1), None, C1, ACK, 0);
+        add(&mut t, dnat(protocol::UDP, 1, C1), None, C1, None, 0);
+        let udp_replied = add(&mut t, dnat(protocol::UDP, 2, C1), None, C1, None, 0);
+        add(&mut t, dnat(protocol::TCP, 3, C1), None, C1, SYN, 0);
+        let est = add(&mut t, dnat(protocol::TCP, 4, C1), None, C1, ACK, 0);
         t.update(udp_replied, R, None, 1, S);
-        add(&mut t, dnat(PROTO_UDP, 5, C1), None, C1, None, 10 * S);
+        add(&mut t, dnat(protocol::UDP, 5, C1), None, C1, None, 10 * S);
         assert_eq!(t.expire(29_999), 0);
         assert_eq!(t.expire(30 * S), 1);
-        assert!(!t.is_tracked(&key(PROTO_UDP, 1)));
+        assert!(!t.is_tracked(&key(protocol::UDP, 1)));
         assert_eq!(t.expire(39_999), 0);
         assert_eq!(t.expire(40 * S), 1);
-        assert!(!t.is_tracked(&key(PROTO_UDP, 5)));
+        assert!(!t.is_tracked(&key(protocol::UDP, 5)));
         assert_eq!(t.expire(120 * S), 1);
-        assert!(!t.is_tracked(&key(PROTO_TCP, 3)), "SYN_SENT lasts 120 s");
+        assert!(
+            !t.is_tracked(&key(protocol::TCP, 3)),
+            "SYN_SENT lasts 120 s"
+        );
         assert_eq!(t.expire(121 * S), 1);
         assert!(
-            !t.is_tracked(&key(PROTO_UDP, 2)),
+            !t.is_tracked(&key(protocol::UDP, 2)),
             "replied UDP: 120 s after the reply"
         );
         assert_eq!(t.len(), 1);
-        assert_eq!(t.lookup(&key(PROTO_TCP, 4)), Some((est, O)));
+        assert_eq!(t.lookup(&key(protocol::TCP, 4)), Some((est, O)));
         assert_eq!(t.stats().expired, 4);
         t.check_invariants();
     }
@@ -1317,10 +1321,10 @@ mod tests {
     #[test]
     fn expire_touches_only_the_oldest_of_each_class() {
         let mut t = table(65_536);
-        add(&mut t, dnat(PROTO_UDP, 53, C2), None, C2, None, 0);
+        add(&mut t, dnat(protocol::UDP, 53, C2), None, C2, None, 0);
         for i in 0..60_000u32 {
-            let o = tuple(PROTO_TCP, ip(i), 1000, HOST, 443);
-            let r = tuple(PROTO_TCP, C1, 443, ip(i), 1000);
+            let o = tuple(protocol::TCP, ip(i), 1000, HOST, 443);
+            let r = tuple(protocol::TCP, C1, 443, ip(i), 1000);
             add(&mut t, (o, r), None, C1, ACK, u64::from(i));
         }
         let before = t.expire_visits;
@@ -1336,24 +1340,24 @@ mod tests {
     #[test]
     fn eviction_prefers_unreplied_then_oldest() {
         let mut t = table(4);
-        let a = add(&mut t, dnat(PROTO_TCP, 1, C1), None, C1, ACK, 0); // picked up, no reply yet
-        let b = add(&mut t, dnat(PROTO_UDP, 2, C1), None, C1, None, 1);
-        let c = add(&mut t, dnat(PROTO_TCP, 3, C1), None, C1, SYN, 2);
-        let d = add(&mut t, dnat(PROTO_UDP, 4, C1), None, C1, None, 3);
+        let a = add(&mut t, dnat(protocol::TCP, 1, C1), None, C1, ACK, 0); // picked up, no reply yet
+        let b = add(&mut t, dnat(protocol::UDP, 2, C1), None, C1, None, 1);
+        let c = add(&mut t, dnat(protocol::TCP, 3, C1), None, C1, SYN, 2);
+        let d = add(&mut t, dnat(protocol::UDP, 4, C1), None, C1, None, 3);
         t.update(a, R, ACK, 1, 4);
         t.update(b, R, None, 1, 5);
         // Unreplied: c (2), d (3). The oldest of them goes, although a and b are older overall.
-        add(&mut t, dnat(PROTO_UDP, 5, C1), None, C1, None, 6);
-        assert!(!t.is_tracked(&dnat(PROTO_TCP, 3, C1).0));
+        add(&mut t, dnat(protocol::UDP, 5, C1), None, C1, None, 6);
+        assert!(!t.is_tracked(&dnat(protocol::TCP, 3, C1).0));
         assert_eq!(t.stats().evicted, 1);
         let _ = c;
         // Replying to d and the new one leaves no unreplied entry: the least recently seen goes (a).
         t.update(d, R, None, 1, 7);
-        let e = t.lookup(&dnat(PROTO_UDP, 5, C1).0).unwrap().0;
+        let e = t.lookup(&dnat(protocol::UDP, 5, C1).0).unwrap().0;
         t.update(e, R, None, 1, 8);
-        add(&mut t, dnat(PROTO_UDP, 6, C1), None, C1, None, 9);
-        assert!(!t.is_tracked(&dnat(PROTO_TCP, 1, C1).0));
-        assert!(t.is_tracked(&dnat(PROTO_UDP, 2, C1).0));
+        add(&mut t, dnat(protocol::UDP, 6, C1), None, C1, None, 9);
+        assert!(!t.is_tracked(&dnat(protocol::TCP, 1, C1).0));
+        assert!(t.is_tracked(&dnat(protocol::UDP, 2, C1).0));
         let s = t.stats();
         assert_eq!(
             (s.entries, s.evicted, s.created, s.max_entries),
@@ -1365,16 +1369,16 @@ mod tests {
     #[test]
     fn remove_mapping_and_inside() {
         let mut t = ConnTrack::default();
-        add(&mut t, dnat(PROTO_TCP, 1, C1), Some(1), C1, ACK, 0);
-        add(&mut t, dnat(PROTO_UDP, 2, C1), Some(1), C1, None, 0);
-        add(&mut t, dnat(PROTO_TCP, 3, C2), Some(2), C2, ACK, 0);
+        add(&mut t, dnat(protocol::TCP, 1, C1), Some(1), C1, ACK, 0);
+        add(&mut t, dnat(protocol::UDP, 2, C1), Some(1), C1, None, 0);
+        add(&mut t, dnat(protocol::TCP, 3, C2), Some(2), C2, ACK, 0);
         // C1 masquerading out, no mapping.
-        let o = tuple(PROTO_UDP, C1, 5000, REMOTE, 53);
-        let r = tuple(PROTO_UDP, REMOTE, 53, HOST, 5000);
+        let o = tuple(protocol::UDP, C1, 5000, REMOTE, 53);
+        let r = tuple(protocol::UDP, REMOTE, 53, HOST, 5000);
         add(&mut t, (o, r), None, C1, None, 0);
         // Hairpin C2 -> HOST:8080 -> C1:80; recorded with inside = C1, but it involves C2 too.
-        let o = tuple(PROTO_TCP, C2, 6000, HOST, 8080);
-        let r = tuple(PROTO_TCP, C1, 80, HOST, 6000);
+        let o = tuple(protocol::TCP, C2, 6000, HOST, 8080);
+        let r = tuple(protocol::TCP, C1, 80, HOST, 6000);
         add(&mut t, (o, r), Some(1), C1, SYN, 0);
 
         assert_eq!(t.remove_mapping(1), 3);
@@ -1382,7 +1386,7 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert_eq!(t.remove_inside(C1), 1);
         assert_eq!(t.len(), 1);
-        assert!(t.is_tracked(&dnat(PROTO_TCP, 3, C2).0));
+        assert!(t.is_tracked(&dnat(protocol::TCP, 3, C2).0));
 
         add(&mut t, (o, r), Some(1), C1, SYN, 0);
         assert_eq!(
@@ -1392,11 +1396,11 @@ mod tests {
         );
         assert!(t.is_empty());
         assert_eq!(t.stats().removed, 6);
-        add(&mut t, dnat(PROTO_TCP, 1, C1), Some(1), C1, ACK, 0);
-        add(&mut t, dnat(PROTO_TCP, 2, C1), Some(1), C1, ACK, 0);
+        add(&mut t, dnat(protocol::TCP, 1, C1), Some(1), C1, ACK, 0);
+        add(&mut t, dnat(protocol::TCP, 2, C1), Some(1), C1, ACK, 0);
         assert_eq!(t.clear(), 2);
         assert!(t.is_empty());
-        assert_eq!(t.lookup(&dnat(PROTO_TCP, 1, C1).0), None);
+        assert_eq!(t.lookup(&dnat(protocol::TCP, 1, C1).0), None);
         assert_eq!(t.stats().removed, 8);
         t.check_invariants();
     }
@@ -1405,12 +1409,12 @@ mod tests {
     fn pick_port_prefers_then_scans_then_gives_up() {
         let mut t = ConnTrack::default();
         let masq = |t: &mut ConnTrack, inner: Ipv4Addr, sport: u16, port: u16| {
-            let o = tuple(PROTO_TCP, inner, sport, REMOTE, 443);
-            let r = tuple(PROTO_TCP, REMOTE, 443, HOST, port);
+            let o = tuple(protocol::TCP, inner, sport, REMOTE, 443);
+            let r = tuple(protocol::TCP, REMOTE, 443, HOST, port);
             add(t, (o, r), None, inner, SYN, 0);
         };
         let pick = |t: &ConnTrack, preferred, range| {
-            t.pick_port(PROTO_TCP, HOST, REMOTE, 443, preferred, range)
+            t.pick_port(protocol::TCP, HOST, REMOTE, 443, preferred, range)
         };
         assert_eq!(pick(&t, 40000, (1024, 1027)), Some(40000));
         masq(&mut t, C1, 40000, 40000);
@@ -1419,11 +1423,11 @@ mod tests {
         assert!((1024..=1027).contains(&p));
         // Same port to another destination port or protocol is free.
         assert_eq!(
-            t.pick_port(PROTO_TCP, HOST, REMOTE, 80, 40000, (1, 2)),
+            t.pick_port(protocol::TCP, HOST, REMOTE, 80, 40000, (1, 2)),
             Some(40000)
         );
         assert_eq!(
-            t.pick_port(PROTO_UDP, HOST, REMOTE, 443, 40000, (1, 2)),
+            t.pick_port(protocol::UDP, HOST, REMOTE, 443, 40000, (1, 2)),
             Some(40000)
         );
         // Fill the range: each pick returns a port not yet taken, then None.
@@ -1448,11 +1452,11 @@ mod tests {
         assert!(starts.len() > 1);
         // ICMP: the identifier is both ports of the reply.
         let mut t = ConnTrack::default();
-        let o = tuple(PROTO_ICMP, C1, 9, REMOTE, 9);
-        let r = tuple(PROTO_ICMP, REMOTE, 9, HOST, 9);
+        let o = tuple(protocol::ICMP, C1, 9, REMOTE, 9);
+        let r = tuple(protocol::ICMP, REMOTE, 9, HOST, 9);
         add(&mut t, (o, r), None, C1, None, 0);
         assert_eq!(
-            t.pick_port(PROTO_ICMP, HOST, REMOTE, 0, 9, (9, 10)),
+            t.pick_port(protocol::ICMP, HOST, REMOTE, 0, 9, (9, 10)),
             Some(10)
         );
     }
@@ -1460,8 +1464,8 @@ mod tests {
     #[test]
     fn time_going_backwards_keeps_order() {
         let mut t = ConnTrack::default();
-        let a = add(&mut t, dnat(PROTO_UDP, 1, C1), None, C1, None, 10 * S);
-        let b = add(&mut t, dnat(PROTO_UDP, 2, C1), None, C1, None, 5 * S);
+        let a = add(&mut t, dnat(protocol::UDP, 1, C1), None, C1, None, 10 * S);
+        let b = add(&mut t, dnat(protocol::UDP, 2, C1), None, C1, None, 5 * S);
         assert_eq!(t.get(b).last_seen_ms, 10 * S);
         t.update(a, O, None, 1, 1);
         t.check_invariants();
@@ -1477,12 +1481,12 @@ mod tests {
         assert_eq!(c.max_entries, 65_536);
         let to = c.timeouts;
         assert_eq!(to.tcp_established_ms, 5 * 24 * 3600 * S);
-        assert_eq!(to.timeout_ms(PROTO_UDP, CtState::Replied), 120 * S);
+        assert_eq!(to.timeout_ms(protocol::UDP, CtState::Replied), 120 * S);
         assert_eq!(to.timeout_ms(47, CtState::Unreplied), 30 * S);
-        assert_eq!(to.timeout_ms(PROTO_ICMP, CtState::Replied), 30 * S);
+        assert_eq!(to.timeout_ms(protocol::ICMP, CtState::Replied), 30 * S);
         let mut t = table(1);
-        add(&mut t, dnat(PROTO_UDP, 1, C1), None, C1, None, 0);
-        add(&mut t, dnat(PROTO_UDP, 2, C1), None, C1, None, 1);
+        add(&mut t, dnat(protocol::UDP, 1, C1), None, C1, None, 0);
+        add(&mut t, dnat(protocol::UDP, 2, C1), None, C1, None, 1);
         assert_eq!(t.len(), 1);
         assert_eq!(t.stats().evicted, 1);
     }
@@ -1497,8 +1501,8 @@ mod tests {
         let mut now = 0;
         for i in 0..200_000u32 {
             now += 1;
-            let o = tuple(PROTO_UDP, ip(i), (i % 60_000) as u16, HOST, 53);
-            let r = tuple(PROTO_UDP, C1, 53, ip(i), (i % 60_000) as u16);
+            let o = tuple(protocol::UDP, ip(i), (i % 60_000) as u16, HOST, 53);
+            let r = tuple(protocol::UDP, C1, 53, ip(i), (i % 60_000) as u16);
             let id = t
                 .insert(o, r, NatKind::Dnat, hop(1), hop(2), None, C1, None, 60, now)
                 .unwrap();
@@ -1506,7 +1510,7 @@ mod tests {
                 t.update(id, R, None, 60, now);
             }
             if let Some((id, dir)) = t.lookup(&tuple(
-                PROTO_UDP,
+                protocol::UDP,
                 ip(i / 2),
                 (i / 2 % 60_000) as u16,
                 HOST,
@@ -1517,7 +1521,7 @@ mod tests {
             if i % 5000 == 0 {
                 t.expire(now);
             }
-            let _ = t.pick_port(PROTO_UDP, HOST, ip(i), 53, 1, (1, 100));
+            let _ = t.pick_port(protocol::UDP, HOST, ip(i), 53, 1, (1, 100));
         }
         assert_eq!(allocations() - before, 0);
         assert_eq!(t.nodes.capacity(), slab);
@@ -1547,7 +1551,7 @@ mod tests {
         Clear,
     }
 
-    const PROTOS: [u8; 3] = [PROTO_TCP, PROTO_UDP, PROTO_ICMP];
+    const PROTOS: [u8; 3] = [protocol::TCP, protocol::UDP, protocol::ICMP];
     const FLAG_CHOICES: [u8; 6] = [
         TCP_SYN,
         TCP_SYN | TCP_ACK,
@@ -1634,7 +1638,7 @@ mod tests {
                         let r = Tuple { proto: o.proto, ..r };
                         let inside = r.src;
                         let mapping = (mapping > 0).then_some(u32::from(mapping));
-                        let flags = (o.proto == PROTO_TCP).then_some(FLAG_CHOICES[flags as usize]);
+                        let flags = (o.proto == protocol::TCP).then_some(FLAG_CHOICES[flags as usize]);
                         let tracked = |x: &Tuple| model.iter().any(|m| m.original == *x || m.reply == *x);
                         let expect = if o == r {
                             Err(CtError::Ambiguous(o))
@@ -1679,12 +1683,12 @@ mod tests {
                             let dir = if reply { R } else { O };
                             let key = if reply { m.reply } else { m.original };
                             prop_assert_eq!(t.lookup(&key), Some((m.id, dir)));
-                            let flags = (key.proto == PROTO_TCP).then_some(FLAG_CHOICES[flags as usize]);
+                            let flags = (key.proto == protocol::TCP).then_some(FLAG_CHOICES[flags as usize]);
                             t.update(m.id, dir, flags, 10, now);
                             m.last_seen = now;
                             m.replied |= reply;
                             let e = t.get(m.id);
-                            if key.proto != PROTO_TCP {
+                            if key.proto != protocol::TCP {
                                 prop_assert_eq!(e.state == CtState::Replied, m.replied);
                             }
                         }

@@ -1,8 +1,9 @@
 //! A small tcpdump-like packet filter for armed traces and captures.
 //!
 //! `Filter::parse` compiles text such as `tcp and dst port 80 and not host 10.0.0.1` once, into a
-//! small tree; `Filter::matches` then decodes the frame's headers once into a stack value and walks
-//! the tree, with no allocation and no panic on any input.
+//! small tree; `Filter::matches` then decodes the frame's headers once, through `wire` as
+//! `ingress` does (or takes them from `ingress`'s view: `matches_view`), into a stack value and
+//! walks the tree, with no allocation and no panic on any input.
 //!
 //! Why our own filter and not libpcap's BPF: it keeps the dataplane free of a C dependency, it runs
 //! in the engine thread on the frame bytes already in hand (no socket, no syscall, no kernel BPF
@@ -57,13 +58,11 @@ use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_ARP: u16 = 0x0806;
-const ETHERTYPE_VLAN: u16 = 0x8100;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-const PROTO_ICMP: u8 = 1;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
+use crate::stage::PacketView;
+use crate::wire::ethernet::{self, ethertype, EthernetFrame};
+use crate::wire::headers::L3;
+use crate::wire::ipv4::protocol;
+use crate::wire::MacAddr;
 
 /// Most `not`s and parentheses one inside another; bounds the recursion of parse and match.
 const MAX_DEPTH: usize = 64;
@@ -147,6 +146,12 @@ impl Filter {
         self.root.eval(Headers::decode(frame).as_ref())
     }
 
+    /// Whether the frame `ingress` parsed into `view` (with its L3 fields) matches: the same answer
+    /// as `matches(view.frame)` without reading the frame again.
+    pub fn matches_view(&self, view: &PacketView<'_>) -> bool {
+        self.root.eval(Some(&Headers::of_view(view)))
+    }
+
     /// The normalised filter text ("" for the match-everything filter).
     pub fn text(&self) -> &str {
         &self.text
@@ -222,7 +227,7 @@ enum Prim {
     EtherType(u16),
     EtherHost {
         dir: Dir,
-        mac: [u8; 6],
+        mac: MacAddr,
     },
     Broadcast,
     Multicast,
@@ -267,22 +272,22 @@ impl Prim {
                 lo,
                 hi,
                 range: _,
-            } => h.ipv4.is_some_and(|ip| {
+            } => h.l3.ipv4().is_some_and(|ip| {
                 let proto_ok = match l4 {
                     L4::Any => true,
-                    L4::Tcp => ip.proto == PROTO_TCP,
-                    L4::Udp => ip.proto == PROTO_UDP,
+                    L4::Tcp => ip.protocol == protocol::TCP,
+                    L4::Udp => ip.protocol == protocol::UDP,
                 };
                 proto_ok
                     && dir_match(dir, ip.sport, ip.dport, |p| {
                         p.is_some_and(|p| (lo..=hi).contains(&p))
                     })
             }),
-            Prim::Proto(p) => h.ipv4.is_some_and(|ip| ip.proto == p),
+            Prim::Proto(p) => h.l3.ipv4().is_some_and(|ip| ip.protocol == p),
             Prim::EtherType(t) => h.ethertype == t,
             Prim::EtherHost { dir, mac } => dir_match(dir, h.src, h.dst, |m| m == mac),
-            Prim::Broadcast => h.dst == [0xff; 6],
-            Prim::Multicast => h.dst[0] & 1 == 1,
+            Prim::Broadcast => h.dst.is_broadcast(),
+            Prim::Multicast => h.dst.is_multicast(),
             Prim::Vlan(None) => h.vlan.is_some(),
             Prim::Vlan(Some(vid)) => h.vlan == Some(vid),
         }
@@ -290,114 +295,67 @@ impl Prim {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Header decode (once per frame, on the stack)
-
-#[derive(Clone, Copy, Debug)]
-struct Ipv4 {
-    src: u32,
-    dst: u32,
-    proto: u8,
-    /// TCP/UDP source and destination ports, for a first (or only) fragment, each when its
-    /// bytes are present.
-    sport: Option<u16>,
-    dport: Option<u16>,
-}
+// Header decode (once per frame, on the stack, through `wire`)
 
 #[derive(Clone, Copy, Debug)]
 struct Headers {
-    dst: [u8; 6],
-    src: [u8; 6],
+    dst: MacAddr,
+    src: MacAddr,
     /// VLAN id of a single 802.1Q tag.
     vlan: Option<u16>,
     /// The EtherType behind the tag, if any.
     ethertype: u16,
-    ipv4: Option<Ipv4>,
-    /// ARP (IPv4 over Ethernet) sender and target protocol addresses.
-    arp: Option<(u32, u32)>,
-}
-
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn mac_at(b: &[u8], at: usize) -> Option<[u8; 6]> {
-    b.get(at..at + 6)?.try_into().ok()
+    /// IPv4 or ARP (IPv4 over Ethernet), as `ingress` reads them.
+    l3: L3,
 }
 
 impl Headers {
     /// None for a frame too short for an Ethernet header: it matches no primitive.
     fn decode(frame: &[u8]) -> Option<Headers> {
-        let dst = mac_at(frame, 0)?;
-        let src = mac_at(frame, 6)?;
-        let outer = be16(frame, 12)?;
-        let (vlan, ethertype, l3) = match (outer, be16(frame, 14), be16(frame, 16)) {
-            (ETHERTYPE_VLAN, Some(tci), Some(inner)) => (Some(tci & 0x0fff), inner, 18),
+        if frame.len() < ethernet::HEADER_LEN {
+            return None;
+        }
+        let eth = EthernetFrame::new_unchecked(frame);
+        let (dst, src) = (eth.dst_addr(), eth.src_addr());
+        if eth.check_len().is_err() {
             // A cut-off tag: neither the tag nor anything behind it is visible.
-            (ETHERTYPE_VLAN, _, _) => (None, ETHERTYPE_VLAN, frame.len()),
-            _ => (None, outer, 14),
-        };
-        let l3 = frame.get(l3..).unwrap_or(&[]);
-        let ipv4 = if ethertype == ETHERTYPE_IPV4 {
-            decode_ipv4(l3)
-        } else {
-            None
-        };
-        let arp = if ethertype == ETHERTYPE_ARP {
-            decode_arp(l3)
-        } else {
-            None
-        };
+            return Some(Headers {
+                dst,
+                src,
+                vlan: None,
+                ethertype: eth.ethertype(),
+                l3: L3::None,
+            });
+        }
+        let ethertype = eth.inner_ethertype();
         Some(Headers {
             dst,
             src,
-            vlan,
+            vlan: eth.vlan_tag().map(|t| t.vid),
             ethertype,
-            ipv4,
-            arp,
+            l3: L3::parse(frame, ethertype, eth.l3_offset()),
         })
     }
 
-    fn addr_match(&self, dir: Dir, addr: u32, mask: u32) -> bool {
-        let hit = |a: u32| a & mask == addr;
-        if let Some(ip) = self.ipv4 {
-            dir_match(dir, ip.src, ip.dst, hit)
-        } else if let Some((spa, tpa)) = self.arp {
-            dir_match(dir, spa, tpa, hit)
-        } else {
-            false
+    /// The same, from a view `ingress` made with its L3 fields.
+    fn of_view(view: &PacketView<'_>) -> Headers {
+        Headers {
+            dst: view.dst,
+            src: view.src,
+            vlan: (view.l3_offset == ethernet::VLAN_HEADER_LEN).then_some(view.vlan.0),
+            ethertype: view.ethertype,
+            l3: view.l3,
         }
     }
-}
 
-fn decode_ipv4(b: &[u8]) -> Option<Ipv4> {
-    let first = *b.first()?;
-    let ihl = usize::from(first & 0x0f) * 4;
-    if first >> 4 != 4 || ihl < 20 || b.len() < ihl {
-        return None;
+    fn addr_match(&self, dir: Dir, addr: u32, mask: u32) -> bool {
+        let hit = |a: Ipv4Addr| u32::from(a) & mask == addr;
+        match self.l3 {
+            L3::Ipv4(ip) => dir_match(dir, ip.src, ip.dst, hit),
+            L3::Arp(arp) => dir_match(dir, arp.sender_ip, arp.target_ip, hit),
+            L3::None => false,
+        }
     }
-    let proto = b[9];
-    let first_fragment = be16(b, 6)? & 0x1fff == 0;
-    let has_ports = first_fragment && (proto == PROTO_TCP || proto == PROTO_UDP);
-    let port_at = |at: usize| be16(b, at).filter(|_| has_ports);
-    Some(Ipv4 {
-        src: be32(b, 12)?,
-        dst: be32(b, 16)?,
-        proto,
-        sport: port_at(ihl),
-        dport: port_at(ihl + 2),
-    })
-}
-
-fn decode_arp(b: &[u8]) -> Option<(u32, u32)> {
-    // ptype IPv4, hlen 6, plen 4: the only layout whose addresses sit at 14 and 24.
-    if be16(b, 2)? != ETHERTYPE_IPV4 || *b.get(4)? != 6 || *b.get(5)? != 4 {
-        return None;
-    }
-    Some((be32(b, 14)?, be32(b, 24)?))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -475,13 +433,13 @@ impl fmt::Display for Prim {
                 }
             }
             Prim::Proto(p) => f.write_str(match p {
-                PROTO_TCP => "tcp",
-                PROTO_UDP => "udp",
+                protocol::TCP => "tcp",
+                protocol::UDP => "udp",
                 _ => "icmp",
             }),
             Prim::EtherType(t) => f.write_str(match t {
-                ETHERTYPE_IPV4 => "ip",
-                ETHERTYPE_IPV6 => "ip6",
+                ethertype::IPV4 => "ip",
+                ethertype::IPV6 => "ip6",
                 _ => "arp",
             }),
             Prim::EtherHost { dir, mac: m } => {
@@ -490,11 +448,7 @@ impl fmt::Display for Prim {
                     Dir::Src => "src",
                     Dir::Dst => "dst",
                 };
-                write!(
-                    f,
-                    "ether {word} {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-                    m[0], m[1], m[2], m[3], m[4], m[5]
-                )
+                write!(f, "ether {word} {m}")
             }
             Prim::Broadcast => f.write_str("broadcast"),
             Prim::Multicast => f.write_str("multicast"),
@@ -661,19 +615,6 @@ fn number(word: &str, max: u32) -> Option<Result<u32, ()>> {
         return None;
     }
     Some(word.parse::<u32>().ok().filter(|&n| n <= max).ok_or(()))
-}
-
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut out = [0u8; 6];
-    let mut parts = s.split([':', '-']);
-    for byte in out.iter_mut() {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        *byte = u8::from_str_radix(p, 16).ok()?;
-    }
-    parts.next().is_none().then_some(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -846,15 +787,15 @@ impl<'a> Parser<'a> {
                     let dir = if d.is("src") { Dir::Src } else { Dir::Dst };
                     self.directed(d, dir, l4)?
                 } else if l4 == L4::Tcp {
-                    Prim::Proto(PROTO_TCP)
+                    Prim::Proto(protocol::TCP)
                 } else {
-                    Prim::Proto(PROTO_UDP)
+                    Prim::Proto(protocol::UDP)
                 }
             }
-            "icmp" => Prim::Proto(PROTO_ICMP),
-            "ip" => Prim::EtherType(ETHERTYPE_IPV4),
-            "ip6" => Prim::EtherType(ETHERTYPE_IPV6),
-            "arp" => Prim::EtherType(ETHERTYPE_ARP),
+            "icmp" => Prim::Proto(protocol::ICMP),
+            "ip" => Prim::EtherType(ethertype::IPV4),
+            "ip6" => Prim::EtherType(ethertype::IPV6),
+            "arp" => Prim::EtherType(ethertype::ARP),
             "broadcast" => Prim::Broadcast,
             "multicast" => Prim::Multicast,
             "ether" => self.ether(t)?,
@@ -1046,7 +987,12 @@ impl<'a> Parser<'a> {
             )));
         };
         let m = self.take()?;
-        match parse_mac(m.text).filter(|_| m.kind == Kind::Word) {
+        match m
+            .text
+            .parse::<MacAddr>()
+            .ok()
+            .filter(|_| m.kind == Kind::Word)
+        {
             Some(mac) => Ok(Prim::EtherHost { dir, mac }),
             None if m.kind == Kind::Word => Err(self.err(format!(
                 "invalid MAC address '{}', expected six hex bytes like 02:42:ac:11:00:02 (at {})",
@@ -1321,6 +1267,54 @@ mod tests {
         // A tag with nothing behind it: only the Ethernet primitives apply.
         let cut = &tagged[..16];
         assert!(!m("vlan", cut) && !m("ip", cut) && m("ether src 02:42:ac:11:00:02", cut));
+    }
+
+    /// The evaluator reads the same fields whether it decodes the frame itself or gets the view
+    /// `ingress` made.
+    #[test]
+    fn a_view_matches_as_its_frame_does() {
+        use crate::port::RxMeta;
+        use crate::stage::ingress;
+        use crate::{DomainId, PortId};
+        let t = tcp(A, B, 40000, 80);
+        let frames = [
+            t.clone(),
+            t[..36].to_vec(),
+            t[..30].to_vec(),
+            udp(A, B, 5353, 53),
+            icmp(A, B),
+            arp(MAC_A, BCAST, 1, A, C),
+            ipv6_udp(1, 2),
+            vlan_tcp(10, A, B, 40000, 80),
+            udp_fragment(A, B),
+            with_dst(udp(A, [224, 0, 0, 251], 5353, 5353), MCAST),
+        ];
+        let texts = [
+            "tcp and port 80",
+            "src port 40000",
+            "udp dst port 53",
+            "host 10.1.2.3 or net 172.17.0.0/16",
+            "icmp or arp or ip6",
+            "vlan 10 and tcp",
+            "vlan",
+            "ether src 02:42:ac:11:00:02 and not broadcast",
+            "multicast",
+        ];
+        for frame in &frames {
+            let meta = RxMeta {
+                len: frame.len(),
+                ..RxMeta::default()
+            };
+            let view = ingress::run(frame, &meta, PortId(0), DomainId(0), true).unwrap();
+            for text in texts {
+                let filter = f(text);
+                assert_eq!(
+                    filter.matches_view(&view),
+                    filter.matches(frame),
+                    "{text} on {frame:02x?}"
+                );
+            }
+        }
     }
 
     #[test]

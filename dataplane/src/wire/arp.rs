@@ -8,7 +8,8 @@
 use std::net::Ipv4Addr;
 
 use super::bytes;
-use super::{ethernet::ethertype, MacAddr, Result, WireError};
+use super::ethernet::{self, ethertype, EthernetFrame};
+use super::{MacAddr, Result, WireError};
 
 /// Length of an Ethernet/IPv4 ARP packet.
 pub const HEADER_LEN: usize = 28;
@@ -203,6 +204,34 @@ impl ArpRepr {
         packet.set_target_hw_addr(self.target_mac);
         packet.set_target_proto_addr(self.target_ip);
     }
+}
+
+/// Length of `request_frame`'s frame: the Ethernet minimum (without FCS).
+pub const REQUEST_FRAME_LEN: usize = 60;
+
+/// A broadcast Ethernet frame carrying the ARP request of `sender_ip` at `sender_mac` for
+/// `target_ip`, padded to the Ethernet minimum. A gratuitous ARP asks for its own address.
+pub fn request_frame(
+    sender_mac: MacAddr,
+    sender_ip: Ipv4Addr,
+    target_ip: Ipv4Addr,
+) -> [u8; REQUEST_FRAME_LEN] {
+    let mut f = [0u8; REQUEST_FRAME_LEN];
+    let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+    eth.set_dst_addr(MacAddr::BROADCAST);
+    eth.set_src_addr(sender_mac);
+    eth.set_ethertype(ethertype::ARP);
+    ArpRepr {
+        operation: operation::REQUEST,
+        sender_mac,
+        sender_ip,
+        target_mac: MacAddr::ZERO,
+        target_ip,
+    }
+    .emit(&mut ArpPacket::new_unchecked(
+        &mut f[ethernet::HEADER_LEN..],
+    ));
+    f
 }
 
 #[cfg(test)]

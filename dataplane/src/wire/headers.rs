@@ -10,8 +10,8 @@
 //! - the IPv4 header is read with `Ipv4Packet::new_checked_header`: a GSO super-frame's total length
 //!   is larger than the frame, stale or 0, yet its addresses and ports are as good as any; the L4
 //!   header is found at the header length in the frame, not inside `total_len`;
-//! - ports are read when their four bytes are there and TCP flags when the header is there up to
-//!   them, whole TCP header or not (the policy stages always did so);
+//! - each port is read when its two bytes are there and TCP flags when the header is there up to
+//!   them, whole TCP header or not (the policy stages and the trace filter always did so);
 //! - non-first fragments have no L4 fields (`ports`, `tcp_flags`, `icmp` are `None`).
 
 use std::net::Ipv4Addr;
@@ -24,8 +24,10 @@ use super::tcp::TcpPacket;
 use super::udp::UdpPacket;
 use super::MacAddr;
 
-/// Bytes at the start of a TCP or UDP header that hold the two ports (the same place in both).
-const PORTS_LEN: usize = 4;
+/// Bytes at the start of a TCP or UDP header up to the end of the source port, and of the
+/// destination port (the same place in both).
+const SPORT_END: usize = 2;
+const DPORT_END: usize = 4;
 /// Bytes of a TCP header up to and including the flags.
 const TCP_FLAGS_LEN: usize = 14;
 
@@ -54,8 +56,10 @@ pub struct Ipv4Summary {
     pub total_len: u16,
     /// False for a non-first fragment, which has no L4 header.
     pub first_fragment: bool,
-    /// (source, destination) for TCP and UDP in a first (or only) fragment.
-    pub ports: Option<(u16, u16)>,
+    /// TCP or UDP source port in a first (or only) fragment, when its bytes are there.
+    pub sport: Option<u16>,
+    /// TCP or UDP destination port in a first (or only) fragment, when its bytes are there.
+    pub dport: Option<u16>,
     /// TCP flags, when the TCP header is there up to them.
     pub tcp_flags: Option<u8>,
     /// ICMP type and, for echo request/reply, the identifier (0 otherwise), in a first fragment.
@@ -122,7 +126,8 @@ impl Ipv4Summary {
             l4_offset: u16::try_from(l3_offset + ip.header_len()).ok()?,
             total_len: ip.total_len(),
             first_fragment,
-            ports: None,
+            sport: None,
+            dport: None,
             tcp_flags: None,
             icmp: None,
         };
@@ -132,16 +137,16 @@ impl Ipv4Summary {
         match protocol {
             protocol::TCP => {
                 let tcp = TcpPacket::new_unchecked(l4);
-                if l4.len() >= PORTS_LEN {
-                    summary.ports = Some((tcp.src_port(), tcp.dst_port()));
-                }
+                summary.sport = (l4.len() >= SPORT_END).then(|| tcp.src_port());
+                summary.dport = (l4.len() >= DPORT_END).then(|| tcp.dst_port());
                 if l4.len() >= TCP_FLAGS_LEN {
                     summary.tcp_flags = Some(tcp.flags());
                 }
             }
-            protocol::UDP if l4.len() >= PORTS_LEN => {
+            protocol::UDP => {
                 let udp = UdpPacket::new_unchecked(l4);
-                summary.ports = Some((udp.src_port(), udp.dst_port()));
+                summary.sport = (l4.len() >= SPORT_END).then(|| udp.src_port());
+                summary.dport = (l4.len() >= DPORT_END).then(|| udp.dst_port());
             }
             protocol::ICMP => {
                 summary.icmp = Icmpv4Packet::new_checked(l4).ok().map(|m| {
@@ -153,6 +158,12 @@ impl Ipv4Summary {
             _ => {}
         }
         Some(summary)
+    }
+
+    /// (source, destination) ports, when both are there (TCP or UDP in a first fragment).
+    #[inline]
+    pub fn ports(&self) -> Option<(u16, u16)> {
+        Some((self.sport?, self.dport?))
     }
 
     /// Where the IPv4 header starts in the frame.
@@ -209,7 +220,8 @@ mod tests {
                 l4_offset: 34,
                 total_len: 31,
                 first_fragment: true,
-                ports: Some((5353, 53)),
+                sport: Some(5353),
+                dport: Some(53),
                 tcp_flags: None,
                 icmp: None,
             }
@@ -234,7 +246,7 @@ mod tests {
             f[16..18].copy_from_slice(&total_len.to_be_bytes());
             let ip = L3::parse(&f, ethertype::IPV4, 14).ipv4().unwrap();
             assert_eq!(ip.total_len, total_len);
-            assert_eq!(ip.ports, Some((40000, 80)));
+            assert_eq!(ip.ports(), Some((40000, 80)));
             assert_eq!(ip.tcp_flags, Some(crate::wire::tcp::flags::ACK));
             assert_eq!(ip.l4_offset(), 34);
         }
@@ -247,18 +259,18 @@ mod tests {
         f[14 + 6] = 0x00;
         f[14 + 7] = 0x10;
         let ip = L3::parse(&f, ethertype::IPV4, 14).ipv4().unwrap();
-        assert_eq!((ip.ports, ip.first_fragment), (None, false));
+        assert_eq!((ip.ports(), ip.first_fragment), (None, false));
         // A header cut short, or not version 4, is not IPv4 at all.
         assert_eq!(L3::parse(&f[..14 + 19], ethertype::IPV4, 14), L3::None);
         let mut v6 = udp_frame();
         v6[14] = 0x65;
         assert_eq!(L3::parse(&v6, ethertype::IPV4, 14), L3::None);
-        // Ports need their four bytes.
+        // Each port needs its two bytes.
         let f = udp_frame();
         let ip = L3::parse(&f[..14 + 20 + 3], ethertype::IPV4, 14)
             .ipv4()
             .unwrap();
-        assert_eq!(ip.ports, None);
+        assert_eq!((ip.sport, ip.dport, ip.ports()), (Some(5353), None, None));
 
         let b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
             .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
@@ -266,7 +278,7 @@ mod tests {
         let mut f = Vec::new();
         b.write(&mut f, b"ping").unwrap();
         let ip = L3::parse(&f, ethertype::IPV4, 14).ipv4().unwrap();
-        assert_eq!((ip.icmp, ip.ports), (Some((8, 0x1234)), None));
+        assert_eq!((ip.icmp, ip.ports()), (Some((8, 0x1234)), None));
     }
 
     #[test]

@@ -78,7 +78,7 @@ impl FromStr for MacAddr {
         let mut parts = s.split([':', '-']);
         for byte in out.iter_mut() {
             let p = parts.next().ok_or_else(err)?;
-            if p.is_empty() || p.len() > 2 {
+            if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(err());
             }
             *byte = u8::from_str_radix(p, 16).map_err(|_| err())?;
@@ -110,6 +110,7 @@ mod tests {
             "02:42:ac:11:00:02:03",
             "zz:42:ac:11:00:02",
             "002:42:ac:11:00:02",
+            "+2:42:ac:11:00:02",
         ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
