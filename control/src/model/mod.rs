@@ -9,12 +9,13 @@
 //! rule can be unit-tested without root.
 //!
 //! `mod.rs` holds `State` and the name rules; `network.rs`, `container.rs` the two kinds of
-//! object and their operations; `options.rs` `--opt`; `mac.rs` MACs; `ipam.rs` addresses;
+//! object and their operations; `options.rs` `--opt`; `mac.rs` MACs; `ipam.rs` addresses (`ipv4net.rs` the `Ipv4Net` type);
 //! `links.rs` `--expose`/`--link`; `publish.rs` `-p`/`-P`; `view.rs` ls/inspect;
 //! `topology.rs` the topology view.
 
 mod container;
 pub mod ipam;
+mod ipv4net;
 pub mod links;
 pub mod mac;
 mod mint;

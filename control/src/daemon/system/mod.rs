@@ -344,14 +344,7 @@ pub fn routes(netlink: &Netlink) -> Vec<Ipv4Net> {
     match netlink.routes_v4() {
         Ok(r) => r
             .into_iter()
-            .filter_map(|(ip, prefix)| {
-                let mask = if prefix == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - prefix)
-                };
-                Ipv4Net::new(Ipv4Addr::from(u32::from(ip) & mask), prefix).ok()
-            })
+            .filter_map(|(ip, prefix)| Ipv4Net::containing(ip, prefix))
             .collect(),
         Err(e) => {
             tracing::warn!("reading routes: {e}");
