@@ -343,6 +343,7 @@ impl<const TRACE: bool> CallStage for Run<'_, TRACE> {
             }
         }
         if let Verdict::Drop(reason) = verdict {
+            debug_assert_eq!(reason.stage(), S::ID, "{reason} belongs to another stage");
             self.dropped(S::ID, reason);
         }
         if effects.pending() {

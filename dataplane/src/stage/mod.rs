@@ -9,9 +9,14 @@
 //!
 //! The order is two lists below: `PerFrame` (every frame, after `ingress` made its view) and
 //! `PerEgress` (each copy, per egress port). The engine calls every stage through one wrapper
-//! (`engine::pipeline`), which traces, counts drops and applies effects. Adding a stage: its file
-//! with a type implementing `Stage`, a line in `stage_ids!`, its place in one of the two lists (and,
-//! for a new drop reason, a line in `drop_reasons!`, which gives it its counter).
+//! (`engine::pipeline`), which traces, counts drops and applies effects.
+//!
+//! Adding a stage touches this file and the stage's own: its `mod` line, its line in `stage_ids!`
+//! (in pipeline order), its place in `PerFrame` or `PerEgress`, and a line in `drop_reasons!` per
+//! new drop reason (which gives it its counter). Its file holds a type implementing `Stage`; a
+//! stage without a `Step` of its own is traced as `Step::Passed`, so neither `Step` nor the
+//! control plane's renderer need to change. Only a new kind of table change needs the engine: a
+//! field in `TableUpdates` and its line in `engine::pipeline::apply`.
 
 pub mod anti_spoof;
 pub mod conflict;
