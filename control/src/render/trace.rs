@@ -13,7 +13,7 @@ use dataplane::wire::{icmp, ipv4, tcp};
 use dataplane::Answer;
 use dataplane::{CtStep, Flow, Step, TraceRecord};
 use dataplane::{Direction, NatKind};
-use dataplane::{LearnAction, LinkPort};
+use dataplane::{LearnAction, LinkPort, LinkRule, MacAddr};
 
 use super::names::Names;
 use crate::api::trace::{TraceStepView, TraceView};
@@ -31,9 +31,9 @@ fn flow(f: &Flow) -> String {
 
 fn proto_name(p: u8) -> &'static str {
     match p {
-        6 => "tcp",
-        17 => "udp",
-        1 => "icmp",
+        ipv4::protocol::TCP => "tcp",
+        ipv4::protocol::UDP => "udp",
+        ipv4::protocol::ICMP => "icmp",
         _ => "ip",
     }
 }
@@ -131,13 +131,16 @@ pub fn view(r: &TraceRecord, names: &Names) -> TraceView {
     }
 }
 
-fn step_view(s: &Step, ingress: &str, names: &Names, later_egress: &[String]) -> TraceStepView {
-    let v = |stage: &str, decision: &str, line: String, explain: String| TraceStepView {
+fn v(stage: &str, decision: &str, line: String, explain: String) -> TraceStepView {
+    TraceStepView {
         stage: stage.into(),
         decision: decision.into(),
         line,
         explain,
-    };
+    }
+}
+
+fn step_view(s: &Step, ingress: &str, names: &Names, later_egress: &[String]) -> TraceStepView {
     match *s {
         Step::Parsed {
             src,
@@ -189,30 +192,7 @@ fn step_view(s: &Step, ingress: &str, names: &Names, later_egress: &[String]) ->
             "not routed from another network".into(),
             "Isolation: the host routed this in, but not from another switchyard network, so it may pass.".into(),
         ),
-        Step::Learned { mac, action } => {
-            let (decision, line, explain) = match action {
-                LearnAction::New => (
-                    "learned",
-                    format!("learn {mac} on {ingress}"),
-                    format!("The switch learns that {} is behind port {ingress}.", names.mac(mac)),
-                ),
-                LearnAction::Move { from } => (
-                    "moved",
-                    format!("move {mac} from {} to {ingress}", names.port(from)),
-                    format!(
-                        "{} moved from port {} to {ingress}; the table follows.",
-                        names.mac(mac),
-                        names.port(from)
-                    ),
-                ),
-                _ => (
-                    "known",
-                    format!("{mac} already known on {ingress}"),
-                    format!("The switch already knows {} is behind port {ingress}.", names.mac(mac)),
-                ),
-            };
-            v("l2-learn", decision, line, explain)
-        }
+        Step::Learned { mac, action } => learned(mac, action, ingress, names),
         Step::Hit { mac, port } => v(
             "l2-fwd",
             "hit",
@@ -223,55 +203,8 @@ fn step_view(s: &Step, ingress: &str, names: &Names, later_egress: &[String]) ->
                 names.port(port)
             ),
         ),
-        Step::Flooded { unknown, ports } => {
-            let to = if later_egress.is_empty() {
-                format!("{ports} ports")
-            } else {
-                join_and(later_egress)
-            };
-            let why = if unknown {
-                "The destination MAC is not in the table yet, so the frame is flooded"
-            } else {
-                "The destination is a broadcast or multicast address, so the frame goes"
-            };
-            v(
-                "flood",
-                if unknown { "flood-unknown" } else { "flood" },
-                format!(
-                    "flood to {ports} port{}",
-                    if ports == 1 { "" } else { "s" }
-                ),
-                format!("{why} to {to}, but not back to {ingress}, where it came from."),
-            )
-        }
-        Step::IccAllowed { egress, rule } => {
-            let target = names.port(egress);
-            match rule {
-                Some(r) => {
-                    let (dir, port) = match r.port {
-                        LinkPort::Dst(p) => ("to", p),
-                        LinkPort::Src(p) => ("from", p),
-                    };
-                    v(
-                        "icc",
-                        "allow",
-                        format!("allow -> {target} (link rule: {} {dir} port {port})", proto_name(r.protocol)),
-                        format!(
-                            "icc=false, but a link allows it: {} {dir} port {port} between {} and {}.",
-                            proto_name(r.protocol),
-                            r.src,
-                            r.dst
-                        ),
-                    )
-                }
-                None => v(
-                    "icc",
-                    "allow",
-                    format!("allow -> {target}"),
-                    format!("icc=false does not apply on the way to {target} (the host port, or ARP)."),
-                ),
-            }
-        }
+        Step::Flooded { unknown, ports } => flooded(unknown, ports, ingress, later_egress),
+        Step::IccAllowed { egress, rule } => icc_allowed(&names.port(egress), rule),
         Step::IccDenied { egress } => {
             let target = names.port(egress);
             v(
@@ -281,30 +214,7 @@ fn step_view(s: &Step, ingress: &str, names: &Names, later_egress: &[String]) ->
                 format!("icc=false and no link opens this traffic, so the copy for {target} is dropped."),
             )
         }
-        Step::Translated { kind, ct, from, to } => {
-            let kind_name = match kind {
-                Some(NatKind::Dnat) => "dnat",
-                Some(NatKind::Masquerade) => "masquerade",
-                Some(NatKind::Hairpin) => "hairpin",
-                None => "icmp-error",
-            };
-            let ct_text = match ct {
-                CtStep::Created => "new connection tracked",
-                CtStep::Matched(Direction::Original) => "tracked connection",
-                CtStep::Matched(Direction::Reply) => "reply of a tracked connection",
-                CtStep::Related => "error about a tracked connection",
-            };
-            v(
-                "nat",
-                kind_name,
-                format!("{kind_name}: {} => {} ({ct_text})", flow(&from), flow(&to)),
-                format!(
-                    "NAT ({kind_name}): {} becomes {}; {ct_text}.",
-                    flow(&from),
-                    flow(&to)
-                ),
-            )
-        }
+        Step::Translated { kind, ct, from, to } => translated(kind, ct, &from, &to),
         Step::Answered(a) => {
             let what = match a {
                 Answer::Arp => "an ARP request for the uplink address",
@@ -330,6 +240,111 @@ fn step_view(s: &Step, ingress: &str, names: &Names, later_egress: &[String]) ->
     }
 }
 
+fn learned(mac: MacAddr, action: LearnAction, ingress: &str, names: &Names) -> TraceStepView {
+    let (decision, line, explain) = match action {
+        LearnAction::New => (
+            "learned",
+            format!("learn {mac} on {ingress}"),
+            format!(
+                "The switch learns that {} is behind port {ingress}.",
+                names.mac(mac)
+            ),
+        ),
+        LearnAction::Move { from } => (
+            "moved",
+            format!("move {mac} from {} to {ingress}", names.port(from)),
+            format!(
+                "{} moved from port {} to {ingress}; the table follows.",
+                names.mac(mac),
+                names.port(from)
+            ),
+        ),
+        _ => (
+            "known",
+            format!("{mac} already known on {ingress}"),
+            format!(
+                "The switch already knows {} is behind port {ingress}.",
+                names.mac(mac)
+            ),
+        ),
+    };
+    v("l2-learn", decision, line, explain)
+}
+
+/// `later_egress`: the ports the flood reached (the egress steps after it).
+fn flooded(unknown: bool, ports: u16, ingress: &str, later_egress: &[String]) -> TraceStepView {
+    let to = if later_egress.is_empty() {
+        format!("{ports} ports")
+    } else {
+        join_and(later_egress)
+    };
+    let why = if unknown {
+        "The destination MAC is not in the table yet, so the frame is flooded"
+    } else {
+        "The destination is a broadcast or multicast address, so the frame goes"
+    };
+    v(
+        "flood",
+        if unknown { "flood-unknown" } else { "flood" },
+        format!("flood to {ports} port{}", if ports == 1 { "" } else { "s" }),
+        format!("{why} to {to}, but not back to {ingress}, where it came from."),
+    )
+}
+
+fn icc_allowed(target: &str, rule: Option<LinkRule>) -> TraceStepView {
+    let Some(r) = rule else {
+        return v(
+            "icc",
+            "allow",
+            format!("allow -> {target}"),
+            format!("icc=false does not apply on the way to {target} (the host port, or ARP)."),
+        );
+    };
+    let (dir, port) = match r.port {
+        LinkPort::Dst(p) => ("to", p),
+        LinkPort::Src(p) => ("from", p),
+    };
+    v(
+        "icc",
+        "allow",
+        format!(
+            "allow -> {target} (link rule: {} {dir} port {port})",
+            proto_name(r.protocol)
+        ),
+        format!(
+            "icc=false, but a link allows it: {} {dir} port {port} between {} and {}.",
+            proto_name(r.protocol),
+            r.src,
+            r.dst
+        ),
+    )
+}
+
+fn translated(kind: Option<NatKind>, ct: CtStep, from: &Flow, to: &Flow) -> TraceStepView {
+    let kind_name = match kind {
+        Some(NatKind::Dnat) => "dnat",
+        Some(NatKind::Masquerade) => "masquerade",
+        Some(NatKind::Hairpin) => "hairpin",
+        None => "icmp-error",
+    };
+    let ct_text = match ct {
+        CtStep::Created => "new connection tracked",
+        CtStep::Matched(Direction::Original) => "tracked connection",
+        CtStep::Matched(Direction::Reply) => "reply of a tracked connection",
+        CtStep::Related => "error about a tracked connection",
+    };
+    v(
+        "nat",
+        kind_name,
+        format!("{kind_name}: {} => {} ({ct_text})", flow(from), flow(to)),
+        format!(
+            "NAT ({kind_name}): {} becomes {}; {ct_text}.",
+            flow(from),
+            flow(to)
+        ),
+    )
+}
+
 fn join_and(items: &[String]) -> String {
     match items {
         [] => String::new(),
@@ -341,7 +356,7 @@ fn join_and(items: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dataplane::{DomainId, DropReason, LinkRule, MacAddr, PortId, StageId, VlanId};
+    use dataplane::{DomainId, DropReason, PortId, StageId, VlanId};
 
     const WEB: [u8; 6] = [2, 0x42, 0xac, 0x11, 0, 2];
     const PG: [u8; 6] = [2, 0x42, 0xac, 0x11, 0, 3];
