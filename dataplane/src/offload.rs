@@ -24,63 +24,29 @@
 //! * The engine's egress (`engine::egress`) picks which of the two a frame needs: it finishes every
 //!   queued checksum in place before it borrows the frames for one send batch.
 //!
-//! Header fields are read by byte offset with the named constants below (through `wire::bytes`)
-//! rather than through `crate::wire`'s views: a super-frame's IPv4 total length, IPv6 payload length
-//! and UDP length are meaningless (Linux ignores them too), and the views' checked constructors
-//! rightly reject such frames. Moving this parse onto views with a "lengths untrusted" constructor is
-//! possible follow-up work.
+//! Headers are read and written through `crate::wire`'s views. A super-frame's IPv4 total length,
+//! IPv6 payload length and UDP length are meaningless (Linux ignores them too), so the views are
+//! built with the constructors that do not trust them (`Ipv4Packet::new_checked_header`) or, where
+//! `wire` has none (IPv6, UDP), with `new_unchecked` after checking the fixed header is in the frame;
+//! TCP's own check (header and options present) holds for super-frames as it is. Two things stay
+//! offsets, for the virtio header's sake: `csum_start`/`csum_offset` are compared with the L4
+//! offset and the wire checksum field's position, and `finish_checksum` works on those offsets
+//! alone (that is what makes it protocol-independent).
 
-use crate::wire::bytes::{read_u16, read_u32, write_u16, write_u32};
-use crate::wire::checksum::{checksum, fold, pseudo_header_v4, pseudo_header_v6, sum};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
+
+use crate::wire::checksum::{fold, sum};
+use crate::wire::ethernet::{self, ethertype, EthernetFrame};
+use crate::wire::ipv4::{protocol, Ipv4Packet};
+use crate::wire::ipv6::{self, Ipv6Packet};
+use crate::wire::tcp::{self, flags, TcpPacket};
+use crate::wire::udp::{self, UdpPacket};
 use crate::wire::vnet::{gso, VnetHeader};
 
-// Ethernet and 802.1Q.
-const ETH_HDR_LEN: usize = 14;
-const ETH_TYPE_OFF: usize = 12;
-const VLAN_TAG_LEN: usize = 4;
-const ETHERTYPE_VLAN: u16 = 0x8100;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
-
-// IPv4 (RFC 791), offsets from the start of the IP header.
-const IPV4_MIN_HDR_LEN: usize = 20;
+/// The longest IPv4 and TCP headers (IHL and data offset 15, options included).
 const IPV4_MAX_HDR_LEN: usize = 60;
-const IPV4_VER_IHL_OFF: usize = 0;
-const IPV4_TOTAL_LEN_OFF: usize = 2;
-const IPV4_IDENT_OFF: usize = 4;
-const IPV4_FLAGS_FRAG_OFF: usize = 6;
-/// The MF flag and the 13-bit fragment offset: either set means the frame is an IP fragment.
-const IPV4_MF_AND_FRAG_OFFSET_MASK: u16 = 0x3fff;
-const IPV4_PROTOCOL_OFF: usize = 9;
-const IPV4_CHECKSUM_OFF: usize = 10;
-const IPV4_SRC_OFF: usize = 12;
-const IPV4_DST_OFF: usize = 16;
-
-// IPv6 (RFC 8200), offsets from the start of the IP header.
-const IPV6_HDR_LEN: usize = 40;
-const IPV6_PAYLOAD_LEN_OFF: usize = 4;
-const IPV6_NEXT_HEADER_OFF: usize = 6;
-const IPV6_SRC_OFF: usize = 8;
-const IPV6_DST_OFF: usize = 24;
-
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-
-// TCP (RFC 9293), offsets from the start of the TCP header.
-const TCP_MIN_HDR_LEN: usize = 20;
 const TCP_MAX_HDR_LEN: usize = 60;
-const TCP_SEQ_OFF: usize = 4;
-const TCP_DATA_OFFSET_OFF: usize = 12;
-const TCP_FLAGS_OFF: usize = 13;
-const TCP_CHECKSUM_OFF: usize = 16;
-const TCP_FIN: u8 = 0x01;
-const TCP_PSH: u8 = 0x08;
-const TCP_CWR: u8 = 0x80;
-
-// UDP (RFC 768), offsets from the start of the UDP header.
-const UDP_HDR_LEN: usize = 8;
-const UDP_LEN_OFF: usize = 4;
-const UDP_CHECKSUM_OFF: usize = 6;
 
 /// Largest value of the 16-bit IPv4 total length, IPv6 payload length and UDP length fields.
 const MAX_IP_LEN_FIELD: usize = 0xffff;
@@ -91,11 +57,12 @@ pub const MAX_SEGMENTS: usize = 128;
 
 /// Longest super-frame [`segment`] is sized for: Ethernet with one VLAN tag plus the largest IPv6
 /// packet without a jumbogram (the largest IPv4 packet is 20 bytes shorter).
-pub const MAX_SUPER_FRAME_LEN: usize = ETH_HDR_LEN + VLAN_TAG_LEN + IPV6_HDR_LEN + MAX_IP_LEN_FIELD;
+pub const MAX_SUPER_FRAME_LEN: usize =
+    ethernet::VLAN_HEADER_LEN + ipv6::HEADER_LEN + MAX_IP_LEN_FIELD;
 
 /// Longest header block [`segment`] repeats in front of each segment: Ethernet, one VLAN tag, IPv4
 /// with 40 bytes of options and TCP with 40 bytes of options.
-pub const MAX_HEADERS_LEN: usize = ETH_HDR_LEN + VLAN_TAG_LEN + IPV4_MAX_HDR_LEN + TCP_MAX_HDR_LEN;
+pub const MAX_HEADERS_LEN: usize = ethernet::VLAN_HEADER_LEN + IPV4_MAX_HDR_LEN + TCP_MAX_HDR_LEN;
 
 /// Why a frame could not be finished. Each variant is a reason to count the frame as dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -247,12 +214,6 @@ struct Layout {
     payload_off: usize,
 }
 
-fn array<const N: usize>(b: &[u8], off: usize) -> [u8; N] {
-    let mut a = [0u8; N];
-    a.copy_from_slice(&b[off..off + N]);
-    a
-}
-
 /// Finds the L3, L4 and payload offsets of a GSO frame of kind `kind` (without the ECN flag), checking
 /// that every header is complete and that the protocols are those `kind` promises.
 fn parse_layout(kind: u8, frame: &[u8]) -> Result<Layout, OffloadError> {
@@ -263,78 +224,72 @@ fn parse_layout(kind: u8, frame: &[u8]) -> Result<Layout, OffloadError> {
         _ => return Err(OffloadError::UnsupportedGso),
     };
     let malformed = OffloadError::MalformedGso;
-    if frame.len() < ETH_HDR_LEN {
-        return Err(malformed);
-    }
-    let mut l3_off = ETH_HDR_LEN;
-    let mut ethertype = read_u16(frame, ETH_TYPE_OFF);
-    if ethertype == ETHERTYPE_VLAN {
-        if frame.len() < ETH_HDR_LEN + VLAN_TAG_LEN {
-            return Err(malformed);
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| malformed)?;
+    let l3_off = eth.l3_offset();
+    let l3 = &frame[l3_off..];
+    let (ip, l4_off, protocol) = match eth.inner_ethertype() {
+        ethertype::IPV4 => {
+            let ip = Ipv4Packet::new_checked_header(l3).map_err(|_| malformed)?;
+            if ip.version() != 4 || ip.more_frags() || ip.frag_offset() != 0 {
+                return Err(malformed);
+            }
+            (Ip::V4, l3_off + ip.header_len(), ip.protocol())
         }
-        ethertype = read_u16(frame, ETH_TYPE_OFF + VLAN_TAG_LEN);
-        l3_off += VLAN_TAG_LEN;
-    }
-    let (ip, l4_off, protocol) = match ethertype {
-        ETHERTYPE_IPV4 => {
-            if frame.len() < l3_off + IPV4_MIN_HDR_LEN {
+        ethertype::IPV6 => {
+            // The payload length is not trusted, so only the fixed header is checked.
+            if l3.len() < ipv6::HEADER_LEN {
                 return Err(malformed);
             }
-            let ver_ihl = frame[l3_off + IPV4_VER_IHL_OFF];
-            let ihl = usize::from(ver_ihl & 0x0f) * 4;
-            if ver_ihl >> 4 != 4 || ihl < IPV4_MIN_HDR_LEN || frame.len() < l3_off + ihl {
-                return Err(malformed);
-            }
-            if read_u16(frame, l3_off + IPV4_FLAGS_FRAG_OFF) & IPV4_MF_AND_FRAG_OFFSET_MASK != 0 {
-                return Err(malformed);
-            }
-            (Ip::V4, l3_off + ihl, frame[l3_off + IPV4_PROTOCOL_OFF])
-        }
-        ETHERTYPE_IPV6 => {
-            if frame.len() < l3_off + IPV6_HDR_LEN || frame[l3_off] >> 4 != 6 {
+            let ip = Ipv6Packet::new_unchecked(l3);
+            if ip.version() != 6 {
                 return Err(malformed);
             }
             // Extension headers are not followed: anything but TCP/UDP here is rejected below.
-            (
-                Ip::V6,
-                l3_off + IPV6_HDR_LEN,
-                frame[l3_off + IPV6_NEXT_HEADER_OFF],
-            )
+            (Ip::V6, l3_off + ipv6::HEADER_LEN, ip.next_header())
         }
         _ => return Err(malformed),
     };
     if want_ip.is_some_and(|w| w != ip) {
         return Err(malformed);
     }
+    let l4_hdr = &frame[l4_off..];
     let l4_hdr_len = match l4 {
         L4::Tcp => {
-            if protocol != IPPROTO_TCP || frame.len() < l4_off + TCP_MIN_HDR_LEN {
+            if protocol != protocol::TCP {
                 return Err(malformed);
             }
-            let doff = usize::from(frame[l4_off + TCP_DATA_OFFSET_OFF] >> 4) * 4;
-            if doff < TCP_MIN_HDR_LEN {
-                return Err(malformed);
-            }
-            doff
+            TcpPacket::new_checked(l4_hdr)
+                .map_err(|_| malformed)?
+                .header_len()
         }
         L4::Udp => {
-            if protocol != IPPROTO_UDP {
+            if protocol != protocol::UDP || l4_hdr.len() < udp::HEADER_LEN {
                 return Err(malformed);
             }
-            UDP_HDR_LEN
+            udp::HEADER_LEN
         }
     };
-    let payload_off = l4_off + l4_hdr_len;
-    if frame.len() < payload_off {
-        return Err(malformed);
-    }
     Ok(Layout {
         ip,
         l4,
         l3_off,
         l4_off,
-        payload_off,
+        payload_off: l4_off + l4_hdr_len,
     })
+}
+
+/// A segment's source and destination, for its L4 checksum's pseudo-header.
+enum Addrs {
+    V4(Ipv4Addr, Ipv4Addr),
+    V6(Ipv6Addr, Ipv6Addr),
+}
+
+/// The checksum field of the L4 header, from its start.
+fn l4_checksum_field(l4: L4) -> Range<usize> {
+    match l4 {
+        L4::Tcp => tcp::field::CHECKSUM,
+        L4::Udp => udp::field::CHECKSUM,
+    }
 }
 
 /// Cuts a GSO super-frame (Ethernet, optionally one 802.1Q tag, IPv4 or IPv6 without extension
@@ -367,10 +322,7 @@ pub fn segment(hdr: &VnetHeader, frame: &[u8], out: &mut Segments) -> Result<(),
     }
     let layout = parse_layout(hdr.gso_kind(), frame)?;
     if hdr.needs_csum() {
-        let csum_field = match layout.l4 {
-            L4::Tcp => TCP_CHECKSUM_OFF,
-            L4::Udp => UDP_CHECKSUM_OFF,
-        };
+        let csum_field = l4_checksum_field(layout.l4).start;
         if usize::from(hdr.csum_start) != layout.l4_off
             || usize::from(hdr.csum_offset) != csum_field
         {
@@ -400,17 +352,18 @@ pub fn segment(hdr: &VnetHeader, frame: &[u8], out: &mut Segments) -> Result<(),
     }
 
     let (l3, l4) = (layout.l3_off, layout.l4_off);
+    // The header views below are built over headers `parse_layout` checked (each segment starts
+    // with a copy of them), so `new_unchecked` reads and writes within them.
     let ident = match layout.ip {
-        Ip::V4 => read_u16(frame, l3 + IPV4_IDENT_OFF),
+        Ip::V4 => Ipv4Packet::new_unchecked(&frame[l3..]).ident(),
         Ip::V6 => 0,
     };
-    let (protocol, seq, tcp_flags) = match layout.l4 {
-        L4::Tcp => (
-            IPPROTO_TCP,
-            read_u32(frame, l4 + TCP_SEQ_OFF),
-            frame[l4 + TCP_FLAGS_OFF],
-        ),
-        L4::Udp => (IPPROTO_UDP, 0, 0),
+    let (seq, tcp_flags) = match layout.l4 {
+        L4::Tcp => {
+            let tcp = TcpPacket::new_unchecked(&frame[l4..]);
+            (tcp.seq_number(), tcp.flags())
+        }
+        L4::Udp => (0, 0),
     };
 
     let mut pos = 0;
@@ -424,60 +377,49 @@ pub fn segment(hdr: &VnetHeader, frame: &[u8], out: &mut Segments) -> Result<(),
         seg[..headers.len()].copy_from_slice(headers);
         seg[headers.len()..].copy_from_slice(chunk);
         let l4_len = seg.len() - l4;
+        let (l3_part, l4_part) = seg.split_at_mut(l4);
+        let l3_part = &mut l3_part[l3..];
 
-        let pseudo = match layout.ip {
+        // Lengths, identification and the IPv4 header checksum; the pseudo-header addresses.
+        let addrs = match layout.ip {
             Ip::V4 => {
-                write_u16(seg, l3 + IPV4_TOTAL_LEN_OFF, (seg.len() - l3) as u16);
-                write_u16(seg, l3 + IPV4_IDENT_OFF, ident.wrapping_add(i as u16));
-                write_u16(seg, l3 + IPV4_CHECKSUM_OFF, 0);
-                let ip_checksum = checksum(&seg[l3..l4]);
-                write_u16(seg, l3 + IPV4_CHECKSUM_OFF, ip_checksum);
-                pseudo_header_v4(
-                    array(seg, l3 + IPV4_SRC_OFF),
-                    array(seg, l3 + IPV4_DST_OFF),
-                    protocol,
-                    l4_len as u32,
-                )
+                let mut ip = Ipv4Packet::new_unchecked(l3_part);
+                ip.set_total_len((l4 - l3 + l4_len) as u16);
+                ip.set_ident(ident.wrapping_add(i as u16));
+                ip.fill_checksum();
+                Addrs::V4(ip.src_addr(), ip.dst_addr())
             }
             Ip::V6 => {
-                write_u16(seg, l3 + IPV6_PAYLOAD_LEN_OFF, l4_len as u16);
-                pseudo_header_v6(
-                    array(seg, l3 + IPV6_SRC_OFF),
-                    array(seg, l3 + IPV6_DST_OFF),
-                    protocol,
-                    l4_len as u32,
-                )
+                let mut ip = Ipv6Packet::new_unchecked(l3_part);
+                ip.set_payload_len(l4_len as u16);
+                Addrs::V6(ip.src_addr(), ip.dst_addr())
             }
         };
 
         match layout.l4 {
             L4::Tcp => {
-                write_u32(seg, l4 + TCP_SEQ_OFF, seq.wrapping_add((i * mss) as u32));
-                let mut flags = tcp_flags;
+                let mut tcp = TcpPacket::new_unchecked(l4_part);
+                tcp.set_seq_number(seq.wrapping_add((i * mss) as u32));
+                let mut segment_flags = tcp_flags;
                 if i + 1 < count {
-                    flags &= !(TCP_FIN | TCP_PSH);
+                    segment_flags &= !(flags::FIN | flags::PSH);
                 }
                 if i > 0 {
-                    flags &= !TCP_CWR;
+                    segment_flags &= !flags::CWR;
                 }
-                seg[l4 + TCP_FLAGS_OFF] = flags;
-                write_u16(seg, l4 + TCP_CHECKSUM_OFF, 0);
-                let l4_checksum = !fold(sum(pseudo, &seg[l4..]));
-                write_u16(seg, l4 + TCP_CHECKSUM_OFF, l4_checksum);
+                tcp.set_flags(segment_flags);
+                match addrs {
+                    Addrs::V4(src, dst) => tcp.fill_checksum_v4(src, dst),
+                    Addrs::V6(src, dst) => tcp.fill_checksum_v6(src, dst),
+                }
             }
             L4::Udp => {
-                write_u16(seg, l4 + UDP_LEN_OFF, l4_len as u16);
-                write_u16(seg, l4 + UDP_CHECKSUM_OFF, 0);
-                let l4_checksum = !fold(sum(pseudo, &seg[l4..]));
-                write_u16(
-                    seg,
-                    l4 + UDP_CHECKSUM_OFF,
-                    if l4_checksum == 0 {
-                        0xffff
-                    } else {
-                        l4_checksum
-                    },
-                );
+                let mut udp = UdpPacket::new_unchecked(l4_part);
+                udp.set_len(l4_len as u16);
+                match addrs {
+                    Addrs::V4(src, dst) => udp.fill_checksum_v4(src, dst),
+                    Addrs::V6(src, dst) => udp.fill_checksum_v6(src, dst),
+                }
             }
         }
         out.bounds.push((pos, end));
@@ -490,6 +432,21 @@ pub fn segment(hdr: &VnetHeader, frame: &[u8], out: &mut Segments) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::bytes::{read_u16, read_u32};
+    use crate::wire::checksum::{pseudo_header_v4, pseudo_header_v6};
+    use crate::wire::ethernet::{HEADER_LEN as ETH_HDR_LEN, VLAN_TAG_LEN};
+    use crate::wire::ipv4;
+    use crate::wire::tcp::flags::{CWR as TCP_CWR, FIN as TCP_FIN, PSH as TCP_PSH};
+
+    // Field offsets the tests corrupt or inspect, by their `wire` positions.
+    const ETH_TYPE_OFF: usize = ethernet::field::ETHERTYPE.start;
+    const IPV4_TOTAL_LEN_OFF: usize = ipv4::field::LENGTH.start;
+    const IPV4_IDENT_OFF: usize = ipv4::field::IDENT.start;
+    const IPV4_FLAGS_FRAG_OFF: usize = ipv4::field::FLG_OFF.start;
+    const IPV6_PAYLOAD_LEN_OFF: usize = ipv6::field::LENGTH.start;
+    const TCP_SEQ_OFF: usize = tcp::field::SEQ_NUM.start;
+    const TCP_DATA_OFFSET_OFF: usize = tcp::field::DATA_OFF;
+    const TCP_FLAGS_OFF: usize = tcp::field::FLAGS;
     use crate::wire::vnet::flags;
     use etherparse::{
         EtherType, Ethernet2Header, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, NetHeaders,

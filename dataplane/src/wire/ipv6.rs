@@ -14,7 +14,7 @@ use super::{Result, WireError};
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 40;
 
-mod field {
+pub(crate) mod field {
     use core::ops::Range;
 
     // Version (4 bits), traffic class (8 bits) and flow label (20 bits) share the first word.
