@@ -18,7 +18,10 @@ use dataplane::wire::udp::{self, UdpPacket};
 use dataplane::MacAddr;
 
 use crate::api::ApiError;
-use crate::model::bad;
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::bad_input(message)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Proto {

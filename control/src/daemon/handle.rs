@@ -101,18 +101,8 @@ impl Daemon {
             } => self.detach(&network, netns.as_deref(), pid),
             Request::Fdb { network } => self.fdb(network.as_deref()),
             Request::Topology => Ok(Response::Topology(Box::new(self.topology()))),
-            Request::ContainerLink { name, link } => {
-                let mut next = self.state.clone();
-                next.add_link(&name, &link)?;
-                self.commit(next)?;
-                Ok(Response::Done)
-            }
-            Request::ContainerUnlink { name, alias } => {
-                let mut next = self.state.clone();
-                next.remove_link(&name, &alias)?;
-                self.commit(next)?;
-                Ok(Response::Done)
-            }
+            Request::ContainerLink { name, link } => self.link(&name, &link),
+            Request::ContainerUnlink { name, alias } => self.unlink(&name, &alias),
         }
     }
 
@@ -337,6 +327,21 @@ impl Daemon {
             next.remove_containers(std::slice::from_ref(&name))?;
         }
         self.tear_down_and_commit(next, |system| system.endpoint_down(&endpoint))?;
+        Ok(Response::Done)
+    }
+
+    /// `container link`: policy only; the engine follows after the request.
+    fn link(&mut self, name: &str, link: &str) -> Result<Response, ApiError> {
+        let mut next = self.state.clone();
+        next.add_link(name, link)?;
+        self.commit(next)?;
+        Ok(Response::Done)
+    }
+
+    fn unlink(&mut self, name: &str, alias: &str) -> Result<Response, ApiError> {
+        let mut next = self.state.clone();
+        next.remove_link(name, alias)?;
+        self.commit(next)?;
         Ok(Response::Done)
     }
 
