@@ -25,7 +25,7 @@ use crate::port::{RxBatch, RxMeta, FRAME_CAPACITY};
 use crate::stage::nat::NatAction;
 use crate::stage::{
     ingress, CallStage, DropReason, Effects, PacketView, PerEgress, PerFrame, Stage, StageId,
-    StageSet, Stages, TableUpdates, Tables, Verdict,
+    StageSet, Stages, Tables, Verdict,
 };
 use crate::table::LearnAction;
 use crate::trace::{Capture, Step, TraceRecord};
@@ -347,31 +347,36 @@ impl<const TRACE: bool> CallStage for Run<'_, TRACE> {
             self.dropped(S::ID, reason);
         }
         if effects.pending() {
-            let updates = effects.take_updates();
-            if !self.dry {
-                apply(
-                    updates,
-                    self.tables,
-                    self.conflicts,
-                    self.arp_wanted,
-                    self.ingress,
-                );
-            }
+            let (dry, ingress) = (self.dry, self.ingress);
+            apply(
+                effects,
+                dry,
+                self.tables,
+                self.conflicts,
+                self.arp_wanted,
+                ingress,
+            );
         }
         verdict
     }
 }
 
-/// The table changes a stage asked for, for a frame from `ingress`. Out of line: one copy, not one
-/// per stage call, and rare on the fast path (a known MAC is refreshed once per second or so).
+/// Takes the table changes a stage asked for, for a frame from `ingress`, and applies them unless
+/// `dry`. Out of line: one copy, not one per stage call, and rare on the fast path (a known MAC is
+/// refreshed once per second or so).
 #[inline(never)]
 fn apply(
-    updates: TableUpdates,
+    effects: &mut Effects,
+    dry: bool,
     tables: &mut Tables,
     conflicts: &mut VecDeque<AddressConflict>,
     arp_wanted: &mut Vec<Ipv4Addr>,
     ingress: PortId,
 ) {
+    let updates = effects.take_updates();
+    if dry {
+        return;
+    }
     let now_ms = tables.now_ms;
     if let Some(learn) = updates.learn {
         debug_assert!(learn.action != LearnAction::None);

@@ -16,7 +16,7 @@
 //! new drop reason (which gives it its counter). Its file holds a type implementing `Stage`; a
 //! stage without a `Step` of its own is traced as `Step::Passed`, so neither `Step` nor the
 //! control plane's renderer need to change. Only a new kind of table change needs the engine: a
-//! field in `TableUpdates` and its line in `engine::pipeline::apply`.
+//! field in `effects::TableUpdates` and its line in `engine::pipeline::apply`.
 
 pub mod anti_spoof;
 pub mod conflict;
@@ -34,7 +34,7 @@ use std::fmt;
 use crate::table::{CamTable, ConnTrack, NatTable, Policy};
 use crate::wire::headers::{ArpSummary, Ipv4Summary, L3};
 use crate::{DomainId, MacAddr, PortId, VlanId};
-pub use effects::{Effects, LearnEffect, TableUpdates};
+pub use effects::{Effects, LearnEffect};
 pub use step::Step;
 
 /// `stages![A, B, C]`: the type of a list of stages run in that order.
