@@ -1,4 +1,6 @@
-//! The daemon's protocol: every type the CLI and the daemon exchange, in one place.
+//! The daemon's protocol: every type the CLI and the daemon exchange, in one place (this file, and
+//! the views of bigger answers in `api/`: `topology`, `stats`, `trace`). It is plain serde data and
+//! names no other module of the crate; `render/` turns it into text.
 //!
 //! One request per connection: the client writes one line of JSON (`RequestFrame`) and reads one
 //! line back (`ResponseFrame`). Each frame carries `version`; a daemon refuses a frame of another

@@ -204,7 +204,8 @@ pub fn prometheus(st: &Stats) -> String {
             })
             .collect()
     };
-    let port_counters: [(&str, &str, fn(&PortStats) -> u64); 4] = [
+    type Counter = fn(&PortStats) -> u64;
+    let port_counters: [(&str, &str, Counter); 4] = [
         ("rx_packets", "Frames received on a port.", |p| p.rx_packets),
         ("rx_bytes", "Bytes received on a port.", |p| p.rx_bytes),
         ("tx_packets", "Frames sent out of a port.", |p| p.tx_packets),
