@@ -54,9 +54,6 @@ const ETH_SRC_OFF: usize = ethernet::field::SRC.start;
 const IPV4_CHECKSUM_OFF: usize = ipv4::field::CHECKSUM.start;
 const IPV4_SRC_OFF: usize = ipv4::field::SRC_ADDR.start;
 const IPV4_DST_OFF: usize = ipv4::field::DST_ADDR.start;
-const IPPROTO_ICMP: u8 = protocol::ICMP;
-const IPPROTO_TCP: u8 = protocol::TCP;
-const IPPROTO_UDP: u8 = protocol::UDP;
 // TCP and UDP (ports in the same place), from the start of the L4 header.
 const SPORT_OFF: usize = tcp::field::SRC_PORT.start;
 const DPORT_OFF: usize = tcp::field::DST_PORT.start;
@@ -66,11 +63,6 @@ const UDP_CHECKSUM_OFF: usize = udp::field::CHECKSUM.start;
 const ICMP_HDR_LEN: usize = icmp::HEADER_LEN;
 const ICMP_CHECKSUM_OFF: usize = icmp::field::CHECKSUM.start;
 const ICMP_ECHO_ID_OFF: usize = icmp::field::ECHO_IDENT.start;
-const ICMP_ECHO_REPLY: u8 = msg_type::ECHO_REPLY;
-const ICMP_DEST_UNREACH: u8 = msg_type::DEST_UNREACHABLE;
-const ICMP_ECHO_REQUEST: u8 = msg_type::ECHO_REQUEST;
-const ICMP_TIME_EXCEEDED: u8 = msg_type::TIME_EXCEEDED;
-const ICMP_PARAMETER_PROBLEM: u8 = msg_type::PARAMETER_PROBLEM;
 
 /// Most 16-bit words one rewrite changes: 6 (MACs) + 4 (addresses) + 1 (IP checksum) + 1 (ICMP
 /// checksum) + 4 (quoted addresses) + 1 (quoted IP checksum) + 2 (quoted ports) + 1 (quoted L4
@@ -187,7 +179,7 @@ pub fn icmp_error_quote(
     ip: &Ipv4Summary,
 ) -> Option<(u8, Ipv4Addr, u16, Ipv4Addr, u16)> {
     let ip = Ipv4::from_summary(ip);
-    if ip.protocol != IPPROTO_ICMP || !ip.carries_l4 {
+    if ip.protocol != protocol::ICMP || !ip.carries_l4 {
         return None;
     }
     let msg = icmp_message(frame, &ip);
@@ -197,14 +189,14 @@ pub fn icmp_error_quote(
     let quote = Ipv4::read(msg, ip.l4 + ICMP_HDR_LEN).ok()?;
     let l4 = quote.l4;
     let (sport, dport) = match quote.protocol {
-        IPPROTO_TCP | IPPROTO_UDP if quote.carries_l4 => {
+        protocol::TCP | protocol::UDP if quote.carries_l4 => {
             (field16(msg, l4 + SPORT_OFF)?, field16(msg, l4 + DPORT_OFF)?)
         }
-        IPPROTO_ICMP if quote.carries_l4 && is_echo(*msg.get(l4)?) => {
+        protocol::ICMP if quote.carries_l4 && is_echo(*msg.get(l4)?) => {
             let id = field16(msg, l4 + ICMP_ECHO_ID_OFF)?;
             (id, id)
         }
-        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMP => return None,
+        protocol::TCP | protocol::UDP | protocol::ICMP => return None,
         _ => (0, 0),
     };
     Some((
@@ -246,15 +238,15 @@ fn plan(
     let (sport, dport) = rw.ports();
     let l4 = ip.l4;
     match ip.protocol {
-        IPPROTO_TCP if rw.touches_l3() => {
+        protocol::TCP if rw.touches_l3() => {
             let kind = Csum::of(vnet, l4, TCP_CHECKSUM_OFF, Csum::Full);
             e.set_ports(l4, TCP_CHECKSUM_OFF, kind, addrs, sport, dport, true)?;
         }
-        IPPROTO_UDP if rw.touches_l3() => {
+        protocol::UDP if rw.touches_l3() => {
             let kind = Csum::of(vnet, l4, UDP_CHECKSUM_OFF, Csum::Optional);
             e.set_ports(l4, UDP_CHECKSUM_OFF, kind, addrs, sport, dport, true)?;
         }
-        IPPROTO_ICMP => {
+        protocol::ICMP => {
             // ICMP is never offloaded: its total length is right, and bounds what its checksum covers.
             e.view = icmp_message(e.view, ip);
             let kind = Csum::of(vnet, l4, ICMP_CHECKSUM_OFF, Csum::Full);
@@ -272,13 +264,15 @@ fn plan(
 }
 
 fn is_echo(icmp_type: u8) -> bool {
-    matches!(icmp_type, ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY)
+    matches!(icmp_type, msg_type::ECHO_REQUEST | msg_type::ECHO_REPLY)
 }
 
-fn is_icmp_error(icmp_type: u8) -> bool {
+/// The ICMP errors NAT translates (their quote is rewritten): destination unreachable, time
+/// exceeded, parameter problem (not redirects, which `Icmpv4Packet::is_error` also counts).
+pub fn is_icmp_error(icmp_type: u8) -> bool {
     matches!(
         icmp_type,
-        ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM
+        msg_type::DEST_UNREACHABLE | msg_type::TIME_EXCEEDED | msg_type::PARAMETER_PROBLEM
     )
 }
 
@@ -566,7 +560,7 @@ impl<'a> Edit<'a> {
         sport: Option<u16>,
         dport: Option<u16>,
     ) -> Result<Delta, RewriteError> {
-        let id = if icmp_type == ICMP_ECHO_REQUEST {
+        let id = if icmp_type == msg_type::ECHO_REQUEST {
             sport
         } else {
             dport
@@ -592,14 +586,14 @@ impl<'a> Edit<'a> {
         let (sport, dport) = rw.ports();
         let l4 = ip.l4;
         change += match ip.protocol {
-            IPPROTO_TCP => {
+            protocol::TCP => {
                 self.set_ports(l4, TCP_CHECKSUM_OFF, Csum::Full, addrs, sport, dport, false)?
             }
-            IPPROTO_UDP => {
+            protocol::UDP => {
                 let kind = Csum::Optional;
                 self.set_ports(l4, UDP_CHECKSUM_OFF, kind, addrs, sport, dport, false)?
             }
-            IPPROTO_ICMP => match self.u8(l4)? {
+            protocol::ICMP => match self.u8(l4)? {
                 t if is_echo(t) => self.set_echo_id(l4, t, Csum::Full, sport, dport)?,
                 _ => Delta::ZERO,
             },

@@ -22,7 +22,7 @@ use std::net::Ipv4Addr;
 
 use super::step::{CtStep, Flow};
 use super::{DropReason, Effects, PacketView, Stage, StageId, Step, Tables, Verdict};
-use crate::rewrite::{icmp_error_quote, Rewrite};
+use crate::rewrite::{icmp_error_quote, is_icmp_error, Rewrite};
 use crate::table::conntrack::{Direction, EntryId, Hop, NatKind, Tuple};
 use crate::table::{NetworkNat, PortRole, Uplink};
 use crate::wire::arp::operation;
@@ -118,10 +118,6 @@ fn parse(view: &PacketView<'_>) -> Option<Packet> {
         tcp_flags: ip.tcp_flags,
         icmp_type: ip.icmp.map(|(t, _)| t),
     })
-}
-
-fn is_icmp_error(t: Option<u8>) -> bool {
-    matches!(t, Some(3 | 11 | 12))
 }
 
 impl NatAction {
@@ -248,7 +244,7 @@ fn from_uplink(
     if p.tuple.dst != uplink.ip {
         return NatAction::Drop(DropReason::NotLocal);
     }
-    if is_icmp_error(p.icmp_type) {
+    if p.icmp_type.is_some_and(is_icmp_error) {
         return icmp_error(view, tables);
     }
     if let Some(action) = tracked(tables, &p) {
@@ -314,7 +310,7 @@ fn from_container(
     let Some(p) = parse(view) else {
         return NatAction::Pass;
     };
-    if is_icmp_error(p.icmp_type) {
+    if p.icmp_type.is_some_and(is_icmp_error) {
         // A container's ICMP error about a translated flow (e.g. port unreachable to a client).
         return match icmp_error(view, tables) {
             NatAction::Drop(_) => NatAction::Pass,

@@ -307,6 +307,16 @@ mod tests {
         assert_eq!(L3::parse(&f[..14 + 27], ethertype::ARP, 14), L3::None);
     }
 
+    /// The summary is copied into every `PacketView`: it stays a few words.
+    #[test]
+    fn stays_small() {
+        assert!(
+            std::mem::size_of::<L3>() <= 32,
+            "{}",
+            std::mem::size_of::<L3>()
+        );
+    }
+
     proptest! {
         #[test]
         fn any_bytes_never_panic(
