@@ -205,3 +205,31 @@ fn stages_do_no_io_no_logging_no_allocation() {
         hits.join("\n")
     );
 }
+
+/// **Architecture Invariant:** `wire/` is the vocabulary of the packet path: EtherTypes, IP
+/// protocol numbers and ARP codes are defined once, there (`wire::ethernet::ethertype`,
+/// `wire::ipv4::protocol`, `wire::arp`), and everything else imports them.
+#[test]
+fn protocol_constants_are_defined_only_in_wire() {
+    let needles = [
+        "const ETHERTYPE",
+        "const ETH_P_",
+        "const PROTO_",
+        "const IPPROTO",
+        "const ARPHRD",
+        "const ARPOP",
+    ];
+    let mut hits = Vec::new();
+    for dir in ["dataplane/src", "control/src", "bench"] {
+        hits.extend(
+            find_in_code(dir, &needles)
+                .into_iter()
+                .filter(|h| !h.starts_with("dataplane/src/wire/")),
+        );
+    }
+    assert!(
+        hits.is_empty(),
+        "protocol constants belong in dataplane/src/wire:\n{}",
+        hits.join("\n")
+    );
+}
