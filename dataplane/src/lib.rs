@@ -36,14 +36,14 @@ pub use engine::{
 
 // Ports the engine can own.
 pub use port::{
-    AfPacketPort, MemoryPort, MemoryPortHandle, Port, SinkPort, TapPort, VlanPort, BATCH,
+    AfPacketPort, MemoryPort, MemoryPortHandle, Port, PortKind, SinkPort, TapPort, VlanPort, BATCH,
 };
 
 // Table configuration and the plain data the control plane computes and pushes (policy, NAT).
 pub use table::conntrack::{Direction, NatKind, Tuple};
 pub use table::{
-    CamConfig, ContainerGuard, CtConfig, CtStats, LearnAction, LinkPort, LinkRule, NetworkNat,
-    PortRole, Publish, Subnet, Uplink,
+    CamConfig, CamStats, ContainerGuard, CtConfig, CtStats, LearnAction, LinkPort, LinkRule,
+    NetworkNat, PortRole, Publish, Subnet, Uplink,
 };
 
 // Tracing and capture: arm, read records (plain data), stream pcap.

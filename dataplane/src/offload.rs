@@ -138,6 +138,7 @@ impl Segments {
     }
 
     /// How many segments this area can hold.
+    #[cfg(test)]
     pub fn max_segments(&self) -> usize {
         self.max_segments
     }
@@ -147,6 +148,7 @@ impl Segments {
         self.bounds.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.bounds.is_empty()
     }
@@ -161,6 +163,7 @@ impl Segments {
     }
 
     /// The frames in order.
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
         self.bounds
             .iter()

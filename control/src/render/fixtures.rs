@@ -2,7 +2,7 @@
 //! tests: three ports (a container, a host port, a gone uplink) with traffic and drops, learned and
 //! static MACs, an address conflict and connection counters.
 
-use dataplane::{AddressConflict, MacEntry, MemoryPort, Port, PortInfo, PortState, Snapshot};
+use dataplane::{AddressConflict, MacEntry, PortInfo, PortKind, PortState, Snapshot};
 use dataplane::{CtStats, DomainId, DropReason, MacAddr, PortId, VlanId};
 
 use crate::render::names::Names;
@@ -18,9 +18,7 @@ pub(crate) fn snapshot() -> Snapshot {
 }
 
 fn snapshot_without_cam_counters() -> Snapshot {
-    // The facade names no port kind; a memory port lends its own.
-    let kind = MemoryPort::new("fixture", false).0.kind();
-    let port = |id: u16, name: &str, domain: u16, state: PortState| PortInfo {
+    let port = |id: u16, name: &str, kind: PortKind, domain: u16, state: PortState| PortInfo {
         id: PortId(id),
         name: name.into(),
         kind,
@@ -30,7 +28,7 @@ fn snapshot_without_cam_counters() -> Snapshot {
         state,
         counters: Default::default(),
     };
-    let mut web = port(0, "vetha8e151f", 1, PortState::Up);
+    let mut web = port(0, "vetha8e151f", PortKind::AfPacket, 1, PortState::Up);
     web.counters.rx_packets = 1200;
     web.counters.rx_bytes = 1_500_000;
     web.counters.tx_packets = 900;
@@ -38,12 +36,12 @@ fn snapshot_without_cam_counters() -> Snapshot {
     web.counters.rx_gso = 7;
     web.counters.drop(DropReason::SpoofIp, 3);
     web.counters.drop(DropReason::Runt, 1);
-    let mut host = port(1, "switchyard0", 1, PortState::Up);
+    let mut host = port(1, "switchyard0", PortKind::Tap, 1, PortState::Up);
     host.counters.rx_packets = 40;
     host.counters.rx_bytes = 3_000;
     host.counters.tx_segmented = 2;
     host.counters.tx_csum_finished = 5;
-    let mut uplink = port(2, "ens3", 0, PortState::Gone);
+    let mut uplink = port(2, "ens3", PortKind::AfPacket, 0, PortState::Gone);
     uplink.counters.drop(DropReason::Isolation, 12);
     let mac = |d: u16, m: [u8; 6], p: u16, age_ms: u64, is_static: bool| MacEntry {
         domain: DomainId(d),

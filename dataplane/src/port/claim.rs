@@ -16,7 +16,6 @@ use super::{sys, PortError};
 #[derive(Debug)]
 pub struct InterfaceClaim {
     _file: File,
-    path: PathBuf,
 }
 
 fn run_dir() -> PathBuf {
@@ -72,11 +71,7 @@ impl InterfaceClaim {
         let _ = file.set_len(0);
         let _ = file.rewind();
         let _ = write!(file, "{}", std::process::id());
-        Ok(InterfaceClaim { _file: file, path })
-    }
-
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
+        Ok(InterfaceClaim { _file: file })
     }
 }
 

@@ -192,6 +192,7 @@ pub enum LearnOutcome {
 
 /// One entry, as returned by [`CamTable::peek`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg(test)]
 pub struct CamEntryInfo {
     pub port: PortId,
     /// Engine time (ms) of the last learn or refresh; 0 for static entries, which are never refreshed.
@@ -397,6 +398,7 @@ impl CamTable {
     }
 
     /// A table with the given limits, or the reason they are invalid.
+    #[cfg(test)]
     pub fn try_new(config: CamConfig) -> Result<CamTable, CamError> {
         config.validate()?;
         Ok(CamTable::build(config))
@@ -421,6 +423,7 @@ impl CamTable {
         }
     }
 
+    #[cfg(test)]
     pub fn config(&self) -> &CamConfig {
         &self.config
     }
@@ -443,6 +446,7 @@ impl CamTable {
     }
 
     /// The entry for `mac` in `domain`/`vlan`, with its timestamp and kind.
+    #[cfg(test)]
     pub fn peek(&self, domain: DomainId, vlan: VlanId, mac: MacAddr) -> Option<CamEntryInfo> {
         let slot = self.map.get(&CamKey::new(domain, vlan, mac))?;
         let node = &self.nodes[slot.idx as usize];
@@ -717,6 +721,7 @@ impl CamTable {
 
     /// Removes every entry, dynamic and static, of `domain` (the network is going away).
     /// O(table capacity): this is a control-plane operation.
+    #[cfg(test)]
     pub fn flush_domain(&mut self, domain: DomainId) -> usize {
         let mut removed = 0;
         for i in 0..self.nodes.len() {
@@ -734,16 +739,13 @@ impl CamTable {
         self.map.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
 
-    /// Dynamic (learned) entries in the whole table.
-    pub fn dynamic_len(&self) -> usize {
-        self.dynamic_len
-    }
-
     /// Dynamic entries learned on `port`.
+    #[cfg(test)]
     pub fn dynamic_len_of(&self, port: PortId) -> usize {
         self.ports
             .get(port.0 as usize)
@@ -751,6 +753,7 @@ impl CamTable {
     }
 
     /// Static entries pinned to `port`.
+    #[cfg(test)]
     pub fn static_len_of(&self, port: PortId) -> usize {
         self.ports
             .get(port.0 as usize)

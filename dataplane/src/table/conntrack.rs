@@ -558,6 +558,7 @@ impl ConnTrack {
         }
     }
 
+    #[cfg(test)]
     pub fn config(&self) -> &CtConfig {
         &self.config
     }
@@ -805,6 +806,7 @@ impl ConnTrack {
     }
 
     /// Removes every entry; returns how many. Keeps the allocations.
+    #[cfg(test)]
     pub fn clear(&mut self) -> usize {
         let n = self.live;
         self.map.clear();
@@ -825,10 +827,12 @@ impl ConnTrack {
             .map(|(i, n)| (EntryId(i as u32), &n.entry))
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.live
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.live == 0
     }

@@ -163,10 +163,6 @@ impl NatTable {
         }
         self.neighbors.insert(ip, mac);
     }
-
-    pub fn neighbors(&self) -> impl Iterator<Item = (&Ipv4Addr, &MacAddr)> {
-        self.neighbors.iter()
-    }
 }
 
 #[cfg(test)]

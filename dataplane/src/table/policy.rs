@@ -172,10 +172,6 @@ impl Policy {
         self.links.contains(rule)
     }
 
-    pub fn links(&self) -> impl Iterator<Item = &LinkRule> {
-        self.links.iter()
-    }
-
     pub fn set_isolation(&mut self, subnets: Vec<Subnet>, attached: HashSet<(Ipv4Addr, DomainId)>) {
         self.subnets = subnets;
         self.attached = attached;

@@ -133,10 +133,12 @@ impl TraceRing {
         self.len = 0;
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -174,10 +176,6 @@ impl Tracer {
 
     pub fn disarm_all(&mut self) {
         self.arms.clear();
-    }
-
-    pub fn arms(&self) -> &[TraceArm] {
-        &self.arms
     }
 
     /// Whether any arm covers a batch from `port` in `domain` (checked once per batch).
