@@ -41,9 +41,17 @@ fn engine() -> (Engine, Vec<PortId>) {
         add("parent", true, NET, PortRole::Parent),
         add("uplink", false, OUTSIDE, PortRole::Uplink),
     ];
-    e.set_policy(PolicyUpdate::Icc { domain: NET, icc: false }).expect("icc");
+    e.set_policy(PolicyUpdate::Icc {
+        domain: NET,
+        icc: false,
+    })
+    .expect("icc");
     e.set_policy(PolicyUpdate::Isolation {
-        subnets: vec![Subnet { domain: NET, network: Ipv4Addr::new(172, 17, 0, 0), prefix: 16 }],
+        subnets: vec![Subnet {
+            domain: NET,
+            network: Ipv4Addr::new(172, 17, 0, 0),
+            prefix: 16,
+        }],
         attached: [(Ipv4Addr::new(172, 17, 0, 2), NET)].into_iter().collect(),
     })
     .expect("isolation");
@@ -57,7 +65,11 @@ fn engine() -> (Engine, Vec<PortId>) {
     .expect("uplink");
     e.set_nat(NatUpdate::Networks(vec![NetworkNat {
         domain: NET,
-        subnet: Subnet { domain: NET, network: Ipv4Addr::new(172, 17, 0, 0), prefix: 16 },
+        subnet: Subnet {
+            domain: NET,
+            network: Ipv4Addr::new(172, 17, 0, 0),
+            prefix: 16,
+        },
         gateway_ip: Ipv4Addr::new(172, 17, 0, 1),
         gateway_mac: GATEWAY_MAC,
         external: true,
@@ -72,8 +84,11 @@ fn engine() -> (Engine, Vec<PortId>) {
         target_mac: CONTAINER_MAC,
         domain: NET,
     };
-    e.set_nat(NatUpdate::Publish(vec![publish(1, 6, 8080, 80), publish(2, 17, 5353, 53)]))
-        .expect("publish");
+    e.set_nat(NatUpdate::Publish(vec![
+        publish(1, 6, 8080, 80),
+        publish(2, 17, 5353, 53),
+    ]))
+    .expect("publish");
     (e, ports)
 }
 
