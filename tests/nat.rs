@@ -5,7 +5,7 @@
 mod common;
 
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::probe::{self, Servers};
 use common::*;
@@ -15,46 +15,9 @@ const WORLD: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const T: Duration = Duration::from_secs(3);
 const DENY: Duration = Duration::from_millis(300);
 
-/// A lab whose daemon owns an uplink toward `out`.
-fn uplinked(short: &str) -> (Lab, usize) {
-    let mut lab = Lab::new(short);
-    lab.host("out", "192.0.2.1/24");
-    let d = start(&mut lab, "d");
-    (lab, d)
-}
-
-fn start(lab: &mut Lab, label: &str) -> usize {
-    let uplink = lab.port("out");
-    lab.daemon(
-        label,
-        &[
-            "--uplink",
-            &uplink,
-            "--uplink-ip",
-            "192.0.2.10/24",
-            "--uplink-gateway",
-            "192.0.2.1",
-        ],
-    )
-}
-
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn published_ports_reach_containers_which_see_the_clients_address() {
-    let (mut lab, _) = uplinked("np");
+    let (mut lab, _) = Lab::uplinked("np");
     let web = lab.container("web", &["-p", "8080:80"]);
     let dns = lab.container("dns", &["-p", "5353:53/udp"]);
     lab.container("perf", &["-p", "5201:5201"]);
@@ -121,7 +84,7 @@ fn out(lab: &Lab) -> String {
 
 #[test]
 fn masquerade_and_hairpin() {
-    let (mut lab, _) = uplinked("nm");
+    let (mut lab, _) = Lab::uplinked("nm");
     let mut servers = Servers::new();
     servers.tcp_whoami(&out(&lab), 9000);
     let web = lab.container("web", &["-p", "8080:80"]);
@@ -184,7 +147,7 @@ fn masquerade_and_hairpin() {
 
 #[test]
 fn publish_all_ranges_port_listing_and_bad_specs() {
-    let (mut lab, _) = uplinked("nr");
+    let (mut lab, _) = Lab::uplinked("nr");
     let auto = lab.container("auto", &["--expose", "80", "--expose", "53/udp", "-P"]);
     let lines = lab.cli_ok(&["port", &auto]);
     // A fresh namespace's ip_local_port_range starts at 32768: the first free port is chosen.
@@ -273,7 +236,7 @@ fn publish_all_ranges_port_listing_and_bad_specs() {
 
 #[test]
 fn tcp_survives_a_restart_and_removal_cuts_flows() {
-    let (mut lab, d) = uplinked("nk");
+    let (mut lab, d) = Lab::uplinked("nk");
     let web = lab.container("web", &["-p", "8080:80"]);
     let mut servers = Servers::new();
     servers.tcp(&web, 80);
@@ -286,7 +249,7 @@ fn tcp_survives_a_restart_and_removal_cuts_flows() {
     while lab.running(d) {
         std::thread::sleep(Duration::from_millis(10));
     }
-    start(&mut lab, "d2");
+    lab.uplink_daemon("d2");
     assert!(probe::echo(&conn, T), "the connection survived the restart");
     let ct = lab.cli_ok(&["conntrack"]);
     assert!(ct.contains("ESTABLISHED"), "{ct}");

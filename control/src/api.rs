@@ -103,6 +103,26 @@ pub enum Request {
         netns: Option<String>,
         pid: Option<u32>,
     },
+    /// Plug a namespace someone else made (a path) into a network as `ifname`, for `container`
+    /// (created on first use, an attachment like `Attach`'s), with optional pinned address and
+    /// MAC, published ports and DNS aliases. Answers `Response::Endpoint`.
+    EndpointAttach(EndpointAttach),
+    /// Remove `container`'s attached interface `ifname`; nothing to remove is not an error, so
+    /// it can be repeated (and the container goes with its last interface).
+    EndpointDetach {
+        container: String,
+        ifname: String,
+    },
+    /// Verify an attached interface against the system (namespace, interface, MAC, address, data
+    /// plane port). Answers `Response::EndpointCheck`.
+    EndpointCheck {
+        container: String,
+        ifname: String,
+    },
+    /// Attached interfaces, optionally only those made with this `owner` tag.
+    EndpointLs {
+        owner: Option<String>,
+    },
     /// Counters per port and per stage.
     Stats,
     /// The MAC table, optionally of one network.
@@ -149,7 +169,9 @@ impl Request {
             | Request::ContainerLink { .. }
             | Request::ContainerUnlink { .. }
             | Request::Attach { .. }
-            | Request::Detach { .. } => true,
+            | Request::Detach { .. }
+            | Request::EndpointAttach(_)
+            | Request::EndpointDetach { .. } => true,
             Request::Version
             | Request::Status
             | Request::NetworkLs
@@ -166,6 +188,8 @@ impl Request {
             | Request::Capture { .. }
             | Request::Stats
             | Request::Fdb { .. }
+            | Request::EndpointCheck { .. }
+            | Request::EndpointLs { .. }
             | Request::Topology => false,
         }
     }
@@ -213,6 +237,57 @@ pub struct ContainerCreate {
     pub publish_all: bool,
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EndpointAttach {
+    /// The attachment's name (a container ID of the runtime that made the namespace).
+    pub container: String,
+    pub network: String,
+    /// The namespace file (`/run/netns/NAME`, `/proc/PID/ns/net`).
+    pub netns: String,
+    /// The interface name inside the namespace; it must not exist yet.
+    pub ifname: String,
+    pub ip: Option<String>,
+    pub mac: Option<String>,
+    /// `-p` specs as typed, published to this interface's address.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Extra names of the container on this network (for the network's resolver).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// A tag kept with the interface, to list (`EndpointLs`) what one client made.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Point the namespace's default route at the network's gateway (when it has no other
+    /// switchyard interface yet).
+    #[serde(default)]
+    pub default_route: bool,
+}
+
+/// One attached interface, as `EndpointAttach`, `EndpointCheck` and `EndpointLs` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointView {
+    pub container: String,
+    pub network: String,
+    pub netns: String,
+    pub interface: String,
+    /// The veth end the switch attaches to, in the daemon's namespace.
+    pub host_interface: String,
+    pub mac: String,
+    pub ip: std::net::Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: std::net::Ipv4Addr,
+    pub mtu: u32,
+    /// Whether the namespace's default route was set to this interface's gateway.
+    pub default_route: bool,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Published ports leading to this interface, `80/tcp -> 0.0.0.0:8080`.
+    #[serde(default)]
+    pub published: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResponseFrame {
     pub version: u32,
@@ -254,6 +329,14 @@ pub enum Response {
     Fdb(Vec<stats::FdbEntry>),
     Topology(Box<topology::Topology>),
     Conntrack(ConntrackList),
+    Endpoint(Box<EndpointView>),
+    Endpoints(Vec<EndpointView>),
+    /// `endpoint` is `None` for an unknown container or interface; `problems` is empty when
+    /// the system matches the state.
+    EndpointCheck {
+        endpoint: Option<Box<EndpointView>>,
+        problems: Vec<String>,
+    },
     Status {
         report: String,
     },

@@ -169,6 +169,18 @@ fn renderers_depend_on_the_api_never_the_reverse() {
     assert!(!graph["model"].contains("render"), "model names render");
 }
 
+/// Front ends other than the CLI are thin: the CNI plugin speaks to the daemon only through the
+/// API (it cannot reach the model, the daemon or the system).
+#[test]
+fn the_cni_plugin_speaks_only_the_api() {
+    let graph = module_graph();
+    assert_eq!(
+        graph["cni"],
+        BTreeSet::from(["api".to_string()]),
+        "{graph:#?}"
+    );
+}
+
 #[test]
 fn the_checks_see_what_they_look_for() {
     assert_eq!(

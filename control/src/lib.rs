@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cni;
 mod daemon;
 pub mod flow;
 #[cfg(test)]

@@ -377,6 +377,48 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// A lab whose daemon owns an uplink toward host `out` (192.0.2.1/24, also the uplink's
+    /// gateway); switchyard owns 192.0.2.10 on it.
+    pub fn uplinked(short: &str) -> (Lab, usize) {
+        let mut lab = Lab::new(short);
+        lab.host("out", "192.0.2.1/24");
+        let d = lab.uplink_daemon("d");
+        (lab, d)
+    }
+
+    /// Starts a daemon (again) with the uplink toward `out`.
+    pub fn uplink_daemon(&mut self, label: &str) -> usize {
+        let uplink = self.port("out");
+        self.daemon(
+            label,
+            &[
+                "--uplink",
+                &uplink,
+                "--uplink-ip",
+                "192.0.2.10/24",
+                "--uplink-gateway",
+                "192.0.2.1",
+            ],
+        )
+    }
+}
+
+/// Retries `f` until it gives a value, for up to 10 seconds.
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         for child in &mut self.children {

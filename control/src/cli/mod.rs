@@ -105,6 +105,9 @@ enum Command {
         #[arg(long, value_name = "PID")]
         pid: Option<u32>,
     },
+    /// Run as a CNI plugin: the command in CNI_COMMAND and friends, the configuration on stdin
+    /// (what a runtime does when `switchyard` is installed in its CNI plugin directory).
+    Cni,
     /// Counters per port (named by container and network) and drops per stage and reason.
     Stats {
         #[arg(long)]
@@ -196,6 +199,7 @@ pub fn main() -> ExitCode {
             },
         ),
         Command::Trace(cmd) => trace::run(cmd, &api::socket_path(socket)),
+        Command::Cni => crate::cni::main(),
         Command::Attach {
             network,
             netns,

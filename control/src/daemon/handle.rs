@@ -99,6 +99,16 @@ impl Daemon {
                 netns,
                 pid,
             } => self.detach(&network, netns.as_deref(), pid),
+            Request::EndpointAttach(req) => self.endpoint_attach(req),
+            Request::EndpointDetach { container, ifname } => {
+                self.endpoint_detach(&container, &ifname)
+            }
+            Request::EndpointCheck { container, ifname } => {
+                Ok(self.endpoint_check(&container, &ifname))
+            }
+            Request::EndpointLs { owner } => Ok(Response::Endpoints(
+                self.state.endpoint_views(owner.as_deref()),
+            )),
             Request::Fdb { network } => self.fdb(network.as_deref()),
             Request::Topology => Ok(Response::Topology(Box::new(self.topology()))),
             Request::ContainerLink { name, link } => self.link(&name, &link),
@@ -328,6 +338,66 @@ impl Daemon {
         }
         self.tear_down_and_commit(next, |system| system.endpoint_down(&endpoint))?;
         Ok(Response::Done)
+    }
+
+    /// Plugs a namespace someone else made into a network as the interface it names.
+    fn endpoint_attach(&mut self, req: api::EndpointAttach) -> Result<Response, ApiError> {
+        let ns = system::open_external(&req.netns).map_err(|e| {
+            ApiError::bad_input(format!(
+                "cannot open network namespace {}: {e:#}",
+                req.netns
+            ))
+        })?;
+        if self
+            .system
+            .external_has_interface(&req.netns, &req.ifname)
+            .map_err(failed)?
+        {
+            return Err(ApiError::bad_input(format!(
+                "interface {} already exists in {}",
+                req.ifname, req.netns
+            )));
+        }
+        let mut next = self.state.clone();
+        let (c, endpoint) =
+            next.attach_endpoint(&req, ns.inode(), &self.publish_ctx, &mut OsMint)?;
+        self.commit_and_bring_up(
+            next,
+            |system, state| system.connect(state, &c, &endpoint),
+            |system| system.endpoint_down(&endpoint),
+            || format!("attaching {} to '{}'", req.netns, req.network),
+        )?;
+        let c = self.state.container(&c.name)?;
+        Ok(Response::Endpoint(Box::new(
+            self.state.endpoint_view(c, &endpoint),
+        )))
+    }
+
+    /// Removes an attached interface; nothing to remove is done too.
+    fn endpoint_detach(&mut self, container: &str, ifname: &str) -> Result<Response, ApiError> {
+        let mut next = self.state.clone();
+        let Some(endpoint) = next.detach_endpoint(container, ifname)? else {
+            return Ok(Response::Done);
+        };
+        self.tear_down_and_commit(next, |system| system.endpoint_down(&endpoint))?;
+        Ok(Response::Done)
+    }
+
+    fn endpoint_check(&self, container: &str, ifname: &str) -> Response {
+        let found = self.state.containers.get(container).and_then(|c| {
+            let e = c.endpoints.iter().find(|e| e.interface == ifname)?;
+            Some((c, e, self.state.networks.get(&e.network)?))
+        });
+        match found {
+            Some((c, e, n)) => Response::EndpointCheck {
+                endpoint: Some(Box::new(self.state.endpoint_view(c, e))),
+                problems: self.system.check_endpoint(n, c, e),
+            },
+            None => Response::EndpointCheck {
+                endpoint: None,
+                problems: Vec::new(),
+            },
+        }
     }
 
     /// `container link`: policy only; the engine follows after the request.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::links::{self, Exposed, Link};
 use super::{bad, ipam_err, mac, parse_ip, publish, validate_ifname, validate_name, Mint, State};
-use crate::api::{ApiError, ContainerCreate};
+use crate::api::{ApiError, ContainerCreate, EndpointAttach};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Container {
@@ -67,11 +67,14 @@ impl NetworkMode {
 }
 
 /// A published port with the id its tracked connections carry (so they go with it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Published {
     pub id: u32,
     #[serde(flatten)]
     pub mapping: publish::PortMapping,
+    /// The network whose endpoint receives it; `None`: the container's first non-internal one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 /// What publishing needs to know about the daemon: whether it has an uplink (and its address),
@@ -122,6 +125,15 @@ pub struct Endpoint {
     #[serde(with = "mac::text")]
     pub mac: MacAddr,
     pub ip: Ipv4Addr,
+    /// More names of the container on this network (Docker's network-scoped aliases).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// The tag of the client that made it (`EndpointAttach`), for listing its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// It gave an attached namespace its default route.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default_route: bool,
 }
 
 impl State {
@@ -174,6 +186,9 @@ impl State {
             interface,
             mac,
             ip,
+            aliases: Vec::new(),
+            owner: None,
+            default_route: false,
         })
     }
 
@@ -237,45 +252,10 @@ impl State {
             .iter()
             .map(|p| publish::parse_publish(p))
             .collect::<Result<Vec<_>, _>>()?;
-        let mappings = if specs.is_empty() && !req.publish_all {
-            Vec::new()
-        } else {
-            let Some(uplink) = ctx.uplink else {
-                return Err(bad(
-                    "publishing ports needs an uplink: start the daemon with --uplink IFNAME --uplink-ip IP/PREFIX",
-                ));
-            };
-            if net.internal {
-                return Err(bad(format!(
-                    "network '{}' is internal: containers on it cannot publish ports",
-                    net.name
-                )));
-            }
-            for s in &specs {
-                if let Some(ip) = s.host_ip {
-                    if ip != uplink && !ip.is_unspecified() {
-                        return Err(bad(format!(
-                            "host address {ip} is not the uplink address {uplink}: publish on 0.0.0.0 or {uplink}"
-                        )));
-                    }
-                }
-            }
-            let taken: Vec<(String, publish::PortMapping)> = self
-                .containers
-                .values()
-                .flat_map(|c| c.published.iter().map(|p| (c.name.clone(), p.mapping)))
-                .collect();
-            let exposed: Vec<(u16, links::Protocol)> =
-                exposed.iter().map(|x| (x.port, x.protocol)).collect();
-            publish::allocate(
-                &req.name,
-                &specs,
-                req.publish_all,
-                &exposed,
-                &publish::Taken { mappings: &taken },
-                ctx.ephemeral,
-            )?
-        };
+        let exposed_ports: Vec<(u16, links::Protocol)> =
+            exposed.iter().map(|x| (x.port, x.protocol)).collect();
+        let mappings =
+            self.allocate_published(&req.name, net, &specs, req.publish_all, &exposed_ports, ctx)?;
         let endpoint = self.new_endpoint(
             &req.name,
             &[],
@@ -308,13 +288,73 @@ impl State {
         }
         container.exposed.sort();
         for mapping in mappings {
-            container.published.push(Published {
-                id: self.next_mapping,
-                mapping,
-            });
-            self.next_mapping = self.next_mapping.wrapping_add(1).max(1);
+            container.published.push(self.next_published(mapping, None));
         }
         Ok(self.containers.entry(req.name.clone()).or_insert(container))
+    }
+
+    /// Host ports for `-p`/`-P` of `name` on `net`, checked against the uplink and everything
+    /// already published.
+    fn allocate_published(
+        &self,
+        name: &str,
+        net: &super::Network,
+        specs: &[publish::PublishSpec],
+        publish_all: bool,
+        exposed: &[(u16, links::Protocol)],
+        ctx: &PublishContext,
+    ) -> Result<Vec<publish::PortMapping>, ApiError> {
+        if specs.is_empty() && !publish_all {
+            return Ok(Vec::new());
+        }
+        let Some(uplink) = ctx.uplink else {
+            return Err(bad(
+                "publishing ports needs an uplink: start the daemon with --uplink IFNAME --uplink-ip IP/PREFIX",
+            ));
+        };
+        if net.internal {
+            return Err(bad(format!(
+                "network '{}' is internal: containers on it cannot publish ports",
+                net.name
+            )));
+        }
+        for s in specs {
+            if let Some(ip) = s.host_ip {
+                if ip != uplink && !ip.is_unspecified() {
+                    return Err(bad(format!(
+                        "host address {ip} is not the uplink address {uplink}: publish on 0.0.0.0 or {uplink}"
+                    )));
+                }
+            }
+        }
+        let taken: Vec<(String, publish::PortMapping)> = self
+            .containers
+            .values()
+            .flat_map(|c| c.published.iter().map(|p| (c.name.clone(), p.mapping)))
+            .collect();
+        publish::allocate(
+            name,
+            specs,
+            publish_all,
+            exposed,
+            &publish::Taken { mappings: &taken },
+            ctx.ephemeral,
+        )
+    }
+
+    /// A published port with the next mapping id.
+    fn next_published(
+        &mut self,
+        mapping: publish::PortMapping,
+        network: Option<String>,
+    ) -> Published {
+        let id = self.next_mapping;
+        self.next_mapping = self.next_mapping.wrapping_add(1).max(1);
+        Published {
+            id,
+            mapping,
+            network,
+        }
     }
 
     /// A container in mode none, host or container:X: no endpoint of its own.
@@ -376,8 +416,40 @@ impl State {
         mac: Option<&str>,
         mint: &mut dyn Mint,
     ) -> Result<(Container, Endpoint), ApiError> {
+        let req = EndpointAttach {
+            container: name.to_string(),
+            network: network.to_string(),
+            netns: path.to_string(),
+            ifname: ifname.to_string(),
+            ip: ip.map(str::to_string),
+            mac: mac.map(str::to_string),
+            ..Default::default()
+        };
+        self.attach_endpoint(&req, inode, &PublishContext::default(), mint)
+    }
+
+    /// An endpoint of attachment `req.container` on `req.network`, inside the namespace at
+    /// `req.netns` (identity `inode`) as `req.ifname`, with its published ports and aliases. The
+    /// attachment is created with its first endpoint; a second network adds an interface.
+    pub fn attach_endpoint(
+        &mut self,
+        req: &EndpointAttach,
+        inode: u64,
+        ctx: &PublishContext,
+        mint: &mut dyn Mint,
+    ) -> Result<(Container, Endpoint), ApiError> {
+        let (name, path, network, ifname) = (
+            req.container.as_str(),
+            req.netns.as_str(),
+            req.network.as_str(),
+            req.ifname.as_str(),
+        );
+        validate_name("container", name)?;
         validate_ifname(ifname)?;
-        self.network(network)?;
+        for alias in &req.aliases {
+            validate_name("alias", alias)?;
+        }
+        let net = self.network(network)?;
         let existing = self.containers.get(name).cloned();
         if let Some(c) = &existing {
             if c.mode
@@ -401,12 +473,32 @@ impl State {
                 )));
             }
         }
+        let specs = req
+            .publish
+            .iter()
+            .map(|p| publish::parse_publish(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mappings = self.allocate_published(name, net, &specs, false, &[], ctx)?;
         let endpoints = existing
             .as_ref()
             .map(|c| c.endpoints.clone())
             .unwrap_or_default();
-        let mut endpoint = self.new_endpoint(name, &endpoints, network, ip, mac, mint)?;
+        let mut endpoint = self.new_endpoint(
+            name,
+            &endpoints,
+            network,
+            req.ip.as_deref(),
+            req.mac.as_deref(),
+            mint,
+        )?;
         endpoint.interface = ifname.to_string();
+        endpoint.aliases = req.aliases.clone();
+        endpoint.owner = req.owner.clone();
+        endpoint.default_route = req.default_route && endpoints.is_empty();
+        let published: Vec<Published> = mappings
+            .into_iter()
+            .map(|m| self.next_published(m, Some(network.to_string())))
+            .collect();
         let c = self
             .containers
             .entry(name.to_string())
@@ -425,7 +517,41 @@ impl State {
                 },
             });
         c.endpoints.push(endpoint.clone());
+        c.published.extend(published);
         Ok((c.clone(), endpoint))
+    }
+
+    /// Removes attachment `container`'s interface `ifname`, its address and the ports published
+    /// to it; the attachment goes with its last interface. `None`: there was nothing to remove.
+    pub fn detach_endpoint(
+        &mut self,
+        container: &str,
+        ifname: &str,
+    ) -> Result<Option<Endpoint>, ApiError> {
+        let Some(c) = self.containers.get(container) else {
+            return Ok(None);
+        };
+        if !matches!(c.mode, NetworkMode::External { .. }) {
+            return Err(bad(format!(
+                "container '{container}' was not attached to an existing namespace; use network disconnect"
+            )));
+        }
+        let Some(network) = c
+            .endpoints
+            .iter()
+            .find(|e| e.interface == ifname)
+            .map(|e| e.network.clone())
+        else {
+            return Ok(None);
+        };
+        let endpoint = self.disconnect(&network, container)?;
+        let c = self.containers.get_mut(container).expect("checked above");
+        c.published
+            .retain(|p| p.network.as_deref() != Some(network.as_str()));
+        if c.endpoints.is_empty() {
+            self.remove_containers(&[container.to_string()])?;
+        }
+        Ok(Some(endpoint))
     }
 
     /// The attachment of the namespace at `path`, if any.

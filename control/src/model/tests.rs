@@ -694,3 +694,147 @@ fn bad_mode_and_attach_requests_change_nothing() {
         "has containers in its namespace (j)",
     );
 }
+
+fn endpoint_attach(container: &str, ifname: &str, publish: &[&str]) -> crate::api::EndpointAttach {
+    crate::api::EndpointAttach {
+        container: container.into(),
+        network: "front".into(),
+        netns: format!("/run/netns/{container}"),
+        ifname: ifname.into(),
+        publish: publish.iter().map(|p| p.to_string()).collect(),
+        aliases: vec!["www".into()],
+        owner: Some("cni:front".into()),
+        default_route: true,
+        ..Default::default()
+    }
+}
+
+fn uplinked() -> PublishContext {
+    PublishContext {
+        uplink: Some("192.0.2.10".parse().unwrap()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn attached_endpoints_keep_their_ports_aliases_and_owner_until_detached() {
+    let (mut s, mut e) = sample();
+    let before = s.clone();
+    let ctx = uplinked();
+    let (c, ep) = s
+        .attach_endpoint(
+            &endpoint_attach("pod1", "eth0", &["8080:80"]),
+            9,
+            &ctx,
+            &mut e,
+        )
+        .unwrap();
+    assert_eq!(
+        (ep.interface.as_str(), ep.aliases.as_slice()),
+        ("eth0", &["www".to_string()][..])
+    );
+    assert!(
+        ep.default_route,
+        "the first interface takes the default route"
+    );
+    assert_eq!(c.published[0].network.as_deref(), Some("front"));
+    let views = s.endpoint_views(Some("cni:front"));
+    assert_eq!(views.len(), 1);
+    assert_eq!(views[0].published, ["80/tcp -> 0.0.0.0:8080"]);
+    assert!(s.endpoint_views(Some("someone-else")).is_empty());
+    // A second interface of the same namespace on another network: no second default route.
+    s.create_network(&net("back", Some("10.2.0.0/24")), &[], &mut e)
+        .unwrap();
+    let (_, ep2) = s
+        .attach_endpoint(
+            &crate::api::EndpointAttach {
+                network: "back".into(),
+                ..endpoint_attach("pod1", "eth1", &[])
+            },
+            9,
+            &ctx,
+            &mut e,
+        )
+        .unwrap();
+    assert!(!ep2.default_route);
+    assert_eq!(
+        s.detach_endpoint("pod1", "eth1").unwrap().unwrap().ip,
+        ep2.ip
+    );
+    assert_eq!(
+        s.detach_endpoint("pod1", "eth0").unwrap().unwrap().ip,
+        ep.ip
+    );
+    // Repeating it, or naming what never was, is not an error.
+    assert_eq!(s.detach_endpoint("pod1", "eth0").unwrap(), None);
+    assert_eq!(s.detach_endpoint("nobody", "eth0").unwrap(), None);
+    s.networks.remove("back");
+    assert_eq!(
+        s.containers, before.containers,
+        "the address and the port are free again"
+    );
+    let again = crate::api::EndpointAttach {
+        ip: Some(ep.ip.to_string()),
+        ..endpoint_attach("pod2", "eth0", &["8080:80"])
+    };
+    s.attach_endpoint(&again, 9, &ctx, &mut e).unwrap();
+}
+
+#[test]
+fn bad_endpoint_attachments_are_refused() {
+    let ctx = uplinked();
+    let attach = |req: crate::api::EndpointAttach| {
+        move |s: &mut State, e: &mut Counter| s.attach_endpoint(&req, 9, &ctx, e).map(|_| ())
+    };
+    refused(
+        attach(endpoint_attach("-x", "eth0", &[])),
+        "invalid container name",
+    );
+    refused(
+        attach(endpoint_attach("pod", "a/b", &[])),
+        "invalid interface name",
+    );
+    refused(
+        attach(crate::api::EndpointAttach {
+            aliases: vec!["no spaces".into()],
+            ..endpoint_attach("pod", "eth0", &[])
+        }),
+        "invalid alias name",
+    );
+    refused(
+        attach(endpoint_attach("web", "eth0", &[])),
+        "taken by another container",
+    );
+    refused(
+        attach(endpoint_attach("pod", "eth0", &["80:80/sctp"])),
+        "sctp",
+    );
+    refused(
+        |s, e| {
+            s.attach_endpoint(
+                &endpoint_attach("pod", "eth0", &["8080:80"]),
+                9,
+                &PublishContext::default(),
+                e,
+            )
+            .map(|_| ())
+        },
+        "needs an uplink",
+    );
+    refused(
+        attach(crate::api::EndpointAttach {
+            ip: Some("10.1.0.128".into()),
+            ..endpoint_attach("pod", "eth0", &[])
+        }),
+        "10.1.0.128",
+    );
+    refused_after(
+        attach(endpoint_attach("pod", "eth0", &["8080:80"])),
+        attach(endpoint_attach("pod2", "eth0", &["8080:81"])),
+        "already published by 'pod'",
+    );
+    refused(
+        |s, _| s.detach_endpoint("web", "eth0").map(|_| ()),
+        "use network disconnect",
+    );
+}

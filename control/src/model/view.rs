@@ -3,17 +3,58 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Container, Network, State, OPT_BRIDGE_NAME, OPT_HOST_BINDING, OPT_ICC, OPT_MASQUERADE, OPT_MTU,
+    Container, Endpoint, Network, NetworkMode, State, OPT_BRIDGE_NAME, OPT_HOST_BINDING, OPT_ICC,
+    OPT_MASQUERADE, OPT_MTU,
 };
 use crate::api::{
     ContainerConfigInspect, ContainerEndpointInspect, ContainerInspect, ContainerSummary,
-    EndpointSummary, HostConfigInspect, IpamInspect, IpamPoolInspect, NetworkEndpointInspect,
-    NetworkInspect, NetworkSettingsInspect, NetworkSummary,
+    EndpointSummary, EndpointView, HostConfigInspect, IpamInspect, IpamPoolInspect,
+    NetworkEndpointInspect, NetworkInspect, NetworkSettingsInspect, NetworkSummary,
 };
 
 pub const DRIVER: &str = "switchyard";
 
 impl State {
+    /// An attached interface as the API shows it.
+    pub fn endpoint_view(&self, c: &Container, e: &Endpoint) -> EndpointView {
+        let net = self.networks.get(&e.network);
+        EndpointView {
+            container: c.name.clone(),
+            network: e.network.clone(),
+            netns: match &c.mode {
+                NetworkMode::External { path, .. } => path.clone(),
+                _ => format!("/run/netns/{}", c.netns()),
+            },
+            interface: e.interface.clone(),
+            host_interface: e.host_interface.clone(),
+            mac: e.mac.to_string(),
+            ip: e.ip,
+            prefix: net.map_or(32, |n| n.subnet().prefix()),
+            gateway: net.map_or(std::net::Ipv4Addr::UNSPECIFIED, |n| n.gateway()),
+            mtu: net.map_or(super::DEFAULT_MTU, |n| n.mtu),
+            default_route: e.default_route,
+            aliases: e.aliases.clone(),
+            owner: e.owner.clone(),
+            published: c
+                .published
+                .iter()
+                .filter(|p| p.network.as_deref().is_none_or(|n| n == e.network))
+                .map(|p| p.mapping.to_string())
+                .collect(),
+        }
+    }
+
+    /// Every attached interface (`EndpointAttach`), optionally only `owner`'s.
+    pub fn endpoint_views(&self, owner: Option<&str>) -> Vec<EndpointView> {
+        self.containers
+            .values()
+            .filter(|c| matches!(c.mode, NetworkMode::External { .. }))
+            .flat_map(|c| c.endpoints.iter().map(move |e| (c, e)))
+            .filter(|(_, e)| owner.is_none() || e.owner.as_deref() == owner)
+            .map(|(c, e)| self.endpoint_view(c, e))
+            .collect()
+    }
+
     pub fn network_summaries(&self) -> Vec<NetworkSummary> {
         self.networks
             .values()

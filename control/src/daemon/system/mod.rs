@@ -241,13 +241,91 @@ impl System {
                 "interface {} already exists in {path}; choose another with --ifname",
                 e.interface
             );
-            return self.endpoint_up(state.network(&e.network)?, c, e, &ns, &inside);
+            let n = state.network(&e.network)?;
+            self.endpoint_up(n, c, e, &ns, &inside)?;
+            if e.default_route {
+                inside
+                    .replace_default_route(n.gateway())
+                    .with_context(|| format!("default route via {} in {path}", n.gateway()))?;
+            }
+            return Ok(());
         }
         let ns = netns::open_named(c.netns())?
             .with_context(|| format!("the namespace of container '{}' is gone", c.name))?;
         let inside = Netlink::in_ns(&ns)?;
         self.endpoint_up(state.network(&e.network)?, c, e, &ns, &inside)?;
         self.default_route(state, c, &inside)
+    }
+
+    /// Whether the namespace at `path` (an attachment's) has an interface called `ifname`.
+    pub fn external_has_interface(&self, path: &str, ifname: &str) -> anyhow::Result<bool> {
+        let ns = open_external(path)?;
+        Ok(Netlink::in_ns(&ns)?.link(ifname)?.is_some())
+    }
+
+    /// What differs between attached endpoint `e` of `c` and the system: the namespace, the
+    /// interface inside (present, up, MAC, address), the host end, and the engine port.
+    pub fn check_endpoint(&self, n: &Network, c: &Container, e: &Endpoint) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.endpoint_ports.contains_key(&e.id) {
+            problems.push(format!(
+                "the switch has no port for {} (host end {})",
+                e.interface, e.host_interface
+            ));
+        }
+        match self.netlink.link(&e.host_interface) {
+            Ok(Some(_)) => {}
+            Ok(None) => problems.push(format!("host end {} is gone", e.host_interface)),
+            Err(err) => problems.push(format!("reading {}: {err}", e.host_interface)),
+        }
+        let crate::model::NetworkMode::External { path, inode } = &c.mode else {
+            return problems;
+        };
+        let inside = match open_external(path) {
+            Ok(ns) if ns.inode() != *inode => {
+                problems.push(format!("{path} is now another namespace"));
+                return problems;
+            }
+            Ok(ns) => match Netlink::in_ns(&ns) {
+                Ok(nl) => nl,
+                Err(err) => {
+                    problems.push(format!("entering {path}: {err}"));
+                    return problems;
+                }
+            },
+            Err(err) => {
+                problems.push(format!("{err:#}"));
+                return problems;
+            }
+        };
+        match inside.link(&e.interface) {
+            Ok(Some(link)) => {
+                if link.mac != Some(e.mac) {
+                    problems.push(format!(
+                        "{} has MAC {}, not {}",
+                        e.interface,
+                        link.mac.map_or("none".to_string(), |m| m.to_string()),
+                        e.mac
+                    ));
+                }
+                if !link.up {
+                    problems.push(format!("{} is down", e.interface));
+                }
+            }
+            Ok(None) => problems.push(format!("{} is gone from {path}", e.interface)),
+            Err(err) => problems.push(format!("reading {} in {path}: {err}", e.interface)),
+        }
+        match inside.addresses(&e.interface) {
+            Ok(addrs) if addrs.contains(&(e.ip, n.subnet().prefix())) => {}
+            Ok(_) => problems.push(format!(
+                "{} lacks its address {}/{}",
+                e.interface,
+                e.ip,
+                n.subnet().prefix()
+            )),
+            Err(_) => {}
+        }
+        problems
     }
 
     /// Removes every endpoint and the namespace.
@@ -400,7 +478,11 @@ fn quiet(ifname: &str) -> anyhow::Result<()> {
 /// `/run/netns` really lives (the daemon may run in a private mount namespace that does not see
 /// names made after it started).
 pub fn open_external(path: &str) -> anyhow::Result<NetNs> {
-    if let Some(name) = path.strip_prefix(&format!("{}/", netns::NETNS_RUN_DIR)) {
+    let named = path
+        .strip_prefix("/var")
+        .unwrap_or(path)
+        .strip_prefix(&format!("{}/", netns::NETNS_RUN_DIR));
+    if let Some(name) = named {
         return netns::open_named(name)?
             .with_context(|| format!("network namespace {path} is gone"));
     }

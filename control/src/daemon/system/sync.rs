@@ -76,14 +76,21 @@ impl System {
         self.engine.set_nat(NatUpdate::Networks(networks))?;
         let mut publish = Vec::new();
         for c in state.containers.values() {
-            // Published ports lead to the container's first network that may have them.
-            let Some((e, n)) = c.endpoints.iter().find_map(|e| {
-                let n = state.networks.get(&e.network)?;
-                (!n.internal).then_some((e, n))
-            }) else {
-                continue;
-            };
+            // Published ports lead to the endpoint on their network, else to the container's
+            // first network that may have them.
+            let first = c
+                .endpoints
+                .iter()
+                .find(|e| state.networks.get(&e.network).is_some_and(|n| !n.internal));
             for p in &c.published {
+                let target = match &p.network {
+                    Some(net) => c.endpoint(net),
+                    None => first,
+                };
+                let Some((e, n)) = target.and_then(|e| Some((e, state.networks.get(&e.network)?)))
+                else {
+                    continue;
+                };
                 publish.push(Publish {
                     id: p.id,
                     protocol: p.mapping.protocol.number(),
