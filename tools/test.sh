@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need (Debian/Ubuntu packages) and runs every test of the workspace:
 # unit tests, pipeline tests and the integration tests in tests/ (real namespaces, veths, taps, ping,
-# iperf3, tcpdump). Needs root, as the integration tests create network namespaces.
+# iperf3, tcpdump, a real dockerd). Needs root, as the integration tests create network namespaces.
 #
 #   sudo tools/test.sh
 set -euo pipefail
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 [[ $EUID -eq 0 ]] || { echo "test.sh: run as root (integration tests create network namespaces): sudo $0" >&2; exit 2; }
 
-need=(iproute2 iputils-ping iperf3 tcpdump tshark netcat-openbsd ethtool netsniff-ng util-linux procps llvm graphviz libxml2-utils)
+need=(iproute2 iputils-ping iperf3 tcpdump tshark netcat-openbsd ethtool netsniff-ng util-linux procps llvm graphviz libxml2-utils docker.io busybox-static curl)
 missing=()
 for pkg in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -213,6 +213,10 @@ pub struct NetworkCreate {
     /// Tag frames on the parent with this 802.1Q VLAN (1-4094).
     #[serde(default)]
     pub vlan: Option<u16>,
+    /// The network's ID, when another system already named it (Docker's `NetworkID`: 12 to 64
+    /// lowercase hex digits); minted otherwise.
+    #[serde(default)]
+    pub id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -235,6 +239,16 @@ pub struct ContainerCreate {
     /// `-P`: publish every exposed port on an ephemeral host port.
     #[serde(default)]
     pub publish_all: bool,
+    /// The container's ID, when another system already named it (Docker's `EndpointID`: 12 to
+    /// 64 lowercase hex digits); minted otherwise.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Hand the endpoint's veth to someone else: its container end is left in the daemon's
+    /// namespace under this name, with its MAC and MTU but no address and down, for the caller
+    /// to move into a namespace of its own (Docker's `Join` `SrcName`; a CNI runtime). The
+    /// container then has no namespace of switchyard's (mode `handoff`).
+    #[serde(default)]
+    pub handoff: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

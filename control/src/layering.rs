@@ -248,3 +248,23 @@ fn the_daemon_reaches_the_engine_only_through_system() {
         }
     }
 }
+
+/// Front ends turn their protocol into `api` requests sent over the daemon's socket; the daemon's
+/// request handling knows none of them (only its start-up, `server.rs`, starts the Docker plugin).
+#[test]
+fn front_ends_speak_only_the_api() {
+    let graph = module_graph();
+    assert_eq!(
+        graph["docker"],
+        BTreeSet::from(["api".to_string()]),
+        "docker/ names more than the api"
+    );
+    for (rel, code) in sources(&src().join("daemon")) {
+        if rel != "server.rs" {
+            assert!(
+                !code.contains("crate::docker") && !code.to_lowercase().contains("docker plugin"),
+                "daemon/{rel} knows the Docker front end"
+            );
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //! inside its own namespace through `ip netns exec`.
 #![allow(dead_code)]
 
+pub mod docker;
 pub mod probe;
 
 use std::path::PathBuf;
@@ -328,6 +329,22 @@ impl Lab {
         i
     }
 
+    /// Starts the daemon with an uplink toward the host `out` (at 192.0.2.1/24, also the
+    /// uplink's gateway): switchyard owns 192.0.2.10 there.
+    pub fn daemon_uplinked(&mut self, label: &str, extra: &[&str]) -> usize {
+        let uplink = self.port("out");
+        let mut args = vec![
+            "--uplink",
+            uplink.as_str(),
+            "--uplink-ip",
+            "192.0.2.10/24",
+            "--uplink-gateway",
+            "192.0.2.1",
+        ];
+        args.extend_from_slice(extra);
+        self.daemon(label, &args)
+    }
+
     /// Runs a `switchyard` client command against the lab's daemon.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(switchyard_bin())
@@ -389,18 +406,7 @@ impl Lab {
 
     /// Starts a daemon (again) with the uplink toward `out`.
     pub fn uplink_daemon(&mut self, label: &str) -> usize {
-        let uplink = self.port("out");
-        self.daemon(
-            label,
-            &[
-                "--uplink",
-                &uplink,
-                "--uplink-ip",
-                "192.0.2.10/24",
-                "--uplink-gateway",
-                "192.0.2.1",
-            ],
-        )
+        self.daemon_uplinked(label, &[])
     }
 }
 

@@ -43,6 +43,11 @@ pub enum ContainerCommand {
         /// Publish every exposed port on a free host port of the ephemeral range.
         #[arg(long = "publish-all", short = 'P')]
         publish_all: bool,
+        /// Make no namespace: leave the veth's container end in the daemon's namespace under
+        /// this name (MAC and MTU set, no address, down) for another tool to move, as Docker's
+        /// plugin and CNI runtimes do. Deleting the container deletes the veth wherever it is.
+        #[arg(long, value_name = "IFNAME")]
+        handoff: Option<String>,
     },
     /// Print the environment variables Docker would give the container for its links.
     Env { name: String },
@@ -91,6 +96,7 @@ pub fn run(cmd: ContainerCommand, socket: &Path) -> ExitCode {
             allow_spoofing,
             publish,
             publish_all,
+            handoff,
         } => Request::ContainerCreate(ContainerCreate {
             name,
             network,
@@ -101,6 +107,8 @@ pub fn run(cmd: ContainerCommand, socket: &Path) -> ExitCode {
             allow_spoofing,
             publish,
             publish_all,
+            handoff,
+            id: None,
         }),
         ContainerCommand::Env { name } => Request::ContainerEnv { name },
         ContainerCommand::Link { name, link } => Request::ContainerLink { name, link },

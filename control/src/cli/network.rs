@@ -93,6 +93,7 @@ pub fn run(cmd: NetworkCommand, socket: &Path) -> ExitCode {
             mtu,
             parent,
             vlan,
+            id: None,
         }),
         NetworkCommand::Ls => Request::NetworkLs,
         NetworkCommand::Inspect { names } => Request::NetworkInspect { names },

@@ -238,6 +238,16 @@ impl Daemon {
                 netns::NETNS_RUN_DIR
             )));
         }
+        if container.mode == crate::model::NetworkMode::Handoff {
+            for e in &container.endpoints {
+                if self.system.interface_exists(&e.interface).map_err(failed)? {
+                    return Err(ApiError::bad_input(format!(
+                        "interface '{}' already exists in the daemon's namespace; choose another name to hand off",
+                        e.interface
+                    )));
+                }
+            }
+        }
         self.commit_and_bring_up(
             next,
             |system, state| system.container_up(state, &container),

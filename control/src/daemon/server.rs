@@ -58,6 +58,11 @@ pub struct DaemonArgs {
     /// Serve Prometheus metrics over HTTP at this address (e.g. 127.0.0.1:9180).
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
+    /// Serve Docker's network plugin protocol on this socket, so `docker network create -d NAME`
+    /// (NAME: the socket's file name without .sock) puts Docker's containers on switchyard.
+    /// Without PATH: /run/docker/plugins/switchyard.sock (`-d switchyard`).
+    #[arg(long, value_name = "PATH", num_args = 0..=1, require_equals = true, default_missing_value = crate::docker::DEFAULT_PLUGIN_SOCKET)]
+    docker_plugin: Option<PathBuf>,
 }
 
 /// A start-up failure caused by the arguments given (exit code 2, like any bad input).
@@ -162,6 +167,12 @@ pub fn run(args: DaemonArgs, socket: Option<&Path>) -> ExitCode {
         .name("control".into())
         .spawn(move || serve(listener, serving))
         .expect("spawning the control thread");
+    if let Some(plugin) = &args.docker_plugin {
+        if let Err(e) = crate::docker::spawn(plugin, &socket) {
+            let _ = std::fs::remove_file(&socket);
+            return fail(EXIT_BAD_INPUT, &e);
+        }
+    }
     tracing::info!(socket = %socket.display(), state = %args.state_dir.display(), pid = std::process::id(), "switchyard daemon ready");
     loop {
         match wait_signal(&signals) {
@@ -172,6 +183,9 @@ pub fn run(args: DaemonArgs, socket: Option<&Path>) -> ExitCode {
     // Taking the lock waits for a request in flight, so no change is cut in half.
     let daemon = daemon.lock().unwrap_or_else(|p| p.into_inner());
     let _ = std::fs::remove_file(&socket);
+    if let Some(plugin) = &args.docker_plugin {
+        let _ = std::fs::remove_file(plugin);
+    }
     daemon.system.shutdown();
     tracing::info!("stopped; namespaces, veths and host ports stay for the next start");
     ExitCode::SUCCESS

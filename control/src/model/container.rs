@@ -7,7 +7,9 @@ use dataplane::MacAddr;
 use serde::{Deserialize, Serialize};
 
 use super::links::{self, Exposed, Link};
-use super::{bad, ipam_err, mac, parse_ip, publish, validate_ifname, validate_name, Mint, State};
+use super::{
+    bad, given_id, ipam_err, mac, parse_ip, publish, validate_ifname, validate_name, Mint, State,
+};
 use crate::api::{ApiError, ContainerCreate, EndpointAttach};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,6 +53,10 @@ pub enum NetworkMode {
         path: String,
         inode: u64,
     },
+    /// Endpoints whose container end is handed to someone else (dockerd, a CNI runtime): left in
+    /// the daemon's namespace under the endpoint's `interface` name, for the caller to move into
+    /// a namespace switchyard never sees by name, configure and delete.
+    Handoff,
 }
 
 impl NetworkMode {
@@ -62,6 +68,7 @@ impl NetworkMode {
             NetworkMode::Host => "host".into(),
             NetworkMode::Container(c) => format!("container:{c}"),
             NetworkMode::External { path, .. } => format!("attached:{path}"),
+            NetworkMode::Handoff => "handoff".into(),
         }
     }
 }
@@ -231,9 +238,28 @@ impl State {
                 None => NetworkMode::Bridge,
             },
         };
-        if mode != NetworkMode::Bridge {
+        if let Some(handoff) = &req.handoff {
+            if mode != NetworkMode::Bridge {
+                return Err(bad(format!(
+                    "a handed-off endpoint needs a network; --network {} has none of its own",
+                    mode.docker_name()
+                )));
+            }
+            self.check_handoff_name(handoff)?;
+        } else if mode != NetworkMode::Bridge {
             return self.create_special(req, mode, mint);
         }
+        let given = req
+            .id
+            .as_deref()
+            .map(|id| {
+                given_id(
+                    "container",
+                    id,
+                    self.containers.values().map(|c| c.id.as_str()),
+                )
+            })
+            .transpose()?;
         let mut exposed = Vec::new();
         for spec in &req.expose {
             exposed.extend(links::parse_expose(spec)?);
@@ -256,7 +282,7 @@ impl State {
             exposed.iter().map(|x| (x.port, x.protocol)).collect();
         let mappings =
             self.allocate_published(&req.name, net, &specs, req.publish_all, &exposed_ports, ctx)?;
-        let endpoint = self.new_endpoint(
+        let mut endpoint = self.new_endpoint(
             &req.name,
             &[],
             &req.network,
@@ -264,8 +290,15 @@ impl State {
             req.mac.as_deref(),
             mint,
         )?;
+        let mode = match &req.handoff {
+            Some(name) => {
+                endpoint.interface = name.clone();
+                NetworkMode::Handoff
+            }
+            None => NetworkMode::Bridge,
+        };
         let container = Container {
-            id: mint.id(),
+            id: given.unwrap_or_else(|| mint.id()),
             name: req.name.clone(),
             created: mint.created(),
             endpoints: vec![endpoint],
@@ -273,7 +306,7 @@ impl State {
             links,
             allow_spoofing: req.allow_spoofing,
             published: Vec::new(),
-            mode: NetworkMode::Bridge,
+            mode,
         };
         let mut container = container;
         // Docker exposes what it publishes (links see those ports too).
@@ -354,6 +387,27 @@ impl State {
             id,
             mapping,
             network,
+        }
+    }
+
+    /// The name a handed-off veth end has in the daemon's namespace: a valid interface name no
+    /// host port, veth or other handed-off end uses.
+    fn check_handoff_name(&self, name: &str) -> Result<(), ApiError> {
+        validate_ifname(name)?;
+        let holder = self.host_interface_in_use(name).or_else(|| {
+            self.containers
+                .values()
+                .find(|c| {
+                    c.mode == NetworkMode::Handoff
+                        && c.endpoints.iter().any(|e| e.interface == name)
+                })
+                .map(|c| format!("container '{}'", c.name))
+        });
+        match holder {
+            Some(h) => Err(bad(format!(
+                "interface name '{name}' is already used by {h}"
+            ))),
+            None => Ok(()),
         }
     }
 

@@ -102,6 +102,27 @@ pub(super) fn validate_ifname(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// An ID given by another system (Docker's): 12 to 64 lowercase hex digits, unused by `taken`.
+pub(super) fn given_id<'a>(
+    what: &str,
+    id: &str,
+    mut taken: impl Iterator<Item = &'a str>,
+) -> Result<String, ApiError> {
+    if !(12..=64).contains(&id.len())
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(bad(format!(
+            "invalid {what} ID '{id}': expected 12 to 64 lowercase hex digits"
+        )));
+    }
+    if taken.any(|t| t == id) {
+        return Err(bad(format!("a {what} with ID {id} already exists")));
+    }
+    Ok(id.to_string())
+}
+
 pub(super) fn parse_ip(what: &str, value: &str) -> Result<Ipv4Addr, ApiError> {
     value.parse().map_err(|_| {
         bad(format!(

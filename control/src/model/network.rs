@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::ipam::{self, AddressPool, IpamConfig, Ipv4Net};
 use super::options::{parse_mtu, parse_options, OPT_MTU};
 use super::{
-    bad, ipam_err, mac, parse_ip, validate_ifname, validate_name, Endpoint, Mint, State,
+    bad, given_id, ipam_err, mac, parse_ip, validate_ifname, validate_name, Endpoint, Mint, State,
     DEFAULT_MTU, DEFAULT_NETWORK, RESERVED_NETWORK_NAMES, UPLINK_DOMAIN,
 };
 use crate::api::{ApiError, NetworkCreate};
@@ -125,7 +125,10 @@ impl State {
             }
         }
         let config = IpamConfig::new(subnet, gateway, ip_range, aux).map_err(ipam_err)?;
-        let id = mint.id();
+        let id = match &req.id {
+            Some(id) => given_id("network", id, self.networks.values().map(|n| n.id.as_str()))?,
+            None => mint.id(),
+        };
         let host_interface = match &opts.bridge_name {
             Some(n) => n.clone(),
             None => format!("sy-{}", &id[..12]),

@@ -838,3 +838,109 @@ fn bad_endpoint_attachments_are_refused() {
         "use network disconnect",
     );
 }
+
+#[test]
+fn given_ids_and_handed_off_endpoints() {
+    let (mut s, mut e) = sample();
+    let id = "5bbd9ce6b533930b85592b502f329610041abd00c32d3a07e95bad7a0499074d";
+    let n = s
+        .create_network(
+            &NetworkCreate {
+                id: Some(id.into()),
+                ..net("5bbd9ce6b533", Some("10.77.0.0/24"))
+            },
+            &[],
+            &mut e,
+        )
+        .unwrap();
+    assert_eq!(n.id, id);
+    assert_eq!(n.host_interface, "sy-5bbd9ce6b533");
+    let c = s
+        .create_container(
+            &ContainerCreate {
+                id: Some("c93b005b8bd6c7e4".into()),
+                handoff: Some("sycc93b005b8bd6".into()),
+                ..ctr("c93b005b8bd6", "5bbd9ce6b533", Some("10.77.0.2"))
+            },
+            &mut e,
+        )
+        .unwrap()
+        .clone();
+    assert_eq!(c.id, "c93b005b8bd6c7e4");
+    assert_eq!(c.mode, NetworkMode::Handoff);
+    assert!(!c.owns_netns());
+    assert_eq!(c.endpoints[0].interface, "sycc93b005b8bd6");
+    assert_eq!(
+        c.endpoints[0].ip,
+        "10.77.0.2".parse::<std::net::Ipv4Addr>().unwrap()
+    );
+    // A handed-off container cannot be connected elsewhere (its veth is someone else's).
+    assert!(s.connect("front", "c93b005b8bd6", None, &mut e).is_err());
+
+    let again = |id: &str| NetworkCreate {
+        id: Some(id.into()),
+        ..net("other", Some("10.78.0.0/24"))
+    };
+    let with_id = |s: &mut State, e: &mut Counter| s.create_network(&again(id), &[], e).map(drop);
+    refused_after(
+        with_id,
+        |s, e| {
+            s.create_network(
+                &NetworkCreate {
+                    id: Some(id.into()),
+                    ..net("third", Some("10.79.0.0/24"))
+                },
+                &[],
+                e,
+            )
+            .map(drop)
+        },
+        "already exists",
+    );
+    refused(
+        |s, e| s.create_network(&again("XYZ"), &[], e).map(drop),
+        "12 to 64 lowercase hex digits",
+    );
+    let handoff = |name: &str, ifname: &str| ContainerCreate {
+        handoff: Some(ifname.into()),
+        ..ctr(name, "front", None)
+    };
+    refused(
+        |s, e| s.create_container(&handoff("x1", "bad/name"), e).map(drop),
+        "invalid interface name",
+    );
+    refused(
+        |s, e| {
+            s.create_container(
+                &handoff("x2", &s.networks["front"].host_interface.clone()),
+                e,
+            )
+            .map(drop)
+        },
+        "already used by network 'front'",
+    );
+    let mut t = s.clone();
+    t.create_container(&handoff("x3", "sycaaaa"), &mut e)
+        .unwrap();
+    let err = t
+        .create_container(&handoff("x4", "sycaaaa"), &mut e)
+        .unwrap_err();
+    assert!(
+        err.message.contains("already used by container 'x3'"),
+        "{}",
+        err.message
+    );
+    refused(
+        |s, e| {
+            s.create_container(
+                &ContainerCreate {
+                    handoff: Some("sycbbbb".into()),
+                    ..ctr("x5", "none", None)
+                },
+                e,
+            )
+            .map(drop)
+        },
+        "needs a network",
+    );
+}

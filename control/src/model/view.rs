@@ -203,6 +203,8 @@ impl State {
                 sandbox_key: match c.mode {
                     // The daemon's own namespace.
                     super::NetworkMode::Host => format!("/proc/{daemon_pid}/ns/net"),
+                    // Whoever took the veth knows where it went.
+                    super::NetworkMode::Handoff => String::new(),
                     _ => format!("/run/netns/{}", c.netns()),
                 },
                 networks,

@@ -126,6 +126,12 @@ impl System {
             }
             return Ok(());
         }
+        if c.mode == crate::model::NetworkMode::Handoff {
+            for e in &c.endpoints {
+                self.handoff_up(state.network(&e.network)?, c, e)?;
+            }
+            return Ok(());
+        }
         if !c.owns_netns() {
             // `host` lives in the daemon's namespace, `container:X` in X's: nothing to build.
             return Ok(());
@@ -184,6 +190,37 @@ impl System {
         }
         inside.add_address(&e.interface, e.ip, n.subnet().prefix())?;
         inside.set_up(&e.interface)?;
+        self.attach_host_end(n, c, e)?;
+        if fresh {
+            // Neighbours that cached an older owner of this address learn the new MAC at once.
+            if let Err(err) = netns::send_gratuitous_arp(ns, &e.interface, e.mac, e.ip) {
+                tracing::warn!(interface = %e.interface, "gratuitous ARP: {err}");
+            }
+        }
+        Ok(())
+    }
+
+    /// A handed-off endpoint: the veth's container end stays in the daemon's namespace under
+    /// `e.interface` with the endpoint's MAC and MTU, unaddressed and down, for whoever takes it
+    /// (dockerd moves, renames and addresses it). Once taken, only the host end is here; a
+    /// restart re-attaches it.
+    fn handoff_up(&mut self, n: &Network, c: &Container, e: &Endpoint) -> anyhow::Result<()> {
+        if self.endpoint_ports.contains_key(&e.id) {
+            return Ok(());
+        }
+        if self.netlink.link_index(&e.host_interface)?.is_none() {
+            let here = NetNs::current()?;
+            self.netlink
+                .create_veth(&e.host_interface, &e.interface, &here)?;
+            self.netlink.set_mac(&e.interface, e.mac)?;
+            self.netlink.set_mtu(&e.interface, n.mtu)?;
+        }
+        self.attach_host_end(n, c, e)
+    }
+
+    /// The host end of an endpoint's veth, configured and attached to the engine with the
+    /// container's guard and a static entry for its MAC.
+    fn attach_host_end(&mut self, n: &Network, c: &Container, e: &Endpoint) -> anyhow::Result<()> {
         self.netlink.set_mtu(&e.host_interface, n.mtu)?;
         quiet(&e.host_interface)?;
         self.netlink.set_up(&e.host_interface)?;
@@ -201,12 +238,6 @@ impl System {
         self.engine
             .add_static_mac(domain, VlanId(0), e.mac, id)
             .with_context(|| format!("adding the MAC of '{}'", e.host_interface))?;
-        if fresh {
-            // Neighbours that cached an older owner of this address learn the new MAC at once.
-            if let Err(err) = netns::send_gratuitous_arp(ns, &e.interface, e.mac, e.ip) {
-                tracing::warn!(interface = %e.interface, "gratuitous ARP: {err}");
-            }
-        }
         Ok(())
     }
 

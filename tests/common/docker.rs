@@ -1,0 +1,275 @@
+//! A real dockerd (Debian's docker.io) for a test: started with `nsenter --net` in the lab's switch
+//! namespace (so it finds the veths switchyard hands off, and `ip netns exec`'s remount of /sys
+//! does not hide the cgroups from it), with its own data root, exec root, socket and pidfile under
+//! the lab's directory, no bridge, no iptables, and `--live-restore` (a restart keeps containers
+//! running). An image `local/busybox` is imported from Debian's busybox-static (no registry here).
+//!
+//! Dropping it removes every container, stops dockerd (its containerd goes with it), kills any
+//! shim left behind by a killed dockerd, unmounts what it mounted and deletes its directories,
+//! also when the test panicked.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::Lab;
+
+pub struct Dockerd {
+    /// Data root, exec root, socket, pidfile and log live below this.
+    pub dir: PathBuf,
+    netns: String,
+    child: Option<Child>,
+    starts: usize,
+}
+
+/// The docker CLI here is newer than Debian's dockerd 20.10: speak its API version.
+const API_VERSION: &str = "1.41";
+
+impl Dockerd {
+    /// Starts dockerd in the namespace of the lab's `host` and waits until it answers.
+    pub fn start(lab: &Lab, host: &str) -> Dockerd {
+        let dir = lab.dir.join("docker");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut d = Dockerd {
+            dir,
+            netns: format!("/run/netns/{}", lab.ns(host)),
+            child: None,
+            starts: 0,
+        };
+        d.spawn();
+        d
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.dir.join("dk.sock").display())
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        let log =
+            std::fs::File::create(self.dir.join(format!("dockerd.{}.log", self.starts))).unwrap();
+        let dir = |sub: &str| self.dir.join(sub).display().to_string();
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", self.netns))
+            .args([
+                "dockerd",
+                "--storage-driver=vfs",
+                "--bridge=none",
+                "--iptables=false",
+                "--ip-masq=false",
+                "--live-restore",
+                "--data-root",
+                &dir("data"),
+                "--exec-root",
+                &dir("exec"),
+                "--pidfile",
+                &dir("dk.pid"),
+                "-H",
+                &self.host(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting dockerd (apt-get install docker.io)");
+        self.child = Some(child);
+        let start = Instant::now();
+        while !self.docker(&["version"]).status.success() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "dockerd did not answer within 60 s: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// All of dockerd's logs so far.
+    pub fn log(&self) -> String {
+        (1..=self.starts)
+            .map(|i| {
+                std::fs::read_to_string(self.dir.join(format!("dockerd.{i}.log")))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Stops dockerd with SIGTERM and starts it again (containers keep running: live restore).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // SAFETY: kill(2) on the nsenter process we spawned (it execs dockerd: same pid).
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while matches!(child.try_wait(), Ok(None)) {
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.wait();
+    }
+
+    /// A docker CLI command against this dockerd.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_API_VERSION", API_VERSION)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running the docker CLI")
+    }
+
+    /// A docker command that must succeed; its stdout, trimmed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A docker command that must fail; its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            !out.status.success(),
+            "docker {args:?} should have failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Imports `local/busybox`: Debian's static busybox with one link per applet, PATH=/bin.
+    pub fn import_busybox(&self) {
+        let rootfs = self.dir.join("rootfs");
+        let bin = rootfs.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::copy("/bin/busybox", bin.join("busybox"))
+            .expect("/bin/busybox (apt-get install busybox-static)");
+        let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet != "busybox" {
+                let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
+            }
+        }
+        let script = format!(
+            "tar -C {} -c . | docker import --change 'ENV PATH=/bin' - local/busybox",
+            rootfs.display()
+        );
+        let out = Command::new("sh")
+            .args(["-c", &script])
+            .env("DOCKER_HOST", self.host())
+            .env("DOCKER_API_VERSION", API_VERSION)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "importing busybox: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `docker run -d --name NAME OPTS... local/busybox CMD...`; returns the container ID.
+    pub fn run(&self, name: &str, opts: &[&str], cmd: &[&str]) -> String {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend_from_slice(opts);
+        args.push("local/busybox");
+        args.extend_from_slice(cmd);
+        self.ok(&args)
+    }
+
+    /// `docker exec NAME CMD...`.
+    pub fn exec(&self, name: &str, cmd: &[&str]) -> Output {
+        let mut args = vec!["exec", name];
+        args.extend_from_slice(cmd);
+        self.docker(&args)
+    }
+
+    /// A `docker inspect -f` field of a container.
+    pub fn field(&self, name: &str, template: &str) -> String {
+        self.ok(&["inspect", "-f", template, name])
+    }
+
+    /// The container's address and endpoint ID on `network`.
+    pub fn endpoint(&self, name: &str, network: &str) -> (String, String) {
+        let f = |key: &str| {
+            self.field(
+                name,
+                &format!("{{{{(index .NetworkSettings.Networks \"{network}\").{key}}}}}"),
+            )
+        };
+        (f("IPAddress"), f("EndpointID"))
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let ids = self.docker(&["ps", "-aq"]);
+            let ids = String::from_utf8_lossy(&ids.stdout).into_owned();
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f"];
+                args.extend_from_slice(&ids);
+                let _ = self.docker(&args);
+            }
+        }
+        self.stop();
+        // A dockerd killed along the way may leave containerd and shims behind: ours name our
+        // exec root on their command line.
+        kill_processes_naming(&self.dir);
+        unmount_below(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// SIGKILLs processes whose command line names `dir` (never this test process).
+fn kill_processes_naming(dir: &Path) {
+    let needle = dir.display().to_string();
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            // SAFETY: kill(2) on a process that names our test directory: one we started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Lazily unmounts every mount below `dir`, deepest first (shm of containers, netns files).
+fn unmount_below(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let prefix = dir.display().to_string();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = Command::new("umount").args(["-l", p]).output();
+    }
+}
