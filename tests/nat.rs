@@ -38,10 +38,15 @@ fn published_ports_reach_containers_which_see_the_clients_address() {
     // iperf3 through DNAT, default offloads (checksum-partial and GSO frames rewritten).
     let bytes = lab.iperf_to("perf", None, "out", "192.0.2.10", 3);
     assert!(bytes > 1e7, "iperf3 through DNAT moved {bytes} bytes");
-    // Nothing else is open, and the refusal is counted.
-    assert!(!probe::tcp_ok(&out(&lab), UPLINK_IP, 9999, DENY));
+    // Nothing else is open, and a client hears so at once, as from a host: a TCP reset, an
+    // ICMP port unreachable for UDP (not silence until a timeout).
+    assert!(probe::tcp_refused(&out(&lab), UPLINK_IP, 9999, DENY));
+    assert!(probe::udp_refused(&out(&lab), UPLINK_IP, 9999, DENY));
+    let nc = lab.exec("out", &["nc", "-z", "-w", "5", "192.0.2.10", "9999"]);
+    assert!(!nc.status.success());
+    // A protocol nothing publishes is still dropped and counted.
     let status = lab.cli_ok(&["status"]);
-    assert!(status.contains("no-mapping="), "{status}");
+    assert!(status.contains("port relay"), "{status}");
     let ct = lab.cli_ok(&["conntrack"]);
     assert!(
         ct.contains("dnat") && ct.contains("dport=8080") && ct.contains("sport=80"),
@@ -76,6 +81,137 @@ fn published_ports_reach_containers_which_see_the_clients_address() {
         live.contains("NAT (dnat)") && live.contains("new connection tracked"),
         "{live}"
     );
+}
+
+/// The number of threads of process `pid`.
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
+}
+
+/// Fetches `url` with curl in `host`, retrying while the server starts; returns the body.
+fn curl(lab: &Lab, host: &str, url: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let out = lab.exec(host, &["curl", "-sS", "--max-time", "2", url]);
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "curl {url} in {host}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn published_ports_from_the_host_itself() {
+    let (mut lab, d) = uplinked("nh");
+    let sw = lab.ns("sw");
+    // One more address of the host, on an interface switchyard knows nothing of.
+    lab.exec_ok("sw", &["ip", "addr", "add", "10.99.0.1/32", "dev", "lo"]);
+    let web = lab.container("web", &["-p", "8080:80", "-p", "5353:53/udp"]);
+    let threads_before = threads(lab.pid(d));
+    let local = lab.container(
+        "local",
+        &["-p", "127.0.0.1:5001:5000", "-p", "127.0.0.1::5000"],
+    );
+    let lines = lab.cli_ok(&["port", &local]);
+    assert_eq!(
+        lines, "5000/tcp -> 127.0.0.1:5001\n5000/tcp -> 127.0.0.1:32768\n",
+        "{lines}"
+    );
+    let only = lab.container("only", &["-p", "10.99.0.1:7001:80"]);
+    let page = lab.dir.join("www");
+    std::fs::create_dir_all(&page).unwrap();
+    std::fs::write(page.join("index.html"), "hello from web\n").unwrap();
+    let page = page.display().to_string();
+    for c in ["web", "only"] {
+        lab.spawn(
+            c,
+            &format!("http-{c}"),
+            &["busybox", "httpd", "-f", "-p", "80", "-h", &page],
+        );
+    }
+    let mut servers = Servers::new();
+    servers.tcp_whoami(&local, 5000);
+    servers.udp(&web, 53);
+
+    // From the host's own namespace: loopback, the gateway address, another host address.
+    for url in [
+        "http://127.0.0.1:8080/",
+        "http://localhost:8080/",
+        "http://172.17.0.1:8080/",
+        "http://10.99.0.1:8080/",
+        "http://10.99.0.1:7001/",
+    ] {
+        assert_eq!(curl(&lab, "sw", url), "hello from web\n", "{url}");
+    }
+    let seen = lab.exec_ok("sw", &["sh", "-c", "nc -w 2 127.0.0.1 5001 </dev/null"]);
+    assert!(seen.starts_with("172.17.0.1:"), "local saw {seen:?}");
+    assert!(probe::whoami(&sw, Ipv4Addr::LOCALHOST, 32768, T).is_some());
+    assert!(probe::udp_ok(&sw, Ipv4Addr::LOCALHOST, 5353, T));
+    assert!(probe::udp_ok(&sw, Ipv4Addr::new(172, 17, 0, 1), 5353, T));
+    // A port published on one address only is not on the others.
+    assert!(probe::tcp_refused(&sw, Ipv4Addr::LOCALHOST, 7001, T));
+
+    // A container dialling its gateway address and a published port.
+    lab.container("client", &[]);
+    assert_eq!(
+        curl(&lab, "client", "http://172.17.0.1:8080/"),
+        "hello from web\n"
+    );
+    let client = lab.ns("client");
+    assert!(probe::tcp_refused(
+        &client,
+        Ipv4Addr::new(172, 17, 0, 1),
+        5001,
+        T
+    ));
+
+    // From outside: the uplink address serves 8080, never the loopback-only ports.
+    assert_eq!(
+        curl(&lab, "out", "http://192.0.2.10:8080/"),
+        "hello from web\n"
+    );
+    for port in [5001, 32768, 7001] {
+        assert!(probe::tcp_refused(&out(&lab), UPLINK_IP, port, T), "{port}");
+    }
+
+    // No thread and no process per port: a hundred more ports change neither.
+    lab.container(
+        "range",
+        &["-p", "9000-9099:9000-9099", "-p", "9000-9099:9000-9099/udp"],
+    );
+    assert_eq!(threads(lab.pid(d)), threads_before, "threads per port");
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", lab.pid(d)))
+        .unwrap_or_default();
+    assert_eq!(children.trim(), "", "no child processes");
+    assert!(
+        !probe::tcp_ok(&sw, Ipv4Addr::LOCALHOST, 9050, DENY),
+        "nothing serves in range"
+    );
+
+    // A host port another program holds: refused, and nothing is left behind.
+    let _holder = probe::in_netns(&sw, || {
+        std::net::TcpListener::bind(("0.0.0.0", 7777)).unwrap()
+    });
+    let before = lab.cli_ok(&["container", "ls"]);
+    let x = lab.adopt("x");
+    let out = lab.cli(&["container", "create", &x, "-p", "7777:80"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("cannot listen on 0.0.0.0:7777/tcp"), "{err}");
+    assert_eq!(lab.cli_ok(&["container", "ls"]), before);
+
+    // Removing the container stops its ports on the host too.
+    lab.cli_ok(&["container", "rm", &local]);
+    assert!(probe::tcp_refused(&sw, Ipv4Addr::LOCALHOST, 5001, T));
+    let status = lab.cli_ok(&["status"]);
+    assert!(status.contains("port relay"), "{status}");
 }
 
 fn out(lab: &Lab) -> String {
@@ -185,7 +321,7 @@ fn publish_all_ranges_port_listing_and_bad_specs() {
         ("[::1]:80:80", "IPv6"),
         ("1.2.3:80:80", "invalid host address '1.2.3'"),
         ("99999:80", "99999"),
-        ("10.9.9.9:80:80", "not the uplink address"),
+        ("10.9.9.9:80:80", "not an address of this host"),
         ("1:2:3:4:5", "invalid port spec"),
     ];
     for (spec, expected) in rows {

@@ -186,6 +186,17 @@ pub fn whoami(ns: &str, addr: Ipv4Addr, port: u16, timeout: Duration) -> Option<
     Some(out.trim().to_string())
 }
 
+/// Whether a TCP connection from `ns` to `addr:port` is refused (a reset came back) within
+/// `timeout`, rather than opening or timing out.
+pub fn tcp_refused(ns: &str, addr: Ipv4Addr, port: u16, timeout: Duration) -> bool {
+    in_netns(ns, move || {
+        matches!(
+            TcpStream::connect_timeout(&SocketAddr::from((addr, port)), timeout),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+        )
+    })
+}
+
 /// A UDP socket bound in `ns` (kept across sends, so its flow keeps one source port).
 pub fn udp_socket(ns: &str) -> UdpSocket {
     in_netns(ns, || UdpSocket::bind(("0.0.0.0", 0)).unwrap())

@@ -34,6 +34,9 @@ impl Daemon {
             if let Err(e) = self.system.sync_nat(&self.state) {
                 tracing::error!("pushing NAT configuration: {e:#}");
             }
+            for (container, e) in self.system.sync_relay(&self.state) {
+                tracing::error!(container, "serving a published port: {e:#}");
+            }
             self.system.sync_hosts(&self.state);
         }
         result
@@ -158,9 +161,9 @@ impl Daemon {
 
     fn status(&self) -> Result<Response, ApiError> {
         let snapshot = self.system.snapshot().map_err(failed)?;
-        Ok(Response::Status {
-            report: show::report(&snapshot),
-        })
+        let mut report = show::report(&snapshot);
+        report.push_str(&self.system.relay_summary());
+        Ok(Response::Status { report })
     }
 
     fn network_inspect(&self, names: &[String]) -> Result<Response, ApiError> {
@@ -228,9 +231,11 @@ impl Daemon {
 
     fn container_create(&mut self, req: api::ContainerCreate) -> Result<Response, ApiError> {
         let mut next = self.state.clone();
-        let container = next
-            .create_container_with(&req, &self.publish_ctx, &mut OsMint)?
-            .clone();
+        let ctx = crate::model::PublishContext {
+            host_addresses: self.system.host_addresses(),
+            ..self.publish_ctx.clone()
+        };
+        let container = next.create_container_with(&req, &ctx, &mut OsMint)?.clone();
         if container.owns_netns() && netns::exists_named(container.netns()) {
             return Err(ApiError::bad_input(format!(
                 "network namespace '{0}' already exists ({1}/{0}); choose another container name",
@@ -250,7 +255,19 @@ impl Daemon {
         }
         self.commit_and_bring_up(
             next,
-            |system, state| system.container_up(state, &container),
+            |system, state| {
+                system.container_up(state, &container)?;
+                // A host port another program holds makes the container unusable as asked:
+                // refused, as Docker refuses it.
+                match system
+                    .sync_relay(state)
+                    .into_iter()
+                    .find(|(owner, _)| *owner == container.name)
+                {
+                    Some((_, e)) => Err(e),
+                    None => Ok(()),
+                }
+            },
             |system| system.container_down(&container),
             || format!("setting up container '{}'", container.name),
         )?;

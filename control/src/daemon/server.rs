@@ -235,9 +235,10 @@ fn start(
     };
     let (engine, _thread) = Engine::spawn(config).context("starting the engine")?;
     tracing::info!("engine {}", describe_cpu(engine.cpu()));
-    let mut system = System::new(engine, netlink);
+    let mut system = System::new(engine, netlink)?;
     let publish_ctx = PublishContext {
         uplink: uplink.as_ref().map(|u| u.ip),
+        host_addresses: Vec::new(),
         ephemeral: ephemeral_range(),
     };
     if let Some(u) = &uplink {

@@ -85,10 +85,12 @@ pub struct Published {
 }
 
 /// What publishing needs to know about the daemon: whether it has an uplink (and its address),
-/// and the ephemeral range host ports are chosen from.
-#[derive(Clone, Copy, Debug)]
+/// the addresses of its host (a port may be published on one of them only), and the ephemeral
+/// range host ports are chosen from.
+#[derive(Clone, Debug)]
 pub struct PublishContext {
     pub uplink: Option<Ipv4Addr>,
+    pub host_addresses: Vec<Ipv4Addr>,
     pub ephemeral: (u16, u16),
 }
 
@@ -96,9 +98,47 @@ impl Default for PublishContext {
     fn default() -> Self {
         PublishContext {
             uplink: None,
+            host_addresses: Vec::new(),
             ephemeral: (49153, 65535),
         }
     }
+}
+
+impl PublishContext {
+    /// Where a port published on `host_ip` is reachable: through the data plane on the uplink
+    /// address (every address, or the uplink's own), and through the host's relay on a host
+    /// address (every address, loopback, or one of the host's). The uplink address is not the
+    /// host's: the kernel never sees it.
+    pub fn reach(&self, host_ip: Ipv4Addr) -> Reach {
+        Reach {
+            uplink: host_ip.is_unspecified() || Some(host_ip) == self.uplink,
+            host: Some(host_ip) != self.uplink,
+        }
+    }
+
+    fn check_host_ip(&self, ip: Ipv4Addr) -> Result<(), ApiError> {
+        if ip.is_unspecified()
+            || ip.is_loopback()
+            || Some(ip) == self.uplink
+            || self.host_addresses.contains(&ip)
+        {
+            return Ok(());
+        }
+        let uplink = self
+            .uplink
+            .map(|u| format!(", the uplink address {u}"))
+            .unwrap_or_default();
+        Err(bad(format!(
+            "host address {ip} is not an address of this host: publish on 0.0.0.0, 127.0.0.1{uplink} or one of the host's addresses"
+        )))
+    }
+}
+
+/// See `PublishContext::reach`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reach {
+    pub uplink: bool,
+    pub host: bool,
 }
 
 impl Container {
@@ -340,25 +380,14 @@ impl State {
         if specs.is_empty() && !publish_all {
             return Ok(Vec::new());
         }
-        let Some(uplink) = ctx.uplink else {
-            return Err(bad(
-                "publishing ports needs an uplink: start the daemon with --uplink IFNAME --uplink-ip IP/PREFIX",
-            ));
-        };
         if net.internal {
             return Err(bad(format!(
                 "network '{}' is internal: containers on it cannot publish ports",
                 net.name
             )));
         }
-        for s in specs {
-            if let Some(ip) = s.host_ip {
-                if ip != uplink && !ip.is_unspecified() {
-                    return Err(bad(format!(
-                        "host address {ip} is not the uplink address {uplink}: publish on 0.0.0.0 or {uplink}"
-                    )));
-                }
-            }
+        for ip in specs.iter().filter_map(|s| s.host_ip) {
+            ctx.check_host_ip(ip)?;
         }
         let taken: Vec<(String, publish::PortMapping)> = self
             .containers

@@ -31,7 +31,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiError, NetworkCreate};
-pub use container::{Container, Endpoint, NetworkMode, PublishContext, Published};
+pub use container::{Container, Endpoint, NetworkMode, PublishContext, Published, Reach};
 use ipam::Ipv4Net;
 pub use mint::{rfc3339, Mint};
 pub use network::{Network, RemovedNetwork};

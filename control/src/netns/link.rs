@@ -274,15 +274,29 @@ impl Netlink {
     pub fn addresses(&self, name: &str) -> Result<Vec<(Ipv4Addr, u8)>> {
         let op = || format!("listing addresses of '{name}'");
         let index = self.index_of(name, &op)?;
+        self.dump_addresses(Some(index), &op)
+    }
+
+    /// Every IPv4 address of the namespace (address, prefix length), on any interface.
+    pub fn all_addresses(&self) -> Result<Vec<(Ipv4Addr, u8)>> {
+        self.dump_addresses(None, &|| "listing addresses".to_string())
+    }
+
+    fn dump_addresses(
+        &self,
+        index: Option<u32>,
+        op: &dyn Fn() -> String,
+    ) -> Result<Vec<(Ipv4Addr, u8)>> {
         let mut req = AddressMessage::default();
         req.header.family = AddressFamily::Inet;
-        let replies = self.request(RouteNetlinkMessage::GetAddress(req), NLM_F_DUMP, &op)?;
+        let replies = self.request(RouteNetlinkMessage::GetAddress(req), NLM_F_DUMP, op)?;
         let mut out = Vec::new();
         for m in replies {
             let RouteNetlinkMessage::NewAddress(a) = m else {
                 continue;
             };
-            if a.header.index != index || a.header.family != AddressFamily::Inet {
+            if index.is_some_and(|i| a.header.index != i) || a.header.family != AddressFamily::Inet
+            {
                 continue;
             }
             // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer on

@@ -219,6 +219,10 @@ fn step_view(s: &Step, ingress: &str, names: &Names, later_egress: &[String]) ->
             let what = match a {
                 Answer::Arp => "an ARP request for the uplink address",
                 Answer::IcmpEcho => "a ping of the uplink address",
+                Answer::TcpReset => "a TCP connection to a port nothing publishes (a reset)",
+                Answer::PortUnreachable => {
+                    "a UDP datagram to a port nothing publishes (ICMP port unreachable)"
+                }
             };
             v(
                 "nat",

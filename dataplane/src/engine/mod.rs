@@ -138,6 +138,9 @@ pub struct Engine {
     /// Next hops to resolve on the uplink (sent after the batch), and when each was last asked.
     arp_wanted: Vec<std::net::Ipv4Addr>,
     arp_asked: std::collections::HashMap<std::net::Ipv4Addr, u64>,
+    /// ICMP errors sent in the current second (`nat::ICMP_ERRORS_PER_SECOND` at most), and which
+    /// second that is.
+    icmp_errors: (u64, u32),
     /// Trace arms and the record ring.
     tracer: Tracer,
     /// The record of the packet being traced (copied into the ring when done).
@@ -182,6 +185,7 @@ impl Engine {
             stopping: false,
             arp_wanted: Vec::with_capacity(8),
             arp_asked: std::collections::HashMap::new(),
+            icmp_errors: (0, 0),
             tracer: Tracer::default(),
             scratch: TraceRecord::EMPTY,
             captures: Vec::new(),

@@ -15,8 +15,10 @@ use crate::wire::arp::{self, operation, ArpPacket, ArpRepr};
 use crate::wire::checksum;
 use crate::wire::ethernet::EthernetFrame;
 use crate::wire::headers::{ArpSummary, Ipv4Summary, L3};
-use crate::wire::icmp::{msg_type, Icmpv4Packet};
-use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::icmp::{self, msg_type, Icmpv4Packet};
+use crate::wire::ipv4::protocol::{ICMP, TCP};
+use crate::wire::ipv4::{self, Ipv4Packet};
+use crate::wire::tcp::{self, TcpPacket};
 use crate::wire::vnet::VnetHeader;
 use crate::{MacAddr, PortId};
 
@@ -45,6 +47,13 @@ pub struct ConnInfo {
 
 /// Never ask for the same neighbour more often than this.
 const ARP_RETRY_MS: u64 = 500;
+
+/// At most this many ICMP errors (port unreachable) per second, as Linux's default
+/// `net.ipv4.icmp_msgs_per_sec`.
+const ICMP_ERRORS_PER_SECOND: u32 = 1000;
+
+/// TTL of the packets the engine writes itself (Linux's default `ip_default_ttl`).
+const OWN_TTL: u8 = 64;
 
 impl Engine {
     pub fn set_nat(&mut self, update: NatUpdate) -> Result<(), EngineError> {
@@ -107,17 +116,29 @@ impl Engine {
                 let Some(uplink) = self.tables.nat.uplink().copied() else {
                     return;
                 };
-                let frame = &mut self.rx.frame_mut(i)[..meta.len];
-                let done = match (answer, l3) {
+                if answer == Answer::PortUnreachable && !self.icmp_error_allowed(now) {
+                    return count_drop(&mut self.ports, ingress, DropReason::NoMapping);
+                }
+                let (slot, m) = self.rx.slot_mut(i);
+                let len = m.len;
+                let answered = match (answer, l3) {
                     (Answer::Arp, L3::Arp(arp)) => {
-                        answer_arp(frame, l3_offset, &arp, uplink.mac, uplink.ip)
+                        answer_arp(&mut slot[..len], l3_offset, &arp, uplink.mac, uplink.ip)
+                            .then_some(len)
                     }
-                    (Answer::IcmpEcho, L3::Ipv4(ip)) => answer_echo(frame, &ip),
-                    _ => false,
+                    (Answer::IcmpEcho, L3::Ipv4(ip)) => {
+                        answer_echo(&mut slot[..len], &ip).then_some(len)
+                    }
+                    (Answer::TcpReset, L3::Ipv4(ip)) => answer_tcp_reset(slot, len, &ip),
+                    (Answer::PortUnreachable, L3::Ipv4(ip)) => {
+                        answer_port_unreachable(slot, len, &ip)
+                    }
+                    _ => None,
                 };
-                if done {
+                if let Some(len) = answered {
                     // The answer is a complete frame: no offload work left for the kernel.
-                    self.rx.meta_mut(i).vnet = VnetHeader::default();
+                    m.len = len;
+                    m.vnet = VnetHeader::default();
                     enqueue(&mut self.tx, &mut self.touched, ingress, i);
                 }
             }
@@ -172,6 +193,17 @@ impl Engine {
                 enqueue(&mut self.tx, &mut self.touched, port, i);
             }
         }
+    }
+
+    /// Whether one more ICMP error may go out this second (Linux's `icmp_msgs_per_sec`, so a
+    /// scan of closed UDP ports cannot turn the switch into an ICMP flood).
+    fn icmp_error_allowed(&mut self, now_ms: u64) -> bool {
+        let second = now_ms / 1000;
+        if self.icmp_errors.0 != second {
+            self.icmp_errors = (second, 0);
+        }
+        self.icmp_errors.1 += 1;
+        self.icmp_errors.1 <= ICMP_ERRORS_PER_SECOND
     }
 
     pub(super) fn send_arp_requests(&mut self) {
@@ -270,6 +302,106 @@ fn answer_echo(f: &mut [u8], ip: &Ipv4Summary) -> bool {
     true
 }
 
+/// Swaps the Ethernet addresses of the frame in `f`: the answer goes back to the sender.
+fn swap_macs(f: &mut [u8]) {
+    let mut eth = EthernetFrame::new_unchecked(f);
+    let (src, dst) = (eth.src_addr(), eth.dst_addr());
+    eth.set_src_addr(dst);
+    eth.set_dst_addr(src);
+}
+
+/// Writes a 20-byte IPv4 header (no options) at the start of `b`, from `src` to `dst`, carrying
+/// `payload` bytes of `protocol`.
+fn emit_ipv4_header(b: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, payload: usize) {
+    let mut ip = Ipv4Packet::new_unchecked(b);
+    ip.set_version(4);
+    ip.set_header_len(ipv4::HEADER_LEN);
+    ip.set_dscp_ecn(0);
+    ip.set_total_len((ipv4::HEADER_LEN + payload) as u16);
+    ip.set_ident(0);
+    ip.set_dont_frag(true);
+    ip.set_more_frags(false);
+    ip.set_frag_offset(0);
+    ip.set_ttl(OWN_TTL);
+    ip.set_protocol(protocol);
+    ip.set_src_addr(src);
+    ip.set_dst_addr(dst);
+    ip.fill_checksum();
+}
+
+/// Turns the TCP segment `ip` (in the first `len` bytes of `slot`) into the reset a closed port
+/// answers with (RFC 9293 3.10.7.1): to a segment with ACK, a RST whose sequence number is that
+/// acknowledgment; otherwise a RST+ACK acknowledging everything the segment occupied. Options and
+/// payload are cut; returns the answer's length.
+fn answer_tcp_reset(slot: &mut [u8], len: usize, ip: &Ipv4Summary) -> Option<usize> {
+    let (l3, l4) = (ip.l3_offset(), ip.l4_offset());
+    let tcp = TcpPacket::new_checked(slot.get(l4..len)?).ok()?;
+    let incoming_flags = tcp.flags();
+    if incoming_flags & tcp::flags::RST != 0 {
+        return None;
+    }
+    // The segment's length from the IP header (a frame may carry Ethernet padding), bounded by
+    // the bytes there (a GSO super-frame's length field is not to be trusted).
+    let ip_end = (l3 + usize::from(ip.total_len)).clamp(l4 + tcp.header_len(), len);
+    let mut occupied = (ip_end - l4 - tcp.header_len()) as u32;
+    occupied += u32::from(incoming_flags & tcp::flags::SYN != 0);
+    occupied += u32::from(incoming_flags & tcp::flags::FIN != 0);
+    let (sport, dport) = (tcp.src_port(), tcp.dst_port());
+    let (seq, ack, flags) = if incoming_flags & tcp::flags::ACK != 0 {
+        (tcp.ack_number(), 0, tcp::flags::RST)
+    } else {
+        (
+            0,
+            tcp.seq_number().wrapping_add(occupied),
+            tcp::flags::RST | tcp::flags::ACK,
+        )
+    };
+    let new_len = l3 + ipv4::HEADER_LEN + tcp::HEADER_LEN;
+    emit_ipv4_header(&mut slot[l3..], ip.dst, ip.src, TCP, tcp::HEADER_LEN);
+    let mut rst = TcpPacket::new_unchecked(&mut slot[l3 + ipv4::HEADER_LEN..new_len]);
+    rst.set_src_port(dport);
+    rst.set_dst_port(sport);
+    rst.set_seq_number(seq);
+    rst.set_ack_number(ack);
+    rst.set_header_len(tcp::HEADER_LEN);
+    rst.set_flags(flags);
+    rst.set_window_len(0);
+    rst.set_urgent_at(0);
+    rst.fill_checksum_v4(ip.dst, ip.src);
+    swap_macs(&mut slot[..new_len]);
+    Some(new_len)
+}
+
+/// Turns the datagram `ip` (in the first `len` bytes of `slot`) into ICMP destination
+/// unreachable, port unreachable (RFC 792): the datagram's IP header and first 8 bytes of
+/// payload, quoted after a new IP and ICMP header. The quote moves up in the slot (slots hold a
+/// whole GSO frame, so there is room); returns the answer's length.
+fn answer_port_unreachable(slot: &mut [u8], len: usize, ip: &Ipv4Summary) -> Option<usize> {
+    let (l3, l4) = (ip.l3_offset(), ip.l4_offset());
+    let quote_len = (l4 + icmp::EMBEDDED_PAYLOAD_LEN).min(len).checked_sub(l3)?;
+    let icmp_at = l3 + ipv4::HEADER_LEN;
+    let quote_at = icmp_at + icmp::HEADER_LEN;
+    let new_len = quote_at + quote_len;
+    if new_len > slot.len() {
+        return None;
+    }
+    slot.copy_within(l3..l3 + quote_len, quote_at);
+    emit_ipv4_header(
+        &mut slot[l3..],
+        ip.dst,
+        ip.src,
+        ICMP,
+        icmp::HEADER_LEN + quote_len,
+    );
+    let mut msg = Icmpv4Packet::new_unchecked(&mut slot[icmp_at..new_len]);
+    msg.set_msg_type(msg_type::DEST_UNREACHABLE);
+    msg.set_msg_code(icmp::unreachable::PORT);
+    msg.set_rest_of_header(0);
+    msg.fill_checksum();
+    swap_macs(&mut slot[..new_len]);
+    Some(new_len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +476,109 @@ mod tests {
             "sender is the answered address"
         );
         assert_eq!(&f[38..42], &[192, 0, 2, 9]);
+    }
+
+    fn slot_with(f: &[u8]) -> Vec<u8> {
+        let mut slot = vec![0u8; 2048];
+        slot[..f.len()].copy_from_slice(f);
+        slot
+    }
+
+    /// An answer from the uplink (192.0.2.10, MAC 04:..) back to its client (192.0.2.1, 02:..)
+    /// with a valid IPv4 header: the parsed frame and that header.
+    fn answered(f: &[u8]) -> (etherparse::SlicedPacket<'_>, etherparse::Ipv4Header) {
+        let p = etherparse::SlicedPacket::from_ethernet(f).unwrap();
+        let Some(etherparse::LinkSlice::Ethernet2(eth)) = &p.link else {
+            panic!()
+        };
+        assert_eq!((eth.source(), eth.destination()), ([4; 6], [2; 6]));
+        let Some(etherparse::NetSlice::Ipv4(ipv4)) = &p.net else {
+            panic!()
+        };
+        let h = ipv4.header().to_header();
+        assert_eq!((h.source, h.destination), ([192, 0, 2, 10], [192, 0, 2, 1]));
+        assert_eq!(h.calc_header_checksum(), h.header_checksum);
+        (p, h)
+    }
+
+    #[test]
+    fn a_syn_to_a_closed_port_gets_a_reset_acknowledging_it() {
+        let b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([192, 0, 2, 1], [192, 0, 2, 10], 64)
+            .tcp(40000, 9999, 1000, 64240)
+            .syn();
+        let mut f = Vec::new();
+        b.write(&mut f, &[]).unwrap();
+        f.resize(60, 0); // Ethernet padding must not count as payload
+        let ip = l3_of(&f).ipv4().unwrap();
+        let mut slot = slot_with(&f);
+        let len = answer_tcp_reset(&mut slot, f.len(), &ip).unwrap();
+        let (p, h) = answered(&slot[..len]);
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = p.transport else {
+            panic!()
+        };
+        assert_eq!((tcp.source_port(), tcp.destination_port()), (9999, 40000));
+        assert!(tcp.rst() && tcp.ack() && !tcp.syn());
+        assert_eq!(
+            (tcp.sequence_number(), tcp.acknowledgment_number()),
+            (0, 1001)
+        );
+        let want = tcp
+            .to_header()
+            .calc_checksum_ipv4(&h, tcp.payload())
+            .unwrap();
+        assert_eq!(tcp.checksum(), want);
+        // A reset is never answered.
+        let ip = l3_of(&slot[..len]).ipv4().unwrap();
+        assert!(answer_tcp_reset(&mut slot, len, &ip).is_none());
+    }
+
+    #[test]
+    fn a_segment_with_ack_gets_a_reset_with_its_acknowledgment_as_sequence() {
+        let b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([192, 0, 2, 1], [192, 0, 2, 10], 64)
+            .tcp(40000, 9999, 1000, 64240)
+            .ack(777);
+        let mut f = Vec::new();
+        b.write(&mut f, b"data").unwrap();
+        let ip = l3_of(&f).ipv4().unwrap();
+        let mut slot = slot_with(&f);
+        let len = answer_tcp_reset(&mut slot, f.len(), &ip).unwrap();
+        let p = etherparse::SlicedPacket::from_ethernet(&slot[..len]).unwrap();
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = p.transport else {
+            panic!()
+        };
+        assert!(tcp.rst() && !tcp.ack());
+        assert_eq!(tcp.sequence_number(), 777);
+        assert!(tcp.payload().is_empty());
+    }
+
+    #[test]
+    fn a_datagram_to_a_closed_port_gets_port_unreachable_quoting_it() {
+        let b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([192, 0, 2, 1], [192, 0, 2, 10], 64)
+            .udp(40000, 9999);
+        let mut f = Vec::new();
+        b.write(&mut f, b"a query of some length").unwrap();
+        let ip = l3_of(&f).ipv4().unwrap();
+        let mut slot = slot_with(&f);
+        let len = answer_port_unreachable(&mut slot, f.len(), &ip).unwrap();
+        assert_eq!(len, 14 + 20 + 8 + 20 + 8);
+        let (p, _) = answered(&slot[..len]);
+        let Some(etherparse::TransportSlice::Icmpv4(icmp)) = p.transport else {
+            panic!()
+        };
+        assert!(matches!(
+            icmp.icmp_type(),
+            etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::Port
+            )
+        ));
+        assert_eq!(
+            icmp.checksum(),
+            icmp.header().icmp_type.calc_checksum(icmp.payload())
+        );
+        assert_eq!(icmp.payload(), &f[14..14 + 28], "the quote");
     }
 
     /// A new flow whose frame is too short for its rewrite (a UDP header cut after the ports, so

@@ -7,7 +7,9 @@
 //! - uplink, ARP for the uplink address: learn the sender, answer requests (in place);
 //! - uplink, IPv4 to the uplink address: a tracked flow is translated; an ICMP echo request is
 //!   answered; a new TCP/UDP flow to a published port is DNATed to its container (the container
-//!   sees the client's real address: only the destination changes); anything else is dropped;
+//!   sees the client's real address: only the destination changes); a new flow to a port nothing
+//!   publishes is refused as a host refuses it (a TCP reset, an ICMP port unreachable for UDP),
+//!   so clients fail at once instead of waiting for a timeout; anything else is dropped;
 //! - container -> gateway MAC, to the uplink address: hairpin to a published port (source
 //!   translated to the uplink address, so the reply comes back through the switch), or an answered
 //!   ping;
@@ -24,11 +26,12 @@ use super::step::{CtStep, Flow};
 use super::{DropReason, Effects, PacketView, Stage, StageId, Step, Tables, Verdict};
 use crate::rewrite::{icmp_error_quote, is_icmp_error, Rewrite};
 use crate::table::conntrack::{Direction, EntryId, Hop, NatKind, Tuple};
-use crate::table::{NetworkNat, PortRole, Uplink};
+use crate::table::{NetworkNat, PortRole, Publish, Uplink};
 use crate::wire::arp::operation;
 use crate::wire::ethernet::ethertype;
 use crate::wire::icmp::msg_type::{ECHO_REPLY, ECHO_REQUEST};
 use crate::wire::ipv4::protocol::{ICMP, TCP, UDP};
+use crate::wire::tcp::flags as tcp_flags;
 use crate::{DomainId, MacAddr, PortId, VlanId};
 
 /// What `nat` decided.
@@ -55,6 +58,10 @@ pub enum NatAction {
 pub enum Answer {
     Arp,
     IcmpEcho,
+    /// A TCP segment to a port nothing publishes: a reset (RFC 9293 3.10.7.1, as a closed port).
+    TcpReset,
+    /// A UDP datagram to a port nothing publishes: ICMP destination unreachable, port unreachable.
+    PortUnreachable,
 }
 
 /// What to record in the connection table.
@@ -253,14 +260,8 @@ fn from_uplink(
     match p.tuple.proto {
         ICMP if p.icmp_type == Some(ECHO_REQUEST) => NatAction::Answer(Answer::IcmpEcho),
         TCP | UDP => {
-            let Some(publish) = tables.nat.published(p.tuple.proto, p.tuple.dport) else {
-                return NatAction::Drop(DropReason::NoMapping);
-            };
-            let Some(net) = tables.nat.network(publish.domain).filter(|n| n.external) else {
-                return NatAction::Drop(DropReason::NoMapping);
-            };
-            let Some(target_port) = container_port(tables, net, publish.target_mac) else {
-                return NatAction::Drop(DropReason::NoMapping);
+            let Some((publish, net, target_port)) = published(tables, &p) else {
+                return refuse(&p);
             };
             // DNAT only: the container sees the client's own address and port.
             let reply = Tuple {
@@ -423,14 +424,8 @@ fn hairpin(
     if p.tuple.proto != TCP && p.tuple.proto != UDP {
         return NatAction::Drop(DropReason::NoMapping);
     }
-    let Some(publish) = tables.nat.published(p.tuple.proto, p.tuple.dport) else {
-        return NatAction::Drop(DropReason::NoMapping);
-    };
-    let Some(net) = tables.nat.network(publish.domain).filter(|n| n.external) else {
-        return NatAction::Drop(DropReason::NoMapping);
-    };
-    let Some(target_port) = container_port(tables, net, publish.target_mac) else {
-        return NatAction::Drop(DropReason::NoMapping);
+    let Some((publish, net, target_port)) = published(tables, p) else {
+        return refuse(p);
     };
     let Some(sport) = tables.conntrack.pick_port(
         p.tuple.proto,
@@ -467,6 +462,27 @@ fn hairpin(
         tcp_flags: p.tcp_flags,
     };
     insert(flow, tables)
+}
+
+/// The published port a new TCP/UDP flow to the uplink address asks for, the network its
+/// container is on (one that may be reached from outside) and the container's engine port.
+fn published<'t>(tables: &'t Tables, p: &Packet) -> Option<(&'t Publish, &'t NetworkNat, PortId)> {
+    let publish = tables.nat.published(p.tuple.proto, p.tuple.dport)?;
+    let net = tables.nat.network(publish.domain).filter(|n| n.external)?;
+    let port = container_port(tables, net, publish.target_mac)?;
+    Some((publish, net, port))
+}
+
+/// A new flow to a port of the uplink address that nothing publishes: refused as a host with no
+/// listener refuses it. A reset is never answered (RFC 9293), nor is anything but TCP and UDP.
+fn refuse(p: &Packet) -> NatAction {
+    match p.tuple.proto {
+        TCP if p.tcp_flags.is_some_and(|f| f & tcp_flags::RST == 0) => {
+            NatAction::Answer(Answer::TcpReset)
+        }
+        UDP => NatAction::Answer(Answer::PortUnreachable),
+        _ => NatAction::Drop(DropReason::NoMapping),
+    }
 }
 
 /// A container's connection to the world: out of the uplink with the uplink's address.

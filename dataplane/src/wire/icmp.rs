@@ -26,6 +26,14 @@ pub mod msg_type {
     pub const PARAMETER_PROBLEM: u8 = 12;
 }
 
+/// Codes of destination unreachable (RFC 792).
+pub mod unreachable {
+    pub const NET: u8 = 0;
+    pub const HOST: u8 = 1;
+    pub const PROTOCOL: u8 = 2;
+    pub const PORT: u8 = 3;
+}
+
 pub(crate) mod field {
     use core::ops::Range;
 

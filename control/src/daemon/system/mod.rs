@@ -10,6 +10,7 @@
 
 mod engine;
 mod names;
+mod relay;
 mod sync;
 
 pub use engine::CaptureStop;
@@ -40,17 +41,34 @@ pub struct System {
     uplink: Option<(PortId, String, MacAddr)>,
     /// Engine port of each network's parent interface (an L2 uplink), by network name.
     parent_ports: HashMap<String, PortId>,
+    /// Published ports from the host itself (loopback, the gateways, the host's addresses).
+    relay: relay::Relay,
+    /// The uplink's address: ports published on it are the data plane's only.
+    uplink_ip: Option<Ipv4Addr>,
 }
 
 impl System {
-    pub fn new(engine: EngineHandle, netlink: Netlink) -> System {
-        System {
+    pub fn new(engine: EngineHandle, netlink: Netlink) -> anyhow::Result<System> {
+        Ok(System {
             engine,
             netlink,
             host_ports: HashMap::new(),
             endpoint_ports: HashMap::new(),
             uplink: None,
             parent_ports: HashMap::new(),
+            relay: relay::Relay::start().context("starting the port relay")?,
+            uplink_ip: None,
+        })
+    }
+
+    /// The IPv4 addresses of the daemon's namespace (where ports may be published).
+    pub fn host_addresses(&self) -> Vec<Ipv4Addr> {
+        match self.netlink.all_addresses() {
+            Ok(a) => a.into_iter().map(|(ip, _)| ip).collect(),
+            Err(e) => {
+                tracing::warn!("reading the host's addresses: {e}");
+                Vec::new()
+            }
         }
     }
 
@@ -405,6 +423,7 @@ impl System {
             gateway,
         })))?;
         self.uplink = Some((id, ifname.to_string(), mac));
+        self.uplink_ip = Some(ip);
         tracing::info!(uplink = ifname, %ip, prefix, ?gateway, "uplink attached");
         Ok(())
     }
@@ -444,6 +463,10 @@ impl System {
             failures += 1;
         }
         self.sync_hosts(state);
+        for (name, e) in self.sync_relay(state) {
+            tracing::error!(container = %name, "restoring a published port: {e:#}");
+            failures += 1;
+        }
         failures
     }
 }

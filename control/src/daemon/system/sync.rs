@@ -2,11 +2,31 @@
 //! links, isolation) and NAT (networks, published ports), and each container's hosts file.
 
 use std::collections::HashSet;
+use std::net::SocketAddrV4;
 
 use dataplane::{DomainId, NatUpdate, NetworkNat, PolicyUpdate, Publish, Subnet};
 
+use super::relay::{Forward, Proto};
 use super::{guard, hosts_dir, System};
-use crate::model::State;
+use crate::model::links::Protocol;
+use crate::model::{Container, Endpoint, Network, PublishContext, Published, Reach, State};
+
+/// Published ports lead to the endpoint on their network, else to the container's first network
+/// that may have them (not internal).
+fn publish_target<'s>(
+    state: &'s State,
+    c: &'s Container,
+    p: &Published,
+) -> Option<(&'s Endpoint, &'s Network)> {
+    let e = match &p.network {
+        Some(net) => c.endpoint(net)?,
+        None => c
+            .endpoints
+            .iter()
+            .find(|e| state.networks.get(&e.network).is_some_and(|n| !n.internal))?,
+    };
+    Some((e, state.networks.get(&e.network)?))
+}
 
 impl System {
     /// Pushes the whole policy computed from `state`: icc per network, every link rule, and the
@@ -76,19 +96,9 @@ impl System {
         self.engine.set_nat(NatUpdate::Networks(networks))?;
         let mut publish = Vec::new();
         for c in state.containers.values() {
-            // Published ports lead to the endpoint on their network, else to the container's
-            // first network that may have them.
-            let first = c
-                .endpoints
-                .iter()
-                .find(|e| state.networks.get(&e.network).is_some_and(|n| !n.internal));
-            for p in &c.published {
-                let target = match &p.network {
-                    Some(net) => c.endpoint(net),
-                    None => first,
-                };
-                let Some((e, n)) = target.and_then(|e| Some((e, state.networks.get(&e.network)?)))
-                else {
+            // Ports published on a host address only (127.0.0.1, say) are the relay's.
+            for p in c.published.iter().filter(|p| self.reach(p).uplink) {
+                let Some((e, n)) = publish_target(state, c, p) else {
                     continue;
                 };
                 publish.push(Publish {
@@ -104,6 +114,73 @@ impl System {
         }
         self.engine.set_nat(NatUpdate::Publish(publish))?;
         Ok(())
+    }
+
+    /// Makes the relay serve every port published on a host address (all of them, loopback, or
+    /// one): from the host's own namespace and through the gateways, these never reach the data
+    /// plane. Returns the ports that could not be served (say, the host port is in use by another
+    /// program), with their container's name.
+    pub fn sync_relay(&self, state: &State) -> Vec<(String, anyhow::Error)> {
+        let mut forwards = Vec::new();
+        let mut owners = Vec::new();
+        for c in state.containers.values() {
+            for p in c.published.iter().filter(|p| self.reach(p).host) {
+                let Some((e, _)) = publish_target(state, c, p) else {
+                    continue;
+                };
+                let m = &p.mapping;
+                forwards.push(Forward {
+                    proto: match m.protocol {
+                        Protocol::Tcp => Proto::Tcp,
+                        Protocol::Udp => Proto::Udp,
+                    },
+                    listen: SocketAddrV4::new(m.host_ip, m.host_port),
+                    target: SocketAddrV4::new(e.ip, m.container_port),
+                });
+                owners.push(c.name.clone());
+            }
+        }
+        let failed = self.relay.set(forwards.clone());
+        failed
+            .into_iter()
+            .map(|(f, e)| {
+                let owner = forwards
+                    .iter()
+                    .position(|x| *x == f)
+                    .map(|i| owners[i].clone())
+                    .unwrap_or_default();
+                let proto = match f.proto {
+                    Proto::Tcp => "tcp",
+                    Proto::Udp => "udp",
+                };
+                (
+                    owner,
+                    anyhow::anyhow!("cannot listen on {}/{proto} on the host: {e}", f.listen),
+                )
+            })
+            .collect()
+    }
+
+    /// One line for `switchyard status`: what the relay did since the daemon started.
+    pub fn relay_summary(&self) -> String {
+        let c = &self.relay.counters;
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        format!(
+            "port relay (host-local clients of published ports): {} connections, {} failed, {} refused (full), {} bytes, {} datagrams\n",
+            n(&c.accepted),
+            n(&c.failed),
+            n(&c.refused),
+            n(&c.bytes),
+            n(&c.datagrams)
+        )
+    }
+
+    fn reach(&self, p: &Published) -> Reach {
+        PublishContext {
+            uplink: self.uplink_ip,
+            ..PublishContext::default()
+        }
+        .reach(p.mapping.host_ip)
     }
 
     /// Writes `/etc/netns/NAME/hosts` of every container (what `ip netns exec` and
