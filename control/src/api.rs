@@ -225,6 +225,10 @@ pub struct ContainerCreate {
     pub network: String,
     pub ip: Option<String>,
     pub mac: Option<String>,
+    /// `-e KEY=VALUE` and `--env-file` lines, as `KEY=VALUE` (the client takes a bare `KEY` from
+    /// its own environment, as Docker's does).
+    #[serde(default)]
+    pub env: Vec<String>,
     /// `PORT[/PROTO]` or `START-END[/PROTO]` as typed.
     #[serde(default)]
     pub expose: Vec<String>,
@@ -249,6 +253,9 @@ pub struct ContainerCreate {
     /// container then has no namespace of switchyard's (mode `handoff`).
     #[serde(default)]
     pub handoff: Option<String>,
+    /// `--hostname`: the container's host name (default: its short ID).
+    #[serde(default)]
+    pub hostname: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -536,6 +543,12 @@ pub struct ContainerInspect {
 pub struct ContainerConfigInspect {
     /// `{"5432/tcp": {}}`, as Docker writes it.
     pub exposed_ports: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// The container's host name (its short ID unless `--hostname`; `container:X` has X's).
+    #[serde(default)]
+    pub hostname: String,
+    /// `PATH` and the `-e` variables, as Docker's `Config.Env`.
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

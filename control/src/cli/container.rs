@@ -26,6 +26,14 @@ pub enum ContainerCommand {
         /// A fixed MAC (default: random, locally administered).
         #[arg(long, value_name = "MAC")]
         mac: Option<String>,
+        /// Set an environment variable of the container (a bare KEY takes this shell's value, as
+        /// Docker's does). Repeat.
+        #[arg(long = "env", short = 'e', value_name = "KEY[=VALUE]")]
+        env: Vec<String>,
+        /// Read environment variables from a file: KEY=VALUE lines, `#` comments, a bare KEY
+        /// from this shell (Docker's format; -e given later wins). Repeat.
+        #[arg(long = "env-file", value_name = "FILE")]
+        env_file: Vec<std::path::PathBuf>,
         /// A port the container offers to linked containers: PORT[/tcp|udp] or START-END[/PROTO]. Repeat.
         #[arg(long, value_name = "PORT[/PROTO]")]
         expose: Vec<String>,
@@ -48,6 +56,9 @@ pub enum ContainerCommand {
         /// plugin and CNI runtimes do. Deleting the container deletes the veth wherever it is.
         #[arg(long, value_name = "IFNAME")]
         handoff: Option<String>,
+        /// The container's host name (default: its short ID, as Docker's).
+        #[arg(long, value_name = "NAME")]
+        hostname: Option<String>,
     },
     /// Print the environment variables Docker would give the container for its links.
     Env { name: String },
@@ -91,25 +102,36 @@ pub fn run(cmd: ContainerCommand, socket: &Path) -> ExitCode {
             network,
             ip,
             mac,
+            env,
+            env_file,
             expose,
             links,
             allow_spoofing,
             publish,
             publish_all,
             handoff,
-        } => Request::ContainerCreate(ContainerCreate {
-            name,
-            network,
-            ip,
-            mac,
-            expose,
-            links,
-            allow_spoofing,
-            publish,
-            publish_all,
-            handoff,
-            id: None,
-        }),
+            hostname,
+        } => {
+            let env = match environment(&env_file, &env, |k| std::env::var(k).ok()) {
+                Ok(env) => env,
+                Err(e) => return fail(crate::process::EXIT_BAD_INPUT, &e),
+            };
+            Request::ContainerCreate(ContainerCreate {
+                name,
+                network,
+                ip,
+                mac,
+                env,
+                expose,
+                links,
+                allow_spoofing,
+                publish,
+                publish_all,
+                handoff,
+                id: None,
+                hostname,
+            })
+        }
         ContainerCommand::Env { name } => Request::ContainerEnv { name },
         ContainerCommand::Link { name, link } => Request::ContainerLink { name, link },
         ContainerCommand::Unlink { name, alias } => Request::ContainerUnlink { name, alias },
@@ -165,13 +187,26 @@ pub fn run(cmd: ContainerCommand, socket: &Path) -> ExitCode {
 }
 
 /// Asks the daemon that the container exists, enters its namespace and replaces this process
-/// with the command, so its exit code is the command's.
+/// with the command, so its exit code is the command's. The command runs as `docker exec` runs
+/// it: with the container's environment (not the caller's) and its host name (in a UTS
+/// namespace of its own, made for this command).
 fn exec(socket: &Path, name: &str, command: &[String]) -> ExitCode {
     let names = vec![name.to_string()];
-    let sandbox = match api::call(socket, Request::ContainerInspect { names }) {
-        Ok(Response::ContainerDetails(d)) if !d.is_empty() => {
-            d[0].network_settings.sandbox_key.clone()
-        }
+    let (sandbox, hostname) = match api::call(socket, Request::ContainerInspect { names }) {
+        Ok(Response::ContainerDetails(d)) if !d.is_empty() => (
+            d[0].network_settings.sandbox_key.clone(),
+            d[0].config.hostname.clone(),
+        ),
+        Ok(other) => return unexpected(other),
+        Err(e) => return client_fail(e),
+    };
+    let env = match api::call(
+        socket,
+        Request::ContainerEnv {
+            name: name.to_string(),
+        },
+    ) {
+        Ok(Response::Env(env)) => env,
         Ok(other) => return unexpected(other),
         Err(e) => return client_fail(e),
     };
@@ -180,12 +215,101 @@ fn exec(socket: &Path, name: &str, command: &[String]) -> ExitCode {
     let entered = match sandbox.strip_prefix("/run/netns/") {
         Some(ns) => crate::netns::enter_for_exec(ns),
         None => crate::netns::enter_path_for_exec(std::path::Path::new(&sandbox), None),
-    };
+    }
+    .and_then(|()| match hostname.as_str() {
+        "" => Ok(()),
+        h => crate::netns::enter_uts_for_exec(h),
+    });
     if let Err(e) = entered {
         return fail(1, &anyhow::Error::new(e));
     }
     let err = std::process::Command::new(&command[0])
         .args(&command[1..])
+        .env_clear()
+        .envs(env)
         .exec();
     fail(127, &anyhow::anyhow!("cannot run '{}': {err}", command[0]))
+}
+
+/// The container's variables from `--env-file`s then `-e`s, as Docker's client reads them: a
+/// file's lines are `KEY=VALUE`, blank, or `#` comments (leading whitespace ignored); a bare
+/// `KEY` (in a file or after `-e`) takes `lookup(KEY)` and is left out when that has none.
+fn environment(
+    files: &[std::path::PathBuf],
+    flags: &[String],
+    lookup: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Vec<String>> {
+    let resolve = |entry: &str| -> Option<String> {
+        match entry.split_once('=') {
+            Some(_) => Some(entry.to_string()),
+            None => lookup(entry).map(|v| format!("{entry}={v}")),
+        }
+    };
+    let mut env = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("--env-file {}: {e}", file.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim_start_matches('\u{feff}').trim_start();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let key = line.split_once('=').map_or(line, |(k, _)| k);
+            if key.chars().any(char::is_whitespace) {
+                anyhow::bail!(
+                    "--env-file {} line {}: variable '{key}' contains whitespaces",
+                    file.display(),
+                    n + 1
+                );
+            }
+            env.extend(resolve(line));
+        }
+    }
+    env.extend(flags.iter().filter_map(|f| resolve(f)));
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_files_then_flags_with_bare_keys_from_the_shell() {
+        let dir = std::env::temp_dir().join(format!("sy-envfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("env");
+        std::fs::write(
+            &file,
+            "\u{feff}# a comment\n\nA=1\n  B=two words \nFROM_SHELL\nUNSET\nC=x=y\n",
+        )
+        .unwrap();
+        let lookup = |k: &str| (k == "FROM_SHELL").then(|| "shell".to_string());
+        let env = environment(
+            std::slice::from_ref(&file),
+            &["A=3".into(), "FROM_SHELL".into(), "UNSET".into()],
+            lookup,
+        )
+        .unwrap();
+        assert_eq!(
+            env,
+            [
+                "A=1",
+                "B=two words ",
+                "FROM_SHELL=shell",
+                "C=x=y",
+                "A=3",
+                "FROM_SHELL=shell"
+            ]
+        );
+        std::fs::write(&file, "GOOD=1\nBAD KEY=2\n").unwrap();
+        let err = environment(std::slice::from_ref(&file), &[], lookup).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("line 2: variable 'BAD KEY' contains whitespaces"),
+            "{err}"
+        );
+        let err = environment(&[dir.join("missing")], &[], lookup).unwrap_err();
+        assert!(err.to_string().contains("--env-file"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -65,7 +65,9 @@ impl Daemon {
             Request::NetworkDisconnect { network, container } => {
                 self.disconnect(&network, &container)
             }
-            Request::ContainerEnv { name } => Ok(Response::Env(self.state.link_env(&name)?)),
+            Request::ContainerEnv { name } => Ok(Response::Env(
+                self.state.exec_env(&name, &system::host_hostname())?,
+            )),
             Request::ContainerPort { name, filter } => {
                 self.container_port(&name, filter.as_deref())
             }

@@ -28,6 +28,10 @@ pub struct Container {
     /// `--allow-spoofing`: may send from any MAC and address (router-like containers).
     #[serde(default)]
     pub allow_spoofing: bool,
+    /// `-e KEY=VALUE`, `--env-file`: the container's own variables, as given (Docker's
+    /// `Config.Env`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
     /// `-p` / `-P`: ports published on the uplink address.
     #[serde(default)]
     pub published: Vec<Published>,
@@ -35,6 +39,9 @@ pub struct Container {
     /// `lo` (`none`), the daemon's namespace (`host`), or another container's (`container:X`).
     #[serde(default)]
     pub mode: NetworkMode,
+    /// `--hostname` (default: the short ID, as Docker's; `container:X` has X's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -322,6 +329,7 @@ impl State {
             exposed.iter().map(|x| (x.port, x.protocol)).collect();
         let mappings =
             self.allocate_published(&req.name, net, &specs, req.publish_all, &exposed_ports, ctx)?;
+        let (env, hostname) = environment(req)?;
         let mut endpoint = self.new_endpoint(
             &req.name,
             &[],
@@ -345,8 +353,10 @@ impl State {
             exposed,
             links,
             allow_spoofing: req.allow_spoofing,
+            env,
             published: Vec::new(),
             mode,
+            hostname,
         };
         let mut container = container;
         // Docker exposes what it publishes (links see those ports too).
@@ -459,6 +469,13 @@ impl State {
                 "--ip and --mac need a network; --network {what} has none of its own"
             )));
         }
+        let (env, hostname) = environment(req)?;
+        if hostname.is_some() && matches!(mode, NetworkMode::Container(_)) {
+            // Docker's own words: the joiner has the other container's host name.
+            return Err(bad(format!(
+                "conflicting options: --hostname and --network {what} (the container has the host name of the one it joins)"
+            )));
+        }
         if !req.links.is_empty() {
             return Err(bad(format!(
                 "--link needs a network; --network {what} has none of its own"
@@ -478,8 +495,10 @@ impl State {
             exposed,
             links: Vec::new(),
             allow_spoofing: false,
+            env,
             published: Vec::new(),
             mode,
+            hostname,
         };
         Ok(self.containers.entry(req.name.clone()).or_insert(container))
     }
@@ -593,11 +612,13 @@ impl State {
                 exposed: Vec::new(),
                 links: Vec::new(),
                 allow_spoofing: false,
+                env: Vec::new(),
                 published: Vec::new(),
                 mode: NetworkMode::External {
                     path: path.to_string(),
                     inode,
                 },
+                hostname: None,
             });
         c.endpoints.push(endpoint.clone());
         c.published.extend(published);
@@ -779,6 +800,51 @@ impl State {
             (!n.internal).then_some((e, n.gateway()))
         })
     }
+}
+
+/// `-e` and `--hostname`, checked: `KEY=VALUE` with a key Docker accepts (not empty, no
+/// whitespace; the value may hold anything but NUL), and a host name of DNS labels.
+fn environment(req: &ContainerCreate) -> Result<(Vec<String>, Option<String>), ApiError> {
+    for var in &req.env {
+        let Some((key, value)) = var.split_once('=') else {
+            return Err(bad(format!(
+                "invalid environment variable '{var}': expected KEY=VALUE"
+            )));
+        };
+        if key.is_empty() {
+            return Err(bad(format!(
+                "invalid environment variable '{var}': the name is empty"
+            )));
+        }
+        if key.chars().any(|c| c.is_whitespace() || c == '\0') || value.contains('\0') {
+            return Err(bad(format!(
+                "invalid environment variable '{key}': the name contains whitespace or NUL (or the value NUL)"
+            )));
+        }
+    }
+    if let Some(h) = &req.hostname {
+        validate_hostname(h)?;
+    }
+    Ok((req.env.clone(), req.hostname.clone()))
+}
+
+/// A host name as `sethostname(2)` and resolvers take it: 1-63 characters per label of letters,
+/// digits and `-` (not at either end), labels joined by dots, at most 64 characters in all
+/// (the kernel's HOST_NAME_MAX).
+fn validate_hostname(h: &str) -> Result<(), ApiError> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    if h.len() > 64 || !h.split('.').all(label_ok) {
+        return Err(bad(format!(
+            "invalid hostname '{h}': use letters, digits, '-' and '.', at most 64 characters"
+        )));
+    }
+    Ok(())
 }
 
 /// Docker names its host-side veths `veth` + 7 hex digits.

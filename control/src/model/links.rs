@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 use dataplane::{LinkPort, LinkRule};
 use serde::{Deserialize, Serialize};
 
-use super::{bad, validate_name, Container, State};
+use super::{bad, validate_name, Container, NetworkMode, State};
 use crate::api::ApiError;
 pub use crate::api::Protocol;
 
@@ -228,30 +228,109 @@ impl State {
                 env.push((format!("{var}_PORT"), x.port.to_string()));
                 env.push((format!("{var}_PROTO"), x.protocol.to_string()));
             }
+            // The child's own variables, as Docker's `Link::ToEnv` gives them (not HOME, PATH).
+            for (key, value) in child.env.iter().filter_map(|v| v.split_once('=')) {
+                if key != "HOME" && key != "PATH" {
+                    env.push((format!("{prefix}_ENV_{key}"), value.to_string()));
+                }
+            }
         }
         Ok(env)
     }
 
-    /// The container's /etc/hosts: localhost, its own name, and one line per link alias.
-    pub fn hosts_file(&self, c: &Container) -> String {
-        let mut out =
-            String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-        for e in &c.endpoints {
-            out.push_str(&format!("{}\t{}\n", e.ip, c.name));
+    /// The container's host name: `--hostname`, else its short ID (Docker's default); a
+    /// `container:X` joiner has X's. `None` for `--network host`: the host's own.
+    pub fn hostname_of(&self, c: &Container) -> Option<String> {
+        match &c.mode {
+            NetworkMode::Host => None,
+            NetworkMode::Container(other) => match self.containers.get(other) {
+                Some(o) if o.name != c.name => self.hostname_of(o),
+                _ => None,
+            },
+            _ => Some(
+                c.hostname
+                    .clone()
+                    .unwrap_or_else(|| c.id.chars().take(12).collect()),
+            ),
         }
+    }
+
+    /// `container env NAME`, and what `container exec` runs with: the environment Docker gives a
+    /// container's processes (`docker exec NAME env`): `PATH`, `HOSTNAME` (`host` gives the
+    /// daemon host's `host_hostname`), the link variables, then the container's own `-e`
+    /// variables, which replace same-named ones, and `HOME=/root` unless given.
+    pub fn exec_env(
+        &self,
+        name: &str,
+        host_hostname: &str,
+    ) -> Result<Vec<(String, String)>, ApiError> {
+        let c = self.container(name)?;
+        let mut env = vec![
+            ("PATH".to_string(), DEFAULT_PATH.to_string()),
+            (
+                "HOSTNAME".to_string(),
+                self.hostname_of(c)
+                    .unwrap_or_else(|| host_hostname.to_string()),
+            ),
+        ];
+        env.extend(self.link_env(name)?);
+        for (key, value) in c.env.iter().filter_map(|v| v.split_once('=')) {
+            match env.iter_mut().find(|(k, _)| k == key) {
+                Some(slot) => slot.1 = value.to_string(),
+                None => env.push((key.to_string(), value.to_string())),
+            }
+        }
+        if !env.iter().any(|(k, _)| k == "HOME") {
+            env.push(("HOME".to_string(), "/root".to_string()));
+        }
+        Ok(env)
+    }
+
+    /// The container's /etc/hosts as Docker writes it: localhost and the IPv6 lines, one line
+    /// per link (`IP\tALIAS CHILD-HOSTNAME CHILD-NAME`, the name left out when it is the alias),
+    /// then the container's own address with its host name.
+    pub fn hosts_file(&self, c: &Container) -> String {
+        let mut out = String::from(DEFAULT_HOSTS);
         for link in &c.links {
             let Some(child) = self.containers.get(&link.container) else {
                 continue;
             };
             if let Some(ip) = self.link_address(c, child) {
+                let child_host = self.hostname_of(child).unwrap_or_default();
                 if link.alias == child.name {
-                    out.push_str(&format!("{ip}\t{}\n", link.alias));
+                    out.push_str(&format!("{ip}\t{} {child_host}\n", link.alias));
                 } else {
-                    out.push_str(&format!("{ip}\t{} {}\n", link.alias, child.name));
+                    out.push_str(&format!(
+                        "{ip}\t{} {child_host} {}\n",
+                        link.alias, child.name
+                    ));
                 }
             }
         }
+        let hostname = self.hostname_of(c).unwrap_or_default();
+        for e in &c.endpoints {
+            out.push_str(&format!("{}\t{hostname}\n", e.ip));
+        }
         out
+    }
+}
+
+/// Docker's `PATH` for containers whose image sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The lines Docker's /etc/hosts starts with (libnetwork's `etchosts`).
+const DEFAULT_HOSTS: &str = "127.0.0.1\tlocalhost
+::1\tlocalhost ip6-localhost ip6-loopback
+fe00::0\tip6-localnet
+ff00::0\tip6-mcastprefix
+ff02::1\tip6-allnodes
+ff02::2\tip6-allrouters
+";
+
+impl State {
+    /// `/etc/hostname` as Docker writes it.
+    pub fn hostname_file(&self, c: &Container) -> Option<String> {
+        self.hostname_of(c).map(|h| format!("{h}\n"))
     }
 }
 

@@ -189,6 +189,10 @@ impl State {
                     .iter()
                     .map(|x| (x.to_string(), serde_json::Map::new()))
                     .collect(),
+                hostname: self.hostname_of(c).unwrap_or_default(),
+                env: std::iter::once(format!("PATH={}", super::links::DEFAULT_PATH))
+                    .chain(c.env.iter().cloned())
+                    .collect(),
             },
             host_config: HostConfigInspect {
                 network_mode: c.mode.docker_name(),

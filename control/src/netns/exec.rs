@@ -39,6 +39,15 @@ pub fn enter_path_for_exec(path: &Path, etc: Option<&str>) -> Result<()> {
     enter(ns, &path.display().to_string(), etc)
 }
 
+/// Gives the calling thread a UTS namespace of its own with host name `hostname`, right before
+/// `exec` (after `enter_for_exec`): the container's host name for this command only. Containers
+/// keep no UTS namespace between commands; the name lives in the daemon's state.
+pub fn enter_uts_for_exec(hostname: &str) -> Result<()> {
+    sys::unshare(libc::CLONE_NEWUTS)
+        .map_err(|err| os("unshare(CLONE_NEWUTS) for the container's host name", err))?;
+    sys::sethostname(hostname).map_err(|err| os(format!("sethostname({hostname:?})"), err))
+}
+
 fn enter(ns: NetNs, name: &str, etc: Option<&str>) -> Result<()> {
     let op = format!("entering network namespace '{name}' for exec");
     sys::setns(ns.fd(), libc::CLONE_NEWNET)

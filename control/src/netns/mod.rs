@@ -34,7 +34,7 @@ mod sys;
 #[cfg(test)]
 mod tests;
 
-pub use exec::{enter_for_exec, enter_path_for_exec};
+pub use exec::{enter_for_exec, enter_path_for_exec, enter_uts_for_exec};
 pub use garp::send_gratuitous_arp;
 pub use link::{LinkInfo, Netlink};
 

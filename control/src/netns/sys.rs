@@ -52,6 +52,12 @@ pub(super) fn unshare(flags: libc::c_int) -> io::Result<()> {
     check(unsafe { libc::unshare(flags) }).map(drop)
 }
 
+pub(super) fn sethostname(name: &str) -> io::Result<()> {
+    // SAFETY: sethostname(2) reads exactly `len` bytes from the pointer, which borrows `name`
+    // for the whole call; it changes only the calling thread's UTS namespace.
+    check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(drop)
+}
+
 pub(super) fn mount(
     src: &Path,
     target: &Path,

@@ -471,6 +471,13 @@ impl System {
     }
 }
 
+/// The host name of the daemon's host (what `--network host` containers have).
+pub fn host_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
 /// IPv4 routes of the namespace of `netlink`, as networks (subnets overlapping them are skipped).
 pub fn routes(netlink: &Netlink) -> Vec<Ipv4Net> {
     match netlink.routes_v4() {

@@ -183,16 +183,21 @@ impl System {
         .reach(p.mapping.host_ip)
     }
 
-    /// Writes `/etc/netns/NAME/hosts` of every container (what `ip netns exec` and
-    /// `container exec` show as /etc/hosts): its own name and its link aliases.
+    /// Writes `/etc/netns/NAME/hosts` and `hostname` of every container (what `ip netns exec`
+    /// and `container exec` show in /etc), as Docker writes them.
     pub fn sync_hosts(&self, state: &State) {
         for c in state.containers.values().filter(|c| c.owns_netns()) {
             let dir = hosts_dir(c);
             let write = || -> std::io::Result<()> {
                 std::fs::create_dir_all(&dir)?;
-                let tmp = dir.join(".hosts.switchyard");
-                std::fs::write(&tmp, state.hosts_file(c))?;
-                std::fs::rename(&tmp, dir.join("hosts"))
+                let mut files = vec![("hosts", state.hosts_file(c))];
+                files.extend(state.hostname_file(c).map(|h| ("hostname", h)));
+                for (name, text) in files {
+                    let tmp = dir.join(format!(".{name}.switchyard"));
+                    std::fs::write(&tmp, text)?;
+                    std::fs::rename(&tmp, dir.join(name))?;
+                }
+                Ok(())
             };
             if let Err(e) = write() {
                 tracing::warn!(container = %c.name, "writing {}/hosts: {e}", dir.display());

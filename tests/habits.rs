@@ -1,0 +1,164 @@
+//! Docker's everyday habits: the container's own environment in `container exec`, its host
+//! name, and its /etc/hosts and /etc/hostname as Docker writes them. Real clients (`env`,
+//! `hostname`, `cat`, `getent`) run inside the containers.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn short_id(lab: &Lab, name: &str) -> String {
+    lab.inspect("container", name)["Id"].as_str().unwrap()[..12].to_string()
+}
+
+fn exec(lab: &Lab, name: &str, cmd: &[&str]) -> String {
+    let mut args = vec!["container", "exec", name, "--"];
+    args.extend_from_slice(cmd);
+    lab.cli_ok(&args)
+}
+
+#[test]
+fn exec_has_the_containers_environment_host_name_and_files() {
+    let mut lab = Lab::new("hb");
+    lab.daemon("d", &[]);
+    let env_file = lab.dir.join("db.env");
+    std::fs::write(
+        &env_file,
+        "# the database\nPOSTGRES_USER=app\n\nGREETING=hello world\n",
+    )
+    .unwrap();
+    let env_file = env_file.display().to_string();
+    let db = lab.container(
+        "db",
+        &[
+            "--expose",
+            "5432",
+            "--env-file",
+            &env_file,
+            "-e",
+            "LEVEL=3",
+            "--hostname",
+            "dbhost",
+        ],
+    );
+    let web = lab.container(
+        "web",
+        &[
+            "--link",
+            &format!("{db}:db"),
+            "-e",
+            "A=1",
+            "-e",
+            "PATH=/usr/bin:/bin",
+        ],
+    );
+    let web_id = short_id(&lab, &web);
+
+    // `container exec` runs with the container's variables, not the caller's.
+    let out = Command::new(switchyard_bin())
+        .args(["container", "exec", &web, "--", "env"])
+        .env("SWITCHYARD_SOCKET", lab.socket())
+        .env("CALLER_SECRET", "leaked")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let env = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = env.lines().collect();
+    for want in [
+        "PATH=/usr/bin:/bin".to_string(),
+        format!("HOSTNAME={web_id}"),
+        "A=1".to_string(),
+        format!("DB_NAME=/{web}/db"),
+        "DB_PORT_5432_TCP=tcp://172.17.0.2:5432".to_string(),
+        "DB_ENV_POSTGRES_USER=app".to_string(),
+        "DB_ENV_GREETING=hello world".to_string(),
+        "DB_ENV_LEVEL=3".to_string(),
+        "HOME=/root".to_string(),
+    ] {
+        assert!(lines.contains(&want.as_str()), "missing {want} in:\n{env}");
+    }
+    assert!(!env.contains("CALLER_SECRET"), "{env}");
+    let mut listed: Vec<String> = lab
+        .cli_ok(&["container", "env", &web])
+        .lines()
+        .map(String::from)
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed, lines,
+        "container env says the same (exec's is sorted)"
+    );
+    // Docker's default PATH when the container sets none.
+    let db_env = exec(&lab, &db, &["env"]);
+    assert!(
+        db_env.contains("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"),
+        "{db_env}"
+    );
+    assert!(db_env.contains("HOSTNAME=dbhost\n"), "{db_env}");
+
+    // Host names: --hostname, else the short ID; /etc/hostname agrees.
+    assert_eq!(exec(&lab, &db, &["hostname"]), "dbhost\n");
+    assert_eq!(exec(&lab, &web, &["hostname"]), format!("{web_id}\n"));
+    assert_eq!(
+        exec(&lab, &web, &["cat", "/etc/hostname"]),
+        format!("{web_id}\n")
+    );
+    assert_eq!(
+        lab.inspect("container", &web)["Config"]["Hostname"],
+        web_id.as_str()
+    );
+    assert_eq!(
+        lab.inspect("container", &db)["Config"]["Env"],
+        serde_json::json!([
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "POSTGRES_USER=app",
+            "GREETING=hello world",
+            "LEVEL=3"
+        ])
+    );
+    // The host's own name is untouched.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_ne!(host.trim(), web_id);
+
+    // /etc/hosts exactly as Docker writes it, and resolvers read it.
+    let hosts = exec(&lab, &web, &["cat", "/etc/hosts"]);
+    assert_eq!(
+        hosts,
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
+             ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n\
+             172.17.0.2\tdb dbhost {db}\n172.17.0.3\t{web_id}\n"
+        )
+    );
+    assert!(exec(&lab, &web, &["getent", "hosts", "dbhost"]).starts_with("172.17.0.2"));
+    assert!(exec(&lab, &web, &["getent", "hosts", &web_id]).starts_with("172.17.0.3"));
+
+    // A container joining db's namespace has db's host name.
+    let joiner = lab.container("j", &["--network", &format!("container:{db}")]);
+    assert_eq!(exec(&lab, &joiner, &["hostname"]), "dbhost\n");
+    assert!(exec(&lab, &joiner, &["env"]).contains("HOSTNAME=dbhost\n"));
+
+    // Bad input: one line, exit 2, nothing created.
+    let x = lab.adopt("x");
+    let missing = lab.dir.join("missing.env").display().to_string();
+    for (args, expected) in [
+        (vec!["-e", "=1"], "the name is empty"),
+        (vec!["--hostname", "no_underscores"], "invalid hostname"),
+        (vec!["--env-file", missing.as_str()], "--env-file"),
+        (
+            vec!["--network", &format!("container:{db}"), "--hostname", "h"],
+            "conflicting options",
+        ),
+    ] {
+        let before = lab.cli_ok(&["container", "ls"]);
+        let mut full = vec!["container", "create", x.as_str()];
+        full.extend_from_slice(&args);
+        let out = lab.cli(&full);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert_eq!(lab.cli_ok(&["container", "ls"]), before);
+    }
+}
