@@ -162,3 +162,89 @@ fn exec_has_the_containers_environment_host_name_and_files() {
         assert_eq!(lab.cli_ok(&["container", "ls"]), before);
     }
 }
+
+/// Kills a process that is not our child (a daemon started by a shell that exited) on drop.
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: kill(2) with the pid the daemon reported for itself.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Starts `switchyard daemon` in the lab's switch namespace from `sh -c '... &'` wrapped in
+/// `shell` (a format string with `{}` for the daemon's command line), so the shell exits at once
+/// and the daemon is re-parented; the daemon runs in network namespace `netns`. Returns the
+/// daemon's stderr path.
+fn start_detached(lab: &Lab, netns: &str, shell: &str) -> std::path::PathBuf {
+    let err = lab.dir.join("detached.err");
+    let daemon = format!(
+        "setsid ip netns exec {netns} {} daemon --state-dir {} --socket {} </dev/null >/dev/null 2>{}",
+        switchyard_bin(),
+        lab.state_dir().display(),
+        lab.socket().display(),
+        err.display()
+    );
+    must(&["sh", "-c", &shell.replace("{}", &daemon)]);
+    err
+}
+
+/// Waits for the detached daemon to say it is ready (returns its pid) or to stop (`None`).
+fn detached_outcome(err: &std::path::Path) -> (Option<u32>, String) {
+    let start = std::time::Instant::now();
+    loop {
+        let log = std::fs::read_to_string(err).unwrap_or_default();
+        if let Some(pid) = log
+            .lines()
+            .find(|l| l.contains("daemon ready"))
+            .and_then(|l| l.split("pid=").nth(1))
+            .and_then(|p| p.trim().parse().ok())
+        {
+            return (Some(pid), log);
+        }
+        if log.contains("error:") || start.elapsed() > std::time::Duration::from_secs(20) {
+            return (None, log);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_daemon_started_from_a_shell_that_exits_makes_usable_containers() {
+    let mut lab = Lab::new("hx");
+    let err = start_detached(&lab, &lab.ns("sw"), "{} &");
+    let (pid, log) = detached_outcome(&err);
+    let _daemon = KillOnDrop(pid);
+    assert!(pid.is_some(), "{log}");
+    let c = lab.container("c", &[]);
+    // The namespace is visible outside the daemon: to `ip netns exec` here, and to
+    // `container exec`.
+    let addrs = must(&[
+        "ip", "netns", "exec", &c, "ip", "-br", "addr", "show", "eth0",
+    ]);
+    assert!(addrs.contains("172.17.0.2/16"), "{addrs}");
+    let addrs = exec(&lab, &c, &["ip", "-br", "addr", "show", "eth0"]);
+    assert!(addrs.contains("172.17.0.2/16"), "{addrs}");
+}
+
+#[test]
+fn a_daemon_whose_namespaces_no_one_could_see_refuses_to_start() {
+    let lab = Lab::new("hy");
+    // A mount namespace with a /run/netns of its own where the daemon's network namespace is
+    // named, gone once its shell exits: names the daemon mounts would reach no one.
+    let hidden = format!("{}-hidden", lab.tag);
+    let shell = format!(
+        "unshare --mount --propagation unchanged sh -c \
+         'mount --make-private /run/netns && mount --make-shared /run/netns && \
+          ip netns add {hidden} && (sleep 0.5; exec {{}}) &'"
+    );
+    let err = start_detached(&lab, &hidden, &shell);
+    let (pid, log) = detached_outcome(&err);
+    let _daemon = KillOnDrop(pid);
+    assert!(pid.is_none(), "started: {log}");
+    assert!(log.contains("nsenter --net="), "{log}");
+    assert_eq!(log.lines().count(), 1, "{log}");
+}

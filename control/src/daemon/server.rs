@@ -217,6 +217,9 @@ fn start(
     uplink: Option<UplinkArgs>,
     config: EngineConfig,
 ) -> anyhow::Result<Daemon> {
+    // First, while whoever started us may still be there: where container namespaces are named
+    // (refused if no one else could see them).
+    crate::netns::check_names_visible().map_err(|e| BadStart(e.to_string()))?;
     let store = Store::open(&args.state_dir)?;
     let netlink = Netlink::current().context("opening rtnetlink")?;
     if args.ip_forward {

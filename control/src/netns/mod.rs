@@ -85,6 +85,9 @@ pub enum NetnsError {
     /// A netlink operation referred to an interface that does not exist.
     #[error("{op}: no interface named '{name}' in this namespace")]
     NoSuchLink { op: String, name: String },
+    /// Namespaces this process would name could be seen by no one else (and why, and the fix).
+    #[error("{0}")]
+    Hidden(String),
     /// The kernel sent something netlink-packet-route could not parse.
     #[error("{op}: malformed netlink reply: {detail}")]
     Decode { op: String, detail: String },
@@ -228,16 +231,16 @@ fn on_helper_thread<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> 
     })
 }
 
-/// The mount namespace that owns `/run/netns`, as (fd, pid of a process in it),
-/// or `None` if that is the calling thread's own mount namespace.
-///
-/// That is PID 1's. If `/proc/1/ns/mnt` cannot be opened even as root (some
-/// sandboxes deny ptrace-level access to their init), fall back to the outermost
-/// ancestor of ours whose mount namespace we may open: the closest thing to "the
-/// system's" mount namespace that we can see.
-fn host_mnt_ns() -> Result<Option<(OwnedFd, u32)>> {
-    let own_path = Path::new("/proc/thread-self/ns/mnt");
-    let own = sys::open(own_path, libc::O_RDONLY, 0)
+/// The mount namespace that owns `/run/netns`, as (fd, pid of a process that was in it when it
+/// was found), or `None` if that is the calling thread's own mount namespace. Found once per
+/// process and held open, so it stays reachable when that process (say, the shell that ran `ip
+/// netns exec`) exits.
+fn host_mnt_ns() -> Result<Option<(BorrowedFd<'static>, u32)>> {
+    // Per mount namespace of the calling thread (a test thread may have a private one); each
+    // answer is kept for the life of the process, and there are only ever a few.
+    type Found = Option<(OwnedFd, u32)>;
+    static FOUND: Mutex<Vec<((u64, u64), &'static Found)>> = Mutex::new(Vec::new());
+    let own = sys::open(Path::new("/proc/thread-self/ns/mnt"), libc::O_RDONLY, 0)
         .and_then(|fd| sys::fstat_id(fd.as_fd()))
         .map_err(|err| {
             os(
@@ -245,19 +248,171 @@ fn host_mnt_ns() -> Result<Option<(OwnedFd, u32)>> {
                 err,
             )
         })?;
-    let (fd, pid) = match sys::open(Path::new("/proc/1/ns/mnt"), libc::O_RDONLY, 0) {
-        Ok(fd) => (fd, 1),
+    let mut found = FOUND
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let entry = match found.iter().find(|(id, _)| *id == own) {
+        Some((_, entry)) => *entry,
+        None => {
+            let entry: &'static Found = Box::leak(Box::new(find_host_mnt_ns(own)?));
+            found.push((own, entry));
+            entry
+        }
+    };
+    Ok(entry.as_ref().map(|(fd, pid)| (fd.as_fd(), *pid)))
+}
+
+/// Checks that named namespaces this process creates will be visible to the rest of the system
+/// (and remembers where to create them): an error, with the fix in it, when the process runs in
+/// a private mount namespace whose `/run/netns` is a copy no one else sees. Call it at start-up,
+/// while the process that started us may still be there.
+pub fn check_names_visible() -> Result<()> {
+    host_mnt_ns().map(drop)
+}
+
+/// That is PID 1's. If `/proc/1/ns/mnt` cannot be opened even as root (some sandboxes deny
+/// ptrace-level access to their init), the outermost ancestor of ours whose mount namespace we
+/// may open: the closest thing to "the system's" mount namespace that we can see. If that is our
+/// own (or we have no ancestor left: the shell that ran `ip netns exec ... &` exited) while our
+/// `/run/netns` is a slave of another mount namespace's (what `ip netns exec` makes), it is the
+/// namespace of any process whose `/run/netns` is in that master peer group; with none left,
+/// names we mount would be seen by no one, and that is an error.
+fn find_host_mnt_ns(own: (u64, u64)) -> Result<Option<(OwnedFd, u32)>> {
+    let candidate = match sys::open(Path::new("/proc/1/ns/mnt"), libc::O_RDONLY, 0) {
+        Ok(fd) => Some((fd, 1)),
         Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
-            match outermost_accessible_ancestor_mnt_ns() {
-                Some(found) => found,
-                None => return Ok(None),
-            }
+            outermost_accessible_ancestor_mnt_ns()
         }
         Err(err) => return Err(os("opening PID 1's mount namespace /proc/1/ns/mnt", err)),
     };
-    let id =
-        sys::fstat_id(fd.as_fd()).map_err(|err| os(format!("stat of /proc/{pid}/ns/mnt"), err))?;
-    Ok((id != own).then_some((fd, pid)))
+    if let Some((fd, pid)) = candidate {
+        let id = sys::fstat_id(fd.as_fd())
+            .map_err(|err| os(format!("stat of /proc/{pid}/ns/mnt"), err))?;
+        if id != own {
+            return Ok(Some((fd, pid)));
+        }
+    }
+    let mountinfo = fs::read_to_string("/proc/thread-self/mountinfo")
+        .map_err(|err| os("reading /proc/thread-self/mountinfo", err))?;
+    let master = run_dir_propagation(&mountinfo).and_then(|p| p.master);
+    if let Some(found) = master.and_then(|group| process_sharing_run_dir(group, own)) {
+        return Ok(Some(found));
+    }
+    // A slave whose master is gone became private; `ip netns exec NAME` still left its mark
+    // (sysfs mounted from NAME), and the namespace where NAME names our network namespace is
+    // the one to use.
+    let name = ip_netns_exec_name(&mountinfo);
+    if let Some(found) = name
+        .as_deref()
+        .and_then(|n| process_naming_our_netns(n, own))
+    {
+        return Ok(Some(found));
+    }
+    if master.is_none() && name.is_none() {
+        return Ok(None);
+    }
+    Err(NetnsError::Hidden(format!(
+        "{NETNS_RUN_DIR} here is a private copy (a mount namespace like `ip netns exec` makes) \
+         and no process is left in the mount namespace it copies, so network namespaces \
+         created here would be invisible to everyone else; start the daemon with \
+         `nsenter --net=/run/netns/NAME switchyard daemon` (which keeps the host's mount \
+         namespace), or from a shell that outlives its start-up"
+    )))
+}
+
+/// The network namespace name `ip netns exec NAME` mounted sysfs from, if this `mountinfo`
+/// text shows one (`ip` mounts sysfs on /sys with the name as its source).
+fn ip_netns_exec_name(mountinfo: &str) -> Option<String> {
+    mountinfo.lines().rev().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        let mut fs = fs.split(' ');
+        let (fstype, source) = (fs.next()?, fs.next()?);
+        (mount.split(' ').nth(4) == Some("/sys") && fstype == "sysfs" && source != "sysfs")
+            .then(|| source.to_string())
+    })
+}
+
+/// A process in a mount namespace other than `own` in which `/run/netns/NAME` names the
+/// calling thread's network namespace, with its mount namespace opened.
+fn process_naming_our_netns(name: &str, own: (u64, u64)) -> Option<(OwnedFd, u32)> {
+    let ours = NetNs::current().ok()?.id;
+    process_in_other_mnt_ns(own, |pid| {
+        let named = PathBuf::from(format!("/proc/{pid}/root{NETNS_RUN_DIR}/{name}"));
+        NetNs::from_path(&named).map(|ns| ns.id).ok() == Some(ours)
+    })
+}
+
+/// The first process (other than us) for which `matches` holds and whose mount namespace is
+/// not `own`, with its mount namespace opened.
+fn process_in_other_mnt_ns(
+    own: (u64, u64),
+    matches: impl Fn(u32) -> bool,
+) -> Option<(OwnedFd, u32)> {
+    let me = std::process::id();
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me || !matches(pid) {
+            continue;
+        }
+        let path = PathBuf::from(format!("/proc/{pid}/ns/mnt"));
+        let Ok(fd) = sys::open(&path, libc::O_RDONLY, 0) else {
+            continue;
+        };
+        if sys::fstat_id(fd.as_fd()).is_ok_and(|id| id != own) {
+            return Some((fd, pid));
+        }
+    }
+    None
+}
+
+/// Propagation of the `/run/netns` mount in a `mountinfo` text (the last mount on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Propagation {
+    shared: Option<u64>,
+    master: Option<u64>,
+}
+
+fn run_dir_propagation(mountinfo: &str) -> Option<Propagation> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if fields.get(4) != Some(&NETNS_RUN_DIR) {
+                return None;
+            }
+            let tags = fields.iter().skip(6).take_while(|f| **f != "-");
+            let mut p = Propagation {
+                shared: None,
+                master: None,
+            };
+            for tag in tags {
+                if let Some(n) = tag.strip_prefix("shared:") {
+                    p.shared = n.parse().ok();
+                } else if let Some(n) = tag.strip_prefix("master:") {
+                    p.master = n.parse().ok();
+                }
+            }
+            Some(p)
+        })
+        .last()
+}
+
+/// A process (other than us) in a mount namespace other than `own` whose `/run/netns` is in
+/// peer group `group`, with its mount namespace opened.
+fn process_sharing_run_dir(group: u64, own: (u64, u64)) -> Option<(OwnedFd, u32)> {
+    process_in_other_mnt_ns(own, |pid| {
+        fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .ok()
+            .and_then(|text| run_dir_propagation(&text))
+            .and_then(|p| p.shared)
+            == Some(group)
+    })
 }
 
 fn outermost_accessible_ancestor_mnt_ns() -> Option<(OwnedFd, u32)> {
@@ -292,7 +447,7 @@ fn parent_pid(pid: u32) -> Option<u32> {
 fn in_host_mnt_ns<T: Send>(op: &str, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     let target = host_mnt_ns().map_err(|e| prefix(op, e))?;
     on_helper_thread(move || {
-        if let Some((fd, pid)) = &target {
+        if let Some((fd, pid)) = target {
             sys::unshare(libc::CLONE_FS)
                 .map_err(|err| os(format!("{op}: unshare(CLONE_FS) on a helper thread"), err))?;
             sys::setns(fd.as_fd(), libc::CLONE_NEWNS).map_err(|err| {

@@ -566,3 +566,38 @@ fn enter_for_exec_shows_the_namespace() {
         "network namespace 'nsx-does-not-exist' not found: /run/netns/nsx-does-not-exist does not exist"
     );
 }
+
+#[test]
+fn run_dir_propagation_reads_mountinfo_tags() {
+    let host = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n\
+                45 27 254:0 /run/netns /run/netns rw,relatime shared:1 - ext4 /dev/vda rw\n";
+    assert_eq!(
+        super::run_dir_propagation(host),
+        Some(super::Propagation {
+            shared: Some(1),
+            master: None
+        })
+    );
+    let under_ip_netns_exec = "48 47 254:0 / / rw,relatime - ext4 /dev/vda rw\n\
+        68 48 254:0 /run/netns /run/netns rw,relatime master:1 - ext4 /dev/vda rw\n\
+        69 68 0:4 net:[4026532178] /run/netns/x rw master:2 - nsfs nsfs rw\n";
+    assert_eq!(
+        super::run_dir_propagation(under_ip_netns_exec),
+        Some(super::Propagation {
+            shared: None,
+            master: Some(1)
+        })
+    );
+    let both = "68 48 254:0 /run/netns /run/netns rw shared:7 master:1 - ext4 /dev/vda rw\n";
+    assert_eq!(
+        super::run_dir_propagation(both),
+        Some(super::Propagation {
+            shared: Some(7),
+            master: Some(1)
+        })
+    );
+    assert_eq!(
+        super::run_dir_propagation("27 1 254:0 / / rw - ext4 x rw\n"),
+        None
+    );
+}
