@@ -163,18 +163,6 @@ fn exec_has_the_containers_environment_host_name_and_files() {
     }
 }
 
-/// Kills a process that is not our child (a daemon started by a shell that exited) on drop.
-struct KillOnDrop(Option<u32>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            // SAFETY: kill(2) with the pid the daemon reported for itself.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-    }
-}
-
 /// Starts `switchyard daemon` in the lab's switch namespace from `sh -c '... &'` wrapped in
 /// `shell` (a format string with `{}` for the daemon's command line), so the shell exits at once
 /// and the daemon is re-parented; the daemon runs in network namespace `netns`. Returns the

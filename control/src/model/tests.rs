@@ -492,12 +492,19 @@ fn links_give_dockers_rule_pairs_env_and_hosts() {
     assert_eq!(get("DATABASE_PORT_53_UDP_PROTO").as_deref(), Some("udp"));
     assert!(s.link_env("db").unwrap().is_empty());
 
+    let short = |name: &str| s.container(name).unwrap().id[..12].to_string();
     let hosts = s.hosts_file(s.container("app").unwrap());
-    assert!(hosts.contains(&format!("{app_ip}\tapp\n")), "{hosts}");
     assert!(
-        hosts.contains(&format!("{db_ip}\tdatabase db\n")),
+        hosts.ends_with(&format!("{app_ip}\t{}\n", short("app"))),
+        "the own line last, with the host name: {hosts}"
+    );
+    assert!(
+        hosts.contains(&format!("{db_ip}\tdatabase {} db\n", short("db"))),
         "{hosts}"
     );
+    assert!(hosts.starts_with(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+    ));
 }
 
 #[test]
