@@ -5,7 +5,7 @@
 mod common;
 
 use std::net::Ipv4Addr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::probe::{self, Servers};
 use common::*;
@@ -109,7 +109,7 @@ fn curl(lab: &Lab, host: &str, url: &str) -> String {
 
 #[test]
 fn published_ports_from_the_host_itself() {
-    let (mut lab, d) = uplinked("nh");
+    let (mut lab, d) = Lab::uplinked("nh");
     let sw = lab.ns("sw");
     // One more address of the host, on an interface switchyard knows nothing of.
     lab.exec_ok("sw", &["ip", "addr", "add", "10.99.0.1/32", "dev", "lo"]);
@@ -124,7 +124,7 @@ fn published_ports_from_the_host_itself() {
         lines, "5000/tcp -> 127.0.0.1:5001\n5000/tcp -> 127.0.0.1:32768\n",
         "{lines}"
     );
-    let only = lab.container("only", &["-p", "10.99.0.1:7001:80"]);
+    lab.container("only", &["-p", "10.99.0.1:7001:80"]);
     let page = lab.dir.join("www");
     std::fs::create_dir_all(&page).unwrap();
     std::fs::write(page.join("index.html"), "hello from web\n").unwrap();

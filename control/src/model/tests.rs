@@ -789,9 +789,9 @@ fn attached_endpoints_keep_their_ports_aliases_and_owner_until_detached() {
 
 #[test]
 fn bad_endpoint_attachments_are_refused() {
-    let ctx = uplinked();
+    let ctx = &uplinked();
     let attach = |req: crate::api::EndpointAttach| {
-        move |s: &mut State, e: &mut Counter| s.attach_endpoint(&req, 9, &ctx, e).map(|_| ())
+        move |s: &mut State, e: &mut Counter| s.attach_endpoint(&req, 9, ctx, e).map(|_| ())
     };
     refused(
         attach(endpoint_attach("-x", "eth0", &[])),
@@ -819,15 +819,24 @@ fn bad_endpoint_attachments_are_refused() {
     refused(
         |s, e| {
             s.attach_endpoint(
-                &endpoint_attach("pod", "eth0", &["8080:80"]),
+                &endpoint_attach("pod", "eth0", &["10.9.9.9:8080:80"]),
                 9,
                 &PublishContext::default(),
                 e,
             )
             .map(|_| ())
         },
-        "needs an uplink",
+        "not an address of this host",
     );
+    // Without an uplink, ports are published on the host's own addresses (the relay).
+    let (mut s, mut e) = sample();
+    s.attach_endpoint(
+        &endpoint_attach("pod", "eth0", &["8080:80"]),
+        9,
+        &PublishContext::default(),
+        &mut e,
+    )
+    .unwrap();
     refused(
         attach(crate::api::EndpointAttach {
             ip: Some("10.1.0.128".into()),
