@@ -70,6 +70,8 @@ fn endpoint_of(name: &str) -> ContainerInspect {
         created: String::new(),
         config: ContainerConfigInspect {
             exposed_ports: BTreeMap::new(),
+            hostname: String::new(),
+            env: Vec::new(),
         },
         host_config: HostConfigInspect {
             network_mode: "handoff".into(),
