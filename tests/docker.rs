@@ -17,6 +17,8 @@ struct Setup {
     docker: Dockerd,
     plugin: PluginSocket,
     lab: Lab,
+    /// The lab's index of the running switchyard daemon.
+    daemon: usize,
 }
 
 /// Removes the plugin socket a killed daemon leaves behind.
@@ -33,14 +35,27 @@ impl Setup {
         let mut lab = Lab::new(short);
         lab.host("out", "192.0.2.1/24");
         let plugin = PluginSocket(format!("/run/docker/plugins/sy-{}.sock", lab.tag));
-        start_daemon(&mut lab, &plugin.0, "d");
+        let daemon = start_daemon(&mut lab, &plugin.0, "d");
         let docker = Dockerd::start(&lab, "sw");
         docker.import_busybox();
         Setup {
             docker,
             plugin,
             lab,
+            daemon,
         }
+    }
+
+    /// `kill -9` of the switchyard daemon; returns once it is gone.
+    fn kill_daemon(&mut self) {
+        self.lab.signal(self.daemon, libc::SIGKILL);
+        while self.lab.running(self.daemon) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn start_daemon(&mut self, label: &str) {
+        self.daemon = start_daemon(&mut self.lab, &self.plugin.0, label);
     }
 
     /// The driver's name: the socket's file name.
@@ -252,4 +267,154 @@ fn docker_containers_talk_by_name_publish_ports_and_leave_nothing() {
     let links = s.lab.exec_ok("sw", &["ip", "-o", "link"]);
     assert!(!links.contains(&tap), "{links}");
     assert!(!s.lab.cli_ok(&["network", "ls"]).contains(&net_id[..12]));
+}
+
+#[test]
+fn dockers_network_options_isolate_as_on_docker0() {
+    let s = Setup::new("dki");
+    let d = &s.docker;
+    s.network("iso", &["--subnet", "10.232.0.0/24", "-o", "icc=false"]);
+    d.run("a1", &["--network", "iso"], &["sleep", "1000"]);
+    d.run(
+        "a2",
+        &[
+            "--network",
+            "iso",
+            "--ip",
+            "10.232.0.50",
+            "--mac-address",
+            "02:42:0a:e8:00:32",
+            "--expose",
+            "80",
+        ],
+        &["httpd", "-f", "-p", "80"],
+    );
+    let (a2_ip, a2_ep) = d.endpoint("a2", "iso");
+    let (_, a1_ep) = d.endpoint("a1", "iso");
+    assert_eq!(a2_ip, "10.232.0.50");
+    let mac = d.exec("a2", &["cat", "/sys/class/net/eth0/address"]);
+    assert_eq!(
+        String::from_utf8_lossy(&mac.stdout).trim(),
+        "02:42:0a:e8:00:32"
+    );
+    // icc=false: containers do not reach each other; the gateway still answers.
+    eventually("a1 reaches its gateway", || pings(d, "a1", "10.232.0.1"));
+    assert!(!pings(d, "a1", "10.232.0.50"));
+    let http = |from: &str| {
+        d.exec(
+            from,
+            &[
+                "sh",
+                "-c",
+                "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 10.232.0.50 80 | head -1",
+            ],
+        )
+    };
+    assert_eq!(String::from_utf8_lossy(&http("a1").stdout).trim(), "");
+    // A link opens the child's exposed ports to the parent, nothing else.
+    s.lab.cli_ok(&[
+        "container",
+        "link",
+        &a1_ep[..12],
+        &format!("{}:web", &a2_ep[..12]),
+    ]);
+    let seen = String::from_utf8_lossy(&http("a1").stdout)
+        .trim()
+        .to_string();
+    assert!(seen.starts_with("HTTP/1"), "through the link: {seen:?}");
+    assert!(!pings(d, "a1", "10.232.0.50"));
+
+    // --internal and -o mtu: a network with no way out, on its own MTU.
+    s.network(
+        "inner",
+        &["--subnet", "10.233.0.0/24", "--internal", "-o", "mtu=1400"],
+    );
+    d.run("b1", &["--network", "inner"], &["sleep", "1000"]);
+    d.run("b2", &["--network", "inner"], &["sleep", "1000"]);
+    eventually("b1 pings b2 by name", || pings(d, "b1", "b2"));
+    let route = d.exec("b1", &["ip", "route"]);
+    let route = String::from_utf8_lossy(&route.stdout).into_owned();
+    assert!(!route.contains("default"), "{route}");
+    assert!(!pings(d, "b1", "192.0.2.1"));
+    let mtu = d.exec("b1", &["cat", "/sys/class/net/eth0/mtu"]);
+    assert_eq!(String::from_utf8_lossy(&mtu.stdout).trim(), "1400");
+    // Docker itself publishes nothing on an internal network (it sends no port map): no way in.
+    d.run(
+        "b3",
+        &["--network", "inner", "-p", "8081:80"],
+        &["httpd", "-f", "-p", "80"],
+    );
+    let (_, b3_ep) = d.endpoint("b3", "inner");
+    assert_eq!(s.lab.cli_ok(&["port", &b3_ep[..12]]).trim(), "");
+    assert_eq!(s.get_from_outside(8081), "");
+    d.ok(&["rm", "-f", "b3"]);
+
+    // network connect / disconnect: a second interface, then gone again.
+    d.ok(&["network", "connect", "inner", "a1"]);
+    let (b2_ip, _) = d.endpoint("b2", "inner");
+    eventually("a1 reaches b2 over its new interface", || {
+        pings(d, "a1", &b2_ip)
+    });
+    let ctrs = s.lab.cli_ok(&["container", "ls"]);
+    assert_eq!(ctrs.lines().count(), 1 + 5, "a1 twice, a2, b1, b2: {ctrs}");
+    d.ok(&["network", "disconnect", "inner", "a1"]);
+    assert!(!pings(d, "a1", &b2_ip));
+    let ctrs = s.lab.cli_ok(&["container", "ls"]);
+    assert_eq!(ctrs.lines().count(), 1 + 4, "{ctrs}");
+}
+
+#[test]
+fn running_containers_survive_restarts_of_switchyard_and_dockerd() {
+    let mut s = Setup::new("dkr");
+    s.network("mynet", &["--subnet", "10.234.0.0/24"]);
+    s.docker
+        .run("r1", &["--network", "mynet"], &["sleep", "1000"]);
+    s.docker.run(
+        "web",
+        &["--network", "mynet", "-p", "8080:80"],
+        &["httpd", "-f", "-p", "80"],
+    );
+    let (web_ip, _) = s.docker.endpoint("web", "mynet");
+    let works = |s: &Setup, what: &str| {
+        eventually(&format!("{what}: outside reaches web"), || {
+            s.get_from_outside(8080).starts_with("HTTP/1")
+        });
+        eventually(&format!("{what}: r1 pings web"), || {
+            pings(&s.docker, "r1", &web_ip)
+        });
+    };
+    works(&s, "at first");
+
+    // kill -9 of switchyard: nothing forwards, then a restart brings it all back.
+    s.kill_daemon();
+    assert_eq!(
+        s.get_from_outside(8080),
+        "",
+        "the switch really carries this traffic"
+    );
+    s.start_daemon("d2");
+    works(&s, "after kill -9 of switchyard");
+
+    // A restart of dockerd (live restore): the containers keep running and connected.
+    s.docker.restart();
+    works(&s, "after a dockerd restart");
+    assert!(
+        pings(&s.docker, "r1", "web"),
+        "Docker's resolver after its restart"
+    );
+
+    // Both: switchyard killed, dockerd restarted while it is away, then switchyard back.
+    s.kill_daemon();
+    s.docker.restart();
+    s.start_daemon("d3");
+    works(&s, "after both");
+
+    // And everything still goes away when Docker removes it.
+    s.docker.ok(&["rm", "-f", "r1", "web"]);
+    assert!(
+        endpoint_links(&s.lab).is_empty(),
+        "{:?}",
+        endpoint_links(&s.lab)
+    );
+    s.docker.ok(&["network", "rm", "mynet"]);
 }

@@ -22,7 +22,9 @@ pub struct Dockerd {
     starts: usize,
 }
 
-/// The docker CLI here is newer than Debian's dockerd 20.10: speak its API version.
+/// Debian's docker CLI, the dockerd's own version (a newer CLI elsewhere on PATH refuses some
+/// options against API 1.41, e.g. --mac-address), told the API version anyway.
+const DOCKER: &str = "/usr/bin/docker";
 const API_VERSION: &str = "1.41";
 
 impl Dockerd {
@@ -120,7 +122,7 @@ impl Dockerd {
 
     /// A docker CLI command against this dockerd.
     pub fn docker(&self, args: &[&str]) -> Output {
-        Command::new("docker")
+        Command::new(DOCKER)
             .args(args)
             .env("DOCKER_HOST", self.host())
             .env("DOCKER_API_VERSION", API_VERSION)
@@ -167,7 +169,7 @@ impl Dockerd {
             }
         }
         let script = format!(
-            "tar -C {} -c . | docker import --change 'ENV PATH=/bin' - local/busybox",
+            "tar -C {} -c . | {DOCKER} import --change 'ENV PATH=/bin' - local/busybox",
             rootfs.display()
         );
         let out = Command::new("sh")
