@@ -97,6 +97,15 @@ fn exec_has_the_containers_environment_host_name_and_files() {
     );
     assert!(db_env.contains("HOSTNAME=dbhost\n"), "{db_env}");
 
+    // IPv6 is off, as Docker has it on networks without IPv6: no ::1, no link-local address.
+    for c in [&web, &db] {
+        assert_eq!(
+            exec(&lab, c, &["/usr/sbin/sysctl", "-n", "net.ipv6.conf.all.disable_ipv6"]),
+            "1\n"
+        );
+        assert_eq!(exec(&lab, c, &["ip", "-6", "addr", "show"]), "", "{c}");
+    }
+
     // Host names: --hostname, else the short ID; /etc/hostname agrees.
     assert_eq!(exec(&lab, &db, &["hostname"]), "dbhost\n");
     assert_eq!(exec(&lab, &web, &["hostname"]), format!("{web_id}\n"));

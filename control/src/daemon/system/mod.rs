@@ -158,6 +158,9 @@ impl System {
             Some(ns) => ns,
             None => netns::create_named(c.netns())?,
         };
+        // No switchyard network carries IPv6: off, as Docker turns it off on networks without
+        // it (no ::1, no link-local address chattering on the network), before any interface.
+        disable_ipv6(&ns)?;
         let inside = Netlink::in_ns(&ns)?;
         inside.set_up("lo")?;
         for e in &c.endpoints {
@@ -533,6 +536,22 @@ fn quiet(ifname: &str) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Turns IPv6 off in namespace `ns`: on every interface there (`all`) and every one to come
+/// (`default`). A kernel without IPv6 has nothing to turn off.
+fn disable_ipv6(ns: &NetNs) -> anyhow::Result<()> {
+    ns.run_in(|| -> anyhow::Result<()> {
+        for which in ["all", "default"] {
+            let path = format!("/proc/sys/net/ipv6/conf/{which}/disable_ipv6");
+            match std::fs::write(&path, "1") {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => anyhow::bail!("writing {path} in the container: {e}"),
+            }
+        }
+        Ok(())
+    })?
 }
 
 /// Opens an attached namespace by the path it was given as. Named ones are looked up where
