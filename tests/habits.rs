@@ -100,7 +100,11 @@ fn exec_has_the_containers_environment_host_name_and_files() {
     // IPv6 is off, as Docker has it on networks without IPv6: no ::1, no link-local address.
     for c in [&web, &db] {
         assert_eq!(
-            exec(&lab, c, &["/usr/sbin/sysctl", "-n", "net.ipv6.conf.all.disable_ipv6"]),
+            exec(
+                &lab,
+                c,
+                &["/usr/sbin/sysctl", "-n", "net.ipv6.conf.all.disable_ipv6"]
+            ),
             "1\n"
         );
         assert_eq!(exec(&lab, c, &["ip", "-6", "addr", "show"]), "", "{c}");
@@ -244,4 +248,86 @@ fn a_daemon_whose_namespaces_no_one_could_see_refuses_to_start() {
     assert!(pid.is_none(), "started: {log}");
     assert!(log.contains("nsenter --net="), "{log}");
     assert_eq!(log.lines().count(), 1, "{log}");
+}
+
+fn default_route(lab: &Lab, host: &str) -> String {
+    lab.exec_ok(host, &["ip", "route", "show", "default"])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn dockerd_bridge_flags_routes_after_connect_and_ip_only_on_user_subnets() {
+    let mut lab = Lab::new("hf");
+    let flags = [
+        "--bip",
+        "10.123.0.1/24",
+        "--fixed-cidr",
+        "10.123.0.128/25",
+        "--default-gateway",
+        "10.123.0.254",
+        "--mtu",
+        "1400",
+        "--icc=false",
+        "--ip-masq=false",
+    ];
+    let d = lab.daemon("d", &flags);
+    let a = lab.container("a", &[]);
+    lab.container("b", &[]);
+    let addr = lab.exec_ok("a", &["ip", "-o", "addr", "show", "eth0"]);
+    assert!(addr.contains("inet 10.123.0.128/24"), "{addr}");
+    let link = lab.exec_ok("a", &["ip", "-o", "link", "show", "eth0"]);
+    assert!(link.contains("mtu 1400"), "{link}");
+    assert!(default_route(&lab, "a").starts_with("default via 10.123.0.254 dev eth0"));
+    let bridge = lab.inspect("network", "bridge");
+    let ipam = &bridge["IPAM"]["Config"][0];
+    assert_eq!(ipam["Subnet"], "10.123.0.0/24");
+    assert_eq!(ipam["Gateway"], "10.123.0.1");
+    assert_eq!(ipam["IPRange"], "10.123.0.128/25");
+    assert_eq!(
+        bridge["Options"]["com.docker.network.bridge.enable_icc"],
+        "false"
+    );
+    // --icc=false: containers on the default network do not talk; the gateway is reachable.
+    lab.ping_ok("a", "10.123.0.1");
+    lab.ping_fails("a", "10.123.0.129");
+
+    // Started again without the flags, the default network stays as it is.
+    lab.stop(d);
+    let d = lab.daemon("d2", &[]);
+    assert_eq!(lab.inspect("network", "bridge")["IPAM"], bridge["IPAM"]);
+    // Other flags while containers are on it: refused, one line, nothing changed.
+    lab.stop(d);
+    let out = lab.daemon_run(&["--bip", "10.124.0.1/24"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is on it"), "{err}");
+    lab.daemon("d3", &[]);
+    assert_eq!(lab.inspect("network", "bridge")["IPAM"], bridge["IPAM"]);
+
+    // After `network connect`, the default route follows Docker's rule: the non-internal network
+    // whose name sorts first.
+    for (name, subnet) in [("alpha", "10.31.0.0/24"), ("zeta", "10.32.0.0/24")] {
+        lab.cli_ok(&["network", "create", name, "--subnet", subnet]);
+    }
+    lab.cli_ok(&["network", "connect", "alpha", &a]);
+    assert!(default_route(&lab, "a").starts_with("default via 10.31.0.1 dev eth1"));
+    lab.cli_ok(&["network", "connect", "zeta", &a]);
+    assert!(default_route(&lab, "a").starts_with("default via 10.31.0.1 dev eth1"));
+    lab.cli_ok(&["network", "disconnect", "alpha", &a]);
+    assert!(default_route(&lab, "a").starts_with("default via 10.123.0.254 dev eth0"));
+
+    // --ip only where the user chose the subnet, as in Docker.
+    lab.cli_ok(&["network", "create", "auto"]);
+    let subnet = lab.inspect("network", "auto")["IPAM"]["Config"][0]["Subnet"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ip = subnet.replace(".0/16", ".9").replace(".0/20", ".9");
+    let x = lab.adopt("x");
+    let out = lab.cli(&["container", "create", &x, "--network", "auto", "--ip", &ip]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("user configured subnets"), "{err}");
+    lab.cli_ok(&["container", "create", &x, "--network", "auto"]);
 }

@@ -313,17 +313,8 @@ impl Lab {
     /// private mount namespace too), with its state and socket in the lab's directory, and waits
     /// until it serves.
     pub fn daemon(&mut self, label: &str, extra: &[&str]) -> usize {
-        let state = self.state_dir().display().to_string();
-        let socket = self.socket().display().to_string();
-        let mut args = vec![
-            switchyard_bin(),
-            "daemon",
-            "--state-dir",
-            &state,
-            "--socket",
-            &socket,
-        ];
-        args.extend_from_slice(extra);
+        let args = self.daemon_command(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let i = self.spawn("sw", label, &args);
         self.wait_log(label, "daemon ready", Duration::from_secs(20));
         i
@@ -343,6 +334,28 @@ impl Lab {
         ];
         args.extend_from_slice(extra);
         self.daemon(label, &args)
+    }
+
+    /// `switchyard daemon` with the lab's state directory and socket, and `extra`.
+    pub fn daemon_command(&self, extra: &[&str]) -> Vec<String> {
+        let mut args = vec![
+            switchyard_bin().to_string(),
+            "daemon".into(),
+            "--state-dir".into(),
+            self.state_dir().display().to_string(),
+            "--socket".into(),
+            self.socket().display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    /// Runs a daemon in the switch namespace in the foreground until it exits (a start-up
+    /// refusal).
+    pub fn daemon_run(&self, extra: &[&str]) -> Output {
+        let args = self.daemon_command(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.exec("sw", &args)
     }
 
     /// Runs a `switchyard` client command against the lab's daemon.

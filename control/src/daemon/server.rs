@@ -22,7 +22,7 @@ use super::system::{self, CaptureStop, System};
 use super::{reaper, Daemon};
 use crate::api::{self, ApiError, Outcome, Request, Response};
 use crate::model::ipam::Ipv4Net;
-use crate::model::{PublishContext, State};
+use crate::model::{BridgeFlags, PublishContext, State};
 use crate::netns::Netlink;
 use crate::process::{block_signals, describe_cpu, fail, wait_signal, EngineArgs, EXIT_BAD_INPUT};
 use crate::store::Store;
@@ -63,6 +63,38 @@ pub struct DaemonArgs {
     /// Without PATH: /run/docker/plugins/switchyard.sock (`-d switchyard`).
     #[arg(long, value_name = "PATH", num_args = 0..=1, require_equals = true, default_missing_value = crate::docker::DEFAULT_PLUGIN_SOCKET)]
     docker_plugin: Option<PathBuf>,
+    /// dockerd's flags for the default `bridge` network (applied when it is made, or remade at a
+    /// start when no container is on it): the bridge's address and prefix,
+    #[arg(long, value_name = "IP/PREFIX")]
+    bip: Option<String>,
+    /// the range containers' addresses come from,
+    #[arg(long, value_name = "CIDR")]
+    fixed_cidr: Option<String>,
+    /// containers' default gateway instead of the bridge's address,
+    #[arg(long, value_name = "IP")]
+    default_gateway: Option<String>,
+    /// the MTU,
+    #[arg(long, value_name = "N")]
+    mtu: Option<u32>,
+    /// whether containers on it may talk to each other (false: only links),
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    icc: Option<bool>,
+    /// and whether its containers' traffic to the world is masqueraded.
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    ip_masq: Option<bool>,
+}
+
+impl DaemonArgs {
+    fn bridge_flags(&self) -> BridgeFlags {
+        BridgeFlags {
+            bip: self.bip.clone(),
+            fixed_cidr: self.fixed_cidr.clone(),
+            default_gateway: self.default_gateway.clone(),
+            mtu: self.mtu,
+            icc: self.icc,
+            ip_masq: self.ip_masq,
+        }
+    }
 }
 
 /// A start-up failure caused by the arguments given (exit code 2, like any bad input).
@@ -227,18 +259,32 @@ fn start(
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
             .context("turning on IPv4 forwarding (/proc/sys/net/ipv4/ip_forward; or pass --ip-forward false)")?;
     }
-    let state = match store.load()? {
-        Some(s) => s,
+    let flags = args.bridge_flags();
+    let bad_flags = |e: ApiError| BadStart(format!("the default network: {}", e.message));
+    let (state, replaced) = match store.load()? {
+        Some(mut s) => {
+            let replaced = s
+                .reconfigure_default_bridge(&flags, &mut OsMint)
+                .map_err(bad_flags)?;
+            if replaced.is_some() {
+                store.save(&s)?;
+            }
+            (s, replaced)
+        }
         None => {
-            let s = State::initial(&system::routes(&netlink), &mut OsMint)
-                .map_err(|e| anyhow!("creating the default network: {e}"))?;
+            let s = State::initial_with(&system::routes(&netlink), &flags, &mut OsMint)
+                .map_err(bad_flags)?;
             store.save(&s)?;
-            s
+            (s, None)
         }
     };
     let (engine, _thread) = Engine::spawn(config).context("starting the engine")?;
     tracing::info!("engine {}", describe_cpu(engine.cpu()));
     let mut system = System::new(engine, netlink)?;
+    if let Some(old) = &replaced {
+        // The old default network's host port (and its address) goes; restore makes the new.
+        system.network_down(old);
+    }
     let publish_ctx = PublishContext {
         uplink: uplink.as_ref().map(|u| u.ip),
         host_addresses: Vec::new(),

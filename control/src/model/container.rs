@@ -207,6 +207,12 @@ impl State {
             None => mint.mac(),
         };
         let net = self.network(network)?;
+        if let (Some(ip), false) = (requested_ip, net.user_subnet) {
+            // Docker's rule and words: an address the daemon chose the subnet of may move.
+            return Err(bad(format!(
+                "--ip {ip}: user specified IP address is supported only when connecting to networks with user configured subnets ('{network}' was created without --subnet)"
+            )));
+        }
         if let Some((holder, _)) = self.attached(network).find(|(_, e)| e.mac == mac) {
             return Err(bad(format!(
                 "MAC {mac} is already used by '{}' on network '{network}'",
@@ -790,15 +796,24 @@ impl State {
         Ok(endpoint)
     }
 
-    /// The endpoint that gives `container` its default route: the first on a non-internal network.
+    /// The endpoint that gives `container` its default route, by Docker's rule (libnetwork's
+    /// endpoint order): one on a non-internal network, the network whose name sorts first. So a
+    /// `network connect` may move the default route, as it does in Docker.
     pub fn default_route_endpoint<'a>(
         &self,
         container: &'a Container,
     ) -> Option<(&'a Endpoint, Ipv4Addr)> {
-        container.endpoints.iter().find_map(|e| {
-            let n = self.networks.get(&e.network)?;
-            (!n.internal).then_some((e, n.gateway()))
-        })
+        // Docker's order for the gateway endpoint: not internal, then by network name.
+        container
+            .endpoints
+            .iter()
+            .filter_map(|e| {
+                let n = self.networks.get(&e.network)?;
+                // dockerd's --default-gateway: an aux address, not the bridge's own.
+                let aux = n.pool.config().aux.get(super::AUX_DEFAULT_GATEWAY).copied();
+                (!n.internal).then_some((e, aux.unwrap_or(n.gateway())))
+            })
+            .min_by(|(a, _), (b, _)| a.network.cmp(&b.network))
     }
 }
 

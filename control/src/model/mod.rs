@@ -47,6 +47,76 @@ pub const DEFAULT_HOST_INTERFACE: &str = "switchyard0";
 /// Names with another meaning in Docker (`--network host|none`), never plain networks.
 const RESERVED_NETWORK_NAMES: &[&str] = &["host", "none", "default"];
 pub const DEFAULT_MTU: u32 = 1500;
+
+/// dockerd's flags for the default bridge network, as given to `switchyard daemon` (`None`:
+/// not given): `--bip`, `--fixed-cidr`, `--default-gateway`, `--mtu`, `--icc`, `--ip-masq`.
+#[derive(Clone, Debug, Default)]
+pub struct BridgeFlags {
+    pub bip: Option<String>,
+    pub fixed_cidr: Option<String>,
+    pub default_gateway: Option<String>,
+    pub mtu: Option<u32>,
+    pub icc: Option<bool>,
+    pub ip_masq: Option<bool>,
+}
+
+/// The aux address Docker keeps `--default-gateway` in (libnetwork's `DefaultGatewayV4AuxKey`):
+/// containers' default route goes there instead of the bridge's address.
+pub const AUX_DEFAULT_GATEWAY: &str = "DefaultGatewayIPv4";
+
+impl BridgeFlags {
+    pub fn is_empty(&self) -> bool {
+        self.bip.is_none()
+            && self.fixed_cidr.is_none()
+            && self.default_gateway.is_none()
+            && self.mtu.is_none()
+            && self.icc.is_none()
+            && self.ip_masq.is_none()
+    }
+
+    /// The default network as these flags describe it; `subnet` and `gateway` apply where
+    /// `--bip` is not given.
+    fn request(
+        &self,
+        subnet: Option<String>,
+        gateway: Option<String>,
+    ) -> Result<NetworkCreate, ApiError> {
+        let (subnet, gateway) = match &self.bip {
+            Some(bip) => {
+                let (ip, net) =
+                    Ipv4Net::parse_any(bip).map_err(|e| bad(format!("--bip {bip}: {e}")))?;
+                if ip == net.addr() {
+                    return Err(bad(format!(
+                        "--bip {bip}: give the bridge's own address with the prefix (like 172.18.0.1/16), not the network's"
+                    )));
+                }
+                (Some(net.to_string()), Some(ip.to_string()))
+            }
+            None => (subnet, gateway),
+        };
+        let mut options = vec![format!("{OPT_BRIDGE_NAME}={DEFAULT_HOST_INTERFACE}")];
+        if let Some(icc) = self.icc {
+            options.push(format!("{OPT_ICC}={icc}"));
+        }
+        if let Some(masq) = self.ip_masq {
+            options.push(format!("{OPT_MASQUERADE}={masq}"));
+        }
+        Ok(NetworkCreate {
+            name: DEFAULT_NETWORK.to_string(),
+            subnet,
+            gateway,
+            ip_range: self.fixed_cidr.clone(),
+            aux_addresses: self
+                .default_gateway
+                .iter()
+                .map(|g| format!("{AUX_DEFAULT_GATEWAY}={g}"))
+                .collect(),
+            options,
+            mtu: self.mtu,
+            ..Default::default()
+        })
+    }
+}
 /// The uplink's own bridge domain in the engine (never flooded into); networks use lower ones.
 pub const UPLINK_DOMAIN: u16 = 4095;
 /// Interface names are at most 15 bytes (IFNAMSIZ - 1).
@@ -148,8 +218,17 @@ impl Default for State {
 
 impl State {
     /// A first start: only the default network, on 172.17.0.0/16 unless that is already routed in
-    /// the daemon's namespace (then the first free default pool, as dockerd does for docker0).
+    /// the daemon's namespace (then the first free default pool, as dockerd does for docker0), or
+    /// as dockerd's flags for the default bridge say (`flags`).
     pub fn initial(routes: &[Ipv4Net], mint: &mut dyn Mint) -> Result<State, ApiError> {
+        State::initial_with(routes, &BridgeFlags::default(), mint)
+    }
+
+    pub fn initial_with(
+        routes: &[Ipv4Net],
+        flags: &BridgeFlags,
+        mint: &mut dyn Mint,
+    ) -> Result<State, ApiError> {
         let mut state = State::default();
         let default: Ipv4Net = DEFAULT_SUBNET.parse().expect("valid constant");
         let subnet = if routes.iter().any(|r| r.overlaps(&default)) {
@@ -157,17 +236,64 @@ impl State {
         } else {
             Some(DEFAULT_SUBNET.to_string())
         };
-        state.create_network(
-            &NetworkCreate {
-                name: DEFAULT_NETWORK.to_string(),
-                subnet,
-                options: vec![format!("{OPT_BRIDGE_NAME}={DEFAULT_HOST_INTERFACE}")],
-                ..Default::default()
-            },
-            routes,
-            mint,
-        )?;
+        state.create_network(&flags.request(subnet, None)?, routes, mint)?;
         Ok(state)
+    }
+
+    /// A later start with dockerd's flags for the default bridge: if they ask for something other
+    /// than the persisted `bridge` network, it is rebuilt as they say (returned: the network it
+    /// replaces, to tear down), provided no container is on it. Flags not given keep what is
+    /// there (as dockerd keeps docker0's address without `--bip`).
+    pub fn reconfigure_default_bridge(
+        &mut self,
+        flags: &BridgeFlags,
+        mint: &mut dyn Mint,
+    ) -> Result<Option<Network>, ApiError> {
+        if flags.is_empty() {
+            return Ok(None);
+        }
+        let current = self.network(DEFAULT_NETWORK)?.clone();
+        // What is not given stays as it is (the range and the default gateway only while the
+        // subnet does).
+        let config = current.pool.config();
+        let same_subnet = flags.bip.is_none();
+        let effective = BridgeFlags {
+            bip: flags.bip.clone(),
+            fixed_cidr: flags.fixed_cidr.clone().or(config
+                .ip_range
+                .filter(|_| same_subnet)
+                .map(|r| r.to_string())),
+            default_gateway: flags.default_gateway.clone().or(config
+                .aux
+                .get(AUX_DEFAULT_GATEWAY)
+                .filter(|_| same_subnet)
+                .map(|g| g.to_string())),
+            mtu: flags.mtu.or(Some(current.mtu)),
+            icc: flags.icc.or(Some(current.icc)),
+            ip_masq: flags.ip_masq.or(Some(current.masquerade)),
+        };
+        let req = effective.request(
+            Some(current.subnet().to_string()),
+            Some(current.gateway().to_string()),
+        )?;
+        let mut wanted = State::default();
+        let want = wanted.create_network(&req, &[], mint)?.clone();
+        let keep = |n: &Network| (n.pool.config().clone(), n.icc, n.masquerade, n.mtu);
+        if keep(&want) == keep(&current) {
+            return Ok(None);
+        }
+        if let Some((c, _)) = self.attached(DEFAULT_NETWORK).next() {
+            return Err(bad(format!(
+                "the daemon's flags change the default network '{DEFAULT_NETWORK}', but container '{}' is on it: remove its containers first, or start without those flags",
+                c.name
+            )));
+        }
+        let old = self.networks.remove(DEFAULT_NETWORK).expect("found above");
+        if let Err(e) = self.create_network(&req, &[], mint) {
+            self.networks.insert(DEFAULT_NETWORK.to_string(), old);
+            return Err(e);
+        }
+        Ok(Some(old))
     }
 
     pub fn network(&self, name: &str) -> Result<&Network, ApiError> {

@@ -39,6 +39,18 @@ pub struct Network {
     /// 802.1Q VLAN on the parent (`None`: untagged).
     #[serde(default)]
     pub vlan: Option<u16>,
+    /// Created with `--subnet`: only then may containers ask for an address (`--ip`), as in
+    /// Docker. (Networks persisted before this field was kept count as such.)
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub user_subnet: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Network {
@@ -183,6 +195,7 @@ impl State {
             options: opts.given,
             parent: req.parent.clone(),
             vlan: req.vlan,
+            user_subnet: req.subnet.is_some(),
         };
         Ok(self.networks.entry(req.name.clone()).or_insert(network))
     }

@@ -97,6 +97,96 @@ fn the_default_network_moves_when_172_17_is_routed() {
 }
 
 #[test]
+fn dockerd_bridge_flags_shape_the_default_network() {
+    let flags = BridgeFlags {
+        bip: Some("10.123.0.1/24".into()),
+        fixed_cidr: Some("10.123.0.128/25".into()),
+        default_gateway: Some("10.123.0.254".into()),
+        mtu: Some(1400),
+        icc: Some(false),
+        ip_masq: Some(false),
+    };
+    let mut e = Counter(0);
+    let mut s = State::initial_with(&[], &flags, &mut e).unwrap();
+    let b = s.network("bridge").unwrap().clone();
+    assert_eq!(b.subnet().to_string(), "10.123.0.0/24");
+    assert_eq!(b.gateway().to_string(), "10.123.0.1");
+    assert_eq!(b.host_interface, "switchyard0");
+    assert!(!b.icc && !b.masquerade && b.mtu == 1400);
+    let c = s
+        .create_container(&ctr("c", "bridge", None), &mut e)
+        .unwrap()
+        .clone();
+    assert_eq!(c.endpoints[0].ip.to_string(), "10.123.0.128");
+    assert_eq!(
+        s.default_route_endpoint(&c).unwrap().1.to_string(),
+        "10.123.0.254",
+        "--default-gateway"
+    );
+    // The same flags again (or none) change nothing; other flags with a container on the
+    // network are refused; without one, the network is remade.
+    assert!(s
+        .reconfigure_default_bridge(&flags, &mut e)
+        .unwrap()
+        .is_none());
+    assert!(s
+        .reconfigure_default_bridge(&BridgeFlags::default(), &mut e)
+        .unwrap()
+        .is_none());
+    let other = BridgeFlags {
+        bip: Some("10.124.0.1/24".into()),
+        ..Default::default()
+    };
+    let before = s.clone();
+    let err = s.reconfigure_default_bridge(&other, &mut e).unwrap_err();
+    assert!(
+        err.message.contains("container 'c' is on it"),
+        "{}",
+        err.message
+    );
+    assert_eq!(s, before);
+    s.remove_containers(&["c".into()]).unwrap();
+    let old = s
+        .reconfigure_default_bridge(&other, &mut e)
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.subnet().to_string(), "10.123.0.0/24");
+    let b = s.network("bridge").unwrap();
+    assert_eq!(b.subnet().to_string(), "10.124.0.0/24");
+    assert!(!b.icc && b.mtu == 1400, "flags not given keep their values");
+    let err = State::initial_with(
+        &[],
+        &BridgeFlags {
+            bip: Some("10.9.0.0/24".into()),
+            ..Default::default()
+        },
+        &mut e,
+    )
+    .unwrap_err();
+    assert!(err.message.contains("--bip"), "{}", err.message);
+}
+
+#[test]
+fn an_address_is_asked_for_only_on_networks_with_a_user_subnet() {
+    let (mut s, mut e) = sample();
+    s.create_network(&net("auto", None), &[], &mut e).unwrap();
+    let before = s.clone();
+    let err = s
+        .create_container(&ctr("x", "auto", Some("172.18.0.9")), &mut e)
+        .unwrap_err();
+    assert!(
+        err.message.contains("user configured subnets"),
+        "{}",
+        err.message
+    );
+    assert!(s
+        .connect("auto", "web", Some("172.18.0.9"), &mut e)
+        .is_err());
+    assert_eq!(s, before);
+    s.create_container(&ctr("x", "auto", None), &mut e).unwrap();
+}
+
+#[test]
 fn networks_without_subnet_take_the_next_default_pool() {
     let (mut s, mut e) = sample();
     let routes = ["172.18.0.0/16".parse().unwrap()];
@@ -148,10 +238,18 @@ fn connect_adds_the_next_interface_and_disconnect_releases() {
     assert_eq!(ep.interface, "eth1");
     assert_eq!(ep.ip.to_string(), "172.17.0.2");
     let web = s.container("web").unwrap().clone();
+    // Docker's rule: the default route goes to the network whose name sorts first.
+    assert_eq!(
+        s.default_route_endpoint(&web).unwrap().1.to_string(),
+        "172.17.0.1"
+    );
+    s.disconnect("bridge", "web").unwrap();
+    let web = s.container("web").unwrap().clone();
     assert_eq!(
         s.default_route_endpoint(&web).unwrap().1.to_string(),
         "10.1.0.1"
     );
+    s.connect("bridge", "web", None, &mut e).unwrap();
     s.disconnect("front", "web").unwrap();
     let web = s.container("web").unwrap().clone();
     assert_eq!(
