@@ -115,16 +115,32 @@ fn none_host_and_container_modes() {
     ]);
     assert!(nc.status.success(), "after a restart too");
 
-    // Removing OTHER while a joiner exists is refused unless --force (which removes both).
+    // Removing OTHER while a joiner exists is refused unless --force; then, as in Docker, the
+    // joiner stays in the namespace with only lo (and the host name it had).
     drop(servers);
     let out = lab.cli(&["container", "rm", &web]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains(&side), "names the joiner: {err}");
+    let hostname = lab.cli_ok(&["container", "exec", &side, "--", "hostname"]);
     lab.cli_ok(&["container", "rm", "--force", &web]);
     let ls = lab.cli_ok(&["container", "ls"]);
-    assert!(!ls.contains(&web) && !ls.contains(&side), "{ls}");
-    lab.cli_ok(&["container", "rm", &hosted, &lonely]);
+    assert!(!ls.contains(&web) && ls.contains(&side), "{ls}");
+    let links = lab.cli_ok(&["container", "exec", &side, "--", "ip", "-o", "link"]);
+    assert_eq!(links.lines().count(), 1, "only lo: {links}");
+    assert!(links.contains(": lo:"), "{links}");
+    assert_eq!(
+        lab.cli_ok(&["container", "exec", &side, "--", "hostname"]),
+        hostname
+    );
+    assert!(!std::path::Path::new(&format!("/run/netns/{web}")).exists());
+    assert!(std::path::Path::new(&format!("/run/netns/{side}")).exists());
+    assert_eq!(
+        lab.inspect("container", &side)["HostConfig"]["NetworkMode"],
+        "none"
+    );
+    lab.cli_ok(&["container", "rm", &side, &hosted, &lonely]);
+    assert!(!std::path::Path::new(&format!("/run/netns/{side}")).exists());
     assert!(!std::path::Path::new(&format!("/run/netns/{lonely}")).exists());
 }
 

@@ -278,10 +278,14 @@ impl Daemon {
 
     fn container_rm(&mut self, names: &[String], force: bool) -> Result<Response, ApiError> {
         let mut next = self.state.clone();
-        let removed = next.remove_containers_forced(names, force)?;
+        let (removed, handovers) = next.remove_containers_forced(names, force)?;
         self.tear_down_and_commit(next, |system| {
             for c in &removed {
-                system.container_down(c);
+                match handovers.iter().find(|(old, _)| *old == c.name) {
+                    // Joiners stay in the namespace (with only lo), under the heir's name.
+                    Some((_, heir)) => system.container_down_handing_over(c, heir),
+                    None => system.container_down(c),
+                }
             }
         })?;
         Ok(Response::Done)

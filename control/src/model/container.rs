@@ -681,37 +681,63 @@ impl State {
     }
 
     /// `container rm`: all names checked first; addresses released. A container others joined
-    /// (`container:NAME`) is refused unless `force`, which removes the joiners with it.
+    /// (`container:NAME`) is refused unless `force`; then, as in Docker, the joiners stay in the
+    /// namespace with only `lo`: the first of them (by name) takes it over (mode `none`, the
+    /// namespace renamed after it) and the others join that one. Returns the removed containers
+    /// and each namespace handed over, as (old name, new name).
+    #[allow(clippy::type_complexity)]
     pub fn remove_containers_forced(
         &mut self,
         names: &[String],
         force: bool,
-    ) -> Result<Vec<Container>, ApiError> {
-        let mut all: Vec<String> = names.to_vec();
+    ) -> Result<(Vec<Container>, Vec<(String, String)>), ApiError> {
+        let mut handovers = Vec::new();
         for name in names {
             self.container(name)?;
-            let joiners: Vec<String> = self
+            let mut joiners: Vec<String> = self
                 .joiners(name)
                 .into_iter()
                 .filter(|j| !names.contains(j))
                 .collect();
-            if !joiners.is_empty() && !force {
+            if joiners.is_empty() {
+                continue;
+            }
+            if !force {
                 return Err(bad(format!(
-                    "container '{name}' has containers in its namespace ({}); remove them first or use --force",
+                    "container '{name}' has containers in its namespace ({}); remove them first, or use --force (they keep only lo, as in Docker)",
                     joiners.join(", ")
                 )));
             }
-            all.extend(joiners);
+            joiners.sort();
+            // The joiners keep the host name they had (the namespace's owner's).
+            let hostname = self.hostname_of(self.container(name)?);
+            handovers.push((name.clone(), joiners, hostname));
         }
-        // Joiners go first: their namespace is the one being removed.
+        // Joiners being removed go first: their namespace is the one being removed.
+        let mut all = names.to_vec();
         all.sort_by_key(|n| {
             !matches!(
                 self.containers.get(n).map(|c| &c.mode),
                 Some(NetworkMode::Container(_))
             )
         });
-        all.dedup();
-        self.remove_containers(&all)
+        let removed = self.remove_containers(&all)?;
+        let mut renamed = Vec::new();
+        for (old, joiners, hostname) in handovers {
+            let heir = joiners[0].clone();
+            for j in &joiners {
+                if let Some(c) = self.containers.get_mut(j) {
+                    c.mode = if *j == heir {
+                        c.hostname = hostname.clone();
+                        NetworkMode::None
+                    } else {
+                        NetworkMode::Container(heir.clone())
+                    };
+                }
+            }
+            renamed.push((old, heir));
+        }
+        Ok((removed, renamed))
     }
 
     /// `container rm`: all names checked first; addresses released.

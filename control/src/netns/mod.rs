@@ -549,6 +549,18 @@ fn ensure_shared_dir(dir: &Path, op: &str) -> Result<()> {
     }
 }
 
+/// The empty file at `path` that a namespace named `name` is mounted on; taken names are refused.
+fn create_name_file(name: &str, path: &Path, op: &str) -> Result<()> {
+    match sys::open(path, libc::O_RDONLY | libc::O_CREAT | libc::O_EXCL, 0) {
+        Ok(fd) => Ok(drop(fd)),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Err(NetnsError::AlreadyExists {
+            name: name.to_owned(),
+            path: path.to_owned(),
+        }),
+        Err(err) => Err(os(format!("{op}: creating {}", path.display()), err)),
+    }
+}
+
 /// Creates a new network namespace named `name`, like `ip netns add NAME`.
 pub fn create_named(name: &str) -> Result<NetNs> {
     validate_name(name)?;
@@ -556,16 +568,7 @@ pub fn create_named(name: &str) -> Result<NetNs> {
     let op = format!("creating network namespace '{name}'");
     in_host_mnt_ns(&op, || {
         ensure_run_dir(&op)?;
-        match sys::open(&path, libc::O_RDONLY | libc::O_CREAT | libc::O_EXCL, 0) {
-            Ok(fd) => drop(fd),
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                return Err(NetnsError::AlreadyExists {
-                    name: name.to_owned(),
-                    path: path.clone(),
-                })
-            }
-            Err(err) => return Err(os(format!("{op}: creating {}", path.display()), err)),
-        }
+        create_name_file(name, &path, &op)?;
         // This helper thread moves into the new namespace and ends right after: the
         // namespace lives on only through the bind mount (and the handle we return).
         let made = sys::unshare(libc::CLONE_NEWNET)
@@ -620,6 +623,23 @@ pub fn delete_named(name: &str) -> Result<()> {
             Err(err) => Err(os(format!("{op}: removing {}", path.display()), err)),
         }
     })
+}
+
+/// Gives the namespace named `old` the name `new` instead (a bind mount of the one on the
+/// other, then `old` removed), so whatever uses it goes on under the new name.
+pub fn rename_named(old: &str, new: &str) -> Result<()> {
+    validate_name(old)?;
+    validate_name(new)?;
+    let (from, to) = (named_path(old), named_path(new));
+    let op = format!("renaming network namespace '{old}' to '{new}'");
+    in_host_mnt_ns(&op, || {
+        create_name_file(new, &to, &op)?;
+        sys::mount(&from, &to, "none", libc::MS_BIND).map_err(|err| {
+            let _ = fs::remove_file(&to);
+            os(format!("{op}: bind-mounting {}", from.display()), err)
+        })
+    })?;
+    delete_named(old)
 }
 
 /// Whether `/run/netns/NAME` exists (as `ip netns list` would show it). False for

@@ -391,9 +391,19 @@ impl System {
         if let Err(err) = netns::delete_named(c.netns()) {
             tracing::warn!(container = %c.name, "deleting namespace: {err}");
         }
-        let dir = hosts_dir(c);
-        let _ = std::fs::remove_file(dir.join("hosts"));
-        let _ = std::fs::remove_dir(&dir);
+        let _ = std::fs::remove_dir_all(hosts_dir(c));
+    }
+
+    /// Removes a container others joined: its interfaces go, its namespace stays (with only lo)
+    /// for them, named `heir` from now on.
+    pub fn container_down_handing_over(&mut self, c: &Container, heir: &str) {
+        for e in &c.endpoints {
+            self.endpoint_down(e);
+        }
+        if let Err(err) = netns::rename_named(c.netns(), heir) {
+            tracing::warn!(container = %c.name, heir, "handing the namespace over: {err}");
+        }
+        let _ = std::fs::remove_dir_all(hosts_dir(c));
     }
 
     /// Attaches the uplink: an AF_PACKET port whose frames all go to `nat`, with its address.
