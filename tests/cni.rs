@@ -380,3 +380,204 @@ fn gc_status_and_error_codes() {
     assert_eq!(code(cni(&[("COMMAND", "STATUS")], &bytes(&c11))), 51);
     assert_eq!(code(call("DEL", "pod-a", &a, "", &c11)), 11);
 }
+
+/// Debian's podman 4.3 with its CNI backend: its own storage, run and config directories under
+/// the lab's, a conflist whose plugin is switchyard (a symlink named as the plugin type), an
+/// image imported from Debian's busybox-static. Everything it made is removed on drop.
+struct Podman {
+    dir: std::path::PathBuf,
+}
+
+/// Flags this machine needs for every `podman run` (rlimits podman cannot raise otherwise).
+const ULIMITS: [&str; 4] = [
+    "--ulimit",
+    "nofile=20000:20000",
+    "--ulimit",
+    "nproc=32768:32768",
+];
+
+impl Podman {
+    /// Sets podman up to use network `pods` of the lab's daemon through the CNI plugin.
+    fn new(lab: &Lab) -> Podman {
+        let dir = lab.dir.join("podman");
+        let plugins = dir.join("plugins");
+        let netd = dir.join("net.d");
+        std::fs::create_dir_all(&plugins).unwrap();
+        std::fs::create_dir_all(&netd).unwrap();
+        std::os::unix::fs::symlink(switchyard_bin(), plugins.join("switchyard")).unwrap();
+        let conflist = json!({
+            "cniVersion": "0.4.0",
+            "name": "pods",
+            "plugins": [{
+                "type": "switchyard",
+                "subnet": "10.89.0.0/24",
+                "socket": lab.socket(),
+                "capabilities": {"portMappings": true, "aliases": true, "ips": true, "mac": true}
+            }]
+        });
+        std::fs::write(netd.join("pods.conflist"), conflist.to_string()).unwrap();
+        std::fs::write(
+            dir.join("containers.conf"),
+            format!(
+                "[network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{}\"]\nnetwork_config_dir = \"{}\"\n",
+                plugins.display(),
+                netd.display()
+            ),
+        )
+        .unwrap();
+        let podman = Podman { dir };
+        let rootfs = busybox_rootfs(&podman.dir);
+        let tar = podman.dir.join("rootfs.tar");
+        must(&[
+            "tar",
+            "-C",
+            &rootfs.display().to_string(),
+            "-cf",
+            &tar.display().to_string(),
+            ".",
+        ]);
+        podman.ok(&["import", &tar.display().to_string(), "localhost/busybox"]);
+        podman
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let d = |sub: &str| self.dir.join(sub).display().to_string();
+        let mut cmd = Command::new("podman");
+        cmd.env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+            .args([
+                "--root",
+                &d("root"),
+                "--runroot",
+                &d("run"),
+                "--tmpdir",
+                &d("tmp"),
+            ])
+            .args(["--storage-driver", "vfs", "--network-backend", "cni"])
+            .args(["--cni-config-dir", &d("net.d")])
+            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+            .args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.command(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run podman {args:?}: {e}"))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "podman {args:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `podman run -d --network pods ARGS... localhost/busybox CMD...`.
+    fn start(&self, name: &str, extra: &[&str], cmd: &[&str]) {
+        let mut args = vec!["run", "-d", "--name", name, "--network", "pods"];
+        args.extend_from_slice(&ULIMITS);
+        args.extend_from_slice(extra);
+        args.push("localhost/busybox");
+        args.extend_from_slice(cmd);
+        self.ok(&args);
+    }
+
+    fn inspect(&self, name: &str, format: &str) -> String {
+        self.ok(&["inspect", name, "--format", format])
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.run(&["rm", "-af", "-t", "0"]);
+        let _ = self.run(&["system", "reset", "-f"]);
+        // A podman that failed half-way may leave conmon behind, and mounts below its roots.
+        kill_processes_naming(&self.dir);
+        unmount_below(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn podman_containers_on_a_switchyard_network() {
+    let (mut lab, d) = Lab::uplinked("cp");
+    let podman = Podman::new(&lab);
+    podman.start(
+        "web",
+        &["-p", "8080:80"],
+        &["httpd", "-f", "-vv", "-p", "80"],
+    );
+    podman.start("db", &[], &["sleep", "1000"]);
+    let ip = |name: &str| podman.inspect(name, "{{.NetworkSettings.Networks.pods.IPAddress}}");
+    let (web_ip, db_ip) = (ip("web"), ip("db"));
+    assert!(
+        web_ip.starts_with("10.89.0.") && db_ip.starts_with("10.89.0."),
+        "{web_ip} {db_ip}"
+    );
+    let sandboxes = [
+        podman.inspect("web", "{{.NetworkSettings.SandboxKey}}"),
+        podman.inspect("db", "{{.NetworkSettings.SandboxKey}}"),
+    ];
+
+    // The two containers reach each other by address, through the switch.
+    podman.ok(&["exec", "db", "ping", "-c", "1", "-W", "2", &web_ip]);
+    podman.ok(&["exec", "web", "ping", "-c", "1", "-W", "2", &db_ip]);
+    let ls = lab.cli_ok(&["container", "ls"]);
+    assert!(ls.contains(&web_ip) && ls.contains(&db_ip), "{ls}");
+
+    // -p 8080:80 from outside, with the client's own address seen inside.
+    wait_for("published port 8080", || http_get(&lab));
+    // busybox httpd logs to stderr, which `podman logs` keeps apart.
+    let out = podman.run(&["logs", "web"]);
+    let logs = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(logs.contains("192.0.2.1]:"), "httpd saw: {logs}");
+
+    // kill -9 the daemon while the containers run: forwarding stops, and a new daemon restores
+    // their traffic from the state (veths and namespaces outlived the process).
+    lab.signal(d, libc::SIGKILL);
+    while lab.running(d) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        http_get(&lab).is_none(),
+        "nothing is forwarded while the daemon is down"
+    );
+    lab.uplink_daemon("d2");
+    wait_for("port after restart", || http_get(&lab));
+    podman.ok(&["exec", "db", "ping", "-c", "1", "-W", "2", &web_ip]);
+
+    // podman rm leaves nothing behind: no attachment, no address, no veth, no namespace.
+    podman.ok(&["rm", "-f", "-t", "0", "web", "db"]);
+    let ls = lab.cli_ok(&["container", "ls"]);
+    assert!(!ls.contains("10.89.0."), "{ls}");
+    let net = lab.inspect("network", "pods");
+    assert_eq!(net["Containers"], json!({}), "{net}");
+    let links = lab.exec_ok("sw", &["ip", "-o", "link"]);
+    assert!(!links.contains("veth"), "{links}");
+    for s in &sandboxes {
+        assert!(!std::path::Path::new(s).exists(), "{s} is still there");
+    }
+    assert!(
+        http_get(&lab).is_none(),
+        "the published port went with the container"
+    );
+}
+
+/// `GET /` from the outside namespace to port 8080 of the uplink address: the answer, if any.
+fn http_get(lab: &Lab) -> Option<String> {
+    let out = lab.exec(
+        "out",
+        &[
+            "sh",
+            "-c",
+            "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 192.0.2.10 8080",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.starts_with("HTTP/1.").then_some(text)
+}

@@ -8,11 +8,11 @@
 //! shim left behind by a killed dockerd, unmounts what it mounted and deletes its directories,
 //! also when the test panicked.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::Lab;
+use super::{busybox_rootfs, kill_processes_naming, unmount_below, Lab};
 
 pub struct Dockerd {
     /// Data root, exec root, socket, pidfile and log live below this.
@@ -157,17 +157,7 @@ impl Dockerd {
 
     /// Imports `local/busybox`: Debian's static busybox with one link per applet, PATH=/bin.
     pub fn import_busybox(&self) {
-        let rootfs = self.dir.join("rootfs");
-        let bin = rootfs.join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        std::fs::copy("/bin/busybox", bin.join("busybox"))
-            .expect("/bin/busybox (apt-get install busybox-static)");
-        let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            if applet != "busybox" {
-                let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
-            }
-        }
+        let rootfs = busybox_rootfs(&self.dir);
         let script = format!(
             "tar -C {} -c . | {DOCKER} import --change 'ENV PATH=/bin' - local/busybox",
             rootfs.display()
@@ -236,42 +226,5 @@ impl Drop for Dockerd {
         kill_processes_naming(&self.dir);
         unmount_below(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// SIGKILLs processes whose command line names `dir` (never this test process).
-fn kill_processes_naming(dir: &Path) {
-    let needle = dir.display().to_string();
-    let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(&needle) {
-            // SAFETY: kill(2) on a process that names our test directory: one we started.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-    }
-}
-
-/// Lazily unmounts every mount below `dir`, deepest first (shm of containers, netns files).
-fn unmount_below(dir: &Path) {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let prefix = dir.display().to_string();
-    let mut points: Vec<&str> = mounts
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .filter(|p| p.starts_with(&prefix))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for p in points {
-        let _ = Command::new("umount").args(["-l", p]).output();
     }
 }

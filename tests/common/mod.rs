@@ -10,7 +10,7 @@
 pub mod docker;
 pub mod probe;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -464,5 +464,62 @@ impl Drop for Lab {
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// `dir/rootfs`: Debian's static busybox (`apt-get install busybox-static`) with one link per
+/// applet in `/bin`, the image tests import into dockerd and podman (there is no registry here).
+pub fn busybox_rootfs(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    let bin = rootfs.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for d in ["etc", "proc", "sys", "dev", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", bin.join("busybox"))
+        .expect("/bin/busybox (apt-get install busybox-static)");
+    let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
+        }
+    }
+    rootfs
+}
+
+/// SIGKILLs processes whose command line names `dir` (never this test process).
+pub fn kill_processes_naming(dir: &Path) {
+    let needle = dir.display().to_string();
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            // SAFETY: kill(2) on a process that names our test directory: one we started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Lazily unmounts every mount below `dir`, deepest first (shm of containers, netns files).
+pub fn unmount_below(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let prefix = dir.display().to_string();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = Command::new("umount").args(["-l", p]).output();
     }
 }

@@ -84,13 +84,16 @@ impl Env {
     }
 }
 
-/// `CNI_ARGS` that switchyard reads: `IP=` and `MAC=` pin the address; `K8S_*` and
-/// `IgnoreUnknown` are known and ignored; anything else is refused unless `IgnoreUnknown=1`
+/// `CNI_ARGS` that switchyard reads: `IP=` and `MAC=` pin the address; `K8S_POD_NAME` (which
+/// podman sets to the container's name) is an alias; other `K8S_*` and `IgnoreUnknown` are known
+/// and ignored; anything else is refused unless `IgnoreUnknown=1`
 /// (the convention of the reference plugins).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Args {
     pub ip: Option<String>,
     pub mac: Option<String>,
+    /// The pod's (podman: the container's) name, one more name of the container.
+    pub pod_name: Option<String>,
 }
 
 impl Args {
@@ -111,6 +114,7 @@ impl Args {
             match key {
                 "IP" => args.ip = Some(value.to_string()),
                 "MAC" => args.mac = Some(value.to_string()),
+                "K8S_POD_NAME" => args.pod_name = Some(value.to_string()),
                 "IgnoreUnknown" => {
                     ignore_unknown = matches!(value.to_ascii_lowercase().as_str(), "1" | "true")
                 }

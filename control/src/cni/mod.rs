@@ -214,11 +214,15 @@ impl<'a, 'c> Plugin<'a, 'c> {
             .iter()
             .map(config::PortMapping::spec)
             .collect::<Result<Vec<_>, _>>()?;
-        let aliases = rc
+        let mut aliases = rc
             .aliases
             .as_ref()
             .map(|a| a.for_network(&self.name))
             .unwrap_or_default();
+        // Podman names the container only here (its aliases are the short ID).
+        if let Some(name) = args.pod_name.filter(|n| !aliases.contains(n)) {
+            aliases.push(name);
+        }
         self.ensure_network()?;
         let request = Request::EndpointAttach(EndpointAttach {
             container,

@@ -182,13 +182,33 @@ fn add_passes_pins_ports_and_aliases_to_the_daemon() {
     assert_eq!(a.ip.as_deref(), Some("10.88.0.9"));
     assert_eq!(a.mac.as_deref(), Some("02:00:00:00:00:09"));
     assert_eq!(a.publish, ["8080:80/tcp", "192.0.2.10:5353:53/udp"]);
-    assert_eq!(a.aliases, ["web", "www"]);
+    assert_eq!(
+        a.aliases,
+        ["web", "www"],
+        "K8S_POD_NAME web is one of them already"
+    );
     assert_eq!(a.owner.as_deref(), Some("cni:pods"));
     assert!(a.default_route);
     assert_eq!(
         (a.container.as_str(), a.ifname.as_str()),
         ("c0ffee", "eth0")
     );
+}
+
+#[test]
+fn the_pod_name_is_an_alias() {
+    let fake = Fake::new();
+    let mut e = env("ADD");
+    e.args = Some("IgnoreUnknown=1;K8S_POD_NAME=db".into());
+    let stdin = conf(
+        "0.4.0",
+        json!({"runtimeConfig": {"aliases": {"pods": ["3752b82a76e7"]}}}),
+    );
+    fake.run(&e, &stdin, daemon).1.unwrap();
+    let Request::EndpointAttach(a) = &fake.requests.borrow()[1] else {
+        panic!()
+    };
+    assert_eq!(a.aliases, ["3752b82a76e7", "db"]);
 }
 
 #[test]
