@@ -331,3 +331,84 @@ fn dockerd_bridge_flags_routes_after_connect_and_ip_only_on_user_subnets() {
     assert!(err.contains("user configured subnets"), "{err}");
     lab.cli_ok(&["container", "create", &x, "--network", "auto"]);
 }
+
+#[test]
+fn inspect_and_ls_show_what_docker_shows() {
+    let mut lab = Lab::new("hi");
+    lab.daemon("d", &[]);
+    lab.cli_ok(&["network", "create", "back", "--subnet", "10.41.0.0/24"]);
+    let web = lab.container(
+        "web",
+        &[
+            "--network",
+            "back",
+            "--expose",
+            "5432",
+            "-p",
+            "18080:80",
+            "-p",
+            "127.0.0.1:15353:53/udp",
+        ],
+    );
+    let db = lab.container("db", &[]);
+    let v = lab.inspect("container", &web);
+    assert_eq!(
+        v["HostConfig"]["NetworkMode"], "back",
+        "the network it was made on"
+    );
+    assert_eq!(
+        lab.inspect("container", &db)["HostConfig"]["NetworkMode"],
+        "bridge"
+    );
+    assert_eq!(
+        v["NetworkSettings"]["Ports"],
+        serde_json::json!({
+            "5432/tcp": null,
+            "53/udp": [{"HostIp": "127.0.0.1", "HostPort": "15353"}],
+            "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18080"}]
+        })
+    );
+    assert_eq!(
+        v["HostConfig"]["PortBindings"],
+        serde_json::json!({
+            "53/udp": [{"HostIp": "127.0.0.1", "HostPort": "15353"}],
+            "80/tcp": [{"HostIp": "", "HostPort": "18080"}]
+        })
+    );
+    let bridge = lab.inspect("network", "bridge");
+    assert_eq!(bridge["ConfigFrom"], serde_json::json!({"Network": ""}));
+    assert_eq!(bridge["ConfigOnly"], false);
+    assert_eq!(
+        bridge["Options"]["com.docker.network.bridge.default_bridge"],
+        "true"
+    );
+    let back = lab.inspect("network", "back");
+    assert!(back["Options"]
+        .get("com.docker.network.bridge.default_bridge")
+        .is_none());
+
+    // `container ls -q` and `--format`, as `docker ps`.
+    let quiet = lab.cli_ok(&["container", "ls", "-q"]);
+    let mut ids: Vec<&str> = quiet.lines().collect();
+    ids.sort();
+    let mut want = vec![short_id(&lab, &web), short_id(&lab, &db)];
+    want.sort();
+    assert_eq!(ids, want);
+    let lines = lab.cli_ok(&[
+        "container",
+        "ls",
+        "--format",
+        r"{{.Names}}\t{{.Networks}}\t{{.Ports}}",
+    ]);
+    let web_line = lines.lines().find(|l| l.starts_with(&web)).unwrap();
+    assert_eq!(
+        web_line,
+        format!("{web}\tback\t127.0.0.1:15353->53/udp, 5432/tcp, 0.0.0.0:18080->80/tcp")
+    );
+    let table = lab.cli_ok(&["container", "ls", "--format", "table {{.ID}}\t{{.Names}}"]);
+    assert!(table.starts_with("CONTAINER ID   NAMES\n"), "{table}");
+    let out = lab.cli(&["container", "ls", "--format", "{{.Image}}"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

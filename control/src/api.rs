@@ -457,6 +457,9 @@ pub struct NetworkSummary {
 pub struct ContainerSummary {
     pub id: String,
     pub name: String,
+    /// `docker ps`'s PORTS entries: `0.0.0.0:8080->80/tcp`, or `5432/tcp` when only exposed.
+    #[serde(default)]
+    pub ports: Vec<String>,
     /// (network, interface, IPv4 address with prefix, MAC) per attachment.
     pub endpoints: Vec<EndpointSummary>,
 }
@@ -488,8 +491,20 @@ pub struct NetworkInspect {
     pub ingress: bool,
     /// Keyed by container ID.
     pub containers: BTreeMap<String, NetworkEndpointInspect>,
+    /// Docker's config-network fields (switchyard has no config-only networks).
+    #[serde(default)]
+    pub config_from: ConfigFromInspect,
+    #[serde(default)]
+    pub config_only: bool,
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+}
+
+/// `{"Network": ""}`, as Docker writes it for a network made from no config network.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConfigFromInspect {
+    pub network: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -554,8 +569,11 @@ pub struct ContainerConfigInspect {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HostConfigInspect {
-    /// `bridge`, `none`, `host` or `container:NAME`.
+    /// The network it was created on (`bridge`, `mynet`), `none`, `host` or `container:NAME`.
     pub network_mode: String,
+    /// `{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`: what `-p` published.
+    #[serde(default)]
+    pub port_bindings: BTreeMap<String, Vec<PortBindingInspect>>,
     /// Docker's form: `/CHILD:/PARENT/ALIAS`.
     pub links: Vec<String>,
     /// switchyard's addition: anti-spoofing is off for this container.
@@ -567,7 +585,19 @@ pub struct HostConfigInspect {
 pub struct NetworkSettingsInspect {
     /// The namespace file: `/run/netns/NAME`.
     pub sandbox_key: String,
+    /// Every exposed port, with where it is published (`null` when it is not), as Docker's.
+    #[serde(default)]
+    pub ports: BTreeMap<String, Option<Vec<PortBindingInspect>>>,
     pub networks: BTreeMap<String, ContainerEndpointInspect>,
+}
+
+/// One host side of a published port: `{"HostIp": "0.0.0.0", "HostPort": "8080"}` (strings,
+/// as Docker's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortBindingInspect {
+    pub host_ip: String,
+    pub host_port: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -802,6 +832,8 @@ mod tests {
             attachable: true,
             ingress: false,
             containers: BTreeMap::new(),
+            config_from: Default::default(),
+            config_only: false,
             options: BTreeMap::new(),
             labels: BTreeMap::new(),
         };
@@ -817,12 +849,16 @@ mod tests {
             "Internal",
             "Attachable",
             "Ingress",
+            "ConfigFrom",
+            "ConfigOnly",
             "Containers",
             "Options",
             "Labels",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
+        assert_eq!(v["ConfigFrom"], serde_json::json!({"Network": ""}));
+        assert_eq!(v["ConfigOnly"], false);
         assert_eq!(v["IPAM"]["Config"][0]["Subnet"], "172.17.0.0/16");
         assert!(v["IPAM"]["Config"][0].get("IPRange").is_none());
     }

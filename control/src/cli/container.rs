@@ -80,8 +80,17 @@ pub enum ContainerCommand {
         force: bool,
     },
     /// List containers, one line per network attachment.
-    #[command(alias = "list")]
-    Ls,
+    #[command(alias = "list", alias = "ps")]
+    Ls {
+        /// Only the containers' short IDs, one per line (`docker ps -q`).
+        #[arg(short, long)]
+        quiet: bool,
+        /// One line per container from a template, as `docker ps --format`: `{{.ID}}`,
+        /// `{{.Names}}`, `{{.Networks}}`, `{{.Ports}}`, `{{.State}}`, `{{.Status}}`, `{{json .}}`;
+        /// `table ...` prints headers.
+        #[arg(long, value_name = "TEMPLATE", conflicts_with = "quiet")]
+        format: Option<String>,
+    },
     /// Show containers as JSON, with Docker's field names.
     Inspect {
         #[arg(required = true)]
@@ -136,7 +145,26 @@ pub fn run(cmd: ContainerCommand, socket: &Path) -> ExitCode {
         ContainerCommand::Link { name, link } => Request::ContainerLink { name, link },
         ContainerCommand::Unlink { name, alias } => Request::ContainerUnlink { name, alias },
         ContainerCommand::Rm { names, force } => Request::ContainerRm { names, force },
-        ContainerCommand::Ls => Request::ContainerLs,
+        ContainerCommand::Ls { quiet, format } => {
+            let template = match format.as_deref().map(super::format::Template::parse) {
+                Some(Err(e)) => return fail(crate::process::EXIT_BAD_INPUT, &anyhow::anyhow!(e)),
+                Some(Ok(t)) => Some(t),
+                None => quiet
+                    .then(|| super::format::Template::parse("{{.ID}}").expect("a valid template")),
+            };
+            if let Some(t) = template {
+                return finish(api::call(socket, Request::ContainerLs), &[], |r| match r {
+                    Response::Containers(list) => {
+                        for line in t.render(&list) {
+                            println!("{line}");
+                        }
+                        Ok(())
+                    }
+                    other => Err(other),
+                });
+            }
+            Request::ContainerLs
+        }
         ContainerCommand::Inspect { names } => Request::ContainerInspect { names },
         ContainerCommand::Exec { name, command } => return exec(socket, &name, &command),
     };

@@ -6,6 +6,7 @@
 
 mod bridge;
 mod container;
+mod format;
 mod network;
 mod trace;
 

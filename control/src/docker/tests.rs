@@ -75,11 +75,13 @@ fn endpoint_of(name: &str) -> ContainerInspect {
         },
         host_config: HostConfigInspect {
             network_mode: "handoff".into(),
+            port_bindings: BTreeMap::new(),
             links: Vec::new(),
             allow_spoofing: false,
         },
         network_settings: NetworkSettingsInspect {
             sandbox_key: String::new(),
+            ports: BTreeMap::new(),
             networks,
         },
     }
@@ -102,6 +104,8 @@ fn network(name: &str, internal: bool) -> NetworkInspect {
         attachable: true,
         ingress: false,
         containers: BTreeMap::new(),
+        config_from: Default::default(),
+        config_only: false,
         options: BTreeMap::new(),
         labels: BTreeMap::new(),
     }

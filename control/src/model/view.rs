@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::publish::PortMapping;
 use super::{
     Container, Endpoint, Network, NetworkMode, State, OPT_BRIDGE_NAME, OPT_HOST_BINDING, OPT_ICC,
     OPT_MASQUERADE, OPT_MTU,
@@ -10,6 +11,7 @@ use crate::api::{
     ContainerConfigInspect, ContainerEndpointInspect, ContainerInspect, ContainerSummary,
     EndpointSummary, EndpointView, HostConfigInspect, IpamInspect, IpamPoolInspect,
     NetworkEndpointInspect, NetworkInspect, NetworkSettingsInspect, NetworkSummary,
+    PortBindingInspect,
 };
 
 pub const DRIVER: &str = "switchyard";
@@ -104,6 +106,9 @@ impl State {
         if let Some(vlan) = n.vlan {
             options.insert("vlan".into(), vlan.to_string());
         }
+        if n.name == super::DEFAULT_NETWORK {
+            options.insert(OPT_DEFAULT_BRIDGE.into(), "true".into());
+        }
         NetworkInspect {
             name: n.name.clone(),
             id: n.id.clone(),
@@ -129,6 +134,8 @@ impl State {
             attachable: true,
             ingress: false,
             containers,
+            config_from: Default::default(),
+            config_only: false,
             options,
             labels: BTreeMap::new(),
         }
@@ -140,6 +147,7 @@ impl State {
             .map(|c| ContainerSummary {
                 id: c.id.clone(),
                 name: c.name.clone(),
+                ports: ps_ports(c),
                 endpoints: c
                     .endpoints
                     .iter()
@@ -195,7 +203,22 @@ impl State {
                     .collect(),
             },
             host_config: HostConfigInspect {
-                network_mode: c.mode.docker_name(),
+                network_mode: match (&c.mode, c.endpoints.first()) {
+                    // The network it was created on, as Docker names it.
+                    (NetworkMode::Bridge, Some(e)) => e.network.clone(),
+                    _ => c.mode.docker_name(),
+                },
+                port_bindings: port_bindings(c, |m| {
+                    if m.host_ip.is_unspecified() {
+                        String::new()
+                    } else {
+                        m.host_ip.to_string()
+                    }
+                })
+                .into_iter()
+                .map(|(k, v)| (k, v.unwrap_or_default()))
+                .filter(|(_, v)| !v.is_empty())
+                .collect(),
                 links: c
                     .links
                     .iter()
@@ -204,6 +227,7 @@ impl State {
                 allow_spoofing: c.allow_spoofing,
             },
             network_settings: NetworkSettingsInspect {
+                ports: port_bindings(c, |m| m.host_ip.to_string()),
                 sandbox_key: match c.mode {
                     // The daemon's own namespace.
                     super::NetworkMode::Host => format!("/proc/{daemon_pid}/ns/net"),
@@ -215,4 +239,44 @@ impl State {
             },
         }
     }
+}
+
+/// Docker's `network inspect` option that marks the default bridge.
+const OPT_DEFAULT_BRIDGE: &str = "com.docker.network.bridge.default_bridge";
+
+/// Each exposed port (`80/tcp`) with its published host sides, `None` when it has none; the
+/// host address as `host_ip` writes it.
+fn port_bindings(
+    c: &Container,
+    host_ip: impl Fn(&PortMapping) -> String,
+) -> BTreeMap<String, Option<Vec<PortBindingInspect>>> {
+    let mut ports: BTreeMap<String, Option<Vec<PortBindingInspect>>> =
+        c.exposed.iter().map(|x| (x.to_string(), None)).collect();
+    for p in &c.published {
+        let m = &p.mapping;
+        let key = format!("{}/{}", m.container_port, m.protocol);
+        ports
+            .entry(key)
+            .or_default()
+            .get_or_insert_with(Vec::new)
+            .push(PortBindingInspect {
+                host_ip: host_ip(m),
+                host_port: m.host_port.to_string(),
+            });
+    }
+    ports
+}
+
+/// `docker ps`'s PORTS entries, in Docker's form.
+fn ps_ports(c: &Container) -> Vec<String> {
+    port_bindings(c, |m| m.host_ip.to_string())
+        .into_iter()
+        .flat_map(|(port, bound)| match bound {
+            None => vec![port],
+            Some(list) => list
+                .into_iter()
+                .map(|b| format!("{}:{}->{port}", b.host_ip, b.host_port))
+                .collect(),
+        })
+        .collect()
 }
