@@ -188,9 +188,13 @@ impl Daemon {
     }
 
     fn network_create(&mut self, req: api::NetworkCreate) -> Result<Response, ApiError> {
-        let routes = self.system.routes();
+        let mut routes = self.system.routes();
+        routes.extend(self.uplink.as_ref().and_then(|u| u.subnet()));
         let mut next = self.state.clone();
         let network = next.create_network(&req, &routes, &mut OsMint)?.clone();
+        if let Some(u) = &self.uplink {
+            network.check_uplink(&u.claim())?;
+        }
         if let Some(parent) = &network.parent {
             if !self.system.interface_exists(parent).map_err(failed)? {
                 return Err(ApiError::bad_input(format!(

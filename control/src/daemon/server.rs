@@ -22,7 +22,7 @@ use super::system::{self, CaptureStop, System};
 use super::{reaper, Daemon};
 use crate::api::{self, ApiError, Outcome, Request, Response};
 use crate::model::ipam::Ipv4Net;
-use crate::model::{BridgeFlags, PublishContext, State};
+use crate::model::{BridgeFlags, PublishContext, State, UplinkClaim};
 use crate::netns::Netlink;
 use crate::process::{block_signals, describe_cpu, fail, wait_signal, EngineArgs, EXIT_BAD_INPUT};
 use crate::store::Store;
@@ -108,6 +108,22 @@ pub(super) struct UplinkArgs {
     pub(super) ip: Ipv4Addr,
     pub(super) prefix: u8,
     pub(super) gateway: Option<Ipv4Addr>,
+}
+
+impl UplinkArgs {
+    /// What networks must leave room for (`Network::check_uplink`).
+    pub(super) fn claim(&self) -> UplinkClaim<'_> {
+        UplinkClaim {
+            ifname: &self.ifname,
+            ip: self.ip,
+            gateway: self.gateway,
+        }
+    }
+
+    /// The uplink's subnet, which a network without `--subnet` must not take.
+    pub(super) fn subnet(&self) -> Option<Ipv4Net> {
+        Ipv4Net::containing(self.ip, self.prefix)
+    }
 }
 
 fn uplink_args(args: &DaemonArgs) -> anyhow::Result<Option<UplinkArgs>> {
@@ -291,16 +307,14 @@ fn start(
         ephemeral: ephemeral_range(),
     };
     if let Some(u) = &uplink {
+        // `network create` refuses these; they can only meet here when --uplink* changed since.
         for n in state.networks.values() {
-            if n.subnet().contains(u.ip) {
-                return Err(BadStart(format!(
-                    "--uplink-ip {} lies in network '{}' ({}); choose an address outside switchyard's networks",
-                    u.ip,
-                    n.name,
-                    n.subnet()
+            n.check_uplink(&u.claim()).map_err(|e| {
+                BadStart(format!(
+                    "{}; or remove the network (start without --uplink, then network rm {})",
+                    e.message, n.name
                 ))
-                .into());
-            }
+            })?;
         }
         system
             .uplink_up(&u.ifname, u.ip, u.prefix, u.gateway)

@@ -93,6 +93,12 @@ pub enum IpamError {
         other: Ipv4Net,
         network: String,
     },
+    #[error("subnet {subnet} overlaps {range}, the {what} range: containers cannot use it")]
+    Reserved {
+        subnet: Ipv4Net,
+        range: Ipv4Net,
+        what: &'static str,
+    },
     #[error("address {ip} is outside subnet {subnet}")]
     AddressOutside { ip: Ipv4Addr, subnet: Ipv4Net },
     #[error("address {ip} is the network address")]
@@ -162,6 +168,28 @@ pub fn check_overlap(subnet: &Ipv4Net, existing: &[(String, Ipv4Net)]) -> Result
             subnet: *subnet,
             other: *other,
             network: name.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Ranges no network may overlap: their addresses never reach a container as unicast (the host
+/// keeps loopback to itself, multicast and class E are not host addresses, 0/8 means "this
+/// network"). Only checked when a network is created, so a state file holding one still loads.
+const RESERVED: [(Ipv4Net, &str); 4] = [
+    (net(0, 0, 8), "\"this network\""),
+    (net(127, 0, 8), "loopback"),
+    (net(224, 0, 4), "multicast"),
+    (net(240, 0, 4), "reserved class E"),
+];
+
+/// Refuses `subnet` if it overlaps a range that cannot hold container addresses.
+pub fn check_reserved(subnet: &Ipv4Net) -> Result<(), IpamError> {
+    match RESERVED.iter().find(|(range, _)| range.overlaps(subnet)) {
+        Some((range, what)) => Err(IpamError::Reserved {
+            subnet: *subnet,
+            range: *range,
+            what,
         }),
         None => Ok(()),
     }

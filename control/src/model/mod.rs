@@ -34,7 +34,7 @@ use crate::api::{ApiError, NetworkCreate};
 pub use container::{Container, Endpoint, NetworkMode, PublishContext, Published, Reach};
 use ipam::Ipv4Net;
 pub use mint::{rfc3339, Mint};
-pub use network::{Network, RemovedNetwork};
+pub use network::{Network, RemovedNetwork, UplinkClaim};
 pub use options::{OPT_BRIDGE_NAME, OPT_HOST_BINDING, OPT_ICC, OPT_MASQUERADE, OPT_MTU};
 
 /// Version of the state file layout; a daemon refuses a file it does not understand.

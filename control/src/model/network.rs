@@ -53,7 +53,42 @@ fn is_true(b: &bool) -> bool {
     *b
 }
 
+/// The daemon's uplink as networks must leave room for it (`--uplink`, `--uplink-ip`,
+/// `--uplink-gateway`). Not part of the state: the daemon is started with it.
+pub struct UplinkClaim<'a> {
+    pub ifname: &'a str,
+    pub ip: Ipv4Addr,
+    pub gateway: Option<Ipv4Addr>,
+}
+
 impl Network {
+    /// Refuses a network that cannot live beside the uplink: one whose subnet holds the uplink's
+    /// address or gateway (replies to the world would stay inside the network), or whose
+    /// `--parent` is the uplink itself (the uplink's frames all go to NAT). The daemon checks
+    /// this at `network create` and, with the same words, at start-up when `--uplink` changed.
+    pub fn check_uplink(&self, uplink: &UplinkClaim) -> Result<(), ApiError> {
+        let subnet = self.subnet();
+        if subnet.contains(uplink.ip) {
+            return Err(bad(format!(
+                "subnet {subnet} of network '{}' holds the uplink address {} (--uplink-ip); choose a subnet outside it",
+                self.name, uplink.ip
+            )));
+        }
+        if let Some(g) = uplink.gateway.filter(|g| subnet.contains(*g)) {
+            return Err(bad(format!(
+                "subnet {subnet} of network '{}' holds the uplink gateway {g} (--uplink-gateway); choose a subnet outside it",
+                self.name
+            )));
+        }
+        if self.parent.as_deref() == Some(uplink.ifname) {
+            return Err(bad(format!(
+                "--parent {} of network '{}' is the daemon's uplink (--uplink); choose another interface",
+                uplink.ifname, self.name
+            )));
+        }
+        Ok(())
+    }
+
     pub fn subnet(&self) -> Ipv4Net {
         self.pool.config().subnet
     }
@@ -105,6 +140,7 @@ impl State {
         let subnet = match &req.subnet {
             Some(s) => {
                 let subnet = Ipv4Net::parse_strict(s).map_err(ipam_err)?;
+                ipam::check_reserved(&subnet).map_err(ipam_err)?;
                 ipam::check_overlap(&subnet, &existing).map_err(ipam_err)?;
                 subnet
             }

@@ -318,6 +318,18 @@ fn bad_network_requests_change_nothing() {
     refused(create(net("x", Some("10.3.0.1/16"))), "10.3.0.0/16");
     refused(create(net("x", Some("10.1.0.0/16"))), "overlaps");
     refused(
+        create(net("x", Some("127.0.0.0/8"))),
+        "overlaps 127.0.0.0/8, the loopback range",
+    );
+    refused(create(net("x", Some("127.5.0.0/16"))), "loopback");
+    refused(
+        create(net("x", Some("224.1.0.0/16"))),
+        "overlaps 224.0.0.0/4, the multicast range",
+    );
+    refused(create(net("x", Some("192.0.0.0/2"))), "multicast");
+    refused(create(net("x", Some("240.0.0.0/24"))), "class E");
+    refused(create(net("x", Some("0.0.0.0/0"))), "\"this network\"");
+    refused(
         create(NetworkCreate {
             gateway: Some("10.9.0.1".into()),
             ..net("x", Some("10.3.0.0/24"))
@@ -387,6 +399,47 @@ fn bad_network_requests_change_nothing() {
         }),
         "invalid interface name",
     );
+}
+
+#[test]
+fn networks_leave_room_for_the_uplink() {
+    let uplink = UplinkClaim {
+        ifname: "eth0",
+        ip: "192.0.2.10".parse().unwrap(),
+        gateway: Some("192.0.2.1".parse().unwrap()),
+    };
+    let (mut s, mut e) = sample();
+    // As the daemon does: create on a copy, check the new network, keep the copy only if fine.
+    let check = |s: &mut State, e: &mut Counter, req: NetworkCreate| {
+        let mut next = s.clone();
+        next.create_network(&req, &[], e)?.check_uplink(&uplink)?;
+        *s = next;
+        Ok::<(), ApiError>(())
+    };
+    let err = check(&mut s, &mut e, net("a", Some("192.0.2.0/28"))).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BadInput);
+    assert_eq!(
+        err.message,
+        "subnet 192.0.2.0/28 of network 'a' holds the uplink address 192.0.2.10 (--uplink-ip); choose a subnet outside it"
+    );
+    let err = check(&mut s, &mut e, net("b", Some("192.0.2.0/30"))).unwrap_err();
+    assert!(
+        err.message.contains("uplink gateway 192.0.2.1"),
+        "{}",
+        err.message
+    );
+    let parented = NetworkCreate {
+        parent: Some("eth0".into()),
+        ..net("c", Some("10.7.0.0/24"))
+    };
+    let err = check(&mut s, &mut e, parented).unwrap_err();
+    assert!(
+        err.message
+            .contains("--parent eth0 of network 'c' is the daemon's uplink"),
+        "{}",
+        err.message
+    );
+    check(&mut s, &mut e, net("d", Some("192.0.2.16/28"))).unwrap();
 }
 
 #[test]

@@ -1,0 +1,127 @@
+//! Reliability: states the daemon accepts are states it starts from, restarts right after
+//! `kill -9`, resources that go with what they belong to, clients that end quietly, hostile frames
+//! dropped and counted. Each test reproduces a failure found by trying (issue 18) and
+//! RELIABILITY.md lists them with what they measure.
+
+mod common;
+
+use common::*;
+
+/// Starts a daemon whose uplink (192.0.2.10/24, gateway 192.0.2.1) faces the lab host `out`.
+fn uplinked(lab: &mut Lab, label: &str) -> usize {
+    let uplink = lab.port("out");
+    lab.daemon(
+        label,
+        &[
+            "--uplink",
+            &uplink,
+            "--uplink-ip",
+            "192.0.2.10/24",
+            "--uplink-gateway",
+            "192.0.2.1",
+        ],
+    )
+}
+
+/// A refused request prints one line, exits 2 and leaves the state file as it was.
+fn refused(lab: &Lab, args: &[&str], expected: &str) {
+    let before = std::fs::read(lab.state_dir().join("state.json")).unwrap();
+    let out = lab.cli(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(
+        err.contains(expected),
+        "{args:?}: expected '{expected}' in {err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    let after = std::fs::read(lab.state_dir().join("state.json")).unwrap();
+    assert_eq!(before, after, "{args:?} changed the state");
+}
+
+#[test]
+fn networks_that_would_stop_the_daemon_from_starting_are_refused() {
+    let mut lab = Lab::new("ru");
+    lab.host("out", "192.0.2.1/24");
+    let d = uplinked(&mut lab, "d1");
+    let uplink = lab.port("out");
+    refused(
+        &lab,
+        &["network", "create", "x", "--subnet", "192.0.2.0/28"],
+        "holds the uplink address 192.0.2.10",
+    );
+    refused(
+        &lab,
+        &["network", "create", "x", "--subnet", "192.0.2.0/30"],
+        "holds the uplink gateway 192.0.2.1",
+    );
+    refused(
+        &lab,
+        &[
+            "network",
+            "create",
+            "x",
+            "--subnet",
+            "10.9.0.0/24",
+            "--parent",
+            &uplink,
+        ],
+        "is the daemon's uplink",
+    );
+    refused(
+        &lab,
+        &["network", "create", "x", "--subnet", "127.1.0.0/16"],
+        "loopback",
+    );
+    refused(
+        &lab,
+        &["network", "create", "x", "--subnet", "239.1.0.0/16"],
+        "multicast",
+    );
+    // Networks picked from the default pools stay clear of the uplink's subnet too.
+    lab.cli_ok(&["network", "create", "fine", "--subnet", "192.0.3.0/24"]);
+    lab.cli_ok(&["network", "create", "auto"]);
+    let auto = lab.inspect("network", "auto");
+    assert!(
+        !auto["IPAM"]["Config"][0]["Subnet"]
+            .as_str()
+            .unwrap()
+            .starts_with("192.0.2."),
+        "{auto}"
+    );
+    // Whatever was accepted, the daemon starts from it.
+    lab.stop(d);
+    uplinked(&mut lab, "d2");
+    lab.cli_ok(&["network", "inspect", "fine", "auto"]);
+    // A changed --uplink-ip that lands in a network: one line saying what to do, exit code 2.
+    let socket = lab.dir.join("other.sock").display().to_string();
+    let other_state = lab.dir.join("other-state");
+    std::fs::create_dir_all(&other_state).unwrap();
+    std::fs::copy(
+        lab.state_dir().join("state.json"),
+        other_state.join("state.json"),
+    )
+    .unwrap();
+    let out = lab.exec(
+        "sw",
+        &[
+            "timeout",
+            "20",
+            switchyard_bin(),
+            "daemon",
+            "--state-dir",
+            &other_state.display().to_string(),
+            "--socket",
+            &socket,
+            "--uplink",
+            &uplink,
+            "--uplink-ip",
+            "192.0.3.10/24",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("holds the uplink address 192.0.3.10") && err.contains("network rm fine"),
+        "{err}"
+    );
+}
