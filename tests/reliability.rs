@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::*;
 
 /// Starts a daemon whose uplink (192.0.2.10/24, gateway 192.0.2.1) faces the lab host `out`.
@@ -124,4 +126,20 @@ fn networks_that_would_stop_the_daemon_from_starting_are_refused() {
         err.contains("holds the uplink address 192.0.3.10") && err.contains("network rm fine"),
         "{err}"
     );
+}
+
+#[test]
+fn a_restart_right_after_kill_9_waits_for_the_dead_daemons_lock() {
+    let mut lab = Lab::new("rk");
+    let d = lab.daemon("d1", &[]);
+    // Enough ports that the kernel takes a while to close them after the kill.
+    for i in 1..=12 {
+        lab.container(&format!("c{i}"), &[]);
+    }
+    lab.signal(d, libc::SIGKILL);
+    // No waiting for the process to be gone: this is what a supervisor restarting it does.
+    let started = Instant::now();
+    lab.daemon("d2", &[]);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    lab.ping_ok("c1", "172.17.0.13");
 }

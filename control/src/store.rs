@@ -7,7 +7,7 @@
 //! never write the same state.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::io::{Seek, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -36,6 +36,53 @@ pub enum StoreError {
     },
 }
 
+/// How long `open` waits for a lock whose holder is exiting or gone. A daemon killed with `kill -9`
+/// holds its lock until the kernel has closed all its files, which takes most of a second with
+/// a few dozen AF_PACKET ports (each close waits for an RCU grace period): a restart right after
+/// the kill must wait for that, not refuse.
+const STALE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The process named in `daemon.lock`, as far as `/proc` tells.
+#[derive(Debug, PartialEq)]
+enum Holder {
+    /// Running, and not killed: another daemon serves this directory.
+    Alive,
+    /// Gone, a zombie, or with SIGKILL pending (closing its files): the lock is about to go.
+    Exiting,
+}
+
+impl Holder {
+    fn of(pid: &str) -> Holder {
+        let Ok(pid) = pid.parse::<u32>() else {
+            // Locked before the pid was written (or by something else): give it the grace time.
+            return Holder::Exiting;
+        };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            return Holder::Exiting;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .unwrap_or("")
+        };
+        let killed = |mask: &str| {
+            u64::from_str_radix(mask, 16).is_ok_and(|m| m & (1 << (libc::SIGKILL - 1)) != 0)
+        };
+        let state = field("State:");
+        if state.starts_with('Z')
+            || state.starts_with('X')
+            || killed(field("ShdPnd:"))
+            || killed(field("SigPnd:"))
+        {
+            Holder::Exiting
+        } else {
+            Holder::Alive
+        }
+    }
+}
+
 pub struct Store {
     dir: PathBuf,
     path: PathBuf,
@@ -62,23 +109,30 @@ impl Store {
             .mode(0o600)
             .open(dir.join("daemon.lock"))
             .map_err(dir_err)?;
-        // SAFETY: flock on a descriptor we own; no memory is involved.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } < 0 {
+        let waited_since = std::time::Instant::now();
+        loop {
+            // SAFETY: flock on a descriptor we own; no memory is involved.
+            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                break;
+            }
             let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                let mut pid = String::new();
-                let _ = lock.read_to_string(&mut pid);
-                let pid = pid.trim();
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(dir_err(err));
+            }
+            let pid = std::fs::read_to_string(dir.join("daemon.lock")).unwrap_or_default();
+            let pid = pid.trim();
+            let holder = Holder::of(pid);
+            if holder == Holder::Alive || waited_since.elapsed() > STALE_LOCK_WAIT {
                 return Err(StoreError::Locked {
                     dir: dir.display().to_string(),
-                    holder: if pid.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (pid {pid})")
+                    holder: match holder {
+                        _ if pid.is_empty() => String::new(),
+                        Holder::Alive => format!(" (pid {pid})"),
+                        Holder::Exiting => format!(" (pid {pid}, still exiting)"),
                     },
                 });
             }
-            return Err(dir_err(err));
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let _ = lock.set_len(0);
         let _ = lock.rewind();
@@ -193,6 +247,31 @@ mod tests {
         }
         drop(store);
         assert!(Store::open(&dir).is_ok(), "the lock goes with its holder");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A holder that is gone (here: a reaped child's pid) but whose lock is still held, as a
+    /// daemon's is while the kernel closes its ports after `kill -9`: `open` waits for the lock.
+    #[test]
+    fn waits_for_the_lock_of_an_exiting_holder() {
+        let dir = temp_dir("stale");
+        std::fs::create_dir_all(&dir).unwrap();
+        let lock = dir.join("daemon.lock");
+        let held = File::create(&lock).unwrap();
+        // SAFETY: flock on a descriptor we own.
+        assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        gone.wait().unwrap();
+        std::fs::write(&lock, gone.id().to_string()).unwrap();
+        assert_eq!(Holder::of(&gone.id().to_string()), Holder::Exiting);
+        assert_eq!(Holder::of(&std::process::id().to_string()), Holder::Alive);
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        let store = Store::open(&dir).expect("the lock of a dead pid is waited for, not refused");
+        release.join().unwrap();
+        drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
