@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Starts a daemon whose uplink (192.0.2.10/24, gateway 192.0.2.1) faces the lab host `out`.
-fn uplinked(lab: &mut Lab, label: &str) -> usize {
+/// A daemon whose uplink toward `out` has switchyard at 172.17.5.10/24 (gateway `out`,
+/// 172.17.5.1): inside Docker's first default pool.
+fn daemon_in_the_default_pool(lab: &mut Lab, label: &str) -> usize {
     let uplink = lab.port("out");
     lab.daemon(
         label,
@@ -18,9 +19,9 @@ fn uplinked(lab: &mut Lab, label: &str) -> usize {
             "--uplink",
             &uplink,
             "--uplink-ip",
-            "192.0.2.10/24",
+            "172.17.5.10/24",
             "--uplink-gateway",
-            "192.0.2.1",
+            "172.17.5.1",
         ],
     )
 }
@@ -43,56 +44,45 @@ fn refused(lab: &Lab, args: &[&str], expected: &str) {
 #[test]
 fn networks_that_would_stop_the_daemon_from_starting_are_refused() {
     let mut lab = Lab::new("ru");
-    lab.host("out", "192.0.2.1/24");
-    let d = uplinked(&mut lab, "d1");
-    let uplink = lab.port("out");
-    refused(
-        &lab,
-        &["network", "create", "x", "--subnet", "192.0.2.0/28"],
-        "holds the uplink address 192.0.2.10",
-    );
-    refused(
-        &lab,
-        &["network", "create", "x", "--subnet", "192.0.2.0/30"],
-        "holds the uplink gateway 192.0.2.1",
-    );
-    refused(
-        &lab,
-        &[
-            "network",
-            "create",
-            "x",
-            "--subnet",
-            "10.9.0.0/24",
-            "--parent",
-            &uplink,
-        ],
-        "is the daemon's uplink",
-    );
-    refused(
-        &lab,
-        &["network", "create", "x", "--subnet", "127.1.0.0/16"],
-        "loopback",
-    );
-    refused(
-        &lab,
-        &["network", "create", "x", "--subnet", "239.1.0.0/16"],
-        "multicast",
-    );
-    // Networks picked from the default pools stay clear of the uplink's subnet too.
-    lab.cli_ok(&["network", "create", "fine", "--subnet", "192.0.3.0/24"]);
-    lab.cli_ok(&["network", "create", "auto"]);
-    let auto = lab.inspect("network", "auto");
-    assert!(
-        !auto["IPAM"]["Config"][0]["Subnet"]
+    lab.host("out", "172.17.5.1/24");
+    // The uplink sits in Docker's first default pool: the default network moves out of its way.
+    let d = daemon_in_the_default_pool(&mut lab, "d1");
+    let subnet = |lab: &Lab, name: &str| {
+        lab.inspect("network", name)["IPAM"]["Config"][0]["Subnet"]
             .as_str()
             .unwrap()
-            .starts_with("192.0.2."),
-        "{auto}"
-    );
+            .to_string()
+    };
+    assert_eq!(subnet(&lab, "bridge"), "172.18.0.0/16");
+    let uplink = lab.port("out");
+    let rows: &[(&[&str], &str)] = &[
+        (
+            &["--subnet", "172.17.5.0/28"],
+            "holds the uplink address 172.17.5.10",
+        ),
+        (
+            &["--subnet", "172.17.5.0/30"],
+            "holds the uplink gateway 172.17.5.1",
+        ),
+        (
+            &["--subnet", "10.9.0.0/24", "--parent", &uplink],
+            "is the daemon's uplink",
+        ),
+        (&["--subnet", "127.1.0.0/16"], "loopback"),
+        (&["--subnet", "239.1.0.0/16"], "multicast"),
+    ];
+    for (extra, expected) in rows {
+        let mut args = vec!["network", "create", "x"];
+        args.extend_from_slice(extra);
+        refused(&lab, &args, expected);
+    }
+    // Networks picked from the default pools stay clear of the uplink's subnet too.
+    lab.cli_ok(&["network", "create", "fine", "--subnet", "10.9.0.0/24"]);
+    lab.cli_ok(&["network", "create", "auto"]);
+    assert_eq!(subnet(&lab, "auto"), "172.19.0.0/16");
     // Whatever was accepted, the daemon starts from it.
     lab.stop(d);
-    uplinked(&mut lab, "d2");
+    daemon_in_the_default_pool(&mut lab, "d2");
     lab.cli_ok(&["network", "inspect", "fine", "auto"]);
     // A changed --uplink-ip that lands in a network: one line saying what to do, exit code 2.
     let socket = lab.dir.join("other.sock").display().to_string();
@@ -117,13 +107,13 @@ fn networks_that_would_stop_the_daemon_from_starting_are_refused() {
             "--uplink",
             &uplink,
             "--uplink-ip",
-            "192.0.3.10/24",
+            "10.9.0.10/24",
         ],
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("holds the uplink address 192.0.3.10") && err.contains("network rm fine"),
+        err.contains("holds the uplink address 10.9.0.10") && err.contains("network rm fine"),
         "{err}"
     );
 }

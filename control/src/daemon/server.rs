@@ -288,8 +288,9 @@ fn start(
             (s, replaced)
         }
         None => {
-            let s = State::initial_with(&system::routes(&netlink), &flags, &mut OsMint)
-                .map_err(bad_flags)?;
+            let mut routes = system::routes(&netlink);
+            routes.extend(uplink.as_ref().and_then(UplinkArgs::subnet));
+            let s = State::initial_with(&routes, &flags, &mut OsMint).map_err(bad_flags)?;
             store.save(&s)?;
             (s, None)
         }
