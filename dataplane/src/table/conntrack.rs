@@ -20,7 +20,10 @@
 //! **Timeouts.** The defaults are Linux's nf_conntrack defaults (`net.netfilter.nf_conntrack_*_timeout*`),
 //! so a flow survives exactly as long here as operators expect from docker0: 5 days established, 2
 //! minutes in SYN_SENT and TIME_WAIT, 30 s for an unanswered UDP flow but 2 minutes once it has seen
-//! a reply (a "stream"), 30 s for ICMP. The TCP state machine is simplified (no sequence-number
+//! a reply (a "stream"), 30 s for ICMP. A TCP flow that never saw a reply lives at most 5 minutes
+//! (`nf_conntrack_tcp_timeout_unacknowledged`, which Linux also applies to a mid-stream pickup
+//! until the other side answers): one stray segment, say with a bad checksum the receiver drops,
+//! must not hold an ESTABLISHED entry for 5 days. The TCP state machine is simplified (no sequence-number
 //! windows; see [`ConnTrack::update`]) because its only job here is picking a timeout, not
 //! validating segments.
 //!
@@ -218,6 +221,9 @@ pub struct CtTimeouts {
     pub tcp_last_ack_ms: u64,
     pub tcp_time_wait_ms: u64,
     pub tcp_close_ms: u64,
+    /// The most any TCP entry lives without a reply (Linux's
+    /// `nf_conntrack_tcp_timeout_unacknowledged`); caps ESTABLISHED picked up mid-stream.
+    pub tcp_unreplied_ms: u64,
     pub udp_unreplied_ms: u64,
     /// Linux's `nf_conntrack_udp_timeout_stream`.
     pub udp_replied_ms: u64,
@@ -237,6 +243,7 @@ impl Default for CtTimeouts {
             tcp_last_ack_ms: 30 * S,
             tcp_time_wait_ms: 120 * S,
             tcp_close_ms: 10 * S,
+            tcp_unreplied_ms: 300 * S,
             udp_unreplied_ms: 30 * S,
             udp_replied_ms: 120 * S,
             icmp_ms: 30 * S,
@@ -245,8 +252,17 @@ impl Default for CtTimeouts {
 }
 
 impl CtTimeouts {
-    /// The timeout of an entry of protocol `proto` in `state`.
-    pub fn timeout_ms(&self, proto: u8, state: CtState) -> u64 {
+    /// The timeout of an entry of protocol `proto` in `state`, `replied` or not.
+    pub fn timeout_ms(&self, proto: u8, state: CtState, replied: bool) -> u64 {
+        let timeout = self.state_timeout_ms(proto, state);
+        if proto == protocol::TCP && !replied {
+            timeout.min(self.tcp_unreplied_ms)
+        } else {
+            timeout
+        }
+    }
+
+    fn state_timeout_ms(&self, proto: u8, state: CtState) -> u64 {
         match (proto, state) {
             (protocol::TCP, CtState::SynSent) => self.tcp_syn_sent_ms,
             (protocol::TCP, CtState::SynRecv) => self.tcp_syn_recv_ms,
@@ -432,7 +448,7 @@ fn class_timeouts(t: &CtTimeouts) -> [u64; CLASSES] {
             8 => (protocol::UDP, udp_state(replied)),
             _ => (protocol::ICMP, udp_state(replied)),
         };
-        *slot = t.timeout_ms(proto, state);
+        *slot = t.timeout_ms(proto, state, replied);
     }
     out
 }
@@ -1248,6 +1264,8 @@ mod tests {
         let mut t = ConnTrack::default();
         let id = add(&mut t, dnat(protocol::TCP, 40000, C1), None, C1, ACK, 0);
         assert_eq!(t.get(id).state, CtState::Established);
+        assert_eq!(t.remaining_ms(id, 0), 300 * S, "until the peer answers");
+        t.update(id, R, ACK, 40, 0);
         assert_eq!(t.remaining_ms(id, 0), 432_000 * S);
         let id = add(
             &mut t,
@@ -1319,6 +1337,25 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t.lookup(&key(protocol::TCP, 4)), Some((est, O)));
         assert_eq!(t.stats().expired, 4);
+        t.check_invariants();
+    }
+
+    /// One stray TCP segment (a mid-stream pickup nobody answers, e.g. with a bad checksum) must not
+    /// hold an ESTABLISHED entry for 5 days: 300 s without a reply, as Linux.
+    #[test]
+    fn unreplied_tcp_lives_on_the_short_timeout_until_answered() {
+        let mut t = ConnTrack::default();
+        let key = |sport| dnat(protocol::TCP, sport, C1).0;
+        let stray = add(&mut t, dnat(protocol::TCP, 1, C1), None, C1, ACK, 0);
+        let answered = add(&mut t, dnat(protocol::TCP, 2, C1), None, C1, ACK, 0);
+        assert_eq!(t.get(stray).state, CtState::Established);
+        t.update(answered, R, ACK, 10, S);
+        assert_eq!(t.remaining_ms(stray, 0), 300 * S);
+        assert_eq!(t.expire(300 * S - 1), 0);
+        assert_eq!(t.expire(300 * S), 1);
+        assert!(!t.is_tracked(&key(1)), "never answered: gone after 300 s");
+        assert_eq!(t.lookup(&key(2)), Some((answered, O)), "answered: 5 days");
+        assert_eq!(t.remaining_ms(answered, S), 5 * 24 * 3600 * S);
         t.check_invariants();
     }
 
@@ -1485,9 +1522,22 @@ mod tests {
         assert_eq!(c.max_entries, 65_536);
         let to = c.timeouts;
         assert_eq!(to.tcp_established_ms, 5 * 24 * 3600 * S);
-        assert_eq!(to.timeout_ms(protocol::UDP, CtState::Replied), 120 * S);
-        assert_eq!(to.timeout_ms(47, CtState::Unreplied), 30 * S);
-        assert_eq!(to.timeout_ms(protocol::ICMP, CtState::Replied), 30 * S);
+        assert_eq!(
+            to.timeout_ms(protocol::UDP, CtState::Replied, true),
+            120 * S
+        );
+        assert_eq!(to.timeout_ms(47, CtState::Unreplied, false), 30 * S);
+        assert_eq!(
+            to.timeout_ms(protocol::ICMP, CtState::Replied, true),
+            30 * S
+        );
+        let established = |replied| to.timeout_ms(protocol::TCP, CtState::Established, replied);
+        assert_eq!(established(true), 5 * 24 * 3600 * S);
+        assert_eq!(established(false), 300 * S, "until the peer answers");
+        assert_eq!(
+            to.timeout_ms(protocol::TCP, CtState::SynSent, false),
+            120 * S
+        );
         let mut t = table(1);
         add(&mut t, dnat(protocol::UDP, 1, C1), None, C1, None, 0);
         add(&mut t, dnat(protocol::UDP, 2, C1), None, C1, None, 1);
@@ -1625,6 +1675,7 @@ mod tests {
                 tcp_last_ack_ms: 35,
                 tcp_time_wait_ms: 70,
                 tcp_close_ms: 15,
+                tcp_unreplied_ms: 100,
                 udp_unreplied_ms: 30,
                 udp_replied_ms: 90,
                 icmp_ms: 25,
@@ -1702,7 +1753,7 @@ mod tests {
                         let before = model.len();
                         model.retain(|m| {
                             let e = t.get(m.id);
-                            let timeout = timeouts.timeout_ms(e.original.proto, e.state);
+                            let timeout = timeouts.timeout_ms(e.original.proto, e.state, m.replied);
                             now - m.last_seen < timeout
                         });
                         prop_assert_eq!(t.expire(now), before - model.len());
