@@ -632,7 +632,10 @@ mod tests {
         let mut f = Vec::new();
         b.write(&mut f, b"query").unwrap();
 
-        up_h.inject(&f[..14 + 20 + 4]);
+        // Cut after the UDP ports, with a total length that says so (else ingress drops it).
+        let mut cut = f[..14 + 20 + 4].to_vec();
+        cut[16..18].copy_from_slice(&24u16.to_be_bytes());
+        up_h.inject(&cut);
         e.step();
         let c = e.ports[up.0 as usize].as_ref().unwrap().counters;
         assert_eq!(c.dropped(DropReason::NatRewrite), 1);

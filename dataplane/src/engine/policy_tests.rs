@@ -368,6 +368,86 @@ fn containers_send_only_from_their_own_mac_and_addresses() {
     }
 }
 
+/// Frames no container should send are dropped at once and counted under their reason, before
+/// anything learns, tracks or translates them: malformed IPv4 even from an allow-spoofing
+/// container (which NAT would otherwise translate), 802.1Q-tagged frames from ordinary ones.
+#[test]
+fn malformed_and_tagged_frames_from_containers_are_dropped_and_counted() {
+    let mut rig = Rig::new();
+    let good = ipv4(
+        HOST_MAC,
+        ROUTER.0,
+        ROUTER.1,
+        [8, 8, 8, 8],
+        L4::Udp(1000, 53),
+    );
+    let with = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut f = good.clone();
+        edit(&mut f);
+        f
+    };
+    let total_len = |f: &mut Vec<u8>, len: u16| f[16..18].copy_from_slice(&len.to_be_bytes());
+    let mut tagged = ipv4(BCAST, WEB.0, WEB.1, [172, 17, 0, 1], L4::Udp(1000, 53));
+    tagged.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
+    let cases: &[(&str, &str, Vec<u8>, Expect)] = &[
+        ("well formed", "router", good.clone(), To(&["h"])),
+        (
+            "Ethernet padding after the packet",
+            "router",
+            with(&|f| f.resize(f.len() + 20, 0)),
+            To(&["h"]),
+        ),
+        (
+            "total length past the frame",
+            "router",
+            with(&|f| total_len(f, 0xffff)),
+            Drops(DropReason::BadIpLength, 1, &[]),
+        ),
+        (
+            "total length shorter than the header",
+            "router",
+            with(&|f| total_len(f, 12)),
+            Drops(DropReason::BadIpLength, 1, &[]),
+        ),
+        (
+            "header length 16",
+            "router",
+            with(&|f| f[14] = 0x44),
+            Drops(DropReason::BadIpHeader, 1, &[]),
+        ),
+        (
+            "header length past the frame",
+            "router",
+            with(&|f| f[14] = 0x4f),
+            Drops(DropReason::BadIpHeader, 1, &[]),
+        ),
+        (
+            "version 6 behind the IPv4 EtherType",
+            "router",
+            with(&|f| f[14] = 0x65),
+            Drops(DropReason::BadIpHeader, 1, &[]),
+        ),
+        (
+            "cut inside the header",
+            "router",
+            with(&|f| f.truncate(14 + 19)),
+            Drops(DropReason::BadIpHeader, 1, &[]),
+        ),
+        (
+            "tagged from an ordinary container",
+            "web",
+            tagged.clone(),
+            Drops(DropReason::Tagged, 1, &[]),
+        ),
+    ];
+    for (ctx, on, frame, expect) in cases {
+        rig.send(ctx, on, frame, *expect);
+    }
+    // Nothing was learned for VLAN 5.
+    let learned = rig.engine.snapshot().macs;
+    assert!(learned.iter().all(|m| m.vlan == VlanId(0)), "{learned:?}");
+}
+
 #[test]
 fn routed_traffic_from_another_network_is_dropped_at_the_host_port() {
     let mut rig = Rig::new();

@@ -6,14 +6,15 @@
 //! address, and the IPv4 source address. An ARP probe (sender 0.0.0.0, RFC 5227 duplicate address
 //! detection) passes; IPv6 is checked by MAC only (switchyard assigns no IPv6 addresses, and
 //! link-local addresses are derived from the MAC). Runs before learning, so a spoofed MAC is never
-//! learned.
+//! learned. An 802.1Q-tagged frame is dropped too (`tagged`): a container's network is one untagged
+//! segment, and each VLAN id would otherwise be a fresh table entry for its MAC and a flood.
 
 use std::net::Ipv4Addr;
 
 use super::{DropReason, Effects, PacketView, Stage, StageId, Step, Tables, Verdict};
 use crate::table::{ContainerGuard, PortRole};
 use crate::wire::ethernet::ethertype;
-use crate::{DomainId, PortId};
+use crate::{DomainId, PortId, VlanId};
 
 pub struct AntiSpoof;
 
@@ -41,6 +42,9 @@ impl Stage for AntiSpoof {
 }
 
 fn check(view: &PacketView<'_>, guard: &ContainerGuard) -> Verdict {
+    if view.vlan != VlanId(0) {
+        return Verdict::Drop(DropReason::Tagged);
+    }
     if view.src != guard.mac {
         return Verdict::Drop(DropReason::SpoofMac);
     }

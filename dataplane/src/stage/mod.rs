@@ -257,6 +257,9 @@ drop_reasons! {
     Truncated => "truncated", Ingress, "The frame was larger than the receive buffer and arrived cut.";
     BadVlan => "bad-vlan", Ingress, "The 802.1Q tag is incomplete.";
     OtherVlan => "other-vlan", Ingress, "The frame on a parent interface belongs to another VLAN (or is untagged on a tagged network).";
+    BadIpHeader => "bad-ip-header", Ingress, "An IPv4 packet's header is malformed: version not 4, or header length below 20 bytes or past the frame's end.";
+    BadIpLength => "bad-ip-length", Ingress, "An IPv4 packet's total length is shorter than its header or longer than the frame.";
+    Tagged => "tagged", AntiSpoof, "A container sent an 802.1Q-tagged frame; its network is untagged (a VLAN belongs on a parent interface: --parent IFNAME --vlan ID).";
     SpoofMac => "spoof-mac", AntiSpoof, "A container sent from a MAC (Ethernet source or ARP sender) that is not its own.";
     SpoofIp => "spoof-ip", AntiSpoof, "A container sent IPv4 or ARP from an address that is not its own.";
     Isolation => "isolation", Isolation, "The host routed the packet from another switchyard network into this one; networks are isolated.";

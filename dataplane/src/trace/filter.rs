@@ -1300,12 +1300,17 @@ mod tests {
             "ether src 02:42:ac:11:00:02 and not broadcast",
             "multicast",
         ];
-        for frame in &frames {
+        for (i, frame) in frames.iter().enumerate() {
             let meta = RxMeta {
                 len: frame.len(),
                 ..RxMeta::default()
             };
-            let view = ingress::run(frame, &meta, PortId(0), DomainId(0), true).unwrap();
+            // The two TCP frames cut short of their IPv4 total length never get a view: ingress
+            // drops them (bad-ip-length), so no filter sees them as views.
+            let Ok(view) = ingress::run(frame, &meta, PortId(0), DomainId(0), true) else {
+                assert!(i == 1 || i == 2, "{frame:02x?}");
+                continue;
+            };
             for text in texts {
                 let filter = f(text);
                 assert_eq!(
