@@ -133,3 +133,44 @@ fn a_restart_right_after_kill_9_waits_for_the_dead_daemons_lock() {
     assert!(started.elapsed() < Duration::from_secs(15));
     lab.ping_ok("c1", "172.17.0.13");
 }
+
+/// `switchyard conntrack | head -1` panicked with "Broken pipe" (exit code 101). Every client
+/// command ends quietly on a closed pipe: killed by SIGPIPE like any Unix tool, or exit 0.
+#[test]
+fn every_command_ends_quietly_on_a_closed_pipe() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let mut lab = Lab::new("rp");
+    lab.daemon("d", &[]);
+    lab.container("c", &[]);
+    let commands: &[&[&str]] = &[
+        &["conntrack"],
+        &["status"],
+        &["stats"],
+        &["fdb"],
+        &["topology"],
+        &["network", "ls"],
+        &["container", "ls"],
+        &["network", "inspect", "bridge"],
+        &["--help"],
+    ];
+    for args in commands {
+        let mut child = Command::new(switchyard_bin())
+            .args(*args)
+            .env("SWITCHYARD_SOCKET", lab.socket())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the reading end before the command has had its answer: its first write fails.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}

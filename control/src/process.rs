@@ -67,6 +67,15 @@ pub(crate) fn block_signals() -> libc::sigset_t {
     }
 }
 
+/// Client commands write to stdout, often into `| head`: a closed pipe ends them as it ends any
+/// Unix tool (killed by SIGPIPE, status 141 in a shell), quietly, instead of `println!` panicking
+/// on EPIPE (the Rust runtime ignores SIGPIPE). Never for the foreground servers: a client that
+/// goes away must not kill them.
+pub(crate) fn end_quietly_on_closed_pipe() {
+    // SAFETY: restores the default disposition of one signal; no handler, no memory involved.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
 pub(crate) fn wait_signal(set: &libc::sigset_t) -> libc::c_int {
     let mut sig: libc::c_int = 0;
     // SAFETY: `set` is an initialised sigset and `sig` a valid out-pointer.

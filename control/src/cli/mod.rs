@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::api::{self, ClientError, ErrorKind, Request, Response};
-use crate::process::{fail, EXIT_BAD_INPUT};
+use crate::process::{end_quietly_on_closed_pipe, fail, EXIT_BAD_INPUT};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -132,6 +132,28 @@ enum Command {
     },
 }
 
+impl Command {
+    /// Whether the command is a client that prints and ends, rather than a server that must
+    /// outlive its peers (see `end_quietly_on_closed_pipe`). Exhaustive: a new command says which.
+    fn is_client(&self) -> bool {
+        match self {
+            Command::Bridge(_) | Command::Daemon(_) => false,
+            Command::Network(_)
+            | Command::Container(_)
+            | Command::Status
+            | Command::Port { .. }
+            | Command::Trace(_)
+            | Command::Capture { .. }
+            | Command::Attach { .. }
+            | Command::Detach { .. }
+            | Command::Stats { .. }
+            | Command::Fdb { .. }
+            | Command::Topology { .. }
+            | Command::Conntrack { .. } => true,
+        }
+    }
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum TopologyFormat {
     Text,
@@ -162,6 +184,9 @@ pub fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
+    if cli.command.is_client() {
+        end_quietly_on_closed_pipe();
+    }
     let socket = cli.socket.as_deref();
     match cli.command {
         Command::Bridge(args) => bridge::run(args),
