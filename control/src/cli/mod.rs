@@ -149,7 +149,8 @@ impl Command {
             | Command::Stats { .. }
             | Command::Fdb { .. }
             | Command::Topology { .. }
-            | Command::Conntrack { .. } => true,
+            | Command::Conntrack { .. }
+            | Command::Cni => true,
         }
     }
 }
