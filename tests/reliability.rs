@@ -174,3 +174,76 @@ fn every_command_ends_quietly_on_a_closed_pipe() {
         assert!(err.is_empty(), "{args:?}: {err}");
     }
 }
+
+/// Processes started with `container exec` kept running after `container rm`; removing a
+/// container ends what runs in it (SIGKILL, as `docker rm -f`), children included.
+#[test]
+fn container_rm_ends_the_processes_started_in_it() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::process::Command;
+    let mut lab = Lab::new("rx");
+    lab.daemon("d", &[]);
+    let c = lab.container("c", &[]);
+    /// Ends the exec'd process group however the test ends.
+    struct Group(std::process::Child);
+    impl Drop for Group {
+        fn drop(&mut self) {
+            let _ = run(&["kill", "-KILL", "--", &format!("-{}", self.0.id())]);
+            let _ = self.0.wait();
+        }
+    }
+    let mut exec = Group(
+        Command::new(switchyard_bin())
+            .args([
+                "container",
+                "exec",
+                &c,
+                "--",
+                "sh",
+                "-c",
+                "sleep 1000 & wait",
+            ])
+            .env("SWITCHYARD_SOCKET", lab.socket())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let pids = || {
+        let out = run(&["ip", "netns", "pids", &c]);
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let inside = wait_for("sh and sleep in the container", || {
+        let p = pids();
+        (p.len() >= 2).then_some(p)
+    });
+    let ns_file = format!("/run/netns/{c}");
+    lab.cli_ok(&["container", "rm", &c]);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = exec.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "container exec still running after container rm"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    // The backgrounded sleep too (reparented, then reaped by init).
+    for pid in inside {
+        wait_for("every process of the container gone", || {
+            (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+        });
+    }
+    assert!(!std::path::Path::new(&ns_file).exists());
+    assert!(
+        lab.log("d", "err")
+            .contains("ended the container's processes"),
+        "{}",
+        lab.log("d", "err")
+    );
+}

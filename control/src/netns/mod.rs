@@ -184,6 +184,43 @@ impl NetNs {
         self.id.1
     }
 
+    /// Ends every process living in this namespace with SIGKILL, as `docker rm -f` ends a
+    /// container's: what `container exec` started in a container goes with it. Processes are
+    /// found by their `/proc/PID/ns/net` (the main thread's; this process itself is never one);
+    /// rounds repeat while some were found, for children forked meanwhile. Returns how many
+    /// were signalled.
+    pub fn kill_processes(&self) -> usize {
+        let me = std::process::id();
+        let mut killed = 0;
+        for _ in 0..16 {
+            let Ok(dir) = fs::read_dir("/proc") else {
+                break;
+            };
+            let mut found = 0;
+            for entry in dir.flatten() {
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|s| s.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                // A zombie has left its namespaces: its link no longer resolves.
+                let inside = fs::metadata(format!("/proc/{pid}/ns/net"))
+                    .is_ok_and(|m| std::os::unix::fs::MetadataExt::ino(&m) == self.inode());
+                if pid != me && inside && sys::kill(pid as libc::pid_t, libc::SIGKILL).is_ok() {
+                    found += 1;
+                }
+            }
+            if found == 0 {
+                break;
+            }
+            killed += found;
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        killed
+    }
+
     /// Runs `f` on a scoped helper thread that has entered this namespace; the
     /// caller's thread never changes namespace. A panic in `f` is propagated.
     pub fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {

@@ -45,6 +45,11 @@ pub(super) fn setns(fd: BorrowedFd<'_>, nstype: libc::c_int) -> io::Result<()> {
     check(unsafe { libc::setns(fd.as_raw_fd(), nstype) }).map(drop)
 }
 
+pub(super) fn kill(pid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    check(unsafe { libc::kill(pid, signal) }).map(drop)
+}
+
 pub(super) fn unshare(flags: libc::c_int) -> io::Result<()> {
     // SAFETY: unshare(2) takes only flags and touches no memory of ours; it
     // affects only the calling thread (or the process for CLONE_NEWNS/FS state

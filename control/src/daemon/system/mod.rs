@@ -388,6 +388,12 @@ impl System {
         if !c.owns_netns() {
             return;
         }
+        if let Ok(Some(ns)) = netns::open_named(c.netns()) {
+            let killed = ns.kill_processes();
+            if killed > 0 {
+                tracing::info!(container = %c.name, killed, "ended the container's processes");
+            }
+        }
         if let Err(err) = netns::delete_named(c.netns()) {
             tracing::warn!(container = %c.name, "deleting namespace: {err}");
         }
