@@ -11,6 +11,8 @@ use super::{client_fail, finish, print_table, unexpected};
 use crate::api::{self, ContainerCreate, Request, Response};
 use crate::process::fail;
 
+// Parsed once per process: the size of `Create` costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum ContainerCommand {
     /// Create a container: a network namespace named NAME with eth0 on NETWORK.

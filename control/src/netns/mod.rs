@@ -416,28 +416,25 @@ struct Propagation {
 }
 
 fn run_dir_propagation(mountinfo: &str) -> Option<Propagation> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            if fields.get(4) != Some(&NETNS_RUN_DIR) {
-                return None;
+    mountinfo.lines().rev().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        if fields.get(4) != Some(&NETNS_RUN_DIR) {
+            return None;
+        }
+        let tags = fields.iter().skip(6).take_while(|f| **f != "-");
+        let mut p = Propagation {
+            shared: None,
+            master: None,
+        };
+        for tag in tags {
+            if let Some(n) = tag.strip_prefix("shared:") {
+                p.shared = n.parse().ok();
+            } else if let Some(n) = tag.strip_prefix("master:") {
+                p.master = n.parse().ok();
             }
-            let tags = fields.iter().skip(6).take_while(|f| **f != "-");
-            let mut p = Propagation {
-                shared: None,
-                master: None,
-            };
-            for tag in tags {
-                if let Some(n) = tag.strip_prefix("shared:") {
-                    p.shared = n.parse().ok();
-                } else if let Some(n) = tag.strip_prefix("master:") {
-                    p.master = n.parse().ok();
-                }
-            }
-            Some(p)
-        })
-        .last()
+        }
+        Some(p)
+    })
 }
 
 /// A process (other than us) in a mount namespace other than `own` whose `/run/netns` is in
@@ -589,7 +586,10 @@ fn ensure_shared_dir(dir: &Path, op: &str) -> Result<()> {
 /// The empty file at `path` that a namespace named `name` is mounted on; taken names are refused.
 fn create_name_file(name: &str, path: &Path, op: &str) -> Result<()> {
     match sys::open(path, libc::O_RDONLY | libc::O_CREAT | libc::O_EXCL, 0) {
-        Ok(fd) => Ok(drop(fd)),
+        Ok(fd) => {
+            drop(fd);
+            Ok(())
+        }
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Err(NetnsError::AlreadyExists {
             name: name.to_owned(),
             path: path.to_owned(),

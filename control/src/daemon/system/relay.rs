@@ -372,9 +372,9 @@ impl Worker {
     fn ready(&mut self, token: Token) {
         match self.entries.get(&token) {
             Some(Entry::TcpListener { .. }) => self.accept(token),
-            Some(Entry::UdpListener { .. }) => self.from_udp_clients(token),
+            Some(Entry::UdpListener { .. }) => self.relay_udp_from_clients(token),
             Some(&Entry::Tcp(id)) => self.pump(id),
-            Some(Entry::UdpFlow { .. }) => self.from_udp_target(token),
+            Some(Entry::UdpFlow { .. }) => self.relay_udp_from_target(token),
             None => {}
         }
     }
@@ -469,7 +469,7 @@ impl Worker {
         }
     }
 
-    fn from_udp_clients(&mut self, listener: Token) {
+    fn relay_udp_from_clients(&mut self, listener: Token) {
         let mut buf = [0u8; 65536];
         loop {
             let Some(Entry::UdpListener {
@@ -538,7 +538,7 @@ impl Worker {
         Some(token)
     }
 
-    fn from_udp_target(&mut self, flow: Token) {
+    fn relay_udp_from_target(&mut self, flow: Token) {
         let mut buf = [0u8; 65536];
         loop {
             let Some(Entry::UdpFlow {
