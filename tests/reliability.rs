@@ -247,3 +247,96 @@ fn container_rm_ends_the_processes_started_in_it() {
         lab.log("d", "err")
     );
 }
+
+/// The API socket's bounds: root only (0600), no network listener unless `--metrics`, an
+/// oversized request refused, idle clients neither block others nor stay forever, and a bounded
+/// number of clients at once.
+#[test]
+fn the_api_socket_is_bounded_and_idle_clients_block_nobody() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixStream;
+    let mut lab = Lab::new("ra");
+    lab.daemon("d", &[]);
+    let mode = std::fs::metadata(lab.socket())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
+    // No TCP or UDP socket at all in the daemon's namespace (only the daemon runs there).
+    for table in ["tcp", "tcp6", "udp", "udp6"] {
+        let t = lab.exec_ok("sw", &["cat", &format!("/proc/net/{table}")]);
+        assert_eq!(t.lines().count(), 1, "/proc/net/{table}: {t}");
+    }
+    let answer = |conn: &UnixStream| {
+        let mut line = String::new();
+        BufReader::new(conn).read_line(&mut line).unwrap();
+        line
+    };
+    // An oversized request: refused with one line, the daemon unaffected.
+    let big = UnixStream::connect(lab.socket()).unwrap();
+    let writer = big.try_clone().unwrap();
+    let feeding = std::thread::spawn(move || {
+        let _ = (&writer).write_all(&vec![b'x'; (1 << 20) + 100]);
+    });
+    let refused = answer(&big);
+    assert!(
+        refused.contains("request larger than 1048576 bytes"),
+        "{refused}"
+    );
+    let _ = feeding.join();
+    // Idle clients that never send: others are served at once.
+    let idle: Vec<UnixStream> = (0..20)
+        .map(|_| UnixStream::connect(lab.socket()).unwrap())
+        .collect();
+    let started = Instant::now();
+    lab.cli_ok(&["status"]);
+    let served_in = started.elapsed();
+    assert!(
+        served_in < Duration::from_secs(2),
+        "status took {served_in:?} behind 20 idle clients"
+    );
+    // And each idle one is told off and closed after the client timeout (5 s).
+    let told = answer(&idle[0]);
+    assert!(told.contains("no request within 5 s"), "{told}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    drop(idle);
+    // At most 64 clients at once: the 65th hears why and is closed.
+    let held: Vec<UnixStream> = (0..64)
+        .map(|_| UnixStream::connect(lab.socket()).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let busy = lab.cli(&["status"]);
+    let err = String::from_utf8_lossy(&busy.stderr);
+    assert!(
+        !busy.status.success() && err.contains("serving 64 clients"),
+        "{err}"
+    );
+    drop(held);
+    wait_for("served again once the clients went", || {
+        lab.cli(&["status"]).status.success().then_some(())
+    });
+}
+
+/// A client of a stopped daemon (SIGSTOP) gives up with one clear line within its timeout.
+#[test]
+fn a_client_of_a_stopped_daemon_gives_up_with_a_clear_message() {
+    let mut lab = Lab::new("rs");
+    let d = lab.daemon("d", &[]);
+    lab.signal(d, libc::SIGSTOP);
+    let started = Instant::now();
+    let out = std::process::Command::new(switchyard_bin())
+        .args(["network", "ls"])
+        .env("SWITCHYARD_SOCKET", lab.socket())
+        .env("SWITCHYARD_TIMEOUT", "2")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    lab.signal(d, libc::SIGCONT);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("did not answer within 2 s"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(took < Duration::from_secs(4), "gave up after {took:?}");
+    lab.cli_ok(&["network", "ls"]);
+}

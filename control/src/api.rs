@@ -29,6 +29,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/switchyard";
 pub const SOCKET_ENV: &str = "SWITCHYARD_SOCKET";
 /// Largest request or response line accepted (inspect of many containers stays far below).
 pub const MAX_FRAME: usize = 16 << 20;
+/// Largest request the daemon reads (requests are a few hundred bytes; a bigger one is refused).
+pub const MAX_REQUEST: usize = 1 << 20;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RequestFrame {
@@ -671,10 +673,27 @@ pub enum ClientError {
         path: String,
         source: std::io::Error,
     },
+    #[error("the switchyard daemon at {path} did not answer within {secs} s (stopped, or busy); set {TIMEOUT_ENV}=SECONDS to wait longer")]
+    Timeout { path: String, secs: u64 },
     #[error("the daemon at {path} sent an unreadable answer: {detail}")]
     Garbled { path: String, detail: String },
     #[error(transparent)]
     Api(#[from] ApiError),
+}
+
+/// Seconds a client waits for the daemon's answer (default `DEFAULT_TIMEOUT_SECS`).
+pub const TIMEOUT_ENV: &str = "SWITCHYARD_TIMEOUT";
+pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
+
+/// How long a client waits for an answer: `$SWITCHYARD_TIMEOUT` seconds when it is a positive
+/// number, else `DEFAULT_TIMEOUT_SECS`, so a stopped daemon never hangs a client.
+fn answer_timeout() -> std::time::Duration {
+    let secs = std::env::var(TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(DEFAULT_TIMEOUT_SECS);
+    std::time::Duration::from_secs(secs)
 }
 
 /// Sends one request and waits for its answer.
@@ -702,13 +721,30 @@ pub fn call_stream(
     })
     .expect("requests always serialize");
     line.push(b'\n');
-    stream.write_all(&line).map_err(io)?;
+    let timeout = answer_timeout();
+    let timed_out = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => ClientError::Timeout {
+            path: path.clone(),
+            secs: timeout.as_secs(),
+        },
+        _ => io(e),
+    };
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    // A daemon that refuses the connection (too many clients) answers before reading: its
+    // answer, not the broken pipe, is what the client reports.
+    let wrote = stream.write_all(&line);
     let mut answer = String::new();
     let mut reader = BufReader::new(stream);
-    (&mut reader)
-        .take(MAX_FRAME as u64)
-        .read_line(&mut answer)
-        .map_err(io)?;
+    let read = (&mut reader).take(MAX_FRAME as u64).read_line(&mut answer);
+    match (wrote, read) {
+        (_, Ok(n)) if n > 0 => {}
+        (Err(e), _) => return Err(timed_out(e)),
+        (Ok(()), Err(e)) => return Err(timed_out(e)),
+        (Ok(()), Ok(_)) => {}
+    }
+    // What follows an answer (a capture's frames) comes when it comes.
+    reader.get_ref().set_read_timeout(None).map_err(io)?;
     let frame: ResponseFrame = serde_json::from_str(&answer).map_err(|e| ClientError::Garbled {
         path: path.clone(),
         detail: if answer.is_empty() {

@@ -173,6 +173,7 @@ impl<'a, 'c> Plugin<'a, 'c> {
         (self.call)(&self.socket, request).map_err(|e| match e {
             ClientError::NotRunning { .. }
             | ClientError::Io { .. }
+            | ClientError::Timeout { .. }
             | ClientError::Garbled { .. } => CniError::new(Code::TryAgainLater, e.to_string()),
             ClientError::Api(api) => match api.kind {
                 ErrorKind::BadInput => CniError::new(Code::Refused, api.message),

@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -365,51 +366,110 @@ fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
+/// Clients served at once; one more is answered "busy" and closed.
+const MAX_CLIENTS: usize = 64;
+/// How long a client may take to send its request, and to take its answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The API socket: each connection on its own thread, so a slow or idle client (which has
+/// `CLIENT_TIMEOUT` to send its request and to take its answer) never holds up the others;
+/// requests still run one at a time (the daemon's lock). At most `MAX_CLIENTS` at once, and a
+/// request is at most `api::MAX_REQUEST` bytes.
 fn serve(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
+    let clients = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
-        let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-        let mut line = String::new();
-        let read = BufReader::new((&conn).take(api::MAX_FRAME as u64)).read_line(&mut line);
-        let outcome = match read {
-            Ok(0) => continue,
-            Ok(_) => match api::parse_request(&line) {
-                Ok(Request::Capture {
-                    target,
-                    count,
-                    filter,
-                }) => {
-                    let started = daemon
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .start_capture(&target, count, filter.as_deref());
-                    match started {
-                        Ok((frames, stop)) => {
-                            let ok = api::response_line(Outcome::Ok(Response::CaptureStarted));
-                            if (&conn).write_all(&ok).is_ok() {
-                                std::thread::spawn(move || stream_capture(conn, frames, stop));
-                            } else {
-                                let _ = stop.stop();
-                            }
-                            continue;
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-                Ok(request) => {
-                    let mut d = daemon.lock().unwrap_or_else(|p| p.into_inner());
-                    d.handle(request)
-                }
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(ApiError::bad_input(format!("reading the request: {e}"))),
+        let _ = conn.set_read_timeout(Some(CLIENT_TIMEOUT));
+        let _ = conn.set_write_timeout(Some(CLIENT_TIMEOUT));
+        let busy = || {
+            let e = ApiError::failed(format!(
+                "the daemon is serving {MAX_CLIENTS} clients already; try again"
+            ));
+            let _ = (&conn).write_all(&api::response_line(Outcome::Error(e)));
         };
-        let outcome = match outcome {
-            Ok(r) => Outcome::Ok(r),
-            Err(e) => Outcome::Error(e),
-        };
-        let _ = (&conn).write_all(&api::response_line(outcome));
+        if clients.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+            clients.fetch_sub(1, Ordering::AcqRel);
+            busy();
+            continue;
+        }
+        let (d, count) = (Arc::clone(&daemon), Arc::clone(&clients));
+        let conn2 = conn.try_clone();
+        let spawned = std::thread::Builder::new()
+            .name("api-client".into())
+            .spawn(move || {
+                serve_client(conn, &d);
+                count.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            clients.fetch_sub(1, Ordering::AcqRel);
+            if let Ok(conn) = conn2 {
+                let e = ApiError::failed("the daemon cannot start a thread for this client");
+                let _ = (&conn).write_all(&api::response_line(Outcome::Error(e)));
+            }
+        }
     }
+}
+
+/// One request, start to finish (a capture goes on streaming on this thread).
+fn serve_client(conn: UnixStream, daemon: &Mutex<Daemon>) {
+    let mut line = String::new();
+    let limit = api::MAX_REQUEST as u64;
+    let read = BufReader::new((&conn).take(limit)).read_line(&mut line);
+    let outcome = match read {
+        Ok(0) => return,
+        Ok(n) if n as u64 == limit && !line.ends_with('\n') => Err(ApiError::bad_input(format!(
+            "request larger than {} bytes",
+            api::MAX_REQUEST
+        ))),
+        Ok(_) => match api::parse_request(&line) {
+            Ok(Request::Capture {
+                target,
+                count,
+                filter,
+            }) => {
+                let started = daemon
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .start_capture(&target, count, filter.as_deref());
+                match started {
+                    Ok((frames, stop)) => {
+                        let ok = api::response_line(Outcome::Ok(Response::CaptureStarted));
+                        if (&conn).write_all(&ok).is_ok() {
+                            // A capture's reader may pause (a pager); it ends when it goes.
+                            let _ = conn.set_write_timeout(None);
+                            stream_capture(conn, frames, stop);
+                        } else {
+                            let _ = stop.stop();
+                        }
+                        return;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Ok(request) => {
+                let mut d = daemon.lock().unwrap_or_else(|p| p.into_inner());
+                d.handle(request)
+            }
+            Err(e) => Err(e),
+        },
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(ApiError::bad_input(format!(
+                "no request within {} s",
+                CLIENT_TIMEOUT.as_secs()
+            )))
+        }
+        Err(e) => Err(ApiError::bad_input(format!("reading the request: {e}"))),
+    };
+    let outcome = match outcome {
+        Ok(r) => Outcome::Ok(r),
+        Err(e) => Outcome::Error(e),
+    };
+    let _ = (&conn).write_all(&api::response_line(outcome));
 }
 
 /// A minimal HTTP/1.0 server for Prometheus: every GET gets the text exposition format.
