@@ -233,10 +233,11 @@ fn a_daemon_started_from_a_shell_that_exits_makes_usable_containers() {
 
 #[test]
 fn a_daemon_whose_namespaces_no_one_could_see_refuses_to_start() {
-    let lab = Lab::new("hy");
+    let mut lab = Lab::new("hy");
     // A mount namespace with a /run/netns of its own where the daemon's network namespace is
-    // named, gone once its shell exits: names the daemon mounts would reach no one.
-    let hidden = format!("{}-hidden", lab.tag);
+    // named, gone once its shell exits: names the daemon mounts would reach no one. (The name's
+    // file, created in the same directory, stays behind empty; the lab removes it.)
+    let hidden = lab.adopt("hidden");
     let shell = format!(
         "unshare --mount --propagation unchanged sh -c \
          'mount --make-private /run/netns && mount --make-shared /run/netns && \
