@@ -1,0 +1,137 @@
+//! The wire views over arbitrary bytes. Once a checked constructor succeeds no accessor may
+//! panic (ARCHITECTURE's wire invariant), the lengths it vouched for hold, and where etherparse
+//! (the independent reference) parses the same header, the fields agree.
+#![no_main]
+
+use dataplane::wire::arp::{ArpPacket, ArpRepr};
+use dataplane::wire::ethernet::EthernetFrame;
+use dataplane::wire::headers::L3;
+use dataplane::wire::icmp::Icmpv4Packet;
+use dataplane::wire::ipv4::Ipv4Packet;
+use dataplane::wire::ipv6::Ipv6Packet;
+use dataplane::wire::tcp::TcpPacket;
+use dataplane::wire::udp::UdpPacket;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    ethernet(data);
+    ipv4(data);
+    ipv6(data);
+    tcp(data);
+    udp(data);
+    icmp(data);
+    arp(data);
+});
+
+fn ethernet(b: &[u8]) {
+    let Ok(eth) = EthernetFrame::new_checked(b) else {
+        return;
+    };
+    let _ = (eth.dst_addr(), eth.src_addr(), eth.ethertype(), eth.vlan_tag());
+    let offset = eth.l3_offset();
+    assert!(offset <= b.len());
+    assert_eq!(eth.l3_payload().len(), b.len() - offset);
+    let _ = eth.payload();
+    // The one parse the packet path does, from wherever the view says L3 starts.
+    let _ = L3::parse(b, eth.inner_ethertype(), offset);
+    if let Ok(reference) = etherparse::Ethernet2HeaderSlice::from_slice(b) {
+        assert_eq!(reference.source(), eth.src_addr().0);
+        assert_eq!(reference.destination(), eth.dst_addr().0);
+        assert_eq!(reference.ether_type().0, eth.ethertype());
+    }
+}
+
+fn ipv4(b: &[u8]) {
+    let Ok(ip) = Ipv4Packet::new_checked_header(b) else {
+        return;
+    };
+    let header_len = ip.header_len();
+    assert!((20..=b.len()).contains(&header_len));
+    let _ = (ip.version(), ip.dscp(), ip.ecn(), ip.ident(), ip.dont_frag(), ip.more_frags());
+    let _ = (ip.frag_offset(), ip.is_fragment(), ip.ttl(), ip.checksum(), ip.verify_checksum());
+    let _ = (ip.options(), ip.payload());
+    if let Ok(whole) = Ipv4Packet::new_checked(b) {
+        let total = usize::from(whole.total_len());
+        assert!(total >= header_len && total <= b.len());
+        assert_eq!(whole.payload().len(), total - header_len);
+    }
+    if let Ok(reference) = etherparse::Ipv4HeaderSlice::from_slice(b) {
+        assert_eq!(reference.source_addr(), ip.src_addr());
+        assert_eq!(reference.destination_addr(), ip.dst_addr());
+        assert_eq!(reference.protocol().0, ip.protocol());
+        assert_eq!(usize::from(reference.ihl()) * 4, header_len);
+        assert_eq!(reference.total_len(), ip.total_len());
+        assert_eq!(reference.ttl(), ip.ttl());
+        assert_eq!(reference.fragments_offset().value(), ip.frag_offset() / 8);
+    }
+}
+
+fn ipv6(b: &[u8]) {
+    let Ok(ip) = Ipv6Packet::new_checked(b) else {
+        return;
+    };
+    let _ = (ip.version(), ip.traffic_class(), ip.flow_label(), ip.hop_limit());
+    let _ = (ip.payload(), ip.total_len());
+    if let Ok(reference) = etherparse::Ipv6HeaderSlice::from_slice(b) {
+        assert_eq!(reference.source_addr(), ip.src_addr());
+        assert_eq!(reference.destination_addr(), ip.dst_addr());
+        assert_eq!(reference.next_header().0, ip.next_header());
+        assert_eq!(reference.payload_length(), ip.payload_len());
+    }
+}
+
+fn tcp(b: &[u8]) {
+    let Ok(t) = TcpPacket::new_checked(b) else {
+        return;
+    };
+    assert!((20..=b.len()).contains(&t.header_len()));
+    let _ = (t.flags(), t.window_len(), t.checksum(), t.urgent_at(), t.options(), t.payload());
+    let (a, z) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+    let _ = t.verify_checksum_v4(a, z);
+    if let Ok(reference) = etherparse::TcpHeaderSlice::from_slice(b) {
+        assert_eq!(reference.source_port(), t.src_port());
+        assert_eq!(reference.destination_port(), t.dst_port());
+        assert_eq!(reference.sequence_number(), t.seq_number());
+        assert_eq!(reference.acknowledgment_number(), t.ack_number());
+        assert_eq!(usize::from(reference.data_offset()) * 4, t.header_len());
+    }
+}
+
+fn udp(b: &[u8]) {
+    let Ok(u) = UdpPacket::new_checked(b) else {
+        return;
+    };
+    let _ = (u.len(), u.checksum(), u.payload());
+    let (a, z) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+    let _ = u.verify_checksum_v4(a, z);
+    if let Ok(reference) = etherparse::UdpHeaderSlice::from_slice(b) {
+        assert_eq!(reference.source_port(), u.src_port());
+        assert_eq!(reference.destination_port(), u.dst_port());
+        assert_eq!(reference.length(), u.len());
+    }
+}
+
+fn icmp(b: &[u8]) {
+    let Ok(m) = Icmpv4Packet::new_checked(b) else {
+        return;
+    };
+    let _ = (m.msg_type(), m.msg_code(), m.checksum(), m.rest_of_header());
+    let _ = (m.echo_ident(), m.echo_seq_no(), m.next_hop_mtu(), m.is_error());
+    let _ = (m.payload(), m.data(), m.verify_checksum());
+    if let Some(quote) = m.embedded() {
+        ipv4(quote);
+    }
+}
+
+fn arp(b: &[u8]) {
+    let Ok(a) = ArpPacket::new_checked(b) else {
+        return;
+    };
+    let _ = (a.hardware_type(), a.protocol_type(), a.hardware_len(), a.protocol_len());
+    let _ = (a.operation(), a.is_ethernet_ipv4());
+    let _ = ArpRepr::parse(&a);
+    if a.is_ethernet_ipv4() {
+        let _ = (a.sender_hw_addr(), a.sender_proto_addr());
+        let _ = (a.target_hw_addr(), a.target_proto_addr());
+    }
+}
