@@ -340,3 +340,64 @@ fn a_client_of_a_stopped_daemon_gives_up_with_a_clear_message() {
     assert!(took < Duration::from_secs(4), "gave up after {took:?}");
     lab.cli_ok(&["network", "ls"]);
 }
+
+/// The state directory on a full file system: a change is refused with one clear line, and
+/// nothing changed: the state file is the same bytes, no network, namespace or interface
+/// appeared. Once there is room again the same change succeeds.
+#[test]
+fn a_full_state_directory_refuses_changes_and_keeps_the_state() {
+    /// Unmounts the small tmpfs however the test ends.
+    struct Mount(std::path::PathBuf);
+    impl Drop for Mount {
+        fn drop(&mut self) {
+            let _ = run(&["umount", "-l", &self.0.display().to_string()]);
+        }
+    }
+    let mut lab = Lab::new("rf");
+    let state = lab.state_dir();
+    std::fs::create_dir_all(&state).unwrap();
+    must(&[
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=256k",
+        "tmpfs",
+        &state.display().to_string(),
+    ]);
+    let _mount = Mount(state.clone());
+    lab.daemon("d", &[]);
+    lab.cli_ok(&["network", "create", "before", "--subnet", "10.91.0.0/24"]);
+    let saved = std::fs::read(state.join("state.json")).unwrap();
+    // Fill what is left (dd stops at ENOSPC).
+    let filler = state.join("filler");
+    let _ = run(&[
+        "dd",
+        "if=/dev/zero",
+        &format!("of={}", filler.display()),
+        "bs=4k",
+    ]);
+    let links_before = lab.exec_ok("sw", &["ip", "-br", "link"]);
+    for args in [
+        &["network", "create", "after", "--subnet", "10.92.0.0/24"][..],
+        &["container", "create", &lab.ns("c")][..],
+    ] {
+        let out = lab.cli(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded on a full disk");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains("No space left on device") && err.contains("state.json"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(std::fs::read(state.join("state.json")).unwrap(), saved);
+    let ls = lab.cli_ok(&["network", "ls"]);
+    assert!(ls.contains("before") && !ls.contains("after"), "{ls}");
+    assert!(lab.cli_ok(&["container", "ls"]).lines().count() <= 1);
+    assert!(!std::path::Path::new(&format!("/run/netns/{}", lab.ns("c"))).exists());
+    assert_eq!(lab.exec_ok("sw", &["ip", "-br", "link"]), links_before);
+    // Room again: the same change goes through.
+    std::fs::remove_file(&filler).unwrap();
+    lab.cli_ok(&["network", "create", "after", "--subnet", "10.92.0.0/24"]);
+}
