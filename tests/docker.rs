@@ -100,7 +100,14 @@ impl Setup {
 }
 
 fn start_daemon(lab: &mut Lab, plugin: &str, label: &str) -> usize {
-    lab.daemon_uplinked(label, &[&format!("--docker-plugin={plugin}")])
+    let docker_api = Dockerd::socket_of(lab);
+    lab.daemon_uplinked(
+        label,
+        &[
+            &format!("--docker-plugin={plugin}"),
+            &format!("--docker-api={}", docker_api.display()),
+        ],
+    )
 }
 
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
@@ -160,6 +167,19 @@ fn docker_containers_talk_by_name_publish_ports_and_leave_nothing() {
     assert!(
         ctrs.contains(&web_ep[..12]) && ctrs.contains(&web_ip),
         "{ctrs}"
+    );
+    // ... by Docker's names once read from dockerd's API (IDs until then).
+    eventually("Docker's names in switchyard", || {
+        let ctrs = s.lab.cli_ok(&["container", "ls"]);
+        let web = ctrs.lines().find(|l| l.contains(&web_ip)).unwrap_or("");
+        web.contains(" web ") && web.contains(" mynet ")
+    });
+    let nets = s.lab.cli_ok(&["network", "ls"]);
+    assert!(nets.contains(" mynet "), "{nets}");
+    let topology = s.lab.cli_ok(&["topology"]);
+    assert!(
+        topology.contains("web") && topology.contains("mynet"),
+        "{topology}"
     );
 
     // -p 8080:80 from outside, through the uplink; the container sees the client's address.

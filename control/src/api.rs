@@ -154,6 +154,11 @@ pub enum Request {
     },
     /// The data plane's ports, MAC table and counters, as text.
     Status,
+    /// Names another system gives networks and containers, by ID (`None` clears one): shown by
+    /// `ls` and `topology` (Docker's names of what its plugin created).
+    SetAliases {
+        aliases: BTreeMap<String, Option<String>>,
+    },
 }
 
 impl Request {
@@ -173,7 +178,8 @@ impl Request {
             | Request::Attach { .. }
             | Request::Detach { .. }
             | Request::EndpointAttach(_)
-            | Request::EndpointDetach { .. } => true,
+            | Request::EndpointDetach { .. }
+            | Request::SetAliases { .. } => true,
             Request::Version
             | Request::Status
             | Request::NetworkLs

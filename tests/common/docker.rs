@@ -42,6 +42,11 @@ impl Dockerd {
         d
     }
 
+    /// Where the lab's dockerd serves its API (known before it starts).
+    pub fn socket_of(lab: &Lab) -> PathBuf {
+        lab.dir.join("docker").join("dk.sock")
+    }
+
     pub fn host(&self) -> String {
         format!("unix://{}", self.dir.join("dk.sock").display())
     }

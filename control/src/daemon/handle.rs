@@ -117,6 +117,7 @@ impl Daemon {
             Request::Fdb { network } => self.fdb(network.as_deref()),
             Request::Topology => Ok(Response::Topology(Box::new(self.topology()))),
             Request::ContainerLink { name, link } => self.link(&name, &link),
+            Request::SetAliases { aliases } => self.set_aliases(&aliases),
             Request::ContainerUnlink { name, alias } => self.unlink(&name, &alias),
         }
     }
@@ -442,6 +443,19 @@ impl Daemon {
         let mut next = self.state.clone();
         next.add_link(name, link)?;
         self.commit(next)?;
+        Ok(Response::Done)
+    }
+
+    /// Names only: nothing in the system changes.
+    fn set_aliases(
+        &mut self,
+        aliases: &BTreeMap<String, Option<String>>,
+    ) -> Result<Response, ApiError> {
+        let mut next = self.state.clone();
+        next.set_aliases(aliases)?;
+        if next != self.state {
+            self.commit(next)?;
+        }
         Ok(Response::Done)
     }
 

@@ -83,6 +83,10 @@ pub struct DaemonArgs {
     /// and whether its containers' traffic to the world is masqueraded.
     #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
     ip_masq: Option<bool>,
+    /// dockerd's API socket, read (with --docker-plugin) for Docker's names of networks and
+    /// containers, which `network ls`, `container ls` and `topology` then show.
+    #[arg(long, value_name = "PATH", default_value = crate::docker::DEFAULT_DOCKER_API)]
+    docker_api: PathBuf,
 }
 
 impl DaemonArgs {
@@ -217,7 +221,7 @@ pub fn run(args: DaemonArgs, socket: Option<&Path>) -> ExitCode {
         .spawn(move || serve(listener, serving))
         .expect("spawning the control thread");
     if let Some(plugin) = &args.docker_plugin {
-        if let Err(e) = crate::docker::spawn(plugin, &socket) {
+        if let Err(e) = crate::docker::spawn(plugin, &socket, &args.docker_api) {
             let _ = std::fs::remove_file(&socket);
             return fail(EXIT_BAD_INPUT, &e);
         }

@@ -10,6 +10,7 @@
 //! never stalls the accept loop; the daemon applies them one at a time anyway.
 
 mod driver;
+mod names;
 
 use std::convert::Infallible;
 use std::os::unix::fs::PermissionsExt;
@@ -25,6 +26,7 @@ use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 
 pub use driver::{answer, handoff_name, Answer, Daemon};
+pub use names::docker_names;
 
 /// Where dockerd looks for a plugin named `switchyard`.
 pub const DEFAULT_PLUGIN_SOCKET: &str = "/run/docker/plugins/switchyard.sock";
@@ -45,18 +47,29 @@ impl Daemon for ApiSocket {
     }
 }
 
+/// Where dockerd serves its API by default (asked for Docker's names only).
+pub const DEFAULT_DOCKER_API: &str = "/run/docker.sock";
+
 /// Binds `plugin_socket` (replacing a stale file, never a live plugin's) and serves it on a
-/// thread of its own, sending requests to the daemon at `api_socket`.
-pub fn spawn(plugin_socket: &Path, api_socket: &Path) -> anyhow::Result<()> {
+/// thread of its own, sending requests to the daemon at `api_socket`; Docker's names are read
+/// from dockerd's API at `docker_api` (`names.rs`).
+pub fn spawn(plugin_socket: &Path, api_socket: &Path, docker_api: &Path) -> anyhow::Result<()> {
     let listener = bind(plugin_socket)?;
     let api = Arc::new(ApiSocket(api_socket.to_path_buf()));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
+        .enable_time()
         .build()
         .context("starting the Docker plugin's runtime")?;
+    let docker_api = docker_api.to_path_buf();
     std::thread::Builder::new()
         .name("docker-plugin".into())
-        .spawn(move || runtime.block_on(serve(listener, api)))
+        .spawn(move || {
+            runtime.block_on(async move {
+                tokio::spawn(names::follow(docker_api, api.clone()));
+                serve(listener, api).await
+            })
+        })
         .context("spawning the Docker plugin thread")?;
     tracing::info!(socket = %plugin_socket.display(), "Docker network plugin ready");
     Ok(())

@@ -371,3 +371,26 @@ fn the_other_calls_are_answered() {
     let info = post(&fake, "NetworkDriver.EndpointOperInfo", ep);
     assert_eq!(info.body["Value"]["switchyard.ip"], "10.77.0.2");
 }
+
+#[test]
+fn dockers_names_come_from_its_networks_and_containers_endpoints() {
+    let networks = json!([
+        {"Name": "mynet", "Id": NET, "Driver": "sy"},
+        {"Name": "none", "Id": "ff00", "Driver": "null"}
+    ]);
+    let containers = json!([
+        {"Id": "c1", "Names": ["/parent/db", "/web"],
+         "NetworkSettings": {"Networks": {"mynet": {"EndpointID": EP}, "other": {"EndpointID": EP2}}}},
+        {"Id": "c2", "Names": ["/stopped"],
+         "NetworkSettings": {"Networks": {"mynet": {"EndpointID": ""}}}},
+        {"Id": "c3"}
+    ]);
+    let names = docker_names(&networks, &containers);
+    assert_eq!(names[NET], "mynet");
+    assert_eq!(
+        names[EP], "web",
+        "a link's /PARENT/ALIAS name is not the container's"
+    );
+    assert_eq!(names[EP2], "web");
+    assert_eq!(names.len(), 4, "{names:?}");
+}

@@ -130,6 +130,10 @@ pub struct State {
     /// The next published-port id.
     #[serde(default)]
     pub next_mapping: u32,
+    /// What another system calls a network or container, by its ID (Docker's names for the
+    /// networks and endpoints its plugin made): shown by `ls` and `topology`, never looked up.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aliases: BTreeMap<String, String>,
 }
 
 pub(crate) fn bad(message: impl Into<String>) -> ApiError {
@@ -212,6 +216,7 @@ impl Default for State {
             networks: BTreeMap::new(),
             containers: BTreeMap::new(),
             next_mapping: 1,
+            aliases: BTreeMap::new(),
         }
     }
 }
@@ -306,6 +311,43 @@ impl State {
         self.containers
             .get(name)
             .ok_or_else(|| bad(format!("no such container: '{name}'")))
+    }
+
+    /// The name to show for the object `id` named `name`: its alias, if another system gave one.
+    pub fn shown_name<'a>(&'a self, id: &str, name: &'a str) -> &'a str {
+        self.aliases.get(id).map_or(name, String::as_str)
+    }
+
+    /// Sets (`Some`) or clears (`None`) the aliases of networks and containers by ID; aliases of
+    /// objects that are gone are dropped. All are checked before any is set.
+    pub fn set_aliases(
+        &mut self,
+        changes: &BTreeMap<String, Option<String>>,
+    ) -> Result<(), ApiError> {
+        for (id, alias) in changes {
+            let known = self.networks.values().any(|n| &n.id == id)
+                || self.containers.values().any(|c| &c.id == id);
+            if !known {
+                return Err(bad(format!("no network or container with ID {id}")));
+            }
+            if let Some(a) = alias {
+                validate_name("alias", a)?;
+            }
+        }
+        for (id, alias) in changes {
+            match alias {
+                Some(a) => self.aliases.insert(id.clone(), a.clone()),
+                None => self.aliases.remove(id),
+            };
+        }
+        let ids: std::collections::BTreeSet<&str> = self
+            .networks
+            .values()
+            .map(|n| n.id.as_str())
+            .chain(self.containers.values().map(|c| c.id.as_str()))
+            .collect();
+        self.aliases.retain(|id, _| ids.contains(id.as_str()));
+        Ok(())
     }
 
     /// Containers with an endpoint on `network`, in name order.

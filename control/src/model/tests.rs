@@ -1111,3 +1111,41 @@ fn given_ids_and_handed_off_endpoints() {
         "needs a network",
     );
 }
+
+#[test]
+fn aliases_are_shown_never_looked_up_and_go_with_their_object() {
+    let (mut s, mut e) = sample();
+    let web = s.containers["web"].id.clone();
+    let front = s.networks["front"].id.clone();
+    let set =
+        |pairs: &[(&str, Option<&str>)]| -> std::collections::BTreeMap<String, Option<String>> {
+            pairs
+                .iter()
+                .map(|(id, a)| (id.to_string(), a.map(String::from)))
+                .collect()
+        };
+    s.set_aliases(&set(&[(&web, Some("frontend")), (&front, Some("mynet"))]))
+        .unwrap();
+    let ls = s.container_summaries();
+    assert_eq!(ls.iter().find(|c| c.id == web).unwrap().name, "frontend");
+    assert!(s.network_summaries().iter().any(|n| n.name == "mynet"));
+    let topo = topology::topology(&s, None);
+    assert!(topo
+        .containers
+        .iter()
+        .any(|c| c.name == "frontend" && c.endpoints.iter().all(|e| e.network == "mynet")));
+    assert!(s.container("frontend").is_err(), "never looked up");
+    // Bad ones change nothing.
+    let before = s.clone();
+    assert!(s.set_aliases(&set(&[("nope", Some("x"))])).is_err());
+    assert!(s.set_aliases(&set(&[(&web, Some("bad/name"))])).is_err());
+    assert_eq!(s, before);
+    // Cleared, and dropped with the container.
+    s.set_aliases(&set(&[(&front, None)])).unwrap();
+    assert!(!s.aliases.contains_key(&front));
+    s.remove_containers(&["web".to_string()]).unwrap();
+    s.create_container(&ctr("other", "front", None), &mut e)
+        .unwrap();
+    s.set_aliases(&set(&[])).unwrap();
+    assert!(s.aliases.is_empty(), "{:?}", s.aliases);
+}

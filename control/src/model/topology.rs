@@ -8,11 +8,20 @@ use crate::api::topology::{
 
 /// The view of `state`; `uplink` is the daemon's (`--uplink`), the one thing not in the state.
 pub fn topology(state: &State, uplink: Option<UplinkView>) -> Topology {
+    // Names as shown (aliases given by another system), consistently in every cross-reference.
+    let net = |name: &str| match state.networks.get(name) {
+        Some(n) => state.shown_name(&n.id, &n.name).to_string(),
+        None => name.to_string(),
+    };
+    let ctr = |name: &str| match state.containers.get(name) {
+        Some(c) => state.shown_name(&c.id, &c.name).to_string(),
+        None => name.to_string(),
+    };
     let networks = state
         .networks
         .values()
         .map(|n| NetView {
-            name: n.name.clone(),
+            name: net(&n.name),
             subnet: n.subnet().addr(),
             prefix: n.subnet().prefix(),
             gateway: n.gateway(),
@@ -25,12 +34,12 @@ pub fn topology(state: &State, uplink: Option<UplinkView>) -> Topology {
         .containers
         .values()
         .map(|c| ContainerView {
-            name: c.name.clone(),
+            name: ctr(&c.name),
             endpoints: c
                 .endpoints
                 .iter()
                 .map(|e| EndpointView {
-                    network: e.network.clone(),
+                    network: net(&e.network),
                     interface: e.interface.clone(),
                     ip: e.ip,
                     prefix: state.networks.get(&e.network).map(|n| n.subnet().prefix()),
@@ -52,7 +61,7 @@ pub fn topology(state: &State, uplink: Option<UplinkView>) -> Topology {
                 .links
                 .iter()
                 .map(|l| LinkView {
-                    container: l.container.clone(),
+                    container: ctr(&l.container),
                     alias: l.alias.clone(),
                 })
                 .collect(),

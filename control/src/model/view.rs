@@ -62,7 +62,7 @@ impl State {
             .values()
             .map(|n| NetworkSummary {
                 id: n.id.clone(),
-                name: n.name.clone(),
+                name: self.shown_name(&n.id, &n.name).to_string(),
                 driver: DRIVER.to_string(),
                 scope: "local".to_string(),
                 subnet: n.subnet().to_string(),
@@ -146,13 +146,16 @@ impl State {
             .values()
             .map(|c| ContainerSummary {
                 id: c.id.clone(),
-                name: c.name.clone(),
+                name: self.shown_name(&c.id, &c.name).to_string(),
                 ports: ps_ports(c),
                 endpoints: c
                     .endpoints
                     .iter()
                     .map(|e| EndpointSummary {
-                        network: e.network.clone(),
+                        network: match self.networks.get(&e.network) {
+                            Some(n) => self.shown_name(&n.id, &n.name).to_string(),
+                            None => e.network.clone(),
+                        },
                         interface: e.interface.clone(),
                         address: match self.networks.get(&e.network) {
                             Some(n) => format!("{}/{}", e.ip, n.subnet().prefix()),
