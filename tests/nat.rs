@@ -83,11 +83,18 @@ fn published_ports_reach_containers_which_see_the_clients_address() {
     );
 }
 
-/// The number of threads of process `pid`.
+/// The daemon's threads at rest: the fewest seen over half a second (the API socket serves each
+/// client on a short-lived thread of its own, which a single look may catch).
 fn threads(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
+    (0..25)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .unwrap()
+                .count()
+        })
+        .min()
         .unwrap()
-        .count()
 }
 
 /// Fetches `url` with curl in `host`, retrying while the server starts; returns the body.
