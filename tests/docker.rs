@@ -343,6 +343,17 @@ fn dockers_network_options_isolate_as_on_docker0() {
         .to_string();
     assert!(seen.starts_with("HTTP/1"), "through the link: {seen:?}");
     assert!(!pings(d, "a1", "10.232.0.50"));
+    // docker run --link: the same, read from Docker (which tells a driver about links only on
+    // its default bridge network).
+    d.run(
+        "a3",
+        &["--network", "iso", "--link", "a2:web"],
+        &["sleep", "1000"],
+    );
+    eventually("a3 reaches a2:80 through its --link", || {
+        String::from_utf8_lossy(&http("a3").stdout).starts_with("HTTP/1")
+    });
+    assert!(!pings(d, "a3", "10.232.0.50"));
 
     // --internal and -o mtu: a network with no way out, on its own MTU.
     s.network(
@@ -376,11 +387,15 @@ fn dockers_network_options_isolate_as_on_docker0() {
         pings(d, "a1", &b2_ip)
     });
     let ctrs = s.lab.cli_ok(&["container", "ls"]);
-    assert_eq!(ctrs.lines().count(), 1 + 5, "a1 twice, a2, b1, b2: {ctrs}");
+    assert_eq!(
+        ctrs.lines().count(),
+        1 + 6,
+        "a1 twice, a2, a3, b1, b2: {ctrs}"
+    );
     d.ok(&["network", "disconnect", "inner", "a1"]);
     assert!(!pings(d, "a1", &b2_ip));
     let ctrs = s.lab.cli_ok(&["container", "ls"]);
-    assert_eq!(ctrs.lines().count(), 1 + 4, "{ctrs}");
+    assert_eq!(ctrs.lines().count(), 1 + 5, "{ctrs}");
 }
 
 #[test]

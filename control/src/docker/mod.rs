@@ -26,7 +26,7 @@ use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 
 pub use driver::{answer, handoff_name, Answer, Daemon};
-pub use names::docker_names;
+pub use names::{container_endpoints, docker_links, docker_names};
 
 /// Where dockerd looks for a plugin named `switchyard`.
 pub const DEFAULT_PLUGIN_SOCKET: &str = "/run/docker/plugins/switchyard.sock";

@@ -394,3 +394,22 @@ fn dockers_names_come_from_its_networks_and_containers_endpoints() {
     assert_eq!(names[EP2], "web");
     assert_eq!(names.len(), 4, "{names:?}");
 }
+
+#[test]
+fn dockers_links_pair_the_parents_and_childs_endpoints_per_network() {
+    let containers = json!([
+        {"Names": ["/web"], "NetworkSettings": {"Networks": {
+            "mynet": {"EndpointID": "p1"}, "other": {"EndpointID": "p2"}}}},
+        {"Names": ["/db"], "NetworkSettings": {"Networks": {
+            "mynet": {"EndpointID": "c1"}, "third": {"EndpointID": "c3"}}}}
+    ]);
+    let endpoints = container_endpoints(&containers);
+    assert_eq!(endpoints["db"]["third"], "c3");
+    let web = json!({"NetworkSettings": {"Networks": {
+        "mynet": {"EndpointID": "p1", "Links": ["db:database", "gone:x"]},
+        "other": {"EndpointID": "p2", "Links": ["db:database"]}}}});
+    assert_eq!(
+        docker_links(&web, &endpoints),
+        vec![("p1".to_string(), "c1".to_string(), "database".to_string())]
+    );
+}
