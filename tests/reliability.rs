@@ -26,6 +26,44 @@ fn daemon_in_the_default_pool(lab: &mut Lab, label: &str) -> usize {
     )
 }
 
+/// A MAC as trafgen's config bytes: `0x02, 0x42, ...`.
+fn trafgen_mac(mac: &str) -> String {
+    mac.split(':')
+        .map(|b| format!("0x{b}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// trafgen sending `count` frames of `conf` out of eth0, at full speed on one CPU.
+fn trafgen(conf: &std::path::Path, count: u64) -> Vec<String> {
+    let conf = conf.display().to_string();
+    let count = count.to_string();
+    [
+        "trafgen",
+        "--dev",
+        "eth0",
+        "--conf",
+        &conf,
+        "--num",
+        &count,
+        "--cpus",
+        "1",
+        "--no-sock-mem",
+        "--notouch-irq",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Starts trafgen in `host` in the background (`trafgen`) and gives it a moment to start.
+fn flood(lab: &mut Lab, host: &str, conf: &std::path::Path, count: u64) -> usize {
+    let args = trafgen(conf, count);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = lab.spawn(host, "trafgen", &args);
+    std::thread::sleep(Duration::from_millis(300));
+    child
+}
+
 /// A refused request prints one line, exits 2 and leaves the state file as it was.
 fn refused(lab: &Lab, args: &[&str], expected: &str) {
     let before = std::fs::read(lab.state_dir().join("state.json")).unwrap();
@@ -418,12 +456,6 @@ fn malformed_ipv4_at_full_speed_is_dropped_before_nat_and_counted() {
         .unwrap_or_else(|| panic!("no gateway MAC in {neigh}"))
         .to_string();
     let own_mac = lab.mac("c", "eth0");
-    let hex = |mac: &str| {
-        mac.split(':')
-            .map(|b| format!("0x{b}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     // Two 60-byte frames from 172.17.0.2 to 192.0.2.1:9: total length 65535, then header length
     // 60 bytes in a 46-byte packet.
     let frame = |ver_ihl: &str, total: &str| {
@@ -431,8 +463,8 @@ fn malformed_ipv4_at_full_speed_is_dropped_before_nat_and_counted() {
             "{{ {}, {}, c16(0x0800), {ver_ihl}, 0x00, c16({total}), c16(0), c16(0x4000), 64, 17, \
              csumip(14, 33), 172, 17, 0, 2, 192, 0, 2, 1, c16(40000), c16(9), c16(26), c16(0), \
              fill(0x00, 18) }}\n",
-            hex(&gw_mac),
-            hex(&own_mac)
+            trafgen_mac(&gw_mac),
+            trafgen_mac(&own_mac)
         )
     };
     let conf = lab.dir.join("malformed.cfg");
@@ -470,19 +502,10 @@ fn malformed_ipv4_at_full_speed_is_dropped_before_nat_and_counted() {
     let started = Instant::now();
     lab.exec_ok(
         "c",
-        &[
-            "trafgen",
-            "--dev",
-            "eth0",
-            "--conf",
-            &conf.display().to_string(),
-            "--num",
-            &sent.to_string(),
-            "--cpus",
-            "1",
-            "--no-sock-mem",
-            "--notouch-irq",
-        ],
+        &trafgen(&conf, sent)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
     );
     let took = started.elapsed();
     std::thread::sleep(Duration::from_millis(1500));
@@ -528,7 +551,6 @@ fn a_mac_flood_is_bounded_and_known_hosts_keep_talking() {
     lab.container("b", &[]);
     lab.ping_ok("a", "172.17.0.4");
     let own = lab.mac("fl", "eth0");
-    let hex: Vec<String> = own.split(':').map(|b| format!("0x{b}")).collect();
     // To the flooder's own MAC (a static entry on its own port: dropped as same-port after
     // learning), from 02:xx:xx:xx:xx:xx random: nothing but learning pressure.
     let conf = lab.dir.join("macflood.cfg");
@@ -536,7 +558,7 @@ fn a_mac_flood_is_bounded_and_known_hosts_keep_talking() {
         &conf,
         format!(
             "{{ {}, 0x02, drnd(5), c16(0x88b5), fill(0x00, 46) }}\n",
-            hex.join(", ")
+            trafgen_mac(&own)
         ),
     )
     .unwrap();
@@ -552,24 +574,7 @@ fn a_mac_flood_is_bounded_and_known_hosts_keep_talking() {
     };
     let rss0 = rss_kib(&lab);
     let sent = 1_000_000u64;
-    let flood = lab.spawn(
-        "fl",
-        "trafgen",
-        &[
-            "trafgen",
-            "--dev",
-            "eth0",
-            "--conf",
-            &conf.display().to_string(),
-            "--num",
-            &sent.to_string(),
-            "--cpus",
-            "1",
-            "--no-sock-mem",
-            "--notouch-irq",
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    let flood = flood(&mut lab, "fl", &conf, sent);
     let ping = lab.exec(
         "a",
         &["ping", "-c", "300", "-i", "0.01", "-q", "172.17.0.4"],
@@ -670,12 +675,6 @@ fn a_syn_flood_at_a_published_port_leaves_real_connections_working() {
     });
     let uplink_mac = lab.mac("sw", &lab.port("out"));
     let out_mac = lab.mac("out", "eth0");
-    let hex = |mac: &str| {
-        mac.split(':')
-            .map(|b| format!("0x{b}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     // SYNs from 10.200.x.x:random to 192.0.2.10:8080.
     let conf = lab.dir.join("syn.cfg");
     std::fs::write(
@@ -684,30 +683,13 @@ fn a_syn_flood_at_a_published_port_leaves_real_connections_working() {
             "{{ {}, {}, c16(0x0800), 0x45, 0x00, c16(40), drnd(2), c16(0x4000), 64, 6, \
              csumip(14, 33), 10, 200, drnd(2), 192, 0, 2, 10, drnd(2), c16(8080), drnd(4), \
              c32(0), 0x50, 0x02, c16(64240), csumtcp(14, 34), c16(0), fill(0x00, 6) }}\n",
-            hex(&uplink_mac),
-            hex(&out_mac)
+            trafgen_mac(&uplink_mac),
+            trafgen_mac(&out_mac)
         ),
     )
     .unwrap();
     let sent = 1_500_000u64;
-    let flood = lab.spawn(
-        "out",
-        "trafgen",
-        &[
-            "trafgen",
-            "--dev",
-            "eth0",
-            "--conf",
-            &conf.display().to_string(),
-            "--num",
-            &sent.to_string(),
-            "--cpus",
-            "1",
-            "--no-sock-mem",
-            "--notouch-irq",
-        ],
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    let flood = flood(&mut lab, "out", &conf, sent);
     let (mut tries, mut opened, mut echoed) = (0, 0, 0);
     let started = Instant::now();
     while lab.running(flood) && started.elapsed() < Duration::from_secs(60) {
