@@ -296,7 +296,10 @@ fn gc_status_and_error_codes() {
         r["interfaces"][1]["mtu"].is_u64(),
         "1.1.0 interfaces carry the MTU: {r}"
     );
-    ok(call("ADD", "pod-b", &b, "", &c11));
+    // containerd and CRI-O name namespaces under /var/run/netns (a link to /run).
+    let var_b = b.replacen("/run/", "/var/run/", 1);
+    ok(call("ADD", "pod-b", &var_b, "", &c11));
+    lab.ping_ok("b", "10.89.0.2");
     // Attachments made otherwise (switchyard attach) are not this configuration's to collect.
     let other = sandbox(&mut lab, "o");
     lab.cli_ok(&["attach", "--network", "pods", "--netns", &other]);
