@@ -55,6 +55,9 @@ pub enum Request {
         network: String,
         container: String,
         ip: Option<String>,
+        /// `--alias`: more DNS names of the container on this network.
+        #[serde(default)]
+        aliases: Vec<String>,
     },
     NetworkDisconnect {
         network: String,
@@ -264,6 +267,21 @@ pub struct ContainerCreate {
     /// `--hostname`: the container's host name (default: its short ID).
     #[serde(default)]
     pub hostname: Option<String>,
+    /// `--alias`: more DNS names of the container on its network.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `--dns`: upstream servers for this container's names that are not local.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// `--dns-search`.
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    /// `--dns-option`.
+    #[serde(default)]
+    pub dns_options: Vec<String>,
+    /// `--add-host NAME:IP`.
+    #[serde(default)]
+    pub add_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -586,6 +604,15 @@ pub struct HostConfigInspect {
     pub links: Vec<String>,
     /// switchyard's addition: anti-spoofing is off for this container.
     pub allow_spoofing: bool,
+    /// `--dns`, `--dns-search`, `--dns-option`, `--add-host` (`NAME:IP`), as Docker names them.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    #[serde(default)]
+    pub dns_options: Vec<String>,
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -625,6 +652,12 @@ pub struct ContainerEndpointInspect {
     pub interface_name: String,
     /// switchyard's addition: the veth end the switch attaches to.
     pub host_interface: String,
+    /// `--alias` names on this network.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Every name the network's resolver answers for this container (Docker 25's `DNSNames`).
+    #[serde(rename = "DNSNames", default)]
+    pub dns_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

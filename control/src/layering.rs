@@ -268,3 +268,14 @@ fn front_ends_speak_only_the_api() {
         }
     }
 }
+
+#[test]
+fn the_dns_resolver_is_a_front_end() {
+    // It answers from the name table the daemon hands it; it never reaches into the daemon, the
+    // store or the namespaces.
+    let graph = module_graph();
+    let uses = &graph["dns"];
+    for inner in ["daemon", "store", "netns", "cli", "render"] {
+        assert!(!uses.contains(inner), "dns/ names {inner}: {uses:?}");
+    }
+}

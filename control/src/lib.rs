@@ -5,6 +5,7 @@ pub mod api;
 pub mod cli;
 pub mod cni;
 mod daemon;
+pub mod dns;
 pub mod docker;
 pub mod flow;
 #[cfg(test)]

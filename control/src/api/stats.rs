@@ -24,6 +24,9 @@ pub struct Stats {
     pub uptime_ms: u64,
     /// Recent claims of local containers' addresses by other hosts (ARP on a parent port).
     pub address_conflicts: Vec<ConflictView>,
+    /// The embedded DNS resolver's counters by name (every counter, zero or not).
+    #[serde(default)]
+    pub dns: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

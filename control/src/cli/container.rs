@@ -61,6 +61,21 @@ pub enum ContainerCommand {
         /// The container's host name (default: its short ID, as Docker's).
         #[arg(long, value_name = "NAME")]
         hostname: Option<String>,
+        /// Another DNS name of the container on its network (Docker's --network-alias). Repeat.
+        #[arg(long = "alias", alias = "network-alias", value_name = "NAME")]
+        aliases: Vec<String>,
+        /// An upstream DNS server for this container's names that are not local. Repeat.
+        #[arg(long = "dns", value_name = "IP")]
+        dns: Vec<String>,
+        /// A search domain for the container's resolv.conf. Repeat.
+        #[arg(long = "dns-search", value_name = "DOMAIN")]
+        dns_search: Vec<String>,
+        /// A resolv.conf option (ndots:2, timeout:1, ...). Repeat.
+        #[arg(long = "dns-option", alias = "dns-opt", value_name = "OPTION")]
+        dns_options: Vec<String>,
+        /// A line of the container's /etc/hosts: NAME:IP (IP may be host-gateway). Repeat.
+        #[arg(long = "add-host", value_name = "NAME:IP")]
+        add_hosts: Vec<String>,
     },
     /// Print the environment variables Docker would give the container for its links.
     Env { name: String },
@@ -122,6 +137,11 @@ pub fn run(cmd: ContainerCommand, socket: &Path) -> ExitCode {
             publish_all,
             handoff,
             hostname,
+            aliases,
+            dns,
+            dns_search,
+            dns_options,
+            add_hosts,
         } => {
             let env = match environment(&env_file, &env, |k| std::env::var(k).ok()) {
                 Ok(env) => env,
@@ -141,6 +161,11 @@ pub fn run(cmd: ContainerCommand, socket: &Path) -> ExitCode {
                 handoff,
                 id: None,
                 hostname,
+                aliases,
+                dns,
+                dns_search,
+                dns_options,
+                add_hosts,
             })
         }
         ContainerCommand::Env { name } => Request::ContainerEnv { name },

@@ -64,6 +64,9 @@ pub enum NetworkCommand {
         container: String,
         #[arg(long, value_name = "IP")]
         ip: Option<String>,
+        /// Another DNS name of the container on this network (as Docker's --alias). Repeat.
+        #[arg(long = "alias", value_name = "NAME")]
+        aliases: Vec<String>,
     },
     /// Disconnect a container from a network; its address goes back to the pool.
     Disconnect { network: String, container: String },
@@ -102,10 +105,12 @@ pub fn run(cmd: NetworkCommand, socket: &Path) -> ExitCode {
             network,
             container,
             ip,
+            aliases,
         } => Request::NetworkConnect {
             network,
             container,
             ip,
+            aliases,
         },
         NetworkCommand::Disconnect { network, container } => {
             Request::NetworkDisconnect { network, container }

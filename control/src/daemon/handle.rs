@@ -38,6 +38,7 @@ impl Daemon {
                 tracing::error!(container, "serving a published port: {e:#}");
             }
             self.system.sync_hosts(&self.state);
+            self.sync_names();
         }
         result
     }
@@ -61,7 +62,8 @@ impl Daemon {
                 network,
                 container,
                 ip,
-            } => self.connect(&network, &container, ip.as_deref()),
+                aliases,
+            } => self.connect(&network, &container, ip.as_deref(), &aliases),
             Request::NetworkDisconnect { network, container } => {
                 self.disconnect(&network, &container)
             }
@@ -301,9 +303,10 @@ impl Daemon {
         network: &str,
         container: &str,
         ip: Option<&str>,
+        aliases: &[String],
     ) -> Result<Response, ApiError> {
         let mut next = self.state.clone();
-        let endpoint = next.connect(network, container, ip, &mut OsMint)?;
+        let endpoint = next.connect_with_aliases(network, container, ip, aliases, &mut OsMint)?;
         let c = next.container(container)?.clone();
         self.commit_and_bring_up(
             next,
@@ -539,12 +542,14 @@ impl Daemon {
     pub(super) fn stats(&self) -> Result<crate::api::stats::Stats, ApiError> {
         let snapshot = self.system.snapshot().map_err(failed)?;
         let names = self.system.names(&self.state);
-        Ok(crate::render::stats::stats(
+        let mut stats = crate::render::stats::stats(
             &snapshot,
             &snapshot.conntrack,
             &names,
             &self.network_names(),
-        ))
+        );
+        stats.dns = self.resolver.counters();
+        Ok(stats)
     }
 
     fn topology(&self) -> crate::api::topology::Topology {

@@ -15,11 +15,13 @@
 //!
 //! By job: `server.rs` (start-up, the API socket and its accept loop, capture streams, metrics,
 //! shutdown), `handle.rs` (one request, start to finish, and the commit / bring-up / revert
-//! sequence), `trace.rs` (live traces, captures and what-if packets), `reaper.rs` (the
+//! sequence), `names.rs` (the resolver's table and the containers' resolv.conf after every
+//! change), `trace.rs` (live traces, captures and what-if packets), `reaper.rs` (the
 //! once-a-second thread), `system.rs` (making the system match the state).
 
 mod handle;
 mod mint;
+mod names;
 mod reaper;
 mod server;
 mod system;
@@ -28,6 +30,7 @@ mod trace;
 pub use server::{run, DaemonArgs};
 
 use crate::api::ApiError;
+use crate::dns::Resolver;
 use crate::model::{PublishContext, State};
 use crate::store::Store;
 use server::UplinkArgs;
@@ -41,6 +44,10 @@ struct Daemon {
     system: System,
     publish_ctx: PublishContext,
     uplink: Option<UplinkArgs>,
+    /// The embedded DNS resolver (a front end: it gets a new name table after every change).
+    resolver: Resolver,
+    /// `--dns`: the resolver's upstreams instead of the daemon's resolv.conf.
+    dns_servers: Vec<std::net::IpAddr>,
 }
 
 /// A failure of the system (not of the request): one line, causes joined.

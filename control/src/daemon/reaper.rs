@@ -55,6 +55,7 @@ impl Daemon {
                 tracing::info!(attachments = ?gone, "namespaces gone: attachments removed, addresses released");
                 let _ = self.system.sync_policy(&self.state);
                 let _ = self.system.sync_nat(&self.state);
+                self.sync_names();
             }
         }
     }

@@ -87,6 +87,10 @@ pub struct DaemonArgs {
     /// containers, which `network ls`, `container ls` and `topology` then show.
     #[arg(long, value_name = "PATH", default_value = crate::docker::DEFAULT_DOCKER_API)]
     docker_api: PathBuf,
+    /// An upstream DNS server for names the resolver does not know, instead of the servers in
+    /// the daemon's /etc/resolv.conf. Repeat.
+    #[arg(long = "dns", value_name = "IP")]
+    dns: Vec<std::net::IpAddr>,
 }
 
 impl DaemonArgs {
@@ -327,6 +331,7 @@ fn start(
             .with_context(|| format!("attaching uplink '{}'", u.ifname))?;
     }
     let failures = system.restore(&state);
+    let resolver = crate::dns::Resolver::start().context("starting the DNS resolver")?;
     tracing::info!(
         networks = state.networks.len(),
         containers = state.containers.len(),
@@ -334,13 +339,17 @@ fn start(
         socket = %socket.display(),
         "state restored"
     );
-    Ok(Daemon {
+    let mut daemon = Daemon {
         state,
         store,
         system,
         publish_ctx,
         uplink,
-    })
+        resolver,
+        dns_servers: args.dns.clone(),
+    };
+    daemon.sync_names();
+    Ok(daemon)
 }
 
 /// Binds the API socket with mode 0600, replacing a stale socket file but never a live daemon's.

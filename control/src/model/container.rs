@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use dataplane::MacAddr;
 use serde::{Deserialize, Serialize};
 
+use super::dns::{self, DnsSettings};
 use super::links::{self, Exposed, Link};
 use super::{
     bad, given_id, ipam_err, mac, parse_ip, publish, validate_ifname, validate_name, Mint, State,
@@ -42,6 +43,9 @@ pub struct Container {
     /// `--hostname` (default: the short ID, as Docker's; `container:X` has X's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// `--dns`, `--dns-search`, `--dns-option`, `--add-host`.
+    #[serde(default, skip_serializing_if = "DnsSettings::is_empty")]
+    pub dns: DnsSettings,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -336,6 +340,15 @@ impl State {
         let mappings =
             self.allocate_published(&req.name, net, &specs, req.publish_all, &exposed_ports, ctx)?;
         let (env, hostname) = environment(req)?;
+        let aliases = parse_aliases(req)?;
+        let gateway = self.network(&req.network)?.gateway();
+        let dns = dns::parse_dns_settings(
+            &req.dns,
+            &req.dns_search,
+            &req.dns_options,
+            &req.add_hosts,
+            Some(gateway),
+        )?;
         let mut endpoint = self.new_endpoint(
             &req.name,
             &[],
@@ -351,6 +364,7 @@ impl State {
             }
             None => NetworkMode::Bridge,
         };
+        endpoint.aliases = aliases;
         let container = Container {
             id: given.unwrap_or_else(|| mint.id()),
             name: req.name.clone(),
@@ -363,6 +377,7 @@ impl State {
             published: Vec::new(),
             mode,
             hostname,
+            dns,
         };
         let mut container = container;
         // Docker exposes what it publishes (links see those ports too).
@@ -482,9 +497,22 @@ impl State {
                 "conflicting options: --hostname and --network {what} (the container has the host name of the one it joins)"
             )));
         }
-        if !req.links.is_empty() {
+        if !req.links.is_empty() || !req.aliases.is_empty() {
             return Err(bad(format!(
-                "--link needs a network; --network {what} has none of its own"
+                "--link and --alias need a network; --network {what} has none of its own"
+            )));
+        }
+        let dns = dns::parse_dns_settings(
+            &req.dns,
+            &req.dns_search,
+            &req.dns_options,
+            &req.add_hosts,
+            None,
+        )?;
+        if !dns.is_empty() && mode != NetworkMode::None {
+            return Err(bad(format!(
+                "--dns, --dns-search, --dns-option and --add-host are not possible with --network {what}: it uses {} files",
+                if mode == NetworkMode::Host { "the host's" } else { "that container's" }
             )));
         }
         let mut exposed = Vec::new();
@@ -505,6 +533,7 @@ impl State {
             published: Vec::new(),
             mode,
             hostname,
+            dns,
         };
         Ok(self.containers.entry(req.name.clone()).or_insert(container))
     }
@@ -625,6 +654,7 @@ impl State {
                     inode,
                 },
                 hostname: None,
+                dns: DnsSettings::default(),
             });
         c.endpoints.push(endpoint.clone());
         c.published.extend(published);
@@ -776,6 +806,21 @@ impl State {
         ip: Option<&str>,
         mint: &mut dyn Mint,
     ) -> Result<Endpoint, ApiError> {
+        self.connect_with_aliases(network, container, ip, &[], mint)
+    }
+
+    /// `network connect --alias NAME...`: the aliases name the container on `network` only.
+    pub fn connect_with_aliases(
+        &mut self,
+        network: &str,
+        container: &str,
+        ip: Option<&str>,
+        aliases: &[String],
+        mint: &mut dyn Mint,
+    ) -> Result<Endpoint, ApiError> {
+        for a in aliases {
+            dns::validate_dns_name("alias", a)?;
+        }
         self.network(network)?;
         let c = self.container(container)?;
         if c.mode != NetworkMode::Bridge && c.mode != NetworkMode::None {
@@ -790,7 +835,8 @@ impl State {
                 "container '{container}' is already connected to network '{network}'"
             )));
         }
-        let endpoint = self.new_endpoint(container, &existing, network, ip, None, mint)?;
+        let mut endpoint = self.new_endpoint(container, &existing, network, ip, None, mint)?;
+        endpoint.aliases = aliases.to_vec();
         self.containers
             .get_mut(container)
             .expect("checked above")
@@ -886,6 +932,14 @@ fn validate_hostname(h: &str) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+/// `--alias`, validated as DNS names.
+fn parse_aliases(req: &ContainerCreate) -> Result<Vec<String>, ApiError> {
+    for a in &req.aliases {
+        dns::validate_dns_name("alias", a)?;
+    }
+    Ok(req.aliases.clone())
 }
 
 /// Docker names its host-side veths `veth` + 7 hex digits.

@@ -307,6 +307,9 @@ impl State {
                 }
             }
         }
+        for h in &c.dns.extra_hosts {
+            out.push_str(&format!("{}\t{}\n", h.ip, h.name));
+        }
         let hostname = self.hostname_of(c).unwrap_or_default();
         for e in &c.endpoints {
             out.push_str(&format!("{}\t{hostname}\n", e.ip));

@@ -10,10 +10,11 @@
 //!
 //! `mod.rs` holds `State` and the name rules; `network.rs`, `container.rs` the two kinds of
 //! object and their operations; `options.rs` `--opt`; `mac.rs` MACs; `ipam.rs` addresses (`ipv4net.rs` the `Ipv4Net` type);
-//! `links.rs` `--expose`/`--link`; `publish.rs` `-p`/`-P`; `view.rs` ls/inspect;
+//! `links.rs` `--expose`/`--link`; `dns.rs` DNS names, resolver settings and the resolver's name table; `publish.rs` `-p`/`-P`; `view.rs` ls/inspect;
 //! `topology.rs` the topology view.
 
 mod container;
+pub mod dns;
 pub mod ipam;
 mod ipv4net;
 pub mod links;

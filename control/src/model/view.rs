@@ -186,6 +186,8 @@ impl State {
                         mac_address: e.mac.to_string(),
                         interface_name: e.interface.clone(),
                         host_interface: e.host_interface.clone(),
+                        aliases: e.aliases.clone(),
+                        dns_names: self.dns_names(c, &e.network),
                     },
                 ))
             })
@@ -228,6 +230,15 @@ impl State {
                     .map(|l| format!("/{}:/{}/{}", l.container, c.name, l.alias))
                     .collect(),
                 allow_spoofing: c.allow_spoofing,
+                dns: c.dns.servers.iter().map(|s| s.to_string()).collect(),
+                dns_search: c.dns.search.clone(),
+                dns_options: c.dns.options.clone(),
+                extra_hosts: c
+                    .dns
+                    .extra_hosts
+                    .iter()
+                    .map(|h| format!("{}:{}", h.name, h.ip))
+                    .collect(),
             },
             network_settings: NetworkSettingsInspect {
                 ports: port_bindings(c, |m| m.host_ip.to_string()),

@@ -93,6 +93,7 @@ pub fn stats(
                 seconds_ago: s.uptime_ms.saturating_sub(c.at_ms) / 1000,
             })
             .collect(),
+        dns: BTreeMap::new(),
     }
 }
 
@@ -169,6 +170,10 @@ pub fn render_stats(st: &Stats) -> String {
         st.conntrack_expired,
         st.conntrack_evicted
     );
+    if !st.dns.is_empty() {
+        let counts: Vec<String> = st.dns.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "DNS: {}", counts.join(" "));
+    }
     out
 }
 
@@ -273,6 +278,17 @@ pub fn prometheus(st: &Stats) -> String {
         "Seconds since the engine started.",
         vec![(String::new(), st.uptime_ms / 1000)],
     );
+    if !st.dns.is_empty() {
+        family(
+            "switchyard_dns_total",
+            "counter",
+            "The embedded DNS resolver's counters (see `switchyard stats --help`).",
+            st.dns
+                .iter()
+                .map(|(k, &v)| (format!("{{counter=\"{}\"}}", label(k)), v))
+                .collect(),
+        );
+    }
     out
 }
 
@@ -294,5 +310,14 @@ mod tests {
         golden("stats.prom", &prometheus(&st));
         let fdb = fdb(&s, &names(), &networks);
         golden("fdb.json", &serde_json::to_string_pretty(&fdb).unwrap());
+    }
+
+    #[test]
+    fn dns_counters_show_when_the_daemon_has_a_resolver() {
+        let s = snapshot();
+        let mut st = stats(&s, &s.conntrack, &names(), &BTreeMap::new());
+        st.dns = BTreeMap::from([("forwarded".to_string(), 3), ("malformed".to_string(), 1)]);
+        assert!(render_stats(&st).ends_with("DNS: forwarded=3 malformed=1\n"));
+        assert!(prometheus(&st).contains("switchyard_dns_total{counter=\"forwarded\"} 3\n"));
     }
 }

@@ -8,6 +8,7 @@ use dataplane::{DomainId, NatUpdate, NetworkNat, PolicyUpdate, Publish, Subnet};
 
 use super::relay::{Forward, Proto};
 use super::{guard, hosts_dir, System};
+use crate::model::dns::ResolvConf;
 use crate::model::links::Protocol;
 use crate::model::{Container, Endpoint, Network, PublishContext, Published, Reach, State};
 
@@ -114,6 +115,23 @@ impl System {
         }
         self.engine.set_nat(NatUpdate::Publish(publish))?;
         Ok(())
+    }
+
+    /// Writes `/etc/netns/NAME/resolv.conf` of every container with a namespace of its own: the
+    /// resolver of its first network (`host` is the host's file; `container:X` sees X's).
+    pub fn sync_resolv_conf(&self, state: &State, host: &ResolvConf) {
+        for c in state.containers.values().filter(|c| c.owns_netns()) {
+            let dir = hosts_dir(c);
+            let write = || -> std::io::Result<()> {
+                std::fs::create_dir_all(&dir)?;
+                let tmp = dir.join(".resolv.conf.switchyard");
+                std::fs::write(&tmp, state.resolv_conf(c, host))?;
+                std::fs::rename(&tmp, dir.join("resolv.conf"))
+            };
+            if let Err(e) = write() {
+                tracing::warn!(container = %c.name, "writing {}/resolv.conf: {e}", dir.display());
+            }
+        }
     }
 
     /// Makes the relay serve every port published on a host address (all of them, loopback, or
