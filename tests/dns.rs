@@ -253,6 +253,29 @@ sys.stdout.write("%02x%02x rcode=%d" % (data[0], data[1], data[3] & 15))
         .unwrap()
         .contains(&serde_json::json!(linker)));
 
+    // The resolver's log says who asked what and what it answered; the topology shows it.
+    let log = lab.cli_ok(&["trace", "dns"]);
+    assert!(
+        log.contains(&format!(
+            "udp front {web} ({web_ip}) A {app}. -> local {app_ip}"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "A {OUTSIDE_NAME}. -> forwarded No Error from {UPSTREAM}:53"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("-> servfail no upstream answered in time"),
+        "{log}"
+    );
+    let explained = lab.cli_ok(&["trace", "dns", "--explain"]);
+    assert!(explained.contains("from the name table"), "{explained}");
+    let topology = lab.cli_ok(&["topology"]);
+    assert!(topology.contains("dns 10.31.0.1:53"), "{topology}");
+
     // After kill -9 and a restart, the names are served again from the persisted state.
     lab.signal(d, libc::SIGKILL);
     while lab.running(d) {

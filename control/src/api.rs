@@ -162,6 +162,8 @@ pub enum Request {
     SetAliases {
         aliases: BTreeMap<String, Option<String>>,
     },
+    /// The embedded resolver's recent queries and what it answered.
+    DnsLog,
 }
 
 impl Request {
@@ -201,6 +203,7 @@ impl Request {
             | Request::Fdb { .. }
             | Request::EndpointCheck { .. }
             | Request::EndpointLs { .. }
+            | Request::DnsLog
             | Request::Topology => false,
         }
     }
@@ -370,6 +373,7 @@ pub enum Response {
     /// Lines to print as they are.
     Lines(Vec<String>),
     Traces(Vec<trace::TraceView>),
+    DnsLog(Vec<trace::DnsQueryView>),
     /// A capture runs: pcap bytes follow the answer line on the same connection.
     CaptureStarted,
     Stats(Box<stats::Stats>),

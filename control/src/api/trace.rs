@@ -19,6 +19,30 @@ pub struct TraceView {
     pub truncated: bool,
 }
 
+/// One query the embedded resolver handled (`switchyard trace dns`), oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DnsQueryView {
+    pub seq: u64,
+    /// When it arrived (milliseconds since the Unix epoch).
+    pub unix_ms: u64,
+    /// `udp` or `tcp`.
+    pub protocol: String,
+    /// The network whose resolver (gateway) was asked.
+    pub network: String,
+    pub asker: String,
+    /// The asking container, when the address is one.
+    pub container: Option<String>,
+    pub name: String,
+    pub qtype: String,
+    /// `local`, `pointer`, `nodata`, `nxdomain`, `forwarded`, `servfail`, `formerr`, `notimp`,
+    /// `dropped`.
+    pub outcome: String,
+    /// Local addresses or name, or for a forward: which upstream answered and what.
+    pub answer: String,
+    /// From the query's arrival to the answer sent.
+    pub micros: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TraceStepView {
     /// The stage's stable name (`ingress`, `anti-spoof`, `l2-learn`, `icc`, `nat`, ...).

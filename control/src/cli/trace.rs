@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::{finish, pretty};
-use crate::api::trace::TraceView;
+use crate::api::trace::{DnsQueryView, TraceView};
 use crate::api::{self, Request, Response};
+use crate::render;
 
 #[derive(Args, Debug, Clone, Copy)]
 pub struct Form {
@@ -48,6 +49,12 @@ pub enum TraceCommand {
         #[command(flatten)]
         form: Form,
     },
+    /// The embedded DNS resolver's recent queries (the last 256): who asked which network's
+    /// resolver for what, and what it answered (local, forwarded, failed), with the time taken.
+    Dns {
+        #[command(flatten)]
+        form: Form,
+    },
 }
 
 pub fn run(cmd: TraceCommand, socket: &Path) -> ExitCode {
@@ -69,6 +76,7 @@ pub fn run(cmd: TraceCommand, socket: &Path) -> ExitCode {
         TraceCommand::Packet { input, flow, form } => {
             (Request::TracePacket { input, flow }, Some(form))
         }
+        TraceCommand::Dns { form } => (Request::DnsLog, Some(form)),
     };
     finish(api::call(socket, request), &[], |r| match r {
         Response::Traces(traces) => {
@@ -81,8 +89,32 @@ pub fn run(cmd: TraceCommand, socket: &Path) -> ExitCode {
             );
             Ok(())
         }
+        Response::DnsLog(queries) => {
+            print_dns(&queries, form.expect("trace dns has a form"));
+            Ok(())
+        }
         other => Err(other),
     })
+}
+
+fn print_dns(queries: &[DnsQueryView], form: Form) {
+    if form.json {
+        println!("{}", pretty(&queries));
+        return;
+    }
+    if queries.is_empty() {
+        println!("no DNS queries yet");
+    }
+    for q in queries {
+        if form.explain {
+            println!("query #{}:", q.seq);
+            for (i, s) in render::dns::explain(q).iter().enumerate() {
+                println!("  {}. {s}", i + 1);
+            }
+        } else {
+            println!("{}", render::dns::line(q));
+        }
+    }
 }
 
 fn print_traces(traces: &[TraceView], form: Form) {

@@ -118,6 +118,7 @@ impl Daemon {
             )),
             Request::Fdb { network } => self.fdb(network.as_deref()),
             Request::Topology => Ok(Response::Topology(Box::new(self.topology()))),
+            Request::DnsLog => Ok(Response::DnsLog(self.resolver.log())),
             Request::ContainerLink { name, link } => self.link(&name, &link),
             Request::SetAliases { aliases } => self.set_aliases(&aliases),
             Request::ContainerUnlink { name, alias } => self.unlink(&name, &alias),
@@ -562,7 +563,14 @@ impl Daemon {
                 prefix: u.prefix,
                 gateway: u.gateway,
             });
-        crate::model::topology::topology(&self.state, uplink)
+        let mut t = crate::model::topology::topology(&self.state, uplink);
+        let listening = self.resolver.listening();
+        for n in &mut t.networks {
+            if listening.contains(&n.gateway) {
+                n.resolver = Some(format!("{}:53", n.gateway));
+            }
+        }
+        t
     }
 }
 

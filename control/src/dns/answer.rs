@@ -41,6 +41,19 @@ pub struct Asker {
     pub tcp: bool,
 }
 
+/// What the resolver made of a query, for its log (`switchyard trace dns`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Note {
+    /// The question's name and type (empty when the query did not parse).
+    pub name: String,
+    pub qtype: String,
+    /// `local`, `pointer`, `nodata`, `nxdomain`, `forward`, `servfail`, `formerr`, `notimp`,
+    /// `dropped`.
+    pub outcome: &'static str,
+    /// The addresses or name answered, when local.
+    pub answer: String,
+}
+
 /// Decides what to do with `bytes`. `turn` rotates the order of several addresses (round robin).
 pub fn handle(
     table: &NameTable,
@@ -48,6 +61,33 @@ pub fn handle(
     bytes: &[u8],
     turn: usize,
     counters: &Counters,
+) -> Action {
+    handle_noted(table, asker, bytes, turn, counters).0
+}
+
+/// `handle`, and what it made of the query.
+pub fn handle_noted(
+    table: &NameTable,
+    asker: Asker,
+    bytes: &[u8],
+    turn: usize,
+    counters: &Counters,
+) -> (Action, Note) {
+    let mut note = Note {
+        outcome: "dropped",
+        ..Note::default()
+    };
+    let action = decide(table, asker, bytes, turn, counters, &mut note);
+    (action, note)
+}
+
+fn decide(
+    table: &NameTable,
+    asker: Asker,
+    bytes: &[u8],
+    turn: usize,
+    counters: &Counters,
+    note: &mut Note,
 ) -> Action {
     if bytes.len() > MAX_QUERY {
         Counters::add(&counters.oversized);
@@ -57,6 +97,7 @@ pub fn handle(
         Ok(m) => m,
         Err(_) => {
             Counters::add(&counters.malformed);
+            note.outcome = "formerr";
             return match Header::read(&mut BinDecoder::new(bytes)) {
                 Ok(h) if h.message_type() == MessageType::Query => reply_bytes(
                     &Message::error_msg(h.id(), h.op_code(), ResponseCode::FormErr),
@@ -71,6 +112,7 @@ pub fn handle(
     }
     if query.op_code() != OpCode::Query {
         Counters::add(&counters.not_implemented);
+        note.outcome = "notimp";
         return reply_bytes(&Message::error_msg(
             query.id(),
             query.op_code(),
@@ -79,14 +121,18 @@ pub fn handle(
     }
     let [question] = query.queries() else {
         Counters::add(&counters.malformed);
+        note.outcome = "formerr";
         return reply_bytes(&Message::error_msg(
             query.id(),
             query.op_code(),
             ResponseCode::FormErr,
         ));
     };
+    note.name = question.name().to_ascii();
+    note.qtype = question.query_type().to_string();
     if question.query_class() != DNSClass::IN {
         Counters::add(&counters.bad_class);
+        note.outcome = "formerr";
         return reply_bytes(&response(&query, ResponseCode::FormErr));
     }
     let limit = if asker.tcp {
@@ -108,9 +154,14 @@ pub fn handle(
     match table.resolve(asker.listen, asker.src, &name, qtype) {
         Resolution::Addresses(addresses) => {
             Counters::add(&counters.answer_a);
+            note.outcome = "local";
             let n = addresses.len();
             for i in 0..n {
                 let ip = addresses[(i + turn) % n];
+                if !note.answer.is_empty() {
+                    note.answer.push(' ');
+                }
+                note.answer.push_str(&ip.to_string());
                 reply.add_answer(Record::from_rdata(
                     question.name().clone(),
                     TTL_SECONDS,
@@ -120,6 +171,8 @@ pub fn handle(
         }
         Resolution::Pointer(target) => {
             Counters::add(&counters.answer_ptr);
+            note.outcome = "pointer";
+            note.answer = format!("{target}.");
             match Name::from_ascii(format!("{target}.")) {
                 Ok(target) => {
                     reply.add_answer(Record::from_rdata(
@@ -133,20 +186,27 @@ pub fn handle(
                 }
             }
         }
-        Resolution::NoData => Counters::add(&counters.answer_nodata),
+        Resolution::NoData => {
+            Counters::add(&counters.answer_nodata);
+            note.outcome = "nodata";
+        }
         Resolution::NxDomain | Resolution::NoForward => {
             Counters::add(&counters.answer_nxdomain);
+            note.outcome = "nxdomain";
             reply.set_response_code(ResponseCode::NXDomain);
         }
         Resolution::Forward([]) => {
             Counters::add(&counters.forward_failed);
+            note.outcome = "servfail";
+            note.answer = "no upstream server".into();
             return reply_bytes(&response(&query, ResponseCode::ServFail));
         }
         Resolution::Forward(upstreams) => {
+            note.outcome = "forward";
             return Action::Forward {
                 upstreams: upstreams.to_vec(),
                 limit,
-            }
+            };
         }
     }
     reply.set_authoritative(true);
@@ -195,6 +255,14 @@ pub fn relay(answer: Vec<u8>, limit: usize, counters: &Counters) -> Option<Vec<u
     }
     Counters::add(&counters.truncated);
     Message::from_vec(&answer).ok()?.truncate().to_vec().ok()
+}
+
+/// An answer's response code, as the log shows it (`No Error`, `Non-Existent Domain`, ...).
+pub fn rcode(answer: &[u8]) -> String {
+    match Header::read(&mut BinDecoder::new(answer)) {
+        Ok(h) => h.response_code().to_str().to_string(),
+        Err(_) => "unreadable".into(),
+    }
 }
 
 /// The query's ID (the first two bytes; the caller checked the length).

@@ -101,6 +101,11 @@ impl Resolver {
         v
     }
 
+    /// The recent queries, oldest first.
+    pub fn log(&self) -> Vec<crate::api::trace::DnsQueryView> {
+        self.shared.log()
+    }
+
     /// Every counter by name.
     pub fn counters(&self) -> BTreeMap<String, u64> {
         self.shared.counters.snapshot()

@@ -2,18 +2,20 @@
 //! on the resolver's own runtime, and the forwards to upstream servers (dialled from the daemon's
 //! namespace, over the protocol the asker used).
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
-use super::answer::{self, Action, Asker, MAX_QUERY};
+use super::answer::{self, Action, Asker, Note, MAX_QUERY};
 use super::counters::Counters;
+use crate::api::trace::DnsQueryView;
 use crate::model::dns::NameTable;
 
 /// The whole time a forwarded query may take, split between the upstreams: a dead upstream gets
@@ -24,6 +26,8 @@ const MAX_FORWARDS: usize = 1024;
 /// TCP connections served at once per gateway, and how long one may sit idle.
 const MAX_TCP: usize = 128;
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Queries the log keeps (the oldest goes first).
+const LOG_SIZE: usize = 256;
 
 /// What every task of the resolver shares.
 pub struct Shared {
@@ -31,6 +35,15 @@ pub struct Shared {
     pub counters: Counters,
     forwards: Arc<Semaphore>,
     turn: AtomicUsize,
+    log: Mutex<(u64, VecDeque<DnsQueryView>)>,
+}
+
+/// A query on its way: what is needed to log it once it is answered.
+struct Pending {
+    asker: Asker,
+    note: Note,
+    arrived: Instant,
+    unix_ms: u64,
 }
 
 impl Shared {
@@ -40,14 +53,80 @@ impl Shared {
             counters: Counters::default(),
             forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
             turn: AtomicUsize::new(0),
+            log: Mutex::new((0, VecDeque::with_capacity(LOG_SIZE))),
         }
     }
 
-    fn decide(&self, asker: Asker, query: &[u8]) -> Action {
-        let table = Arc::clone(&self.table.read().unwrap_or_else(|p| p.into_inner()));
-        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-        answer::handle(&table, asker, query, turn, &self.counters)
+    fn table(&self) -> Arc<NameTable> {
+        Arc::clone(&self.table.read().unwrap_or_else(|p| p.into_inner()))
     }
+
+    fn decide(&self, asker: Asker, query: &[u8]) -> (Action, Pending) {
+        let arrived = Instant::now();
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let (action, note) =
+            answer::handle_noted(&self.table(), asker, query, turn, &self.counters);
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let pending = Pending {
+            asker,
+            note,
+            arrived,
+            unix_ms,
+        };
+        (action, pending)
+    }
+
+    /// Logs an answered query; `forwarded` says what the upstreams did with a forward.
+    fn record(&self, p: Pending, forwarded: Option<&Forwarded>) {
+        let table = self.table();
+        let (outcome, answer) = match forwarded {
+            Some(Forwarded::Answered { by, rcode }) => {
+                ("forwarded".to_string(), format!("{rcode} from {by}"))
+            }
+            Some(Forwarded::Failed) => (
+                "servfail".to_string(),
+                "no upstream answered in time".to_string(),
+            ),
+            None => (p.note.outcome.to_string(), p.note.answer),
+        };
+        let view = DnsQueryView {
+            seq: 0,
+            unix_ms: p.unix_ms,
+            protocol: if p.asker.tcp { "tcp" } else { "udp" }.into(),
+            network: table
+                .network_at(p.asker.listen)
+                .map_or_else(|| p.asker.listen.to_string(), |n| n.name.clone()),
+            asker: p.asker.src.to_string(),
+            container: table
+                .asker_name(p.asker.listen, p.asker.src)
+                .map(String::from),
+            name: p.note.name,
+            qtype: p.note.qtype,
+            outcome,
+            answer,
+            micros: p.arrived.elapsed().as_micros() as u64,
+        };
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, ring) = &mut *log;
+        if ring.len() == LOG_SIZE {
+            ring.pop_front();
+        }
+        ring.push_back(DnsQueryView { seq: *next, ..view });
+        *next += 1;
+    }
+
+    pub fn log(&self) -> Vec<DnsQueryView> {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.1.iter().cloned().collect()
+    }
+}
+
+/// What the upstreams did with a forwarded query.
+enum Forwarded {
+    Answered { by: SocketAddr, rcode: String },
+    Failed,
 }
 
 /// A UDP socket and a TCP listener bound to `ip`:53, before the address may exist (FREEBIND):
@@ -82,17 +161,20 @@ pub async fn serve_udp(socket: UdpSocket, listen: Ipv4Addr, shared: Arc<Shared>)
             src: src.ip(),
             tcp: false,
         };
-        match shared.decide(asker, query) {
+        let (action, pending) = shared.decide(asker, query);
+        match action {
             Action::Reply(b) => {
                 let _ = socket.send_to(&b, src).await;
+                shared.record(pending, None);
             }
-            Action::Drop => {}
+            Action::Drop => shared.record(pending, None),
             Action::Forward { upstreams, limit } => {
                 let Ok(permit) = Arc::clone(&shared.forwards).try_acquire_owned() else {
                     Counters::add(&shared.counters.forward_overload);
                     if let Some(b) = answer::servfail(query) {
                         let _ = socket.send_to(&b, src).await;
                     }
+                    shared.record(pending, Some(&Forwarded::Failed));
                     continue;
                 };
                 let (socket, shared, query) =
@@ -100,10 +182,11 @@ pub async fn serve_udp(socket: UdpSocket, listen: Ipv4Addr, shared: Arc<Shared>)
                 tokio::spawn(async move {
                     let got = forward_udp(&query, &upstreams).await;
                     drop(permit);
-                    let reply = finish(&shared, &query, got, limit);
+                    let (reply, how) = finish(&shared, &query, got, limit);
                     if let Some(b) = reply {
                         let _ = socket.send_to(&b, src).await;
                     }
+                    shared.record(pending, Some(&how));
                 });
             }
         }
@@ -111,15 +194,24 @@ pub async fn serve_udp(socket: UdpSocket, listen: Ipv4Addr, shared: Arc<Shared>)
 }
 
 /// The asker's answer from what the upstreams said (or SERVFAIL), counted.
-fn finish(shared: &Shared, query: &[u8], got: Option<Vec<u8>>, limit: usize) -> Option<Vec<u8>> {
+fn finish(
+    shared: &Shared,
+    query: &[u8],
+    got: Option<(SocketAddr, Vec<u8>)>,
+    limit: usize,
+) -> (Option<Vec<u8>>, Forwarded) {
     match got {
-        Some(b) => {
+        Some((by, b)) => {
             Counters::add(&shared.counters.forwarded);
-            answer::relay(b, limit, &shared.counters)
+            let rcode = answer::rcode(&b);
+            (
+                answer::relay(b, limit, &shared.counters),
+                Forwarded::Answered { by, rcode },
+            )
         }
         None => {
             Counters::add(&shared.counters.forward_failed);
-            answer::servfail(query)
+            (answer::servfail(query), Forwarded::Failed)
         }
     }
 }
@@ -129,7 +221,7 @@ fn per_upstream(n: usize) -> Duration {
 }
 
 /// Asks each upstream in turn over UDP until one answers the query's ID.
-async fn forward_udp(query: &[u8], upstreams: &[SocketAddr]) -> Option<Vec<u8>> {
+async fn forward_udp(query: &[u8], upstreams: &[SocketAddr]) -> Option<(SocketAddr, Vec<u8>)> {
     let id = answer::query_id(query);
     let each = per_upstream(upstreams.len());
     for up in upstreams {
@@ -152,14 +244,14 @@ async fn forward_udp(query: &[u8], upstreams: &[SocketAddr]) -> Option<Vec<u8>> 
             }
         };
         if let Ok(Some(b)) = timeout(each, attempt).await {
-            return Some(b);
+            return Some((*up, b));
         }
     }
     None
 }
 
 /// Asks each upstream in turn over TCP (a TCP asker, often retrying a truncated answer).
-async fn forward_tcp(query: &[u8], upstreams: &[SocketAddr]) -> Option<Vec<u8>> {
+async fn forward_tcp(query: &[u8], upstreams: &[SocketAddr]) -> Option<(SocketAddr, Vec<u8>)> {
     let id = answer::query_id(query);
     let each = per_upstream(upstreams.len());
     for up in upstreams {
@@ -170,7 +262,7 @@ async fn forward_tcp(query: &[u8], upstreams: &[SocketAddr]) -> Option<Vec<u8>> 
             answer::answers(&b, id).then_some(b)
         };
         if let Ok(Some(b)) = timeout(each, attempt).await {
-            return Some(b);
+            return Some((*up, b));
         }
     }
     None
@@ -224,14 +316,17 @@ async fn serve_connection(mut stream: TcpStream, src: IpAddr, listen: Ipv4Addr, 
             src,
             tcp: true,
         };
-        let reply = match shared.decide(asker, &query) {
-            Action::Reply(b) => Some(b),
-            Action::Drop => None,
+        let (action, pending) = shared.decide(asker, &query);
+        let (reply, forwarded) = match action {
+            Action::Reply(b) => (Some(b), None),
+            Action::Drop => (None, None),
             Action::Forward { upstreams, limit } => {
                 let got = forward_tcp(&query, &upstreams).await;
-                finish(shared, &query, got, limit)
+                let (reply, how) = finish(shared, &query, got, limit);
+                (reply, Some(how))
             }
         };
+        shared.record(pending, forwarded.as_ref());
         if let Some(b) = reply {
             if stream.write_all(&framed(&b)).await.is_err() {
                 return;

@@ -285,6 +285,7 @@ pub struct NetworkNames {
 /// A container asking from an address on a network.
 #[derive(Clone, Debug, Default)]
 struct Asker {
+    container: String,
     /// Indices into `NameTable::networks`, in the container's endpoint order.
     networks: Vec<usize>,
     /// Lower-case `--link` alias -> the child's address.
@@ -372,6 +373,7 @@ impl NameTable {
                 }
             }
             let asker = Asker {
+                container: c.name.clone(),
                 may_forward: networks.iter().any(|&i| !table.networks[i].internal),
                 networks,
                 links,
@@ -397,6 +399,14 @@ impl NameTable {
     /// The addresses the resolver listens on (each network's gateway).
     pub fn listen_addresses(&self) -> Vec<Ipv4Addr> {
         self.networks.iter().map(|n| n.gateway).collect()
+    }
+
+    /// The container asking from `src` on the network of `listen`, if it is one.
+    pub fn asker_name(&self, listen: Ipv4Addr, src: IpAddr) -> Option<&str> {
+        let IpAddr::V4(src) = src else { return None };
+        self.askers
+            .get(&(listen, src))
+            .map(|a| a.container.as_str())
     }
 
     /// The network whose gateway is `listen`.

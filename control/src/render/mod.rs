@@ -4,6 +4,7 @@
 //! Renderers read the API's view types (and the model's and the engine's plain data); nothing
 //! here is read back by the daemon, and neither `api` nor `model` depends on this module.
 
+pub mod dns;
 pub mod names;
 pub mod show;
 pub mod stats;

@@ -39,6 +39,7 @@ fn net(name: &str, subnet: &str, gateway: &str, host_port: &str) -> NetView {
         host_port: host_port.into(),
         icc: true,
         internal: false,
+        resolver: None,
     }
 }
 
@@ -117,6 +118,7 @@ fn fixture() -> Topology {
         networks: vec![
             NetView {
                 icc: false,
+                resolver: Some("10.30.0.1:53".into()),
                 ..net("private", "10.30.0.0/24", "10.30.0.1", "sy-private")
             },
             net("bridge", "172.17.0.0/16", "172.17.0.1", "switchyard0"),
@@ -328,7 +330,7 @@ network bridge  172.17.0.0/16  gateway 172.17.0.1  host port switchyard0
 |-- app  eth0  172.17.0.3/16  02:42:ac:11:00:03  veth sy-app-0  (also on private)  (links: pg as db)
 `-- web  eth0  172.17.0.2/16  02:42:ac:11:00:02  veth sy-web-0
 
-network private  10.30.0.0/24  gateway 10.30.0.1  host port sy-private  [icc=false]
+network private  10.30.0.0/24  gateway 10.30.0.1  host port sy-private  dns 10.30.0.1:53  [icc=false]
 |-- app  eth1  10.30.0.3/24  02:42:0a:1e:00:03  veth sy-app-1  (also on bridge)  (links: pg as db)
 `-- pg   eth0  10.30.0.2/24  02:42:0a:1e:00:02  veth sy-pg-0
 ";

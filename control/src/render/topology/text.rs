@@ -64,6 +64,9 @@ fn network(out: &mut String, m: &Scene, ni: usize) {
                 v.gateway,
                 clean(&v.host_port)
             );
+            if let Some(r) = &v.resolver {
+                let _ = write!(out, "  dns {}", clean(r));
+            }
             if !v.icc {
                 out.push_str("  [icc=false]");
             }
