@@ -6,7 +6,8 @@
 # Starts `switchyard daemon` inside a namespace that plays the host (sydemo-host), so the root
 # namespace's addresses and routes are never touched. Then, as you would with docker: a second
 # network, three lightweight containers (network namespaces sy-web, sy-db, sy-cache), pings by
-# address through the switch, `network inspect`, and the MAC table the switch holds. It kills the
+# address and by name through the switch (the embedded DNS resolver, also asked by the host),
+# `network inspect`, and the MAC table the switch holds. It kills the
 # daemon with SIGKILL and starts it again to show that traffic resumes by itself. Everything is
 # removed on exit, also on Ctrl-C or failure.
 set -euo pipefail
@@ -75,6 +76,17 @@ ping_from sy-db 10.20.0.128
 ping_from sy-web 172.17.0.1
 echo
 run network inspect backend
+echo
+echo "== names: each network's resolver on its gateway; sy-db (on bridge and backend) finds sy-cache"
+run container exec sy-db -- getent hosts sy-cache
+ping_from sy-db sy-cache.backend
+echo "== the host resolves container names too: point its resolver at a gateway"
+echo "   (here the demo's host namespace: /etc/netns/$HOST/resolv.conf = nameserver 10.20.0.1)"
+mkdir -p /etc/netns/$HOST
+echo "nameserver 10.20.0.1" >/etc/netns/$HOST/resolv.conf
+echo "\$ getent hosts sy-cache.backend   # on the host"
+ip netns exec $HOST getent hosts sy-cache.backend
+run trace dns
 echo
 echo "== what would happen to a packet from sy-web to sy-db port 80? (a what-if trace: nothing is sent)"
 run trace packet --in sy-web 'tcp,src=172.17.0.2,dst=172.17.0.10,dport=80' --explain
