@@ -167,6 +167,19 @@ fn containers_resolve_each_other_and_the_world() {
     assert_eq!(a(&lab, "db", "backend"), [ip_of(&lab, &app, "back")]);
     assert!(a(&lab, "web", "backend").is_empty());
 
+    // The host (the daemon's namespace) sees every network: db on back, asking front's resolver.
+    let from_host = lab.exec_ok(
+        "sw",
+        &[
+            "dig",
+            "+short",
+            "+time=2",
+            "@10.31.0.1",
+            &format!("{db}.back"),
+        ],
+    );
+    assert_eq!(from_host.trim(), db_ip);
+
     // A --link alias resolves for the linking container only.
     assert_eq!(a(&lab, "lnk", "cache"), [app_ip.as_str()]);
     assert!(a(&lab, "web", "cache").is_empty());
