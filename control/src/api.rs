@@ -583,7 +583,7 @@ pub struct ContainerInspect {
     pub network_settings: NetworkSettingsInspect,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ContainerConfigInspect {
     /// `{"5432/tcp": {}}`, as Docker writes it.
@@ -596,7 +596,7 @@ pub struct ContainerConfigInspect {
     pub env: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HostConfigInspect {
     /// The network it was created on (`bridge`, `mynet`), `none`, `host` or `container:NAME`.
@@ -639,7 +639,7 @@ pub struct PortBindingInspect {
     pub host_port: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ContainerEndpointInspect {
     #[serde(rename = "NetworkID")]

@@ -62,6 +62,7 @@ fn endpoint_of(name: &str) -> ContainerInspect {
             mac_address: "3a:00:50:fb:92:58".into(),
             interface_name: handoff_name(name),
             host_interface: "veth1234567".into(),
+            ..Default::default()
         },
     );
     ContainerInspect {
@@ -70,14 +71,14 @@ fn endpoint_of(name: &str) -> ContainerInspect {
         created: String::new(),
         config: ContainerConfigInspect {
             exposed_ports: BTreeMap::new(),
-            hostname: String::new(),
-            env: Vec::new(),
+            ..Default::default()
         },
         host_config: HostConfigInspect {
             network_mode: "handoff".into(),
             port_bindings: BTreeMap::new(),
             links: Vec::new(),
             allow_spoofing: false,
+            ..Default::default()
         },
         network_settings: NetworkSettingsInspect {
             sandbox_key: String::new(),
