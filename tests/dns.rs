@@ -15,6 +15,8 @@ use common::*;
 const UPSTREAM: &str = "192.0.2.2";
 const OUTSIDE_NAME: &str = "outside.example";
 const OUTSIDE_ADDR: &str = "192.0.2.99";
+/// A name whose answer is bigger than a UDP answer without EDNS may be (512 bytes).
+const BIG_NAME: &str = "big.example";
 
 /// A lab whose daemon forwards to a dnsmasq in the outside namespace.
 fn lab_with_upstream(short: &str) -> (Lab, usize) {
@@ -35,6 +37,11 @@ fn lab_with_upstream(short: &str) -> (Lab, usize) {
             "--user=root",
             "--log-facility=-",
             &format!("--address=/{OUTSIDE_NAME}/{OUTSIDE_ADDR}"),
+            &format!(
+                "--txt-record={BIG_NAME},{},{}",
+                "a".repeat(250),
+                "b".repeat(250)
+            ),
         ],
     );
     wait_udp_53(&lab, "out", UPSTREAM);
@@ -201,6 +208,10 @@ fn containers_resolve_each_other_and_the_world() {
     assert_eq!(a(&lab, "web", OUTSIDE_NAME), [OUTSIDE_ADDR]);
     assert_eq!(dig(&lab, "web", &["+tcp", OUTSIDE_NAME]).1, [OUTSIDE_ADDR]);
     assert_eq!(dig(&lab, "web", &["+tcp", &app]).1, [app_ip.as_str()]);
+    // Too big for UDP without EDNS: truncated, then dig asks again over TCP and gets it all.
+    let (status, big) = dig(&lab, "web", &["+noedns", BIG_NAME, "TXT"]);
+    assert_eq!((status.as_str(), big.len()), ("NOERROR", 1), "{big:?}");
+    assert!(big[0].contains(&"b".repeat(250)), "{big:?}");
 
     // An internal network never forwards, but knows its own names.
     let (status, answers) = dig(&lab, "sec", &[OUTSIDE_NAME]);

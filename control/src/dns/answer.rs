@@ -238,6 +238,14 @@ pub fn servfail(bytes: &[u8]) -> Option<Vec<u8>> {
     response(&query, ResponseCode::ServFail).to_vec().ok()
 }
 
+/// The question back with TC set: the upstream's answer is bigger than the asker takes over UDP.
+pub fn too_big(bytes: &[u8]) -> Option<Vec<u8>> {
+    let query = Message::from_vec(bytes).ok()?;
+    let mut reply = response(&query, ResponseCode::NoError);
+    reply.set_truncated(true);
+    reply.to_vec().ok()
+}
+
 /// Whether `answer` is an upstream's response to the query with `id` (anything else is ignored:
 /// a late answer to an earlier query, or a spoofing attempt).
 pub fn answers(answer: &[u8], id: u16) -> bool {
@@ -481,5 +489,8 @@ mod tests {
         assert!(m.truncated() && m.answers().is_empty());
         assert_eq!(relay(bytes.clone(), 4096, &c), Some(bytes));
         assert_eq!(c.snapshot()["truncated"], 1);
+        let m = Message::from_vec(&too_big(&ask("many.example.", RecordType::A)).unwrap()).unwrap();
+        assert!(m.truncated() && m.answers().is_empty() && m.queries().len() == 1);
+        assert_eq!(m.id(), 0x4242);
     }
 }

@@ -180,7 +180,7 @@ pub async fn serve_udp(socket: UdpSocket, listen: Ipv4Addr, shared: Arc<Shared>)
                 let (socket, shared, query) =
                     (Arc::clone(&socket), Arc::clone(&shared), query.to_vec());
                 tokio::spawn(async move {
-                    let got = forward_udp(&query, &upstreams).await;
+                    let got = forward_udp(&query, &upstreams, limit, &shared.counters).await;
                     drop(permit);
                     let (reply, how) = finish(&shared, &query, got, limit);
                     if let Some(b) = reply {
@@ -221,7 +221,14 @@ fn per_upstream(n: usize) -> Duration {
 }
 
 /// Asks each upstream in turn over UDP until one answers the query's ID.
-async fn forward_udp(query: &[u8], upstreams: &[SocketAddr]) -> Option<(SocketAddr, Vec<u8>)> {
+/// The buffer is one byte larger than what the asker takes: a bigger answer is not read whole
+/// (nor needed): the asker gets the question back with TC set and retries over TCP.
+async fn forward_udp(
+    query: &[u8],
+    upstreams: &[SocketAddr],
+    limit: usize,
+    counters: &Counters,
+) -> Option<(SocketAddr, Vec<u8>)> {
     let id = answer::query_id(query);
     let each = per_upstream(upstreams.len());
     for up in upstreams {
@@ -233,11 +240,15 @@ async fn forward_udp(query: &[u8], upstreams: &[SocketAddr]) -> Option<(SocketAd
             let s = UdpSocket::bind(local).await.ok()?;
             s.connect(up).await.ok()?;
             s.send(query).await.ok()?;
-            let mut buf = vec![0u8; 65536];
+            let mut buf = vec![0u8; limit + 1];
             loop {
                 // A refused port (ICMP) ends this upstream's turn at once.
                 let n = s.recv(&mut buf).await.ok()?;
                 if answer::answers(&buf[..n], id) {
+                    if n > limit {
+                        Counters::add(&counters.truncated);
+                        return answer::too_big(query);
+                    }
                     buf.truncate(n);
                     return Some(buf);
                 }
