@@ -10,8 +10,8 @@
 //! and the address a query came to names the asker's network.
 //!
 //! `answer.rs` decides one query (pure; fuzzed), `server.rs` holds the sockets and forwards,
-//! `counters.rs` the counters. The sockets are served by a one-thread tokio runtime of the
-//! resolver's own (never the engine's packet path).
+//! `counters.rs` the counters. The sockets are served by a current-thread tokio runtime on a
+//! thread of the resolver's own (never the engine's packet path).
 
 pub mod answer;
 pub mod counters;
@@ -29,7 +29,8 @@ use server::Shared;
 pub use server::FORWARD_BUDGET;
 
 pub struct Resolver {
-    runtime: tokio::runtime::Runtime,
+    /// The runtime driven by the resolver's one thread (`dns`).
+    runtime: tokio::runtime::Handle,
     shared: Arc<Shared>,
     /// The tasks serving each gateway address (UDP, TCP).
     listening: HashMap<Ipv4Addr, [AbortHandle; 2]>,
@@ -37,12 +38,29 @@ pub struct Resolver {
 
 impl Resolver {
     pub fn start() -> std::io::Result<Resolver> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("dns")
-            .enable_io()
-            .enable_time()
-            .build()?;
+        // A current-thread runtime on a thread of its own: exactly one thread, whatever the load
+        // (a multi-thread runtime's pool may grow), driving every socket and forward.
+        let (started, runtime) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("dns".into())
+            .spawn(move || {
+                let built = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .enable_time()
+                    .build();
+                match built {
+                    Ok(rt) => {
+                        let _ = started.send(Ok(rt.handle().clone()));
+                        rt.block_on(std::future::pending::<()>());
+                    }
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                    }
+                }
+            })?;
+        let runtime = runtime
+            .recv()
+            .map_err(|_| std::io::Error::other("the resolver's thread ended at start"))??;
         Ok(Resolver {
             runtime,
             shared: Arc::new(Shared::new()),
