@@ -177,6 +177,12 @@ fn add_check_del_as_a_runtime_calls_them() {
         probe::whoami(&lab.ns("out"), UPLINK_IP, 8080, T)
     });
     assert!(seen.starts_with("192.0.2.1:"), "the container saw {seen}");
+    // runtimeConfig.aliases are names on the network's resolver (the gateway, as the result's
+    // dns says).
+    for name in ["two", "web"] {
+        let answer = lab.exec_ok("one", &["dig", "+short", "+time=2", "@10.89.0.1", name]);
+        assert_eq!(answer.trim(), "10.89.0.50", "{name}");
+    }
     let endpoints = lab.cli_ok(&["container", "inspect", "pod-2"]);
     assert!(endpoints.contains("attached:"), "{endpoints}");
 
@@ -530,6 +536,15 @@ fn podman_containers_on_a_switchyard_network() {
     // The two containers reach each other by address, through the switch.
     podman.ok(&["exec", "db", "ping", "-c", "1", "-W", "2", &web_ip]);
     podman.ok(&["exec", "web", "ping", "-c", "1", "-W", "2", &db_ip]);
+    // And by name: podman's container name (CNI_ARGS K8S_POD_NAME) and its aliases (the short
+    // ID) are the interface's aliases, which the network's resolver on the gateway answers.
+    let short = podman.inspect("web", "{{.Id}}")[..12].to_string();
+    for name in ["web", short.as_str()] {
+        let ping = podman.ok(&["exec", "db", "ping", "-c", "1", "-W", "2", name]);
+        assert!(ping.contains(&format!("({web_ip})")), "{name}: {ping}");
+    }
+    let ping = podman.ok(&["exec", "web", "ping", "-c", "1", "-W", "2", "db"]);
+    assert!(ping.contains(&format!("({db_ip})")), "{ping}");
     let ls = lab.cli_ok(&["container", "ls"]);
     assert!(ls.contains(&web_ip) && ls.contains(&db_ip), "{ls}");
 
@@ -552,7 +567,7 @@ fn podman_containers_on_a_switchyard_network() {
     );
     lab.uplink_daemon("d2");
     wait_for("port after restart", || http_get(&lab));
-    podman.ok(&["exec", "db", "ping", "-c", "1", "-W", "2", &web_ip]);
+    podman.ok(&["exec", "db", "ping", "-c", "1", "-W", "2", "web"]);
 
     // podman rm leaves nothing behind: no attachment, no address, no veth, no namespace.
     podman.ok(&["rm", "-f", "-t", "0", "web", "db"]);
