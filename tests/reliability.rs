@@ -389,8 +389,8 @@ fn a_client_of_a_stopped_daemon_gives_up_with_a_clear_message() {
     lab.cli_ok(&["network", "ls"]);
 }
 
-/// The state directory on a full file system: a change is refused with one clear line, and
-/// nothing changed: the state file is the same bytes, no network, namespace or interface
+/// The state directory on a full (then read-only) file system: a change is refused with one
+/// clear line, and nothing changed: the state file is the same bytes, no network, namespace or interface
 /// appeared. Once there is room again the same change succeeds.
 #[test]
 fn a_full_state_directory_refuses_changes_and_keeps_the_state() {
@@ -414,7 +414,7 @@ fn a_full_state_directory_refuses_changes_and_keeps_the_state() {
         &state.display().to_string(),
     ]);
     let _mount = Mount(state.clone());
-    lab.daemon("d", &[]);
+    let d = lab.daemon("d", &[]);
     lab.cli_ok(&["network", "create", "before", "--subnet", "10.91.0.0/24"]);
     let saved = std::fs::read(state.join("state.json")).unwrap();
     // Fill what is left (dd stops at ENOSPC).
@@ -448,6 +448,23 @@ fn a_full_state_directory_refuses_changes_and_keeps_the_state() {
     // Room again: the same change goes through.
     std::fs::remove_file(&filler).unwrap();
     lab.cli_ok(&["network", "create", "after", "--subnet", "10.92.0.0/24"]);
+    // Read-only: the same refusal, in the same words the OS uses.
+    let saved = std::fs::read(state.join("state.json")).unwrap();
+    // (A read-only bind mount on top, made in the daemon's own mount namespace: it holds its
+    // lock file open for writing, so the tmpfs itself cannot be remounted read-only.)
+    let dir = state.display().to_string();
+    let pid = lab.pid(d).to_string();
+    let ro = format!("mount --bind {dir} {dir} && mount -o remount,bind,ro {dir}");
+    must(&["nsenter", "-t", &pid, "-m", "sh", "-c", &ro]);
+    let out = lab.cli(&["network", "create", "third", "--subnet", "10.93.0.0/24"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("Read-only file system"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(std::fs::read(state.join("state.json")).unwrap(), saved);
+    assert!(!lab.cli_ok(&["network", "ls"]).contains("third"));
 }
 
 /// Malformed IPv4 from a container at full speed (trafgen): impossible total lengths and header
@@ -730,4 +747,85 @@ fn a_syn_flood_at_a_published_port_leaves_real_connections_working() {
     );
     assert!(probe::echo(&established, t));
     assert!(probe::tcp_ok(&out, uplink_ip, 8080, t));
+}
+
+/// `kill -9` of the daemon in the middle of concurrent `container create`/`rm` bursts, three
+/// times: after each restart every container is either fully there (its namespace, address and
+/// route to the gateway) or fully gone, and no veth is left without a container.
+#[test]
+fn kill_9_during_bursts_leaves_each_container_whole_or_gone() {
+    let mut lab = Lab::new("rk9");
+    let mut d = lab.daemon("d0", &[]);
+    let names: Vec<String> = (0..12).map(|i| lab.adopt(&format!("b{i}"))).collect();
+    // Half of them exist before the first burst.
+    for n in names.iter().step_by(2) {
+        lab.cli_ok(&["container", "create", n]);
+    }
+    let present = |lab: &Lab| -> Vec<String> {
+        let ls = lab.cli_ok(&["container", "ls"]);
+        names
+            .iter()
+            .filter(|n| ls.split_whitespace().any(|w| w == n.as_str()))
+            .cloned()
+            .collect()
+    };
+    for (round, kill_after_ms) in [300u64, 700, 1200].into_iter().enumerate() {
+        let before = present(&lab);
+        std::thread::scope(|s| {
+            for n in &names {
+                let verb = if before.contains(n) { "rm" } else { "create" };
+                let lab = &lab;
+                s.spawn(move || lab.cli(&["container", verb, n]));
+            }
+            std::thread::sleep(Duration::from_millis(kill_after_ms));
+            lab.signal(d, libc::SIGKILL);
+        });
+        d = lab.daemon(&format!("d{}", round + 1), &[]);
+        let now = present(&lab);
+        for n in &names {
+            let ns_file = std::path::Path::new("/run/netns").join(n);
+            if now.contains(n) {
+                assert!(
+                    ns_file.exists(),
+                    "round {round}: {n} listed without namespace"
+                );
+                let addr = run(&["ip", "-n", n, "-4", "-o", "addr", "show", "eth0"]);
+                assert!(
+                    String::from_utf8_lossy(&addr.stdout).contains("inet 172.17."),
+                    "round {round}: {n} has no address"
+                );
+                let ping = run(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    n,
+                    "ping",
+                    "-c",
+                    "1",
+                    "-W",
+                    "2",
+                    "172.17.0.1",
+                ]);
+                assert!(
+                    ping.status.success(),
+                    "round {round}: {n} cannot reach its gateway"
+                );
+            } else {
+                assert!(
+                    !ns_file.exists(),
+                    "round {round}: {n} gone but its namespace stays"
+                );
+            }
+        }
+        let veths = lab.exec_ok("sw", &["ip", "-o", "link", "show", "type", "veth"]);
+        assert_eq!(
+            veths.lines().count(),
+            now.len(),
+            "round {round}: veths without a container: {veths}"
+        );
+        eprintln!(
+            "kill -9 round {round} after {kill_after_ms} ms: {} of 12 containers there, all whole",
+            now.len()
+        );
+    }
 }
