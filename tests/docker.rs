@@ -176,6 +176,11 @@ fn docker_containers_talk_by_name_publish_ports_and_leave_nothing() {
     });
     let nets = s.lab.cli_ok(&["network", "ls"]);
     assert!(nets.contains(" mynet "), "{nets}");
+    let stats = s.lab.cli_ok(&["stats"]);
+    assert!(
+        stats.contains("web") && stats.contains("host:mynet"),
+        "{stats}"
+    );
     let topology = s.lab.cli_ok(&["topology"]);
     assert!(
         topology.contains("web") && topology.contains("mynet"),

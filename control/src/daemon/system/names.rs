@@ -4,7 +4,7 @@
 use dataplane::{DomainId, MacAddr, PortId, TraceTarget};
 
 use super::System;
-use crate::model::State;
+use crate::model::{NetworkMode, State};
 use crate::render::names::Names;
 
 impl System {
@@ -17,22 +17,28 @@ impl System {
     pub fn names(&self, state: &State) -> Names {
         let mut names = Names::default();
         for c in state.containers.values() {
+            // As `ls` shows it: the name another system gave (Docker's), else switchyard's.
+            let shown = state.shown_name(&c.id, &c.name);
             for e in &c.endpoints {
-                let name = if e.interface == "eth0" {
-                    c.name.clone()
+                // A handed-off endpoint is its container's only one; its name here is not the
+                // name inside.
+                let name = if e.interface == "eth0" || c.mode == NetworkMode::Handoff {
+                    shown.to_string()
                 } else {
-                    format!("{}:{}", c.name, e.interface)
+                    format!("{shown}:{}", e.interface)
                 };
                 if let Some(&p) = self.endpoint_ports.get(&e.id) {
                     names.ports.insert(p, name);
                 }
-                names.macs.insert(e.mac.0, c.name.clone());
-                names.owners.insert(e.ip, c.name.clone());
+                names.macs.insert(e.mac.0, shown.to_string());
+                names.owners.insert(e.ip, shown.to_string());
             }
         }
         for n in state.networks.values() {
             if let Some(&p) = self.host_ports.get(&n.name) {
-                names.ports.insert(p, format!("host:{}", n.name));
+                names
+                    .ports
+                    .insert(p, format!("host:{}", state.shown_name(&n.id, &n.name)));
             }
             if let (Some(&p), Some(parent)) = (self.parent_ports.get(&n.name), &n.parent) {
                 let name = match n.vlan {
