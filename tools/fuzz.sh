@@ -4,12 +4,22 @@
 # scratch directory), and prints executions per target. A crash fails the run and leaves its input in
 # fuzz/artifacts/<target>/; turn it into a regression test beside the code it broke.
 #
-#   tools/fuzz.sh [TOTAL_SECONDS]        (needs the nightly toolchain and cargo-fuzz)
+#   tools/fuzz.sh [TOTAL_SECONDS]        (installs the nightly toolchain and cargo-fuzz if missing)
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 total=${1:-60}
-command -v cargo-fuzz >/dev/null || { echo "fuzz.sh: cargo-fuzz is missing: cargo install cargo-fuzz" >&2; exit 2; }
-rustup run nightly rustc --version >/dev/null || { echo "fuzz.sh: the nightly toolchain is missing: rustup toolchain install nightly" >&2; exit 2; }
+# A fresh machine (CI's clean clone) may lack either: install them (crates.io and rustup's
+# servers are reachable where the tests run), and say so if that fails.
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    echo "== installing the nightly toolchain (rustup toolchain install nightly --profile minimal)"
+    rustup toolchain install nightly --profile minimal >/dev/null ||
+        { echo "fuzz.sh: the nightly toolchain is missing and could not be installed: rustup toolchain install nightly" >&2; exit 2; }
+fi
+if ! command -v cargo-fuzz >/dev/null; then
+    echo "== installing cargo-fuzz (cargo install cargo-fuzz --locked)"
+    cargo install cargo-fuzz --locked --quiet ||
+        { echo "fuzz.sh: cargo-fuzz is missing and could not be installed: cargo install cargo-fuzz" >&2; exit 2; }
+fi
 mapfile -t targets < <(cargo +nightly fuzz list)
 each=$(( total / ${#targets[@]} )); (( each > 0 )) || each=1
 scratch=$(mktemp -d); trap 'rm -rf "$scratch"' EXIT
