@@ -36,7 +36,8 @@ pub use engine::{
 
 // Ports the engine can own.
 pub use port::{
-    AfPacketPort, MemoryPort, MemoryPortHandle, Port, PortKind, SinkPort, TapPort, VlanPort, BATCH,
+    AfPacketPort, MemoryPort, MemoryPortHandle, Port, PortKind, SinkPort, TapPort, VlanPort,
+    VxlanPort, VxlanSocket, VxlanStats, BATCH,
 };
 
 // Table configuration and the plain data the control plane computes and pushes (policy, NAT).

@@ -249,6 +249,8 @@ impl Engine {
 }
 
 #[cfg(test)]
+mod overlay_tests;
+#[cfg(test)]
 mod policy_tests;
 #[cfg(test)]
 mod tests;

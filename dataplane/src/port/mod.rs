@@ -17,6 +17,7 @@ pub mod memory;
 mod sys;
 pub mod tap;
 pub mod vlan;
+pub mod vxlan;
 
 use std::io;
 use std::os::fd::RawFd;
@@ -27,6 +28,7 @@ pub use afpacket::AfPacketPort;
 pub use memory::{MemoryPort, MemoryPortHandle, SinkPort};
 pub use tap::TapPort;
 pub use vlan::VlanPort;
+pub use vxlan::{VxlanPort, VxlanSocket, VxlanStats};
 
 /// Frames read from one port in one go. Larger batches amortise syscalls; smaller ones bound latency
 /// and the memory pinned per port.
@@ -41,6 +43,8 @@ pub enum PortKind {
     AfPacket,
     Tap,
     Memory,
+    /// A network's VXLAN path to one remote host (`vxlan::VxlanPort`).
+    Vxlan,
 }
 
 impl std::fmt::Display for PortKind {
@@ -49,6 +53,7 @@ impl std::fmt::Display for PortKind {
             PortKind::AfPacket => "af_packet",
             PortKind::Tap => "tap",
             PortKind::Memory => "memory",
+            PortKind::Vxlan => "vxlan",
         })
     }
 }
@@ -109,6 +114,13 @@ impl RxBatch {
     /// The whole slot `i`, for a port to receive into, and its metadata to fill.
     pub fn slot_mut(&mut self, i: usize) -> (&mut [u8], &mut RxMeta) {
         (&mut self.slots[i], &mut self.meta[i])
+    }
+
+    /// Exchanges slots `i` and `j` with their metadata (a port that received into a later slot
+    /// moves the frame forward without copying it).
+    pub fn swap_slots(&mut self, i: usize, j: usize) {
+        self.slots.swap(i, j);
+        self.meta.swap(i, j);
     }
 
     /// Copies `frame` into slot `i` (tests and the in-memory port). Frames longer than a slot are

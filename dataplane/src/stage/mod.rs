@@ -27,6 +27,7 @@ pub mod isolation;
 pub mod l2_fwd;
 pub mod l2_learn;
 pub mod nat;
+pub mod overlay;
 pub mod step;
 
 use std::fmt;
@@ -55,7 +56,7 @@ pub type PerFrame = stages![
 
 /// The stages each copy goes through on its way to one egress port (`Effects::egress`), after
 /// `l2-fwd` chose the port or the flood list gave it.
-pub type PerEgress = stages![icc::Icc];
+pub type PerEgress = stages![icc::Icc, overlay::Overlay];
 
 /// One stage: a pure decision about a frame. See the module documentation.
 pub trait Stage {
@@ -207,6 +208,7 @@ stage_ids! {
     L2Fwd => "l2-fwd", "`l2_fwd::L2Fwd`.";
     Flood => "flood", "The engine copies a flooded frame to the other ports of its bridge domain.";
     Icc => "icc", "`icc::Icc`.";
+    Overlay => "overlay", "`overlay::Overlay`.";
     Egress => "egress", "The engine sends (offload fixups, the port's send).";
 }
 
@@ -278,6 +280,7 @@ drop_reasons! {
     SamePort => "same-port", L2Fwd, "The destination MAC was learned on the port the frame came in on, so it is already there.";
     NoEgress => "no-egress", Flood, "The frame was to be flooded but its bridge domain has no other port.";
     Icc => "icc", Icc, "Containers of a network with icc=false may only talk where a link allows it.";
+    SplitHorizon => "split-horizon", Overlay, "A frame from one remote host of an overlay network is not sent on to another: each host sends its own copies (normal for every broadcast on a network of three or more hosts).";
     OffloadError => "offload-error", Egress, "The frame needed its checksum finished or to be segmented in software, and its headers did not allow it.";
     TxBusy => "tx-busy", Egress, "The egress port's queue was full.";
     TxTooBig => "tx-too-big", Egress, "The frame is larger than the egress interface's MTU.";

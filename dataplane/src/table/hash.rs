@@ -9,7 +9,7 @@ use std::hash::{BuildHasher, Hasher};
 
 /// murmur3's 64-bit finaliser: a bijection with full avalanche, two multiplies.
 #[inline]
-fn fmix64(mut k: u64) -> u64 {
+pub(crate) fn fmix64(mut k: u64) -> u64 {
     k ^= k >> 33;
     k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
     k ^= k >> 33;

@@ -2,7 +2,7 @@
 
 pub mod cam;
 pub mod conntrack;
-mod hash;
+pub(crate) mod hash;
 mod lru;
 pub mod nat;
 pub use cam::*;

@@ -32,6 +32,9 @@ pub enum PortRole {
     /// A network's L2 uplink (`--parent`): switched like `Plain`, and ARP from it is checked
     /// against the addresses of local containers (`address-conflict`).
     Parent,
+    /// An overlay network's VXLAN port toward one remote host: switched like `Plain`, and what
+    /// comes from one remote host never leaves toward another (`overlay`, split horizon).
+    Overlay,
 }
 
 /// What a container's port may send.

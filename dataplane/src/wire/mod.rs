@@ -17,6 +17,7 @@ pub mod mac;
 pub mod tcp;
 pub mod udp;
 pub mod vnet;
+pub mod vxlan;
 
 pub use mac::MacAddr;
 
