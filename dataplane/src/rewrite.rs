@@ -52,6 +52,8 @@ const ETH_DST_OFF: usize = ethernet::field::DST.start;
 const ETH_SRC_OFF: usize = ethernet::field::SRC.start;
 // IPv4, from the start of the IP header.
 const IPV4_CHECKSUM_OFF: usize = ipv4::field::CHECKSUM.start;
+// The TTL and the protocol share one 16-bit word.
+const IPV4_TTL_OFF: usize = ipv4::field::TTL;
 const IPV4_SRC_OFF: usize = ipv4::field::SRC_ADDR.start;
 const IPV4_DST_OFF: usize = ipv4::field::DST_ADDR.start;
 // TCP and UDP (ports in the same place), from the start of the L4 header.
@@ -98,6 +100,8 @@ pub enum RewriteError {
     NotIpv4,
     /// The frame ends before a field the rewrite has to change or to account for.
     Truncated,
+    /// A packet to route has a TTL of 0 (it should not have been sent at all).
+    TtlExpired,
 }
 
 impl fmt::Display for RewriteError {
@@ -105,6 +109,7 @@ impl fmt::Display for RewriteError {
         f.write_str(match self {
             RewriteError::NotIpv4 => "not an Ethernet/IPv4 frame",
             RewriteError::Truncated => "frame ends before a header field the rewrite needs",
+            RewriteError::TtlExpired => "the packet's TTL is 0",
         })
     }
 }
@@ -157,12 +162,45 @@ fn write(
     let mut edit = Edit::new(frame);
     plan(&mut edit, &ip, vnet, rw, inner)?;
     let Edit { edits, len, .. } = edit;
-    for &(at, value) in edits.get(..len).unwrap_or(&[]) {
+    commit(frame, edits.get(..len).unwrap_or(&[]));
+    Ok(())
+}
+
+/// Writes the planned edits: the only place a rewrite changes the frame.
+fn commit(frame: &mut [u8], edits: &[(usize, u16)]) {
+    for &(at, value) in edits {
         // Every offset was read (bounds-checked) while planning.
         if let Some(field) = frame.get_mut(at..at + 2) {
             field.copy_from_slice(&value.to_be_bytes());
         }
     }
+}
+
+/// Routes the IPv4 frame `ip` (parsed by `ingress`) one hop, in place: new Ethernet addresses and
+/// the TTL one less, with the header checksum updated for it (RFC 1624; the IPv4 header checksum is
+/// never offloaded, and a GSO super-frame's segments all copy this header). Addresses, ports and
+/// L4 checksums are left alone: a routed packet keeps its addresses. The caller has checked that
+/// the TTL is above 1 (a router answers a TTL that runs out instead). All or nothing, as `apply`.
+pub fn route_parsed(
+    frame: &mut [u8],
+    ip: &Ipv4Summary,
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+) -> Result<(), RewriteError> {
+    let at = ip.l3_offset();
+    let mut e = Edit::new(frame);
+    e.set_mac(ETH_DST_OFF, dst_mac)?;
+    e.set_mac(ETH_SRC_OFF, src_mac)?;
+    let ttl_at = at + IPV4_TTL_OFF;
+    let word = e.u16(ttl_at)?;
+    let ttl = (word >> 8) as u8;
+    if ttl == 0 {
+        return Err(RewriteError::TtlExpired);
+    }
+    let change = e.set16(ttl_at, word - 0x0100)?;
+    e.set_checksum(at + IPV4_CHECKSUM_OFF, Csum::Full, Delta::ZERO, change)?;
+    let Edit { edits, len, .. } = e;
+    commit(frame, edits.get(..len).unwrap_or(&[]));
     Ok(())
 }
 

@@ -253,6 +253,8 @@ mod overlay_tests;
 #[cfg(test)]
 mod policy_tests;
 #[cfg(test)]
+mod route_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod trace_tests;

@@ -116,8 +116,14 @@ impl Engine {
                 let Some(uplink) = self.tables.nat.uplink().copied() else {
                     return;
                 };
-                if answer == Answer::PortUnreachable && !self.icmp_error_allowed(now) {
-                    return count_drop(&mut self.ports, ingress, DropReason::NoMapping);
+                let limited = match answer {
+                    Answer::PortUnreachable => Some(DropReason::NoMapping),
+                    Answer::TimeExceeded { .. } => Some(DropReason::TtlExceeded),
+                    Answer::HostUnreachable { .. } => Some(DropReason::NoHost),
+                    Answer::Arp | Answer::IcmpEcho | Answer::TcpReset => None,
+                };
+                if let Some(reason) = limited.filter(|_| !self.icmp_error_allowed(now)) {
+                    return count_drop(&mut self.ports, ingress, reason);
                 }
                 let (slot, m) = self.rx.slot_mut(i);
                 let len = m.len;
@@ -131,7 +137,16 @@ impl Engine {
                     }
                     (Answer::TcpReset, L3::Ipv4(ip)) => answer_tcp_reset(slot, len, &ip),
                     (Answer::PortUnreachable, L3::Ipv4(ip)) => {
-                        answer_port_unreachable(slot, len, &ip)
+                        let error = (msg_type::DEST_UNREACHABLE, icmp::unreachable::PORT);
+                        answer_icmp_error(slot, len, &ip, error, ip.dst)
+                    }
+                    (Answer::TimeExceeded { from }, L3::Ipv4(ip)) => {
+                        // Code 0: TTL exceeded in transit.
+                        answer_icmp_error(slot, len, &ip, (msg_type::TIME_EXCEEDED, 0), from)
+                    }
+                    (Answer::HostUnreachable { from }, L3::Ipv4(ip)) => {
+                        let error = (msg_type::DEST_UNREACHABLE, icmp::unreachable::HOST);
+                        answer_icmp_error(slot, len, &ip, error, from)
                     }
                     _ => None,
                 };
@@ -141,6 +156,22 @@ impl Engine {
                     m.vnet = VnetHeader::default();
                     enqueue(&mut self.tx, &mut self.touched, ingress, i);
                 }
+            }
+            NatAction::Route {
+                src_mac,
+                dst_mac,
+                port,
+                ..
+            } => {
+                let frame = &mut self.rx.frame_mut(i)[..meta.len];
+                let routed = match l3 {
+                    L3::Ipv4(ip) => rewrite::route_parsed(frame, &ip, src_mac, dst_mac),
+                    _ => Err(rewrite::RewriteError::NotIpv4),
+                };
+                if routed.is_err() {
+                    return count_drop(&mut self.ports, ingress, DropReason::NatRewrite);
+                }
+                enqueue(&mut self.tx, &mut self.touched, port, i);
             }
             NatAction::Translate {
                 rewrite,
@@ -372,11 +403,18 @@ fn answer_tcp_reset(slot: &mut [u8], len: usize, ip: &Ipv4Summary) -> Option<usi
     Some(new_len)
 }
 
-/// Turns the datagram `ip` (in the first `len` bytes of `slot`) into ICMP destination
-/// unreachable, port unreachable (RFC 792): the datagram's IP header and first 8 bytes of
-/// payload, quoted after a new IP and ICMP header. The quote moves up in the slot (slots hold a
-/// whole GSO frame, so there is room); returns the answer's length.
-fn answer_port_unreachable(slot: &mut [u8], len: usize, ip: &Ipv4Summary) -> Option<usize> {
+/// Turns the packet `ip` (in the first `len` bytes of `slot`) into the ICMP error `(type, code)`
+/// from `from` back to its sender (RFC 792; port unreachable from the address asked, time exceeded
+/// and host unreachable from the router's): the packet's IP header and first 8 bytes of payload,
+/// quoted after a new IP and ICMP header. The quote moves up in the slot (slots hold a whole GSO
+/// frame, so there is room); returns the answer's length.
+fn answer_icmp_error(
+    slot: &mut [u8],
+    len: usize,
+    ip: &Ipv4Summary,
+    (error_type, code): (u8, u8),
+    from: Ipv4Addr,
+) -> Option<usize> {
     let (l3, l4) = (ip.l3_offset(), ip.l4_offset());
     let quote_len = (l4 + icmp::EMBEDDED_PAYLOAD_LEN).min(len).checked_sub(l3)?;
     let icmp_at = l3 + ipv4::HEADER_LEN;
@@ -388,14 +426,14 @@ fn answer_port_unreachable(slot: &mut [u8], len: usize, ip: &Ipv4Summary) -> Opt
     slot.copy_within(l3..l3 + quote_len, quote_at);
     emit_ipv4_header(
         &mut slot[l3..],
-        ip.dst,
+        from,
         ip.src,
         ICMP,
         icmp::HEADER_LEN + quote_len,
     );
     let mut msg = Icmpv4Packet::new_unchecked(&mut slot[icmp_at..new_len]);
-    msg.set_msg_type(msg_type::DEST_UNREACHABLE);
-    msg.set_msg_code(icmp::unreachable::PORT);
+    msg.set_msg_type(error_type);
+    msg.set_msg_code(code);
     msg.set_rest_of_header(0);
     msg.fill_checksum();
     swap_macs(&mut slot[..new_len]);
@@ -562,7 +600,8 @@ mod tests {
         b.write(&mut f, b"a query of some length").unwrap();
         let ip = l3_of(&f).ipv4().unwrap();
         let mut slot = slot_with(&f);
-        let len = answer_port_unreachable(&mut slot, f.len(), &ip).unwrap();
+        let error = (msg_type::DEST_UNREACHABLE, icmp::unreachable::PORT);
+        let len = answer_icmp_error(&mut slot, f.len(), &ip, error, ip.dst).unwrap();
         assert_eq!(len, 14 + 20 + 8 + 20 + 8);
         let (p, _) = answered(&slot[..len]);
         let Some(etherparse::TransportSlice::Icmpv4(icmp)) = p.transport else {
@@ -616,6 +655,7 @@ mod tests {
             gateway_ip: Ipv4Addr::new(172, 17, 0, 1),
             gateway_mac: MacAddr([2, 0, 0, 0, 0, 1]),
             external: true,
+            routed: false,
         }]);
         e.tables.nat.set_publish(&[Publish {
             id: 7,

@@ -209,6 +209,7 @@ fn dnat_and_its_reply_are_traced_step_by_step() {
         gateway_ip: Ipv4Addr::new(172, 17, 0, 1),
         gateway_mac: gw_mac,
         external: true,
+        routed: false,
     }]);
     e.tables.nat.set_publish(&[Publish {
         id: 7,

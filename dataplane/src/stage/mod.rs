@@ -269,6 +269,8 @@ drop_reasons! {
     NotLocal => "not-local", Nat, "The frame reached the uplink but is not for switchyard's uplink address.";
     NoMapping => "no-mapping", Nat, "Nothing is published on that protocol and port of the uplink address.";
     NoRoute => "no-route", Nat, "The destination is off the uplink's subnet and the uplink has no gateway.";
+    NoHost => "no-host", Nat, "The destination lies in a routed network but no container there holds that address (an ICMP host unreachable went back, when one may).";
+    TtlExceeded => "ttl-exceeded", Nat, "A packet to route had no TTL left (an ICMP time exceeded went back, when one may, at most 1000 per second).";
     NoNeighbor => "no-neighbor", Nat, "The uplink next hop's MAC is not known yet; an ARP request was sent (the sender retries).";
     Internal => "internal", Nat, "The network is internal: nothing leaves it through the uplink.";
     NatPorts => "nat-ports", Nat, "No free source port for masquerade toward that destination.";

@@ -15,6 +15,13 @@
 //!   ping;
 //! - container -> gateway MAC, to an address outside every switchyard network: masquerade out of
 //!   the uplink (source = uplink address, the flow's own port when free);
+//! - routed networks (`gateway_mode=routed`) instead route: a container's packet to the world
+//!   leaves by the uplink with its own address, and a packet from beyond the uplink to a routed
+//!   subnet (the outside routes that subnet to the uplink address) goes to the container holding
+//!   the address, as a router does it: new MACs, TTL one less, no connection tracked, an ICMP time
+//!   exceeded when the TTL runs out and host unreachable for an address no container holds;
+//!   published ports and their replies are translated as on any network (connection tracking
+//!   comes first);
 //! - everything else passes on to L2 unchanged (traffic to the host itself, to other networks).
 //!
 //! Like every stage it changes nothing: connection and neighbour updates are effects, and the
@@ -29,8 +36,10 @@ use crate::table::conntrack::{Direction, EntryId, Hop, NatKind, Tuple};
 use crate::table::{NetworkNat, PortRole, Publish, Uplink};
 use crate::wire::arp::operation;
 use crate::wire::ethernet::ethertype;
+use crate::wire::headers::Ipv4Summary;
 use crate::wire::icmp::msg_type::{ECHO_REPLY, ECHO_REQUEST};
 use crate::wire::ipv4::protocol::{ICMP, TCP, UDP};
+use crate::wire::ipv4::Ipv4Packet;
 use crate::wire::tcp::flags as tcp_flags;
 use crate::{DomainId, MacAddr, PortId, VlanId};
 
@@ -48,6 +57,15 @@ pub enum NatAction {
         port: PortId,
         change: CtChange,
     },
+    /// Route one hop (routed networks): new Ethernet addresses, the TTL one less, addresses and
+    /// ports untouched, out of `port`; no connection is tracked.
+    Route {
+        src_mac: MacAddr,
+        dst_mac: MacAddr,
+        port: PortId,
+        /// The neighbour the frame goes to (the container, or the uplink's next hop).
+        next_hop: Ipv4Addr,
+    },
     /// Answer in place and send back out of the ingress port.
     Answer(Answer),
     /// Consumed (an ARP reply for the uplink address: only learned from).
@@ -62,6 +80,16 @@ pub enum Answer {
     TcpReset,
     /// A UDP datagram to a port nothing publishes: ICMP destination unreachable, port unreachable.
     PortUnreachable,
+    /// A packet to route whose TTL ran out: ICMP time exceeded in transit, from the router's
+    /// address `from` on the side it came from (RFC 1812 5.3.1).
+    TimeExceeded {
+        from: Ipv4Addr,
+    },
+    /// A packet from beyond the uplink to an address of a routed network no container holds: ICMP
+    /// destination unreachable, host unreachable, from the uplink address `from`.
+    HostUnreachable {
+        from: Ipv4Addr,
+    },
 }
 
 /// What to record in the connection table.
@@ -131,7 +159,7 @@ impl NatAction {
     /// The port a translated or answered frame leaves by (`None`: it does not leave).
     pub fn egress(&self, ingress: PortId) -> Option<PortId> {
         match *self {
-            NatAction::Translate { port, .. } => Some(port),
+            NatAction::Translate { port, .. } | NatAction::Route { port, .. } => Some(port),
             NatAction::Answer(_) => Some(ingress),
             NatAction::Pass | NatAction::Drop(_) | NatAction::Consumed => None,
         }
@@ -171,6 +199,18 @@ impl Stage for Nat {
             NatAction::Pass | NatAction::Drop(_) => None,
             NatAction::Consumed => Some(Step::Consumed),
             NatAction::Answer(a) => Some(Step::Answered(a)),
+            NatAction::Route {
+                dst_mac, next_hop, ..
+            } => {
+                let ip = view.ipv4()?;
+                Some(Step::Routed {
+                    src: ip.src,
+                    dst: ip.dst,
+                    next_hop,
+                    mac: dst_mac,
+                    ttl: ttl(view, &ip).saturating_sub(1),
+                })
+            }
             NatAction::Translate {
                 rewrite, change, ..
             } => {
@@ -242,15 +282,18 @@ fn from_uplink(
             (false, _) => NatAction::Drop(DropReason::NotLocal),
         };
     }
-    if view.ethertype != ethertype::IPV4 {
+    let Some(ip) = view.ipv4() else {
         return NatAction::Drop(DropReason::NotLocal);
+    };
+    if ip.dst != uplink.ip {
+        return match tables.nat.routed_to(ip.dst) {
+            Some(net) => route_in(view, tables, uplink, net, &ip),
+            None => NatAction::Drop(DropReason::NotLocal),
+        };
     }
     let Some(p) = parse(view) else {
         return NatAction::Drop(DropReason::NotLocal);
     };
-    if p.tuple.dst != uplink.ip {
-        return NatAction::Drop(DropReason::NotLocal);
-    }
     if p.icmp_type.is_some_and(is_icmp_error) {
         return icmp_error(view, tables);
     }
@@ -308,14 +351,28 @@ fn from_container(
     if view.ethertype != ethertype::IPV4 || view.dst != net.gateway_mac {
         return NatAction::Pass;
     }
+    // What is neither NAT's nor the host's: masqueraded, or routed on a routed network.
+    let beyond =
+        |dst: Ipv4Addr| dst != uplink.ip && dst != net.gateway_ip && !tables.nat.inside(dst);
     let Some(p) = parse(view) else {
-        return NatAction::Pass;
+        // Not a flow NAT translates (another protocol, a later fragment): a routed network
+        // routes it all the same; otherwise it is the host's business.
+        return match view.ipv4() {
+            Some(ip) if net.routed && beyond(ip.dst) => {
+                route_out(view, tables, uplink, net, &ip, fx)
+            }
+            _ => NatAction::Pass,
+        };
     };
     if p.icmp_type.is_some_and(is_icmp_error) {
-        // A container's ICMP error about a translated flow (e.g. port unreachable to a client).
-        return match icmp_error(view, tables) {
-            NatAction::Drop(_) => NatAction::Pass,
-            action => action,
+        // A container's ICMP error about a translated flow (e.g. port unreachable to a client),
+        // or, on a routed network, about a routed one.
+        return match (icmp_error(view, tables), view.ipv4()) {
+            (NatAction::Drop(_), Some(ip)) if net.routed && beyond(ip.dst) => {
+                route_out(view, tables, uplink, net, &ip, fx)
+            }
+            (NatAction::Drop(_), _) => NatAction::Pass,
+            (action, _) => action,
         };
     }
     if let Some(action) = tracked(tables, &p) {
@@ -335,7 +392,121 @@ fn from_container(
     if !net.external {
         return NatAction::Drop(DropReason::Internal);
     }
-    masquerade(view, tables, uplink, &p, fx)
+    match view.ipv4() {
+        Some(ip) if net.routed => route_out(view, tables, uplink, net, &ip, fx),
+        _ => masquerade(view, tables, uplink, &p, fx),
+    }
+}
+
+/// The TTL of the packet `ip` (whose whole header `ingress` checked is there).
+fn ttl(view: &PacketView<'_>, ip: &Ipv4Summary) -> u8 {
+    view.frame
+        .get(ip.l3_offset()..)
+        .and_then(|b| Ipv4Packet::new_checked_header(b).ok())
+        .map_or(0, |p| p.ttl())
+}
+
+/// Whether a router may answer `ip` with an ICMP error (RFC 1812 4.3.2.7): not about an ICMP
+/// error, a later fragment, or a packet from no one.
+fn may_answer_error(ip: &Ipv4Summary) -> bool {
+    ip.first_fragment
+        && !ip.icmp.is_some_and(|(t, _)| is_icmp_error(t))
+        && !ip.src.is_unspecified()
+        && !ip.src.is_broadcast()
+        && !ip.src.is_multicast()
+}
+
+/// What a router does with a packet whose TTL would reach 0 here: time exceeded from `from`
+/// (when it may answer), else drop it.
+fn ttl_exceeded(view: &PacketView<'_>, ip: &Ipv4Summary, from: Ipv4Addr) -> Option<NatAction> {
+    if ttl(view, ip) > 1 {
+        return None;
+    }
+    Some(if may_answer_error(ip) {
+        NatAction::Answer(Answer::TimeExceeded { from })
+    } else {
+        NatAction::Drop(DropReason::TtlExceeded)
+    })
+}
+
+/// From beyond the uplink to a routed network: to the container holding the address, with the
+/// network's gateway as the last hop (as the kernel routes into docker0). The outside routes the
+/// subnet to the uplink address, so no ARP beyond the uplink's own is involved.
+fn route_in(
+    view: &PacketView<'_>,
+    tables: &Tables,
+    uplink: &Uplink,
+    net: &NetworkNat,
+    ip: &Ipv4Summary,
+) -> NatAction {
+    if !net.external {
+        return NatAction::Drop(DropReason::Internal);
+    }
+    if let Some(action) = ttl_exceeded(view, ip, uplink.ip) {
+        return action;
+    }
+    let target = tables
+        .policy
+        .owner(ip.dst)
+        .and_then(|mac| Some((mac, container_port(tables, net, mac)?)));
+    let Some((mac, port)) = target else {
+        return if may_answer_error(ip) {
+            NatAction::Answer(Answer::HostUnreachable { from: uplink.ip })
+        } else {
+            NatAction::Drop(DropReason::NoHost)
+        };
+    };
+    NatAction::Route {
+        src_mac: net.gateway_mac,
+        dst_mac: mac,
+        port,
+        next_hop: ip.dst,
+    }
+}
+
+/// From a routed network's container to the world: out of the uplink to its next hop, with the
+/// container's own address.
+fn route_out(
+    view: &PacketView<'_>,
+    tables: &Tables,
+    uplink: &Uplink,
+    net: &NetworkNat,
+    ip: &Ipv4Summary,
+    fx: &mut Effects,
+) -> NatAction {
+    if !net.external {
+        return NatAction::Drop(DropReason::Internal);
+    }
+    if let Some(action) = ttl_exceeded(view, ip, net.gateway_ip) {
+        return action;
+    }
+    match next_hop(tables, uplink, ip.dst, fx) {
+        Ok((next_hop, mac)) => NatAction::Route {
+            src_mac: uplink.mac,
+            dst_mac: mac,
+            port: uplink.port,
+            next_hop,
+        },
+        Err(reason) => NatAction::Drop(reason),
+    }
+}
+
+/// The uplink neighbour a packet to `dst` goes to, and its MAC; an unknown MAC is asked for (the
+/// sender retries, as with a router's incomplete neighbour entry).
+fn next_hop(
+    tables: &Tables,
+    uplink: &Uplink,
+    dst: Ipv4Addr,
+    fx: &mut Effects,
+) -> Result<(Ipv4Addr, MacAddr), DropReason> {
+    let hop = uplink.next_hop(dst).ok_or(DropReason::NoRoute)?;
+    match tables.nat.neighbor(hop) {
+        Some(mac) => Ok((hop, mac)),
+        None => {
+            fx.set_resolve(hop);
+            Err(DropReason::NoNeighbor)
+        }
+    }
 }
 
 /// A packet of a tracked connection, translated per its direction.
@@ -493,12 +664,9 @@ fn masquerade(
     p: &Packet,
     fx: &mut Effects,
 ) -> NatAction {
-    let Some(hop) = uplink.next_hop(p.tuple.dst) else {
-        return NatAction::Drop(DropReason::NoRoute);
-    };
-    let Some(next_mac) = tables.nat.neighbor(hop) else {
-        fx.set_resolve(hop);
-        return NatAction::Drop(DropReason::NoNeighbor);
+    let next_mac = match next_hop(tables, uplink, p.tuple.dst, fx) {
+        Ok((_, mac)) => mac,
+        Err(reason) => return NatAction::Drop(reason),
     };
     let sport = match p.tuple.proto {
         ICMP => {

@@ -64,6 +64,15 @@ pub enum Step {
         from: Flow,
         to: Flow,
     },
+    /// `nat`: routed one hop without translation (a routed network): `src` -> `dst` keep their
+    /// addresses, the frame goes to `mac` (the neighbour `next_hop`) with `ttl` left.
+    Routed {
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        next_hop: Ipv4Addr,
+        mac: MacAddr,
+        ttl: u8,
+    },
     /// `nat`: answered in place (ARP or ping for the uplink address).
     Answered(Answer),
     /// `nat`: learned from (an ARP reply for the uplink address).

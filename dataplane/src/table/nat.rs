@@ -1,6 +1,6 @@
 //! NAT configuration the `nat` stage reads: the uplink (its port, MAC, address and next hop), each
-//! network's gateway and whether it may reach the world, the published ports, and the uplink's
-//! neighbours (address -> MAC, learned from ARP on the uplink).
+//! network's gateway, whether it may reach the world and whether it is routed (no NAT), the
+//! published ports, and the uplink's neighbours (address -> MAC, learned from ARP on the uplink).
 //!
 //! The control plane computes everything but the neighbours from its state and replaces it whole;
 //! the engine learns neighbours itself from ARP it sees on the uplink (it owns the uplink address:
@@ -52,8 +52,11 @@ pub struct NetworkNat {
     pub gateway_ip: Ipv4Addr,
     /// The host port's MAC: what containers send routed traffic to.
     pub gateway_mac: MacAddr,
-    /// Outbound masquerade and published ports are allowed (`false` for `--internal` networks).
+    /// Outbound traffic and published ports are allowed (`false` for `--internal` networks).
     pub external: bool,
+    /// Routed (`gateway_mode=routed`): containers leave by the uplink with their own addresses and
+    /// are reached from beyond it by them; no masquerade. Published ports still DNAT.
+    pub routed: bool,
 }
 
 /// One published port: (protocol, uplink port) -> container address and port.
@@ -130,6 +133,15 @@ impl NatTable {
             .iter()
             .flatten()
             .any(|n| n.subnet.contains(ip))
+    }
+
+    /// The routed network whose subnet holds `ip`, if any (traffic from beyond the uplink to it is
+    /// routed to its container).
+    pub fn routed_to(&self, ip: Ipv4Addr) -> Option<&NetworkNat> {
+        self.networks
+            .iter()
+            .flatten()
+            .find(|n| n.routed && n.subnet.contains(ip))
     }
 
     pub fn published(&self, protocol: u8, port: u16) -> Option<&Publish> {
