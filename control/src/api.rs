@@ -481,6 +481,9 @@ pub struct NetworkSummary {
     pub gateway: String,
     pub host_interface: String,
     pub containers: usize,
+    /// How containers reach beyond the uplink: `nat`, `routed` or `internal` (not at all).
+    #[serde(default)]
+    pub mode: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -27,6 +27,9 @@ pub struct NetView {
     pub host_port: String,
     pub icc: bool,
     pub internal: bool,
+    /// `gateway_mode=routed`: reached from beyond the uplink by its own addresses, no NAT.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub routed: bool,
     /// Where the network's DNS resolver listens (UDP and TCP), when it does: `10.30.0.1:53`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolver: Option<String>,

@@ -134,6 +134,7 @@ pub fn run(cmd: NetworkCommand, socket: &Path) -> ExitCode {
                     n.scope,
                     n.subnet,
                     n.gateway,
+                    n.mode,
                     n.host_interface,
                     n.containers.to_string(),
                 ]
@@ -147,6 +148,7 @@ pub fn run(cmd: NetworkCommand, socket: &Path) -> ExitCode {
                 "SCOPE",
                 "SUBNET",
                 "GATEWAY",
+                "MODE",
                 "HOST PORT",
                 "CONTAINERS",
             ],

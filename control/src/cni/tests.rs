@@ -96,6 +96,7 @@ fn pods() -> Response {
         gateway: "10.88.0.1".into(),
         host_interface: "sy-pods".into(),
         containers: 0,
+        mode: "nat".into(),
     }])
 }
 

@@ -162,7 +162,7 @@ fn create_network_carries_dockers_ipam_data_and_options() {
             "Options": {
                 "com.docker.network.enable_ipv6": false,
                 "com.docker.network.internal": true,
-                "com.docker.network.generic": {"icc": "false", "mtu": "1400", "parent": "eth9", "vlan": "20"}
+                "com.docker.network.generic": {"icc": "false", "mtu": "1400", "com.docker.network.bridge.gateway_mode_ipv4": "routed", "parent": "eth9", "vlan": "20"}
             },
             "IPv4Data": [{"AddressSpace": "LocalDefault", "Pool": "10.77.0.0/24",
                           "Gateway": "10.77.0.1/24", "AuxAddresses": {"router": "10.77.0.5/24"}}],
@@ -179,7 +179,14 @@ fn create_network_carries_dockers_ipam_data_and_options() {
     assert_eq!(req.subnet.as_deref(), Some("10.77.0.0/24"));
     assert_eq!(req.gateway.as_deref(), Some("10.77.0.1"));
     assert_eq!(req.aux_addresses, vec!["router=10.77.0.5"]);
-    assert_eq!(req.options, vec!["icc=false", "mtu=1400"]);
+    assert_eq!(
+        req.options,
+        vec![
+            "com.docker.network.bridge.gateway_mode_ipv4=routed",
+            "icc=false",
+            "mtu=1400"
+        ]
+    );
     assert_eq!(req.parent.as_deref(), Some("eth9"));
     assert_eq!(req.vlan, Some(20));
     assert!(req.internal);

@@ -36,7 +36,9 @@ pub use container::{Container, Endpoint, NetworkMode, PublishContext, Published,
 use ipam::Ipv4Net;
 pub use mint::{rfc3339, Mint};
 pub use network::{Network, RemovedNetwork, UplinkClaim};
-pub use options::{OPT_BRIDGE_NAME, OPT_HOST_BINDING, OPT_ICC, OPT_MASQUERADE, OPT_MTU};
+pub use options::{
+    OPT_BRIDGE_NAME, OPT_GATEWAY_MODE, OPT_HOST_BINDING, OPT_ICC, OPT_MASQUERADE, OPT_MTU,
+};
 
 /// Version of the state file layout; a daemon refuses a file it does not understand.
 pub const STATE_FORMAT: u32 = 1;

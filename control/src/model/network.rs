@@ -43,6 +43,10 @@ pub struct Network {
     /// Docker. (Networks persisted before this field was kept count as such.)
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub user_subnet: bool,
+    /// `gateway_mode=routed`: containers are reached from beyond the uplink by their own
+    /// addresses and leave it with them (no NAT); published ports still work.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub routed: bool,
 }
 
 fn yes() -> bool {
@@ -51,6 +55,10 @@ fn yes() -> bool {
 
 fn is_true(b: &bool) -> bool {
     *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The daemon's uplink as networks must leave room for it (`--uplink`, `--uplink-ip`,
@@ -124,6 +132,11 @@ impl State {
             return Err(bad(format!("network '{}' already exists", req.name)));
         }
         let opts = parse_options(&req.options)?;
+        if opts.routed && req.internal {
+            return Err(bad(
+                "gateway_mode=routed makes containers reachable beyond the uplink, and --internal forbids it: choose one",
+            ));
+        }
         let mtu = match (req.mtu, opts.mtu) {
             (Some(a), Some(b)) if a != b => {
                 return Err(bad(format!("--mtu {a} contradicts option {OPT_MTU}={b}")))
@@ -232,6 +245,7 @@ impl State {
             parent: req.parent.clone(),
             vlan: req.vlan,
             user_subnet: req.subnet.is_some(),
+            routed: opts.routed,
         };
         Ok(self.networks.entry(req.name.clone()).or_insert(network))
     }

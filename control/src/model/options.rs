@@ -10,6 +10,8 @@ pub const OPT_MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade
 pub const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
 pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
 pub const OPT_MTU: &str = "com.docker.network.driver.mtu";
+/// Docker 27's routed mode (`nat` or `routed`; `gateway_mode` for short).
+pub const OPT_GATEWAY_MODE: &str = "com.docker.network.bridge.gateway_mode_ipv4";
 
 /// Options `network create --opt` understands, after expanding short forms.
 pub(super) struct NetworkOptions {
@@ -18,6 +20,7 @@ pub(super) struct NetworkOptions {
     pub(super) masquerade: bool,
     pub(super) bridge_name: Option<String>,
     pub(super) mtu: Option<u32>,
+    pub(super) routed: bool,
 }
 
 pub(super) fn parse_options(raw: &[String]) -> Result<NetworkOptions, ApiError> {
@@ -27,6 +30,7 @@ pub(super) fn parse_options(raw: &[String]) -> Result<NetworkOptions, ApiError> 
         masquerade: true,
         bridge_name: None,
         mtu: None,
+        routed: false,
     };
     for item in raw {
         let Some((key, value)) = item.split_once('=') else {
@@ -35,6 +39,7 @@ pub(super) fn parse_options(raw: &[String]) -> Result<NetworkOptions, ApiError> 
         let key = match key {
             "icc" => OPT_ICC,
             "mtu" => OPT_MTU,
+            "gateway_mode" => OPT_GATEWAY_MODE,
             k => k,
         };
         if o.given.insert(key.to_string(), value.to_string()).is_some() {
@@ -44,6 +49,17 @@ pub(super) fn parse_options(raw: &[String]) -> Result<NetworkOptions, ApiError> 
             OPT_ICC => o.icc = parse_bool(key, value)?,
             OPT_MASQUERADE => o.masquerade = parse_bool(key, value)?,
             OPT_MTU => o.mtu = Some(parse_mtu(value)?),
+            OPT_GATEWAY_MODE => {
+                o.routed = match value {
+                    "nat" => false,
+                    "routed" => true,
+                    _ => {
+                        return Err(bad(format!(
+                            "invalid value '{value}' for option {key}: expected nat or routed"
+                        )))
+                    }
+                }
+            }
             OPT_BRIDGE_NAME => {
                 validate_ifname(value)?;
                 o.bridge_name = Some(value.to_string());
@@ -53,7 +69,7 @@ pub(super) fn parse_options(raw: &[String]) -> Result<NetworkOptions, ApiError> 
             }
             _ => {
                 return Err(bad(format!(
-                    "unknown option '{key}': switchyard understands icc, mtu, {OPT_ICC}, {OPT_MASQUERADE}, {OPT_HOST_BINDING}, {OPT_BRIDGE_NAME}, {OPT_MTU}"
+                    "unknown option '{key}': switchyard understands icc, mtu, gateway_mode, {OPT_ICC}, {OPT_MASQUERADE}, {OPT_HOST_BINDING}, {OPT_BRIDGE_NAME}, {OPT_MTU}, {OPT_GATEWAY_MODE}"
                 )))
             }
         }

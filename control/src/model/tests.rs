@@ -387,6 +387,21 @@ fn bad_network_requests_change_nothing() {
     );
     refused(
         create(NetworkCreate {
+            options: vec!["gateway_mode=nat-unprotected".into()],
+            ..net("x", None)
+        }),
+        "invalid value 'nat-unprotected' for option com.docker.network.bridge.gateway_mode_ipv4: expected nat or routed",
+    );
+    refused(
+        create(NetworkCreate {
+            options: vec!["gateway_mode=routed".into()],
+            internal: true,
+            ..net("x", None)
+        }),
+        "--internal forbids it",
+    );
+    refused(
+        create(NetworkCreate {
             options: vec![format!("{OPT_BRIDGE_NAME}=switchyard0")],
             ..net("x", None)
         }),
@@ -1148,4 +1163,35 @@ fn aliases_are_shown_never_looked_up_and_go_with_their_object() {
         .unwrap();
     s.set_aliases(&set(&[])).unwrap();
     assert!(s.aliases.is_empty(), "{:?}", s.aliases);
+}
+
+#[test]
+fn routed_networks_are_made_by_either_spelling_and_persisted() {
+    let mut e = Counter(0);
+    let mut s = State::initial(&[], &mut e).unwrap();
+    for (name, opt) in [
+        ("r1", "gateway_mode=routed"),
+        ("r2", "com.docker.network.bridge.gateway_mode_ipv4=routed"),
+        ("n1", "gateway_mode=nat"),
+    ] {
+        s.create_network(
+            &NetworkCreate {
+                options: vec![opt.into()],
+                ..net(name, None)
+            },
+            &[],
+            &mut e,
+        )
+        .unwrap();
+    }
+    assert!(s.network("r1").unwrap().routed && s.network("r2").unwrap().routed);
+    assert!(!s.network("n1").unwrap().routed && !s.network("bridge").unwrap().routed);
+    let inspect = s.network_inspect(s.network("r1").unwrap());
+    assert_eq!(inspect.options[OPT_GATEWAY_MODE], "routed");
+    let ls = s.network_summaries();
+    let mode = |n: &str| ls.iter().find(|x| x.name == n).unwrap().mode.clone();
+    assert_eq!((mode("r2"), mode("n1")), ("routed".into(), "nat".into()));
+    let json = serde_json::to_string(&s).unwrap();
+    let back: State = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, s, "the mode survives the state file");
 }

@@ -28,6 +28,7 @@ pub fn topology(state: &State, uplink: Option<UplinkView>) -> Topology {
             host_port: n.host_interface.clone(),
             icc: n.icc,
             internal: n.internal,
+            routed: n.routed,
             resolver: None,
         })
         .collect();

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use super::publish::PortMapping;
 use super::{
-    Container, Endpoint, Network, NetworkMode, State, OPT_BRIDGE_NAME, OPT_HOST_BINDING, OPT_ICC,
-    OPT_MASQUERADE, OPT_MTU,
+    Container, Endpoint, Network, NetworkMode, State, OPT_BRIDGE_NAME, OPT_GATEWAY_MODE,
+    OPT_HOST_BINDING, OPT_ICC, OPT_MASQUERADE, OPT_MTU,
 };
 use crate::api::{
     ContainerConfigInspect, ContainerEndpointInspect, ContainerInspect, ContainerSummary,
@@ -69,6 +69,12 @@ impl State {
                 gateway: n.gateway().to_string(),
                 host_interface: n.host_interface.clone(),
                 containers: self.attached(&n.name).count(),
+                mode: match (n.internal, n.routed) {
+                    (true, _) => "internal",
+                    (false, true) => "routed",
+                    (false, false) => "nat",
+                }
+                .to_string(),
             })
             .collect()
     }
@@ -100,6 +106,10 @@ impl State {
             .or_insert_with(|| "0.0.0.0".into());
         options.insert(OPT_BRIDGE_NAME.into(), n.host_interface.clone());
         options.insert(OPT_MTU.into(), n.mtu.to_string());
+        options.insert(
+            OPT_GATEWAY_MODE.into(),
+            if n.routed { "routed" } else { "nat" }.into(),
+        );
         if let Some(parent) = &n.parent {
             options.insert("parent".into(), parent.clone());
         }

@@ -215,14 +215,44 @@ fn step_view(s: &Step, ingress: &str, names: &Names, later_egress: &[String]) ->
             )
         }
         Step::Translated { kind, ct, from, to } => translated(kind, ct, &from, &to),
+        Step::Routed {
+            src,
+            dst,
+            next_hop,
+            mac,
+            ttl,
+        } => {
+            let to = if next_hop == dst {
+                format!("{}, the destination itself,", names.mac(mac))
+            } else {
+                format!("{}, the next hop {next_hop},", names.mac(mac))
+            };
+            v(
+                "nat",
+                "route",
+                format!("route {src} > {dst} via {next_hop} ({mac}), ttl {ttl}"),
+                format!(
+                    "The network is routed (gateway_mode=routed): the packet keeps its addresses \
+                     {src} > {dst}, no translation and no connection tracked; as a router, \
+                     switchyard sends it to {to} with its TTL one less ({ttl})."
+                ),
+            )
+        }
         Step::Answered(a) => {
             let what = match a {
-                Answer::Arp => "an ARP request for the uplink address",
-                Answer::IcmpEcho => "a ping of the uplink address",
-                Answer::TcpReset => "a TCP connection to a port nothing publishes (a reset)",
+                Answer::Arp => "an ARP request for the uplink address".into(),
+                Answer::IcmpEcho => "a ping of the uplink address".into(),
+                Answer::TcpReset => "a TCP connection to a port nothing publishes (a reset)".into(),
                 Answer::PortUnreachable => {
-                    "a UDP datagram to a port nothing publishes (ICMP port unreachable)"
+                    "a UDP datagram to a port nothing publishes (ICMP port unreachable)".into()
                 }
+                Answer::TimeExceeded { from } => format!(
+                    "a packet to route whose TTL ran out (ICMP time exceeded from {from})"
+                ),
+                Answer::HostUnreachable { from } => format!(
+                    "a packet for an address of a routed network that no container holds \
+                     (ICMP host unreachable from {from})"
+                ),
             };
             v(
                 "nat",
@@ -567,6 +597,33 @@ mod tests {
                         stage: StageId::AntiSpoof,
                         reason: DropReason::SpoofIp,
                     },
+                ],
+            ),
+            record(
+                2,
+                "tcp,src=172.18.0.5,dst=172.17.0.2,dport=80",
+                &[
+                    parsed(UPLINK, WEB, 0x0800),
+                    Step::Routed {
+                        src: "172.18.0.5".parse().unwrap(),
+                        dst: "172.17.0.2".parse().unwrap(),
+                        next_hop: "172.17.0.2".parse().unwrap(),
+                        mac: MacAddr(WEB),
+                        ttl: 63,
+                    },
+                    Step::Routed {
+                        src: "172.17.0.2".parse().unwrap(),
+                        dst: "172.18.0.5".parse().unwrap(),
+                        next_hop: "192.0.2.1".parse().unwrap(),
+                        mac: MacAddr(UPLINK),
+                        ttl: 63,
+                    },
+                    Step::Answered(Answer::TimeExceeded {
+                        from: "192.0.2.10".parse().unwrap(),
+                    }),
+                    Step::Answered(Answer::HostUnreachable {
+                        from: "192.0.2.10".parse().unwrap(),
+                    }),
                 ],
             ),
         ];

@@ -91,7 +91,10 @@ impl System {
                 },
                 gateway_ip: n.gateway(),
                 gateway_mac: n.host_mac,
-                external: !n.internal && n.masquerade,
+                // A routed network never masquerades, so Docker's masquerade switch does not
+                // decide whether it may leave.
+                external: !n.internal && (n.masquerade || n.routed),
+                routed: n.routed,
             })
             .collect();
         self.engine.set_nat(NatUpdate::Networks(networks))?;

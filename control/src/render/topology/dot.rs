@@ -108,11 +108,15 @@ fn cluster(out: &mut String, m: &Scene, ni: usize, net: &Net) {
                 v.name.clone(),
                 format!("{}  gateway {}", subnet(v), v.gateway),
             ];
-            let flags: Vec<&str> = [(!v.icc, "icc=false"), (v.internal, "internal")]
-                .iter()
-                .filter(|f| f.0)
-                .map(|f| f.1)
-                .collect();
+            let flags: Vec<&str> = [
+                (!v.icc, "icc=false"),
+                (v.internal, "internal"),
+                (v.routed, "routed"),
+            ]
+            .iter()
+            .filter(|f| f.0)
+            .map(|f| f.1)
+            .collect();
             if !flags.is_empty() {
                 l.push(flags.join(" "));
             }

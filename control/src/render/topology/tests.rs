@@ -39,6 +39,7 @@ fn net(name: &str, subnet: &str, gateway: &str, host_port: &str) -> NetView {
         host_port: host_port.into(),
         icc: true,
         internal: false,
+        routed: false,
         resolver: None,
     }
 }
@@ -177,6 +178,10 @@ fn sometimes_missing(t: &Topology) -> Topology {
     t.networks.push(NetView {
         internal: true,
         ..net("island", "10.40.0.0/24", "10.40.0.1", "sy-island")
+    });
+    t.networks.push(NetView {
+        routed: true,
+        ..net("routed", "172.31.0.0/16", "172.31.0.1", "sy-routed")
     });
     t
 }

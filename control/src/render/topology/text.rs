@@ -73,6 +73,9 @@ fn network(out: &mut String, m: &Scene, ni: usize) {
             if v.internal {
                 out.push_str("  [internal]");
             }
+            if v.routed {
+                out.push_str("  [routed]");
+            }
             out.push('\n');
         }
         NetKind::Unknown => {

@@ -292,6 +292,9 @@ fn band(m: &Scene, ni: usize) -> Band {
             if v.internal {
                 flags.push("internal");
             }
+            if v.routed {
+                flags.push("routed");
+            }
             (
                 vec![
                     v.name.clone(),
