@@ -259,17 +259,22 @@ fn a_tap_moved_into_a_namespace_works_like_a_veth() {
     drop(guard);
 }
 
-/// The task directory of switch `sw`'s engine thread in /proc.
+/// The task directory of switch `sw`'s engine thread in /proc (the first worker's).
 fn engine_task(lab: &Lab, sw: usize) -> std::path::PathBuf {
+    worker_task(lab, sw, "switchyard-engi").expect("the switch has an engine thread")
+}
+
+/// The task directory of the thread named `comm` in switch `sw`, if there is one.
+fn worker_task(lab: &Lab, sw: usize, comm: &str) -> Option<std::path::PathBuf> {
     let pid = lab.pid(sw);
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("switch's tasks") {
         let dir = task.expect("task entry").path();
-        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        if comm.trim() == "switchyard-engi" {
-            return dir;
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if name.trim() == comm {
+            return Some(dir);
         }
     }
-    panic!("switch {pid} has no engine thread");
+    None
 }
 
 /// The `Cpus_allowed_list` of switch `sw`'s engine thread.
@@ -317,6 +322,18 @@ fn the_engine_thread_is_pinned_and_prioritised_as_asked() {
         "auto pins to the last allowed CPU"
     );
     lab.stop(auto);
+    if many {
+        // Two workers under auto: the second on another CPU than the first.
+        let two = lab.switch("two", &ports[..1], &["--workers", "2"]);
+        let second = worker_task(&lab, two, "switchyard-eng1").expect("a second worker");
+        let status = std::fs::read_to_string(second.join("status")).expect("status");
+        let cpu = cpus_allowed(&status);
+        assert!(
+            cpu != last && !cpu.contains([',', '-']),
+            "worker 1 on {cpu}"
+        );
+        lab.stop(two);
+    }
     let free = lab.switch("free", &ports[..1], &["--cpu", "none"]);
     assert_eq!(engine_cpus(&lab, free), ours, "--cpu none leaves it free");
     assert_eq!(engine_nice(&lab, free), 0, "not reniced unless asked");
@@ -379,6 +396,10 @@ fn bad_input_gets_one_line_and_exit_code_2() {
     );
     let err = bad_input(&lab, &["bridge", "--port", &p, "--cpu", "fast"]);
     assert!(err.contains("'fast' is not a CPU"), "{err}");
+    let err = bad_input(&lab, &["bridge", "--port", &p, "--workers", "0"]);
+    assert!(err.contains("'0' is not a worker count"), "{err}");
+    let err = bad_input(&lab, &["bridge", "--port", &p, "--workers", "many"]);
+    assert!(err.contains("'many' is not a worker count"), "{err}");
     // No permission: the same command as an unprivileged user.
     let ns = lab.ns("sw");
     let out = run(&[

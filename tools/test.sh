@@ -23,3 +23,8 @@ fi
 
 echo "== cargo test --workspace"
 cargo test --workspace --locked
+
+# The default runs one engine worker per CPU; the integration tests again with a single worker,
+# so both ways are covered (tests/common reads SWITCHYARD_TEST_WORKERS).
+echo "== integration tests with --workers 1"
+SWITCHYARD_TEST_WORKERS=1 cargo test --locked -p control --tests

@@ -18,10 +18,15 @@ pub(crate) struct EngineArgs {
     /// After traffic, keep polling this many microseconds before sleeping (0: sleep at once).
     #[arg(long, value_name = "MICROSECONDS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     spin_us: u64,
-    /// Pin the engine thread to a CPU: auto (the last CPU this process may use, when it may use
-    /// more than one), none, or a CPU number.
+    /// Pin the engine threads: auto (the first worker on the last CPU this process may use, the
+    /// next ones on the CPUs before it; nothing when it may use one), none, or the first worker's
+    /// CPU number (the next ones on the following CPUs).
     #[arg(long, value_name = "auto|none|N", default_value_t = CpuPin::Auto)]
     cpu: CpuPin,
+    /// Engine worker threads: auto (one per CPU this process may use) or a number. Each receives
+    /// from its share of the ports and sends to any; 1 is a single engine thread.
+    #[arg(long, value_name = "auto|N", default_value = "auto", value_parser = parse_workers)]
+    workers: usize,
     /// The engine thread's nice value, -20 (most urgent) to 19. Negative values favour many small
     /// connections over bulk throughput (see bench/RESULTS.md); 0 leaves it as inherited.
     #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true,
@@ -39,16 +44,37 @@ impl EngineArgs {
             spin: std::time::Duration::from_micros(self.spin_us),
             cpu: self.cpu,
             nice: self.nice,
+            workers: self.workers,
             ..base
         })
     }
 }
 
-/// "pinned to CPU 1" / "not pinned", for start-up logs.
-pub(crate) fn describe_cpu(cpu: Option<usize>) -> String {
-    match cpu {
-        Some(c) => format!("pinned to CPU {c}"),
-        None => "not pinned".to_string(),
+/// Most worker threads `--workers` accepts.
+const MAX_WORKERS: usize = 64;
+
+/// `--workers`: `auto` is 0 (one per allowed CPU, decided by the engine), else 1 to `MAX_WORKERS`.
+fn parse_workers(s: &str) -> Result<usize, String> {
+    if s == "auto" {
+        return Ok(0);
+    }
+    s.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_WORKERS).contains(n))
+        .ok_or_else(|| format!("'{s}' is not a worker count: expected auto or 1 to {MAX_WORKERS}"))
+}
+
+/// "1 worker pinned to CPU 1" / "2 workers on CPUs 1,0" / "not pinned", for start-up logs.
+pub(crate) fn describe_cpu(cpus: &[Option<usize>]) -> String {
+    let pinned: Vec<String> = cpus.iter().flatten().map(|c| c.to_string()).collect();
+    let workers = match cpus.len() {
+        1 => "1 worker".to_string(),
+        n => format!("{n} workers"),
+    };
+    if pinned.is_empty() {
+        format!("{workers}, not pinned")
+    } else {
+        format!("{workers} pinned to CPU {}", pinned.join(","))
     }
 }
 

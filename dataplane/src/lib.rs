@@ -30,8 +30,8 @@ pub use wire::MacAddr;
 // The engine and its command API: spawn it, then program it only through `EngineHandle`.
 pub use engine::affinity;
 pub use engine::{
-    AddressConflict, ConnInfo, CpuPin, Engine, EngineConfig, EngineError, EngineHandle, MacEntry,
-    NatUpdate, PolicyUpdate, PortCounters, PortInfo, PortState, Snapshot,
+    AddressConflict, ConnInfo, CpuPin, Engine, EngineConfig, EngineError, EngineHandle,
+    EngineThreads, MacEntry, NatUpdate, PolicyUpdate, PortCounters, PortInfo, PortState, Snapshot,
 };
 
 // Ports the engine can own.

@@ -18,6 +18,16 @@ pub fn switchyard_bin() -> &'static str {
     env!("CARGO_BIN_EXE_switchyard")
 }
 
+/// `--workers N` for every switch and daemon the lab starts when `SWITCHYARD_TEST_WORKERS` is
+/// set (`tools/test.sh` runs the suite with 1 and with the default) and the test does not choose
+/// itself (`extra`); nothing otherwise, so the default (one worker per CPU) is what runs.
+pub fn workers_args(extra: &[&str]) -> Vec<String> {
+    match std::env::var("SWITCHYARD_TEST_WORKERS") {
+        Ok(n) if !n.is_empty() && !extra.contains(&"--workers") => vec!["--workers".into(), n],
+        _ => Vec::new(),
+    }
+}
+
 /// Runs a command, returning its output; panics with the command line if it cannot start.
 pub fn run(args: &[&str]) -> Output {
     Command::new(args[0])
@@ -162,6 +172,7 @@ impl Lab {
             args.push("--port".into());
             args.push(p.clone());
         }
+        args.extend(workers_args(extra));
         args.extend(extra.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let i = self.spawn("sw", label, &refs);
@@ -346,6 +357,7 @@ impl Lab {
             "--socket".into(),
             self.socket().display().to_string(),
         ];
+        args.extend(workers_args(extra));
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     }

@@ -99,7 +99,7 @@ fn serve(
             .add_port(port, DomainId(0))
             .with_context(|| format!("attaching port '{name}'"))?;
     }
-    tracing::info!(ports = %names.join(","), pid = std::process::id(), engine = %describe_cpu(handle.cpu()), "switchyard bridge forwarding");
+    tracing::info!(ports = %names.join(","), pid = std::process::id(), engine = %describe_cpu(&handle.cpus()), "switchyard bridge forwarding");
     loop {
         match wait_signal(signals) {
             libc::SIGUSR1 => print!("{}", show::report(&handle.snapshot()?)),

@@ -305,7 +305,7 @@ fn start(
         }
     };
     let (engine, _thread) = Engine::spawn(config).context("starting the engine")?;
-    tracing::info!("engine {}", describe_cpu(engine.cpu()));
+    tracing::info!("engine {}", describe_cpu(&engine.cpus()));
     let mut system = System::new(engine, netlink)?;
     if let Some(old) = &replaced {
         // The old default network's host port (and its address) goes; restore makes the new.
@@ -450,7 +450,7 @@ fn serve_client(conn: UnixStream, daemon: &Mutex<Daemon>) {
                         if (&conn).write_all(&ok).is_ok() {
                             // A capture's reader may pause (a pager); it ends when it goes.
                             let _ = conn.set_write_timeout(None);
-                            stream_capture(conn, frames, stop);
+                            stream_capture(conn, frames, stop, count.unwrap_or(u64::MAX));
                         } else {
                             let _ = stop.stop();
                         }
@@ -509,12 +509,14 @@ fn serve_metrics(listener: std::net::TcpListener, daemon: Arc<Mutex<Daemon>>) {
 /// Most bytes of a frame a capture keeps (64 KiB GSO frames whole).
 pub(super) const CAPTURE_SNAPLEN: u32 = 65535;
 
-/// Writes a capture as pcap to the client until the capture completes, is replaced, or the client
-/// goes away (then the capture is stopped).
+/// Writes a capture as pcap to the client until `count` frames went, the capture completes, is
+/// replaced, or the client goes away (then the capture is stopped). Each engine worker counts its
+/// own frames toward the capture's `remaining`, so the count that ends it is kept here.
 fn stream_capture(
     conn: UnixStream,
     frames: crossbeam_channel::Receiver<Captured>,
     stop: CaptureStop,
+    count: u64,
 ) {
     let mut out = std::io::BufWriter::new(&conn);
     let mut record = Vec::with_capacity(2048);
@@ -530,11 +532,18 @@ fn stream_capture(
         n > 0 && pfd.revents != 0
     };
     let mut gone = out.write_all(&pcap::file_header(CAPTURE_SNAPLEN)).is_err();
+    let mut written = 0;
     while !gone {
+        if written == count {
+            // Complete: the workers' copies of the capture stop with it.
+            gone = true;
+            break;
+        }
         match frames.recv_timeout(Duration::from_millis(200)) {
             Ok(f) => {
                 record.clear();
                 pcap::write_record(&mut record, f.ts_ns, &f.data, f.orig_len, CAPTURE_SNAPLEN);
+                written += 1;
                 gone = out.write_all(&record).is_err();
                 // Flush when nothing else is waiting, so `-w -` readers see frames promptly.
                 if !gone && frames.is_empty() {

@@ -16,9 +16,14 @@ impl Engine {
                 port,
                 domain,
                 role,
+                at,
                 reply,
             } => {
-                let _ = reply.send(self.add_port_as(port, domain, role));
+                let r = match at {
+                    None => self.add_port_as(port, domain, role),
+                    Some(id) => self.add_port_at(id, port, domain, role),
+                };
+                let _ = reply.send(r);
             }
             Command::SetPolicy { update, reply } => {
                 let _ = reply.send(self.set_policy(update));
@@ -36,15 +41,13 @@ impl Engine {
                 };
                 let _ = reply.send(r);
             }
-            Command::CaptureStart { capture, reply } => {
+            Command::CaptureStart { capture, id, reply } => {
                 let r = match capture.target {
                     TraceTarget::Port(p) if !self.port_up(p) => Err(EngineError::NoSuchPort(p)),
                     _ if self.captures.len() >= MAX_CAPTURES => {
                         Err(EngineError::TooManyCaptures(MAX_CAPTURES))
                     }
                     _ => {
-                        let id = self.next_capture;
-                        self.next_capture = self.next_capture.wrapping_add(1);
                         self.captures.push((id, capture));
                         Ok(id)
                     }

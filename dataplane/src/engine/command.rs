@@ -6,12 +6,14 @@
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{bounded, Sender};
 
 use super::counters::PortCounters;
 use super::nat::{ConnInfo, NatUpdate};
+use super::{MAX_CONFLICTS, MAX_PORTS};
 use crate::port::{Port, PortError, PortKind};
 use crate::table::{CamError, CamStats, CtStats, LinkRule, PortRole, Subnet};
 use crate::trace::{Capture, TraceArm, TraceRecord};
@@ -37,6 +39,10 @@ pub enum EngineError {
     Stopped,
     #[error("at most {0} captures run at once")]
     TooManyCaptures(usize),
+    #[error("port '{0}' cannot be shared between engine workers (run with --workers 1)")]
+    NotShareable(String),
+    #[error("port id {0} is taken in another worker")]
+    IdTaken(PortId),
 }
 
 pub enum Command {
@@ -44,6 +50,8 @@ pub enum Command {
         port: Box<dyn Port>,
         domain: DomainId,
         role: PortRole,
+        /// `Some(id)`: another worker owns the port under `id`; this is its sender, placed at `id`.
+        at: Option<PortId>,
         reply: Sender<Result<PortId, EngineError>>,
     },
     SetPolicy {
@@ -74,6 +82,8 @@ pub enum Command {
     },
     CaptureStart {
         capture: Capture,
+        /// The id the handle chose (the same in every worker).
+        id: u32,
         reply: Sender<Result<u32, EngineError>>,
     },
     /// Stops capture `id`; replies with the frames it could not deliver.
@@ -191,104 +201,259 @@ pub struct Snapshot {
     pub uptime_ms: u64,
 }
 
-/// The control side's handle on a running engine. Cheap to clone; every method wakes the engine.
-#[derive(Clone)]
-pub struct EngineHandle {
+/// One worker as the handle reaches it.
+pub(super) struct WorkerLink {
     pub(super) commands: Sender<Command>,
     pub(super) waker: Arc<mio::Waker>,
-    /// The CPU the engine thread was pinned to when spawned (`None`: not pinned).
+    /// The CPU the worker's thread was pinned to when spawned (`None`: not pinned).
     pub(super) cpu: Option<usize>,
 }
 
+/// Which worker receives from which port (the handle's own record, for placing the next one).
+struct Placement {
+    owner: Vec<Option<usize>>,
+    owned: Vec<usize>,
+}
+
+/// The control side's handle on a running engine. Cheap to clone; every method wakes the engine.
+/// With several workers it programs all of them (see `workers`) and merges what they answer, so
+/// callers see one switch.
+#[derive(Clone)]
+pub struct EngineHandle {
+    workers: Arc<[WorkerLink]>,
+    /// Port changes go one at a time, so every worker holds a port under the same id.
+    placement: Arc<Mutex<Placement>>,
+    next_capture: Arc<AtomicU32>,
+}
+
 impl EngineHandle {
-    /// The CPU the engine thread is pinned to, if it is.
-    pub fn cpu(&self) -> Option<usize> {
-        self.cpu
+    pub(super) fn new(workers: Vec<WorkerLink>) -> EngineHandle {
+        let n = workers.len();
+        EngineHandle {
+            workers: workers.into(),
+            placement: Arc::new(Mutex::new(Placement {
+                owner: vec![None; MAX_PORTS],
+                owned: vec![0; n],
+            })),
+            next_capture: Arc::new(AtomicU32::new(1)),
+        }
     }
 
-    fn send(&self, cmd: Command) -> Result<(), EngineError> {
-        self.commands.send(cmd).map_err(|_| EngineError::Stopped)?;
+    /// The CPU the (first) engine thread is pinned to, if it is.
+    pub fn cpu(&self) -> Option<usize> {
+        self.workers[0].cpu
+    }
+
+    /// Each worker's CPU, in worker order.
+    pub fn cpus(&self) -> Vec<Option<usize>> {
+        self.workers.iter().map(|w| w.cpu).collect()
+    }
+
+    /// How many engine workers there are.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    fn send_to(&self, worker: usize, cmd: Command) -> Result<(), EngineError> {
+        let w = &self.workers[worker];
+        w.commands.send(cmd).map_err(|_| EngineError::Stopped)?;
         // A failed wake only delays the command to the next event or timer tick.
-        let _ = self.waker.wake();
+        let _ = w.waker.wake();
         Ok(())
     }
 
-    fn call<T>(&self, make: impl FnOnce(Sender<T>) -> Command) -> Result<T, EngineError> {
+    fn call_on<T>(
+        &self,
+        worker: usize,
+        make: impl FnOnce(Sender<T>) -> Command,
+    ) -> Result<T, EngineError> {
         let (tx, rx) = bounded(1);
-        self.send(make(tx))?;
+        self.send_to(worker, make(tx))?;
         rx.recv().map_err(|_| EngineError::Stopped)
+    }
+
+    /// Sends a command to every worker, then collects every answer (in worker order).
+    fn call_all<T>(&self, make: impl Fn(Sender<T>) -> Command) -> Result<Vec<T>, EngineError> {
+        let mut replies = Vec::with_capacity(self.workers.len());
+        for w in 0..self.workers.len() {
+            let (tx, rx) = bounded(1);
+            self.send_to(w, make(tx))?;
+            replies.push(rx);
+        }
+        replies
+            .into_iter()
+            .map(|rx| rx.recv().map_err(|_| EngineError::Stopped))
+            .collect()
+    }
+
+    /// `call_all` for commands that may fail: the first error, else the first worker's answer.
+    fn call_all_ok<T>(
+        &self,
+        make: impl Fn(Sender<Result<T, EngineError>>) -> Command,
+    ) -> Result<T, EngineError> {
+        let mut first = None;
+        for r in self.call_all(make)? {
+            let r = r?;
+            first.get_or_insert(r);
+        }
+        first.ok_or(EngineError::Stopped)
+    }
+
+    fn send_all(&self, make: impl Fn() -> Command) -> Result<(), EngineError> {
+        for w in 0..self.workers.len() {
+            self.send_to(w, make())?;
+        }
+        Ok(())
     }
 
     pub fn add_port(&self, port: Box<dyn Port>, domain: DomainId) -> Result<PortId, EngineError> {
         self.add_port_as(port, domain, PortRole::Plain)
     }
 
-    /// Attaches a port whose policy role is in force from its first frame.
+    /// Attaches a port whose policy role is in force from its first frame. With several workers
+    /// the least loaded one receives from it and every other gets its sender under the same id.
     pub fn add_port_as(
         &self,
         port: Box<dyn Port>,
         domain: DomainId,
         role: PortRole,
     ) -> Result<PortId, EngineError> {
-        self.call(|reply| Command::AddPort {
+        let mut placement = self.placement.lock().unwrap_or_else(|e| e.into_inner());
+        let n = self.workers.len();
+        let owner = (0..n).min_by_key(|&w| placement.owned[w]).unwrap_or(0);
+        let mut senders = Vec::with_capacity(n - 1);
+        for _ in 1..n {
+            match port.sender() {
+                Some(s) => senders.push(s),
+                None => return Err(EngineError::NotShareable(port.name().to_string())),
+            }
+        }
+        let id = self.call_on(owner, |reply| Command::AddPort {
             port,
             domain,
-            role,
+            role: role.clone(),
+            at: None,
             reply,
-        })?
+        })??;
+        let others = (0..n).filter(|&w| w != owner);
+        for (w, sender) in others.zip(senders) {
+            let placed = self.call_on(w, |reply| Command::AddPort {
+                port: sender,
+                domain,
+                role: role.clone(),
+                at: Some(id),
+                reply,
+            });
+            if let Err(e) = placed.and_then(|r| r) {
+                let _ = self.call_all(|reply| Command::RemovePort { id, reply });
+                return Err(e);
+            }
+        }
+        placement.owner[id.0 as usize] = Some(owner);
+        placement.owned[owner] += 1;
+        Ok(id)
     }
 
-    /// Traces the next packets entering a port or network (replacing an earlier arm there).
+    pub fn remove_port(&self, id: PortId) -> Result<(), EngineError> {
+        let mut placement = self.placement.lock().unwrap_or_else(|e| e.into_inner());
+        let result = self.call_all_ok(|reply| Command::RemovePort { id, reply });
+        if let Some(owner) = placement
+            .owner
+            .get_mut(id.0 as usize)
+            .and_then(Option::take)
+        {
+            placement.owned[owner] -= 1;
+        }
+        result
+    }
+
+    /// Traces the next packets entering a port or network (replacing an earlier arm there). With
+    /// several workers each traces up to the budget of the packets it receives.
     pub fn trace_arm(&self, arm: TraceArm) -> Result<(), EngineError> {
-        self.call(|reply| Command::TraceArm { arm, reply })?
+        self.call_all_ok(|reply| Command::TraceArm {
+            arm: arm.clone(),
+            reply,
+        })
     }
 
     /// Starts copying frames to `capture.sink`; returns the capture's id.
     pub fn capture_start(&self, capture: Capture) -> Result<u32, EngineError> {
-        self.call(|reply| Command::CaptureStart { capture, reply })?
+        let id = self.next_capture.fetch_add(1, Ordering::Relaxed);
+        let result = self.call_all_ok(|reply| Command::CaptureStart {
+            capture: capture.clone(),
+            id,
+            reply,
+        });
+        if result.is_err() {
+            let _ = self.capture_stop(id);
+        }
+        result
     }
 
     /// Stops capture `id`; returns how many frames it had to drop (the reader fell behind).
     pub fn capture_stop(&self, id: u32) -> Result<u64, EngineError> {
-        self.call(|reply| Command::CaptureStop { id, reply })
+        Ok(self
+            .call_all(|reply| Command::CaptureStop { id, reply })?
+            .into_iter()
+            .sum())
     }
 
     pub fn trace_clear(&self) -> Result<(), EngineError> {
-        self.call(|reply| Command::TraceClear { reply })
+        self.call_all(|reply| Command::TraceClear { reply })
+            .map(|_| ())
     }
 
-    /// The recorded traces, oldest first.
+    /// The recorded traces, oldest first (every worker's, in time order).
     pub fn trace_show(&self) -> Result<Vec<TraceRecord>, EngineError> {
-        self.call(|reply| Command::TraceShow { reply })
+        let mut all = self.call_all(|reply| Command::TraceShow { reply })?;
+        if all.len() == 1 {
+            return Ok(all.pop().unwrap_or_default());
+        }
+        // Each worker numbers its own records: renumber the merged list, keeping the count of
+        // records taken so far (the rings forget the oldest).
+        let taken: u64 = all
+            .iter()
+            .map(|r| r.last().map(|t| t.seq).unwrap_or(0))
+            .sum();
+        let mut merged: Vec<TraceRecord> = all.into_iter().flatten().collect();
+        merged.sort_by_key(|r| r.time_ns);
+        let first = taken + 1 - merged.len() as u64;
+        for (i, r) in merged.iter_mut().enumerate() {
+            r.seq = first + i as u64;
+        }
+        Ok(merged)
     }
 
     /// A what-if trace of `frame` entering `port` (nothing changes, nothing is sent).
     pub fn trace_packet(&self, port: PortId, frame: Vec<u8>) -> Result<TraceRecord, EngineError> {
-        self.call(|reply| Command::TracePacket { port, frame, reply })?
+        self.call_on(0, |reply| Command::TracePacket { port, frame, reply })?
     }
 
     /// Replaces part of the NAT configuration; returns once applied.
     pub fn set_nat(&self, update: NatUpdate) -> Result<(), EngineError> {
-        self.call(|reply| Command::SetNat { update, reply })?
+        self.call_all_ok(|reply| Command::SetNat {
+            update: update.clone(),
+            reply,
+        })
     }
 
     /// The latest address conflicts seen on parent ports, oldest first.
     pub fn conflicts(&self) -> Result<Vec<AddressConflict>, EngineError> {
-        self.call(|reply| Command::Conflicts { reply })
+        let all = self.call_all(|reply| Command::Conflicts { reply })?;
+        Ok(merge_conflicts(all))
     }
 
-    /// Every tracked connection and the table's counters.
+    /// Every tracked connection and the table's counters (every worker holds the same).
     pub fn connections(&self) -> Result<(Vec<ConnInfo>, CtStats), EngineError> {
-        self.call(|reply| Command::Connections { reply })
+        self.call_on(0, |reply| Command::Connections { reply })
     }
 
     /// Replaces part of the policy; returns once the engine applies it (between two batches).
     pub fn set_policy(&self, update: PolicyUpdate) -> Result<(), EngineError> {
-        self.call(|reply| Command::SetPolicy { update, reply })?
-    }
-
-    pub fn remove_port(&self, id: PortId) -> Result<(), EngineError> {
-        self.call(|reply| Command::RemovePort { id, reply })?
+        self.call_all_ok(|reply| Command::SetPolicy {
+            update: update.clone(),
+            reply,
+        })
     }
 
     pub fn add_static_mac(
@@ -298,13 +463,13 @@ impl EngineHandle {
         mac: MacAddr,
         port: PortId,
     ) -> Result<(), EngineError> {
-        self.call(|reply| Command::AddStaticMac {
+        self.call_all_ok(|reply| Command::AddStaticMac {
             domain,
             vlan,
             mac,
             port,
             reply,
-        })?
+        })
     }
 
     pub fn remove_static_mac(
@@ -313,23 +478,54 @@ impl EngineHandle {
         vlan: VlanId,
         mac: MacAddr,
     ) -> Result<bool, EngineError> {
-        self.call(|reply| Command::RemoveStaticMac {
-            domain,
-            vlan,
-            mac,
-            reply,
-        })
+        Ok(self
+            .call_all(|reply| Command::RemoveStaticMac {
+                domain,
+                vlan,
+                mac,
+                reply,
+            })?
+            .into_iter()
+            .fold(false, |a, b| a | b))
     }
 
     pub fn set_aging(&self, ms: u64) -> Result<(), EngineError> {
-        self.send(Command::SetAging { ms })
+        self.send_all(|| Command::SetAging { ms })
     }
 
+    /// One view of the switch: the tables of the first worker (every worker holds the same), each
+    /// port's counters summed over the workers that received and sent for it.
     pub fn snapshot(&self) -> Result<Snapshot, EngineError> {
-        self.call(|reply| Command::Snapshot { reply })
+        let mut all = self
+            .call_all(|reply| Command::Snapshot { reply })?
+            .into_iter();
+        let mut first = all.next().ok_or(EngineError::Stopped)?;
+        let mut conflicts = vec![std::mem::take(&mut first.conflicts)];
+        for other in all {
+            for info in other.ports {
+                if let Some(p) = first.ports.iter_mut().find(|p| p.id == info.id) {
+                    p.counters.add(&info.counters);
+                    if info.state == PortState::Gone {
+                        p.state = PortState::Gone;
+                    }
+                }
+            }
+            conflicts.push(other.conflicts);
+        }
+        first.conflicts = merge_conflicts(conflicts);
+        Ok(first)
     }
 
     pub fn shutdown(&self) -> Result<(), EngineError> {
-        self.send(Command::Shutdown)
+        self.send_all(|| Command::Shutdown)
     }
+}
+
+/// Every worker's conflicts, oldest first, the latest `MAX_CONFLICTS`.
+fn merge_conflicts(all: Vec<Vec<AddressConflict>>) -> Vec<AddressConflict> {
+    let mut merged: Vec<AddressConflict> = all.into_iter().flatten().collect();
+    merged.sort_by_key(|c| c.at_ms);
+    let extra = merged.len().saturating_sub(MAX_CONFLICTS);
+    merged.drain(..extra);
+    merged
 }

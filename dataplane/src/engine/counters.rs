@@ -35,6 +35,20 @@ impl Default for PortCounters {
 }
 
 impl PortCounters {
+    /// Adds another worker's counts for the same port.
+    pub fn add(&mut self, other: &PortCounters) {
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_packets += other.tx_packets;
+        self.tx_bytes += other.tx_bytes;
+        self.rx_gso += other.rx_gso;
+        self.tx_segmented += other.tx_segmented;
+        self.tx_csum_finished += other.tx_csum_finished;
+        for (d, o) in self.drops.iter_mut().zip(other.drops.iter()) {
+            *d += o;
+        }
+    }
+
     pub fn drop(&mut self, reason: DropReason, n: u64) {
         self.drops[reason.index()] += n;
     }

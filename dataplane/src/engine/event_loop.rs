@@ -76,6 +76,7 @@ impl Engine {
     }
 
     fn tick(&mut self) {
+        self.drain_peers();
         let now = self.now_ms();
         if now >= self.next_aging_ms {
             self.tables.cam.age(now);
@@ -93,6 +94,8 @@ impl Engine {
     }
 
     fn drain_commands(&mut self) {
+        // A snapshot or a connection list answers with what every worker has told this one.
+        self.drain_peers();
         loop {
             match self.commands.try_recv() {
                 Ok(cmd) => self.apply(cmd),
@@ -128,6 +131,8 @@ impl Engine {
             }
         };
         if n > 0 {
+            // What other workers learned before sending what this batch may answer (see `workers`).
+            self.drain_peers();
             self.process_received(id, domain, n);
         }
         n

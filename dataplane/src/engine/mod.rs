@@ -10,6 +10,10 @@
 //! a port's `send_batch` gets views into it. The only copies are the ones the OS makes and software
 //! segmentation for ports without vnet headers.
 //!
+//! With several workers (`EngineConfig::workers`), each is one such engine on its own thread,
+//! receiving from its share of the ports and sending to any port; see `workers` for how their
+//! tables stay one switch.
+//!
 //! By job: `event_loop` (`run`, `step`, the aging tick), `ports` (the port registry and the flood
 //! lists), `pipeline` (a frame through the stages, tracing, capture, drop counting), `apply`
 //! (commands from the control plane, policy, the snapshot), `nat` (the engine's side of NAT),
@@ -24,6 +28,7 @@ mod event_loop;
 mod nat;
 mod pipeline;
 mod ports;
+mod workers;
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +41,7 @@ pub use command::{
 };
 pub use counters::PortCounters;
 pub use nat::{ConnInfo, NatUpdate};
+pub use workers::EngineThreads;
 
 use crate::offload::Segments;
 use crate::port::{Port, PortKind, RxBatch, BATCH};
@@ -70,6 +76,9 @@ pub struct EngineConfig {
     pub cpu: CpuPin,
     /// The engine thread's nice value (0 leaves it as inherited; see `affinity`).
     pub nice: i32,
+    /// Engine worker threads for `spawn`: 0 means one per CPU the process may use (see `workers`).
+    /// `new` always makes one.
+    pub workers: usize,
 }
 
 impl Default for EngineConfig {
@@ -81,6 +90,28 @@ impl Default for EngineConfig {
             spin: DEFAULT_SPIN,
             cpu: CpuPin::Auto,
             nice: 0,
+            workers: 1,
+        }
+    }
+}
+
+/// The engine's clock: one start for every worker, so their timestamps (traces, captures, aging)
+/// compare.
+#[derive(Clone, Copy)]
+struct Clock {
+    start: Instant,
+    /// Unix time of `start`, in nanoseconds.
+    epoch_ns: u64,
+}
+
+impl Clock {
+    fn now() -> Clock {
+        Clock {
+            start: Instant::now(),
+            epoch_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
         }
     }
 }
@@ -149,14 +180,25 @@ pub struct Engine {
     conflicts: std::collections::VecDeque<AddressConflict>,
     /// Running packet captures (`switchyard capture`), with their ids.
     captures: Vec<(u32, Capture)>,
-    next_capture: u32,
     /// Unix time of `start`, for capture timestamps.
     epoch_ns: u64,
+    /// The other workers, and the table changes they tell this one (see `workers`).
+    peers: workers::Peers,
 }
 
 impl Engine {
     /// Builds an engine and the handle that programs it. Call `run` (or `spawn`) to start forwarding.
     pub fn new(config: EngineConfig) -> std::io::Result<(Engine, EngineHandle)> {
+        let (engine, worker) = Engine::worker(&config, Clock::now(), workers::Peers::none())?;
+        Ok((engine, EngineHandle::new(vec![worker])))
+    }
+
+    /// One worker: an engine with its own poller and command channel, on the shared clock.
+    fn worker(
+        config: &EngineConfig,
+        clock: Clock,
+        peers: workers::Peers,
+    ) -> std::io::Result<(Engine, command::WorkerLink)> {
         let poll = Poll::new()?;
         let waker = std::sync::Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = unbounded();
@@ -177,7 +219,7 @@ impl Engine {
             segments: Segments::new(),
             poll,
             commands: rx,
-            start: Instant::now(),
+            start: clock.start,
             clock_offset_ms: 0,
             next_aging_ms: AGING_TICK.as_millis() as u64,
             busy_poll: config.busy_poll,
@@ -189,16 +231,13 @@ impl Engine {
             tracer: Tracer::default(),
             scratch: TraceRecord::EMPTY,
             captures: Vec::new(),
-            next_capture: 1,
             conflicts: std::collections::VecDeque::with_capacity(MAX_CONFLICTS),
-            epoch_ns: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0),
+            epoch_ns: clock.epoch_ns,
+            peers,
         };
         Ok((
             engine,
-            EngineHandle {
+            command::WorkerLink {
                 commands: tx,
                 waker,
                 cpu: None,
@@ -206,36 +245,13 @@ impl Engine {
         ))
     }
 
-    /// Starts the engine on its own thread, pinned and prioritised as `config.cpu` and
-    /// `config.nice` say. A CPU the process may not run on is refused here (`InvalidInput`, with a
-    /// message naming the allowed CPUs); so is a nice value the OS refuses (negative ones need
-    /// CAP_SYS_NICE): the thread reports its setup before this returns.
-    pub fn spawn(
-        config: EngineConfig,
-    ) -> std::io::Result<(EngineHandle, std::thread::JoinHandle<()>)> {
-        let cpu = affinity::resolve(config.cpu)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let nice = config.nice;
-        let (engine, mut handle) = Engine::new(config)?;
-        handle.cpu = cpu;
-        let (setup_tx, setup_rx) = std::sync::mpsc::sync_channel(1);
-        let thread = std::thread::Builder::new()
-            .name("switchyard-engine".into())
-            .spawn(move || {
-                let setup = affinity::place_current_thread(cpu, nice);
-                let ok = setup.is_ok();
-                let _ = setup_tx.send(setup);
-                if ok {
-                    engine.run()
-                }
-            })?;
-        match setup_rx.recv() {
-            Ok(Ok(())) => Ok((handle, thread)),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(std::io::Error::other(
-                "the engine thread died while starting",
-            )),
-        }
+    /// Starts the engine: `config.workers` threads (one per CPU the process may use when 0), each
+    /// pinned and prioritised as `config.cpu` and `config.nice` say (see `workers::placements`). A
+    /// CPU the process may not run on is refused here (`InvalidInput`, with a message naming the
+    /// allowed CPUs); so is a nice value the OS refuses (negative ones need CAP_SYS_NICE): every
+    /// thread reports its setup before this returns.
+    pub fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, EngineThreads)> {
+        workers::spawn(config)
     }
 
     fn now_ms(&self) -> u64 {

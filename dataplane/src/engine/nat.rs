@@ -4,6 +4,7 @@
 use std::net::Ipv4Addr;
 
 use super::pipeline::{count_drop, enqueue};
+use super::workers::Peer;
 use super::{Engine, EngineError};
 use crate::port::{RxMeta, TxRef};
 use crate::rewrite;
@@ -192,6 +193,7 @@ impl Engine {
                     return count_drop(&mut self.ports, ingress, DropReason::NatRewrite);
                 }
                 let ct = &mut self.tables.conntrack;
+                let peers = &mut self.peers;
                 match change {
                     CtChange::Insert(f) => {
                         if ct
@@ -215,9 +217,23 @@ impl Engine {
                                 DropReason::ConntrackClash,
                             );
                         }
+                        if peers.active() {
+                            peers.tell(Peer::CtInsert {
+                                flow: f,
+                                len: meta.len,
+                            });
+                        }
                     }
                     CtChange::Update { id, dir, tcp_flags } => {
-                        ct.update(id, dir, tcp_flags, meta.len, now)
+                        ct.update(id, dir, tcp_flags, meta.len, now);
+                        if peers.active() {
+                            peers.tell(Peer::CtUpdate {
+                                original: ct.get(id).original,
+                                dir,
+                                tcp_flags,
+                                len: meta.len,
+                            });
+                        }
                     }
                     CtChange::None => {}
                 }

@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
+use super::workers::{Peer, Peers};
 use super::{nat, AddressConflict, Engine, EngineError, PortSlot, TxQueue, MAX_CONFLICTS};
 use crate::port::{RxBatch, RxMeta, FRAME_CAPACITY};
 use crate::stage::nat::NatAction;
@@ -40,6 +41,7 @@ impl Engine {
             Some(slot) if slot.io.is_some() => slot.domain,
             _ => return Err(EngineError::NoSuchPort(port)),
         };
+        self.drain_peers();
         self.tables.now_ms = self.now_ms();
         let checks = Checks {
             trace: false,
@@ -141,6 +143,7 @@ impl Engine {
             captures: &mut self.captures,
             conflicts: &mut self.conflicts,
             arp_wanted: &mut self.arp_wanted,
+            peers: &mut self.peers,
             record: &mut self.scratch,
             start: self.start,
             epoch_ns: self.epoch_ns,
@@ -201,6 +204,8 @@ struct Run<'e, const TRACE: bool> {
     captures: &'e mut [(u32, Capture)],
     conflicts: &'e mut VecDeque<AddressConflict>,
     arp_wanted: &'e mut Vec<Ipv4Addr>,
+    /// The other workers, told of every table change (see `workers`).
+    peers: &'e mut Peers,
     /// The trace record of this frame (written only when `traced`).
     record: &'e mut TraceRecord,
     /// The engine's start and its Unix time, for capture timestamps.
@@ -354,6 +359,7 @@ impl<const TRACE: bool> CallStage for Run<'_, TRACE> {
                 self.tables,
                 self.conflicts,
                 self.arp_wanted,
+                self.peers,
                 ingress,
             );
         }
@@ -371,6 +377,7 @@ fn apply(
     tables: &mut Tables,
     conflicts: &mut VecDeque<AddressConflict>,
     arp_wanted: &mut Vec<Ipv4Addr>,
+    peers: &mut Peers,
     ingress: PortId,
 ) {
     let updates = effects.take_updates();
@@ -383,6 +390,14 @@ fn apply(
         tables
             .cam
             .learn(learn.domain, learn.vlan, learn.mac, learn.port, now_ms);
+        if peers.active() {
+            peers.tell(Peer::Learn {
+                domain: learn.domain,
+                vlan: learn.vlan,
+                mac: learn.mac,
+                port: learn.port,
+            });
+        }
     }
     if let Some((ip, mac)) = updates.conflict {
         if conflicts.len() == MAX_CONFLICTS {
@@ -397,6 +412,9 @@ fn apply(
     }
     if let Some((ip, mac)) = updates.neighbor {
         tables.nat.learn_neighbor(ip, mac);
+        if peers.active() {
+            peers.tell(Peer::Neighbor(ip, mac));
+        }
     }
     if let Some(ip) = updates.resolve {
         nat::want_arp(arp_wanted, ip);

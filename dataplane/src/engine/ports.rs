@@ -37,13 +37,30 @@ impl Engine {
     ) -> Result<PortId, EngineError> {
         let index = match self.ports.iter().position(|s| s.is_none()) {
             Some(i) => i,
-            None if self.ports.len() < MAX_PORTS => {
-                self.ports.push(None);
-                self.ports.len() - 1
-            }
+            None if self.ports.len() < MAX_PORTS => self.ports.len(),
             None => return Err(EngineError::TooManyPorts(MAX_PORTS)),
         };
-        let id = PortId(index as u16);
+        self.add_port_at(PortId(index as u16), port, domain, role)
+    }
+
+    /// Attaches a port under a given id (free here): another worker's port, whose sender this is.
+    pub(super) fn add_port_at(
+        &mut self,
+        id: PortId,
+        port: Box<dyn Port>,
+        domain: DomainId,
+        role: PortRole,
+    ) -> Result<PortId, EngineError> {
+        let index = id.0 as usize;
+        if index >= MAX_PORTS {
+            return Err(EngineError::TooManyPorts(MAX_PORTS));
+        }
+        if self.ports.len() <= index {
+            self.ports.resize_with(index + 1, || None);
+        }
+        if self.ports[index].is_some() {
+            return Err(EngineError::IdTaken(id));
+        }
         if let Some(fd) = port.raw_fd() {
             self.poll
                 .registry()

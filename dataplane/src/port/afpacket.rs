@@ -51,7 +51,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::claim::InterfaceClaim;
 use super::{
-    sys, validate_ifname, Port, PortError, PortKind, RxBatch, RxMeta, SendReport, TxRef, BATCH,
+    sys, validate_ifname, Port, PortError, PortKind, RxBatch, RxMeta, SendFrames, SendOnly,
+    SendReport, TxRef, BATCH,
 };
 use crate::wire::vnet::{VnetHeader, VNET_HDR_LEN};
 use crate::MacAddr;
@@ -373,9 +374,41 @@ pub struct AfPacketPort {
     rx_msgs: Box<[libc::mmsghdr; BATCH]>,
     /// One control buffer per message, for the `PACKET_AUXDATA` cmsg that reports stripped tags.
     rx_cmsg: Box<[[u64; CMSG_WORDS]; BATCH]>,
-    tx_hdrs: Box<[[u8; VNET_HDR_LEN]; BATCH]>,
-    tx_iov: Box<[[libc::iovec; 2]; BATCH]>,
-    tx_msgs: Box<[libc::mmsghdr; BATCH]>,
+    tx: TxArea,
+}
+
+/// Preallocated `sendmmsg` arguments; the pointers inside are refreshed on every call.
+struct TxArea {
+    hdrs: Box<[[u8; VNET_HDR_LEN]; BATCH]>,
+    iov: Box<[[libc::iovec; 2]; BATCH]>,
+    msgs: Box<[libc::mmsghdr; BATCH]>,
+}
+
+impl TxArea {
+    fn new() -> TxArea {
+        TxArea {
+            hdrs: Box::new([[0; VNET_HDR_LEN]; BATCH]),
+            iov: zeroed_iov(),
+            msgs: zeroed_msgs(),
+        }
+    }
+}
+
+/// What an `AfPacketPort`'s sender (`SendOnly`) sends with: the socket and its own syscall arguments.
+struct AfPacketTx {
+    fd: OwnedFd,
+    ifindex: u32,
+    tx: TxArea,
+}
+
+// SAFETY: as for `AfPacketPort`: the pointers in the preallocated arrays are only meaningful during
+// one send call made by the owning thread.
+unsafe impl Send for AfPacketTx {}
+
+impl SendFrames for AfPacketTx {
+    fn send(&mut self, name: &str, frames: &[TxRef<'_>]) -> Result<SendReport, PortError> {
+        send_frames(&self.fd, name, self.ifindex, &mut self.tx, frames)
+    }
 }
 
 // SAFETY: the raw pointers inside the preallocated iovec/mmsghdr arrays are only meaningful during a
@@ -505,16 +538,12 @@ impl AfPacketPort {
             rx_iov: zeroed_iov(),
             rx_msgs: zeroed_msgs(),
             rx_cmsg: Box::new([[0; CMSG_WORDS]; BATCH]),
-            tx_hdrs: Box::new([[0; VNET_HDR_LEN]; BATCH]),
-            tx_iov: zeroed_iov(),
-            tx_msgs: zeroed_msgs(),
+            tx: TxArea::new(),
         })
     }
 
-    /// ENETDOWN is reported both when the link goes down (it may come back) and when the interface is
-    /// unregistered; only the latter removes the port.
     fn still_exists(&self) -> bool {
-        sys::ifindex(&self.name) == Some(self.ifindex)
+        still_exists(&self.name, self.ifindex)
     }
 
     /// Reads the full frames of the batch slots listed in `rx_copy[..copies]` (ring slots marked
@@ -761,253 +790,97 @@ impl Port for AfPacketPort {
     }
 
     fn send_batch(&mut self, frames: &[TxRef<'_>]) -> Result<SendReport, PortError> {
-        let mut report = SendReport::default();
-        for chunk in frames.chunks(BATCH) {
-            for (i, f) in chunk.iter().enumerate() {
-                f.vnet.emit(&mut self.tx_hdrs[i]);
-                self.tx_iov[i][0] = libc::iovec {
-                    iov_base: self.tx_hdrs[i].as_mut_ptr().cast(),
-                    iov_len: VNET_HDR_LEN,
-                };
-                self.tx_iov[i][1] = libc::iovec {
-                    iov_base: f.data.as_ptr() as *mut libc::c_void,
-                    iov_len: f.data.len(),
-                };
-                let m = &mut self.tx_msgs[i];
-                m.msg_hdr.msg_iov = self.tx_iov[i].as_mut_ptr();
-                m.msg_hdr.msg_iovlen = 2;
-                m.msg_len = 0;
-            }
-            let mut start = 0;
-            while start < chunk.len() {
-                // SAFETY: messages start..chunk.len() point at iovecs into `tx_hdrs` and into frame
-                // data borrowed by `frames`, all alive for the call; the kernel only reads them.
-                let rc = unsafe {
-                    libc::sendmmsg(
-                        self.fd.as_raw_fd(),
-                        self.tx_msgs.as_mut_ptr().add(start),
-                        (chunk.len() - start) as libc::c_uint,
-                        libc::MSG_DONTWAIT,
-                    )
-                };
-                if rc > 0 {
-                    let done = start + rc as usize;
-                    report.sent += rc as usize;
-                    report.sent_bytes += chunk[start..done]
-                        .iter()
-                        .map(|f| f.data.len() as u64)
-                        .sum::<u64>();
-                    start = done;
-                    continue;
-                }
-                // The frame at `start` failed; account it and move past it.
-                let err = sys::last_err();
-                match err.raw_os_error() {
-                    Some(libc::EINTR) => continue,
-                    Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
-                        // The socket is full: the rest of this chunk would fail the same way.
-                        report.busy += chunk.len() - start;
-                        break;
-                    }
-                    Some(libc::EMSGSIZE) => report.too_big += 1,
-                    Some(libc::ENETDOWN) if self.still_exists() => {
-                        report.link_down += chunk.len() - start;
-                        break;
-                    }
-                    Some(libc::ENETDOWN) | Some(libc::ENXIO) | Some(libc::ENODEV) => {
-                        return Err(PortError::Gone(self.name.clone()))
-                    }
-                    _ => report.failed += 1,
-                }
-                start += 1;
-            }
-        }
-        Ok(report)
+        send_frames(&self.fd, &self.name, self.ifindex, &mut self.tx, frames)
+    }
+
+    fn sender(&self) -> Option<Box<dyn Port>> {
+        Some(Box::new(SendOnly {
+            name: self.name.clone(),
+            kind: PortKind::AfPacket,
+            mac: self.mac,
+            send: AfPacketTx {
+                fd: self.fd.try_clone().ok()?,
+                ifindex: self.ifindex,
+                tx: TxArea::new(),
+            },
+        }))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::ethernet::EthernetFrame;
-    use crate::wire::vnet::{flags, gso};
+/// ENETDOWN is reported both when the link goes down (it may come back) and when the interface is
+/// unregistered; only the latter removes the port.
+fn still_exists(name: &str, ifindex: u32) -> bool {
+    sys::ifindex(name) == Some(ifindex)
+}
 
-    // Untagged IPv4 frame head: dst, src, ethertype 0x0800, then payload bytes 0x45, 1, 2, 3.
-    const FRAME: [u8; 18] = [
-        0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00, 0x45, 1, 2, 3,
-    ];
-    const TAG10: StrippedTag = StrippedTag {
-        tpid: 0x8100,
-        tci: 0xa00a, // PCP 5, VLAN 10
-    };
-
-    fn tagged_frame(tag: StrippedTag) -> Vec<u8> {
-        let mut v = FRAME[..12].to_vec();
-        v.extend_from_slice(&tag.bytes());
-        v.extend_from_slice(&FRAME[12..]);
-        v
-    }
-
-    #[test]
-    fn reported_follows_the_kernel_rule() {
-        // No flag, TCI 0: untagged.
-        assert_eq!(StrippedTag::reported(TP_STATUS_USER, 0, 0), None);
-        // VLAN_VALID with TCI 0 is a priority tag of VLAN 0: still a tag.
-        assert_eq!(
-            StrippedTag::reported(TP_STATUS_USER | TP_STATUS_VLAN_VALID, 0, 0),
-            Some(StrippedTag {
-                tpid: 0x8100,
-                tci: 0
-            })
-        );
-        // Old kernels: no flags, but a TCI.
-        assert_eq!(
-            StrippedTag::reported(TP_STATUS_USER, 10, 0),
-            Some(StrippedTag {
-                tpid: 0x8100,
-                tci: 10
-            })
-        );
-        // The TPID counts only when the kernel flags it.
-        let both = TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID;
-        assert_eq!(
-            StrippedTag::reported(both, 20, 0x88a8),
-            Some(StrippedTag {
-                tpid: 0x88a8,
-                tci: 20
-            })
-        );
-        assert_eq!(
-            StrippedTag::reported(TP_STATUS_VLAN_VALID, 20, 0x88a8).map(|t| t.tpid),
-            Some(0x8100)
-        );
-    }
-
-    #[test]
-    fn copy_puts_the_tag_after_the_mac_addresses() {
-        let mut dst = [0u8; 64];
-        let (k, tagged) = copy_restoring_tag(&mut dst, &FRAME, Some(TAG10));
-        assert!(tagged);
-        assert_eq!(&dst[..k], &tagged_frame(TAG10)[..]);
-        assert_eq!(&dst[12..16], &[0x81, 0x00, 0xa0, 0x0a]);
-        let eth = EthernetFrame::new_checked(&dst[..k]).unwrap();
-        let tag = eth.vlan_tag().unwrap();
-        assert_eq!((tag.vid, tag.pcp), (10, 5));
-        assert_eq!(eth.inner_ethertype(), 0x0800);
-        assert_eq!(eth.l3_offset(), 18);
-
-        // Without a tag it is a plain copy.
-        let mut dst = [0u8; 64];
-        let (k, tagged) = copy_restoring_tag(&mut dst, &FRAME, None);
-        assert!(!tagged);
-        assert_eq!(&dst[..k], &FRAME[..]);
-
-        // Clamped to the destination, the tag still first.
-        let mut small = [0u8; 17];
-        assert_eq!(
-            copy_restoring_tag(&mut small, &FRAME, Some(TAG10)),
-            (17, true)
-        );
-        assert_eq!(&small[..], &tagged_frame(TAG10)[..17]);
-
-        // Too short to hold MAC addresses: copied as it is, no tag.
-        let mut dst = [0u8; 64];
-        assert_eq!(
-            copy_restoring_tag(&mut dst, &FRAME[..11], Some(TAG10)),
-            (11, false)
-        );
-    }
-
-    #[test]
-    fn insert_in_place_matches_the_copy() {
-        let mut buf = [0u8; 64];
-        buf[..FRAME.len()].copy_from_slice(&FRAME);
-        let n = insert_tag(&mut buf, FRAME.len(), TAG10).unwrap();
-        assert_eq!(&buf[..n], &tagged_frame(TAG10)[..]);
-
-        // Not idempotent by design: a second call stacks a second tag in front (QinQ whose outer
-        // tag was stripped: the outer one goes back in front of the inner one).
-        let outer = StrippedTag {
-            tpid: 0x88a8,
-            tci: 100,
-        };
-        let n2 = insert_tag(&mut buf, n, outer).unwrap();
-        assert_eq!(n2, FRAME.len() + 8);
-        assert_eq!(&buf[12..20], &[0x88, 0xa8, 0, 100, 0x81, 0x00, 0xa0, 0x0a]);
-        assert_eq!(&buf[20..n2], &FRAME[12..]);
-
-        // No room for 4 more bytes, or no MAC addresses: refused, buffer untouched.
-        let mut tight = FRAME;
-        assert_eq!(insert_tag(&mut tight, FRAME.len(), TAG10), None);
-        assert_eq!(tight, FRAME);
-        let mut buf = [7u8; 64];
-        assert_eq!(insert_tag(&mut buf, 11, TAG10), None);
-        assert_eq!(buf, [7u8; 64]);
-        assert_eq!(insert_tag(&mut buf, 65, TAG10), None);
-    }
-
-    #[test]
-    fn vnet_offsets_move_with_the_tag() {
-        // A TCPv4 GSO super-frame: checksum from the TCP header at 14 + 20.
-        let gso = VnetHeader {
-            flags: flags::NEEDS_CSUM,
-            gso_type: gso::TCPV4,
-            hdr_len: 66,
-            gso_size: 1448,
-            csum_start: 34,
-            csum_offset: 16,
-        };
-        let moved = vnet_after_tag(gso);
-        assert_eq!((moved.csum_start, moved.hdr_len), (38, 70));
-        assert_eq!(
-            (
-                moved.flags,
-                moved.gso_type,
-                moved.gso_size,
-                moved.csum_offset
-            ),
-            (gso.flags, gso.gso_type, gso.gso_size, gso.csum_offset)
-        );
-        // csum_start means nothing without NEEDS_CSUM, hdr_len 0 means "not given": both stay.
-        let plain = VnetHeader {
-            flags: flags::DATA_VALID,
-            csum_start: 34,
-            ..VnetHeader::default()
-        };
-        assert_eq!(vnet_after_tag(plain), plain);
-        assert_eq!(vnet_after_tag(VnetHeader::default()), VnetHeader::default());
-    }
-
-    #[test]
-    fn auxdata_cmsg_is_parsed() {
-        let mut ctl = [0u64; CMSG_WORDS];
-        // SAFETY: msghdr is plain old data; all-zero is valid.
-        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-        msg.msg_control = ctl.as_mut_ptr().cast();
-        // SAFETY: CMSG_SPACE only computes a length.
-        msg.msg_controllen = unsafe { libc::CMSG_SPACE(AUX_LEN as u32) } as _;
-        assert!(msg.msg_controllen <= mem::size_of_val(&ctl) as _);
-        let mut aux = [0u8; AUX_LEN];
-        aux[AUX_STATUS..4].copy_from_slice(
-            &(TP_STATUS_USER | TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID).to_ne_bytes(),
-        );
-        aux[AUX_VLAN_TCI..AUX_VLAN_TCI + 2].copy_from_slice(&0xa00au16.to_ne_bytes());
-        aux[AUX_VLAN_TPID..AUX_VLAN_TPID + 2].copy_from_slice(&0x8100u16.to_ne_bytes());
-        // SAFETY: msg_control points at `ctl`, large enough for one cmsg of AUX_LEN bytes (checked
-        // above); the header and data pointers stay inside it.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            assert!(!c.is_null());
-            (*c).cmsg_level = libc::SOL_PACKET;
-            (*c).cmsg_type = PACKET_AUXDATA;
-            (*c).cmsg_len = libc::CMSG_LEN(AUX_LEN as u32) as _;
-            std::ptr::copy_nonoverlapping(aux.as_ptr(), libc::CMSG_DATA(c), AUX_LEN);
+/// Sends `frames` through `fd` with `sendmmsg`, `BATCH` at a time, and reports what went out.
+fn send_frames(
+    fd: &OwnedFd,
+    name: &str,
+    ifindex: u32,
+    tx: &mut TxArea,
+    frames: &[TxRef<'_>],
+) -> Result<SendReport, PortError> {
+    let mut report = SendReport::default();
+    for chunk in frames.chunks(BATCH) {
+        for (i, f) in chunk.iter().enumerate() {
+            f.vnet.emit(&mut tx.hdrs[i]);
+            tx.iov[i][0] = libc::iovec {
+                iov_base: tx.hdrs[i].as_mut_ptr().cast(),
+                iov_len: VNET_HDR_LEN,
+            };
+            tx.iov[i][1] = libc::iovec {
+                iov_base: f.data.as_ptr() as *mut libc::c_void,
+                iov_len: f.data.len(),
+            };
+            let m = &mut tx.msgs[i];
+            m.msg_hdr.msg_iov = tx.iov[i].as_mut_ptr();
+            m.msg_hdr.msg_iovlen = 2;
+            m.msg_len = 0;
         }
-        // SAFETY: `msg` describes the live buffer `ctl` filled above.
-        assert_eq!(unsafe { auxdata_tag(&msg) }, Some(TAG10));
-        // No control message at all: no tag.
-        msg.msg_controllen = 0;
-        // SAFETY: as above; an empty control area.
-        assert_eq!(unsafe { auxdata_tag(&msg) }, None);
+        let mut start = 0;
+        while start < chunk.len() {
+            // SAFETY: messages start..chunk.len() point at iovecs into `tx.hdrs` and into frame
+            // data borrowed by `frames`, all alive for the call; the kernel only reads them.
+            let rc = unsafe {
+                libc::sendmmsg(
+                    fd.as_raw_fd(),
+                    tx.msgs.as_mut_ptr().add(start),
+                    (chunk.len() - start) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if rc > 0 {
+                let done = start + rc as usize;
+                report.sent += rc as usize;
+                report.sent_bytes += chunk[start..done]
+                    .iter()
+                    .map(|f| f.data.len() as u64)
+                    .sum::<u64>();
+                start = done;
+                continue;
+            }
+            // The frame at `start` failed; account it and move past it.
+            let err = sys::last_err();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
+                    // The socket is full: the rest of this chunk would fail the same way.
+                    report.busy += chunk.len() - start;
+                    break;
+                }
+                Some(libc::EMSGSIZE) => report.too_big += 1,
+                Some(libc::ENETDOWN) if still_exists(name, ifindex) => {
+                    report.link_down += chunk.len() - start;
+                    break;
+                }
+                Some(libc::ENETDOWN) | Some(libc::ENXIO) | Some(libc::ENODEV) => {
+                    return Err(PortError::Gone(name.to_string()))
+                }
+                _ => report.failed += 1,
+            }
+            start += 1;
+        }
     }
+    Ok(report)
 }

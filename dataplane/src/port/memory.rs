@@ -19,6 +19,8 @@ pub struct MemoryPort {
     name: String,
     vnet: bool,
     queues: Arc<Mutex<Queues>>,
+    /// False for a sender (`Port::sender`): another worker's send-only handle.
+    receives: bool,
 }
 
 /// The test's side of a `MemoryPort`: inject frames, collect what the switch sent.
@@ -36,6 +38,7 @@ impl MemoryPort {
                 name: name.to_string(),
                 vnet,
                 queues: queues.clone(),
+                receives: true,
             },
             MemoryPortHandle { queues },
         )
@@ -83,6 +86,9 @@ impl Port for MemoryPort {
     }
 
     fn recv_batch(&mut self, batch: &mut RxBatch) -> Result<usize, PortError> {
+        if !self.receives {
+            return Ok(0);
+        }
         let mut q = self.queues.lock().unwrap();
         let mut n = 0;
         while n < BATCH {
@@ -112,6 +118,15 @@ impl Port for MemoryPort {
             sent_bytes,
             ..SendReport::default()
         })
+    }
+
+    fn sender(&self) -> Option<Box<dyn Port>> {
+        Some(Box::new(MemoryPort {
+            name: self.name.clone(),
+            vnet: self.vnet,
+            queues: self.queues.clone(),
+            receives: false,
+        }))
     }
 }
 

@@ -252,9 +252,61 @@ pub trait Port: Send {
     fn mac(&self) -> Option<crate::MacAddr> {
         None
     }
+
+    /// A send-only handle on the same interface for another engine worker: frames it sends leave
+    /// as this port's do; it receives nothing and has no descriptor to poll. `None` when the port
+    /// cannot be shared, which keeps the engine to one worker for it.
+    fn sender(&self) -> Option<Box<dyn Port>> {
+        None
+    }
 }
 
 /// Checks an interface name the way the kernel will (IFNAMSIZ - 1 bytes, no '/', ':' or spaces).
+/// A port's way to send, without the rest of it: what a `SendOnly` needs.
+pub(crate) trait SendFrames: Send {
+    fn send(&mut self, name: &str, frames: &[TxRef<'_>]) -> Result<SendReport, PortError>;
+}
+
+/// The send side of a port for another engine worker (`Port::sender`): the same socket through a
+/// duplicated descriptor, so frames leave exactly as the port's own do. It receives nothing and
+/// has no descriptor to poll: the port's owner alone reads it.
+pub(crate) struct SendOnly<S> {
+    pub(crate) name: String,
+    pub(crate) kind: PortKind,
+    pub(crate) mac: Option<crate::MacAddr>,
+    pub(crate) send: S,
+}
+
+impl<S: SendFrames> Port for SendOnly<S> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> PortKind {
+        self.kind
+    }
+
+    fn vnet_hdr(&self) -> bool {
+        true
+    }
+
+    fn raw_fd(&self) -> Option<RawFd> {
+        None
+    }
+
+    fn recv_batch(&mut self, _: &mut RxBatch) -> Result<usize, PortError> {
+        Ok(0)
+    }
+
+    fn send_batch(&mut self, frames: &[TxRef<'_>]) -> Result<SendReport, PortError> {
+        self.send.send(&self.name, frames)
+    }
+
+    fn mac(&self) -> Option<crate::MacAddr> {
+        self.mac
+    }
+}
+
 pub fn validate_ifname(name: &str) -> Result<(), PortError> {
     let ok = !name.is_empty()
         && name.len() <= 15

@@ -10,7 +10,10 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::claim::InterfaceClaim;
-use super::{sys, validate_ifname, Port, PortError, PortKind, RxBatch, SendReport, TxRef, BATCH};
+use super::{
+    sys, validate_ifname, Port, PortError, PortKind, RxBatch, SendFrames, SendOnly, SendReport,
+    TxRef, BATCH,
+};
 use crate::wire::vnet::{VnetHeader, VNET_HDR_LEN};
 use crate::MacAddr;
 
@@ -194,40 +197,60 @@ impl Port for TapPort {
     }
 
     fn send_batch(&mut self, frames: &[TxRef<'_>]) -> Result<SendReport, PortError> {
-        let mut report = SendReport::default();
-        for f in frames {
-            let hdr = f.vnet.to_bytes();
-            let iov = [
-                libc::iovec {
-                    iov_base: hdr.as_ptr() as *mut libc::c_void,
-                    iov_len: VNET_HDR_LEN,
-                },
-                libc::iovec {
-                    iov_base: f.data.as_ptr() as *mut libc::c_void,
-                    iov_len: f.data.len(),
-                },
-            ];
-            // SAFETY: both iovecs point into live buffers of the stated lengths; the kernel only reads.
-            let rc = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
-            if rc >= 0 {
-                report.sent += 1;
-                report.sent_bytes += f.data.len() as u64;
-                continue;
-            }
-            let err: io::Error = sys::last_err();
-            match err.raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::ENOBUFS) => report.busy += 1,
-                // The tap's link is down (e.g. just moved into a namespace and not yet set up).
-                Some(libc::EIO) => report.link_down += 1,
-                Some(libc::EMSGSIZE) => report.too_big += 1,
-                Some(libc::EBADFD) | Some(libc::ENODEV) => {
-                    return Err(PortError::Gone(self.name.clone()))
-                }
-                _ => report.failed += 1,
-            }
-        }
-        Ok(report)
+        write_frames(&self.fd, &self.name, frames)
     }
+
+    fn sender(&self) -> Option<Box<dyn Port>> {
+        Some(Box::new(SendOnly {
+            name: self.name.clone(),
+            kind: PortKind::Tap,
+            mac: self.mac,
+            send: self.fd.try_clone().ok()?,
+        }))
+    }
+}
+
+impl SendFrames for OwnedFd {
+    fn send(&mut self, name: &str, frames: &[TxRef<'_>]) -> Result<SendReport, PortError> {
+        write_frames(self, name, frames)
+    }
+}
+
+/// Writes each frame with its vnet header (one `writev` per frame: a tap takes one frame a call).
+fn write_frames(fd: &OwnedFd, name: &str, frames: &[TxRef<'_>]) -> Result<SendReport, PortError> {
+    let mut report = SendReport::default();
+    for f in frames {
+        let hdr = f.vnet.to_bytes();
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_ptr() as *mut libc::c_void,
+                iov_len: VNET_HDR_LEN,
+            },
+            libc::iovec {
+                iov_base: f.data.as_ptr() as *mut libc::c_void,
+                iov_len: f.data.len(),
+            },
+        ];
+        // SAFETY: both iovecs point into live buffers of the stated lengths; the kernel only reads.
+        let rc = unsafe { libc::writev(fd.as_raw_fd(), iov.as_ptr(), 2) };
+        if rc >= 0 {
+            report.sent += 1;
+            report.sent_bytes += f.data.len() as u64;
+            continue;
+        }
+        let err: io::Error = sys::last_err();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::ENOBUFS) => report.busy += 1,
+            // The tap's link is down (e.g. just moved into a namespace and not yet set up).
+            Some(libc::EIO) => report.link_down += 1,
+            Some(libc::EMSGSIZE) => report.too_big += 1,
+            Some(libc::EBADFD) | Some(libc::ENODEV) => {
+                return Err(PortError::Gone(name.to_string()))
+            }
+            _ => report.failed += 1,
+        }
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

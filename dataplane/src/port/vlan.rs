@@ -20,7 +20,8 @@ const TAG_LEN: usize = 4;
 const TPID: [u8; 2] = [0x81, 0x00];
 
 pub struct VlanPort {
-    inner: AfPacketPort,
+    /// The parent's socket (an `AfPacketPort`, or its sender in another worker).
+    inner: Box<dyn Port>,
     vlan: Option<u16>,
     name: String,
     /// Tagged copies of outgoing frames.
@@ -35,17 +36,22 @@ impl VlanPort {
             None => "untagged".to_string(),
         };
         let inner = AfPacketPort::open_shared(parent, &share)?;
-        Ok(VlanPort {
-            name: match vlan {
-                Some(v) => format!("{parent}.{v}"),
-                None => parent.to_string(),
-            },
+        let name = match vlan {
+            Some(v) => format!("{parent}.{v}"),
+            None => parent.to_string(),
+        };
+        Ok(VlanPort::over(Box::new(inner), vlan, name))
+    }
+
+    fn over(inner: Box<dyn Port>, vlan: Option<u16>, name: String) -> VlanPort {
+        VlanPort {
+            name,
             inner,
             vlan,
             out: (0..BATCH)
                 .map(|_| vec![0u8; FRAME_CAPACITY + TAG_LEN])
                 .collect(),
-        })
+        }
     }
 }
 
@@ -143,6 +149,15 @@ impl Port for VlanPort {
 
     fn mac(&self) -> Option<MacAddr> {
         self.inner.mac()
+    }
+
+    fn sender(&self) -> Option<Box<dyn Port>> {
+        let inner = self.inner.sender()?;
+        Some(Box::new(VlanPort::over(
+            inner,
+            self.vlan,
+            self.name.clone(),
+        )))
     }
 }
 

@@ -217,6 +217,7 @@ pub struct Captured {
 
 /// A running capture: copies of matching frames go to `sink` (bounded: when the reader falls
 /// behind, frames are counted as `dropped` rather than slowing the switch).
+#[derive(Clone)]
 pub struct Capture {
     pub target: TraceTarget,
     pub filter: Option<Filter>,
