@@ -231,6 +231,9 @@ pub struct NetworkCreate {
     /// lowercase hex digits); minted otherwise.
     #[serde(default)]
     pub id: Option<String>,
+    /// `--driver`: `bridge` (the default) or `overlay`, as typed.
+    #[serde(default)]
+    pub driver: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

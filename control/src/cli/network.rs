@@ -40,6 +40,10 @@ pub enum NetworkCommand {
         /// Tag frames on the parent with this 802.1Q VLAN; only that VLAN is accepted from it.
         #[arg(long, value_name = "ID", requires = "parent")]
         vlan: Option<u16>,
+        /// bridge (the default: this host only) or overlay (across hosts in VXLAN over the
+        /// daemon's --advertise-addr; --opt vni=N, vxlan_port=P, peers=IP,...).
+        #[arg(long, short = 'd', value_name = "DRIVER")]
+        driver: Option<String>,
     },
     /// List networks.
     #[command(alias = "list")]
@@ -85,6 +89,7 @@ pub fn run(cmd: NetworkCommand, socket: &Path) -> ExitCode {
             mtu,
             parent,
             vlan,
+            driver,
         } => Request::NetworkCreate(NetworkCreate {
             name,
             subnet,
@@ -97,6 +102,7 @@ pub fn run(cmd: NetworkCommand, socket: &Path) -> ExitCode {
             parent,
             vlan,
             id: None,
+            driver,
         }),
         NetworkCommand::Ls => Request::NetworkLs,
         NetworkCommand::Inspect { names } => Request::NetworkInspect { names },

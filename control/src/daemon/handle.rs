@@ -199,6 +199,7 @@ impl Daemon {
         if let Some(u) = &self.uplink {
             network.check_uplink(&u.claim())?;
         }
+        network.check_underlay(self.system.underlay().as_ref())?;
         if let Some(parent) = &network.parent {
             if !self.system.interface_exists(parent).map_err(failed)? {
                 return Err(ApiError::bad_input(format!(

@@ -91,6 +91,10 @@ pub struct DaemonArgs {
     /// the daemon's /etc/resolv.conf. Repeat.
     #[arg(long = "dns", value_name = "IP")]
     dns: Vec<std::net::IpAddr>,
+    /// This host's address on the underlay, which overlay networks' VXLAN traffic leaves from
+    /// and arrives at (an address of an interface in the daemon's namespace).
+    #[arg(long, value_name = "IP")]
+    advertise_addr: Option<Ipv4Addr>,
 }
 
 impl DaemonArgs {
@@ -306,7 +310,18 @@ fn start(
     };
     let (engine, _thread) = Engine::spawn(config).context("starting the engine")?;
     tracing::info!("engine {}", describe_cpu(&engine.cpus()));
+    let underlay = args
+        .advertise_addr
+        .map(|ip| system::overlay::find_underlay(&netlink, ip))
+        .transpose()
+        .map_err(|e| BadStart(e.to_string()))?;
+    for n in state.networks.values() {
+        // `network create` refuses these; they can only meet here when --advertise-addr changed.
+        n.check_underlay(underlay.as_ref())
+            .map_err(|e| BadStart(e.message))?;
+    }
     let mut system = System::new(engine, netlink)?;
+    system.set_underlay(underlay);
     if let Some(old) = &replaced {
         // The old default network's host port (and its address) goes; restore makes the new.
         system.network_down(old);

@@ -22,6 +22,7 @@ pub mod mac;
 mod mint;
 mod network;
 mod options;
+pub mod overlay;
 pub mod publish;
 pub mod topology;
 mod view;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ipam::{self, AddressPool, IpamConfig, Ipv4Net};
 use super::options::{parse_mtu, parse_options, OPT_MTU};
+use super::overlay::{parse_driver, Driver, Overlay, DEFAULT_OVERLAY_MTU};
 use super::{
     bad, given_id, ipam_err, mac, parse_ip, validate_ifname, validate_name, Endpoint, Mint, State,
     DEFAULT_MTU, DEFAULT_NETWORK, RESERVED_NETWORK_NAMES, UPLINK_DOMAIN,
@@ -47,6 +48,9 @@ pub struct Network {
     /// addresses and leave it with them (no NAT); published ports still work.
     #[serde(default, skip_serializing_if = "is_false")]
     pub routed: bool,
+    /// An overlay network (`--driver overlay`): carried in VXLAN to other hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<Overlay>,
 }
 
 fn yes() -> bool {
@@ -137,13 +141,24 @@ impl State {
                 "gateway_mode=routed makes containers reachable beyond the uplink, and --internal forbids it: choose one",
             ));
         }
+        let driver = parse_driver(req.driver.as_deref())?;
+        let overlay = self.overlay_from_options(driver, &opts.given)?;
+        if driver == Driver::Overlay && req.parent.is_some() {
+            return Err(bad(
+                "--parent extends a bridge network onto a wire; an overlay network crosses hosts over the underlay instead",
+            ));
+        }
+        let default_mtu = match driver {
+            Driver::Bridge => DEFAULT_MTU,
+            Driver::Overlay => DEFAULT_OVERLAY_MTU,
+        };
         let mtu = match (req.mtu, opts.mtu) {
             (Some(a), Some(b)) if a != b => {
                 return Err(bad(format!("--mtu {a} contradicts option {OPT_MTU}={b}")))
             }
             (Some(a), _) => parse_mtu(&a.to_string())?,
             (None, Some(b)) => b,
-            (None, None) => DEFAULT_MTU,
+            (None, None) => default_mtu,
         };
         let existing: Vec<(String, Ipv4Net)> = self
             .networks
@@ -246,6 +261,7 @@ impl State {
             vlan: req.vlan,
             user_subnet: req.subnet.is_some(),
             routed: opts.routed,
+            overlay,
         };
         Ok(self.networks.entry(req.name.clone()).or_insert(network))
     }

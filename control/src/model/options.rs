@@ -67,9 +67,11 @@ pub(super) fn parse_options(raw: &[String]) -> Result<NetworkOptions, ApiError> 
             OPT_HOST_BINDING => {
                 parse_ip("host binding address", value)?;
             }
+            // Checked with the driver (`overlay::State::overlay_from_options`).
+            k if super::overlay::OVERLAY_OPTIONS.contains(&k) => {}
             _ => {
                 return Err(bad(format!(
-                    "unknown option '{key}': switchyard understands icc, mtu, gateway_mode, {OPT_ICC}, {OPT_MASQUERADE}, {OPT_HOST_BINDING}, {OPT_BRIDGE_NAME}, {OPT_MTU}, {OPT_GATEWAY_MODE}"
+                    "unknown option '{key}': switchyard understands icc, mtu, gateway_mode, vni, vxlan_port, peers (overlay), {OPT_ICC}, {OPT_MASQUERADE}, {OPT_HOST_BINDING}, {OPT_BRIDGE_NAME}, {OPT_MTU}, {OPT_GATEWAY_MODE}"
                 )))
             }
         }

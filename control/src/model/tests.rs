@@ -1195,3 +1195,105 @@ fn routed_networks_are_made_by_either_spelling_and_persisted() {
     let back: State = serde_json::from_str(&json).unwrap();
     assert_eq!(back, s, "the mode survives the state file");
 }
+
+fn overlay(name: &str, opts: &[&str]) -> NetworkCreate {
+    NetworkCreate {
+        driver: Some("overlay".into()),
+        options: opts.iter().map(|o| o.to_string()).collect(),
+        ..net(name, None)
+    }
+}
+
+#[test]
+fn overlay_networks_get_a_vni_port_peers_and_the_overlay_mtu() {
+    let (mut s, mut e) = sample();
+    let a = s
+        .create_network(&overlay("a", &["peers=10.0.0.2,10.0.0.3"]), &[], &mut e)
+        .unwrap()
+        .clone();
+    let o = a.overlay.as_ref().unwrap();
+    assert_eq!((o.vni, o.udp_port, a.mtu), (256, 4789, 1450));
+    assert_eq!(o.peers.len(), 2);
+    assert_eq!(a.driver(), "overlay");
+    let b = s
+        .create_network(&overlay("b", &["vxlan_port=8472", "mtu=1400"]), &[], &mut e)
+        .unwrap();
+    let o = b.overlay.as_ref().unwrap();
+    assert_eq!((o.vni, o.udp_port, b.mtu), (257, 8472, 1400));
+    let underlay = overlay::Underlay {
+        ip: "10.0.0.1".parse().unwrap(),
+        mtu: 1500,
+    };
+    assert!(a.check_underlay(Some(&underlay)).is_ok());
+    assert!(a
+        .check_underlay(None)
+        .unwrap_err()
+        .message
+        .contains("--advertise-addr"));
+    let small = overlay::Underlay {
+        mtu: 1400,
+        ..underlay
+    };
+    assert!(a
+        .check_underlay(Some(&small))
+        .unwrap_err()
+        .message
+        .contains("use --mtu 1350 or less"));
+    let own = overlay::Underlay {
+        ip: "10.0.0.2".parse().unwrap(),
+        ..underlay
+    };
+    assert!(a.check_underlay(Some(&own)).is_err());
+}
+
+#[test]
+fn bad_overlay_requests_change_nothing() {
+    let create = |req: NetworkCreate| {
+        move |s: &mut State, e: &mut Counter| s.create_network(&req, &[], e).map(|_| ())
+    };
+    refused(create(overlay("x", &["vni=0"])), "invalid vni '0'");
+    refused(create(overlay("x", &["vni=16777216"])), "invalid vni");
+    refused(
+        create(overlay("x", &["vxlan_port=0"])),
+        "invalid vxlan_port",
+    );
+    refused(create(overlay("x", &["peers=10.0.0.2,banana"])), "banana");
+    refused(
+        create(overlay("x", &["peers=10.0.0.2,10.0.0.2"])),
+        "given twice",
+    );
+    refused(create(overlay("x", &["peers=224.0.0.1"])), "unicast");
+    refused(
+        create(NetworkCreate {
+            options: vec!["vni=5".into()],
+            ..net("x", None)
+        }),
+        "needs --driver overlay",
+    );
+    refused(
+        create(NetworkCreate {
+            driver: Some("macvlan".into()),
+            ..net("x", None)
+        }),
+        "unknown network driver 'macvlan'",
+    );
+    refused(
+        create(NetworkCreate {
+            parent: Some("eth1".into()),
+            ..overlay("x", &[])
+        }),
+        "--parent",
+    );
+    let taken = |s: &mut State, e: &mut Counter| {
+        s.create_network(&overlay("y", &["vni=77"]), &[], e)?;
+        s.create_network(&overlay("x", &["vni=77"]), &[], e)
+            .map(|_| ())
+    };
+    let (mut s, mut e) = sample();
+    let err = taken(&mut s, &mut e).unwrap_err();
+    assert!(
+        err.message.contains("VNI 77 is already network 'y''s"),
+        "{}",
+        err.message
+    );
+}

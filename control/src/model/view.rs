@@ -63,7 +63,7 @@ impl State {
             .map(|n| NetworkSummary {
                 id: n.id.clone(),
                 name: self.shown_name(&n.id, &n.name).to_string(),
-                driver: DRIVER.to_string(),
+                driver: n.driver().to_string(),
                 scope: "local".to_string(),
                 subnet: n.subnet().to_string(),
                 gateway: n.gateway().to_string(),
@@ -116,6 +116,13 @@ impl State {
         if let Some(vlan) = n.vlan {
             options.insert("vlan".into(), vlan.to_string());
         }
+        if let Some(o) = &n.overlay {
+            use super::overlay::{OPT_PEERS, OPT_VNI, OPT_VXLAN_PORT};
+            options.insert(OPT_VNI.into(), o.vni.to_string());
+            options.insert(OPT_VXLAN_PORT.into(), o.udp_port.to_string());
+            let peers: Vec<String> = o.peers.iter().map(|p| p.to_string()).collect();
+            options.insert(OPT_PEERS.into(), peers.join(","));
+        }
         if n.name == super::DEFAULT_NETWORK {
             options.insert(OPT_DEFAULT_BRIDGE.into(), "true".into());
         }
@@ -124,7 +131,7 @@ impl State {
             id: n.id.clone(),
             created: n.created.clone(),
             scope: "local".into(),
-            driver: DRIVER.into(),
+            driver: n.driver().into(),
             enable_ipv6: false,
             ipam: IpamInspect {
                 driver: "default".into(),

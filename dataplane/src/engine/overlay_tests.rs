@@ -66,11 +66,11 @@ impl Rig {
         Rig { engine, ports }
     }
 
-    fn split_horizon_drops(&self, name: &str) -> u64 {
+    fn drops(&self, name: &str, reason: DropReason) -> u64 {
         let id = self.ports.iter().find(|p| p.0 == name).unwrap().1;
         let snap = self.engine.snapshot();
         let port = snap.ports.iter().find(|p| p.id == id).unwrap();
-        port.counters.dropped(DropReason::SplitHorizon)
+        port.counters.dropped(reason)
     }
 
     /// Injects `frame` on `on` and returns where copies went, sorted.
@@ -94,7 +94,18 @@ fn local_broadcast_is_replicated_to_every_remote_host() {
     let mut rig = Rig::new();
     assert_eq!(rig.send("c1", &frame(BCAST, C1)), ["h", "r2", "r3"]);
     assert_eq!(rig.send("c1", &frame(UNKNOWN, C1)), ["h", "r2", "r3"]);
-    assert_eq!(rig.split_horizon_drops("c1"), 0);
+    assert_eq!(rig.send("c1", &frame(H, C1)), ["h"]);
+    assert_eq!(rig.drops("c1", DropReason::SplitHorizon), 0);
+}
+
+#[test]
+fn the_host_port_stays_local() {
+    let mut rig = Rig::new();
+    assert_eq!(rig.send("h", &frame(BCAST, H)), ["c1"]);
+    assert_eq!(rig.drops("h", DropReason::HostLocal), 2);
+    assert_eq!(rig.send("r2", &frame(H, REMOTE_ON_R2)), Vec::<&str>::new());
+    assert_eq!(rig.drops("r2", DropReason::HostLocal), 1);
+    assert_eq!(rig.send("h", &frame(C1, H)), ["c1"]);
 }
 
 #[test]
@@ -108,13 +119,13 @@ fn unicast_goes_to_the_host_behind_the_mac() {
 #[test]
 fn what_one_remote_host_floods_never_goes_on_to_another() {
     let mut rig = Rig::new();
-    assert_eq!(rig.send("r2", &frame(BCAST, REMOTE_ON_R2)), ["c1", "h"]);
-    assert_eq!(rig.split_horizon_drops("r2"), 1);
-    assert_eq!(rig.send("r2", &frame(UNKNOWN, REMOTE_ON_R2)), ["c1", "h"]);
+    assert_eq!(rig.send("r2", &frame(BCAST, REMOTE_ON_R2)), ["c1"]);
+    assert_eq!(rig.drops("r2", DropReason::SplitHorizon), 1);
+    assert_eq!(rig.send("r2", &frame(UNKNOWN, REMOTE_ON_R2)), ["c1"]);
     // Even a unicast to a MAC behind another remote host stays: that host is not ours to relay to.
     assert_eq!(
         rig.send("r2", &frame(REMOTE_ON_R3, REMOTE_ON_R2)),
         Vec::<&str>::new()
     );
-    assert_eq!(rig.split_horizon_drops("r2"), 3);
+    assert_eq!(rig.drops("r2", DropReason::SplitHorizon), 3);
 }

@@ -283,6 +283,7 @@ drop_reasons! {
     NoEgress => "no-egress", Flood, "The frame was to be flooded but its bridge domain has no other port.";
     Icc => "icc", Icc, "Containers of a network with icc=false may only talk where a link allows it.";
     SplitHorizon => "split-horizon", Overlay, "A frame from one remote host of an overlay network is not sent on to another: each host sends its own copies (normal for every broadcast on a network of three or more hosts).";
+    HostLocal => "host-local", Overlay, "Each host of an overlay network has its own host port (its own gateway); nothing crosses between a host port and a remote host.";
     OffloadError => "offload-error", Egress, "The frame needed its checksum finished or to be segmented in software, and its headers did not allow it.";
     TxBusy => "tx-busy", Egress, "The egress port's queue was full.";
     TxTooBig => "tx-too-big", Egress, "The frame is larger than the egress interface's MTU.";

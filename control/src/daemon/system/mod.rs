@@ -10,6 +10,7 @@
 
 mod engine;
 mod names;
+pub mod overlay;
 mod relay;
 mod sync;
 
@@ -45,6 +46,8 @@ pub struct System {
     relay: relay::Relay,
     /// The uplink's address: ports published on it are the data plane's only.
     uplink_ip: Option<Ipv4Addr>,
+    /// Overlay networks' underlay, VXLAN sockets and ports.
+    overlays: overlay::Overlays,
 }
 
 impl System {
@@ -58,6 +61,7 @@ impl System {
             parent_ports: HashMap::new(),
             relay: relay::Relay::start().context("starting the port relay")?,
             uplink_ip: None,
+            overlays: overlay::Overlays::default(),
         })
     }
 
@@ -116,6 +120,9 @@ impl System {
                 .with_context(|| format!("attaching parent '{parent}'"))?;
             self.parent_ports.insert(n.name.clone(), id);
         }
+        if let Some(o) = &n.overlay {
+            self.sync_peers(n, &o.peers.clone())?;
+        }
         Ok(())
     }
 
@@ -127,6 +134,7 @@ impl System {
         if let Some(id) = self.parent_ports.remove(&n.name) {
             let _ = self.engine.remove_port(id);
         }
+        self.overlay_down(n);
         if let Err(e) = self.netlink.delete_link(&n.host_interface) {
             tracing::warn!(network = %n.name, "deleting host port: {e}");
         }

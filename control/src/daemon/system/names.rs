@@ -47,6 +47,9 @@ impl System {
                 };
                 names.ports.insert(p, name);
             }
+            for (peer, p) in self.overlays.ports.get(&n.name).into_iter().flatten() {
+                names.ports.insert(*p, super::overlay::port_name(*peer));
+            }
             names
                 .macs
                 .insert(n.host_mac.0, format!("host port of {}", n.name));

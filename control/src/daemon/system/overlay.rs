@@ -1,0 +1,112 @@
+//! Overlay networks on this host: the underlay (`--advertise-addr`), one VXLAN socket per UDP
+//! port on it, and per overlay network one engine port per remote host (`dataplane::VxlanPort`,
+//! role `Overlay`). The remote hosts of a network are its static `--opt peers`; `sync_peers`
+//! makes the ports match any list, so the same code follows a list that changes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use dataplane::{DomainId, PortId, PortRole, VxlanSocket};
+
+use super::System;
+use crate::model::overlay::Underlay;
+use crate::model::Network;
+use crate::netns::Netlink;
+
+/// This host's overlay plumbing (part of `System`).
+#[derive(Default)]
+pub(super) struct Overlays {
+    pub(super) underlay: Option<Underlay>,
+    sockets: HashMap<u16, Arc<VxlanSocket>>,
+    /// Engine port toward each remote host, per overlay network (by name).
+    pub(super) ports: HashMap<String, BTreeMap<Ipv4Addr, PortId>>,
+}
+
+/// The underlay `ip` names: the interface holding it in this namespace and its MTU.
+pub fn find_underlay(netlink: &Netlink, ip: Ipv4Addr) -> anyhow::Result<Underlay> {
+    for link in netlink.links()? {
+        if netlink.addresses(&link.name)?.iter().any(|(a, _)| *a == ip) {
+            return Ok(Underlay { ip, mtu: link.mtu });
+        }
+    }
+    anyhow::bail!(
+        "--advertise-addr {ip} is not an address of any interface in the daemon's namespace"
+    )
+}
+
+/// What traces and stats call the port toward `peer`.
+pub fn port_name(peer: Ipv4Addr) -> String {
+    format!("vxlan:{peer}")
+}
+
+impl System {
+    pub fn set_underlay(&mut self, underlay: Option<Underlay>) {
+        self.overlays.underlay = underlay;
+    }
+
+    pub fn underlay(&self) -> Option<Underlay> {
+        self.overlays.underlay
+    }
+
+    /// Makes network `n`'s VXLAN ports exactly one per host in `peers`.
+    pub fn sync_peers(&mut self, n: &Network, peers: &[Ipv4Addr]) -> anyhow::Result<()> {
+        let Some(overlay) = &n.overlay else {
+            return Ok(());
+        };
+        let current = self.overlays.ports.entry(n.name.clone()).or_default();
+        let gone: Vec<Ipv4Addr> = current
+            .keys()
+            .filter(|p| !peers.contains(p))
+            .copied()
+            .collect();
+        for peer in gone {
+            if let Some(id) = current.remove(&peer) {
+                let _ = self.engine.remove_port(id);
+            }
+        }
+        let missing: Vec<Ipv4Addr> = peers
+            .iter()
+            .filter(|p| !current.contains_key(p))
+            .copied()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let underlay = self.overlays.underlay.with_context(|| {
+            format!(
+                "overlay network '{}' needs the daemon started with --advertise-addr",
+                n.name
+            )
+        })?;
+        let socket = match self.overlays.sockets.get(&overlay.udp_port) {
+            Some(s) => s.clone(),
+            None => {
+                let s = VxlanSocket::open(underlay.ip, overlay.udp_port)?;
+                self.overlays.sockets.insert(overlay.udp_port, s.clone());
+                s
+            }
+        };
+        for peer in missing {
+            let port = socket.port(&port_name(peer), overlay.vni, peer)?;
+            let id = self
+                .engine
+                .add_port_as(Box::new(port), DomainId(n.domain), PortRole::Overlay)
+                .with_context(|| format!("attaching the VXLAN port toward {peer}"))?;
+            self.overlays
+                .ports
+                .entry(n.name.clone())
+                .or_default()
+                .insert(peer, id);
+        }
+        Ok(())
+    }
+
+    /// Detaches every VXLAN port of network `n`.
+    pub(super) fn overlay_down(&mut self, n: &Network) {
+        for (_, id) in self.overlays.ports.remove(&n.name).unwrap_or_default() {
+            let _ = self.engine.remove_port(id);
+        }
+    }
+}
