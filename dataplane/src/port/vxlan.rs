@@ -17,7 +17,12 @@
 //! into the batch (the 8-byte header shifted out in place), another port's are copied into that
 //! port's bounded stash (`STASH_FRAMES`), which the other port drains first when the engine serves
 //! it (the same datagram woke it). A datagram whose header is malformed or that no port claims
-//! (unknown VNI or sender) is dropped and counted on the socket (`VxlanStats`).
+//! (unknown VNI or sender) is dropped and counted on the socket (`VxlanStats`). Ports of one
+//! socket may live on different engine workers, so the hand-off takes no lock: a stash is a
+//! bounded lock-free channel (crossbeam's array flavour, `try_send`/`try_recv` only), buffers go
+//! back to their writer through a second one, and each port keeps its own copy of the routes to
+//! the other ports' stashes, refreshed under the registry's lock only after a port came or went
+//! (`VxlanSocket::generation`, bumped by the control plane).
 //!
 //! Send: through a raw `IPPROTO_RAW` socket that writes the outer IPv4 and UDP headers itself,
 //! because the UDP source port is the inner flow's hash (RFC 7348 section 5, so the underlay's
@@ -29,12 +34,14 @@
 //! super-frames and finishes checksums before handing frames over, so what leaves is always a
 //! complete frame no larger than the overlay MTU.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::mem;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
 
 use super::{sys, Port, PortError, PortKind, RxBatch, RxMeta, SendReport, TxRef, BATCH};
 use crate::wire::ethernet::EthernetFrame;
@@ -70,12 +77,12 @@ pub struct VxlanStats {
     pub stash_full: u64,
 }
 
-/// Frames read by one port for another, waiting to be collected. Buffers are reused, so a stash
-/// allocates only while it grows to its largest frames.
-#[derive(Default)]
-struct Stash {
-    frames: VecDeque<Vec<u8>>,
-    spare: Vec<Vec<u8>>,
+/// The way into one port's stash: frames go in through `frames`, and empty buffers come back
+/// from the owner through `spare`, so a stash allocates only while it grows to its largest frames.
+#[derive(Clone)]
+struct StashRoute {
+    frames: Sender<Vec<u8>>,
+    spare: Receiver<Vec<u8>>,
 }
 
 /// The underlay sockets of one local address and UDP port, shared by every VXLAN port on them.
@@ -84,9 +91,10 @@ pub struct VxlanSocket {
     port: u16,
     udp: OwnedFd,
     raw: OwnedFd,
-    /// Touched only by the engine thread (every port of a socket lives in one engine), so never
-    /// contended; a mutex because ports must be `Send`.
-    stashes: Mutex<HashMap<Key, Stash>>,
+    /// The registry of ports: taken by the control plane to add or remove one, and by a port
+    /// only when `generation` says it changed since the port last copied it.
+    routes: Mutex<HashMap<Key, StashRoute>>,
+    generation: AtomicU64,
     malformed: AtomicU64,
     unknown: AtomicU64,
     stash_full: AtomicU64,
@@ -162,7 +170,8 @@ impl VxlanSocket {
             port,
             udp,
             raw,
-            stashes: Mutex::new(HashMap::new()),
+            routes: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
             unknown: AtomicU64::new(0),
             stash_full: AtomicU64::new(0),
@@ -208,57 +217,33 @@ impl VxlanSocket {
             .udp
             .try_clone()
             .map_err(|e| PortError::os(name, "duplicating the VXLAN socket", e))?;
-        let mut stashes = self.stashes.lock().unwrap_or_else(|e| e.into_inner());
-        if stashes.contains_key(&(vni, remote)) {
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        if routes.contains_key(&(vni, remote)) {
             return Err(PortError::AlreadyAttached {
                 name: name.to_string(),
                 holder: format!(" (VNI {vni} toward {remote} has a port)"),
             });
         }
-        stashes.insert((vni, remote), Stash::default());
+        let (frames_tx, frames_rx) = bounded(STASH_FRAMES);
+        let (spare_tx, spare_rx) = bounded(STASH_FRAMES);
+        routes.insert(
+            (vni, remote),
+            StashRoute {
+                frames: frames_tx,
+                spare: spare_rx,
+            },
+        );
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(VxlanPort {
             name: name.to_string(),
-            socket: self.clone(),
             key: (vni, remote),
             fd,
-            dst: sockaddr(remote, self.port),
-            prefixes: Box::new([[0; PREFIX_LEN]; BATCH]),
+            stash: frames_rx,
+            spare: spare_tx,
+            routes: HashMap::new(),
+            seen: u64::MAX,
+            tx: VxlanTx::new(self.clone(), (vni, remote)),
         })
-    }
-
-    /// Copies this port's stashed frames into `batch` from slot 0; returns how many.
-    fn take_stashed(&self, key: Key, batch: &mut RxBatch) -> usize {
-        let mut stashes = self.stashes.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(stash) = stashes.get_mut(&key) else {
-            return 0;
-        };
-        let mut n = 0;
-        while n < BATCH {
-            let Some(frame) = stash.frames.pop_front() else {
-                break;
-            };
-            batch.fill(n, VnetHeader::default(), &frame);
-            stash.spare.push(frame);
-            n += 1;
-        }
-        n
-    }
-
-    /// Hands `frame` (decapsulated) to the port for `key`, or counts why it cannot.
-    fn stash(&self, key: Key, frame: &[u8]) {
-        let mut stashes = self.stashes.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(stash) = stashes.get_mut(&key) else {
-            self.unknown.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        if stash.frames.len() >= STASH_FRAMES {
-            self.stash_full.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let mut buf = stash.spare.pop().unwrap_or_default();
-        buf.clear();
-        buf.extend_from_slice(frame);
-        stash.frames.push_back(buf);
     }
 }
 
@@ -332,12 +317,16 @@ pub fn encapsulate(
 /// One overlay network's path to one remote host. See the module documentation.
 pub struct VxlanPort {
     name: String,
-    socket: Arc<VxlanSocket>,
     key: Key,
     /// This port's duplicate of the UDP socket, registered with the poller on its own.
     fd: OwnedFd,
-    dst: libc::sockaddr_in,
-    prefixes: Box<[[u8; PREFIX_LEN]; BATCH]>,
+    /// Frames other ports read for this one, and where their buffers go back.
+    stash: Receiver<Vec<u8>>,
+    spare: Sender<Vec<u8>>,
+    /// This port's copy of the socket's routes, as of generation `seen`.
+    routes: HashMap<Key, StashRoute>,
+    seen: u64,
+    tx: VxlanTx,
 }
 
 impl VxlanPort {
@@ -348,16 +337,94 @@ impl VxlanPort {
     pub fn remote(&self) -> Ipv4Addr {
         self.key.1
     }
+
+    /// Copies this port's stashed frames into `batch` from slot 0; returns how many.
+    fn take_stashed(&mut self, batch: &mut RxBatch) -> usize {
+        let mut n = 0;
+        while n < BATCH {
+            let Ok(frame) = self.stash.try_recv() else {
+                break;
+            };
+            batch.fill(n, VnetHeader::default(), &frame);
+            // A full spare queue only means the writer allocates once more.
+            let _ = self.spare.try_send(frame);
+            n += 1;
+        }
+        n
+    }
+
+    /// Hands `frame` (decapsulated) to the port for `key`, or counts why it cannot.
+    fn stash(&mut self, key: Key, frame: &[u8]) {
+        let socket = &self.tx.socket;
+        let generation = socket.generation.load(Ordering::Acquire);
+        if generation != self.seen {
+            self.routes = socket
+                .routes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            self.seen = generation;
+        }
+        let Some(route) = self.routes.get(&key) else {
+            socket.unknown.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let mut buf = route.spare.try_recv().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(frame);
+        if route.frames.try_send(buf).is_err() {
+            socket.stash_full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Drop for VxlanPort {
     fn drop(&mut self) {
-        let mut stashes = self
-            .socket
-            .stashes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        stashes.remove(&self.key);
+        let socket = &self.tx.socket;
+        let mut routes = socket.routes.lock().unwrap_or_else(|e| e.into_inner());
+        routes.remove(&self.key);
+        socket.generation.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// The sending half of a VXLAN port: what the port and its senders on other workers share.
+struct VxlanTx {
+    socket: Arc<VxlanSocket>,
+    key: Key,
+    dst: libc::sockaddr_in,
+    prefixes: Box<[[u8; PREFIX_LEN]; BATCH]>,
+}
+
+/// A VXLAN port's send-only twin for another engine worker (`Port::sender`): the same raw
+/// socket, so frames leave exactly as the port's own do; it receives nothing.
+pub struct VxlanSender {
+    name: String,
+    tx: VxlanTx,
+}
+
+impl Port for VxlanSender {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> PortKind {
+        PortKind::Vxlan
+    }
+
+    fn vnet_hdr(&self) -> bool {
+        false
+    }
+
+    fn raw_fd(&self) -> Option<RawFd> {
+        None
+    }
+
+    fn recv_batch(&mut self, _: &mut RxBatch) -> Result<usize, PortError> {
+        Ok(0)
+    }
+
+    fn send_batch(&mut self, frames: &[TxRef<'_>]) -> Result<SendReport, PortError> {
+        Ok(self.tx.send(frames))
     }
 }
 
@@ -383,7 +450,7 @@ impl Port for VxlanPort {
     }
 
     fn recv_batch(&mut self, batch: &mut RxBatch) -> Result<usize, PortError> {
-        let mut n = self.socket.take_stashed(self.key, batch);
+        let mut n = self.take_stashed(batch);
         let mut reads = 0;
         while n < BATCH && reads < MAX_READS {
             reads += 1;
@@ -447,11 +514,11 @@ impl Port for VxlanPort {
                 let (slot, _) = batch.slot_mut(i);
                 let datagram = &mut slot[..len];
                 let Ok((vni, start)) = decapsulate(datagram) else {
-                    self.socket.malformed.fetch_add(1, Ordering::Relaxed);
+                    self.tx.socket.malformed.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
                 if (vni, from) != self.key {
-                    self.socket.stash((vni, from), &datagram[start..]);
+                    self.stash((vni, from), &datagram[start..]);
                     continue;
                 }
                 datagram.copy_within(start.., 0);
@@ -475,6 +542,29 @@ impl Port for VxlanPort {
     }
 
     fn send_batch(&mut self, frames: &[TxRef<'_>]) -> Result<SendReport, PortError> {
+        Ok(self.tx.send(frames))
+    }
+
+    fn sender(&self) -> Option<Box<dyn Port>> {
+        Some(Box::new(VxlanSender {
+            name: self.name.clone(),
+            tx: VxlanTx::new(self.tx.socket.clone(), self.key),
+        }))
+    }
+}
+
+impl VxlanTx {
+    fn new(socket: Arc<VxlanSocket>, key: Key) -> VxlanTx {
+        let dst = sockaddr(key.1, socket.port);
+        VxlanTx {
+            socket,
+            key,
+            dst,
+            prefixes: Box::new([[0; PREFIX_LEN]; BATCH]),
+        }
+    }
+
+    fn send(&mut self, frames: &[TxRef<'_>]) -> SendReport {
         let mut report = SendReport::default();
         let local = self.socket.local;
         let (vni, remote) = self.key;
@@ -548,7 +638,7 @@ impl Port for VxlanPort {
                 start += 1;
             }
         }
-        Ok(report)
+        report
     }
 }
 
@@ -678,6 +768,18 @@ mod tests {
         assert_eq!(b_from_a_7.recv_batch(&mut batch).unwrap(), 1);
         assert_eq!(batch.frame(0), &f7[..]);
         assert_eq!(b.stats(), VxlanStats::default());
+
+        // Another worker's send-only twin sends as the port does.
+        let mut twin = a_to_b_7.sender().unwrap();
+        assert_eq!((twin.raw_fd(), twin.vnet_hdr()), (None, false));
+        twin.send_batch(&[TxRef {
+            vnet: VnetHeader::default(),
+            data: &f9,
+        }])
+        .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(b_from_a_7.recv_batch(&mut batch).unwrap(), 1);
+        assert_eq!(batch.frame(0), &f9[..]);
 
         // A VNI nobody on b has is counted, not delivered.
         let mut a_to_b_5 = a.port("a5", 5, b_ip).unwrap();
