@@ -344,6 +344,16 @@ fn a_router_answers_what_it_cannot_route() {
             "{case}"
         );
     }
+    // The routed network's gateway answers ping from beyond, as a router's interface does.
+    let out = rig.send("up", &packet(from_router, (FAR, GW), 64, L4::Ping));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].0, "up");
+    assert_eq!(
+        &out[0].1[14 + 12..14 + 16],
+        &GW.octets(),
+        "the reply is from the gateway"
+    );
+    assert_eq!(out[0].1[14 + 20], 0, "an echo reply");
     // An ICMP error is never answered with one (RFC 1812): it is dropped and counted.
     let mut error = packet(from_router, (FAR, WEB), 1, L4::Ping);
     error[14 + 20] = 3; // destination unreachable (its checksum is nobody's business here)

@@ -442,6 +442,14 @@ fn route_in(
     if !net.external {
         return NatAction::Drop(DropReason::Internal);
     }
+    if ip.dst == net.gateway_ip {
+        // The router's own address on the network answers ping, as the uplink address does;
+        // the rest is the host's, which the world does not reach through the uplink.
+        return match ip.icmp {
+            Some((ECHO_REQUEST, _)) => NatAction::Answer(Answer::IcmpEcho),
+            _ => NatAction::Drop(DropReason::NotLocal),
+        };
+    }
     if let Some(action) = ttl_exceeded(view, ip, uplink.ip) {
         return action;
     }
