@@ -15,34 +15,8 @@ fn one_network_across_two_hosts_on_a_vlan_and_another_vlan_stays_apart() {
     let wire1 = lab.port("h2");
     lab.exec_ok("h2", &["ip", "addr", "flush", "dev", "eth0"]);
     let d1 = lab.daemon("d1", &[]);
-    let sock2 = lab.dir.join("h2.sock").display().to_string();
-    let state2 = lab.dir.join("h2-state").display().to_string();
-    lab.spawn(
-        "h2",
-        "d2",
-        &[
-            switchyard_bin(),
-            "daemon",
-            "--state-dir",
-            &state2,
-            "--socket",
-            &sock2,
-        ],
-    );
-    lab.wait_log("d2", "daemon ready", Duration::from_secs(20));
-    let cli2 = |args: &[&str]| -> String {
-        let out = std::process::Command::new(switchyard_bin())
-            .args(args)
-            .env("SWITCHYARD_SOCKET", &sock2)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "host2 {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let host2 = lab.other_daemon("h2", &[]);
+    let cli2 = |args: &[&str]| host2.cli_ok(args);
 
     // blue: VLAN 10 on both hosts, one gateway each, ip-ranges that never overlap.
     lab.cli_ok(&[

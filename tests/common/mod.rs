@@ -372,24 +372,12 @@ impl Lab {
 
     /// Runs a `switchyard` client command against the lab's daemon.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(switchyard_bin())
-            .args(args)
-            .env("SWITCHYARD_SOCKET", self.socket())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run switchyard {args:?}: {e}"))
+        client(&self.socket(), args)
     }
 
     /// A client command that must succeed; returns its stdout.
     pub fn cli_ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "switchyard {args:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        client_ok(&self.socket(), args)
     }
 
     /// A client command that must succeed and print JSON.
@@ -416,6 +404,67 @@ impl Lab {
         self.exec_ok(host, &["cat", &format!("/sys/class/net/{ifname}/address")])
             .trim()
             .to_string()
+    }
+}
+
+/// A daemon of another "host": its own namespace, state and socket in the lab's directory.
+pub struct OtherDaemon {
+    pub socket: String,
+}
+
+impl OtherDaemon {
+    pub fn cli(&self, args: &[&str]) -> Output {
+        client(Path::new(&self.socket), args)
+    }
+
+    /// A client command that must succeed; returns its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        client_ok(Path::new(&self.socket), args)
+    }
+}
+
+/// A `switchyard` client command against the daemon at `socket`.
+fn client(socket: &Path, args: &[&str]) -> Output {
+    Command::new(switchyard_bin())
+        .args(args)
+        .env("SWITCHYARD_SOCKET", socket)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run switchyard {args:?}: {e}"))
+}
+
+/// A client command that must succeed; returns its stdout.
+fn client_ok(socket: &Path, args: &[&str]) -> String {
+    let out = client(socket, args);
+    assert!(
+        out.status.success(),
+        "switchyard {args:?} ({}) failed ({}): {}{}",
+        socket.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl Lab {
+    /// Starts a second daemon in namespace `host` (a second "host" of a two-host lab) with
+    /// `extra` arguments, and waits until it serves.
+    pub fn other_daemon(&mut self, host: &str, extra: &[&str]) -> OtherDaemon {
+        let socket = self.dir.join(format!("{host}.sock")).display().to_string();
+        let state = self.dir.join(format!("{host}-state")).display().to_string();
+        let label = format!("daemon-{host}");
+        let mut args = vec![
+            switchyard_bin(),
+            "daemon",
+            "--state-dir",
+            &state,
+            "--socket",
+            &socket,
+        ];
+        args.extend_from_slice(extra);
+        self.spawn(host, &label, &args);
+        self.wait_log(&label, "daemon ready", Duration::from_secs(20));
+        OtherDaemon { socket }
     }
 }
 
