@@ -172,3 +172,256 @@ fn overlay_networks_are_refused_in_one_line_without_an_underlay() {
     let ls = lab.cli_ok(&["network", "ls"]);
     assert!(!ls.contains(" ov ") && !ls.contains(" br "), "{ls}");
 }
+
+/// A cluster lab: host1 is the lab's switch namespace, h2 and h3 are hosts with daemons of their
+/// own, and etcd runs in "et"; all four on an underlay bridge (192.168.78.0/24) in host1.
+struct Cluster {
+    lab: Lab,
+    etcd: usize,
+    daemons: [Option<usize>; 3],
+}
+
+/// Waits until `f` holds, 25 s at most.
+fn deadline(what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(25),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+const ETCD_URL: &str = "etcd://192.168.78.9:2379";
+
+fn host_ip(i: usize) -> String {
+    format!("192.168.78.{}", i + 1)
+}
+
+impl Cluster {
+    fn new(short: &str) -> Cluster {
+        let mut lab = Lab::new(short);
+        for cmd in [
+            "ip link add ulbr type bridge",
+            "ip link set ulbr up",
+            "ip addr add 192.168.78.1/24 dev ulbr",
+        ] {
+            let args: Vec<&str> = cmd.split(' ').collect();
+            lab.exec_ok("sw", &args);
+        }
+        for (h, ip) in [("h2", "2"), ("h3", "3"), ("et", "9")] {
+            lab.host(h, &format!("192.168.78.{ip}/24"));
+            let port = lab.port(h);
+            lab.exec_ok("sw", &["ip", "link", "set", &port, "master", "ulbr", "up"]);
+        }
+        let mut c = Cluster {
+            etcd: 0,
+            lab,
+            daemons: [None; 3],
+        };
+        c.start_etcd();
+        for i in 0..3 {
+            c.start_daemon(i);
+        }
+        c
+    }
+
+    fn start_etcd(&mut self) {
+        let dir = self.lab.dir.join("etcd").display().to_string();
+        self.etcd = self.lab.spawn(
+            "et",
+            "etcd",
+            &[
+                "etcd",
+                "--data-dir",
+                &dir,
+                "--listen-client-urls",
+                "http://192.168.78.9:2379",
+                "--advertise-client-urls",
+                "http://192.168.78.9:2379",
+                "--listen-peer-urls",
+                "http://127.0.0.1:2380",
+            ],
+        );
+        self.lab.wait_log(
+            "etcd",
+            "ready to serve client requests",
+            Duration::from_secs(20),
+        );
+    }
+
+    fn socket(&self, i: usize) -> String {
+        match i {
+            0 => self.lab.socket().display().to_string(),
+            _ => self
+                .lab
+                .dir
+                .join(format!("h{}.sock", i + 1))
+                .display()
+                .to_string(),
+        }
+    }
+
+    fn start_daemon(&mut self, i: usize) {
+        let ip = host_ip(i);
+        let extra = ["--advertise-addr", &ip, "--cluster", ETCD_URL];
+        if i == 0 {
+            self.daemons[0] = Some(self.lab.daemon("d1", &extra));
+            return;
+        }
+        let host = format!("h{}", i + 1);
+        let state = self
+            .lab
+            .dir
+            .join(format!("{host}-state"))
+            .display()
+            .to_string();
+        let socket = self.socket(i);
+        let mut args = vec![
+            switchyard_bin(),
+            "daemon",
+            "--state-dir",
+            &state,
+            "--socket",
+            &socket,
+        ];
+        args.extend(extra);
+        let label = format!("d{}-{}", i + 1, self.lab.children_len());
+        let d = self.lab.spawn(&host, &label, &args);
+        self.lab
+            .wait_log(&label, "daemon ready", Duration::from_secs(20));
+        self.daemons[i] = Some(d);
+    }
+
+    fn kill_daemon(&mut self, i: usize) {
+        let d = self.daemons[i].take().unwrap();
+        self.lab.signal(d, libc::SIGKILL);
+        while self.lab.running(d) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn cli(&self, i: usize, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(switchyard_bin())
+            .args(args)
+            .env("SWITCHYARD_SOCKET", self.socket(i))
+            .output()
+            .unwrap()
+    }
+
+    fn cli_ok(&self, i: usize, args: &[&str]) -> String {
+        let out = self.cli(i, args);
+        assert!(
+            out.status.success(),
+            "host{} {args:?}: {}",
+            i + 1,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits (25 s at most: a lease of 10 s, read once a second) until `f` holds on host `i`'s
+    /// `args` output.
+    fn converge(&self, i: usize, args: &[&str], what: &str, f: impl Fn(&str) -> bool) {
+        deadline(what, || f(&self.cli_ok(i, args)));
+    }
+}
+
+#[test]
+fn three_hosts_share_overlay_networks_through_etcd_and_survive_its_faults() {
+    let mut c = Cluster::new("ovc");
+    c.cli_ok(
+        0,
+        &[
+            "network",
+            "create",
+            "ov",
+            "--driver",
+            "overlay",
+            "--subnet",
+            "10.98.0.0/24",
+        ],
+    );
+    for i in 1..3 {
+        c.converge(i, &["network", "ls"], "ov on every host", |ls| {
+            ls.contains(" ov ")
+        });
+    }
+    let vni = |i: usize| {
+        let v: serde_json::Value =
+            serde_json::from_str(&c.cli_ok(i, &["network", "inspect", "ov"])).unwrap();
+        (v[0]["Id"].clone(), v[0]["Options"]["vni"].clone())
+    };
+    assert_eq!(vni(0), vni(1), "one ID and VNI everywhere");
+    assert_eq!(vni(0), vni(2));
+    // Every host has a VXLAN port toward each other host.
+    for i in 0..3 {
+        c.converge(i, &["stats"], "ports toward the other hosts", |st| {
+            (0..3)
+                .filter(|&j| j != i)
+                .all(|j| st.contains(&format!("vxlan:{}", host_ip(j))))
+        });
+    }
+    // One container per host (addresses given: allocation is per host, not yet in etcd).
+    let mut names = Vec::new();
+    for i in 0..3 {
+        let ns = c.lab.adopt(&format!("c{}", i + 1));
+        let ip = format!("10.98.0.{}", 11 + i);
+        c.cli_ok(
+            i,
+            &["container", "create", &ns, "--network", "ov", "--ip", &ip],
+        );
+        names.push(ns);
+    }
+    let link = c.lab.exec_ok("c2", &["ip", "link", "show", "eth0"]);
+    assert!(link.contains("mtu 1450"), "{link}");
+    c.lab.ping_ok("c1", "10.98.0.12");
+    c.lab.ping_ok("c1", "10.98.0.13");
+    c.lab.ping_ok("c2", "10.98.0.13");
+    let bytes = c.lab.iperf("c3", "c1", "10.98.0.13", 2);
+    assert!(bytes > 1e6, "iperf3 host1 -> host3: {bytes}");
+
+    // etcd down: traffic goes on, a change that needs the cluster fails in one line and leaves
+    // nothing behind.
+    c.lab.signal(c.etcd, libc::SIGKILL);
+    std::thread::sleep(Duration::from_secs(2));
+    c.lab.ping_ok("c1", "10.98.0.12");
+    let out = c.cli(0, &["network", "create", "ov2", "--driver", "overlay"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "created without etcd");
+    assert!(
+        err.contains("unreachable") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(!c.cli_ok(0, &["network", "ls"]).contains("ov2"));
+    // etcd back: changes work again and every host converges.
+    c.start_etcd();
+    c.converge(0, &["stats"], "host1 still sees both hosts", |st| {
+        st.contains("vxlan:192.168.78.2") && st.contains("vxlan:192.168.78.3")
+    });
+    let create = || c.cli(0, &["network", "create", "ov2", "--driver", "overlay"]);
+    wait_for("ov2 created once etcd answers", || {
+        create().status.success().then_some(())
+    });
+    c.converge(2, &["network", "ls"], "ov2 on host3", |ls| {
+        ls.contains(" ov2 ")
+    });
+
+    // Host3's daemon killed: when its lease ends it is gone for everyone; restarted, it is back
+    // and its container reachable again.
+    c.kill_daemon(2);
+    c.converge(0, &["stats"], "host3 gone from host1", |st| {
+        !st.contains("vxlan:192.168.78.3")
+    });
+    c.converge(1, &["stats"], "host3 gone from host2", |st| {
+        !st.contains("vxlan:192.168.78.3")
+    });
+    c.lab.ping_ok("c1", "10.98.0.12");
+    c.start_daemon(2);
+    c.converge(0, &["stats"], "host3 back on host1", |st| {
+        st.contains("vxlan:192.168.78.3")
+    });
+    c.lab.ping_ok("c1", "10.98.0.13");
+    c.lab.ping_ok("c3", "10.98.0.12");
+}

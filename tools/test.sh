@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 [[ $EUID -eq 0 ]] || { echo "test.sh: run as root (integration tests create network namespaces): sudo $0" >&2; exit 2; }
 
-need=(iproute2 iputils-ping iperf3 tcpdump tshark netcat-openbsd ethtool netsniff-ng util-linux procps llvm graphviz libxml2-utils docker.io busybox-static curl podman containernetworking-plugins dnsmasq dnsutils)
+need=(iproute2 iputils-ping iperf3 tcpdump tshark netcat-openbsd ethtool netsniff-ng util-linux procps llvm graphviz libxml2-utils docker.io busybox-static curl podman containernetworking-plugins dnsmasq dnsutils etcd-server)
 missing=()
 for pkg in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -191,7 +191,26 @@ impl Daemon {
         Ok(Response::ContainerDetails(out))
     }
 
+    /// `network create`: an overlay network of a cluster is stored in etcd first (which every
+    /// host follows), then created here; if that fails, it is taken out of etcd again.
     fn network_create(&mut self, req: api::NetworkCreate) -> Result<Response, ApiError> {
+        let overlay = req.driver.as_deref() == Some("overlay");
+        if !overlay || self.cluster.is_none() {
+            return self.network_create_local(req);
+        }
+        let published = self.publish_network(req)?;
+        let created = self.network_create_local(published.clone());
+        if created.is_err() {
+            self.unpublish_network(&published);
+        }
+        created
+    }
+
+    /// `network create` on this host only.
+    pub(super) fn network_create_local(
+        &mut self,
+        req: api::NetworkCreate,
+    ) -> Result<Response, ApiError> {
         let mut routes = self.system.routes();
         routes.extend(self.uplink.as_ref().and_then(|u| u.subnet()));
         let mut next = self.state.clone();
@@ -223,6 +242,9 @@ impl Daemon {
             |system| system.network_down(&network),
             || format!("setting up network '{}'", network.name),
         )?;
+        if network.overlay.is_some() {
+            self.sync_overlay_peers();
+        }
         Ok(Response::Created { id: network.id })
     }
 

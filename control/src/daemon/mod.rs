@@ -19,6 +19,7 @@
 //! change), `trace.rs` (live traces, captures and what-if packets), `reaper.rs` (the
 //! once-a-second thread), `system.rs` (making the system match the state).
 
+mod cluster;
 mod handle;
 mod mint;
 mod names;
@@ -48,6 +49,10 @@ struct Daemon {
     resolver: Resolver,
     /// `--dns`: the resolver's upstreams instead of the daemon's resolv.conf.
     dns_servers: Vec<std::net::IpAddr>,
+    /// `--cluster`: etcd and this host's address there.
+    cluster: Option<cluster::ClusterConfig>,
+    /// What the cluster thread last read from etcd.
+    cluster_view: cluster::ClusterView,
 }
 
 /// A failure of the system (not of the request): one line, causes joined.

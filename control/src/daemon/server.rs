@@ -95,6 +95,10 @@ pub struct DaemonArgs {
     /// and arrives at (an address of an interface in the daemon's namespace).
     #[arg(long, value_name = "IP")]
     advertise_addr: Option<Ipv4Addr>,
+    /// Join the cluster kept in this etcd (etcd://HOST:PORT[,HOST:PORT...]): overlay networks
+    /// are created on every host, and every host's VXLAN ports follow the registered hosts.
+    #[arg(long, value_name = "URL", requires = "advertise_addr")]
+    cluster: Option<String>,
 }
 
 impl DaemonArgs {
@@ -223,6 +227,14 @@ pub fn run(args: DaemonArgs, socket: Option<&Path>) -> ExitCode {
             .expect("spawning the metrics thread");
     }
     reaper::spawn(Arc::clone(&daemon));
+    let cluster = daemon
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .cluster
+        .clone();
+    if let Some(config) = cluster {
+        super::cluster::spawn(Arc::clone(&daemon), config);
+    }
     let serving = Arc::clone(&daemon);
     std::thread::Builder::new()
         .name("control".into())
@@ -362,9 +374,20 @@ fn start(
         uplink,
         resolver,
         dns_servers: args.dns.clone(),
+        cluster: cluster_config(args)?,
+        cluster_view: Default::default(),
     };
     daemon.sync_names();
     Ok(daemon)
+}
+
+/// `--cluster` with `--advertise-addr`, validated.
+fn cluster_config(args: &DaemonArgs) -> anyhow::Result<Option<super::cluster::ClusterConfig>> {
+    let (Some(url), Some(me)) = (&args.cluster, args.advertise_addr) else {
+        return Ok(None);
+    };
+    let etcd = super::cluster::etcd::parse_url(url).map_err(BadStart)?;
+    Ok(Some(super::cluster::ClusterConfig { etcd, me }))
 }
 
 /// Binds the API socket with mode 0600, replacing a stale socket file but never a live daemon's.

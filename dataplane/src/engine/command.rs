@@ -318,9 +318,35 @@ impl EngineHandle {
         domain: DomainId,
         role: PortRole,
     ) -> Result<PortId, EngineError> {
+        self.place_port(port, domain, role, None)
+    }
+
+    /// As `add_port_as`, received by the worker that receives from `beside` (when it is still
+    /// attached): ports that read one shared socket (`VxlanPort`s of one underlay port) hand each
+    /// other datagrams, which is only free of lost wake-ups within one thread.
+    pub fn add_port_beside(
+        &self,
+        port: Box<dyn Port>,
+        domain: DomainId,
+        role: PortRole,
+        beside: PortId,
+    ) -> Result<PortId, EngineError> {
+        self.place_port(port, domain, role, Some(beside))
+    }
+
+    fn place_port(
+        &self,
+        port: Box<dyn Port>,
+        domain: DomainId,
+        role: PortRole,
+        beside: Option<PortId>,
+    ) -> Result<PortId, EngineError> {
         let mut placement = self.placement.lock().unwrap_or_else(|e| e.into_inner());
         let n = self.workers.len();
-        let owner = (0..n).min_by_key(|&w| placement.owned[w]).unwrap_or(0);
+        let least_loaded = (0..n).min_by_key(|&w| placement.owned[w]).unwrap_or(0);
+        let owner = beside
+            .and_then(|b| placement.owner.get(b.0 as usize).copied().flatten())
+            .unwrap_or(least_loaded);
         let mut senders = Vec::with_capacity(n - 1);
         for _ in 1..n {
             match port.sender() {

@@ -17,8 +17,10 @@
 //! into the batch (the 8-byte header shifted out in place), another port's are copied into that
 //! port's bounded stash (`STASH_FRAMES`), which the other port drains first when the engine serves
 //! it (the same datagram woke it). A datagram whose header is malformed or that no port claims
-//! (unknown VNI or sender) is dropped and counted on the socket (`VxlanStats`). Ports of one
-//! socket may live on different engine workers, so the hand-off takes no lock: a stash is a
+//! (unknown VNI or sender) is dropped and counted on the socket (`VxlanStats`). The ports of one
+//! socket must be received by one engine worker (`EngineHandle::add_port_beside`): across
+//! threads, a port could find its stash empty and the socket drained just before another thread
+//! stashes for it, and nothing would wake it. The hand-off still takes no lock: a stash is a
 //! bounded lock-free channel (crossbeam's array flavour, `try_send`/`try_recv` only), buffers go
 //! back to their writer through a second one, and each port keeps its own copy of the routes to
 //! the other ports' stashes, refreshed under the registry's lock only after a port came or went

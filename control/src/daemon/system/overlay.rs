@@ -22,6 +22,18 @@ pub(super) struct Overlays {
     sockets: HashMap<u16, Arc<VxlanSocket>>,
     /// Engine port toward each remote host, per overlay network (by name).
     pub(super) ports: HashMap<String, BTreeMap<Ipv4Addr, PortId>>,
+    /// The UDP port (hence the socket) of each overlay network with ports, by name.
+    udp_port_of: HashMap<String, u16>,
+}
+
+impl Overlays {
+    /// A port already reading the socket of UDP port `udp_port`, if any.
+    fn reader_of(&self, udp_port: u16) -> Option<PortId> {
+        self.ports
+            .iter()
+            .filter(|(name, _)| self.udp_port_of.get(*name) == Some(&udp_port))
+            .find_map(|(_, peers)| peers.values().next().copied())
+    }
 }
 
 /// The underlay `ip` names: the interface holding it in this namespace and its MTU.
@@ -89,11 +101,17 @@ impl System {
             }
         };
         for peer in missing {
-            let port = socket.port(&port_name(peer), overlay.vni, peer)?;
-            let id = self
-                .engine
-                .add_port_as(Box::new(port), DomainId(n.domain), PortRole::Overlay)
-                .with_context(|| format!("attaching the VXLAN port toward {peer}"))?;
+            let port = Box::new(socket.port(&port_name(peer), overlay.vni, peer)?);
+            let (domain, role) = (DomainId(n.domain), PortRole::Overlay);
+            // Ports of one socket hand each other datagrams: one worker receives for them all.
+            let attached = match self.overlays.reader_of(overlay.udp_port) {
+                Some(beside) => self.engine.add_port_beside(port, domain, role, beside),
+                None => self.engine.add_port_as(port, domain, role),
+            };
+            let id = attached.with_context(|| format!("attaching the VXLAN port toward {peer}"))?;
+            self.overlays
+                .udp_port_of
+                .insert(n.name.clone(), overlay.udp_port);
             self.overlays
                 .ports
                 .entry(n.name.clone())
@@ -105,6 +123,7 @@ impl System {
 
     /// Detaches every VXLAN port of network `n`.
     pub(super) fn overlay_down(&mut self, n: &Network) {
+        self.overlays.udp_port_of.remove(&n.name);
         for (_, id) in self.overlays.ports.remove(&n.name).unwrap_or_default() {
             let _ = self.engine.remove_port(id);
         }

@@ -1,0 +1,310 @@
+//! A small etcd v3 client over etcd's JSON gateway (`POST /v3/...`, keys and values in base64),
+//! synchronous, one HTTP/1.1 request per connection with 2-second timeouts.
+//!
+//! Why not the `etcd-client` crate: it brings tonic, prost and hyper's HTTP/2 stack and a build
+//! step that needs `protoc`, for the five calls the daemon makes (grant, keep alive, transaction,
+//! range, delete); the daemon's control thread is synchronous and holds the daemon's lock while
+//! it asks, so a blocking call with a deadline is what it wants anyway. Debian's etcd 3.4 serves
+//! the gateway at `/v3` (3.5 and later too). Watches are not used: the cluster thread reads the
+//! prefixes it follows once a second (see `cluster`).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest answer read (a range over the whole prefix of a big cluster fits).
+const MAX_ANSWER: u64 = 16 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error("etcd at {endpoints} is unreachable: {reason}")]
+    Unreachable { endpoints: String, reason: String },
+    #[error("etcd answered {0}")]
+    Answer(String),
+}
+
+/// The cluster's etcd endpoints (`--cluster etcd://HOST:PORT[,HOST:PORT...]`).
+#[derive(Clone, Debug)]
+pub struct Etcd {
+    endpoints: Vec<String>,
+}
+
+/// Parses `etcd://HOST:PORT[,HOST:PORT...]`.
+pub fn parse_url(url: &str) -> Result<Etcd, String> {
+    let Some(rest) = url.strip_prefix("etcd://") else {
+        return Err(format!(
+            "--cluster '{url}': expected etcd://HOST:PORT[,HOST:PORT...]"
+        ));
+    };
+    let endpoints: Vec<String> = rest.split(',').map(str::to_string).collect();
+    for e in &endpoints {
+        let ok = e
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !ok {
+            return Err(format!(
+                "--cluster '{url}': '{e}' is not HOST:PORT (etcd://HOST:PORT[,HOST:PORT...])"
+            ));
+        }
+    }
+    Ok(Etcd { endpoints })
+}
+
+impl Etcd {
+    pub fn endpoints(&self) -> String {
+        self.endpoints.join(",")
+    }
+
+    /// One call to the first endpoint that answers.
+    fn post(&self, path: &str, body: &Value) -> Result<Value, EtcdError> {
+        let mut last = String::new();
+        for endpoint in &self.endpoints {
+            match post_to(endpoint, path, body) {
+                Ok(v) => return Ok(v),
+                Err(PostError::Connect(e)) => last = format!("{endpoint}: {e}"),
+                Err(PostError::Answer(e)) => return Err(EtcdError::Answer(e)),
+            }
+        }
+        Err(EtcdError::Unreachable {
+            endpoints: self.endpoints(),
+            reason: last,
+        })
+    }
+
+    /// A lease of `ttl` seconds; its ID.
+    pub fn grant(&self, ttl: u64) -> Result<i64, EtcdError> {
+        let v = self.post("/v3/lease/grant", &json!({ "TTL": ttl }))?;
+        number(&v["ID"]).ok_or_else(|| EtcdError::Answer(format!("no lease ID in {v}")))
+    }
+
+    /// Renews lease `id`; its remaining TTL (0: the lease is gone).
+    pub fn keep_alive(&self, id: i64) -> Result<i64, EtcdError> {
+        let v = self.post("/v3/lease/keepalive", &json!({ "ID": id.to_string() }))?;
+        Ok(number(&v["result"]["TTL"]).unwrap_or(0))
+    }
+
+    /// Puts every pair at once if none of `absent` exists yet (one transaction); whether it did.
+    pub fn create_all(
+        &self,
+        absent: &[&str],
+        puts: &[(&str, &str)],
+        lease: Option<i64>,
+    ) -> Result<bool, EtcdError> {
+        let compare: Vec<Value> = absent
+            .iter()
+            .map(|k| {
+                json!({"key": b64(k.as_bytes()), "target": "CREATE", "result": "EQUAL", "create_revision": "0"})
+            })
+            .collect();
+        let success: Vec<Value> = puts
+            .iter()
+            .map(|(k, v)| {
+                let mut put = json!({"key": b64(k.as_bytes()), "value": b64(v.as_bytes())});
+                if let Some(l) = lease {
+                    put["lease"] = json!(l.to_string());
+                }
+                json!({ "request_put": put })
+            })
+            .collect();
+        let v = self.post(
+            "/v3/kv/txn",
+            &json!({"compare": compare, "success": success}),
+        )?;
+        Ok(v["succeeded"].as_bool().unwrap_or(false))
+    }
+
+    pub fn put(&self, key: &str, value: &str, lease: Option<i64>) -> Result<(), EtcdError> {
+        let mut body = json!({"key": b64(key.as_bytes()), "value": b64(value.as_bytes())});
+        if let Some(l) = lease {
+            body["lease"] = json!(l.to_string());
+        }
+        self.post("/v3/kv/put", &body).map(|_| ())
+    }
+
+    pub fn delete(&self, key: &str) -> Result<(), EtcdError> {
+        self.post("/v3/kv/deleterange", &json!({"key": b64(key.as_bytes())}))
+            .map(|_| ())
+    }
+
+    /// Every key under `prefix` with its value, in key order.
+    pub fn range_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>, EtcdError> {
+        let mut end = prefix.as_bytes().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let v = self.post(
+            "/v3/kv/range",
+            &json!({"key": b64(prefix.as_bytes()), "range_end": b64(&end)}),
+        )?;
+        let mut out = Vec::new();
+        for kv in v["kvs"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let key = kv["key"].as_str().and_then(unb64);
+            let value = kv["value"].as_str().map_or(Some(String::new()), unb64);
+            if let (Some(k), Some(v)) = (key, value) {
+                out.push((k, v));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// etcd's JSON carries 64-bit numbers as strings.
+fn number(v: &Value) -> Option<i64> {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| v.as_i64())
+}
+
+enum PostError {
+    /// No connection, or it broke before an answer: try the next endpoint.
+    Connect(String),
+    /// etcd answered with an error.
+    Answer(String),
+}
+
+fn post_to(endpoint: &str, path: &str, body: &Value) -> Result<Value, PostError> {
+    let connect = |e: std::io::Error| PostError::Connect(e.to_string());
+    let addrs: Vec<SocketAddr> = endpoint.to_socket_addrs().map_err(connect)?.collect();
+    let addr = addrs
+        .first()
+        .ok_or_else(|| PostError::Connect("no address".into()))?;
+    let mut stream = TcpStream::connect_timeout(addr, TIMEOUT).map_err(connect)?;
+    stream.set_read_timeout(Some(TIMEOUT)).map_err(connect)?;
+    stream.set_write_timeout(Some(TIMEOUT)).map_err(connect)?;
+    let body = body.to_string();
+    // Not half-closed after the request: etcd's gateway cancels a call whose client shut its
+    // side down. `Connection: close` ends the answer at EOF.
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {endpoint}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).map_err(connect)?;
+    let mut answer = Vec::new();
+    stream
+        .take(MAX_ANSWER)
+        .read_to_end(&mut answer)
+        .map_err(connect)?;
+    let text = String::from_utf8_lossy(&answer);
+    let Some((head, rest)) = text.split_once("\r\n\r\n") else {
+        return Err(PostError::Connect(
+            "the connection closed before an answer".into(),
+        ));
+    };
+    // Unary calls answer with Content-Length; the keep-alive stream is chunked: either way the
+    // first JSON object of the body is the answer.
+    let json_text = match (rest.find('{'), rest.rfind('}')) {
+        (Some(a), Some(b)) if a < b => &rest[a..=b],
+        _ => {
+            return Err(PostError::Answer(format!(
+                "no JSON in '{}'",
+                head.lines().next().unwrap_or("")
+            )))
+        }
+    };
+    let json_text = json_text
+        .split("\r\n")
+        .find(|l| l.starts_with('{'))
+        .unwrap_or(json_text);
+    let value: Value = serde_json::from_str(json_text)
+        .map_err(|e| PostError::Answer(format!("{e}: {json_text}")))?;
+    let status_ok = head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200");
+    if !status_ok || value.get("error").is_some() {
+        let message = value["message"].as_str().unwrap_or(json_text);
+        return Err(PostError::Answer(message.to_string()));
+    }
+    Ok(value)
+}
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding (RFC 4648), as the gateway's JSON wants bytes.
+pub fn b64(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes standard base64 into UTF-8 text; `None` for anything else.
+pub fn unb64(text: &str) -> Option<String> {
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let v = ALPHABET.iter().position(|&a| a == c)? as u32;
+        bits = (bits << 6) | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+            bits &= (1 << n) - 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips_rfc_4648_vectors() {
+        for (plain, coded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(b64(plain.as_bytes()), coded);
+            assert_eq!(unb64(coded).as_deref(), Some(plain));
+        }
+        assert_eq!(unb64("!!"), None);
+    }
+
+    #[test]
+    fn cluster_urls() {
+        assert_eq!(
+            parse_url("etcd://10.0.0.9:2379,e2:2379")
+                .unwrap()
+                .endpoints(),
+            "10.0.0.9:2379,e2:2379"
+        );
+        for bad in [
+            "http://x:1",
+            "etcd://",
+            "etcd://x",
+            "etcd://x:0",
+            "etcd://:5",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_unreachable_etcd_is_one_line() {
+        // Port 1 on loopback: nothing listens there.
+        let etcd = parse_url("etcd://127.0.0.1:1").unwrap();
+        let e = etcd.grant(5).unwrap_err().to_string();
+        assert!(e.starts_with("etcd at 127.0.0.1:1 is unreachable"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+}

@@ -1,0 +1,256 @@
+//! The cluster (`switchyard daemon --cluster etcd://HOST:PORT[,...] --advertise-addr IP`): what
+//! hosts agree on, kept in etcd.
+//!
+//! Key layout (prefix `/switchyard/v1/`), who writes it and when:
+//! - `hosts/<advertise-addr>` = `{"addr": IP}`: each daemon, under a lease of its own
+//!   (`HOST_TTL`, renewed every `KEEP_ALIVE`); a host whose daemon stops renewing disappears for
+//!   everyone when the lease ends, and its VXLAN ports go with it.
+//! - `networks/<name>` = the `network create` request of an overlay network, with its ID and VNI
+//!   filled in: written by the daemon that created it, in one transaction with `vnis/<vni>`
+//!   (= the name) that succeeds only if neither key exists, so two hosts can never create the
+//!   same name or take the same VNI, even at once. No lease: a network outlives its creator.
+//!
+//! Every daemon reads `hosts/` and `networks/` once a second (the cluster thread) and makes the
+//! local state follow: networks it lacks are created locally with the stored request (same ID,
+//! VNI, subnet), and every overlay network has one VXLAN port per other registered host (plus
+//! its static `--opt peers`). Remote MACs are learned behind their host's port.
+//!
+//! When etcd is unreachable: nothing local changes (the last hosts stay, so traffic between
+//! running containers goes on); `network create --driver overlay` fails with one line and
+//! changes nothing; the lease is renewed again, or granted anew and the host re-registered, as
+//! soon as etcd answers. Not yet in etcd: address allocation (hosts share a subnet through
+//! `--ip-range`, as with VLANs) and endpoints (no local ARP answers).
+
+pub mod etcd;
+
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcd::Etcd;
+
+use super::Daemon;
+use crate::api::{ApiError, NetworkCreate};
+
+const PREFIX: &str = "/switchyard/v1/";
+/// Seconds a host stays registered without its daemon renewing the lease.
+pub const HOST_TTL: u64 = 10;
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
+const READ_EVERY: Duration = Duration::from_secs(1);
+
+fn key(kind: &str, name: &str) -> String {
+    format!("{PREFIX}{kind}/{name}")
+}
+
+/// `--cluster` and `--advertise-addr`, as the daemon keeps them.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub etcd: Etcd,
+    pub me: Ipv4Addr,
+}
+
+/// What the daemon last read from etcd.
+#[derive(Default)]
+pub(super) struct ClusterView {
+    /// The other registered hosts, by underlay address.
+    pub(super) hosts: Vec<Ipv4Addr>,
+}
+
+/// Starts the cluster thread: registration, keep-alive, and following hosts and networks.
+pub(super) fn spawn(daemon: Arc<Mutex<Daemon>>, config: ClusterConfig) {
+    std::thread::Builder::new()
+        .name("cluster".into())
+        .spawn(move || follow(daemon, config))
+        .expect("spawning the cluster thread");
+}
+
+fn follow(daemon: Arc<Mutex<Daemon>>, config: ClusterConfig) {
+    let etcd = &config.etcd;
+    let mut lease: Option<i64> = None;
+    let mut renewed = Instant::now();
+    let mut unreachable = false;
+    loop {
+        let round = (|| -> Result<(), etcd::EtcdError> {
+            if let Some(id) = lease {
+                if renewed.elapsed() >= KEEP_ALIVE {
+                    if etcd.keep_alive(id)? <= 0 {
+                        tracing::warn!("cluster: the host's lease ended; registering again");
+                        lease = None;
+                    } else {
+                        renewed = Instant::now();
+                    }
+                }
+            }
+            if lease.is_none() {
+                let id = etcd.grant(HOST_TTL)?;
+                let value = serde_json::json!({ "addr": config.me.to_string() }).to_string();
+                etcd.put(&key("hosts", &config.me.to_string()), &value, Some(id))?;
+                lease = Some(id);
+                renewed = Instant::now();
+                tracing::info!(host = %config.me, "cluster: registered");
+            }
+            let hosts: Vec<Ipv4Addr> = etcd
+                .range_prefix(&key("hosts", ""))?
+                .iter()
+                .filter_map(|(k, _)| k.rsplit('/').next()?.parse().ok())
+                .filter(|ip| *ip != config.me)
+                .collect();
+            let networks: Vec<NetworkCreate> = etcd
+                .range_prefix(&key("networks", ""))?
+                .iter()
+                .filter_map(|(_, v)| serde_json::from_str(v).ok())
+                .collect();
+            let mut d = daemon.lock().unwrap_or_else(|p| p.into_inner());
+            d.follow_cluster(hosts, networks);
+            Ok(())
+        })();
+        match round {
+            Ok(()) if unreachable => {
+                tracing::info!("cluster: etcd answers again");
+                unreachable = false;
+            }
+            Ok(()) => {}
+            Err(e) if !unreachable => {
+                tracing::warn!("cluster: {e}; keeping the last known hosts");
+                unreachable = true;
+            }
+            Err(_) => {}
+        }
+        std::thread::sleep(READ_EVERY);
+    }
+}
+
+impl Daemon {
+    /// Makes the local state follow what etcd holds: missing overlay networks created, every
+    /// overlay network's VXLAN ports toward the other hosts.
+    fn follow_cluster(&mut self, hosts: Vec<Ipv4Addr>, networks: Vec<NetworkCreate>) {
+        for req in networks {
+            let exists = self.state.networks.contains_key(&req.name);
+            if exists {
+                continue;
+            }
+            let name = req.name.clone();
+            match self.network_create_local(req) {
+                Ok(_) => tracing::info!(network = %name, "cluster: network created here too"),
+                Err(e) => {
+                    tracing::warn!(network = %name, "cluster: cannot create here: {}", e.message)
+                }
+            }
+        }
+        if hosts != self.cluster_view.hosts {
+            tracing::info!(?hosts, "cluster: hosts");
+            self.cluster_view.hosts = hosts;
+            self.sync_overlay_peers();
+        }
+    }
+
+    /// Every overlay network's VXLAN ports: its static peers and every other registered host.
+    pub(super) fn sync_overlay_peers(&mut self) {
+        for n in self.state.networks.values() {
+            let Some(o) = &n.overlay else {
+                continue;
+            };
+            let mut peers = o.peers.clone();
+            for h in &self.cluster_view.hosts {
+                if !peers.contains(h) {
+                    peers.push(*h);
+                }
+            }
+            if let Err(e) = self.system.sync_peers(n, &peers) {
+                tracing::warn!(network = %n.name, "VXLAN ports: {e:#}");
+            }
+        }
+    }
+
+    /// Stores a new overlay network in etcd (ID and VNI chosen here, one transaction that fails
+    /// if the name or the VNI is taken) and returns the request every host creates it with.
+    pub(super) fn publish_network(
+        &self,
+        mut req: NetworkCreate,
+    ) -> Result<NetworkCreate, ApiError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(req);
+        };
+        let etcd = &cluster.etcd;
+        let down = |e: etcd::EtcdError| {
+            ApiError::failed(format!(
+                "{e}; overlay networks cannot be created while the cluster is unreachable (nothing changed)"
+            ))
+        };
+        if req.id.is_none() {
+            use crate::model::Mint;
+            req.id = Some(super::mint::OsMint.id());
+        }
+        let given_vni = req
+            .options
+            .iter()
+            .any(|o| o.split_once('=').is_some_and(|(k, _)| k == "vni"));
+        for _ in 0..10 {
+            let mut candidate = req.clone();
+            let vni = if given_vni {
+                candidate
+                    .options
+                    .iter()
+                    .find_map(|o| o.strip_prefix("vni="))
+                    .unwrap_or_default()
+                    .to_string()
+            } else {
+                let used: Vec<u32> = etcd
+                    .range_prefix(&key("vnis", ""))
+                    .map_err(down)?
+                    .iter()
+                    .filter_map(|(k, _)| k.rsplit('/').next()?.parse().ok())
+                    .collect();
+                let vni = (256u32..).find(|v| !used.contains(v)).unwrap_or(256);
+                candidate.options.push(format!("vni={vni}"));
+                vni.to_string()
+            };
+            // The local check first (a bad request never reaches etcd).
+            let mut probe = self.state.clone();
+            let subnet = probe
+                .create_network(&candidate, &[], &mut super::mint::OsMint)?
+                .subnet();
+            // Every host creates it with the same subnet, whatever each would pick by itself.
+            candidate.subnet.get_or_insert_with(|| subnet.to_string());
+            let value = serde_json::to_string(&candidate).expect("a request serializes");
+            let (net_key, vni_key) = (key("networks", &req.name), key("vnis", &vni));
+            let created = etcd
+                .create_all(
+                    &[&net_key, &vni_key],
+                    &[(&net_key, &value), (&vni_key, &req.name)],
+                    None,
+                )
+                .map_err(down)?;
+            if created {
+                return Ok(candidate);
+            }
+            let taken = etcd.range_prefix(&net_key).map_err(down)?;
+            if taken.iter().any(|(k, _)| *k == net_key) {
+                return Err(ApiError::bad_input(format!(
+                    "network '{}' already exists in the cluster",
+                    req.name
+                )));
+            }
+            if given_vni {
+                return Err(ApiError::bad_input(format!(
+                    "VNI {vni} is already taken in the cluster; choose another vni"
+                )));
+            }
+            // Another host took that VNI at the same moment: try the next free one.
+        }
+        Err(ApiError::failed(
+            "could not agree on a VNI with the cluster after 10 tries",
+        ))
+    }
+
+    /// Removes what `publish_network` stored (the local creation failed after it).
+    pub(super) fn unpublish_network(&self, req: &NetworkCreate) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let _ = cluster.etcd.delete(&key("networks", &req.name));
+        if let Some(vni) = req.options.iter().find_map(|o| o.strip_prefix("vni=")) {
+            let _ = cluster.etcd.delete(&key("vnis", vni));
+        }
+    }
+}
