@@ -11,10 +11,15 @@
 //! a drop on the ingress port and applies the table changes the stage asked for. Nothing here
 //! knows what a particular stage decides.
 //!
-//! `TRACE` is a compile-time switch: batches that cannot be traced run `process_frame::<false>`,
+//! `TRACE` is a compile-time switch: batches that cannot be traced run `process_frame::<false, _>`,
 //! where every tracing branch is compiled away (criterion: the armed-capable build cost 40% more
-//! per packet when the decision was a runtime flag only). With `dry` (a what-if trace) nothing is
-//! counted, learned, translated or sent: the decisions are only recorded.
+//! per packet when the decision was a runtime flag only). `PARSE_L3` is another: a batch no stage
+//! of which reads L3 (no policy, no NAT, no trace) runs `process_frame::<false, false>`, where
+//! `ingress` makes an Ethernet-only view and the stages that read L3 are compiled out of `Run::call`
+//! rather than skipped at run time, so the L2 path is as short as before the view carried `L3`
+//! (bench/RESULTS.md: 1.2-1.5x per packet with a runtime flag, the view built through the stack).
+//! With `dry` (a what-if trace) nothing is counted, learned, translated or sent: the decisions are
+//! only recorded.
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
@@ -49,7 +54,7 @@ impl Engine {
         };
         // Between batches the receive area is free; slot 0 holds the synthetic frame.
         self.rx.fill(0, Default::default(), frame);
-        self.process_frame::<true>(port, domain, 0, checks, true);
+        self.process_frame::<true, true>(port, domain, 0, checks, true);
         Ok(self.scratch)
     }
 
@@ -67,20 +72,24 @@ impl Engine {
         let checks = self.checks(id, domain);
         if checks.trace {
             for i in 0..n {
-                self.process_frame::<true>(id, domain, i, checks, false);
+                self.process_frame::<true, true>(id, domain, i, checks, false);
             }
             // Complete captures go: dropping the sender tells the reader.
             self.captures.retain(|(_, c)| c.remaining > 0);
+        } else if checks.l3() {
+            for i in 0..n {
+                self.process_frame::<false, true>(id, domain, i, checks, false);
+            }
         } else {
             for i in 0..n {
-                self.process_frame::<false>(id, domain, i, checks, false);
+                self.process_frame::<false, false>(id, domain, i, checks, false);
             }
         }
         self.flush();
     }
 
     /// Runs frame `i` of the receive batch through the pipeline (see the module documentation).
-    fn process_frame<const TRACE: bool>(
+    fn process_frame<const TRACE: bool, const PARSE_L3: bool>(
         &mut self,
         ingress_port: PortId,
         domain: DomainId,
@@ -117,8 +126,9 @@ impl Engine {
                 .start(ingress_port, domain, self.rx.frame(i), now);
             self.scratch.what_if = dry;
         }
-        let (mut run, rx) = self.frame_run::<TRACE>(ingress_port, i, checks.stages, traced, dry);
-        if let Some((action, l3_offset, l3)) = run.frame(rx.frame(i), &meta, domain, checks.l3()) {
+        let (mut run, rx) =
+            self.frame_run::<TRACE, PARSE_L3>(ingress_port, i, checks.stages, traced, dry);
+        if let Some((action, l3_offset, l3)) = run.frame(rx.frame(i), &meta, domain) {
             self.apply_nat(action, ingress_port, i, l3_offset, l3, meta);
         }
         self.finish_trace(traced, dry)
@@ -126,14 +136,14 @@ impl Engine {
 
     /// The frame in slot `slot` on its way from `ingress`, and the receive area that holds it.
     #[inline(always)]
-    fn frame_run<const TRACE: bool>(
+    fn frame_run<const TRACE: bool, const PARSE_L3: bool>(
         &mut self,
         ingress: PortId,
         slot: usize,
         stages: StageSet,
         traced: bool,
         dry: bool,
-    ) -> (Run<'_, TRACE>, &RxBatch) {
+    ) -> (Run<'_, TRACE, PARSE_L3>, &RxBatch) {
         let run = Run {
             tables: &mut self.tables,
             ports: &mut self.ports,
@@ -194,7 +204,7 @@ impl Checks {
 
 /// One frame's way through the pipeline: the parts of the engine it touches, borrowed apart from
 /// the receive area that holds the frame (which the packet view borrows meanwhile).
-struct Run<'e, const TRACE: bool> {
+struct Run<'e, const TRACE: bool, const PARSE_L3: bool> {
     tables: &'e mut Tables,
     ports: &'e mut [Option<PortSlot>],
     /// The flood lists, by `DomainId`.
@@ -219,7 +229,7 @@ struct Run<'e, const TRACE: bool> {
     dry: bool,
 }
 
-impl<const TRACE: bool> Run<'_, TRACE> {
+impl<const TRACE: bool, const PARSE_L3: bool> Run<'_, TRACE, PARSE_L3> {
     /// Decides and carries out everything but a NAT action, which it returns (with where the
     /// frame's L3 header is and what `ingress` parsed of it) for `Engine::apply_nat`.
     #[inline(always)]
@@ -228,9 +238,8 @@ impl<const TRACE: bool> Run<'_, TRACE> {
         frame: &[u8],
         meta: &RxMeta,
         domain: DomainId,
-        parse_l3: bool,
     ) -> Option<(NatAction, usize, L3)> {
-        let view = match ingress::run(frame, meta, self.ingress, domain, parse_l3) {
+        let view = match ingress::run(frame, meta, self.ingress, domain, PARSE_L3) {
             Ok(view) => view,
             Err(reason) => {
                 self.dropped(StageId::Ingress, reason);
@@ -334,11 +343,13 @@ impl<const TRACE: bool> Run<'_, TRACE> {
     }
 }
 
-impl<const TRACE: bool> CallStage for Run<'_, TRACE> {
+impl<const TRACE: bool, const PARSE_L3: bool> CallStage for Run<'_, TRACE, PARSE_L3> {
     /// The one wrapper around every stage call.
     #[inline(always)]
     fn call<S: Stage>(&mut self, view: &PacketView<'_>, effects: &mut Effects) -> Verdict {
-        if !self.stages.contains(S::ID) {
+        // Without `PARSE_L3` no stage that reads it applies to the batch (see `Checks::l3`): those
+        // stages are compiled out of this copy of the pipeline, not just skipped.
+        if (S::READS_L3 && !PARSE_L3) || !self.stages.contains(S::ID) {
             return Verdict::Continue;
         }
         let verdict = S::run(view, self.tables, effects);
@@ -492,7 +503,7 @@ mod tests {
             stages.insert(StageId::Isolation, false);
         }
         e.scratch.start(PortId(0), DomainId(0), frame, 0);
-        let (mut run, _) = e.frame_run::<true>(PortId(0), 0, stages, traced, dry);
+        let (mut run, _) = e.frame_run::<true, true>(PortId(0), 0, stages, traced, dry);
         let meta = RxMeta {
             len: frame.len(),
             ..RxMeta::default()

@@ -16,7 +16,10 @@ impl Stage for L2Learn {
     const ID: StageId = StageId::L2Learn;
     const READS_L3: bool = false;
 
-    #[inline]
+    /// Always inlined: every switched frame runs it, and out of line (where the inliner's budget
+    /// left it once the pipeline grew) it cost a call, the view through memory and reloaded
+    /// constants after it (callgrind, bench/RESULTS.md).
+    #[inline(always)]
     fn run(view: &PacketView<'_>, tables: &Tables, effects: &mut Effects) -> Verdict {
         if view.src.is_multicast() {
             return Verdict::Drop(DropReason::SrcMulticast);

@@ -62,7 +62,8 @@ pub type PerEgress = stages![icc::Icc, overlay::Overlay];
 pub trait Stage {
     const ID: StageId;
     /// Whether `run` reads `PacketView::l3` (so `ingress` parses it for batches this stage applies
-    /// to).
+    /// to). Batches no such stage applies to run a copy of the pipeline without these stages
+    /// (`engine::pipeline`'s `PARSE_L3`), where `l3` is always `L3::None`.
     const READS_L3: bool = true;
 
     /// Whether the stage runs at all for frames from `port` in `domain`. Decided once per batch
