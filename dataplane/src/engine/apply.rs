@@ -31,11 +31,11 @@ impl Engine {
             Command::SetNat { update, reply } => {
                 let _ = reply.send(self.set_nat(update));
             }
-            Command::TraceArm { arm, reply } => {
+            Command::TraceArm { arm, budget, reply } => {
                 let r = match arm.target {
                     TraceTarget::Port(p) if !self.port_up(p) => Err(EngineError::NoSuchPort(p)),
                     _ => {
-                        self.tracer.arm(arm);
+                        self.tracer.arm_shared(arm, budget);
                         Ok(())
                     }
                 };

@@ -71,6 +71,8 @@ pub enum Command {
     },
     TraceArm {
         arm: TraceArm,
+        /// The arm's budget, shared by every worker (starts at `arm.remaining`).
+        budget: Arc<AtomicU32>,
         reply: Sender<Result<(), EngineError>>,
     },
     /// Disarms every trace and empties the ring.
@@ -310,8 +312,10 @@ impl EngineHandle {
         self.add_port_as(port, domain, PortRole::Plain)
     }
 
-    /// Attaches a port whose policy role is in force from its first frame. With several workers
-    /// the least loaded one receives from it and every other gets its sender under the same id.
+    /// Attaches a port whose policy role is in force from its first frame. With several workers,
+    /// every worker receives from its own socket of a port that can fan out (`Port::receiver`);
+    /// otherwise the least loaded one receives and every other gets a `Port::sender`. Either way
+    /// each worker holds the port under the same id.
     pub fn add_port_as(
         &self,
         port: Box<dyn Port>,
@@ -343,28 +347,36 @@ impl EngineHandle {
     ) -> Result<PortId, EngineError> {
         let mut placement = self.placement.lock().unwrap_or_else(|e| e.into_inner());
         let n = self.workers.len();
-        let least_loaded = (0..n).min_by_key(|&w| placement.owned[w]).unwrap_or(0);
-        let owner = beside
-            .and_then(|b| placement.owner.get(b.0 as usize).copied().flatten())
-            .unwrap_or(least_loaded);
-        let mut senders = Vec::with_capacity(n - 1);
-        for _ in 1..n {
-            match port.sender() {
-                Some(s) => senders.push(s),
-                None => return Err(EngineError::NotShareable(port.name().to_string())),
+        let mut others: Vec<Box<dyn Port>> = (1..n).map_while(|_| port.receiver()).collect();
+        let fanout = n > 1 && others.len() == n - 1;
+        let order = if fanout {
+            self.member_order()
+        } else {
+            let least_loaded = (0..n).min_by_key(|&w| placement.owned[w]).unwrap_or(0);
+            let owner = beside
+                .and_then(|b| placement.owner.get(b.0 as usize).copied().flatten())
+                .unwrap_or(least_loaded);
+            others.clear();
+            for _ in 1..n {
+                match port.sender() {
+                    Some(s) => others.push(s),
+                    None => return Err(EngineError::NotShareable(port.name().to_string())),
+                }
             }
-        }
-        let id = self.call_on(owner, |reply| Command::AddPort {
+            std::iter::once(owner)
+                .chain((0..n).filter(|&w| w != owner))
+                .collect()
+        };
+        let id = self.call_on(order[0], |reply| Command::AddPort {
             port,
             domain,
             role: role.clone(),
             at: None,
             reply,
         })??;
-        let others = (0..n).filter(|&w| w != owner);
-        for (w, sender) in others.zip(senders) {
+        for (&w, other) in order[1..].iter().zip(others) {
             let placed = self.call_on(w, |reply| Command::AddPort {
-                port: sender,
+                port: other,
                 domain,
                 role: role.clone(),
                 at: Some(id),
@@ -375,9 +387,32 @@ impl EngineHandle {
                 return Err(e);
             }
         }
-        placement.owner[id.0 as usize] = Some(owner);
-        placement.owned[owner] += 1;
+        if !fanout {
+            placement.owner[id.0 as usize] = Some(order[0]);
+            placement.owned[order[0]] += 1;
+        }
         Ok(id)
+    }
+
+    /// The worker for each member of a `PACKET_FANOUT_CPU` group, in member order: the kernel
+    /// gives a frame received on CPU `c` to member `c % members`, so member `k` goes to the worker
+    /// pinned to such a CPU (in worker order where pinning does not say).
+    fn member_order(&self) -> Vec<usize> {
+        let n = self.workers.len();
+        let mut order: Vec<Option<usize>> = vec![None; n];
+        for (w, link) in self.workers.iter().enumerate() {
+            if let Some(cpu) = link.cpu {
+                if order[cpu % n].is_none() {
+                    order[cpu % n] = Some(w);
+                }
+            }
+        }
+        let taken = order.clone();
+        let mut free = (0..n).filter(|w| !taken.contains(&Some(*w)));
+        order
+            .into_iter()
+            .map(|w| w.or_else(|| free.next()).unwrap_or(0))
+            .collect()
     }
 
     pub fn remove_port(&self, id: PortId) -> Result<(), EngineError> {
@@ -393,11 +428,13 @@ impl EngineHandle {
         result
     }
 
-    /// Traces the next packets entering a port or network (replacing an earlier arm there). With
-    /// several workers each traces up to the budget of the packets it receives.
+    /// Traces the next packets entering a port or network (replacing an earlier arm there). The
+    /// budget is one, whichever worker receives the packets.
     pub fn trace_arm(&self, arm: TraceArm) -> Result<(), EngineError> {
+        let budget = Arc::new(AtomicU32::new(arm.remaining));
         self.call_all_ok(|reply| Command::TraceArm {
             arm: arm.clone(),
+            budget: budget.clone(),
             reply,
         })
     }

@@ -1,11 +1,15 @@
 //! Several engine workers, one switch.
 //!
 //! Each worker is a whole `Engine` on its own thread, pinned to its own CPU: its own poller, receive
-//! area, egress queues and a replica of every table. It receives from the ports it owns (spread over
-//! the workers as they are attached, the least loaded first) and sends to any port through a
-//! `Port::sender` of it, so a frame is received, decided and sent by one thread with no hand-off
-//! and no copy. On veth, sending runs the receiving end's stack in the sender's call; with one
-//! worker per CPU that work spreads over the CPUs as the kernel bridge spreads it.
+//! area, egress queues and a replica of every table. An AF_PACKET port gives every worker a socket
+//! of its own in one `PACKET_FANOUT_CPU` group (`Port::receiver`): the kernel hands a frame to the
+//! worker pinned to the CPU that received it, on veth the sender's, so the worker that wakes is on
+//! the CPU the sender is about to leave, as the kernel bridge forwards in the sender's softirq (a
+//! port placed on one worker made every ping's answer wake the other CPU: bench/RESULTS.md). A
+//! port that cannot fan out (a tap, a VLAN share) is received by one worker, the least loaded,
+//! and the others send to it through a `Port::sender`. Either way a frame is received, decided
+//! and sent by one thread with no hand-off and no copy; on veth, sending runs the receiving end's
+//! stack in the sender's call, so that work spreads over the CPUs with the workers.
 //!
 //! Why replicas rather than shared tables: a lookup in an engine-owned table costs 10.7 ns against
 //! 17.7-45 ns for a concurrent map (shared/notes/measurements.md), the conntrack entry of a flow is
@@ -184,9 +188,13 @@ impl EngineThreads {
     }
 }
 
-/// How many workers `workers` asks for on a machine where the process may use `allowed` CPUs.
-pub fn count(workers: usize, allowed: &[usize]) -> usize {
+/// How many workers `workers` asks for on a machine where the process may use `allowed` CPUs:
+/// 0 is one per CPU, but busy-polling workers leave one CPU to the endpoints (on 2 vCPUs, two
+/// spinning workers took ping's RTT from 55 to 11,309 µs and TCP to 0.27x the kernel bridge:
+/// bench/RESULTS.md).
+pub fn count(workers: usize, allowed: &[usize], busy_poll: bool) -> usize {
     match workers {
+        0 if busy_poll => allowed.len().saturating_sub(1).max(1),
         0 => allowed.len().max(1),
         n => n,
     }
@@ -217,7 +225,7 @@ pub fn placements(pin: CpuPin, n: usize, allowed: &[usize]) -> Result<Vec<Option
 pub(super) fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, EngineThreads)> {
     let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
     let allowed = affinity::allowed_cpus()?;
-    let n = count(config.workers, &allowed);
+    let n = count(config.workers, &allowed, config.busy_poll);
     let cpus = placements(config.cpu, n, &allowed).map_err(invalid)?;
     let clock = Clock::now();
     let channels: Vec<(Sender<Peer>, Receiver<Peer>)> = (0..n)
@@ -382,9 +390,14 @@ mod tests {
 
     #[test]
     fn one_worker_per_allowed_cpu_by_default() {
-        assert_eq!(count(0, &[0, 1]), 2);
-        assert_eq!(count(0, &[3]), 1);
-        assert_eq!(count(3, &[0, 1]), 3);
+        assert_eq!(count(0, &[0, 1], false), 2);
+        assert_eq!(count(0, &[3], false), 1);
+        assert_eq!(count(3, &[0, 1], false), 3);
+        // Busy polling leaves a CPU to the endpoints, unless asked.
+        assert_eq!(count(0, &[0, 1], true), 1);
+        assert_eq!(count(0, &[0, 1, 2, 3], true), 3);
+        assert_eq!(count(0, &[5], true), 1);
+        assert_eq!(count(2, &[0, 1], true), 2);
     }
 
     #[test]

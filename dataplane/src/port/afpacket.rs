@@ -73,6 +73,10 @@ const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
 /// Socket option and control message type of `struct tpacket_auxdata` (linux/if_packet.h).
 const PACKET_AUXDATA: libc::c_int = 8;
+/// Joins a fanout group: frames of the interface are spread over the group's sockets.
+const PACKET_FANOUT: libc::c_int = 18;
+/// Fanout by the CPU that received the frame (the member at `cpu % members`): on veth, the sender's.
+const PACKET_FANOUT_CPU: libc::c_int = 2;
 /// Offsets in `struct tpacket_auxdata` { u32 tp_status, tp_len, tp_snaplen; u16 tp_mac, tp_net,
 /// tp_vlan_tci, tp_vlan_tpid; }.
 const AUX_STATUS: usize = 0;
@@ -364,7 +368,11 @@ pub struct AfPacketPort {
     fd: OwnedFd,
     mac: Option<MacAddr>,
     ring: RxRing,
-    _claim: InterfaceClaim,
+    /// `None` for a fanout member (`Port::receiver`): the first socket holds the interface's claim.
+    _claim: Option<InterfaceClaim>,
+    /// Whether this socket may share its frames with others (`Port::receiver`): a whole interface
+    /// only (a VLAN share filters its VLAN out of everything the interface carries).
+    fanout: bool,
     // Preallocated syscall arguments; the pointers inside are refreshed on every call because the
     // buffers they point to belong to the caller.
     rx_hdrs: Box<[[u8; VNET_HDR_LEN]; BATCH]>,
@@ -432,16 +440,17 @@ fn zeroed_msgs() -> Box<[libc::mmsghdr; BATCH]> {
 impl AfPacketPort {
     /// Attaches to the existing interface `name`: claims it, brings it up, opens the socket.
     pub fn open(name: &str) -> Result<AfPacketPort, PortError> {
-        AfPacketPort::open_claiming(name, "")
+        AfPacketPort::open_socket(name, Some(""))
     }
 
     /// Like `open`, with a claim of its own for `share` (a VLAN on a parent interface: several
     /// networks may each hold one socket on the same interface, one per VLAN).
     pub fn open_shared(name: &str, share: &str) -> Result<AfPacketPort, PortError> {
-        AfPacketPort::open_claiming(name, share)
+        AfPacketPort::open_socket(name, Some(share))
     }
 
-    fn open_claiming(name: &str, share: &str) -> Result<AfPacketPort, PortError> {
+    /// Opens the socket; `share` names the claim it takes (`None`: none, a fanout member).
+    fn open_socket(name: &str, share: Option<&str>) -> Result<AfPacketPort, PortError> {
         validate_ifname(name)?;
         let ifindex =
             sys::ifindex(name).ok_or_else(|| PortError::NoSuchInterface(name.to_string()))?;
@@ -462,7 +471,10 @@ impl AfPacketPort {
         }
         // SAFETY: `raw` is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let claim = InterfaceClaim::acquire_as(name, ifindex, share)?;
+        let claim = match share {
+            Some(share) => Some(InterfaceClaim::acquire_as(name, ifindex, share)?),
+            None => None,
+        };
         let f = fd.as_raw_fd();
         let opt = |o, what| {
             sys::setsockopt_int(f, libc::SOL_PACKET, o, 1).map_err(|e| PortError::os(name, what, e))
@@ -533,6 +545,7 @@ impl AfPacketPort {
             mac,
             ring,
             _claim: claim,
+            fanout: share.is_none_or(str::is_empty),
             rx_hdrs: Box::new([[0; VNET_HDR_LEN]; BATCH]),
             rx_copy: [0; BATCH],
             rx_iov: zeroed_iov(),
@@ -791,6 +804,30 @@ impl Port for AfPacketPort {
 
     fn send_batch(&mut self, frames: &[TxRef<'_>]) -> Result<SendReport, PortError> {
         send_frames(&self.fd, &self.name, self.ifindex, &mut self.tx, frames)
+    }
+
+    /// Another socket on the interface in one `PACKET_FANOUT_CPU` group with this one: the kernel
+    /// gives each frame to the socket at `cpu % members`, where `cpu` received it (on veth, the
+    /// sender's CPU), so the worker pinned there reads it without a wake-up on another CPU.
+    fn receiver(&self) -> Option<Box<dyn Port>> {
+        if !self.fanout {
+            return None;
+        }
+        // The group is named by the interface (unique in the namespace, and one switchyard holds
+        // an interface); joining again fails with EALREADY, which is fine.
+        let group = (self.ifindex & 0xffff) as libc::c_int | (PACKET_FANOUT_CPU << 16);
+        let join = |fd| sys::setsockopt_int(fd, libc::SOL_PACKET, PACKET_FANOUT, group);
+        match join(self.fd.as_raw_fd()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EALREADY) => {}
+            Err(e) => {
+                tracing::debug!(port = %self.name, "PACKET_FANOUT refused: {e}");
+                return None;
+            }
+        }
+        let member = AfPacketPort::open_socket(&self.name, None).ok()?;
+        join(member.fd.as_raw_fd()).ok()?;
+        Some(Box::new(member))
     }
 
     fn sender(&self) -> Option<Box<dyn Port>> {

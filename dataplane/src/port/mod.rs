@@ -259,6 +259,14 @@ pub trait Port: Send {
     fn sender(&self) -> Option<Box<dyn Port>> {
         None
     }
+
+    /// Another receiving socket on the same interface for another engine worker, the kernel
+    /// handing each frame to one of them (`PACKET_FANOUT`). Called once per other worker, in the
+    /// order the kernel numbers the group's members (this port is member 0). `None` when the
+    /// port cannot be shared that way: one worker receives and the others get `sender`s.
+    fn receiver(&self) -> Option<Box<dyn Port>> {
+        None
+    }
 }
 
 /// Checks an interface name the way the kernel will (IFNAMSIZ - 1 bytes, no '/', ':' or spaces).

@@ -18,6 +18,8 @@ pub mod pcap;
 pub use crate::stage::step::{CtStep, Flow, Step};
 use crate::{DomainId, PortId};
 pub use filter::Filter;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 /// Steps kept per record; a flood to more ports is summarised by its count.
 pub const MAX_STEPS: usize = 24;
@@ -162,15 +164,28 @@ pub struct TraceArm {
 /// Arms, and the ring records go to.
 #[derive(Default)]
 pub struct Tracer {
-    arms: Vec<TraceArm>,
+    arms: Vec<Armed>,
     pub ring: TraceRing,
+}
+
+/// An arm and its budget, which every engine worker holding the arm takes from (an atomic
+/// decrement on traced packets only; nobody waits on it).
+struct Armed {
+    arm: TraceArm,
+    budget: Arc<AtomicU32>,
 }
 
 impl Tracer {
     pub fn arm(&mut self, arm: TraceArm) {
-        self.arms.retain(|a| a.target != arm.target);
-        if arm.remaining > 0 {
-            self.arms.push(arm);
+        let budget = Arc::new(AtomicU32::new(arm.remaining));
+        self.arm_shared(arm, budget);
+    }
+
+    /// Arms with a budget shared with other workers' tracers (`arm.remaining` is ignored).
+    pub fn arm_shared(&mut self, arm: TraceArm, budget: Arc<AtomicU32>) {
+        self.arms.retain(|a| a.arm.target != arm.target);
+        if budget.load(Ordering::Acquire) > 0 {
+            self.arms.push(Armed { arm, budget });
         }
     }
 
@@ -182,7 +197,7 @@ impl Tracer {
     #[inline]
     pub fn armed_for(&self, port: PortId, domain: DomainId) -> bool {
         !self.arms.is_empty()
-            && self.arms.iter().any(|a| match a.target {
+            && self.arms.iter().any(|a| match a.arm.target {
                 TraceTarget::Port(p) => p == port,
                 TraceTarget::Network(d) => d == domain,
             })
@@ -191,18 +206,21 @@ impl Tracer {
     /// Whether this packet is to be traced; takes one from the arm's budget if so.
     pub fn take(&mut self, port: PortId, domain: DomainId, frame: &[u8]) -> bool {
         let Some(i) = self.arms.iter().position(|a| {
-            (match a.target {
+            (match a.arm.target {
                 TraceTarget::Port(p) => p == port,
                 TraceTarget::Network(d) => d == domain,
-            }) && a.filter.as_ref().is_none_or(|f| f.matches(frame))
+            }) && a.arm.filter.as_ref().is_none_or(|f| f.matches(frame))
         }) else {
             return false;
         };
-        self.arms[i].remaining -= 1;
-        if self.arms[i].remaining == 0 {
+        let took = self.arms[i]
+            .budget
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(1));
+        if !matches!(took, Ok(r) if r > 1) {
+            // Spent, here or by another worker.
             self.arms.remove(i);
         }
-        true
+        took.is_ok()
     }
 }
 
@@ -311,6 +329,31 @@ mod tests {
         assert_eq!(lens[0], 5);
         assert_eq!(*lens.last().unwrap(), (RING_RECORDS + 4) as u32);
         assert_eq!(ring.iter().last().unwrap().seq, (RING_RECORDS + 5) as u64);
+    }
+
+    #[test]
+    fn workers_share_one_budget() {
+        let budget = Arc::new(AtomicU32::new(3));
+        let arm = TraceArm {
+            target: TraceTarget::Network(DomainId(0)),
+            remaining: 3,
+            filter: None,
+        };
+        let (mut a, mut b) = (Tracer::default(), Tracer::default());
+        a.arm_shared(arm.clone(), budget.clone());
+        b.arm_shared(arm, budget);
+        let frame = [0u8; 60];
+        let taken = (0..4)
+            .flat_map(|_| {
+                [
+                    a.take(PortId(1), DomainId(0), &frame),
+                    b.take(PortId(2), DomainId(0), &frame),
+                ]
+            })
+            .filter(|t| *t)
+            .count();
+        assert_eq!(taken, 3);
+        assert!(!a.armed_for(PortId(1), DomainId(0)) && !b.armed_for(PortId(2), DomainId(0)));
     }
 
     #[test]
