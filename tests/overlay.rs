@@ -424,4 +424,55 @@ fn three_hosts_share_overlay_networks_through_etcd_and_survive_its_faults() {
     });
     c.lab.ping_ok("c1", "10.98.0.13");
     c.lab.ping_ok("c3", "10.98.0.12");
+
+    // Two hosts creating containers at the same moment, addresses left to the cluster: every
+    // address is claimed once in etcd, so none is handed out twice.
+    let names: Vec<(usize, String)> = (0..6)
+        .map(|k| (k % 2, c.lab.adopt(&format!("p{k}"))))
+        .collect();
+    let c = &c;
+    std::thread::scope(|scope| {
+        for (host, name) in &names {
+            scope.spawn(move || {
+                c.cli_ok(*host, &["container", "create", name, "--network", "ov"]);
+            });
+        }
+    });
+    let mut addresses: Vec<String> = names
+        .iter()
+        .map(|(host, name)| {
+            let v: serde_json::Value =
+                serde_json::from_str(&c.cli_ok(*host, &["container", "inspect", name])).unwrap();
+            v[0]["NetworkSettings"]["Networks"]["ov"]["IPAddress"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), names.len(), "{addresses:?}");
+    for taken in ["10.98.0.11", "10.98.0.12", "10.98.0.13"] {
+        assert!(
+            !addresses.iter().any(|a| a == taken),
+            "{taken} handed out again"
+        );
+    }
+    let (host, name) = &names[0];
+    c.cli_ok(*host, &["container", "rm", name]);
+    // An address asked for that another host holds is refused in one line.
+    let out = c.cli(
+        1,
+        &[
+            "container",
+            "create",
+            "dupip",
+            "--network",
+            "ov",
+            "--ip",
+            "10.98.0.11",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already taken in the cluster"), "{err}");
 }

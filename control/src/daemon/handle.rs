@@ -263,12 +263,29 @@ impl Daemon {
     }
 
     fn container_create(&mut self, req: api::ContainerCreate) -> Result<Response, ApiError> {
-        let mut next = self.state.clone();
+        let next = self.state.clone();
         let ctx = crate::model::PublishContext {
             host_addresses: self.system.host_addresses(),
             ..self.publish_ctx.clone()
         };
-        let container = next.create_container_with(&req, &ctx, &mut OsMint)?.clone();
+        let req = self.claim_address(req, &ctx)?;
+        let created = self.container_create_claimed(next, &req, &ctx);
+        if created.is_err() {
+            if let Some(ip) = req.ip.as_deref().and_then(|ip| ip.parse().ok()) {
+                self.release_addresses(&[(req.network.clone(), ip)]);
+            }
+        }
+        created
+    }
+
+    /// `container create` once the address is settled (claimed in the cluster, when it must be).
+    fn container_create_claimed(
+        &mut self,
+        mut next: crate::model::State,
+        req: &api::ContainerCreate,
+        ctx: &crate::model::PublishContext,
+    ) -> Result<Response, ApiError> {
+        let container = next.create_container_with(req, ctx, &mut OsMint)?.clone();
         if container.owns_netns() && netns::exists_named(container.netns()) {
             return Err(ApiError::bad_input(format!(
                 "network namespace '{0}' already exists ({1}/{0}); choose another container name",
@@ -319,6 +336,11 @@ impl Daemon {
                 }
             }
         })?;
+        let released: Vec<(String, std::net::Ipv4Addr)> = removed
+            .iter()
+            .flat_map(|c| c.endpoints.iter().map(|e| (e.network.clone(), e.ip)))
+            .collect();
+        self.release_addresses(&released);
         Ok(Response::Done)
     }
 

@@ -18,8 +18,12 @@
 //! When etcd is unreachable: nothing local changes (the last hosts stay, so traffic between
 //! running containers goes on); `network create --driver overlay` fails with one line and
 //! changes nothing; the lease is renewed again, or granted anew and the host re-registered, as
-//! soon as etcd answers. Not yet in etcd: address allocation (hosts share a subnet through
-//! `--ip-range`, as with VLANs) and endpoints (no local ARP answers).
+//! soon as etcd answers. - `addresses/<network>/<ip>` = `{"host", "container"}`: claimed by the
+//!   daemon creating a container on an overlay network before it creates anything (a
+//!   create-if-absent transaction), given back when the container goes; no lease, so a killed
+//!   daemon's containers keep their addresses.
+//!
+//! Not yet in etcd: endpoints (no local ARP answers).
 
 pub mod etcd;
 
@@ -251,6 +255,113 @@ impl Daemon {
         let _ = cluster.etcd.delete(&key("networks", &req.name));
         if let Some(vni) = req.options.iter().find_map(|o| o.strip_prefix("vni=")) {
             let _ = cluster.etcd.delete(&key("vnis", vni));
+        }
+    }
+}
+
+impl Daemon {
+    /// The overlay network of the cluster a container request asks for, if it is one.
+    fn cluster_overlay(&self, network: &str) -> Option<&crate::model::Network> {
+        self.cluster.as_ref()?;
+        self.state
+            .networks
+            .get(network)
+            .filter(|n| n.overlay.is_some())
+    }
+
+    /// For a container on an overlay network of the cluster: claims its address in etcd
+    /// (`addresses/<network>/<ip>`, a create-if-absent transaction, so no address is handed out
+    /// twice, even by two hosts at once) and returns the request with that address. The one
+    /// asked for with `--ip`, else the first the local rules allow that no host has claimed.
+    pub(super) fn claim_address(
+        &self,
+        mut req: crate::api::ContainerCreate,
+        ctx: &crate::model::PublishContext,
+    ) -> Result<crate::api::ContainerCreate, ApiError> {
+        let (Some(cluster), Some(network)) = (&self.cluster, self.cluster_overlay(&req.network))
+        else {
+            return Ok(req);
+        };
+        let etcd = &cluster.etcd;
+        let down = |e: etcd::EtcdError| {
+            ApiError::failed(format!(
+                "{e}; containers on overlay networks cannot be created while the cluster is unreachable (nothing changed)"
+            ))
+        };
+        let prefix = key("addresses", &format!("{}/", network.name));
+        let value =
+            serde_json::json!({"host": cluster.me.to_string(), "container": req.name}).to_string();
+        // The local rules first: a request refused here never reaches etcd.
+        let allowed = |req: &crate::api::ContainerCreate| {
+            self.state
+                .clone()
+                .create_container_with(req, ctx, &mut super::mint::OsMint)
+                .map(|_| ())
+        };
+        if let Some(ip) = req.ip.clone() {
+            allowed(&req)?;
+            let k = format!("{prefix}{ip}");
+            if !etcd
+                .create_all(&[&k], &[(&k, &value)], None)
+                .map_err(down)?
+            {
+                return Err(ApiError::bad_input(format!(
+                    "address {ip} is already taken in the cluster"
+                )));
+            }
+            return Ok(req);
+        }
+        let subnet = network.subnet();
+        let first = u32::from(subnet.addr()) + 1;
+        let last = u32::from(subnet.broadcast()).saturating_sub(1);
+        let mut claimed: Vec<String> = Vec::new();
+        let mut refreshed = false;
+        for candidate in (first..=last).map(std::net::Ipv4Addr::from) {
+            if !refreshed {
+                claimed = etcd
+                    .range_prefix(&prefix)
+                    .map_err(down)?
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect();
+                refreshed = true;
+            }
+            let k = format!("{prefix}{candidate}");
+            if claimed.contains(&k) {
+                continue;
+            }
+            req.ip = Some(candidate.to_string());
+            if allowed(&req).is_err() {
+                continue;
+            }
+            if etcd
+                .create_all(&[&k], &[(&k, &value)], None)
+                .map_err(down)?
+            {
+                return Ok(req);
+            }
+            // Another host claimed it at the same moment: read the claims again, go on.
+            refreshed = false;
+        }
+        Err(ApiError::bad_input(format!(
+            "no free address left in network '{}' across the cluster",
+            network.name
+        )))
+    }
+
+    /// Gives back addresses `claim_address` took (a failed creation, a removed container).
+    pub(super) fn release_addresses(&self, addresses: &[(String, std::net::Ipv4Addr)]) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        for (network, ip) in addresses {
+            if self.cluster_overlay(network).is_none() {
+                continue;
+            }
+            let k = key("addresses", &format!("{network}/{ip}"));
+            if let Err(e) = cluster.etcd.delete(&k) {
+                tracing::warn!("cluster: address {ip} of {network} stays claimed: {e}");
+            }
         }
     }
 }
