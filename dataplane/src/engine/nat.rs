@@ -460,7 +460,7 @@ fn answer_icmp_error(
 mod tests {
     use super::*;
     use crate::engine::EngineConfig;
-    use crate::port::MemoryPort;
+    use crate::port::{MemoryPort, MemoryPortHandle};
     use crate::table::{PortRole, Subnet};
     use crate::{DomainId, VlanId};
 
@@ -636,11 +636,11 @@ mod tests {
         assert_eq!(icmp.payload(), &f[14..14 + 28], "the quote");
     }
 
-    /// A new flow whose frame is too short for its rewrite (a UDP header cut after the ports, so
-    /// the checksum cannot be updated): dropped as `nat-rewrite`, and no connection is left behind.
-    /// (Before the fix it was counted as `not-local` and its conntrack entry stayed.)
-    #[test]
-    fn a_failed_rewrite_keeps_no_connection_and_says_why() {
+    const UPLINK_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x10]);
+
+    /// An engine with an uplink (192.0.2.10 at `UPLINK_MAC`) and a container `web` (172.17.0.2)
+    /// publishing udp/5353 as 53: the engine, the uplink and the handles of both ports.
+    fn uplinked() -> (Engine, PortId, MemoryPortHandle, MemoryPortHandle) {
         let (mut e, _) = Engine::new(EngineConfig::default()).unwrap();
         let (up, up_h) = MemoryPort::new("up", false);
         let (web, web_h) = MemoryPort::new("web", false);
@@ -656,7 +656,7 @@ mod tests {
             .unwrap();
         e.tables.nat.set_uplink(Some(Uplink {
             port: up,
-            mac: MacAddr([2, 0, 0, 0, 0, 0x10]),
+            mac: UPLINK_MAC,
             ip: uplink_ip,
             prefix: 24,
             gateway: None,
@@ -682,11 +682,26 @@ mod tests {
             target_mac: web_mac,
             domain: DomainId(0),
         }]);
-        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0x99], [2, 0, 0, 0, 0, 0x10])
-            .ipv4([192, 0, 2, 1], uplink_ip.octets(), 64)
-            .udp(40000, 5353);
+        (e, up, up_h, web_h)
+    }
+
+    /// A datagram from outside to the uplink address, to `port`, sent to Ethernet `dst`.
+    fn datagram(dst: MacAddr, port: u16) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0x99], dst.0)
+            .ipv4([192, 0, 2, 1], [192, 0, 2, 10], 64)
+            .udp(40000, port);
         let mut f = Vec::new();
         b.write(&mut f, b"query").unwrap();
+        f
+    }
+
+    /// A new flow whose frame is too short for its rewrite (a UDP header cut after the ports, so
+    /// the checksum cannot be updated): dropped as `nat-rewrite`, and no connection is left behind.
+    /// (Before the fix it was counted as `not-local` and its conntrack entry stayed.)
+    #[test]
+    fn a_failed_rewrite_keeps_no_connection_and_says_why() {
+        let (mut e, up, up_h, web_h) = uplinked();
+        let f = datagram(UPLINK_MAC, 5353);
 
         // Cut after the UDP ports, with a total length that says so (else ingress drops it).
         let mut cut = f[..14 + 20 + 4].to_vec();
@@ -703,6 +718,34 @@ mod tests {
         up_h.inject(&f);
         e.step();
         assert_eq!(e.tables.conntrack.len(), 1);
+        assert_eq!(web_h.take_sent().len(), 1);
+    }
+
+    /// IPv4 on the uplink for another MAC is not switchyard's, even to its address: neither
+    /// answered (the answer would leave from that other MAC) nor translated; counted as
+    /// `not-local`. Found by the `pipeline` fuzz target (a port unreachable sent from a
+    /// container's MAC out of the uplink).
+    #[test]
+    fn ipv4_on_the_uplink_for_another_mac_is_not_answered_or_translated() {
+        let (mut e, up, up_h, web_h) = uplinked();
+        let other = MacAddr([2, 0x42, 172, 17, 0, 2]);
+        for port in [9, 5353] {
+            up_h.inject(&datagram(other, port));
+            e.step();
+        }
+        let c = e.ports[up.0 as usize].as_ref().unwrap().counters;
+        assert_eq!(c.dropped(DropReason::NotLocal), 2);
+        assert!(up_h.take_sent().is_empty(), "nothing answered");
+        assert!(web_h.take_sent().is_empty(), "nothing translated");
+        assert!(e.tables.conntrack.is_empty());
+        // The same to the uplink's MAC: a port unreachable from the uplink's MAC, a translation.
+        up_h.inject(&datagram(UPLINK_MAC, 9));
+        e.step();
+        let answer = up_h.take_sent();
+        assert_eq!(answer.len(), 1);
+        assert_eq!(&answer[0].1[6..12], &UPLINK_MAC.0, "from the uplink's MAC");
+        up_h.inject(&datagram(UPLINK_MAC, 5353));
+        e.step();
         assert_eq!(web_h.take_sent().len(), 1);
     }
 }

@@ -267,7 +267,7 @@ drop_reasons! {
     SpoofIp => "spoof-ip", AntiSpoof, "A container sent IPv4 or ARP from an address that is not its own.";
     Isolation => "isolation", Isolation, "The host routed the packet from another switchyard network into this one; networks are isolated.";
     IpConflict => "ip-conflict", Conflict, "Another host on the network's uplink claims (ARP) an address a local container holds; the claim is dropped and reported.";
-    NotLocal => "not-local", Nat, "The frame reached the uplink but is not for switchyard's uplink address.";
+    NotLocal => "not-local", Nat, "The frame reached the uplink but is not for switchyard's uplink address (its IP address, or for IPv4 its MAC).";
     NoMapping => "no-mapping", Nat, "Nothing is published on that protocol and port of the uplink address.";
     NoRoute => "no-route", Nat, "The destination is off the uplink's subnet and the uplink has no gateway.";
     NoHost => "no-host", Nat, "The destination lies in a routed network but no container there holds that address (an ICMP host unreachable went back, when one may).";

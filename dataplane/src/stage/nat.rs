@@ -5,7 +5,7 @@
 //! a reply is translated back and leaves where its connection came from, whatever MAC it was sent
 //! to. What it decides:
 //! - uplink, ARP for the uplink address: learn the sender, answer requests (in place);
-//! - uplink, IPv4 to the uplink address: a tracked flow is translated; an ICMP echo request is
+//! - uplink, IPv4 to the uplink address (and its MAC): a tracked flow is translated; an ICMP echo request is
 //!   answered; a new TCP/UDP flow to a published port is DNATed to its container (the container
 //!   sees the client's real address: only the destination changes); a new flow to a port nothing
 //!   publishes is refused as a host refuses it (a TCP reset, an ICMP port unreachable for UDP),
@@ -281,6 +281,12 @@ fn from_uplink(
             (true, _) => NatAction::Consumed,
             (false, _) => NatAction::Drop(DropReason::NotLocal),
         };
+    }
+    // IPv4 for another MAC (the NIC passed it up: promiscuous, a hub, a flooding switch) is not
+    // ours, as a host's stack drops PACKET_OTHERHOST: answering it would send the answer from that
+    // other host's MAC (the fuzz target `pipeline` found it).
+    if view.dst != uplink.mac {
+        return NatAction::Drop(DropReason::NotLocal);
     }
     let Some(ip) = view.ipv4() else {
         return NatAction::Drop(DropReason::NotLocal);
