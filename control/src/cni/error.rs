@@ -62,10 +62,12 @@ pub struct CniError {
 }
 
 impl CniError {
+    /// `msg` is kept to one line (a daemon's or the system's message may hold a newline; the
+    /// runtime shows `msg` as the error's line, as dockerd shows the plugin's `Err`).
     pub fn new(code: Code, msg: impl Into<String>) -> CniError {
         CniError {
             code,
-            msg: msg.into(),
+            msg: msg.into().replace('\n', " "),
             details: None,
         }
     }

@@ -409,3 +409,18 @@ fn del_and_gc_remove_what_is_not_valid() {
     assert_eq!(out.unwrap(), None);
     assert_eq!(fake.names(), ["endpoint-ls", "endpoint-detach"]);
 }
+
+/// A refusal whose message holds a newline still makes a one-line error (found by the `cni`
+/// fuzz target: the daemon's message was passed on as it came).
+#[test]
+fn a_refusal_over_two_lines_is_one_line() {
+    let refused = |_: &Request| {
+        Err(ClientError::Api(ApiError::bad_input(
+            "address 10.88.0.2 is taken\nby c0ffee",
+        )))
+    };
+    let (_, out) = Fake::new().run(&env("ADD"), &conf("1.0.0", json!({})), refused);
+    let err = out.unwrap_err();
+    assert_eq!(err.msg, "address 10.88.0.2 is taken by c0ffee");
+    assert_eq!(err.to_string().lines().count(), 1);
+}
