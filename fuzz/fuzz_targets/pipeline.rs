@@ -228,6 +228,9 @@ fn lab(config: &[u8; 4]) -> Lab {
                     gateway_ip: n.gateway_ip,
                     gateway_mac: n.gateway_mac,
                     external: n.external,
+                    // Routed networks forward untranslated across the uplink: a target of
+                    // their own would need other invariants; these are all NAT networks.
+                    routed: false,
                 })
                 .collect(),
         ))
