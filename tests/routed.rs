@@ -157,6 +157,24 @@ fn containers_on_routed_networks_reach_each_other_across_hosts_by_their_own_addr
     );
     // Isolation holds: the routed network does not reach host1's NAT network.
     lab.ping_fails("c1", "172.17.0.2");
+    // icc=false holds on a routed network: its containers do not talk to each other without a
+    // link, while the other host still reaches each of them (icc is between containers).
+    lab.cli_ok(&[
+        "network",
+        "create",
+        "r3",
+        "--subnet",
+        "172.22.0.0/16",
+        "--opt",
+        "gateway_mode=routed",
+        "--opt",
+        "icc=false",
+    ]);
+    lab.container("x", &["--network", "r3"]);
+    lab.container("y", &["--network", "r3"]);
+    lab.ping_ok("c2", "172.22.0.2");
+    lab.ping_ok("c2", "172.22.0.3");
+    lab.ping_fails("x", "172.22.0.3");
 
     // The mode is shown: ls, inspect, topology; and a what-if trace shows the routing step.
     let ls = lab.cli_ok(&["network", "ls"]);
