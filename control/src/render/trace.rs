@@ -238,8 +238,20 @@ fn step_view(s: &Step, ingress: &str, names: &Names, later_egress: &[String]) ->
                 ),
             )
         }
+        Step::Answered(Answer::RemoteArp { ip, mac }) => v(
+            "arp-proxy",
+            "answer",
+            format!("answered ({ip} is at {mac})"),
+            format!(
+                "It asks for {ip}, a container on another host of the overlay network; the \
+                 cluster's endpoint table says {mac}, so switchyard answers it itself, back out \
+                 of {ingress}, and nothing crosses the underlay."
+            ),
+        ),
         Step::Answered(a) => {
             let what = match a {
+                // Rendered above, with its own stage.
+                Answer::RemoteArp { ip, .. } => format!("an ARP request for {ip}"),
                 Answer::Arp => "an ARP request for the uplink address".into(),
                 Answer::IcmpEcho => "a ping of the uplink address".into(),
                 Answer::TcpReset => "a TCP connection to a port nothing publishes (a reset)".into(),

@@ -128,6 +128,14 @@ impl Engine {
             PolicyUpdate::Isolation { subnets, attached } => {
                 policy.set_isolation(subnets, attached)
             }
+            PolicyUpdate::RemoteEndpoints { domain, endpoints } => {
+                if !policy.set_remote_endpoints(domain, &endpoints) {
+                    return Err(EngineError::TooManyEndpoints {
+                        given: endpoints.len(),
+                        max: crate::table::policy::MAX_REMOTE_ENDPOINTS,
+                    });
+                }
+            }
             PolicyUpdate::Many(updates) => {
                 // All are applied (a port gone meanwhile does not hold back the rest).
                 let mut first = Ok(());

@@ -43,6 +43,8 @@ pub enum EngineError {
     NotShareable(String),
     #[error("port id {0} is taken in another worker")]
     IdTaken(PortId),
+    #[error("{given} remote endpoints for one network; at most {max}")]
+    TooManyEndpoints { given: usize, max: usize },
 }
 
 pub enum Command {
@@ -143,6 +145,12 @@ pub enum PolicyUpdate {
     Isolation {
         subnets: Vec<Subnet>,
         attached: HashSet<(Ipv4Addr, DomainId)>,
+    },
+    /// Every endpoint of an overlay network on other hosts (address, MAC), from the cluster:
+    /// ARP for them is answered on this host (`arp-proxy`). Replaces the domain's list whole.
+    RemoteEndpoints {
+        domain: DomainId,
+        endpoints: Vec<(Ipv4Addr, MacAddr)>,
     },
     /// Several at once, in order, between the same two batches (one round trip to the engine).
     Many(Vec<PolicyUpdate>),

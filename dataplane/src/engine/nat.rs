@@ -113,6 +113,17 @@ impl Engine {
             // `Nat::run` turns these into verdicts (a drop is counted by the stage wrapper).
             NatAction::Pass | NatAction::Drop(_) => unreachable!("not a Verdict::Handled"),
             NatAction::Consumed => {}
+            NatAction::Answer(Answer::RemoteArp { ip, mac }) => {
+                // `arp-proxy`: no uplink involved; the asker gets the remote container's MAC.
+                let (slot, m) = self.rx.slot_mut(i);
+                let len = m.len;
+                if let L3::Arp(arp) = l3 {
+                    if answer_arp(&mut slot[..len], l3_offset, &arp, mac, ip) {
+                        m.vnet = VnetHeader::default();
+                        enqueue(&mut self.tx, &mut self.touched, ingress, i);
+                    }
+                }
+            }
             NatAction::Answer(answer) => {
                 let Some(uplink) = self.tables.nat.uplink().copied() else {
                     return;
@@ -121,7 +132,11 @@ impl Engine {
                     Answer::PortUnreachable => Some(DropReason::NoMapping),
                     Answer::TimeExceeded { .. } => Some(DropReason::TtlExceeded),
                     Answer::HostUnreachable { .. } => Some(DropReason::NoHost),
-                    Answer::Arp | Answer::IcmpEcho | Answer::TcpReset => None,
+                    // (`RemoteArp` is answered above.)
+                    Answer::Arp
+                    | Answer::IcmpEcho
+                    | Answer::TcpReset
+                    | Answer::RemoteArp { .. } => None,
                 };
                 if let Some(reason) = limited.filter(|_| !self.icmp_error_allowed(now)) {
                     return count_drop(&mut self.ports, ingress, reason);

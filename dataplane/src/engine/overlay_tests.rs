@@ -129,3 +129,55 @@ fn what_one_remote_host_floods_never_goes_on_to_another() {
     );
     assert_eq!(rig.drops("r2", DropReason::SplitHorizon), 3);
 }
+
+/// `arp-proxy`: with the cluster's endpoints programmed, a container's ARP for a remote
+/// container is answered on its port and nothing goes to a remote host; an address the table
+/// does not hold is flooded as before.
+#[test]
+fn arp_for_a_remote_container_is_answered_locally() {
+    use crate::wire::arp::{operation, request_frame, ArpPacket};
+    use crate::wire::ethernet::HEADER_LEN;
+    use std::net::Ipv4Addr;
+    let mut rig = Rig::new();
+    let c1_ip = Ipv4Addr::new(10, 9, 0, 2);
+    let remote_ip = Ipv4Addr::new(10, 9, 0, 3);
+    rig.engine
+        .set_policy(PolicyUpdate::RemoteEndpoints {
+            domain: DomainId(1),
+            endpoints: vec![(remote_ip, mac(REMOTE_ON_R3))],
+        })
+        .unwrap();
+    let c1 = &rig.ports[0].2;
+    c1.inject(&request_frame(mac(C1), c1_ip, remote_ip));
+    rig.engine.step();
+    let answers = c1.take_sent();
+    assert_eq!(answers.len(), 1, "answered on c1's own port");
+    let (_, f) = &answers[0];
+    assert_eq!(&f[..6], &mac(C1).0, "to the asker");
+    assert_eq!(&f[6..12], &mac(REMOTE_ON_R3).0);
+    let arp = ArpPacket::new_checked(&f[HEADER_LEN..]).unwrap();
+    assert_eq!(arp.operation(), operation::REPLY);
+    assert_eq!(arp.sender_hw_addr(), mac(REMOTE_ON_R3));
+    assert_eq!(arp.sender_proto_addr(), remote_ip);
+    assert_eq!(arp.target_proto_addr(), c1_ip);
+    for (name, _, h) in &rig.ports[1..] {
+        assert!(h.take_sent().is_empty(), "{name} got a copy");
+    }
+    // Not in the table: flooded, as without it.
+    let other = Ipv4Addr::new(10, 9, 0, 77);
+    assert_eq!(
+        rig.send("c1", &request_frame(mac(C1), c1_ip, other)),
+        ["h", "r2", "r3"]
+    );
+    // The table emptied (the remote host's lease ended): flooded again.
+    rig.engine
+        .set_policy(PolicyUpdate::RemoteEndpoints {
+            domain: DomainId(1),
+            endpoints: vec![],
+        })
+        .unwrap();
+    assert_eq!(
+        rig.send("c1", &request_frame(mac(C1), c1_ip, remote_ip)),
+        ["h", "r2", "r3"]
+    );
+}

@@ -19,6 +19,7 @@
 //! field in `effects::TableUpdates` and its line in `engine::pipeline::apply`.
 
 pub mod anti_spoof;
+pub mod arp_proxy;
 pub mod conflict;
 mod effects;
 pub mod icc;
@@ -51,6 +52,7 @@ pub type PerFrame = stages![
     conflict::Conflict,
     nat::Nat,
     l2_learn::L2Learn,
+    arp_proxy::ArpProxy,
     l2_fwd::L2Fwd,
 ];
 
@@ -206,6 +208,7 @@ stage_ids! {
     Conflict => "address-conflict", "`conflict::Conflict`.";
     Nat => "nat", "`nat::Nat`.";
     L2Learn => "l2-learn", "`l2_learn::L2Learn`.";
+    ArpProxy => "arp-proxy", "`arp_proxy::ArpProxy`.";
     L2Fwd => "l2-fwd", "`l2_fwd::L2Fwd`.";
     Flood => "flood", "The engine copies a flooded frame to the other ports of its bridge domain.";
     Icc => "icc", "`icc::Icc`.";

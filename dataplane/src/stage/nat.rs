@@ -75,6 +75,12 @@ pub enum NatAction {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Answer {
     Arp,
+    /// `arp-proxy`: an ARP request for `ip`, a container on another host of an overlay network,
+    /// answered with its `mac` from the cluster's endpoint table.
+    RemoteArp {
+        ip: Ipv4Addr,
+        mac: MacAddr,
+    },
     IcmpEcho,
     /// A TCP segment to a port nothing publishes: a reset (RFC 9293 3.10.7.1, as a closed port).
     TcpReset,

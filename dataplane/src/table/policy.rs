@@ -6,6 +6,10 @@
 //! domain and, only on `icc=false` networks or on host ports, a hash lookup. A port the control
 //! plane never described is `PortRole::Plain`: switched without any check, which is what
 //! `switchyard bridge` and uplinks want.
+//!
+//! It also holds the cluster's endpoints on other hosts (overlay networks): which MAC holds
+//! which address behind a remote host, per bridge domain, so `arp-proxy` answers a container's
+//! ARP for a remote container on this host instead of flooding it across the underlay.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -110,9 +114,22 @@ pub struct Policy {
     attached: HashSet<(Ipv4Addr, DomainId)>,
     /// Local containers' addresses and their MACs (from the container roles).
     owners: HashMap<Ipv4Addr, MacAddr>,
+    /// Remote endpoints of overlay networks: `remote_key(domain, address)` -> MAC (`arp-proxy`;
+    /// one word, so a lookup is one `FastHash` finaliser).
+    remote: HashMap<u64, MacAddr, FastHash>,
+    /// Indexed by domain: how many remote endpoints it has (`arp-proxy` applies where > 0).
+    remote_count: Vec<u32>,
 }
 
+/// Remote endpoints one bridge domain may hold (a /16 of containers on other hosts); more is
+/// refused whole (`EngineError::TooManyEndpoints`), the table keeping what it had.
+pub const MAX_REMOTE_ENDPOINTS: usize = 65_536;
+
 static PLAIN: PortRole = PortRole::Plain;
+
+fn remote_key(domain: DomainId, ip: Ipv4Addr) -> u64 {
+    u64::from(domain.0) << 32 | u64::from(u32::from(ip))
+}
 
 impl Default for Policy {
     fn default() -> Self {
@@ -123,6 +140,8 @@ impl Default for Policy {
             subnets: Vec::new(),
             attached: HashSet::new(),
             owners: HashMap::new(),
+            remote: HashMap::with_hasher(FastHash::random()),
+            remote_count: Vec::new(),
         }
     }
 }
@@ -188,6 +207,46 @@ impl Policy {
             .map(|s| s.domain)
     }
 
+    /// Replaces `domain`'s remote endpoints whole: (address, MAC) of containers on other hosts.
+    /// `false` (nothing changed) when there are more than `MAX_REMOTE_ENDPOINTS`.
+    pub fn set_remote_endpoints(
+        &mut self,
+        domain: DomainId,
+        endpoints: &[(Ipv4Addr, MacAddr)],
+    ) -> bool {
+        if endpoints.len() > MAX_REMOTE_ENDPOINTS {
+            return false;
+        }
+        self.remote.retain(|k, _| (k >> 32) as u16 != domain.0);
+        for &(ip, mac) in endpoints {
+            self.remote.insert(remote_key(domain, ip), mac);
+        }
+        let i = domain.0 as usize;
+        if self.remote_count.len() <= i {
+            self.remote_count.resize(i + 1, 0);
+        }
+        let count = self
+            .remote
+            .keys()
+            .filter(|k| (*k >> 32) as u16 == domain.0)
+            .count();
+        self.remote_count[i] = count as u32;
+        true
+    }
+
+    /// The MAC of the remote endpoint holding `ip` in `domain`, if the cluster knows one.
+    #[inline]
+    pub fn remote_endpoint(&self, domain: DomainId, ip: Ipv4Addr) -> Option<MacAddr> {
+        self.remote.get(&remote_key(domain, ip)).copied()
+    }
+
+    /// Whether `domain` has remote endpoints (so ARP for them is answered here).
+    pub fn has_remote_endpoints(&self, domain: DomainId) -> bool {
+        self.remote_count
+            .get(domain.0 as usize)
+            .is_some_and(|&n| n > 0)
+    }
+
     /// Whether the container owning `ip` is attached to `domain` too.
     pub fn attached_to(&self, ip: Ipv4Addr, domain: DomainId) -> bool {
         self.attached.contains(&(ip, domain))
@@ -245,5 +304,34 @@ mod tests {
         assert!(p.attached_to(ip_b, DomainId(0)));
         assert!(!p.attached_to(ip_b, DomainId(2)));
         assert!(Subnet { prefix: 0, ..a }.contains(Ipv4Addr::new(1, 2, 3, 4)));
+    }
+
+    #[test]
+    fn remote_endpoints_are_replaced_per_domain() {
+        let mut p = Policy::default();
+        let ip = Ipv4Addr::new(10, 98, 0, 12);
+        let mac: MacAddr = "02:42:0a:62:00:0c".parse().unwrap();
+        assert!(!p.has_remote_endpoints(DomainId(3)));
+        assert!(p.set_remote_endpoints(DomainId(3), &[(ip, mac)]));
+        assert!(p.set_remote_endpoints(DomainId(4), &[(ip, mac)]));
+        assert_eq!(p.remote_endpoint(DomainId(3), ip), Some(mac));
+        assert!(p.has_remote_endpoints(DomainId(3)));
+        assert!(p.set_remote_endpoints(DomainId(3), &[]));
+        assert_eq!(p.remote_endpoint(DomainId(3), ip), None);
+        assert!(!p.has_remote_endpoints(DomainId(3)));
+        assert_eq!(
+            p.remote_endpoint(DomainId(4), ip),
+            Some(mac),
+            "another domain's stay"
+        );
+        let too_many: Vec<_> = (0..=MAX_REMOTE_ENDPOINTS as u32)
+            .map(|i| (Ipv4Addr::from(i), mac))
+            .collect();
+        assert!(!p.set_remote_endpoints(DomainId(4), &too_many));
+        assert_eq!(
+            p.remote_endpoint(DomainId(4), ip),
+            Some(mac),
+            "refused whole"
+        );
     }
 }
