@@ -476,3 +476,135 @@ fn three_hosts_share_overlay_networks_through_etcd_and_survive_its_faults() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("already taken in the cluster"), "{err}");
 }
+
+/// Every key under `prefix` in the lab's etcd with its value, read through etcd's JSON gateway
+/// from the underlay.
+fn etcd_range(c: &Cluster, prefix: &str) -> Vec<(String, String)> {
+    const READ: &str = r#"
+import base64, json, sys, urllib.request
+p = sys.argv[1].encode()
+e = p[:-1] + bytes([p[-1] + 1])
+b64 = lambda x: base64.b64encode(x).decode()
+body = json.dumps({"key": b64(p), "range_end": b64(e)}).encode()
+r = json.load(urllib.request.urlopen("http://192.168.78.9:2379/v3/kv/range", body, timeout=5))
+for kv in r.get("kvs", []):
+    print(base64.b64decode(kv["key"]).decode() + " " + base64.b64decode(kv.get("value", "")).decode())
+"#;
+    c.lab
+        .exec_ok("sw", &["/usr/bin/python3", "-c", READ, prefix])
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The endpoint published for `ip` on network `ov`, if there is one.
+fn endpoint(c: &Cluster, ip: &str) -> Option<serde_json::Value> {
+    let k = format!("/switchyard/v1/endpoints/ov/{ip}");
+    etcd_range(c, &k)
+        .into_iter()
+        .find(|(key, _)| *key == k)
+        .map(|(_, v)| serde_json::from_str(&v).unwrap())
+}
+
+#[test]
+fn overlay_endpoints_live_in_etcd_and_arp_for_remote_ones_is_answered_locally() {
+    let mut c = Cluster::new("ove");
+    let net = ["network", "create", "ov", "--driver", "overlay"];
+    c.cli_ok(0, &[&net[..], &["--subnet", "10.97.0.0/24"]].concat());
+    c.cli_ok(0, &["network", "create", "plain"]);
+    for i in 1..3 {
+        c.converge(i, &["network", "ls"], "ov on every host", |ls| {
+            ls.contains(" ov ")
+        });
+    }
+    let mut names = Vec::new();
+    for (i, ip) in [(0, "10.97.0.11"), (1, "10.97.0.12")] {
+        let ns = c.lab.adopt(&format!("c{}", i + 1));
+        c.cli_ok(
+            i,
+            &["container", "create", &ns, "--network", "ov", "--ip", ip],
+        );
+        names.push(ns);
+    }
+    // Published by each host with its container, MAC and address.
+    for (ip, host, ctr) in [("10.97.0.11", 0, "c1"), ("10.97.0.12", 1, "c2")] {
+        deadline(&format!("endpoint {ip} in etcd"), || {
+            endpoint(&c, ip).is_some()
+        });
+        let e = endpoint(&c, ip).unwrap();
+        assert_eq!(e["host"], host_ip(host), "{e}");
+        assert_eq!(e["ip"], ip, "{e}");
+        assert_eq!(e["mac"], c.lab.mac(ctr, "eth0"), "{e}");
+        assert!(e["container"].as_str().unwrap().ends_with(ctr), "{e}");
+    }
+    // Each host holds the other's MAC statically behind its VXLAN port.
+    let c2_mac = c.lab.mac("c2", "eth0");
+    c.converge(0, &["fdb"], "c2's MAC static toward host2", |fdb| {
+        fdb.lines().any(|l| {
+            l.contains(&c2_mac) && l.contains("vxlan:192.168.78.2") && l.contains("static")
+        })
+    });
+    let c1_mac = c.lab.mac("c1", "eth0");
+    c.converge(1, &["fdb"], "c1's MAC static toward host1", |fdb| {
+        fdb.lines()
+            .any(|l| l.contains(&c1_mac) && l.contains("vxlan:192.168.78.1"))
+    });
+
+    // ARP across hosts is answered locally: with empty neighbour caches on both sides, a ping
+    // from c1 to c2 needs two ARP exchanges, and none crosses the underlay.
+    let dump = c.lab.spawn(
+        "sw",
+        "underlay-dump",
+        &["tcpdump", "-i", "ulbr", "-nn", "-l", "udp", "port", "4789"],
+    );
+    c.lab
+        .wait_log("underlay-dump", "listening on", Duration::from_secs(10));
+    for ctr in ["c1", "c2"] {
+        c.lab.exec_ok(ctr, &["ip", "neigh", "flush", "all"]);
+    }
+    c.lab.ping_ok("c1", "10.97.0.12");
+    let neigh = c.lab.exec_ok("c1", &["ip", "neigh", "show", "10.97.0.12"]);
+    assert!(neigh.contains(&c2_mac), "c1 learned c2's MAC: {neigh}");
+    std::thread::sleep(Duration::from_millis(300));
+    c.lab.stop(dump);
+    let seen = c.lab.log("underlay-dump", "out");
+    assert!(
+        seen.matches("ICMP echo request").count() >= 1,
+        "the capture sees the ping cross: {seen}"
+    );
+    assert_eq!(seen.matches("ARP").count(), 0, "ARP crossed: {seen}");
+
+    // Connect and disconnect publish and withdraw.
+    let c3 = c.lab.adopt("c3");
+    c.cli_ok(0, &["container", "create", &c3, "--network", "plain"]);
+    c.cli_ok(0, &["network", "connect", "ov", &c3, "--ip", "10.97.0.21"]);
+    deadline("c3's endpoint published", || {
+        endpoint(&c, "10.97.0.21").is_some()
+    });
+    c.cli_ok(0, &["network", "disconnect", "ov", &c3]);
+    deadline("c3's endpoint withdrawn", || {
+        endpoint(&c, "10.97.0.21").is_none()
+    });
+
+    // Host2's daemon killed: its endpoints go with its lease, for everyone; restarted, they are
+    // published again (a new lease).
+    c.kill_daemon(1);
+    deadline("host2's endpoint gone with its lease", || {
+        endpoint(&c, "10.97.0.12").is_none()
+    });
+    assert!(endpoint(&c, "10.97.0.11").is_some(), "host1's stay");
+    c.converge(0, &["fdb"], "c2's MAC gone from host1", |fdb| {
+        !fdb.contains(&c2_mac)
+    });
+    c.start_daemon(1);
+    deadline("host2's endpoint back", || {
+        endpoint(&c, "10.97.0.12").is_some()
+    });
+    c.lab.ping_ok("c1", "10.97.0.12");
+    // Removed: withdrawn.
+    c.cli_ok(1, &["container", "rm", &names[1]]);
+    deadline("c2's endpoint withdrawn", || {
+        endpoint(&c, "10.97.0.12").is_none()
+    });
+}

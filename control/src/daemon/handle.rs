@@ -39,6 +39,7 @@ impl Daemon {
             }
             self.system.sync_hosts(&self.state);
             self.sync_names();
+            self.nudge_cluster();
         }
         result
     }

@@ -9,30 +9,42 @@
 //!   filled in: written by the daemon that created it, in one transaction with `vnis/<vni>`
 //!   (= the name) that succeeds only if neither key exists, so two hosts can never create the
 //!   same name or take the same VNI, even at once. No lease: a network outlives its creator.
+//! - `addresses/<network>/<ip>` = `{"host", "container"}`: claimed by the daemon creating a
+//!   container on an overlay network before it creates anything (a create-if-absent
+//!   transaction), given back when the container goes; no lease, so a killed daemon's
+//!   containers keep their addresses.
+//! - `endpoints/<network>/<ip>` = `{"container", "mac", "ip", "host"}`: each daemon publishes
+//!   every endpoint it holds on an overlay network, under its host lease, so they all go when
+//!   the lease ends. Keyed like the address claims (an address is one endpoint per network, and
+//!   one range reads a network's table). Published by reconciling: every round the cluster
+//!   thread puts what the state holds and is not yet in etcd and deletes what it published and
+//!   the state no longer holds, so create, connect, rm, disconnect and a restart (a new lease:
+//!   everything put again) all take the same path; a change wakes the thread at once.
 //!
-//! Every daemon reads `hosts/` and `networks/` once a second (the cluster thread) and makes the
-//! local state follow: networks it lacks are created locally with the stored request (same ID,
-//! VNI, subnet), and every overlay network has one VXLAN port per other registered host (plus
-//! its static `--opt peers`). Remote MACs are learned behind their host's port.
+//! Every daemon reads `hosts/`, `networks/` and `endpoints/` once a second (the cluster thread)
+//! and makes the local state follow: networks it lacks are created locally with the stored
+//! request (same ID, VNI, subnet), every overlay network has one VXLAN port per other registered
+//! host (plus its static `--opt peers`), and the other hosts' endpoints are programmed into the
+//! engine: ARP for them answered here (`arp-proxy`), their MACs static behind their host's port.
 //!
-//! When etcd is unreachable: nothing local changes (the last hosts stay, so traffic between
-//! running containers goes on); `network create --driver overlay` fails with one line and
-//! changes nothing; the lease is renewed again, or granted anew and the host re-registered, as
-//! soon as etcd answers. - `addresses/<network>/<ip>` = `{"host", "container"}`: claimed by the
-//!   daemon creating a container on an overlay network before it creates anything (a
-//!   create-if-absent transaction), given back when the container goes; no lease, so a killed
-//!   daemon's containers keep their addresses.
-//!
-//! Not yet in etcd: endpoints (no local ARP answers).
+//! When etcd is unreachable: nothing local changes (the last hosts and endpoints stay, so
+//! traffic between running containers goes on); `network create --driver overlay` fails with one
+//! line and changes nothing; the lease is renewed again, or granted anew and the host and its
+//! endpoints registered again, as soon as etcd answers.
 
 pub mod etcd;
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use dataplane::MacAddr;
 use etcd::Etcd;
+use serde::{Deserialize, Serialize};
 
+use super::system::overlay::RemoteEndpoint;
 use super::Daemon;
 use crate::api::{ApiError, NetworkCreate};
 
@@ -58,21 +70,42 @@ pub struct ClusterConfig {
 pub(super) struct ClusterView {
     /// The other registered hosts, by underlay address.
     pub(super) hosts: Vec<Ipv4Addr>,
+    /// Wakes the cluster thread after a change (endpoints published at once, not within a
+    /// second).
+    wake: Option<SyncSender<()>>,
 }
 
-/// Starts the cluster thread: registration, keep-alive, and following hosts and networks.
+/// One endpoint under `endpoints/<network>/<ip>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct EndpointRecord {
+    container: String,
+    mac: String,
+    ip: Ipv4Addr,
+    host: Ipv4Addr,
+}
+
+/// Starts the cluster thread: registration, keep-alive, publishing this host's endpoints, and
+/// following hosts, networks and the other hosts' endpoints.
 pub(super) fn spawn(daemon: Arc<Mutex<Daemon>>, config: ClusterConfig) {
+    let (wake, woken) = sync_channel(1);
+    daemon
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .cluster_view
+        .wake = Some(wake);
     std::thread::Builder::new()
         .name("cluster".into())
-        .spawn(move || follow(daemon, config))
+        .spawn(move || follow(daemon, config, woken))
         .expect("spawning the cluster thread");
 }
 
-fn follow(daemon: Arc<Mutex<Daemon>>, config: ClusterConfig) {
+fn follow(daemon: Arc<Mutex<Daemon>>, config: ClusterConfig, woken: Receiver<()>) {
     let etcd = &config.etcd;
     let mut lease: Option<i64> = None;
     let mut renewed = Instant::now();
     let mut unreachable = false;
+    // What this host has put under `endpoints/` (key -> value) with its current lease.
+    let mut published: BTreeMap<String, String> = BTreeMap::new();
     loop {
         let round = (|| -> Result<(), etcd::EtcdError> {
             if let Some(id) = lease {
@@ -91,8 +124,15 @@ fn follow(daemon: Arc<Mutex<Daemon>>, config: ClusterConfig) {
                 etcd.put(&key("hosts", &config.me.to_string()), &value, Some(id))?;
                 lease = Some(id);
                 renewed = Instant::now();
+                // What the last lease held is gone (or goes with it): all put again.
+                published.clear();
                 tracing::info!(host = %config.me, "cluster: registered");
             }
+            let local = daemon
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .local_endpoints(config.me);
+            publish_endpoints(etcd, lease, &local, &mut published)?;
             let hosts: Vec<Ipv4Addr> = etcd
                 .range_prefix(&key("hosts", ""))?
                 .iter()
@@ -104,8 +144,17 @@ fn follow(daemon: Arc<Mutex<Daemon>>, config: ClusterConfig) {
                 .iter()
                 .filter_map(|(_, v)| serde_json::from_str(v).ok())
                 .collect();
+            let prefix = key("endpoints", "");
+            let endpoints: Vec<(String, EndpointRecord)> = etcd
+                .range_prefix(&prefix)?
+                .iter()
+                .filter_map(|(k, v)| {
+                    let (network, _) = k.strip_prefix(&prefix)?.split_once('/')?;
+                    Some((network.to_string(), serde_json::from_str(v).ok()?))
+                })
+                .collect();
             let mut d = daemon.lock().unwrap_or_else(|p| p.into_inner());
-            d.follow_cluster(hosts, networks);
+            d.follow_cluster(hosts, networks, endpoints, config.me);
             Ok(())
         })();
         match round {
@@ -120,14 +169,84 @@ fn follow(daemon: Arc<Mutex<Daemon>>, config: ClusterConfig) {
             }
             Err(_) => {}
         }
-        std::thread::sleep(READ_EVERY);
+        // The next round in a second, or at once after a change (one wake-up per change).
+        let _ = woken.recv_timeout(READ_EVERY);
     }
 }
 
+/// Makes `endpoints/` hold exactly `local` for this host: puts what is new or changed (under
+/// `lease`), deletes what it published and the state no longer holds. `published` follows
+/// what succeeded, so a failure half-way is finished in a later round.
+fn publish_endpoints(
+    etcd: &Etcd,
+    lease: Option<i64>,
+    local: &BTreeMap<String, String>,
+    published: &mut BTreeMap<String, String>,
+) -> Result<(), etcd::EtcdError> {
+    let gone: Vec<String> = published
+        .keys()
+        .filter(|k| !local.contains_key(*k))
+        .cloned()
+        .collect();
+    for k in gone {
+        etcd.delete(&k)?;
+        published.remove(&k);
+    }
+    for (k, v) in local {
+        if published.get(k) != Some(v) {
+            etcd.put(k, v, lease)?;
+            published.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(())
+}
+
 impl Daemon {
+    /// Wakes the cluster thread (after a request that may have changed the state).
+    pub(super) fn nudge_cluster(&self) {
+        if let Some(wake) = &self.cluster_view.wake {
+            let _ = wake.try_send(());
+        }
+    }
+
+    /// This host's endpoints on overlay networks, as `endpoints/` holds them (key -> value).
+    fn local_endpoints(&self, me: Ipv4Addr) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for c in self.state.containers.values() {
+            for e in &c.endpoints {
+                let overlay = self
+                    .state
+                    .networks
+                    .get(&e.network)
+                    .is_some_and(|n| n.overlay.is_some());
+                if !overlay {
+                    continue;
+                }
+                let record = EndpointRecord {
+                    container: c.name.clone(),
+                    mac: e.mac.to_string(),
+                    ip: e.ip,
+                    host: me,
+                };
+                out.insert(
+                    key("endpoints", &format!("{}/{}", e.network, e.ip)),
+                    serde_json::to_string(&record).expect("a record serializes"),
+                );
+            }
+        }
+        out
+    }
+
     /// Makes the local state follow what etcd holds: missing overlay networks created, every
-    /// overlay network's VXLAN ports toward the other hosts.
-    fn follow_cluster(&mut self, hosts: Vec<Ipv4Addr>, networks: Vec<NetworkCreate>) {
+    /// overlay network's VXLAN ports toward the other hosts, and the other hosts' endpoints in
+    /// the engine.
+    fn follow_cluster(
+        &mut self,
+        hosts: Vec<Ipv4Addr>,
+        networks: Vec<NetworkCreate>,
+        endpoints: Vec<(String, EndpointRecord)>,
+        me: Ipv4Addr,
+    ) {
         for req in networks {
             let exists = self.state.networks.contains_key(&req.name);
             if exists {
@@ -145,6 +264,30 @@ impl Daemon {
             tracing::info!(?hosts, "cluster: hosts");
             self.cluster_view.hosts = hosts;
             self.sync_overlay_peers();
+        }
+        // Per network, the endpoints of the other hosts (the engine is only told of changes).
+        let mut remote: BTreeMap<String, Vec<RemoteEndpoint>> = BTreeMap::new();
+        for (network, r) in endpoints {
+            if r.host == me {
+                continue;
+            }
+            let Ok(mac) = r.mac.parse::<MacAddr>() else {
+                continue;
+            };
+            remote.entry(network).or_default().push(RemoteEndpoint {
+                ip: r.ip,
+                mac,
+                host: r.host,
+            });
+        }
+        for n in self.state.networks.values() {
+            if n.overlay.is_none() {
+                continue;
+            }
+            let list = remote.remove(&n.name).unwrap_or_default();
+            if let Err(e) = self.system.sync_remote_endpoints(n, &list) {
+                tracing::warn!(network = %n.name, "remote endpoints: {e:#}");
+            }
         }
     }
 

@@ -2,13 +2,17 @@
 //! port on it, and per overlay network one engine port per remote host (`dataplane::VxlanPort`,
 //! role `Overlay`). The remote hosts of a network are its static `--opt peers`; `sync_peers`
 //! makes the ports match any list, so the same code follows a list that changes.
+//!
+//! In a cluster, `sync_remote_endpoints` programs the engine with the network's endpoints on
+//! other hosts: their addresses and MACs for `arp-proxy` (ARP answered here) and each MAC as a
+//! static entry on the VXLAN port of its host (never flooded to find it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use dataplane::{DomainId, PortId, PortRole, VxlanSocket};
+use dataplane::{DomainId, MacAddr, PolicyUpdate, PortId, PortRole, VlanId, VxlanSocket};
 
 use super::System;
 use crate::model::overlay::Underlay;
@@ -24,6 +28,19 @@ pub(super) struct Overlays {
     pub(super) ports: HashMap<String, BTreeMap<Ipv4Addr, PortId>>,
     /// The UDP port (hence the socket) of each overlay network with ports, by name.
     udp_port_of: HashMap<String, u16>,
+    /// Remote endpoints' static MAC entries installed, per overlay network (by name).
+    remote_macs: HashMap<String, BTreeMap<MacAddr, PortId>>,
+    /// The remote endpoints (address, MAC) last given to `arp-proxy`, per overlay network.
+    remote_arp: HashMap<String, Vec<(Ipv4Addr, MacAddr)>>,
+}
+
+/// An endpoint of an overlay network on another host, as the cluster publishes it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RemoteEndpoint {
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    /// Its host's underlay address.
+    pub host: Ipv4Addr,
 }
 
 impl Overlays {
@@ -76,6 +93,10 @@ impl System {
         for peer in gone {
             if let Some(id) = current.remove(&peer) {
                 let _ = self.engine.remove_port(id);
+                // The engine forgot the port's static MACs with it.
+                if let Some(macs) = self.overlays.remote_macs.get_mut(&n.name) {
+                    macs.retain(|_, p| *p != id);
+                }
             }
         }
         let missing: Vec<Ipv4Addr> = peers
@@ -121,8 +142,80 @@ impl System {
         Ok(())
     }
 
+    /// Makes the engine hold exactly `endpoints` (network `n`'s on other hosts) for `arp-proxy`
+    /// and as static MACs behind their hosts' VXLAN ports. Endpoints of a host without a port
+    /// (not registered, or its lease ended) are left out. Changes nothing when nothing changed,
+    /// so the cluster thread may call it every round.
+    pub fn sync_remote_endpoints(
+        &mut self,
+        n: &Network,
+        endpoints: &[RemoteEndpoint],
+    ) -> anyhow::Result<()> {
+        if n.overlay.is_none() {
+            return Ok(());
+        }
+        let domain = DomainId(n.domain);
+        let ports = self
+            .overlays
+            .ports
+            .get(&n.name)
+            .cloned()
+            .unwrap_or_default();
+        let mut want: BTreeMap<MacAddr, PortId> = BTreeMap::new();
+        let mut arp: Vec<(Ipv4Addr, MacAddr)> = Vec::new();
+        for e in endpoints {
+            if let Some(&port) = ports.get(&e.host) {
+                want.insert(e.mac, port);
+                arp.push((e.ip, e.mac));
+            }
+        }
+        arp.sort();
+        let installed = self.overlays.remote_macs.entry(n.name.clone()).or_default();
+        let stale: Vec<MacAddr> = installed
+            .iter()
+            .filter(|(mac, port)| want.get(mac) != Some(port))
+            .map(|(mac, _)| *mac)
+            .collect();
+        for mac in stale {
+            installed.remove(&mac);
+            let _ = self.engine.remove_static_mac(domain, VlanId(0), mac);
+        }
+        let mut first_error = None;
+        for (mac, port) in want {
+            if installed.get(&mac) == Some(&port) {
+                continue;
+            }
+            match self.engine.add_static_mac(domain, VlanId(0), mac, port) {
+                Ok(()) => {
+                    installed.insert(mac, port);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if self.overlays.remote_arp.get(&n.name) != Some(&arp) {
+            self.engine.set_policy(PolicyUpdate::RemoteEndpoints {
+                domain,
+                endpoints: arp.clone(),
+            })?;
+            self.overlays.remote_arp.insert(n.name.clone(), arp);
+        }
+        match first_error {
+            Some(e) => Err(anyhow::Error::new(e).context("a remote endpoint's MAC")),
+            None => Ok(()),
+        }
+    }
+
     /// Detaches every VXLAN port of network `n`.
     pub(super) fn overlay_down(&mut self, n: &Network) {
+        self.overlays.remote_macs.remove(&n.name);
+        if self.overlays.remote_arp.remove(&n.name).is_some() {
+            let _ = self.engine.set_policy(PolicyUpdate::RemoteEndpoints {
+                domain: DomainId(n.domain),
+                endpoints: Vec::new(),
+            });
+        }
         self.overlays.udp_port_of.remove(&n.name);
         for (_, id) in self.overlays.ports.remove(&n.name).unwrap_or_default() {
             let _ = self.engine.remove_port(id);
