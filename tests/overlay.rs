@@ -507,8 +507,12 @@ fn endpoint(c: &Cluster, ip: &str) -> Option<serde_json::Value> {
         .map(|(_, v)| serde_json::from_str(&v).unwrap())
 }
 
+/// Endpoints published in etcd (create, connect, disconnect, rm, lease end, restart), ARP for a
+/// remote container answered by the asker's host (none crosses the underlay), and `network rm`
+/// of an overlay network: refused while another host has containers on it, else gone from etcd
+/// and every host; refused in one line while etcd is down.
 #[test]
-fn overlay_endpoints_live_in_etcd_and_arp_for_remote_ones_is_answered_locally() {
+fn endpoints_in_etcd_answer_arp_locally_and_network_rm_spans_hosts() {
     let mut c = Cluster::new("ove");
     let net = ["network", "create", "ov", "--driver", "overlay"];
     c.cli_ok(0, &[&net[..], &["--subnet", "10.97.0.0/24"]].concat());
@@ -607,4 +611,64 @@ fn overlay_endpoints_live_in_etcd_and_arp_for_remote_ones_is_answered_locally() 
     deadline("c2's endpoint withdrawn", || {
         endpoint(&c, "10.97.0.12").is_none()
     });
+
+    // Network removal across hosts: refused in one line while another host has a container on
+    // it, and nothing changes.
+    let out = c.cli(1, &["network", "rm", "ov"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "removed under host1's container");
+    assert!(
+        err.contains("still has containers on other hosts")
+            && err.contains(&names[0])
+            && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    let stored = |k: &str| etcd_range(&c, k).iter().any(|(key, _)| key == k);
+    assert!(stored("/switchyard/v1/networks/ov"));
+    assert!(c.cli_ok(1, &["network", "ls"]).contains(" ov "));
+    // Once it has none, removed on one host: out of etcd (network, VNI, claims, endpoints) and
+    // off every host, VXLAN ports and all.
+    c.cli_ok(0, &["container", "rm", &names[0]]);
+    deadline("c1's endpoint withdrawn", || {
+        endpoint(&c, "10.97.0.11").is_none()
+    });
+    c.cli_ok(1, &["network", "rm", "ov"]);
+    assert!(!stored("/switchyard/v1/networks/ov"));
+    for prefix in ["vnis/", "addresses/ov/", "endpoints/ov/"] {
+        let left = etcd_range(&c, &format!("/switchyard/v1/{prefix}"));
+        assert!(left.is_empty(), "{prefix}: {left:?}");
+    }
+    for i in [0, 2] {
+        c.converge(i, &["network", "ls"], "ov removed everywhere", |ls| {
+            !ls.contains(" ov ")
+        });
+        c.converge(i, &["stats"], "its VXLAN ports gone", |st| {
+            !st.contains("vxlan:")
+        });
+    }
+    // etcd down: removing an overlay network fails in one line and changes nothing.
+    c.cli_ok(
+        0,
+        &[
+            "network",
+            "create",
+            "ov3",
+            "--driver",
+            "overlay",
+            "--subnet",
+            "10.96.0.0/24",
+        ],
+    );
+    c.converge(2, &["network", "ls"], "ov3 on host3", |ls| {
+        ls.contains(" ov3 ")
+    });
+    c.lab.signal(c.etcd, libc::SIGKILL);
+    let out = c.cli(2, &["network", "rm", "ov3"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "removed without etcd");
+    assert!(
+        err.contains("unreachable") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(c.cli_ok(2, &["network", "ls"]).contains(" ov3 "));
 }

@@ -28,20 +28,26 @@ impl Daemon {
         if changes {
             // Whatever happened (done, refused, or reverted), the data plane's policy and the
             // hosts files follow the current state before the client hears back.
-            if let Err(e) = self.system.sync_policy(&self.state) {
-                tracing::error!("pushing policy: {e:#}");
-            }
-            if let Err(e) = self.system.sync_nat(&self.state) {
-                tracing::error!("pushing NAT configuration: {e:#}");
-            }
-            for (container, e) in self.system.sync_relay(&self.state) {
-                tracing::error!(container, "serving a published port: {e:#}");
-            }
-            self.system.sync_hosts(&self.state);
-            self.sync_names();
-            self.nudge_cluster();
+            self.follow_state();
         }
         result
+    }
+
+    /// The engine's policy and NAT, the relay, the hosts files and the names follow the state
+    /// (after every request that may change it, and after the cluster changed it).
+    pub(super) fn follow_state(&mut self) {
+        if let Err(e) = self.system.sync_policy(&self.state) {
+            tracing::error!("pushing policy: {e:#}");
+        }
+        if let Err(e) = self.system.sync_nat(&self.state) {
+            tracing::error!("pushing NAT configuration: {e:#}");
+        }
+        for (container, e) in self.system.sync_relay(&self.state) {
+            tracing::error!(container, "serving a published port: {e:#}");
+        }
+        self.system.sync_hosts(&self.state);
+        self.sync_names();
+        self.nudge_cluster();
     }
 
     fn apply(&mut self, request: Request) -> Result<Response, ApiError> {
@@ -249,7 +255,21 @@ impl Daemon {
         Ok(Response::Created { id: network.id })
     }
 
+    /// `network rm`: checked here first (nothing changes if this host refuses), then overlay
+    /// networks of a cluster are taken out of etcd (refused while another host has containers
+    /// on one), then removed here; the other hosts follow etcd.
     fn network_rm(&mut self, names: &[String], force: bool) -> Result<Response, ApiError> {
+        self.state.clone().remove_networks(names, force)?;
+        self.unpublish_removed(names)?;
+        self.network_rm_local(names, force)
+    }
+
+    /// `network rm` on this host only.
+    pub(super) fn network_rm_local(
+        &mut self,
+        names: &[String],
+        force: bool,
+    ) -> Result<Response, ApiError> {
         let mut next = self.state.clone();
         let removed = next.remove_networks(names, force)?;
         self.tear_down_and_commit(next, |system| {

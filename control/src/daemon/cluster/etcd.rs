@@ -86,18 +86,20 @@ impl Etcd {
         Ok(number(&v["result"]["TTL"]).unwrap_or(0))
     }
 
-    /// Puts every pair at once if none of `absent` exists yet (one transaction); whether it did.
+    /// Puts every pair at once if none of `absent` exists yet and every one of `present` does
+    /// (one transaction); whether it did.
     pub fn create_all(
         &self,
         absent: &[&str],
+        present: &[&str],
         puts: &[(&str, &str)],
         lease: Option<i64>,
     ) -> Result<bool, EtcdError> {
+        let exists = |k: &&str, result: &str| json!({"key": b64(k.as_bytes()), "target": "CREATE", "result": result, "create_revision": "0"});
         let compare: Vec<Value> = absent
             .iter()
-            .map(|k| {
-                json!({"key": b64(k.as_bytes()), "target": "CREATE", "result": "EQUAL", "create_revision": "0"})
-            })
+            .map(|k| exists(k, "EQUAL"))
+            .chain(present.iter().map(|k| exists(k, "GREATER")))
             .collect();
         let success: Vec<Value> = puts
             .iter()
@@ -109,11 +111,7 @@ impl Etcd {
                 json!({ "request_put": put })
             })
             .collect();
-        let v = self.post(
-            "/v3/kv/txn",
-            &json!({"compare": compare, "success": success}),
-        )?;
-        Ok(v["succeeded"].as_bool().unwrap_or(false))
+        self.txn(&compare, &success)
     }
 
     pub fn put(&self, key: &str, value: &str, lease: Option<i64>) -> Result<(), EtcdError> {
@@ -124,6 +122,34 @@ impl Etcd {
         self.post("/v3/kv/put", &body).map(|_| ())
     }
 
+    /// Deletes every key of `keys` and everything under each of `prefixes` at once, if `present`
+    /// exists (one transaction); whether it did.
+    pub fn delete_all(
+        &self,
+        present: &str,
+        keys: &[&str],
+        prefixes: &[&str],
+    ) -> Result<bool, EtcdError> {
+        let compare = [exists(present, "GREATER")];
+        let success: Vec<Value> = keys
+            .iter()
+            .map(|k| json!({"request_delete_range": {"key": b64(k.as_bytes())}}))
+            .chain(prefixes.iter().map(|p| {
+                json!({"request_delete_range": {"key": b64(p.as_bytes()), "range_end": b64(&prefix_end(p))}})
+            }))
+            .collect();
+        self.txn(&compare, &success)
+    }
+
+    /// Runs `success` if every `compare` holds (one transaction); whether it did.
+    fn txn(&self, compare: &[Value], success: &[Value]) -> Result<bool, EtcdError> {
+        let v = self.post(
+            "/v3/kv/txn",
+            &json!({"compare": compare, "success": success}),
+        )?;
+        Ok(v["succeeded"].as_bool().unwrap_or(false))
+    }
+
     pub fn delete(&self, key: &str) -> Result<(), EtcdError> {
         self.post("/v3/kv/deleterange", &json!({"key": b64(key.as_bytes())}))
             .map(|_| ())
@@ -131,13 +157,9 @@ impl Etcd {
 
     /// Every key under `prefix` with its value, in key order.
     pub fn range_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>, EtcdError> {
-        let mut end = prefix.as_bytes().to_vec();
-        if let Some(last) = end.last_mut() {
-            *last += 1;
-        }
         let v = self.post(
             "/v3/kv/range",
-            &json!({"key": b64(prefix.as_bytes()), "range_end": b64(&end)}),
+            &json!({"key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix))}),
         )?;
         let mut out = Vec::new();
         for kv in v["kvs"].as_array().map(Vec::as_slice).unwrap_or_default() {
@@ -149,6 +171,21 @@ impl Etcd {
         }
         Ok(out)
     }
+}
+
+/// The end of the range of keys starting with `prefix` (its last byte plus one; the prefixes
+/// used end in `/`, never in 0xff).
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last = last.saturating_add(1);
+    }
+    end
+}
+
+/// A comparison of `key`'s create revision with 0: `EQUAL` (absent) or `GREATER` (present).
+fn exists(key: &str, result: &str) -> Value {
+    json!({"key": b64(key.as_bytes()), "target": "CREATE", "result": result, "create_revision": "0"})
 }
 
 /// etcd's JSON carries 64-bit numbers as strings.

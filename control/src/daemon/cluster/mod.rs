@@ -9,6 +9,9 @@
 //!   filled in: written by the daemon that created it, in one transaction with `vnis/<vni>`
 //!   (= the name) that succeeds only if neither key exists, so two hosts can never create the
 //!   same name or take the same VNI, even at once. No lease: a network outlives its creator.
+//!   `network rm` on any host takes both out, with the network's address claims and endpoints,
+//!   in one transaction, after checking that no other host has containers on it (refused in
+//!   one line otherwise); every other host then removes it locally.
 //! - `addresses/<network>/<ip>` = `{"host", "container"}`: claimed by the daemon creating a
 //!   container on an overlay network before it creates anything (a create-if-absent
 //!   transaction), given back when the container goes; no lease, so a killed daemon's
@@ -23,7 +26,8 @@
 //!
 //! Every daemon reads `hosts/`, `networks/` and `endpoints/` once a second (the cluster thread)
 //! and makes the local state follow: networks it lacks are created locally with the stored
-//! request (same ID, VNI, subnet), every overlay network has one VXLAN port per other registered
+//! request (same ID, VNI, subnet), networks it had from etcd that etcd no longer holds are
+//! removed here too, every overlay network has one VXLAN port per other registered
 //! host (plus its static `--opt peers`), and the other hosts' endpoints are programmed into the
 //! engine: ARP for them answered here (`arp-proxy`), their MACs static behind their host's port.
 //!
@@ -73,6 +77,9 @@ pub(super) struct ClusterView {
     /// Wakes the cluster thread after a change (endpoints published at once, not within a
     /// second).
     wake: Option<SyncSender<()>>,
+    /// Networks removed from the cluster that this host keeps (its containers are on them),
+    /// warned about once.
+    kept: Vec<String>,
 }
 
 /// One endpoint under `endpoints/<network>/<ip>`.
@@ -128,10 +135,13 @@ fn follow(daemon: Arc<Mutex<Daemon>>, config: ClusterConfig, woken: Receiver<()>
                 published.clear();
                 tracing::info!(host = %config.me, "cluster: registered");
             }
-            let local = daemon
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .local_endpoints(config.me);
+            // The networks this host has before the read: only those can be gone from etcd (one
+            // a request creates meanwhile was stored there first, after this read began).
+            let (local, known) = {
+                let d = daemon.lock().unwrap_or_else(|p| p.into_inner());
+                let known: Vec<String> = d.state.networks.keys().cloned().collect();
+                (d.local_endpoints(config.me), known)
+            };
             publish_endpoints(etcd, lease, &local, &mut published)?;
             let hosts: Vec<Ipv4Addr> = etcd
                 .range_prefix(&key("hosts", ""))?
@@ -139,8 +149,13 @@ fn follow(daemon: Arc<Mutex<Daemon>>, config: ClusterConfig, woken: Receiver<()>
                 .filter_map(|(k, _)| k.rsplit('/').next()?.parse().ok())
                 .filter(|ip| *ip != config.me)
                 .collect();
-            let networks: Vec<NetworkCreate> = etcd
-                .range_prefix(&key("networks", ""))?
+            let stored = etcd.range_prefix(&key("networks", ""))?;
+            // Names from the keys: a value this version cannot read still names a network.
+            let in_etcd: Vec<String> = stored
+                .iter()
+                .filter_map(|(k, _)| Some(k.rsplit('/').next()?.to_string()))
+                .collect();
+            let networks: Vec<NetworkCreate> = stored
                 .iter()
                 .filter_map(|(_, v)| serde_json::from_str(v).ok())
                 .collect();
@@ -154,7 +169,8 @@ fn follow(daemon: Arc<Mutex<Daemon>>, config: ClusterConfig, woken: Receiver<()>
                 })
                 .collect();
             let mut d = daemon.lock().unwrap_or_else(|p| p.into_inner());
-            d.follow_cluster(hosts, networks, endpoints, config.me);
+            let gone: Vec<String> = known.into_iter().filter(|n| !in_etcd.contains(n)).collect();
+            d.follow_cluster(hosts, networks, &gone, endpoints, config.me);
             Ok(())
         })();
         match round {
@@ -244,9 +260,33 @@ impl Daemon {
         &mut self,
         hosts: Vec<Ipv4Addr>,
         networks: Vec<NetworkCreate>,
+        gone: &[String],
         endpoints: Vec<(String, EndpointRecord)>,
         me: Ipv4Addr,
     ) {
+        let mut changed = false;
+        for name in gone {
+            let overlay = self
+                .state
+                .networks
+                .get(name)
+                .is_some_and(|n| n.overlay.is_some());
+            if !overlay {
+                continue;
+            }
+            match self.network_rm_local(std::slice::from_ref(name), false) {
+                Ok(_) => {
+                    tracing::info!(network = %name, "cluster: network removed here too");
+                    self.cluster_view.kept.retain(|k| k != name);
+                    changed = true;
+                }
+                Err(e) if !self.cluster_view.kept.contains(name) => {
+                    tracing::warn!(network = %name, "cluster: removed from the cluster, kept here: {}", e.message);
+                    self.cluster_view.kept.push(name.clone());
+                }
+                Err(_) => {}
+            }
+        }
         for req in networks {
             let exists = self.state.networks.contains_key(&req.name);
             if exists {
@@ -254,7 +294,10 @@ impl Daemon {
             }
             let name = req.name.clone();
             match self.network_create_local(req) {
-                Ok(_) => tracing::info!(network = %name, "cluster: network created here too"),
+                Ok(_) => {
+                    tracing::info!(network = %name, "cluster: network created here too");
+                    changed = true;
+                }
                 Err(e) => {
                     tracing::warn!(network = %name, "cluster: cannot create here: {}", e.message)
                 }
@@ -288,6 +331,10 @@ impl Daemon {
             if let Err(e) = self.system.sync_remote_endpoints(n, &list) {
                 tracing::warn!(network = %n.name, "remote endpoints: {e:#}");
             }
+        }
+        if changed {
+            // As after a request: policy, NAT, hosts files and names follow the state.
+            self.follow_state();
         }
     }
 
@@ -364,6 +411,7 @@ impl Daemon {
             let created = etcd
                 .create_all(
                     &[&net_key, &vni_key],
+                    &[],
                     &[(&net_key, &value), (&vni_key, &req.name)],
                     None,
                 )
@@ -388,6 +436,71 @@ impl Daemon {
         Err(ApiError::failed(
             "could not agree on a VNI with the cluster after 10 tries",
         ))
+    }
+
+    /// `network rm` of overlay networks of the cluster, before anything changes here: refused
+    /// in one line while another host has containers on one (its endpoints or address claims
+    /// in etcd), else each is taken out of etcd (the network, its VNI, its address claims and
+    /// endpoints) in one transaction; every other host removes it when it reads that.
+    pub(super) fn unpublish_removed(&self, names: &[String]) -> Result<(), ApiError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let etcd = &cluster.etcd;
+        let down = |e: etcd::EtcdError| {
+            ApiError::failed(format!(
+                "{e}; overlay networks cannot be removed while the cluster is unreachable (nothing changed)"
+            ))
+        };
+        let networks: Vec<&crate::model::Network> = names
+            .iter()
+            .filter_map(|n| self.cluster_overlay(n))
+            .collect();
+        for n in &networks {
+            let mut elsewhere: Vec<String> = Vec::new();
+            for kind in ["endpoints", "addresses"] {
+                for (_, v) in etcd
+                    .range_prefix(&key(kind, &format!("{}/", n.name)))
+                    .map_err(down)?
+                {
+                    let Ok(v) = serde_json::from_str::<serde_json::Value>(&v) else {
+                        continue;
+                    };
+                    let (Some(host), Some(container)) =
+                        (v["host"].as_str(), v["container"].as_str())
+                    else {
+                        continue;
+                    };
+                    let held = format!("{container} on {host}");
+                    if host != cluster.me.to_string() && !elsewhere.contains(&held) {
+                        elsewhere.push(held);
+                    }
+                }
+            }
+            if !elsewhere.is_empty() {
+                return Err(ApiError::bad_input(format!(
+                    "network '{}' still has containers on other hosts ({}); remove them there first (nothing changed)",
+                    n.name,
+                    elsewhere.join(", ")
+                )));
+            }
+        }
+        for n in networks {
+            let vni = n
+                .overlay
+                .as_ref()
+                .map(|o| o.vni.to_string())
+                .unwrap_or_default();
+            let (net_key, vni_key) = (key("networks", &n.name), key("vnis", &vni));
+            let (addresses, endpoints) = (
+                key("addresses", &format!("{}/", n.name)),
+                key("endpoints", &format!("{}/", n.name)),
+            );
+            // `false`: another host removed it at the same moment, which is as good.
+            etcd.delete_all(&net_key, &[&net_key, &vni_key], &[&addresses, &endpoints])
+                .map_err(down)?;
+        }
+        Ok(())
     }
 
     /// Removes what `publish_network` stored (the local creation failed after it).
@@ -432,6 +545,14 @@ impl Daemon {
             ))
         };
         let prefix = key("addresses", &format!("{}/", network.name));
+        // A claim holds only while the network is in the cluster (not removed meanwhile).
+        let net_key = key("networks", &network.name);
+        let gone = || {
+            ApiError::bad_input(format!(
+                "network '{}' was removed from the cluster",
+                network.name
+            ))
+        };
         let value =
             serde_json::json!({"host": cluster.me.to_string(), "container": req.name}).to_string();
         // The local rules first: a request refused here never reaches etcd.
@@ -445,9 +566,12 @@ impl Daemon {
             allowed(&req)?;
             let k = format!("{prefix}{ip}");
             if !etcd
-                .create_all(&[&k], &[(&k, &value)], None)
+                .create_all(&[&k], &[&net_key], &[(&k, &value)], None)
                 .map_err(down)?
             {
+                if etcd.range_prefix(&net_key).map_err(down)?.is_empty() {
+                    return Err(gone());
+                }
                 return Err(ApiError::bad_input(format!(
                     "address {ip} is already taken in the cluster"
                 )));
@@ -478,10 +602,13 @@ impl Daemon {
                 continue;
             }
             if etcd
-                .create_all(&[&k], &[(&k, &value)], None)
+                .create_all(&[&k], &[&net_key], &[(&k, &value)], None)
                 .map_err(down)?
             {
                 return Ok(req);
+            }
+            if etcd.range_prefix(&net_key).map_err(down)?.is_empty() {
+                return Err(gone());
             }
             // Another host claimed it at the same moment: read the claims again, go on.
             refreshed = false;
