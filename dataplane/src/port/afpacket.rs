@@ -7,8 +7,18 @@
 //! rates; a ring costs ~11 ns of CPU per packet (shared/notes/measurements.md). V2 rather than V3:
 //! V3 hands over whole blocks on a timeout and adds milliseconds of latency at low load.
 //!
-//! Large frames: ring slots are small (`RING_FRAME_SIZE`, 2 KiB: an MTU-sized frame fits, and the
-//! 4 MiB ring holds 2048 of them), but GSO super-frames are up to 64 KiB. `PACKET_COPY_THRESH` makes
+//! Ring size: a port starts with a small ring (`RING_SLOTS_IDLE`, 128 slots, 256 KiB) and grows it
+//! once to `RING_SLOTS_BUSY` (2048 slots, 4 MiB: about 3 ms of 64-byte frames at 670 kpps, to absorb
+//! bursts while the engine serves other ports) the first time a read finds it more than a quarter
+//! full after taking a whole batch, or the kernel reports a drop. Most ports of a Docker host are
+//! idle, and the ring was nearly all of a port's memory (200 containers took 865 MB). A ring cannot
+//! be resized in place: `grow_ring` unbinds the socket (no frame reaches it meanwhile), discards what
+//! is still queued, replaces the ring and binds again. Frames the ring still held are counted as
+//! `rx-overrun`; frames sent during the switch (a few system calls and one RCU grace period, once
+//! per port) are lost uncounted, as on any link that goes down and up.
+//!
+//! Large frames: ring slots are small (`RING_FRAME_SIZE`, 2 KiB: an MTU-sized frame fits), but GSO
+//! super-frames are up to 64 KiB. `PACKET_COPY_THRESH` makes
 //! the kernel queue a frame that does not fit its slot *also* on the socket's ordinary receive queue,
 //! and mark the (truncated) slot `TP_STATUS_COPY`. Both happen under the receive-queue lock in ring
 //! order, so the n-th COPY slot is the n-th queued frame: `recv_batch` collects the COPY slots of a
@@ -91,12 +101,15 @@ const CMSG_WORDS: usize = 8;
 /// alignment), the 10-byte vnet header, then the frame at offset 44 + 14. A 1514-byte frame (and a
 /// tagged one) fits; larger frames travel through `PACKET_COPY_THRESH` (see the module docs).
 const RING_FRAME_SIZE: usize = 2048;
-/// Bytes per ring block (a multiple of the page size and of the frame size; order-4 allocations).
-const RING_BLOCK_SIZE: usize = 64 << 10;
-/// 64 blocks of 64 KiB: 4 MiB and 2048 slots per port, about 3 ms of 64-byte frames at 670 kpps to
-/// absorb bursts while the engine serves other ports.
-const RING_BLOCK_NR: usize = 64;
-const RING_FRAMES: usize = RING_BLOCK_NR * RING_BLOCK_SIZE / RING_FRAME_SIZE;
+/// Bytes per ring block (a multiple of the page size and of the frame size; order-2 allocations,
+/// which the kernel finds even when its memory is fragmented).
+const RING_BLOCK_SIZE: usize = 16 << 10;
+/// Slots of a new port's ring: 256 KiB (see the module docs).
+pub(crate) const RING_SLOTS_IDLE: usize = 128;
+/// Slots of a ring that has met load: 4 MiB.
+pub(crate) const RING_SLOTS_BUSY: usize = 2048;
+/// Full reads to wait for the ring to empty before it is grown all the same.
+const GROW_WAIT: u32 = 16;
 
 /// Offsets in `struct tpacket2_hdr` (linux/if_packet.h).
 const TP_LEN: usize = 4;
@@ -113,33 +126,44 @@ const SOCKET_BUFFER: libc::c_int = 8 << 20;
 struct RxRing {
     base: NonNull<u8>,
     len: usize,
+    /// Number of slots.
+    slots: usize,
     /// The next slot to look at: the kernel fills slots in order.
     next: usize,
 }
 
+/// Asks the kernel for a receive ring of `slots` slots on `fd`, or (0) to free the one it has.
+fn set_ring(fd: RawFd, slots: usize) -> std::io::Result<()> {
+    let blocks = slots * RING_FRAME_SIZE / RING_BLOCK_SIZE;
+    let req = libc::tpacket_req {
+        tp_block_size: if slots == 0 { 0 } else { RING_BLOCK_SIZE } as libc::c_uint,
+        tp_block_nr: blocks as libc::c_uint,
+        tp_frame_size: if slots == 0 { 0 } else { RING_FRAME_SIZE } as libc::c_uint,
+        tp_frame_nr: slots as libc::c_uint,
+    };
+    // SAFETY: `req` is a valid tpacket_req and its size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_PACKET,
+            PACKET_RX_RING,
+            &req as *const _ as *const libc::c_void,
+            mem::size_of::<libc::tpacket_req>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(sys::last_err());
+    }
+    Ok(())
+}
+
 impl RxRing {
-    /// Sets up and maps the ring on `fd`. `PACKET_VNET_HDR` and `PACKET_VERSION` must already be set.
-    fn map(fd: RawFd) -> std::io::Result<RxRing> {
-        let req = libc::tpacket_req {
-            tp_block_size: RING_BLOCK_SIZE as libc::c_uint,
-            tp_block_nr: RING_BLOCK_NR as libc::c_uint,
-            tp_frame_size: RING_FRAME_SIZE as libc::c_uint,
-            tp_frame_nr: RING_FRAMES as libc::c_uint,
-        };
-        // SAFETY: `req` is a valid tpacket_req and its size is passed.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_PACKET,
-                PACKET_RX_RING,
-                &req as *const _ as *const libc::c_void,
-                mem::size_of::<libc::tpacket_req>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(sys::last_err());
-        }
-        let len = RING_BLOCK_NR * RING_BLOCK_SIZE;
+    /// Sets up and maps a ring of `slots` slots on `fd`, which has none. `PACKET_VNET_HDR` and
+    /// `PACKET_VERSION` must already be set.
+    fn map(fd: RawFd, slots: usize) -> std::io::Result<RxRing> {
+        debug_assert!((slots * RING_FRAME_SIZE).is_multiple_of(RING_BLOCK_SIZE));
+        set_ring(fd, slots)?;
+        let len = slots * RING_FRAME_SIZE;
         // SAFETY: maps the ring the kernel just allocated for `fd`; the result is checked. The
         // mapping stays valid until `munmap` in `Drop`, independent of the fd.
         let p = unsafe {
@@ -158,14 +182,36 @@ impl RxRing {
         Ok(RxRing {
             base: NonNull::new(p.cast()).expect("mmap returned a non-null mapping"),
             len,
+            slots,
             next: 0,
         })
     }
 
+    /// A ring of no slots, mapping nothing (while a port replaces its ring).
+    fn empty() -> RxRing {
+        RxRing {
+            base: NonNull::dangling(),
+            len: 0,
+            slots: 0,
+            next: 0,
+        }
+    }
+
+    /// Unmaps the ring and frees it in the kernel. The socket must not be bound (see `grow_ring`).
+    fn unmap(self, fd: RawFd) -> std::io::Result<()> {
+        drop(self);
+        set_ring(fd, 0)
+    }
+
     fn slot(&self, i: usize) -> *mut u8 {
-        debug_assert!(i < RING_FRAMES);
-        // SAFETY: i < RING_FRAMES, so the slot lies inside the mapping.
+        debug_assert!(i < self.slots);
+        // SAFETY: i < self.slots, so the slot lies inside the mapping.
         unsafe { self.base.as_ptr().add(i * RING_FRAME_SIZE) }
+    }
+
+    /// Whether the kernel has published slot `i` (it holds a frame we have not read).
+    fn published(&self, i: usize) -> bool {
+        self.status(i).load(Ordering::Acquire) & TP_STATUS_USER != 0
     }
 
     /// `tp_status` of slot `i`, shared with the kernel.
@@ -352,8 +398,32 @@ unsafe fn auxdata_tag(msg: &libc::msghdr) -> Option<StrippedTag> {
     None
 }
 
+/// Binds `fd` to interface `ifindex` for `protocol` (host order); 0 stops the socket receiving.
+fn bind(fd: RawFd, ifindex: u32, protocol: u16) -> std::io::Result<()> {
+    // SAFETY: sockaddr_ll is plain old data.
+    let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as libc::c_ushort;
+    sll.sll_protocol = protocol.to_be();
+    sll.sll_ifindex = ifindex as libc::c_int;
+    // SAFETY: `sll` is a valid sockaddr_ll and its size is passed.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            &sll as *const _ as *const libc::sockaddr,
+            mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(sys::last_err());
+    }
+    Ok(())
+}
+
 impl Drop for RxRing {
     fn drop(&mut self) {
+        if self.len == 0 {
+            return;
+        }
         // SAFETY: `base`/`len` are exactly the mapping made in `map`, and no slice into it outlives
         // the port.
         unsafe {
@@ -368,6 +438,11 @@ pub struct AfPacketPort {
     fd: OwnedFd,
     mac: Option<MacAddr>,
     ring: RxRing,
+    /// Reads since one found the ring under pressure (or the kernel dropped), while the ring waits
+    /// to be grown (`None`: no growth wanted).
+    want_grow: Option<u32>,
+    /// Frames the ring held when it was replaced, reported with the kernel's drops.
+    lost: u64,
     /// `None` for a fanout member (`Port::receiver`): the first socket holds the interface's claim.
     _claim: Option<InterfaceClaim>,
     /// Whether this socket may share its frames with others (`Port::receiver`): a whole interface
@@ -484,8 +559,8 @@ impl AfPacketPort {
         sys::setsockopt_int(f, libc::SOL_PACKET, PACKET_VERSION, TPACKET_V2)
             .map_err(|e| PortError::os(name, "selecting TPACKET_V2", e))?;
         opt(PACKET_COPY_THRESH, "enabling PACKET_COPY_THRESH")?;
-        let ring =
-            RxRing::map(f).map_err(|e| PortError::os(name, "mapping the receive ring", e))?;
+        let ring = RxRing::map(f, RING_SLOTS_IDLE)
+            .map_err(|e| PortError::os(name, "mapping the receive ring", e))?;
         opt(PACKET_IGNORE_OUTGOING, "enabling PACKET_IGNORE_OUTGOING")?;
         opt(PACKET_QDISC_BYPASS, "enabling PACKET_QDISC_BYPASS")?;
         // Frames read with recvmmsg (COPY) report a stripped VLAN tag only through this cmsg.
@@ -515,26 +590,8 @@ impl AfPacketPort {
             ));
         }
 
-        // SAFETY: sockaddr_ll is plain old data.
-        let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as libc::c_ushort;
-        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        sll.sll_ifindex = ifindex as libc::c_int;
-        // SAFETY: `sll` is a valid sockaddr_ll and its size is passed.
-        let rc = unsafe {
-            libc::bind(
-                f,
-                &sll as *const _ as *const libc::sockaddr,
-                mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(PortError::os(
-                name,
-                "binding the AF_PACKET socket",
-                sys::last_err(),
-            ));
-        }
+        bind(f, ifindex, libc::ETH_P_ALL as u16)
+            .map_err(|e| PortError::os(name, "binding the AF_PACKET socket", e))?;
         sys::set_up(name).map_err(|e| PortError::os(name, "bringing the interface up", e))?;
         let mac = sys::hw_addr(name).ok();
 
@@ -544,6 +601,8 @@ impl AfPacketPort {
             fd,
             mac,
             ring,
+            want_grow: None,
+            lost: 0,
             _claim: claim,
             fanout: share.is_none_or(str::is_empty),
             rx_hdrs: Box::new([[0; VNET_HDR_LEN]; BATCH]),
@@ -553,6 +612,61 @@ impl AfPacketPort {
             rx_cmsg: Box::new([[0; CMSG_WORDS]; BATCH]),
             tx: TxArea::new(),
         })
+    }
+
+    /// Replaces a small ring with a large one (see the module docs): unbinds, so that nothing
+    /// reaches the socket meanwhile, drops what the old ring and the socket queue still hold
+    /// (counted in `lost`), maps the new ring and binds again. If the large ring cannot be had,
+    /// the port keeps a small one.
+    fn grow_ring(&mut self) -> std::io::Result<()> {
+        let f = self.fd.as_raw_fd();
+        self.want_grow = None;
+        bind(f, self.ifindex, 0)?;
+        let held = (0..self.ring.slots)
+            .filter(|&i| self.ring.published(i))
+            .count();
+        self.lost += held as u64;
+        self.drain_queue();
+        let old = mem::replace(&mut self.ring, RxRing::empty());
+        let result = old
+            .unmap(f)
+            .and_then(|()| RxRing::map(f, RING_SLOTS_BUSY))
+            .or_else(|e| RxRing::map(f, RING_SLOTS_IDLE).map_err(|_| e));
+        if let Ok(ring) = result {
+            self.ring = ring;
+        }
+        bind(f, self.ifindex, libc::ETH_P_ALL as u16)
+    }
+
+    /// Reads and discards everything on the socket's receive queue (frames of COPY slots that are
+    /// gone with their ring).
+    fn drain_queue(&mut self) {
+        let mut scrap = [0u8; 1];
+        loop {
+            // SAFETY: reads at most one byte into `scrap` (the rest of the frame is discarded by
+            // the kernel); non-blocking.
+            let rc = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    scrap.as_mut_ptr().cast(),
+                    scrap.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                )
+            };
+            if rc < 0 {
+                if sys::last_err().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return;
+            }
+            self.lost += 1;
+        }
+    }
+
+    /// Slots of the receive ring (tests).
+    #[cfg(test)]
+    fn ring_slots(&self) -> usize {
+        self.ring.slots
     }
 
     fn still_exists(&self) -> bool {
@@ -722,14 +836,22 @@ impl Port for AfPacketPort {
                 &mut len,
             )
         };
-        if rc < 0 {
-            0
-        } else {
-            stats.tp_drops as u64
+        let dropped = if rc < 0 { 0 } else { stats.tp_drops as u64 };
+        if dropped > 0 && self.ring.slots < RING_SLOTS_BUSY {
+            self.want_grow.get_or_insert(0);
         }
+        dropped + mem::take(&mut self.lost)
     }
 
     fn recv_batch(&mut self, batch: &mut RxBatch) -> Result<usize, PortError> {
+        if self.ring.slots == 0 {
+            // `grow_ring` could map neither ring (out of memory).
+            return Err(PortError::os(
+                &self.name,
+                "mapping the receive ring",
+                std::io::Error::from_raw_os_error(libc::ENOMEM),
+            ));
+        }
         let mut n = 0;
         let mut copies = 0;
         while n < BATCH {
@@ -781,8 +903,18 @@ impl Port for AfPacketPort {
                 };
             }
             self.ring.release(i);
-            self.ring.next = if i + 1 == RING_FRAMES { 0 } else { i + 1 };
+            self.ring.next = if i + 1 == self.ring.slots { 0 } else { i + 1 };
             n += 1;
+        }
+        // A whole batch with more than a quarter of the ring still waiting behind it: the ring is
+        // too small for this port's load.
+        if n == BATCH
+            && self.ring.slots < RING_SLOTS_BUSY
+            && self
+                .ring
+                .published((self.ring.next + self.ring.slots / 4) % self.ring.slots)
+        {
+            self.want_grow.get_or_insert(0);
         }
         let err = if copies > 0 {
             self.recv_copies(batch, copies)
@@ -797,6 +929,17 @@ impl Port for AfPacketPort {
                 Err(PortError::Gone(name)) => return Err(PortError::Gone(name)),
                 Err(e) if n == 0 => return Err(e),
                 _ => {}
+            }
+        }
+        if let Some(reads) = self.want_grow.as_mut() {
+            *reads += 1;
+            // Once the ring is empty (this read stopped short of a batch), nothing waiting is lost;
+            // a ring that never empties is grown anyway, after `GROW_WAIT` full reads.
+            if n < BATCH || *reads >= GROW_WAIT {
+                // After this batch's COPY frames were read, so they are not discarded.
+                if let Err(e) = self.grow_ring() {
+                    tracing::warn!(port = %self.name, "growing the receive ring: {e}");
+                }
             }
         }
         Ok(n)
@@ -920,4 +1063,349 @@ fn send_frames(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::ethernet::EthernetFrame;
+    use crate::wire::vnet::{flags, gso};
+
+    // Untagged IPv4 frame head: dst, src, ethertype 0x0800, then payload bytes 0x45, 1, 2, 3.
+    const FRAME: [u8; 18] = [
+        0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00, 0x45, 1, 2, 3,
+    ];
+    const TAG10: StrippedTag = StrippedTag {
+        tpid: 0x8100,
+        tci: 0xa00a, // PCP 5, VLAN 10
+    };
+
+    fn tagged_frame(tag: StrippedTag) -> Vec<u8> {
+        let mut v = FRAME[..12].to_vec();
+        v.extend_from_slice(&tag.bytes());
+        v.extend_from_slice(&FRAME[12..]);
+        v
+    }
+
+    #[test]
+    fn reported_follows_the_kernel_rule() {
+        // No flag, TCI 0: untagged.
+        assert_eq!(StrippedTag::reported(TP_STATUS_USER, 0, 0), None);
+        // VLAN_VALID with TCI 0 is a priority tag of VLAN 0: still a tag.
+        assert_eq!(
+            StrippedTag::reported(TP_STATUS_USER | TP_STATUS_VLAN_VALID, 0, 0),
+            Some(StrippedTag {
+                tpid: 0x8100,
+                tci: 0
+            })
+        );
+        // Old kernels: no flags, but a TCI.
+        assert_eq!(
+            StrippedTag::reported(TP_STATUS_USER, 10, 0),
+            Some(StrippedTag {
+                tpid: 0x8100,
+                tci: 10
+            })
+        );
+        // The TPID counts only when the kernel flags it.
+        let both = TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID;
+        assert_eq!(
+            StrippedTag::reported(both, 20, 0x88a8),
+            Some(StrippedTag {
+                tpid: 0x88a8,
+                tci: 20
+            })
+        );
+        assert_eq!(
+            StrippedTag::reported(TP_STATUS_VLAN_VALID, 20, 0x88a8).map(|t| t.tpid),
+            Some(0x8100)
+        );
+    }
+
+    #[test]
+    fn copy_puts_the_tag_after_the_mac_addresses() {
+        let mut dst = [0u8; 64];
+        let (k, tagged) = copy_restoring_tag(&mut dst, &FRAME, Some(TAG10));
+        assert!(tagged);
+        assert_eq!(&dst[..k], &tagged_frame(TAG10)[..]);
+        assert_eq!(&dst[12..16], &[0x81, 0x00, 0xa0, 0x0a]);
+        let eth = EthernetFrame::new_checked(&dst[..k]).unwrap();
+        let tag = eth.vlan_tag().unwrap();
+        assert_eq!((tag.vid, tag.pcp), (10, 5));
+        assert_eq!(eth.inner_ethertype(), 0x0800);
+        assert_eq!(eth.l3_offset(), 18);
+
+        // Without a tag it is a plain copy.
+        let mut dst = [0u8; 64];
+        let (k, tagged) = copy_restoring_tag(&mut dst, &FRAME, None);
+        assert!(!tagged);
+        assert_eq!(&dst[..k], &FRAME[..]);
+
+        // Clamped to the destination, the tag still first.
+        let mut small = [0u8; 17];
+        assert_eq!(
+            copy_restoring_tag(&mut small, &FRAME, Some(TAG10)),
+            (17, true)
+        );
+        assert_eq!(&small[..], &tagged_frame(TAG10)[..17]);
+
+        // Too short to hold MAC addresses: copied as it is, no tag.
+        let mut dst = [0u8; 64];
+        assert_eq!(
+            copy_restoring_tag(&mut dst, &FRAME[..11], Some(TAG10)),
+            (11, false)
+        );
+    }
+
+    #[test]
+    fn insert_in_place_matches_the_copy() {
+        let mut buf = [0u8; 64];
+        buf[..FRAME.len()].copy_from_slice(&FRAME);
+        let n = insert_tag(&mut buf, FRAME.len(), TAG10).unwrap();
+        assert_eq!(&buf[..n], &tagged_frame(TAG10)[..]);
+
+        // Not idempotent by design: a second call stacks a second tag in front (QinQ whose outer
+        // tag was stripped: the outer one goes back in front of the inner one).
+        let outer = StrippedTag {
+            tpid: 0x88a8,
+            tci: 100,
+        };
+        let n2 = insert_tag(&mut buf, n, outer).unwrap();
+        assert_eq!(n2, FRAME.len() + 8);
+        assert_eq!(&buf[12..20], &[0x88, 0xa8, 0, 100, 0x81, 0x00, 0xa0, 0x0a]);
+        assert_eq!(&buf[20..n2], &FRAME[12..]);
+
+        // No room for 4 more bytes, or no MAC addresses: refused, buffer untouched.
+        let mut tight = FRAME;
+        assert_eq!(insert_tag(&mut tight, FRAME.len(), TAG10), None);
+        assert_eq!(tight, FRAME);
+        let mut buf = [7u8; 64];
+        assert_eq!(insert_tag(&mut buf, 11, TAG10), None);
+        assert_eq!(buf, [7u8; 64]);
+        assert_eq!(insert_tag(&mut buf, 65, TAG10), None);
+    }
+
+    #[test]
+    fn vnet_offsets_move_with_the_tag() {
+        // A TCPv4 GSO super-frame: checksum from the TCP header at 14 + 20.
+        let gso = VnetHeader {
+            flags: flags::NEEDS_CSUM,
+            gso_type: gso::TCPV4,
+            hdr_len: 66,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        let moved = vnet_after_tag(gso);
+        assert_eq!((moved.csum_start, moved.hdr_len), (38, 70));
+        assert_eq!(
+            (
+                moved.flags,
+                moved.gso_type,
+                moved.gso_size,
+                moved.csum_offset
+            ),
+            (gso.flags, gso.gso_type, gso.gso_size, gso.csum_offset)
+        );
+        // csum_start means nothing without NEEDS_CSUM, hdr_len 0 means "not given": both stay.
+        let plain = VnetHeader {
+            flags: flags::DATA_VALID,
+            csum_start: 34,
+            ..VnetHeader::default()
+        };
+        assert_eq!(vnet_after_tag(plain), plain);
+        assert_eq!(vnet_after_tag(VnetHeader::default()), VnetHeader::default());
+    }
+
+    #[test]
+    fn auxdata_cmsg_is_parsed() {
+        let mut ctl = [0u64; CMSG_WORDS];
+        // SAFETY: msghdr is plain old data; all-zero is valid.
+        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        msg.msg_control = ctl.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE only computes a length.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(AUX_LEN as u32) } as _;
+        assert!(msg.msg_controllen <= mem::size_of_val(&ctl) as _);
+        let mut aux = [0u8; AUX_LEN];
+        aux[AUX_STATUS..4].copy_from_slice(
+            &(TP_STATUS_USER | TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID).to_ne_bytes(),
+        );
+        aux[AUX_VLAN_TCI..AUX_VLAN_TCI + 2].copy_from_slice(&0xa00au16.to_ne_bytes());
+        aux[AUX_VLAN_TPID..AUX_VLAN_TPID + 2].copy_from_slice(&0x8100u16.to_ne_bytes());
+        // SAFETY: msg_control points at `ctl`, large enough for one cmsg of AUX_LEN bytes (checked
+        // above); the header and data pointers stay inside it.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            assert!(!c.is_null());
+            (*c).cmsg_level = libc::SOL_PACKET;
+            (*c).cmsg_type = PACKET_AUXDATA;
+            (*c).cmsg_len = libc::CMSG_LEN(AUX_LEN as u32) as _;
+            std::ptr::copy_nonoverlapping(aux.as_ptr(), libc::CMSG_DATA(c), AUX_LEN);
+        }
+        // SAFETY: `msg` describes the live buffer `ctl` filled above.
+        assert_eq!(unsafe { auxdata_tag(&msg) }, Some(TAG10));
+        // No control message at all: no tag.
+        msg.msg_controllen = 0;
+        // SAFETY: as above; an empty control area.
+        assert_eq!(unsafe { auxdata_tag(&msg) }, None);
+    }
+
+    /// Runs `f` on a thread inside a fresh network namespace, so nothing touches the host's links.
+    fn in_fresh_netns(f: impl FnOnce() + Send + 'static) {
+        std::thread::spawn(move || {
+            // SAFETY: unshare only changes this thread's network namespace.
+            assert_eq!(
+                unsafe { libc::unshare(libc::CLONE_NEWNET) },
+                0,
+                "needs root"
+            );
+            f();
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// `ip ARGS` in this thread's network namespace (a child inherits the thread's namespace).
+    fn ip(args: &str) {
+        let ok = std::process::Command::new("ip")
+            .args(args.split_whitespace())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip {args}");
+    }
+
+    /// No IPv6 in this thread's namespace, so the kernel sends nothing of its own (neighbour
+    /// discovery, MLD) between the test's frames.
+    fn quiet_namespace() {
+        let ok = std::process::Command::new("sysctl")
+            .args(["-qw", "net.ipv6.conf.default.disable_ipv6=1"])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "sysctl");
+    }
+
+    /// A raw socket that sends frames out of `ifname`.
+    struct Sender {
+        fd: OwnedFd,
+        ifindex: u32,
+    }
+
+    impl Sender {
+        fn on(ifname: &str) -> Sender {
+            // SAFETY: plain socket(2); checked below.
+            let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+            assert!(raw >= 0, "AF_PACKET socket: {}", sys::last_err());
+            Sender {
+                // SAFETY: `raw` is a fresh descriptor we own.
+                fd: unsafe { OwnedFd::from_raw_fd(raw) },
+                ifindex: sys::ifindex(ifname).unwrap(),
+            }
+        }
+
+        /// Sends `n` 64-byte frames numbered `first..first + n` (in their payload).
+        fn send(&self, first: u32, n: u32) {
+            for k in first..first + n {
+                let mut f = FRAME.to_vec();
+                f[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+                f.extend_from_slice(&k.to_be_bytes());
+                f.resize(64, 0);
+                // SAFETY: sockaddr_ll is plain old data.
+                let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
+                sll.sll_family = libc::AF_PACKET as libc::c_ushort;
+                sll.sll_ifindex = self.ifindex as libc::c_int;
+                sll.sll_halen = 6;
+                // SAFETY: `f` and `sll` are valid for the call and their sizes are passed.
+                let rc = unsafe {
+                    libc::sendto(
+                        self.fd.as_raw_fd(),
+                        f.as_ptr().cast(),
+                        f.len(),
+                        0,
+                        &sll as *const _ as *const libc::sockaddr,
+                        mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                    )
+                };
+                assert_eq!(rc, 64, "send: {}", sys::last_err());
+            }
+        }
+    }
+
+    /// Reads everything the port has, returning the frame numbers in order.
+    fn read_all(port: &mut AfPacketPort, batch: &mut RxBatch) -> Vec<u32> {
+        let mut seen = Vec::new();
+        loop {
+            let n = port.recv_batch(batch).unwrap();
+            for i in 0..n {
+                let f = batch.frame(i);
+                seen.push(u32::from_be_bytes(f[18..22].try_into().unwrap()));
+            }
+            if n < BATCH {
+                return seen;
+            }
+        }
+    }
+
+    #[test]
+    fn the_ring_starts_small_and_grows_once_under_load_without_losing_what_it_read() {
+        in_fresh_netns(|| {
+            quiet_namespace();
+            ip("link add syring0 type veth peer name syring1");
+            ip("link set syring1 up");
+            let mut port = AfPacketPort::open("syring0").unwrap();
+            let tx = Sender::on("syring1");
+            let mut batch = RxBatch::new();
+            assert_eq!(
+                port.ring_slots(),
+                RING_SLOTS_IDLE,
+                "an idle port has a small ring"
+            );
+            // A trickle keeps it small.
+            tx.send(0, 20);
+            assert_eq!(read_all(&mut port, &mut batch), (0..20).collect::<Vec<_>>());
+            assert_eq!(port.ring_slots(), RING_SLOTS_IDLE);
+            // A burst that fills most of it while the switch is busy elsewhere: every frame is
+            // still read, in order, and the ring grows once the reads have emptied it.
+            tx.send(20, 100);
+            assert_eq!(
+                read_all(&mut port, &mut batch),
+                (20..120).collect::<Vec<_>>()
+            );
+            assert_eq!(port.ring_slots(), RING_SLOTS_BUSY);
+            assert_eq!(
+                port.take_overruns(),
+                0,
+                "nothing lost by growing an empty ring"
+            );
+            // The large ring takes a burst the small one could not hold.
+            tx.send(120, 900);
+            assert_eq!(
+                read_all(&mut port, &mut batch),
+                (120..1020).collect::<Vec<_>>()
+            );
+            assert_eq!(port.take_overruns(), 0);
+        });
+    }
+
+    #[test]
+    fn kernel_drops_are_counted_and_grow_the_ring() {
+        in_fresh_netns(|| {
+            quiet_namespace();
+            ip("link add syring2 type veth peer name syring3");
+            ip("link set syring3 up");
+            let mut port = AfPacketPort::open("syring2").unwrap();
+            let tx = Sender::on("syring3");
+            let mut batch = RxBatch::new();
+            // More than the small ring holds, unread: the kernel drops the rest.
+            tx.send(0, RING_SLOTS_IDLE as u32 + 50);
+            assert_eq!(port.take_overruns(), 50);
+            let seen = read_all(&mut port, &mut batch);
+            assert_eq!(seen, (0..RING_SLOTS_IDLE as u32).collect::<Vec<_>>());
+            assert_eq!(port.ring_slots(), RING_SLOTS_BUSY);
+            tx.send(1000, 900);
+            assert_eq!(read_all(&mut port, &mut batch).len(), 900);
+            assert_eq!(port.take_overruns(), 0);
+        });
+    }
 }
