@@ -635,6 +635,7 @@ impl AfPacketPort {
         if let Ok(ring) = result {
             self.ring = ring;
         }
+        tracing::info!(port = %self.name, slots = self.ring.slots, discarded = held, "receive ring grown");
         bind(f, self.ifindex, libc::ETH_P_ALL as u16)
     }
 
