@@ -13,9 +13,11 @@
 //! full after taking a whole batch, or the kernel reports a drop. Most ports of a Docker host are
 //! idle, and the ring was nearly all of a port's memory (200 containers took 865 MB). A ring cannot
 //! be resized in place: `grow_ring` unbinds the socket (no frame reaches it meanwhile), discards what
-//! is still queued, replaces the ring and binds again. Frames the ring still held are counted as
-//! `rx-overrun`; frames sent during the switch (a few system calls and one RCU grace period, once
-//! per port) are lost uncounted, as on any link that goes down and up.
+//! is still queued, replaces the ring and binds again. It waits for a read that empties the ring
+//! (or `GROW_WAIT` full reads), so usually nothing is discarded. Frames the ring still held, and
+//! frames the interface received while the socket was unbound (a few system calls and one RCU
+//! grace period, once per port: the interface's `rx_packets` over that time), are counted as
+//! `rx-overrun`, so none goes missing silently.
 //!
 //! Large frames: ring slots are small (`RING_FRAME_SIZE`, 2 KiB: an MTU-sized frame fits), but GSO
 //! super-frames are up to 64 KiB. `PACKET_COPY_THRESH` makes
@@ -398,6 +400,19 @@ unsafe fn auxdata_tag(msg: &libc::msghdr) -> Option<StrippedTag> {
     None
 }
 
+/// Frames interface `name` has received (`rx_packets` in `/proc/thread-self/net/dev`: the network
+/// namespace of the calling thread, where the port's socket is).
+fn rx_packets(name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/dev").ok()?;
+    text.lines().find_map(|line| {
+        let (ifname, counters) = line.split_once(':')?;
+        if ifname.trim() != name {
+            return None;
+        }
+        counters.split_whitespace().nth(1)?.parse().ok()
+    })
+}
+
 /// Binds `fd` to interface `ifindex` for `protocol` (host order); 0 stops the socket receiving.
 fn bind(fd: RawFd, ifindex: u32, protocol: u16) -> std::io::Result<()> {
     // SAFETY: sockaddr_ll is plain old data.
@@ -621,11 +636,14 @@ impl AfPacketPort {
     fn grow_ring(&mut self) -> std::io::Result<()> {
         let f = self.fd.as_raw_fd();
         self.want_grow = None;
+        // Frames the interface receives while the socket is unbound reach no one: counted from the
+        // interface's own receive counter, less those that still made it into the old ring.
+        let published = |ring: &RxRing| (0..ring.slots).filter(|&i| ring.published(i)).count();
+        let (rx0, held0) = (rx_packets(&self.name), published(&self.ring));
         bind(f, self.ifindex, 0)?;
-        let held = (0..self.ring.slots)
-            .filter(|&i| self.ring.published(i))
-            .count();
+        let held = published(&self.ring);
         self.lost += held as u64;
+        // Frames of the old ring's COPY slots (counted with their slots).
         self.drain_queue();
         let old = mem::replace(&mut self.ring, RxRing::empty());
         let result = old
@@ -635,13 +653,19 @@ impl AfPacketPort {
         if let Ok(ring) = result {
             self.ring = ring;
         }
-        tracing::info!(port = %self.name, slots = self.ring.slots, discarded = held, "receive ring grown");
-        bind(f, self.ifindex, libc::ETH_P_ALL as u16)
+        let unbound = match (rx0, rx_packets(&self.name)) {
+            (Some(a), Some(b)) => b.saturating_sub(a).saturating_sub(held.saturating_sub(held0) as u64),
+            _ => 0,
+        };
+        self.lost += unbound;
+        let rebound = bind(f, self.ifindex, libc::ETH_P_ALL as u16);
+        tracing::info!(port = %self.name, slots = self.ring.slots, discarded = held, unbound, "receive ring grown");
+        rebound
     }
 
     /// Reads and discards everything on the socket's receive queue (frames of COPY slots that are
     /// gone with their ring).
-    fn drain_queue(&mut self) {
+    fn drain_queue(&self) {
         let mut scrap = [0u8; 1];
         loop {
             // SAFETY: reads at most one byte into `scrap` (the rest of the frame is discarded by
@@ -654,13 +678,9 @@ impl AfPacketPort {
                     libc::MSG_DONTWAIT | libc::MSG_TRUNC,
                 )
             };
-            if rc < 0 {
-                if sys::last_err().raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
+            if rc < 0 && sys::last_err().raw_os_error() != Some(libc::EINTR) {
                 return;
             }
-            self.lost += 1;
         }
     }
 
