@@ -654,7 +654,9 @@ impl AfPacketPort {
             self.ring = ring;
         }
         let unbound = match (rx0, rx_packets(&self.name)) {
-            (Some(a), Some(b)) => b.saturating_sub(a).saturating_sub(held.saturating_sub(held0) as u64),
+            (Some(a), Some(b)) => b
+                .saturating_sub(a)
+                .saturating_sub(held.saturating_sub(held0) as u64),
             _ => 0,
         };
         self.lost += unbound;
@@ -1318,9 +1320,12 @@ mod tests {
             // SAFETY: plain socket(2); checked below.
             let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
             assert!(raw >= 0, "AF_PACKET socket: {}", sys::last_err());
+            // SAFETY: `raw` is a fresh descriptor we own.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            // Past the qdisc, which drops silently until the kernel has activated the new link.
+            sys::setsockopt_int(raw, libc::SOL_PACKET, PACKET_QDISC_BYPASS, 1).unwrap();
             Sender {
-                // SAFETY: `raw` is a fresh descriptor we own.
-                fd: unsafe { OwnedFd::from_raw_fd(raw) },
+                fd,
                 ifindex: sys::ifindex(ifname).unwrap(),
             }
         }
@@ -1351,6 +1356,21 @@ mod tests {
                 assert_eq!(rc, 64, "send: {}", sys::last_err());
             }
         }
+    }
+
+    /// Waits (up to 5 s) until the kernel has put `n` frames in the port's ring: a veth hands frames
+    /// over through the receive backlog, which may run after `sendto` returns.
+    fn wait_queued(port: &AfPacketPort, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let queued = || {
+            (0..port.ring.slots)
+                .filter(|&i| port.ring.published(i))
+                .count()
+        };
+        while queued() < n && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(queued(), n, "frames in the ring");
     }
 
     /// Reads everything the port has, returning the frame numbers in order.
@@ -1384,11 +1404,13 @@ mod tests {
             );
             // A trickle keeps it small.
             tx.send(0, 20);
+            wait_queued(&port, 20);
             assert_eq!(read_all(&mut port, &mut batch), (0..20).collect::<Vec<_>>());
             assert_eq!(port.ring_slots(), RING_SLOTS_IDLE);
             // A burst that fills most of it while the switch is busy elsewhere: every frame is
             // still read, in order, and the ring grows once the reads have emptied it.
             tx.send(20, 100);
+            wait_queued(&port, 100);
             assert_eq!(
                 read_all(&mut port, &mut batch),
                 (20..120).collect::<Vec<_>>()
@@ -1401,6 +1423,7 @@ mod tests {
             );
             // The large ring takes a burst the small one could not hold.
             tx.send(120, 900);
+            wait_queued(&port, 900);
             assert_eq!(
                 read_all(&mut port, &mut batch),
                 (120..1020).collect::<Vec<_>>()
@@ -1420,11 +1443,19 @@ mod tests {
             let mut batch = RxBatch::new();
             // More than the small ring holds, unread: the kernel drops the rest.
             tx.send(0, RING_SLOTS_IDLE as u32 + 50);
-            assert_eq!(port.take_overruns(), 50);
+            wait_queued(&port, RING_SLOTS_IDLE);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let mut dropped = port.take_overruns();
+            while dropped < 50 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                dropped += port.take_overruns();
+            }
+            assert_eq!(dropped, 50);
             let seen = read_all(&mut port, &mut batch);
             assert_eq!(seen, (0..RING_SLOTS_IDLE as u32).collect::<Vec<_>>());
             assert_eq!(port.ring_slots(), RING_SLOTS_BUSY);
             tx.send(1000, 900);
+            wait_queued(&port, 900);
             assert_eq!(read_all(&mut port, &mut batch).len(), 900);
             assert_eq!(port.take_overruns(), 0);
         });
