@@ -7,9 +7,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::net::Ipv4Addr;
 
 use dataplane::wire::vnet::VnetHeader;
+use dataplane::{CamConfig, Engine, EngineConfig, PolicyUpdate};
 use dataplane::{ContainerGuard, LinkPort, LinkRule, PortRole};
 use dataplane::{DomainId, MacAddr, PortId};
-use dataplane::{Engine, EngineConfig, PolicyUpdate};
 use dataplane::{SinkPort, BATCH};
 use dataplane::{TraceArm, TraceTarget};
 
@@ -193,5 +193,80 @@ fn tracing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, known_unicast, policy, tracing);
+/// The daemon's resident memory in KiB (Linux), for bytes per table entry.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A MAC table of a million entries (issue 17): what learning them costs (printed: rate and
+/// resident bytes per entry), and forwarding with them learned, each frame to a destination
+/// picked at random among them (so lookups miss the CPU caches as a big switch's do), against
+/// the same traffic over 1024 entries.
+fn million_macs(c: &mut Criterion) {
+    const N: u32 = 1 << 20;
+    let mut g = c.benchmark_group("mac_table");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    for entries in [1024, N] {
+        let config = EngineConfig {
+            cam: CamConfig {
+                max_entries: N as usize + BATCH,
+                max_per_port: N as usize,
+                ..CamConfig::default()
+            },
+            ..EngineConfig::default()
+        };
+        let before = rss_kib();
+        let (mut e, _handle) = Engine::new(config).unwrap();
+        for p in 0..2 {
+            e.add_port(Box::new(SinkPort::new(&format!("p{p}"), true)), DomainId(0))
+                .unwrap();
+        }
+        // Learn through the pipeline: MAC i on port i % 2, 32 frames of one port per batch.
+        let start = std::time::Instant::now();
+        for first in (0..entries).step_by(2 * BATCH) {
+            for port in 0..2u32 {
+                let (mut n, mut i) = (0, first + port);
+                while n < BATCH && i < entries {
+                    let f = frame(MacAddr::BROADCAST, mac(i));
+                    e.rx_batch_mut().fill(n, VnetHeader::default(), &f);
+                    n += 1;
+                    i += 2;
+                }
+                e.process_received(PortId(port as u16), DomainId(0), n);
+            }
+        }
+        let took = start.elapsed();
+        // The engine (and its table, sized for N) was made after `before`: at N entries the
+        // difference over N is the table's memory per entry, all overheads included.
+        let per_entry = rss_kib().saturating_sub(before) * 1024 / entries as u64;
+        println!(
+            "mac_table: {entries} entries learned through the pipeline in {:.2} s ({:.2} M/s); \
+             engine resident memory {per_entry} bytes per entry",
+            took.as_secs_f64(),
+            entries as f64 / took.as_secs_f64() / 1e6
+        );
+        // Port 0 sends to random MACs living on port 1, from MACs of its own.
+        let mut x = 0x9e37_79b9u32;
+        for k in 0..BATCH {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let dst = (x % (entries / 2)) * 2 + 1;
+            let f = frame(mac(dst), mac((k as u32 * 2) % entries));
+            e.rx_batch_mut().fill(k, VnetHeader::default(), &f);
+        }
+        g.bench_function(
+            format!("known_unicast_random_dst_{entries}_macs_batch32"),
+            |b| b.iter(|| e.process_received(PortId(0), DomainId(0), BATCH)),
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, known_unicast, policy, tracing, million_macs);
 criterion_main!(benches);
