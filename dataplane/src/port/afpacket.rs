@@ -17,7 +17,10 @@
 //! (or `GROW_WAIT` full reads), so usually nothing is discarded. Frames the ring still held, and
 //! frames the interface received while the socket was unbound (a few system calls and one RCU
 //! grace period, once per port: the interface's `rx_packets` over that time), are counted as
-//! `rx-overrun`, so none goes missing silently.
+//! `rx-overrun`, so none goes missing silently. A socket in a `PACKET_FANOUT` group (one per engine
+//! worker) cannot be unbound; `grow_in_group` swaps its ring while it stays bound (the kernel takes
+//! it out of the group meanwhile, so the other members get its frames) and puts it back at the
+//! end of the group, so with `PACKET_FANOUT_CPU` the CPUs it serves may change once.
 //!
 //! Large frames: ring slots are small (`RING_FRAME_SIZE`, 2 KiB: an MTU-sized frame fits), but GSO
 //! super-frames are up to 64 KiB. `PACKET_COPY_THRESH` makes
@@ -632,10 +635,14 @@ impl AfPacketPort {
     /// Replaces a small ring with a large one (see the module docs): unbinds, so that nothing
     /// reaches the socket meanwhile, drops what the old ring and the socket queue still hold
     /// (counted in `lost`), maps the new ring and binds again. If the large ring cannot be had,
-    /// the port keeps a small one.
+    /// the port keeps a small one. A member of a fanout group cannot be unbound: see
+    /// `grow_in_group`.
     fn grow_ring(&mut self) -> std::io::Result<()> {
         let f = self.fd.as_raw_fd();
         self.want_grow = None;
+        if sys::getsockopt_int(f, libc::SOL_PACKET, PACKET_FANOUT).unwrap_or(0) != 0 {
+            return self.grow_in_group();
+        }
         // Frames the interface receives while the socket is unbound reach no one: counted from the
         // interface's own receive counter, less those that still made it into the old ring.
         let published = |ring: &RxRing| (0..ring.slots).filter(|&i| ring.published(i)).count();
@@ -665,10 +672,39 @@ impl AfPacketPort {
         rebound
     }
 
+    /// `grow_ring` for a socket in a `PACKET_FANOUT` group (engine workers), which the kernel
+    /// refuses to rebind. The kernel takes the socket out of the group while it swaps rings (the
+    /// other members get its frames meanwhile, so none is lost that way), but between freeing the
+    /// old ring and setting the new one frames land on the socket's queue, where they would be
+    /// taken for the frames of later COPY slots. So no large frame is queued while the ring
+    /// changes (`PACKET_COPY_THRESH` off: one is cut in its slot and counted as truncated), and
+    /// whatever is queued at the end is discarded and counted, with what the old ring held.
+    fn grow_in_group(&mut self) -> std::io::Result<()> {
+        let f = self.fd.as_raw_fd();
+        sys::setsockopt_int(f, libc::SOL_PACKET, PACKET_COPY_THRESH, 0)?;
+        let held = (0..self.ring.slots)
+            .filter(|&i| self.ring.published(i))
+            .count();
+        self.lost += held as u64;
+        let old = mem::replace(&mut self.ring, RxRing::empty());
+        let result = old
+            .unmap(f)
+            .and_then(|()| RxRing::map(f, RING_SLOTS_BUSY))
+            .or_else(|e| RxRing::map(f, RING_SLOTS_IDLE).map_err(|_| e));
+        if let Ok(ring) = result {
+            self.ring = ring;
+        }
+        let queued = self.drain_queue();
+        self.lost += queued;
+        tracing::info!(port = %self.name, slots = self.ring.slots, discarded = held as u64 + queued, "receive ring grown (fanout member)");
+        sys::setsockopt_int(f, libc::SOL_PACKET, PACKET_COPY_THRESH, 1)
+    }
+
     /// Reads and discards everything on the socket's receive queue (frames of COPY slots that are
-    /// gone with their ring).
-    fn drain_queue(&self) {
+    /// gone with their ring); returns how many.
+    fn drain_queue(&self) -> u64 {
         let mut scrap = [0u8; 1];
+        let mut drained = 0;
         loop {
             // SAFETY: reads at most one byte into `scrap` (the rest of the frame is discarded by
             // the kernel); non-blocking.
@@ -680,8 +716,10 @@ impl AfPacketPort {
                     libc::MSG_DONTWAIT | libc::MSG_TRUNC,
                 )
             };
-            if rc < 0 && sys::last_err().raw_os_error() != Some(libc::EINTR) {
-                return;
+            if rc >= 0 {
+                drained += 1;
+            } else if sys::last_err().raw_os_error() != Some(libc::EINTR) {
+                return drained;
             }
         }
     }
@@ -1374,14 +1412,16 @@ mod tests {
     }
 
     /// Reads everything the port has, returning the frame numbers in order.
+    /// The number `Sender::send` put in a frame.
+    fn frame_number(f: &[u8]) -> u32 {
+        u32::from_be_bytes(f[18..22].try_into().unwrap())
+    }
+
     fn read_all(port: &mut AfPacketPort, batch: &mut RxBatch) -> Vec<u32> {
         let mut seen = Vec::new();
         loop {
             let n = port.recv_batch(batch).unwrap();
-            for i in 0..n {
-                let f = batch.frame(i);
-                seen.push(u32::from_be_bytes(f[18..22].try_into().unwrap()));
-            }
+            seen.extend((0..n).map(|i| frame_number(batch.frame(i))));
             if n < BATCH {
                 return seen;
             }
@@ -1429,6 +1469,51 @@ mod tests {
                 (120..1020).collect::<Vec<_>>()
             );
             assert_eq!(port.take_overruns(), 0);
+        });
+    }
+
+    #[test]
+    fn a_fanout_member_grows_its_ring_in_place() {
+        in_fresh_netns(|| {
+            quiet_namespace();
+            ip("link add syring4 type veth peer name syring5");
+            ip("link set syring5 up");
+            let mut port = AfPacketPort::open("syring4").unwrap();
+            // A second socket in the group (as a second engine worker has): the port can no
+            // longer be rebound. Frames sent from CPU 0 go to the group's first member, `port`.
+            let mut member = port.receiver().expect("fanout group");
+            // SAFETY: cpu_set_t is plain data; the call pins only this thread.
+            unsafe {
+                let mut set: libc::cpu_set_t = mem::zeroed();
+                libc::CPU_SET(0, &mut set);
+                assert_eq!(
+                    libc::sched_setaffinity(0, mem::size_of::<libc::cpu_set_t>(), &set),
+                    0
+                );
+            }
+            let tx = Sender::on("syring5");
+            let mut batch = RxBatch::new();
+            tx.send(0, 100);
+            wait_queued(&port, 100);
+            assert_eq!(
+                read_all(&mut port, &mut batch),
+                (0..100).collect::<Vec<_>>()
+            );
+            assert_eq!(port.ring_slots(), RING_SLOTS_BUSY);
+            assert_eq!(port.take_overruns(), 0);
+            // The kernel put the socket back at the end of the group: CPU 0's frames now go to
+            // the other member (whose ring is still small). Every frame arrives once, in order.
+            tx.send(100, 100);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let mut seen = Vec::new();
+            while seen.len() < 100 && std::time::Instant::now() < deadline {
+                seen.extend(read_all(&mut port, &mut batch));
+                let n = member.recv_batch(&mut batch).unwrap();
+                seen.extend((0..n).map(|i| frame_number(batch.frame(i))));
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            assert_eq!(seen, (100..200).collect::<Vec<_>>());
+            assert_eq!(port.take_overruns() + member.take_overruns(), 0);
         });
     }
 
