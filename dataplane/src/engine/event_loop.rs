@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use mio::{Events, Token};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Token};
 
 use super::{nat, Engine, AGING_TICK, MAX_PORTS, WAKER};
 use crate::port::{PortError, BATCH};
@@ -130,6 +131,16 @@ impl Engine {
                 return 0;
             }
         };
+        if let Some(fd) = port.moved_fd() {
+            // A new socket in the port's place; the old one leaves the poller as it closes.
+            if let Err(e) = self.poll.registry().register(
+                &mut SourceFd(&fd),
+                Token(id.0 as usize),
+                Interest::READABLE,
+            ) {
+                tracing::warn!(port = %slot.name, "registering the port's new socket: {e}");
+            }
+        }
         if n > 0 {
             // What other workers learned before sending what this batch may answer (see `workers`).
             self.drain_peers();

@@ -234,6 +234,13 @@ pub trait Port: Send {
     /// The fd to register with the engine's poller, or `None` for ports driven by hand (memory).
     fn raw_fd(&self) -> Option<RawFd>;
 
+    /// The descriptor to register with the poller in place of the one `raw_fd` gave, once, after
+    /// a `recv_batch` that replaced the port's socket (an AF_PACKET port growing its ring). The old
+    /// one leaves the poller when it closes.
+    fn moved_fd(&mut self) -> Option<RawFd> {
+        None
+    }
+
     /// Receives up to `BATCH` frames into `batch` slots `0..n` and returns `n`; 0 means nothing is
     /// waiting. `Err(PortError::Gone)` means the interface disappeared and the port must be removed.
     fn recv_batch(&mut self, batch: &mut RxBatch) -> Result<usize, PortError>;

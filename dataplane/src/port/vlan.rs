@@ -147,6 +147,10 @@ impl Port for VlanPort {
         self.inner.take_overruns()
     }
 
+    fn moved_fd(&mut self) -> Option<RawFd> {
+        self.inner.moved_fd()
+    }
+
     fn mac(&self) -> Option<MacAddr> {
         self.inner.mac()
     }
