@@ -402,7 +402,8 @@ impl EngineHandle {
         Ok(id)
     }
 
-    /// The worker for each member of a `PACKET_FANOUT_CPU` group, in member order: the kernel
+    /// The worker for each member of a port's fanout group, in member order: the group's program
+    /// (`PACKET_FANOUT_CPU`'s choice, kept when a member's ring grows) and the kernel
     /// gives a frame received on CPU `c` to member `c % members`, so member `k` goes to the worker
     /// pinned to such a CPU (in worker order where pinning does not say).
     fn member_order(&self) -> Vec<usize> {

@@ -2,7 +2,7 @@
 //!
 //! Each worker is a whole `Engine` on its own thread, pinned to its own CPU: its own poller, receive
 //! area, egress queues and a replica of every table. An AF_PACKET port gives every worker a socket
-//! of its own in one `PACKET_FANOUT_CPU` group (`Port::receiver`): the kernel hands a frame to the
+//! of its own in one fanout group steered by CPU (`Port::receiver`): the kernel hands a frame to the
 //! worker pinned to the CPU that received it, on veth the sender's, so the worker that wakes is on
 //! the CPU the sender is about to leave, as the kernel bridge forwards in the sender's softirq (a
 //! port placed on one worker made every ping's answer wake the other CPU: bench/RESULTS.md). A
