@@ -182,15 +182,21 @@ struct Cluster {
 }
 
 /// Waits until `f` holds, 25 s at most.
-fn deadline(what: &str, mut f: impl FnMut() -> bool) {
+fn deadline(what: &str, f: impl FnMut() -> bool) {
+    poll(what, Duration::from_millis(200), f);
+}
+
+/// Checks `f` every `every` until it holds (25 s at most); how long that took.
+fn poll(what: &str, every: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let start = std::time::Instant::now();
     while !f() {
         assert!(
             start.elapsed() < Duration::from_secs(25),
             "timed out: {what}"
         );
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(every);
     }
+    start.elapsed()
 }
 
 const ETCD_URL: &str = "etcd://192.168.78.9:2379";
@@ -586,7 +592,50 @@ fn endpoints_in_etcd_answer_arp_locally_and_network_rm_spans_hosts() {
     deadline("c3's endpoint published", || {
         endpoint(&c, "10.97.0.21").is_some()
     });
+    // Its address is claimed in etcd like a created container's: another host's connect for
+    // it is refused, and one without --ip gets a free one.
+    let c4 = c.lab.adopt("c4");
+    let a5 = c.lab.adopt("a5");
+    let claim = |ip: &str| {
+        let k = format!("/switchyard/v1/addresses/ov/{ip}");
+        etcd_range(&c, &k).into_iter().find(|(key, _)| *key == k)
+    };
+    assert!(claim("10.97.0.21").is_some_and(|(_, v)| v.contains(&c3)));
+    c.cli_ok(1, &["network", "create", "plain"]);
+    c.cli_ok(1, &["container", "create", &c4, "--network", "plain"]);
+    let out = c.cli(1, &["network", "connect", "ov", &c4, "--ip", "10.97.0.21"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already taken in the cluster"), "{err}");
+    c.cli_ok(1, &["network", "connect", "ov", &c4]);
+    let v: serde_json::Value =
+        serde_json::from_str(&c.cli_ok(1, &["container", "inspect", &c4])).unwrap();
+    let c4_ip = v[0]["NetworkSettings"]["Networks"]["ov"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !["10.97.0.11", "10.97.0.12", "10.97.0.21"].contains(&c4_ip.as_str()),
+        "{c4_ip} handed out twice"
+    );
+    assert!(claim(&c4_ip).is_some_and(|(_, v)| v.contains(&c4)));
+    c.cli_ok(1, &["container", "rm", &c4]);
+    assert!(claim(&c4_ip).is_none(), "given back with the container");
+    // A namespace attached (as pipework, CNI and the Docker plugin do) claims one too.
+    let _ = run(&["ip", "netns", "del", &a5]);
+    must(&["ip", "netns", "add", &a5]);
+    let attach = ["attach", "--network", "ov", "--netns", &a5, "--ip"];
+    let out = c.cli(2, &[&attach[..], &["10.97.0.11"]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already taken in the cluster"), "{err}");
+    c.cli_ok(2, &[&attach[..], &["10.97.0.31"]].concat());
+    assert!(claim("10.97.0.31").is_some_and(|(_, v)| v.contains("192.168.78.3")));
+    deadline("the attachment's endpoint published", || {
+        endpoint(&c, "10.97.0.31").is_some()
+    });
+    c.cli_ok(2, &["detach", "--network", "ov", "--netns", &a5]);
+    assert!(claim("10.97.0.31").is_none(), "given back on detach");
     c.cli_ok(0, &["network", "disconnect", "ov", &c3]);
+    assert!(claim("10.97.0.21").is_none(), "given back on disconnect");
     deadline("c3's endpoint withdrawn", || {
         endpoint(&c, "10.97.0.21").is_none()
     });
@@ -671,4 +720,70 @@ fn endpoints_in_etcd_answer_arp_locally_and_network_rm_spans_hosts() {
         "{err}"
     );
     assert!(c.cli_ok(2, &["network", "ls"]).contains(" ov3 "));
+}
+
+/// Changes reach the other hosts through etcd's watch, well under a second (the periodic read
+/// runs every 10 s while the watch is in place): a network created on host1 appears on host2,
+/// a container's MAC on host1 lands in host2's MAC table, and both again after etcd restarted
+/// (the watch opened anew).
+#[test]
+fn cluster_changes_reach_other_hosts_through_a_watch_well_under_a_second() {
+    let mut c = Cluster::new("ovw");
+    // Every host has read the cluster (it sees the others) and its watch is in place.
+    let all_hosts = |c: &Cluster| {
+        for i in 0..3 {
+            c.converge(i, &["stats"], "ports toward the other hosts", |st| {
+                (0..3)
+                    .filter(|&j| j != i)
+                    .all(|j| st.contains(&format!("vxlan:{}", host_ip(j))))
+            });
+        }
+    };
+    // (No VXLAN port before an overlay network exists: one first.)
+    c.cli_ok(0, &["network", "create", "base", "--driver", "overlay"]);
+    all_hosts(&c);
+    std::thread::sleep(Duration::from_secs(2));
+    let timed = |what: &str, f: &dyn Fn() -> bool| -> Duration {
+        let took = poll(what, Duration::from_millis(10), f);
+        eprintln!("{what}: {} ms", took.as_millis());
+        took
+    };
+    let mut took = Vec::new();
+    for round in 0..2 {
+        let net = format!("ow{round}");
+        let subnet = format!("10.95.{round}.0/24");
+        c.cli_ok(
+            0,
+            &[
+                "network", "create", &net, "--driver", "overlay", "--subnet", &subnet,
+            ],
+        );
+        took.push(timed(&format!("{net} on host2"), &|| {
+            c.cli_ok(1, &["network", "ls"])
+                .contains(&format!(" {net} "))
+        }));
+        let ns = c.lab.adopt(&format!("w{round}"));
+        let ip = format!("10.95.{round}.11");
+        c.cli_ok(
+            0,
+            &["container", "create", &ns, "--network", &net, "--ip", &ip],
+        );
+        let mac = c.lab.mac(&format!("w{round}"), "eth0");
+        took.push(timed(&format!("{ip}'s MAC on host2"), &|| {
+            c.cli_ok(1, &["fdb"])
+                .lines()
+                .any(|l| l.contains(&mac) && l.contains("static"))
+        }));
+        if round == 0 {
+            // etcd restarted: the watches are opened again and changes flow as before.
+            c.lab.signal(c.etcd, libc::SIGKILL);
+            std::thread::sleep(Duration::from_secs(1));
+            c.start_etcd();
+            all_hosts(&c);
+            std::thread::sleep(Duration::from_secs(3));
+        }
+    }
+    for t in &took {
+        assert!(*t < Duration::from_millis(900), "{took:?}");
+    }
 }

@@ -162,6 +162,37 @@ impl Daemon {
         Ok(())
     }
 
+    /// A change that adds `endpoint` of `c`: persisted, then plugged in (both undone on failure).
+    fn commit_endpoint(
+        &mut self,
+        next: State,
+        c: &crate::model::Container,
+        endpoint: &crate::model::Endpoint,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), ApiError> {
+        self.commit_and_bring_up(
+            next,
+            |system, state| system.connect(state, c, endpoint),
+            |system| system.endpoint_down(endpoint),
+            what,
+        )
+    }
+
+    /// Gives back an address `claim` took when what it was for failed; passes `result` on.
+    fn release_on_error<T>(
+        &self,
+        network: &str,
+        claimed: Option<String>,
+        result: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        if result.is_err() {
+            if let Some(ip) = claimed.and_then(|ip| ip.parse().ok()) {
+                self.release_addresses(&[(network.to_string(), ip)]);
+            }
+        }
+        result
+    }
+
     /// A change that removes: `down` tears down first (best effort), then `next` is persisted.
     pub(super) fn tear_down_and_commit(
         &mut self,
@@ -372,15 +403,26 @@ impl Daemon {
         ip: Option<&str>,
         aliases: &[String],
     ) -> Result<Response, ApiError> {
+        // On an overlay network of a cluster the address is claimed in etcd first.
+        let allowed = |ip: &str| {
+            self.state
+                .clone()
+                .connect_with_aliases(network, container, Some(ip), aliases, &mut OsMint)
+                .map(drop)
+        };
+        let what = "containers cannot be connected to overlay networks";
+        let claimed = self.claim(network, container, ip, &allowed, what)?;
+        let ip = claimed.as_deref().or(ip);
         let mut next = self.state.clone();
-        let endpoint = next.connect_with_aliases(network, container, ip, aliases, &mut OsMint)?;
-        let c = next.container(container)?.clone();
-        self.commit_and_bring_up(
-            next,
-            |system, state| system.connect(state, &c, &endpoint),
-            |system| system.endpoint_down(&endpoint),
-            || format!("connecting '{container}' to '{network}'"),
-        )?;
+        let connected = next
+            .connect_with_aliases(network, container, ip, aliases, &mut OsMint)
+            .and_then(|endpoint| Ok((endpoint, next.container(container)?.clone())))
+            .and_then(|(endpoint, c)| {
+                self.commit_endpoint(next, &c, &endpoint, || {
+                    format!("connecting '{container}' to '{network}'")
+                })
+            });
+        self.release_on_error(network, claimed, connected)?;
         Ok(Response::Done)
     }
 
@@ -388,6 +430,7 @@ impl Daemon {
         let mut next = self.state.clone();
         let endpoint = next.disconnect(network, container)?;
         self.tear_down_and_commit(next, |system| system.endpoint_down(&endpoint))?;
+        self.release_addresses(&[(network.to_string(), endpoint.ip)]);
         let c = self.state.container(container)?.clone();
         if let Err(e) = self.system.refresh_default_route(&self.state, &c) {
             tracing::warn!(container, "moving the default route: {e:#}");
@@ -406,23 +449,24 @@ impl Daemon {
         mac: Option<&str>,
     ) -> Result<Response, ApiError> {
         let (name, path, ns) = foreign_namespace(netns, pid)?;
+        let ifname = ifname.unwrap_or("eth1");
+        let plug = |state: &mut State, ip: Option<&str>| {
+            let inode = ns.inode();
+            state.attach(&name, &path, inode, network, ifname, ip, mac, &mut OsMint)
+        };
+        // On an overlay network of a cluster the address is claimed in etcd first.
+        let allowed = |ip: &str| plug(&mut self.state.clone(), Some(ip)).map(drop);
+        let what = "namespaces cannot be attached to overlay networks";
+        let claimed = self.claim(network, &name, ip, &allowed, what)?;
+        let ip = claimed.as_deref().or(ip);
         let mut next = self.state.clone();
-        let (c, endpoint) = next.attach(
-            &name,
-            &path,
-            ns.inode(),
-            network,
-            ifname.unwrap_or("eth1"),
-            ip,
-            mac,
-            &mut OsMint,
-        )?;
-        self.commit_and_bring_up(
-            next,
-            |system, state| system.connect(state, &c, &endpoint),
-            |system| system.endpoint_down(&endpoint),
-            || format!("attaching {path} to '{network}'"),
-        )?;
+        let attached = plug(&mut next, ip).and_then(|(c, endpoint)| {
+            self.commit_endpoint(next, &c, &endpoint, || {
+                format!("attaching {path} to '{network}'")
+            })?;
+            Ok(c)
+        });
+        let c = self.release_on_error(network, claimed, attached)?;
         Ok(Response::Created { id: c.id })
     }
 
@@ -445,6 +489,7 @@ impl Daemon {
             next.remove_containers(std::slice::from_ref(&name))?;
         }
         self.tear_down_and_commit(next, |system| system.endpoint_down(&endpoint))?;
+        self.release_addresses(&[(network.to_string(), endpoint.ip)]);
         Ok(Response::Done)
     }
 
@@ -466,15 +511,37 @@ impl Daemon {
                 req.ifname, req.netns
             )));
         }
-        let mut next = self.state.clone();
-        let (c, endpoint) =
-            next.attach_endpoint(&req, ns.inode(), &self.publish_ctx, &mut OsMint)?;
-        self.commit_and_bring_up(
-            next,
-            |system, state| system.connect(state, &c, &endpoint),
-            |system| system.endpoint_down(&endpoint),
-            || format!("attaching {} to '{}'", req.netns, req.network),
+        // On an overlay network of a cluster the address is claimed in etcd first.
+        let allowed = |ip: &str| {
+            let mut probe = req.clone();
+            probe.ip = Some(ip.to_string());
+            self.state
+                .clone()
+                .attach_endpoint(&probe, ns.inode(), &self.publish_ctx, &mut OsMint)
+                .map(drop)
+        };
+        let what = "containers cannot be attached to overlay networks";
+        let claimed = self.claim(
+            &req.network,
+            &req.container,
+            req.ip.as_deref(),
+            &allowed,
+            what,
         )?;
+        let mut req = req;
+        if let Some(ip) = &claimed {
+            req.ip = Some(ip.clone());
+        }
+        let mut next = self.state.clone();
+        let attached = next
+            .attach_endpoint(&req, ns.inode(), &self.publish_ctx, &mut OsMint)
+            .and_then(|(c, endpoint)| {
+                self.commit_endpoint(next, &c, &endpoint, || {
+                    format!("attaching {} to '{}'", req.netns, req.network)
+                })?;
+                Ok((c, endpoint))
+            });
+        let (c, endpoint) = self.release_on_error(&req.network, claimed, attached)?;
         let c = self.state.container(&c.name)?;
         Ok(Response::Endpoint(Box::new(
             self.state.endpoint_view(c, &endpoint),
@@ -488,6 +555,7 @@ impl Daemon {
             return Ok(Response::Done);
         };
         self.tear_down_and_commit(next, |system| system.endpoint_down(&endpoint))?;
+        self.release_addresses(&[(endpoint.network.clone(), endpoint.ip)]);
         Ok(Response::Done)
     }
 

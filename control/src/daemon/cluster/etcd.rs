@@ -2,14 +2,15 @@
 //! synchronous, one HTTP/1.1 request per connection with 2-second timeouts.
 //!
 //! Why not the `etcd-client` crate: it brings tonic, prost and hyper's HTTP/2 stack and a build
-//! step that needs `protoc`, for the five calls the daemon makes (grant, keep alive, transaction,
-//! range, delete); the daemon's control thread is synchronous and holds the daemon's lock while
+//! step that needs `protoc`, for the six calls the daemon makes (grant, keep alive, transaction,
+//! range, delete, watch); the daemon's control thread is synchronous and holds the daemon's lock while
 //! it asks, so a blocking call with a deadline is what it wants anyway. Debian's etcd 3.4 serves
-//! the gateway at `/v3` (3.5 and later too). Watches are not used: the cluster thread reads the
-//! prefixes it follows once a second (see `cluster`).
+//! the gateway at `/v3` (3.5 and later too). A watch (`watch_prefix`) is the one long call: the
+//! gateway streams its events as JSON objects on one HTTP response, read line by line on a
+//! thread of its own (see `cluster`).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -24,6 +25,15 @@ pub enum EtcdError {
     Unreachable { endpoints: String, reason: String },
     #[error("etcd answered {0}")]
     Answer(String),
+}
+
+/// What a watch saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// The watch is in place: what changed before it is not streamed, so read once now.
+    Created,
+    /// Keys under the prefix changed.
+    Changed,
 }
 
 /// The cluster's etcd endpoints (`--cluster etcd://HOST:PORT[,HOST:PORT...]`).
@@ -155,6 +165,84 @@ impl Etcd {
             .map(|_| ())
     }
 
+    /// Watches every key under `prefix` on the first endpoint that answers: calls `on_event`
+    /// once the watch is in place and for every message after it (a batch of changes), and
+    /// returns `Ok` when the stream ends (etcd stopped, the watch was cancelled) or stays silent
+    /// for `idle` (so a host cut off without a word is noticed; the caller watches again).
+    pub fn watch_prefix(
+        &self,
+        prefix: &str,
+        idle: Duration,
+        mut on_event: impl FnMut(WatchEvent),
+    ) -> Result<(), EtcdError> {
+        let body = json!({"create_request": {
+            "key": b64(prefix.as_bytes()),
+            "range_end": b64(&prefix_end(prefix)),
+        }});
+        let mut last = String::new();
+        for endpoint in &self.endpoints {
+            let stream = match open(endpoint, "/v3/watch", &body, idle) {
+                Ok(s) => s,
+                Err(e) => {
+                    last = format!("{endpoint}: {e}");
+                    continue;
+                }
+            };
+            let mut reader = BufReader::new(stream);
+            let mut line = Vec::new();
+            let mut in_body = false;
+            loop {
+                line.clear();
+                let n = match (&mut reader).take(MAX_ANSWER).read_until(b'\n', &mut line) {
+                    Ok(n) => n,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        return Ok(())
+                    }
+                    Err(e) => return Err(EtcdError::Answer(format!("watch: {e}"))),
+                };
+                if n == 0 {
+                    return Ok(());
+                }
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim();
+                if !in_body {
+                    if text.starts_with("HTTP/") && !text.contains(" 200") {
+                        return Err(EtcdError::Answer(format!("watch: {text}")));
+                    }
+                    in_body = text.is_empty();
+                    continue;
+                }
+                // Chunk sizes and blank lines between the JSON objects carry nothing.
+                if !text.starts_with('{') {
+                    continue;
+                }
+                let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+                if v.get("error").is_some() {
+                    return Err(EtcdError::Answer(format!("watch: {text}")));
+                }
+                if v["result"]["canceled"].as_bool() == Some(true) {
+                    return Ok(());
+                }
+                // An object cut by a chunk boundary does not parse: a change all the same.
+                let created = v["result"]["created"].as_bool() == Some(true);
+                on_event(if created {
+                    WatchEvent::Created
+                } else {
+                    WatchEvent::Changed
+                });
+            }
+        }
+        Err(EtcdError::Unreachable {
+            endpoints: self.endpoints(),
+            reason: last,
+        })
+    }
+
     /// Every key under `prefix` with its value, in key order.
     pub fn range_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>, EtcdError> {
         let v = self.post(
@@ -202,15 +290,20 @@ enum PostError {
     Answer(String),
 }
 
-fn post_to(endpoint: &str, path: &str, body: &Value) -> Result<Value, PostError> {
-    let connect = |e: std::io::Error| PostError::Connect(e.to_string());
-    let addrs: Vec<SocketAddr> = endpoint.to_socket_addrs().map_err(connect)?.collect();
-    let addr = addrs
-        .first()
-        .ok_or_else(|| PostError::Connect("no address".into()))?;
-    let mut stream = TcpStream::connect_timeout(addr, TIMEOUT).map_err(connect)?;
-    stream.set_read_timeout(Some(TIMEOUT)).map_err(connect)?;
-    stream.set_write_timeout(Some(TIMEOUT)).map_err(connect)?;
+/// Connects to `endpoint` and sends the request (`read_timeout` for the answer).
+fn open(
+    endpoint: &str,
+    path: &str,
+    body: &Value,
+    read_timeout: Duration,
+) -> std::io::Result<TcpStream> {
+    let addr = endpoint
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other("no address"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
+    stream.set_read_timeout(Some(read_timeout))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
     let body = body.to_string();
     // Not half-closed after the request: etcd's gateway cancels a call whose client shut its
     // side down. `Connection: close` ends the answer at EOF.
@@ -218,7 +311,13 @@ fn post_to(endpoint: &str, path: &str, body: &Value) -> Result<Value, PostError>
         "POST {path} HTTP/1.1\r\nHost: {endpoint}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(request.as_bytes()).map_err(connect)?;
+    stream.write_all(request.as_bytes())?;
+    Ok(stream)
+}
+
+fn post_to(endpoint: &str, path: &str, body: &Value) -> Result<Value, PostError> {
+    let connect = |e: std::io::Error| PostError::Connect(e.to_string());
+    let stream = open(endpoint, path, body, TIMEOUT).map_err(connect)?;
     let mut answer = Vec::new();
     stream
         .take(MAX_ANSWER)

@@ -12,9 +12,9 @@
 //!   `network rm` on any host takes both out, with the network's address claims and endpoints,
 //!   in one transaction, after checking that no other host has containers on it (refused in
 //!   one line otherwise); every other host then removes it locally.
-//! - `addresses/<network>/<ip>` = `{"host", "container"}`: claimed by the daemon creating a
-//!   container on an overlay network before it creates anything (a create-if-absent
-//!   transaction), given back when the container goes; no lease, so a killed daemon's
+//! - `addresses/<network>/<ip>` = `{"host", "container"}`: claimed by the daemon creating,
+//!   connecting or attaching a container on an overlay network before it changes anything (a
+//!   create-if-absent transaction, `Daemon::claim`), given back when the endpoint goes; no lease, so a killed daemon's
 //!   containers keep their addresses.
 //! - `endpoints/<network>/<ip>` = `{"container", "mac", "ip", "host"}`: each daemon publishes
 //!   every endpoint it holds on an overlay network, under its host lease, so they all go when
@@ -24,8 +24,10 @@
 //!   the state no longer holds, so create, connect, rm, disconnect and a restart (a new lease:
 //!   everything put again) all take the same path; a change wakes the thread at once.
 //!
-//! Every daemon reads `hosts/`, `networks/` and `endpoints/` once a second (the cluster thread)
-//! and makes the local state follow: networks it lacks are created locally with the stored
+//! Every daemon watches `/switchyard/v1/` (a second thread holds one `POST /v3/watch` stream
+//! open) and reads `hosts/`, `networks/` and `endpoints/` whenever it reports a change, when a
+//! request changed the state here, and every 10 s in any case (every second while the watch is
+//! down); the cluster thread then makes the local state follow: networks it lacks are created locally with the stored
 //! request (same ID, VNI, subnet), networks it had from etcd that etcd no longer holds are
 //! removed here too, every overlay network has one VXLAN port per other registered
 //! host (plus its static `--opt peers`), and the other hosts' endpoints are programmed into the
@@ -40,6 +42,7 @@ pub mod etcd;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -56,7 +59,12 @@ const PREFIX: &str = "/switchyard/v1/";
 /// Seconds a host stays registered without its daemon renewing the lease.
 pub const HOST_TTL: u64 = 10;
 const KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// How often the cluster is read while no watch is in place.
 const READ_EVERY: Duration = Duration::from_secs(1);
+/// How often it is read anyway while the watch reports changes (a missed event costs this much).
+const RESYNC_EVERY: Duration = Duration::from_secs(10);
+/// A watch silent this long is opened again (a host cut off without a word is noticed).
+const WATCH_IDLE: Duration = Duration::from_secs(30);
 
 fn key(kind: &str, name: &str) -> String {
     format!("{PREFIX}{kind}/{name}")
@@ -99,20 +107,53 @@ pub(super) fn spawn(daemon: Arc<Mutex<Daemon>>, config: ClusterConfig) {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .cluster_view
-        .wake = Some(wake);
+        .wake = Some(wake.clone());
+    let watching = Arc::new(AtomicBool::new(false));
+    let (etcd, in_place) = (config.etcd.clone(), Arc::clone(&watching));
+    std::thread::Builder::new()
+        .name("cluster-watch".into())
+        .spawn(move || watch(&etcd, &wake, &in_place))
+        .expect("spawning the cluster watch thread");
     std::thread::Builder::new()
         .name("cluster".into())
-        .spawn(move || follow(daemon, config, woken))
+        .spawn(move || follow(daemon, config, woken, watching))
         .expect("spawning the cluster thread");
 }
 
-fn follow(daemon: Arc<Mutex<Daemon>>, config: ClusterConfig, woken: Receiver<()>) {
+/// Holds a watch on the whole prefix open and wakes the cluster thread for every change (and
+/// once each time the watch is in place, for what changed while there was none).
+fn watch(etcd: &Etcd, wake: &SyncSender<()>, in_place: &AtomicBool) {
+    loop {
+        let watched = etcd.watch_prefix(PREFIX, WATCH_IDLE, |event| {
+            if event == etcd::WatchEvent::Created {
+                in_place.store(true, Ordering::Relaxed);
+            }
+            let _ = wake.try_send(());
+        });
+        in_place.store(false, Ordering::Relaxed);
+        if let Err(e) = watched {
+            // The cluster thread says when etcd is unreachable; this one only tries again.
+            tracing::debug!("cluster: watch: {e}");
+            std::thread::sleep(READ_EVERY);
+        }
+    }
+}
+
+fn follow(
+    daemon: Arc<Mutex<Daemon>>,
+    config: ClusterConfig,
+    woken: Receiver<()>,
+    watching: Arc<AtomicBool>,
+) {
     let etcd = &config.etcd;
     let mut lease: Option<i64> = None;
     let mut renewed = Instant::now();
     let mut unreachable = false;
     // What this host has put under `endpoints/` (key -> value) with its current lease.
     let mut published: BTreeMap<String, String> = BTreeMap::new();
+    // When the cluster was last read, and whether something asked for a read since.
+    let mut read_at: Option<Instant> = None;
+    let mut woke = true;
     loop {
         let round = (|| -> Result<(), etcd::EtcdError> {
             if let Some(id) = lease {
@@ -133,7 +174,13 @@ fn follow(daemon: Arc<Mutex<Daemon>>, config: ClusterConfig, woken: Receiver<()>
                 renewed = Instant::now();
                 // What the last lease held is gone (or goes with it): all put again.
                 published.clear();
+                woke = true;
                 tracing::info!(host = %config.me, "cluster: registered");
+            }
+            let due = read_at.is_none_or(|t| t.elapsed() >= RESYNC_EVERY);
+            if !woke && !due && watching.load(Ordering::Relaxed) {
+                // Only the lease to renew: the watch says nothing changed.
+                return Ok(());
             }
             // The networks this host has before the read: only those can be gone from etcd (one
             // a request creates meanwhile was stored there first, after this read began).
@@ -171,6 +218,8 @@ fn follow(daemon: Arc<Mutex<Daemon>>, config: ClusterConfig, woken: Receiver<()>
             let mut d = daemon.lock().unwrap_or_else(|p| p.into_inner());
             let gone: Vec<String> = known.into_iter().filter(|n| !in_etcd.contains(n)).collect();
             d.follow_cluster(hosts, networks, &gone, endpoints, config.me);
+            read_at = Some(Instant::now());
+            woke = false;
             Ok(())
         })();
         match round {
@@ -185,8 +234,14 @@ fn follow(daemon: Arc<Mutex<Daemon>>, config: ClusterConfig, woken: Receiver<()>
             }
             Err(_) => {}
         }
-        // The next round in a second, or at once after a change (one wake-up per change).
-        let _ = woken.recv_timeout(READ_EVERY);
+        // The next round at once after a change (the watch's or a request's); else in time to
+        // renew the lease, or for the next read while there is no watch.
+        let wait = if watching.load(Ordering::Relaxed) {
+            KEEP_ALIVE
+        } else {
+            READ_EVERY
+        };
+        woke |= woken.recv_timeout(wait).is_ok();
     }
 }
 
@@ -525,27 +580,53 @@ impl Daemon {
             .filter(|n| n.overlay.is_some())
     }
 
-    /// For a container on an overlay network of the cluster: claims its address in etcd
-    /// (`addresses/<network>/<ip>`, a create-if-absent transaction, so no address is handed out
-    /// twice, even by two hosts at once) and returns the request with that address. The one
-    /// asked for with `--ip`, else the first the local rules allow that no host has claimed.
+    /// For a container on an overlay network of the cluster: claims its address in etcd and
+    /// returns the request with that address (see `claim`).
     pub(super) fn claim_address(
         &self,
         mut req: crate::api::ContainerCreate,
         ctx: &crate::model::PublishContext,
     ) -> Result<crate::api::ContainerCreate, ApiError> {
-        let (Some(cluster), Some(network)) = (&self.cluster, self.cluster_overlay(&req.network))
-        else {
-            return Ok(req);
+        let allowed = |ip: &str| {
+            let mut probe = req.clone();
+            probe.ip = Some(ip.to_string());
+            self.state
+                .clone()
+                .create_container_with(&probe, ctx, &mut super::mint::OsMint)
+                .map(|_| ())
+        };
+        let what = "containers on overlay networks cannot be created";
+        if let Some(ip) = self.claim(&req.network, &req.name, req.ip.as_deref(), &allowed, what)? {
+            req.ip = Some(ip);
+        }
+        Ok(req)
+    }
+
+    /// An address for `container` on `network`, claimed in etcd (`addresses/<network>/<ip>`, a
+    /// create-if-absent transaction that also needs the network still stored, so no address is
+    /// handed out twice, even by two hosts at once): `ip` when given, else the first that
+    /// `allowed` (the local rules, asked first, so a request refused here never reaches etcd)
+    /// accepts and no host has claimed. `None` when `network` is not an overlay network of the
+    /// cluster (nothing to claim). `what` says in the one-line error what cannot be done while
+    /// etcd is unreachable.
+    pub(super) fn claim(
+        &self,
+        network: &str,
+        container: &str,
+        ip: Option<&str>,
+        allowed: &dyn Fn(&str) -> Result<(), ApiError>,
+        what: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let (Some(cluster), Some(network)) = (&self.cluster, self.cluster_overlay(network)) else {
+            return Ok(None);
         };
         let etcd = &cluster.etcd;
         let down = |e: etcd::EtcdError| {
             ApiError::failed(format!(
-                "{e}; containers on overlay networks cannot be created while the cluster is unreachable (nothing changed)"
+                "{e}; {what} while the cluster is unreachable (nothing changed)"
             ))
         };
         let prefix = key("addresses", &format!("{}/", network.name));
-        // A claim holds only while the network is in the cluster (not removed meanwhile).
         let net_key = key("networks", &network.name);
         let gone = || {
             ApiError::bad_input(format!(
@@ -554,16 +635,9 @@ impl Daemon {
             ))
         };
         let value =
-            serde_json::json!({"host": cluster.me.to_string(), "container": req.name}).to_string();
-        // The local rules first: a request refused here never reaches etcd.
-        let allowed = |req: &crate::api::ContainerCreate| {
-            self.state
-                .clone()
-                .create_container_with(req, ctx, &mut super::mint::OsMint)
-                .map(|_| ())
-        };
-        if let Some(ip) = req.ip.clone() {
-            allowed(&req)?;
+            serde_json::json!({"host": cluster.me.to_string(), "container": container}).to_string();
+        if let Some(ip) = ip {
+            allowed(ip)?;
             let k = format!("{prefix}{ip}");
             if !etcd
                 .create_all(&[&k], &[&net_key], &[(&k, &value)], None)
@@ -576,7 +650,7 @@ impl Daemon {
                     "address {ip} is already taken in the cluster"
                 )));
             }
-            return Ok(req);
+            return Ok(Some(ip.to_string()));
         }
         let subnet = network.subnet();
         let first = u32::from(subnet.addr()) + 1;
@@ -594,18 +668,15 @@ impl Daemon {
                 refreshed = true;
             }
             let k = format!("{prefix}{candidate}");
-            if claimed.contains(&k) {
-                continue;
-            }
-            req.ip = Some(candidate.to_string());
-            if allowed(&req).is_err() {
+            let candidate = candidate.to_string();
+            if claimed.contains(&k) || allowed(&candidate).is_err() {
                 continue;
             }
             if etcd
                 .create_all(&[&k], &[&net_key], &[(&k, &value)], None)
                 .map_err(down)?
             {
-                return Ok(req);
+                return Ok(Some(candidate));
             }
             if etcd.range_prefix(&net_key).map_err(down)?.is_empty() {
                 return Err(gone());
@@ -619,7 +690,8 @@ impl Daemon {
         )))
     }
 
-    /// Gives back addresses `claim_address` took (a failed creation, a removed container).
+    /// Gives back addresses `claim` took (a failed creation or connection, a removed or
+    /// disconnected container).
     pub(super) fn release_addresses(&self, addresses: &[(String, std::net::Ipv4Addr)]) {
         let Some(cluster) = &self.cluster else {
             return;
