@@ -43,8 +43,8 @@
 #   KEEP_LOGS=1        keep the temp dir with logs (always kept when the run fails)
 #
 # Needs: docker.io (dockerd, docker), busybox-static, iperf3, iptables, nc (openbsd), nsenter.
-# Output: header, a table  metric | docker (bridge+iptables+proxy) | switchyard | ratio, and one
-# machine-readable line starting with "RESULT ".
+# Output: header, a table  metric | docker (bridge+iptables+proxy) | switchyard | ratio, one
+# machine-readable line per point starting with "POINT " and one starting with "RESULT ".
 set -euo pipefail
 
 SCRIPT_NAME=compare-docker.sh
@@ -230,6 +230,7 @@ measure_client() {
     R_CLIENT=$(sed -n 's/.*Connection received on \([0-9.]*\) .*/\1/p' "$log" | head -n1)
     R_CLIENT=${R_CLIENT:-none}
     printf '  client address seen in the container: %s\n' "$R_CLIENT"
+    record_point client "" address "$R_CLIENT" "client address in container" "192.0.2.1 is the client's own"
 }
 
 measure_tcp() {
@@ -238,20 +239,7 @@ measure_tcp() {
     spid=$!
     wait_listening "$CT_PORT" "$slog"
     inO iperf3 -c "$IP_PUB" -p "$PUB_PORT" -t "$DURATION" -J >"$out" 2>"$TMP/iperf3-$PHASE.err" || rc=$?
-    R_TCP=$(python3 - "$out" <<'PY'
-import json, sys
-try:
-    d = json.load(open(sys.argv[1]))
-except Exception as e:
-    print("ERR:unparsable iperf3 JSON: %s" % e); sys.exit(0)
-if d.get("error"):
-    print("ERR:" + d["error"]); sys.exit(0)
-try:
-    print("%.3f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9))
-except KeyError:
-    print("ERR:no end.sum_received in iperf3 JSON")
-PY
-)
+    R_TCP=$(iperf3_gbps "$out")
     kill -TERM "$spid" 2>/dev/null || true
     wait "$spid" 2>/dev/null || true
     if [[ $R_TCP == ERR:* || $rc -ne 0 ]]; then
@@ -259,6 +247,7 @@ PY
         die "[$PHASE] iperf3 failed (rc=$rc): ${R_TCP#ERR:}"
     fi
     printf '  tcp : %10s Gbit/s\n' "$R_TCP"
+    record_point tcp "" gbps "$R_TCP" "TCP throughput (Gbit/s)" "higher is better"
 }
 
 measure_conn() {
@@ -276,6 +265,8 @@ measure_conn() {
     printf '  conn: %10s conn/s (%d connections, %d failures, %d client threads)\n' \
         "$R_CONN" "$R_CONN_N" "$R_CONN_FAIL" "$PARALLEL"
     ((rc == 0 && R_CONN_N > 0)) || die "[$PHASE] no connection completed through $IP_PUB:$PUB_PORT (see $err)"
+    record_point conn "" rate "$R_CONN" "new TCP connections/s" "higher is better"
+    record_point conn "" failures "$R_CONN_FAIL" "connection failures (count)" "should be 0"
 }
 
 run_measurements() {
@@ -293,11 +284,10 @@ start_docker
 start_container
 echo "== phase 1: dockerd defaults in $NS_H (docker0, iptables DNAT, docker-proxy $(pgrep -f -c "docker-proxy.*$PUB_PORT" || true) running)"
 run_measurements
-D_TCP=$R_TCP D_CONN=$R_CONN D_CONN_FAIL=$R_CONN_FAIL D_CLIENT=$R_CLIENT
 teardown_namespaces
 
 # ---------------------------------------------------------------- phase 2: switchyard
-S_TCP=NA S_CONN=NA S_CONN_FAIL=NA S_CLIENT=NA SY_RC=NA
+SY_RC=NA
 if ((!SKIP_SWITCHYARD)); then
     PHASE=switchyard
     echo
@@ -318,7 +308,6 @@ if ((!SKIP_SWITCHYARD)); then
     docker network create -d "$PLUGIN" --subnet 10.240.0.0/24 benchnet >/dev/null
     start_container --network benchnet
     run_measurements
-    S_TCP=$R_TCP S_CONN=$R_CONN S_CONN_FAIL=$R_CONN_FAIL S_CLIENT=$R_CLIENT
     kill -0 "$SY_PID" 2>/dev/null || { tail -n 30 "$SY_LOG" >&2; die "switchyard died during the measurements"; }
     stop_docker
     stop_switchyard
@@ -327,44 +316,12 @@ if ((!SKIP_SWITCHYARD)); then
 fi
 
 echo
-python3 - "$D_TCP" "$S_TCP" "$D_CONN" "$S_CONN" "$D_CONN_FAIL" "$S_CONN_FAIL" "$D_CLIENT" "$S_CLIENT" \
-    "$DURATION" "$PARALLEL" "$SY_RC" <<'PY'
-import sys
-(d_tcp, s_tcp, d_conn, s_conn, d_fail, s_fail, d_client, s_client, duration, parallel, sy_rc) = sys.argv[1:]
-
-def num(x):
-    try:
-        return float(x)
-    except ValueError:
-        return None
-
-def ratio(s, k):
-    s, k = num(s), num(k)
-    return "NA" if s is None or not k else "%.3f" % (s / k)
-
-rows = [
-    ("TCP throughput (Gbit/s)",     d_tcp,    s_tcp,    ratio(s_tcp, d_tcp),   "higher is better"),
-    ("new TCP connections/s",       d_conn,   s_conn,   ratio(s_conn, d_conn), "higher is better"),
-    ("connection failures (count)", d_fail,   s_fail,   "",                    "should be 0"),
-    ("client address in container", d_client, s_client, "",                    "192.0.2.1 is the client's own"),
-]
-hdr = ("metric", "docker (bridge+iptables+proxy)", "switchyard", "ratio sy/docker", "note")
-w = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(5)]
-line = lambda r: "| " + " | ".join(str(c).ljust(w[i]) if i in (0, 4) else str(c).rjust(w[i]) for i, c in enumerate(r)) + " |"
-print(line(hdr))
-print("|" + "|".join("-" * (x + 2) for x in w) + "|")
-for r in rows:
-    print(line(r))
-print()
-fields = [
-    ("tcp_docker", d_tcp), ("tcp_sy", s_tcp), ("tcp_ratio", ratio(s_tcp, d_tcp)),
-    ("conn_docker", d_conn), ("conn_sy", s_conn), ("conn_ratio", ratio(s_conn, d_conn)),
-    ("conn_failures_docker", d_fail), ("conn_failures_sy", s_fail),
-    ("client_docker", d_client), ("client_sy", s_client),
-    ("duration_s", duration), ("parallel", parallel), ("switchyard_exit", sy_rc),
-]
-print("RESULT " + " ".join("%s=%s" % kv for kv in fields))
-PY
+report_points docker "docker (bridge+iptables+proxy)" \
+    tcp:gbps:tcp_docker:tcp_sy:tcp_ratio \
+    conn:rate:conn_docker:conn_sy:conn_ratio \
+    conn:failures:conn_failures_docker:conn_failures_sy \
+    client:address:client_docker:client_sy \
+    "duration_s=$DURATION" "parallel=$PARALLEL" "switchyard_exit=$SY_RC"
 
 if [[ $SY_RC != NA && $SY_RC != 0 ]]; then
     echo "$SCRIPT_NAME: switchyard did not stop cleanly on SIGTERM (status $SY_RC)" >&2

@@ -20,13 +20,15 @@
 #     `switchyard container create <prefix>c -p 8080:80` (the container namespace CT is created by
 #     switchyard and gets 172.17.0.2).
 #
-# Per phase it measures, from OUT against the published port 192.0.2.10:8080:
-#   tcp   iperf3 -s -p 80 -1 in CT; iperf3 -c 192.0.2.10 -p 8080 -t DURATION -J from OUT;
-#         Gbit/s = end.sum_received.
+# Per phase it measures, from OUT against the published port 192.0.2.10:8080 (each test in
+# TESTS, each point of its list, in this order):
+#   tcp   iperf3 -s -p 80 -1 in CT; iperf3 -c 192.0.2.10 -p 8080 -t DURATION -P STREAMS -J from
+#         OUT; Gbit/s = end.sum_received (all streams together). One run per value of STREAMS.
 #   conn  new TCP connections per second: `connrate serve 80` in CT, `connrate connect
-#         192.0.2.10:8080 DURATION --parallel PARALLEL` in OUT (connect, write 1 byte, read until
-#         the server closes, close; 1 s connect timeout). OUT gets ip_local_port_range "1024 65535"
-#         and tcp_tw_reuse=1 (namespace-local sysctls) so the client never runs out of ports.
+#         192.0.2.10:8080 DURATION --parallel N` in OUT for each N in PARALLEL (connect, write
+#         1 byte, read until the server closes, close; 1 s connect timeout). OUT gets
+#         ip_local_port_range "1024 65535" and tcp_tw_reuse=1 (namespace-local sysctls) so the
+#         client never runs out of ports.
 #
 # Usage:  sudo bench/compare-nat.sh [--quick] [-h|--help] [-- EXTRA_DAEMON_ARGS...]
 #   --quick            DURATION=3 (smoke run)
@@ -34,7 +36,9 @@
 #
 # Environment:
 #   DURATION=10        seconds per iperf3 / connrate run
-#   PARALLEL=4         connrate client threads
+#   TESTS="tcp conn"   which tests to run (a subset, spaces or commas)
+#   STREAMS=1          iperf3 parallel streams (-P); a list ("1 2 4") runs one TCP test per value
+#   PARALLEL=4         connrate client threads; a list ("1 4 16 64") runs one test per value
 #   SWITCHYARD=path    switchyard binary (default: <repo>/target/release/switchyard; built with
 #                      `cargo build --release -p control` if missing)
 #   CONNRATE=path      connrate binary (default: <repo>/target/release/connrate; built with
@@ -44,9 +48,11 @@
 #   STOP_TIMEOUT=10    seconds to wait for switchyard to exit after SIGTERM
 #   KEEP_LOGS=1        keep the temp dir with logs (it is always kept when the run fails)
 #
-# Output: header (date, kernel, nproc, CPU model), a table
+# Output: header (date, kernel, nproc, CPU model, load average), a table
 #   metric | kernel (bridge+iptables) | switchyard | ratio (switchyard/kernel)
-# and one machine-readable line starting with "RESULT ".
+# with one row per point, one machine-readable line per point starting with "POINT " (see
+# report_points in lib.sh; bench/sweep.sh reads them) and one starting with "RESULT " (the first
+# point of each test: with the defaults above, the only one).
 #
 # Exit codes: 0 ok, 1 measurement / switchyard failure, 2 usage or missing prerequisite.
 set -euo pipefail
@@ -62,9 +68,15 @@ if ((QUICK)); then
     DURATION=3
 fi
 DURATION=${DURATION:-10}
+TESTS=${TESTS:-tcp conn}
+STREAMS=${STREAMS:-1}
 PARALLEL=${PARALLEL:-4}
 common_env_defaults                 # SKIP_SWITCHYARD READY_TIMEOUT STOP_TIMEOUT KEEP_LOGS
-require_positive_int DURATION PARALLEL READY_TIMEOUT STOP_TIMEOUT
+require_positive_int DURATION READY_TIMEOUT STOP_TIMEOUT
+require_word_list TESTS tcp conn
+require_int_list STREAMS 1 128
+require_int_list PARALLEL 1 1024
+wants() { [[ " $TESTS " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------- prerequisites
 require_tools ip iptables iperf3 ss python3 timeout
@@ -116,6 +128,7 @@ echo "iperf3:     $(iperf3 --version 2>/dev/null | head -n1)"
 echo "iptables:   $(iptables --version 2>/dev/null | head -n1)"
 echo "connrate:   $CONNRATE (--parallel $PARALLEL)"
 echo "duration:   ${DURATION}s per test"
+echo "tests:      $TESTS (tcp: streams $STREAMS; conn: clients $PARALLEL)"
 print_switchyard_header "daemon --uplink up0 --uplink-ip $IP_PUB/24 --uplink-gateway $IP_OUT ${EXTRA_ARGS[*]}"
 echo "namespaces: $NS_O $NS_H $NS_C   temp dir: $TMP"
 echo
@@ -204,42 +217,32 @@ wait_published() {   # timeout [pid-that-must-stay-alive]
 }
 
 # ---------------------------------------------------------------- measurements
-# Each measure_* sets globals R_<metric> for the current phase.
-measure_tcp() {
-    local out="$TMP/iperf3-$PHASE.json" slog="$TMP/iperf3-server-$PHASE.log" rc=0 spid
+# Each measure_* records its points (record_point, lib.sh) for the current phase.
+measure_tcp() {   # streams
+    local streams=$1 out="$TMP/iperf3-$PHASE-P$1.json" err="$TMP/iperf3-$PHASE-P$1.err"
+    local slog="$TMP/iperf3-server-$PHASE-P$1.log" rc=0 spid label="TCP throughput (Gbit/s)"
+    ((streams == 1)) || label="TCP, $streams streams (Gbit/s)"
     ip netns exec "$NS_C" iperf3 -s -p "$CT_PORT" -1 >"$slog" 2>&1 &
     spid=$!
     wait_listening "$CT_PORT" "$slog"
-    inO iperf3 -c "$IP_PUB" -p "$PUB_PORT" -t "$DURATION" -J >"$out" 2>"$TMP/iperf3-$PHASE.err" || rc=$?
-    R_TCP=$(python3 - "$out" <<'PY'
-import json, sys
-try:
-    d = json.load(open(sys.argv[1]))
-except Exception as e:
-    print("ERR:unparsable iperf3 JSON: %s" % e); sys.exit(0)
-if d.get("error"):
-    print("ERR:" + d["error"]); sys.exit(0)
-try:
-    print("%.3f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9))
-except KeyError:
-    print("ERR:no end.sum_received in iperf3 JSON")
-PY
-)
+    inO iperf3 -c "$IP_PUB" -p "$PUB_PORT" -t "$DURATION" -P "$streams" -J >"$out" 2>"$err" || rc=$?
+    R_TCP=$(iperf3_gbps "$out")
     # the -1 server exits after its one test; make sure it is gone before port 80 is reused
     kill -TERM "$spid" 2>/dev/null || true
     wait "$spid" 2>/dev/null || true
     if [[ $R_TCP == ERR:* || $rc -ne 0 ]]; then
-        cat "$TMP/iperf3-$PHASE.err" >&2 || true
-        die "[$PHASE] iperf3 failed (rc=$rc): ${R_TCP#ERR:}"
+        cat "$err" >&2 || true
+        die "[$PHASE] iperf3 -P $streams failed (rc=$rc): ${R_TCP#ERR:}"
     fi
-    printf '  tcp : %10s Gbit/s\n' "$R_TCP"
+    printf '  tcp : %10s Gbit/s (%d streams)\n' "$R_TCP" "$streams"
+    record_point tcp "streams=$streams" gbps "$R_TCP" "$label" "higher is better"
 }
 
-measure_conn() {
-    local out="$TMP/connrate-$PHASE.out" err="$TMP/connrate-$PHASE.err" rc=0 line
+measure_conn() {   # clients
+    local clients=$1 out="$TMP/connrate-$PHASE-$1.out" err="$TMP/connrate-$PHASE-$1.err" rc=0 line
     start_connrate_server
     published_port_works || die "[$PHASE] connrate server in $NS_C not reachable through $IP_PUB:$PUB_PORT"
-    inO "$CONNRATE" connect "$IP_PUB:$PUB_PORT" "$DURATION" --parallel "$PARALLEL" >"$out" 2>"$err" || rc=$?
+    inO "$CONNRATE" connect "$IP_PUB:$PUB_PORT" "$DURATION" --parallel "$clients" >"$out" 2>"$err" || rc=$?
     stop_connrate_server
     line=$(grep -m1 '^connections=' "$out" || true)
     if [[ ! $line =~ ^connections=([0-9]+)\ seconds=([0-9.]+)\ rate=([0-9.]+)\ failures=([0-9]+) ]]; then
@@ -248,14 +251,21 @@ measure_conn() {
     fi
     R_CONN_N=${BASH_REMATCH[1]} R_CONN=${BASH_REMATCH[3]} R_CONN_FAIL=${BASH_REMATCH[4]}
     printf '  conn: %10s conn/s (%d connections, %d failures, %d client threads)\n' \
-        "$R_CONN" "$R_CONN_N" "$R_CONN_FAIL" "$PARALLEL"
+        "$R_CONN" "$R_CONN_N" "$R_CONN_FAIL" "$clients"
     if ((R_CONN_FAIL > 0)); then sed 's/^/        /' "$err"; fi
     ((rc == 0 && R_CONN_N > 0)) || die "[$PHASE] no connection completed through $IP_PUB:$PUB_PORT (see $err)"
+    record_point conn "clients=$clients" rate "$R_CONN" "new TCP connections/s, $clients clients" "higher is better"
+    record_point conn "clients=$clients" failures "$R_CONN_FAIL" "connection failures, $clients clients (count)" "should be 0"
 }
 
 run_measurements() {
-    measure_tcp;  sleep 1
-    measure_conn
+    local streams clients
+    if wants tcp; then
+        for streams in $STREAMS; do measure_tcp "$streams"; sleep 1; done
+    fi
+    if wants conn; then
+        for clients in $PARALLEL; do measure_conn "$clients"; sleep 1; done
+    fi
 }
 
 # ---------------------------------------------------------------- run
@@ -268,11 +278,10 @@ start_connrate_server
 wait_published "$READY_TIMEOUT" || die "[kernel] OUT cannot reach $IP_PUB:$PUB_PORT through DNAT"
 stop_connrate_server
 run_measurements
-K_TCP=$R_TCP K_CONN=$R_CONN K_CONN_FAIL=$R_CONN_FAIL
 teardown_namespaces
 
 # Phase 2: switchyard
-S_TCP=NA S_CONN=NA S_CONN_FAIL=NA SY_RC=NA
+SY_RC=NA
 if ((!SKIP_SWITCHYARD)); then
     PHASE=switchyard
     echo
@@ -314,7 +323,6 @@ if ((!SKIP_SWITCHYARD)); then
     fi
     stop_connrate_server
     run_measurements
-    S_TCP=$R_TCP S_CONN=$R_CONN S_CONN_FAIL=$R_CONN_FAIL
 
     kill -0 "$SY_PID" 2>/dev/null || { tail -n 30 "$SY_LOG" >&2; die "switchyard died during the measurements"; }
     sy container rm "$NS_C" >"$TMP/container-rm.log" 2>&1 \
@@ -325,42 +333,11 @@ fi
 
 # ---------------------------------------------------------------- report
 echo
-python3 - "$K_TCP" "$S_TCP" "$K_CONN" "$S_CONN" "$K_CONN_FAIL" "$S_CONN_FAIL" \
-    "$DURATION" "$PARALLEL" "$SY_RC" <<'PY'
-import sys
-(k_tcp, s_tcp, k_conn, s_conn, k_fail, s_fail, duration, parallel, sy_rc) = sys.argv[1:]
-
-def num(x):
-    try:
-        return float(x)
-    except ValueError:
-        return None
-
-def ratio(s, k):
-    s, k = num(s), num(k)
-    return "NA" if s is None or not k else "%.3f" % (s / k)
-
-rows = [
-    ("TCP throughput (Gbit/s)",    k_tcp,  s_tcp,  ratio(s_tcp, k_tcp),   "higher is better"),
-    ("new TCP connections/s",      k_conn, s_conn, ratio(s_conn, k_conn), "higher is better"),
-    ("connection failures (count)", k_fail, s_fail, "",                   "should be 0"),
-]
-hdr = ("metric", "kernel (bridge+iptables)", "switchyard", "ratio sy/kernel", "note")
-w = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(5)]
-line = lambda r: "| " + " | ".join(str(c).ljust(w[i]) if i in (0, 4) else str(c).rjust(w[i]) for i, c in enumerate(r)) + " |"
-print(line(hdr))
-print("|" + "|".join("-" * (x + 2) for x in w) + "|")
-for r in rows:
-    print(line(r))
-print()
-fields = [
-    ("tcp_kernel", k_tcp), ("tcp_sy", s_tcp), ("tcp_ratio", ratio(s_tcp, k_tcp)),
-    ("conn_kernel", k_conn), ("conn_sy", s_conn), ("conn_ratio", ratio(s_conn, k_conn)),
-    ("conn_failures_kernel", k_fail), ("conn_failures_sy", s_fail),
-    ("duration_s", duration), ("parallel", parallel), ("switchyard_exit", sy_rc),
-]
-print("RESULT " + " ".join("%s=%s" % kv for kv in fields))
-PY
+report_points kernel "kernel (bridge+iptables)" \
+    tcp:gbps:tcp_kernel:tcp_sy:tcp_ratio \
+    conn:rate:conn_kernel:conn_sy:conn_ratio \
+    conn:failures:conn_failures_kernel:conn_failures_sy \
+    "duration_s=$DURATION" "parallel=${PARALLEL// /,}" "switchyard_exit=$SY_RC"
 
 if [[ $SY_RC != NA && $SY_RC != 0 ]]; then
     echo "$SCRIPT_NAME: switchyard did not stop cleanly on SIGTERM (status $SY_RC); measurements above are still valid" >&2

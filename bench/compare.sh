@@ -11,15 +11,17 @@
 #   Phase 1: kernel bridge br0 in S, enslaving vA and vB.
 #   Phase 2: br0 deleted; `ip netns exec S switchyard bridge --port vA --port vB [EXTRA_ARGS]`.
 #
-# Per phase it measures:
-#   tcp   iperf3 -c 10.77.0.2 -t DURATION -J from A (server in B); Gbit/s = end.sum_received.
-#   udp   trafgen (--cpus 1) in A blasting one 64-byte UDP frame (64 bytes on the wire incl. the
-#         4-byte FCS, i.e. 60 bytes handed to the device -- the RFC 2544 / pktgen convention;
-#         veth has no FCS) to 10.77.0.2:9 for DURATION s. Delivered pps = delta of B's eth0
-#         rx_packets / DURATION. The sender side (delta of A's eth0 tx_packets = frames the
-#         switch's port vA accepted) and trafgen's own count are printed so the delivery
-#         fraction is visible.
-#   rtt   ping -c PINGS -i 0.01 -q from A to B; avg of the rtt line (reported in microseconds).
+# Per phase it measures (each test in TESTS, each point of its lists, in this order):
+#   tcp   iperf3 -c 10.77.0.2 -t DURATION -P STREAMS [-M MSS] -J from A (server in B); Gbit/s =
+#         end.sum_received (all streams together). One run per STREAMS x TCP_MSS pair.
+#   udp   trafgen (--cpus 1) in A blasting one UDP frame of each size in UDP_SIZES (64 bytes: 64
+#         on the wire incl. the 4-byte FCS, i.e. 60 bytes handed to the device -- the RFC 2544 /
+#         pktgen convention; veth has no FCS) to 10.77.0.2:9 for DURATION s. Delivered pps =
+#         delta of B's eth0 rx_packets / DURATION. The sender side (delta of A's eth0 tx_packets =
+#         frames the switch's port vA accepted) and trafgen's own count are printed so the
+#         delivery fraction is visible.
+#   rtt   ping -c PINGS -i 0.01 from A to B; avg of the rtt line, median and 99th percentile of
+#         the replies (reported in microseconds).
 #
 # Usage:  sudo bench/compare.sh [--quick] [-h|--help] [-- EXTRA_SWITCHYARD_ARGS...]
 #   --quick            DURATION=3, PINGS=50 (smoke run)
@@ -28,6 +30,11 @@
 # Environment:
 #   DURATION=10        seconds per iperf3 / trafgen run
 #   PINGS=200          echo requests per RTT measurement
+#   TESTS="tcp udp rtt"  which tests to run (a subset, spaces or commas)
+#   STREAMS=1          iperf3 parallel streams (-P); a list ("1 2 4") runs one TCP test per value
+#   TCP_MSS=default    iperf3 -M (88-9000, or default: no -M); a list runs one test per value
+#   UDP_SIZES=64       UDP frame sizes on the wire, 64-1518; a list runs one trafgen per size
+#   RTT_SAMPLES=file   append every ping reply to this file as "<phase> <rtt_us>" (for plots)
 #   SWITCHYARD=path    switchyard binary (default: <repo>/target/release/switchyard; built with
 #                      `cargo build --release -p control` if missing)
 #   SKIP_SWITCHYARD=1  run only the kernel-bridge phase (switchyard columns print NA)
@@ -35,9 +42,11 @@
 #   STOP_TIMEOUT=10    seconds to wait for switchyard to exit after SIGTERM
 #   KEEP_LOGS=1        keep the temp dir with logs (it is always kept when the run fails)
 #
-# Output: header (date, kernel, nproc, CPU model), a table
+# Output: header (date, kernel, nproc, CPU model, load average), a table
 #   metric | kernel bridge | switchyard | ratio (switchyard/kernel)
-# and one machine-readable line starting with "RESULT ".
+# with one row per point, one machine-readable line per point starting with "POINT " (see
+# report_points in lib.sh; bench/sweep.sh reads them) and one starting with "RESULT " (the first
+# point of each test: with the defaults above, the only one).
 #
 # Exit codes: 0 ok, 1 measurement / switchyard failure, 2 usage or missing prerequisite.
 set -euo pipefail
@@ -55,8 +64,18 @@ if ((QUICK)); then
 fi
 DURATION=${DURATION:-10}
 PINGS=${PINGS:-200}
+TESTS=${TESTS:-tcp udp rtt}
+STREAMS=${STREAMS:-1}
+TCP_MSS=${TCP_MSS:-default}
+UDP_SIZES=${UDP_SIZES:-64}
+RTT_SAMPLES=${RTT_SAMPLES:-}
 common_env_defaults                 # SKIP_SWITCHYARD READY_TIMEOUT STOP_TIMEOUT KEEP_LOGS
 require_positive_int DURATION PINGS
+require_word_list TESTS tcp udp rtt
+require_int_list STREAMS 1 128
+require_int_list TCP_MSS 88 9000 default
+require_int_list UDP_SIZES 64 1518
+wants() { [[ " $TESTS " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------- prerequisites
 require_tools ip iperf3 trafgen ping python3 timeout
@@ -98,6 +117,7 @@ print_env_header "switchyard vs kernel bridge"
 echo "iperf3:     $(iperf3 --version 2>/dev/null | head -n1)"
 echo "trafgen:    $(trafgen --version 2>/dev/null | head -n1)"
 echo "duration:   ${DURATION}s per test, ${PINGS} pings"
+echo "tests:      $TESTS (tcp: streams $STREAMS x mss $TCP_MSS; udp: frame sizes $UDP_SIZES)"
 print_switchyard_header "bridge --port vA --port vB ${EXTRA_ARGS[*]}"
 echo "namespaces: $NS_A $NS_S $NS_B   temp dir: $TMP"
 echo
@@ -148,63 +168,58 @@ wait_forwarding() {   # label timeout [pid-that-must-stay-alive]
     return 1
 }
 
-# trafgen config: one static 60-byte frame (64 on the wire with FCS), A -> B, UDP to port 9.
+# trafgen config: one static frame of SIZE bytes on the wire (SIZE - 4 handed to the device, no
+# FCS on veth), A -> B, UDP to port 9.
 write_trafgen_cfg() {
-    local macA=$1 macB=$2 f=$3
+    local macA=$1 macB=$2 f=$3 size=$4
     hexbytes() { local IFS=:; local b out=(); for b in $1; do out+=("0x$b"); done; local IFS=,; echo "${out[*]}"; }
     local ipA ipB
     ipA=${IP_A//./, } ipB=${IP_B//./, }
     cat >"$f" <<EOF
-/* switchyard bench: 64-byte (incl. FCS) IPv4/UDP frame A -> B:$UDP_DPORT */
+/* switchyard bench: $size-byte (incl. FCS) IPv4/UDP frame A -> B:$UDP_DPORT */
 {
   /* Ethernet: dst = B's eth0, src = A's eth0, IPv4 */
   $(hexbytes "$macB"),
   $(hexbytes "$macA"),
   c16(0x0800),
-  /* IPv4: v4 ihl5, tos 0, total length 46, id 0, DF, ttl 64, proto UDP, checksum */
-  0x45, 0x00, c16(46), c16(0), c16(0x4000), 64, 17, csumip(14, 33),
+  /* IPv4: v4 ihl5, tos 0, total length, id 0, DF, ttl 64, proto UDP, checksum */
+  0x45, 0x00, c16($((size - 18))), c16(0), c16(0x4000), 64, 17, csumip(14, 33),
   $ipA,
   $ipB,
-  /* UDP: sport, dport, length 26, checksum */
-  c16($UDP_SPORT), c16($UDP_DPORT), c16(26), csumudp(14, 34),
-  /* payload: 18 bytes -> 14 + 20 + 8 + 18 = 60 bytes */
-  fill(0x00, 18),
+  /* UDP: sport, dport, length, checksum */
+  c16($UDP_SPORT), c16($UDP_DPORT), c16($((size - 38))), csumudp(14, 34),
+  /* payload: 14 + 20 + 8 + payload = SIZE - 4 bytes */
+  fill(0x00, $((size - 46))),
 }
 EOF
 }
 
 # ---------------------------------------------------------------- measurements
-# Each measure_* sets globals R_<metric> for the current phase.
-measure_tcp() {
-    local out="$TMP/iperf3-$PHASE.json" rc=0
-    inA iperf3 -c "$IP_B" -p "$IPERF_PORT" -t "$DURATION" -J >"$out" 2>"$TMP/iperf3-$PHASE.err" || rc=$?
-    R_TCP=$(python3 - "$out" <<'PY'
-import json, sys
-try:
-    d = json.load(open(sys.argv[1]))
-except Exception as e:
-    print("ERR:unparsable iperf3 JSON: %s" % e); sys.exit(0)
-if d.get("error"):
-    print("ERR:" + d["error"]); sys.exit(0)
-try:
-    print("%.3f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9))
-except KeyError:
-    print("ERR:no end.sum_received in iperf3 JSON")
-PY
-)
+# Each measure_* records its points (record_point, lib.sh) for the current phase.
+measure_tcp() {   # streams mss
+    local streams=$1 mss=$2 tag="$PHASE-P$1-M$2" rc=0 args=() label="TCP throughput (Gbit/s)"
+    local out="$TMP/iperf3-$tag.json" err="$TMP/iperf3-$tag.err"
+    args=(-P "$streams")
+    [[ $mss == default ]] || args+=(-M "$mss")
+    # the row label names what differs from the single default-MSS stream
+    ((streams == 1)) || label="TCP, $streams streams (Gbit/s)"
+    [[ $mss == default ]] || label="${label%% (*}, MSS $mss (Gbit/s)"
+    inA iperf3 -c "$IP_B" -p "$IPERF_PORT" -t "$DURATION" "${args[@]}" -J >"$out" 2>"$err" || rc=$?
+    R_TCP=$(iperf3_gbps "$out")
     if [[ $R_TCP == ERR:* || $rc -ne 0 ]]; then
-        cat "$TMP/iperf3-$PHASE.err" >&2 || true
-        die "[$PHASE] iperf3 failed (rc=$rc): ${R_TCP#ERR:}"
+        cat "$err" >&2 || true
+        die "[$PHASE] iperf3 -P $streams (mss $mss) failed (rc=$rc): ${R_TCP#ERR:}"
     fi
-    printf '  tcp : %8s Gbit/s\n' "$R_TCP"
+    printf '  tcp : %8s Gbit/s (%d streams, mss %s)\n' "$R_TCP" "$streams" "$mss"
+    record_point tcp "streams=$streams mss=$mss" gbps "$R_TCP" "$label" "higher is better"
 }
 
-measure_udp() {
-    local cfg="$TMP/udp64.cfg" log="$TMP/trafgen-$PHASE.log"
+measure_udp() {   # frame size on the wire
+    local size=$1 cfg="$TMP/udp$1.cfg" log="$TMP/trafgen-$PHASE-$1.log"
     local macA macB rx0 rx1 tx0 tx1 drop0 drop1 rc=0
     macA=$(inA cat /sys/class/net/eth0/address)
     macB=$(inB cat /sys/class/net/eth0/address)
-    write_trafgen_cfg "$macA" "$macB" "$cfg"
+    write_trafgen_cfg "$macA" "$macB" "$cfg" "$size"
     rx0=$(stat_of "$NS_B" eth0 rx_packets)
     tx0=$(stat_of "$NS_A" eth0 tx_packets)
     drop0=$(stat_of "$NS_A" eth0 tx_dropped)
@@ -229,14 +244,17 @@ measure_udp() {
     R_UDP=$(python3 -c "print('%.1f' % ($R_UDP_RX / $DURATION / 1e3))")
     R_UDP_TXK=$(python3 -c "print('%.1f' % ($R_UDP_TX / $DURATION / 1e3))")
     R_UDP_FRAC=$(python3 -c "print('%.3f' % ($R_UDP_RX / $R_UDP_TX if $R_UDP_TX else 0))")
-    printf '  udp : %8s kpps delivered at B (%d pkts); sender: trafgen %d pkts, A eth0 tx %d pkts (%s kpps), tx_dropped %d; delivered/sent %s\n' \
-        "$R_UDP" "$R_UDP_RX" "$R_UDP_GEN" "$R_UDP_TX" "$R_UDP_TXK" "$R_UDP_TXDROP" "$R_UDP_FRAC"
+    printf '  udp : %8s kpps delivered at B (%d pkts of %d B); sender: trafgen %d pkts, A eth0 tx %d pkts (%s kpps), tx_dropped %d; delivered/sent %s\n' \
+        "$R_UDP" "$R_UDP_RX" "$size" "$R_UDP_GEN" "$R_UDP_TX" "$R_UDP_TXK" "$R_UDP_TXDROP" "$R_UDP_FRAC"
     ((R_UDP_RX > 0)) || die "[$PHASE] no UDP packets arrived at B (see $log)"
+    record_point udp "size=$size" kpps "$R_UDP" "UDP ${size}B delivered (kpps)" "higher is better"
+    record_point udp "size=$size" offered_kpps "$R_UDP_TXK" "UDP ${size}B offered at vA (kpps)" "sender side"
+    record_point udp "size=$size" frac "$R_UDP_FRAC" "UDP ${size}B delivered/offered" ""
 }
 
 measure_rtt() {
-    local out="$TMP/ping-$PHASE.log" rc=0
-    inA ping -c "$PINGS" -i 0.01 -q "$IP_B" >"$out" 2>&1 || rc=$?
+    local out="$TMP/ping-$PHASE.log" samples="$TMP/rtt-$PHASE.txt" rc=0 p50 p99
+    inA ping -c "$PINGS" -i 0.01 "$IP_B" >"$out" 2>&1 || rc=$?
     # rtt min/avg/max/mdev = 0.031/0.045/0.120/0.010 ms
     R_RTT=$(awk -F'/' '/^(rtt|round-trip)/ {printf "%.1f", $5 * 1000}' "$out")
     R_LOSS=$(grep -Eo '[0-9.]+% packet loss' "$out" | cut -d% -f1 || true)
@@ -244,13 +262,33 @@ measure_rtt() {
         cat "$out" >&2
         die "[$PHASE] ping failed (rc=$rc)"
     fi
-    printf '  rtt : %8s us avg over %d pings (loss %s%%)\n' "$R_RTT" "$PINGS" "${R_LOSS:-?}"
+    # one line per reply: "64 bytes from 10.77.0.2: icmp_seq=1 ttl=64 time=0.045 ms"
+    { grep -Eo 'time=[0-9.]+ ms' "$out" || true; } | awk '{sub("time=", "", $1); printf "%.1f\n", $1 * 1000}' >"$samples"
+    read -r p50 p99 < <(/usr/bin/python3 - "$samples" <<'PY'
+import math, sys
+v = sorted(float(x) for x in open(sys.argv[1]))
+rank = lambda q: v[max(0, math.ceil(q * len(v)) - 1)]   # nearest rank
+print("%.1f %.1f" % (rank(0.5), rank(0.99)) if v else "NA NA")
+PY
+)
+    if [[ -n $RTT_SAMPLES ]]; then sed "s/^/$PHASE /" "$samples" >>"$RTT_SAMPLES"; fi
+    printf '  rtt : %8s us avg over %d pings (median %s, p99 %s; loss %s%%)\n' "$R_RTT" "$PINGS" "$p50" "$p99" "${R_LOSS:-?}"
+    record_point rtt "" avg_us "$R_RTT" "ping RTT avg (us)" "LOWER is better"
+    record_point rtt "" p50_us "$p50" "ping RTT median (us)" "LOWER is better"
+    record_point rtt "" p99_us "$p99" "ping RTT p99 (us)" "LOWER is better"
 }
 
 run_measurements() {
-    measure_tcp;  sleep 1
-    measure_udp;  sleep 1
-    measure_rtt
+    local streams mss size
+    if wants tcp; then
+        for streams in $STREAMS; do
+            for mss in $TCP_MSS; do measure_tcp "$streams" "$mss"; sleep 1; done
+        done
+    fi
+    if wants udp; then
+        for size in $UDP_SIZES; do measure_udp "$size"; sleep 1; done
+    fi
+    if wants rtt; then measure_rtt; fi
 }
 
 # ---------------------------------------------------------------- run
@@ -266,13 +304,12 @@ inS ip link set vB master br0
 inS ip link set br0 up
 wait_forwarding kernel 10 || die "[kernel] A cannot ping B through br0"
 run_measurements
-K_TCP=$R_TCP K_UDP=$R_UDP K_UDP_TX=$R_UDP_TXK K_UDP_FRAC=$R_UDP_FRAC K_RTT=$R_RTT
 inS ip link del br0
 inS ip link set vA up
 inS ip link set vB up
 
 # Phase 2: switchyard
-S_TCP=NA S_UDP=NA S_UDP_TX=NA S_UDP_FRAC=NA S_RTT=NA SY_RC=NA
+SY_RC=NA
 if ((!SKIP_SWITCHYARD)); then
     PHASE=switchyard
     echo
@@ -296,7 +333,6 @@ if ((!SKIP_SWITCHYARD)); then
         exit 1
     fi
     run_measurements
-    S_TCP=$R_TCP S_UDP=$R_UDP S_UDP_TX=$R_UDP_TXK S_UDP_FRAC=$R_UDP_FRAC S_RTT=$R_RTT
 
     kill -0 "$SY_PID" 2>/dev/null || { tail -n 30 "$SY_LOG" >&2; die "switchyard died during the measurements"; }
     stop_switchyard                 # sets SY_RC
@@ -304,47 +340,13 @@ fi
 
 # ---------------------------------------------------------------- report
 echo
-python3 - "$K_TCP" "$S_TCP" "$K_UDP" "$S_UDP" "$K_UDP_TX" "$S_UDP_TX" "$K_UDP_FRAC" "$S_UDP_FRAC" \
-    "$K_RTT" "$S_RTT" "$DURATION" "$PINGS" "$SY_RC" <<'PY'
-import sys
-(k_tcp, s_tcp, k_udp, s_udp, k_udptx, s_udptx, k_frac, s_frac,
- k_rtt, s_rtt, duration, pings, sy_rc) = sys.argv[1:]
-
-def num(x):
-    try:
-        return float(x)
-    except ValueError:
-        return None
-
-def ratio(s, k):
-    s, k = num(s), num(k)
-    return "NA" if s is None or not k else "%.3f" % (s / k)
-
-rows = [
-    ("TCP throughput (Gbit/s)",      k_tcp,   s_tcp,   ratio(s_tcp, k_tcp),     "higher is better"),
-    ("UDP 64B delivered (kpps)",     k_udp,   s_udp,   ratio(s_udp, k_udp),     "higher is better"),
-    ("UDP 64B offered at vA (kpps)", k_udptx, s_udptx, ratio(s_udptx, k_udptx), "sender side"),
-    ("UDP delivered/offered",        k_frac,  s_frac,  ratio(s_frac, k_frac),   ""),
-    ("ping RTT avg (us)",            k_rtt,   s_rtt,   ratio(s_rtt, k_rtt),     "LOWER is better"),
-]
-hdr = ("metric", "kernel bridge", "switchyard", "ratio sy/kernel", "note")
-w = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(5)]
-line = lambda r: "| " + " | ".join(str(c).ljust(w[i]) if i in (0, 4) else str(c).rjust(w[i]) for i, c in enumerate(r)) + " |"
-print(line(hdr))
-print("|" + "|".join("-" * (x + 2) for x in w) + "|")
-for r in rows:
-    print(line(r))
-print()
-fields = [
-    ("tcp_gbps_kernel", k_tcp), ("tcp_gbps_switchyard", s_tcp), ("tcp_ratio", ratio(s_tcp, k_tcp)),
-    ("udp_kpps_kernel", k_udp), ("udp_kpps_switchyard", s_udp), ("udp_ratio", ratio(s_udp, k_udp)),
-    ("udp_offered_kpps_kernel", k_udptx), ("udp_offered_kpps_switchyard", s_udptx),
-    ("udp_delivered_frac_kernel", k_frac), ("udp_delivered_frac_switchyard", s_frac),
-    ("rtt_us_kernel", k_rtt), ("rtt_us_switchyard", s_rtt), ("rtt_ratio", ratio(s_rtt, k_rtt)),
-    ("duration_s", duration), ("pings", pings), ("switchyard_exit", sy_rc),
-]
-print("RESULT " + " ".join("%s=%s" % kv for kv in fields))
-PY
+report_points kernel "kernel bridge" \
+    tcp:gbps:tcp_gbps_kernel:tcp_gbps_switchyard:tcp_ratio \
+    udp:kpps:udp_kpps_kernel:udp_kpps_switchyard:udp_ratio \
+    udp:offered_kpps:udp_offered_kpps_kernel:udp_offered_kpps_switchyard \
+    udp:frac:udp_delivered_frac_kernel:udp_delivered_frac_switchyard \
+    rtt:avg_us:rtt_us_kernel:rtt_us_switchyard:rtt_ratio \
+    "duration_s=$DURATION" "pings=$PINGS" "switchyard_exit=$SY_RC"
 
 if [[ $SY_RC != NA && $SY_RC != 0 ]]; then
     echo "$SCRIPT_NAME: switchyard did not stop cleanly on SIGTERM (status $SY_RC); measurements above are still valid" >&2

@@ -55,6 +55,35 @@ require_positive_int() {
     done
 }
 
+# require_int_list NAME MIN MAX [WORD...]: exit 2 unless the named variable holds a list
+# (separated by spaces or commas, not empty) of integers from MIN to MAX or of the given WORDs;
+# rewrites it with single spaces so that `for x in $NAME` walks it.
+require_int_list() {
+    local name=$1 min=$2 max=$3 item items=()
+    shift 3
+    read -r -a items <<<"${!name//,/ }"
+    ((${#items[@]})) || { echo "$SCRIPT_NAME: $name must not be empty" >&2; exit 2; }
+    for item in "${items[@]}"; do
+        if [[ $item =~ ^[0-9]{1,6}$ ]] && ((10#$item >= min && 10#$item <= max)); then continue; fi
+        [[ " $* " == *" $item "* ]] && continue
+        echo "$SCRIPT_NAME: $name: '$item' is not ${*:+one of $* or }a number from $min to $max" >&2
+        exit 2
+    done
+    printf -v "$name" '%s' "${items[*]}"
+}
+
+# require_word_list NAME WORD...: the same for a list of the given WORDs only (e.g. TESTS).
+require_word_list() {
+    local name=$1 item items=()
+    shift
+    read -r -a items <<<"${!name//,/ }"
+    ((${#items[@]})) || { echo "$SCRIPT_NAME: $name must not be empty" >&2; exit 2; }
+    for item in "${items[@]}"; do
+        [[ " $* " == *" $item "* ]] || { echo "$SCRIPT_NAME: $name: '$item' is not one of: $*" >&2; exit 2; }
+    done
+    printf -v "$name" '%s' "${items[*]}"
+}
+
 # require_tools TOOL...: exit 2 unless every tool is on PATH.
 require_tools() {
     local tool
@@ -94,6 +123,7 @@ print_env_header() {
     echo "kernel:     $(uname -r)"
     echo "nproc:      $(nproc)"
     echo "cpu:        ${cpu_model:-unknown}"
+    echo "load:       $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min)"
 }
 
 # print_switchyard_header ARGS: the "switchyard:" header line(s); ARGS is the command line shown
@@ -171,4 +201,101 @@ stop_switchyard() {
     fi
     echo "  switchyard exit status after SIGTERM: $SY_RC; last lines of its output ($SY_LOG):"
     tail -n 40 "$SY_LOG" | sed 's/^/    | /'
+}
+
+# iperf3_gbps FILE: end.sum_received of an `iperf3 -J` output (all streams) in Gbit/s, or
+# "ERR:<why>" when the run failed or the file is not iperf3's JSON.
+iperf3_gbps() {
+    /usr/bin/python3 - "$1" <<'PY'
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except Exception as e:
+    print("ERR:unparsable iperf3 JSON: %s" % e); sys.exit(0)
+if d.get("error"):
+    print("ERR:" + d["error"]); sys.exit(0)
+try:
+    print("%.3f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9))
+except KeyError:
+    print("ERR:no end.sum_received in iperf3 JSON")
+PY
+}
+
+# record_point TEST PARAMS METRIC VALUE LABEL NOTE: one measured point of the current PHASE
+# (kernel, docker or switchyard), kept in $TMP/points-$PHASE for report_points. PARAMS are the point's
+# coordinates as "key=value" words ("streams=4 mss=default"), "" when it has none; LABEL and NOTE
+# are the table's first and last columns.
+record_point() {
+    printf '%s|%s|%s|%s|%s|%s\n' "$@" >>"$TMP/points-$PHASE"
+}
+
+# report_points REFERENCE REFERENCE_COLUMN [SPEC | KEY=VALUE]...: prints the table of every
+# point of both phases (the reference phase, e.g. kernel, and switchyard side by side, ratio
+# switchyard/reference), one line per point
+#   POINT test=T <params> metric=M REFERENCE=K switchyard=S ratio=R
+# and one line "RESULT ...": a SPEC "test:metric:reference_key:switchyard_key[:ratio_key]" puts
+# the first point of that test and metric there (NA when it was not measured), KEY=VALUE is
+# copied. Values a phase did not measure (SKIP_SWITCHYARD=1) print NA.
+report_points() {
+    local reference=$1
+    shift
+    /usr/bin/python3 - "$TMP/points-$reference" "$TMP/points-switchyard" "$reference" "$@" <<'PY'
+import sys
+
+kernel_file, switchyard_file, reference, kernel_column, *specs = sys.argv[1:]
+
+def load(path):
+    points, order = {}, []
+    try:
+        lines = open(path).read().splitlines()
+    except FileNotFoundError:
+        lines = []
+    for line in lines:
+        test, params, metric, value, label, note = line.split("|")
+        points[(test, params, metric)] = (value, label, note)
+        order.append((test, params, metric))
+    return points, order
+
+kernel, order = load(kernel_file)
+switchyard, s_order = load(switchyard_file)
+order += [key for key in s_order if key not in kernel]
+
+def num(x):
+    try:
+        return float(x)
+    except ValueError:
+        return None
+
+def ratio(s, k):
+    s, k = num(s), num(k)
+    return "NA" if s is None or not k else "%.3f" % (s / k)
+
+rows = []
+for key in order:
+    k = kernel.get(key, ("NA",))[0]
+    s = switchyard.get(key, ("NA",))[0]
+    _, label, note = kernel.get(key) or switchyard[key]
+    rows.append((label, k, s, ratio(s, k), note))
+hdr = ("metric", kernel_column, "switchyard", "ratio sy/" + reference, "note")
+w = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(5)]
+line = lambda r: "| " + " | ".join(str(c).ljust(w[i]) if i in (0, 4) else str(c).rjust(w[i]) for i, c in enumerate(r)) + " |"
+print(line(hdr))
+print("|" + "|".join("-" * (x + 2) for x in w) + "|")
+for r in rows:
+    print(line(r))
+print()
+for (test, params, metric), r in zip(order, rows):
+    print("POINT test=%s %smetric=%s %s=%s switchyard=%s ratio=%s"
+          % (test, params + " " if params else "", metric, reference, r[1], r[2], r[3]))
+fields = []
+for spec in specs:
+    if "=" in spec:
+        fields.append(spec)
+        continue
+    test, metric, k_key, s_key, *r_key = spec.split(":")
+    first = next((i for i, key in enumerate(order) if key[0] == test and key[2] == metric), None)
+    k, s, r = ("NA", "NA", "NA") if first is None else rows[first][1:4]
+    fields += ["%s=%s" % (k_key, k), "%s=%s" % (s_key, s)] + ["%s=%s" % (x, r) for x in r_key]
+print("RESULT " + " ".join(fields))
+PY
 }
