@@ -7,7 +7,8 @@
 //! rates; a ring costs ~11 ns of CPU per packet (shared/notes/measurements.md). V2 rather than V3:
 //! V3 hands over whole blocks on a timeout and adds milliseconds of latency at low load.
 //!
-//! Ring size: a port starts with a small ring (`RING_SLOTS_IDLE`, 128 slots, 256 KiB) and grows it
+//! Ring size: a port starts with a small ring (`RING_SLOTS_IDLE`, 128 slots, 256 KiB; a further
+//! engine worker's socket on it, `RING_SLOTS_MEMBER`, 64 slots, 128 KiB) and grows it
 //! once to `RING_SLOTS_BUSY` (2048 slots, 4 MiB: about 3 ms of 64-byte frames at 670 kpps, to absorb
 //! bursts while the engine serves other ports) the first time a read finds it more than a quarter
 //! full after taking a whole batch, or the kernel reports a drop. Most ports of a Docker host are
@@ -148,6 +149,10 @@ const RING_FRAME_SIZE: usize = 2048;
 const RING_BLOCK_SIZE: usize = 16 << 10;
 /// Slots of a new port's ring: 256 KiB (see the module docs).
 pub(crate) const RING_SLOTS_IDLE: usize = 128;
+/// Slots of a new fanout member's ring (another engine worker's socket on the port): 128 KiB, so an
+/// idle port costs 256 KiB + 128 KiB per further worker rather than 256 KiB per worker. It grows to
+/// `RING_SLOTS_BUSY` as any ring does once its flows meet load.
+pub(crate) const RING_SLOTS_MEMBER: usize = 64;
 /// Slots of a ring that has met load: 4 MiB.
 pub(crate) const RING_SLOTS_BUSY: usize = 2048;
 
@@ -1305,7 +1310,7 @@ impl AfPacketPort {
             // A ring was replaced already: the program no longer counts members.
             return None;
         }
-        let mut rx = RxSocket::open(&self.name, self.ifindex, RING_SLOTS_IDLE).ok()?;
+        let mut rx = RxSocket::open(&self.name, self.ifindex, RING_SLOTS_MEMBER).ok()?;
         if let Err(e) = rx.join(g.id) {
             tracing::debug!(port = %self.name, "PACKET_FANOUT refused: {e}");
             return None;
@@ -1830,7 +1835,7 @@ mod tests {
             let n = 20_000;
             let (seen, dropped) = flood("syring5", 0, 0, n, &mut port, &mut [&mut member]);
             assert_eq!(port.ring_slots(), RING_SLOTS_BUSY);
-            assert_eq!(member.ring_slots(), RING_SLOTS_IDLE);
+            assert_eq!(member.ring_slots(), RING_SLOTS_MEMBER);
             assert!(seen.windows(2).all(|w| w[0] < w[1]));
             assert_eq!(seen.len() as u64 + dropped, n as u64, "{dropped} dropped");
             // The new socket serves CPU 0 in the old one's place: the member still gets nothing.
