@@ -584,6 +584,13 @@ fn endpoints_in_etcd_answer_arp_locally_and_network_rm_spans_hosts() {
         "the capture sees the ping cross: {seen}"
     );
     assert_eq!(seen.matches("ARP").count(), 0, "ARP crossed: {seen}");
+    // A what-if trace shows who answered.
+    let arp = "arp,src=10.97.0.11,dst=10.97.0.12";
+    let trace = c.cli_ok(0, &["trace", "packet", "--in", &names[0], arp]);
+    assert!(
+        trace.contains("arp-proxy") && trace.contains(&c2_mac),
+        "{trace}"
+    );
 
     // Connect and disconnect publish and withdraw.
     let c3 = c.lab.adopt("c3");

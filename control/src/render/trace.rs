@@ -599,6 +599,18 @@ mod tests {
                 ],
             ),
             record(
+                0,
+                "arp,src=172.17.0.2,dst=172.17.0.9",
+                &[
+                    parsed(WEB, [0xff; 6], 0x0806),
+                    Step::Answered(Answer::RemoteArp {
+                        ip: "172.17.0.9".parse().unwrap(),
+                        mac: MacAddr([0x02, 0x42, 0xac, 0x11, 0x00, 0x09]),
+                    }),
+                    Step::Egress { port: PortId(0) },
+                ],
+            ),
+            record(
                 2,
                 "icmp,src=192.0.2.1,dst=192.0.2.10",
                 &[
