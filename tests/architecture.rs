@@ -121,18 +121,21 @@ fn every_unsafe_block_says_why_it_is_sound() {
 }
 
 /// **Architecture Invariant:** `unsafe` lives only where the OS interface needs it: ports, engine
-/// thread placement, namespaces, process signals, the state file lock and the test allocator.
+/// thread placement, the tables' huge pages (madvise), namespaces, process signals, the state file
+/// lock, and the test and benchmark allocators.
 #[test]
 fn unsafe_only_at_the_os_interface() {
     let allowed = [
         "dataplane/src/port/",
         "dataplane/src/engine/affinity.rs",
+        "dataplane/src/table/huge_pages.rs",
         "control/src/netns/",
         "control/src/process.rs",
         "control/src/store.rs",
         "control/src/daemon/",
         "control/src/cli/",
         "bench/src/bin/connrate.rs",
+        "bench/benches/scale.rs",
         "tests/common/",
     ];
     let mut outside = Vec::new();

@@ -13,19 +13,8 @@ use dataplane::{DomainId, MacAddr, PortId};
 use dataplane::{SinkPort, BATCH};
 use dataplane::{TraceArm, TraceTarget};
 
-fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
-    let mut f = Vec::with_capacity(60);
-    f.extend_from_slice(dst.as_bytes());
-    f.extend_from_slice(src.as_bytes());
-    f.extend_from_slice(&[0x08, 0x00]);
-    f.resize(60, 0);
-    f
-}
-
-fn mac(i: u32) -> MacAddr {
-    let b = i.to_be_bytes();
-    MacAddr([0x02, 0x42, b[0], b[1], b[2], b[3]])
-}
+mod common;
+use common::{frame, mac};
 
 /// An engine with `ports` discard ports in one domain and `table` MACs learned, spread over them.
 fn engine(ports: usize, table: u32) -> Engine {

@@ -42,6 +42,9 @@ pub use port::{
 
 // Table configuration and the plain data the control plane computes and pushes (policy, NAT).
 pub use table::conntrack::{Direction, NatKind, Tuple};
+// The connection table itself, for the benchmark that measures it at a million entries
+// (bench/benches/scale.rs). The engine's own table stays private to the engine.
+pub use table::conntrack::{ConnTrack, CtTimeouts, Hop};
 pub use table::{
     CamConfig, CamStats, ContainerGuard, CtConfig, CtStats, LearnAction, LinkPort, LinkRule,
     NetworkNat, PortRole, Publish, Subnet, Uplink,

@@ -53,7 +53,8 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "IP", requires = "uplink")]
     uplink_gateway: Option<String>,
     /// Most tracked NAT connections; when full, the oldest connection that never saw a reply is
-    /// evicted first, else the oldest idle one.
+    /// evicted first, else the oldest idle one. Allocated at start, about 200 bytes each (13 MB
+    /// for the default, 203 MB for a million), resident as connections use it.
     #[arg(long, value_name = "N", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(16..=4_000_000))]
     max_conntrack: u32,
     /// Serve Prometheus metrics over HTTP at this address (e.g. 127.0.0.1:9180).

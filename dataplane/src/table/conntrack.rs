@@ -35,27 +35,35 @@
 //! This is the spirit of Linux's `early_drop` (which prefers entries that are not ASSURED) without its
 //! bounded random bucket scan.
 //!
-//! **How it stays O(1).** Entries live in a preallocated slab; a hash map (seeded `FastHash`, keys
-//! hashed as two words) maps *both* the original and the reply tuple to the slab index and direction,
-//! so a packet of either direction costs one probe. Each entry sits on exactly one intrusive LRU list
+//! **How it stays O(1).** Entries live in a preallocated slab; an open-addressing index (index.rs:
+//! 8-byte buckets holding a hash fragment and a slot, keys hashed as two words with a seeded
+//! `FastHash`, compared against the slab's tuples, which therefore never change while an entry
+//! lives) maps *both* the original and the reply tuple to the slab index and direction, so a
+//! packet of either direction costs one probe. Each entry sits on exactly one intrusive LRU list
 //! per *class* = (protocol family, state, whether a reply was seen); all entries of a class share a
 //! timeout, and every touch moves the entry to the tail, so each list is ordered by `last_seen`.
 //! [`ConnTrack::expire`] therefore walks each list from its head and stops at the first live entry:
 //! O(expired + classes), never O(table). Eviction compares the heads of the (at most
 //! [`CLASSES`]) lists. Nothing allocates after [`ConnTrack::new`]: the slab never grows past its
-//! capacity, and the map is sized so that it can always rehash in place.
+//! capacity, and the index has four times as many buckets as a full table has keys and never
+//! rehashes.
+//!
+//! **Size.** At a million entries (bench/benches/scale.rs, bench/RESULTS.md) an entry costs 203
+//! bytes: its slab node (136: the two tuples, two hops, counters and times, links) and 8 index
+//! buckets (64, 4 per tuple; 67 once rounded up to a power of two). The `HashMap<Tuple, _>` it
+//! replaced, sized never to allocate, made that 345. Both allocations ask for huge pages.
 //!
 //! **Assumptions.** Owned by one thread (the engine), no locks. Time is engine time in milliseconds
 //! passed as `now_ms` and treated as monotonic: a `now_ms` earlier than one already seen is raised to
 //! it, so the LRU lists stay ordered whatever the caller does. Entries stay visible to `lookup` until
 //! `expire` removes them, so the caller runs `expire` periodically (e.g. once a second).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 
-use super::hash::FastHash;
+use super::huge_pages::advise_huge_pages;
+use super::index::{Index, MAX_VALUE};
 use super::lru::{list_push_back, list_unlink, Links, List, NIL};
 use crate::wire::ipv4::protocol;
 use crate::{MacAddr, PortId};
@@ -375,12 +383,15 @@ impl std::error::Error for CtError {}
 // Internals: slab nodes, intrusive lists, classes
 // ---------------------------------------------------------------------------------------------------
 
-/// The map's value: which entry, and which of its two tuples the key is.
-#[derive(Clone, Copy)]
-struct Slot {
-    idx: u32,
-    dir: Direction,
+/// The index's value for a tuple: its entry's slab index, and which of the entry's two tuples
+/// it is in the low bit.
+#[inline]
+fn slot(idx: u32, dir: Direction) -> u32 {
+    idx << 1 | dir.index() as u32
 }
+
+// Every slot of a full table fits in the index's values.
+const _: () = assert!(2 * MAX_ENTRIES_LIMIT - 1 <= MAX_VALUE as usize);
 
 /// A slab cell; `prev`/`next` link it into its class's LRU list, or, when free, `next` links the free
 /// list.
@@ -515,8 +526,9 @@ fn tcp_next(
 
 /// The connection tracking table. See the module documentation.
 pub struct ConnTrack {
-    /// Both tuples of every entry -> slab index and direction.
-    map: HashMap<Tuple, Slot, FastHash>,
+    /// Both tuples of every entry -> [`slot`] (slab index and direction); keys are compared
+    /// against the slab's tuples.
+    index: Index,
     nodes: Vec<Node>,
     free_head: u32,
     /// One LRU list per class (see [`class_of`]), least recently seen at the head.
@@ -548,8 +560,8 @@ impl Default for ConnTrack {
 }
 
 impl ConnTrack {
-    /// A table for `config`, fully preallocated: a slab of `max_entries` and a map sized so inserts
-    /// never reallocate it (see the body). `max_entries` is clamped into 1..=[`MAX_ENTRIES_LIMIT`];
+    /// A table for `config`, fully preallocated: a slab of `max_entries` and an index for both
+    /// tuples of each. `max_entries` is clamped into 1..=[`MAX_ENTRIES_LIMIT`];
     /// [`ConnTrack::config`] reports what is in effect.
     pub fn new(config: CtConfig) -> ConnTrack {
         let config = CtConfig {
@@ -557,12 +569,12 @@ impl ConnTrack {
             timeouts: config.timeouts,
         };
         let max = config.max_entries;
+        let nodes = Vec::with_capacity(max);
+        advise_huge_pages(&nodes);
         ConnTrack {
-            // Each entry has two keys, so a full table holds 2 * max keys. hashbrown only rehashes in
-            // place (without allocating) while the keys fill at most half its capacity; removals leave
-            // tombstones that eventually force that rehash. Hence twice the keys: 4 * max.
-            map: HashMap::with_capacity_and_hasher(max * 4, FastHash::random()),
-            nodes: Vec::with_capacity(max),
+            // Each entry has two keys. The index never grows and has no tombstones (see index.rs).
+            index: Index::for_keys(2 * max),
+            nodes,
             free_head: NIL,
             lists: [List::EMPTY; CLASSES],
             class_timeout: class_timeouts(&config.timeouts),
@@ -582,7 +594,7 @@ impl ConnTrack {
     /// The connection `t` belongs to, and which way the packet travels. One hash probe.
     #[inline]
     pub fn lookup(&self, t: &Tuple) -> Option<(EntryId, Direction)> {
-        self.map.get(t).map(|s| (EntryId(s.idx), s.dir))
+        self.find(t).map(|(_, idx, dir)| (EntryId(idx), dir))
     }
 
     /// The entry `id` names. Panics if `id` is stale (its entry was removed).
@@ -596,7 +608,7 @@ impl ConnTrack {
     /// Whether `t` belongs to a tracked connection (either direction).
     #[inline]
     pub fn is_tracked(&self, t: &Tuple) -> bool {
-        self.map.contains_key(t)
+        self.find(t).is_some()
     }
 
     /// Tracks a new connection whose first packet (`len` bytes, counted) went in the Original
@@ -623,10 +635,10 @@ impl ConnTrack {
         if original == reply {
             return Err(CtError::Ambiguous(original));
         }
-        if self.map.contains_key(&original) {
+        if self.is_tracked(&original) {
             return Err(CtError::Exists(original));
         }
-        if self.map.contains_key(&reply) {
+        if self.is_tracked(&reply) {
             return Err(CtError::Exists(reply));
         }
         let now = self.tick(now_ms);
@@ -652,20 +664,10 @@ impl ConnTrack {
         let class = class_of(original.proto, state, false);
         let idx = self.alloc_node(entry, class);
         list_push_back(&mut self.nodes, &mut self.lists[class as usize], idx);
-        self.map.insert(
-            original,
-            Slot {
-                idx,
-                dir: Direction::Original,
-            },
-        );
-        self.map.insert(
-            reply,
-            Slot {
-                idx,
-                dir: Direction::Reply,
-            },
-        );
+        let hash = self.index.hash(&original);
+        self.index.insert(hash, slot(idx, Direction::Original));
+        let hash = self.index.hash(&reply);
+        self.index.insert(hash, slot(idx, Direction::Reply));
         self.live += 1;
         self.stats.created += 1;
         Ok(EntryId(idx))
@@ -825,7 +827,7 @@ impl ConnTrack {
     #[cfg(test)]
     pub fn clear(&mut self) -> usize {
         let n = self.live;
-        self.map.clear();
+        self.index.clear();
         self.nodes.clear();
         self.free_head = NIL;
         self.lists = [List::EMPTY; CLASSES];
@@ -863,6 +865,25 @@ impl ConnTrack {
 
     // ---- internals ----
 
+    /// Where `t` sits in the index, its entry and its direction: one hash, a probe of adjacent
+    /// buckets, and a comparison with the slab's tuple (which the caller reads next anyway).
+    #[inline]
+    fn find(&self, t: &Tuple) -> Option<(usize, u32, Direction)> {
+        let nodes = &self.nodes;
+        let found = self.index.find(self.index.hash(t), |value| {
+            let e = &nodes[(value >> 1) as usize].entry;
+            *t == if value & 1 == 0 { e.original } else { e.reply }
+        });
+        found.map(|(pos, value)| {
+            let dir = if value & 1 == 0 {
+                Direction::Original
+            } else {
+                Direction::Reply
+            };
+            (pos, value >> 1, dir)
+        })
+    }
+
     /// Raises `now_ms` to the latest time seen, so appending at list tails keeps lists ordered.
     #[inline]
     fn tick(&mut self, now_ms: u64) -> u64 {
@@ -896,8 +917,11 @@ impl ConnTrack {
         let node = &self.nodes[idx as usize];
         let (class, original, reply) = (node.class, node.entry.original, node.entry.reply);
         list_unlink(&mut self.nodes, &mut self.lists[class as usize], idx);
-        self.map.remove(&original);
-        self.map.remove(&reply);
+        for t in [original, reply] {
+            if let Some((pos, _, _)) = self.find(&t) {
+                self.index.remove_at(pos);
+            }
+        }
         let node = &mut self.nodes[idx as usize];
         node.live = false;
         node.next = self.free_head;
@@ -949,9 +973,9 @@ impl ConnTrack {
     /// Checks every structural invariant; panics on the first violation.
     fn check_invariants(&self) {
         assert_eq!(
-            self.map.len(),
+            self.index.len(),
             2 * self.live,
-            "map holds both tuples of each entry"
+            "the index holds both tuples of each entry"
         );
         assert!(self.live <= self.config.max_entries);
         assert!(self.nodes.len() <= self.config.max_entries);
@@ -970,7 +994,7 @@ impl ConnTrack {
                 assert_eq!(class_of(e.original.proto, e.state, e.replied()), node.class);
                 assert!(e.last_seen_ms >= last_seen, "list {class} out of order");
                 last_seen = e.last_seen_ms;
-                let slot = |t: &Tuple| self.map.get(t).map(|s| (s.idx, s.dir));
+                let slot = |t: &Tuple| self.find(t).map(|(_, idx, dir)| (idx, dir));
                 assert_eq!(slot(&e.original), Some((cur, Direction::Original)));
                 assert_eq!(slot(&e.reply), Some((cur, Direction::Reply)));
                 prev = cur;

@@ -3,6 +3,8 @@
 pub mod cam;
 pub mod conntrack;
 pub(crate) mod hash;
+mod huge_pages;
+mod index;
 mod lru;
 pub mod nat;
 pub use cam::*;

@@ -1,0 +1,434 @@
+//! Scale (issue 17): the connection table at a million entries, and one network of 250 ports.
+//!
+//! `conntrack/`: a `ConnTrack` of 1,000,000 masqueraded UDP flows. Lookups take keys in a random
+//! order over the whole table (so they miss the CPU caches, as a busy NAT's do), half original and
+//! half reply tuples, against the same lookups over 1,024 entries; misses use tuples that are not
+//! tracked; `lookup_update` is what the engine does per translated packet (lookup, then count the
+//! packet and refresh the entry's place in its LRU list). Insertion and expiry run on a table kept
+//! full: a ring of 1,000 groups of 1,000 entries, group g seen at g ms with a 1,000 ms timeout, so
+//! each `expire` removes exactly the oldest group and 1,000 new entries take its place.
+//!
+//! `flood/`: an engine with 250 discard ports on one network, a batch of 32 broadcast frames from
+//! port 0 flooded to the other 249, against the same with 9 ports (to 8).
+//!
+//! First it prints what one load that misses the caches costs on the machine, the floor under a
+//! lookup in a table of a million entries. Memory is measured two ways and printed: live heap bytes through this binary's counting global
+//! allocator (what a table or engine asked for), and the growth of the process's resident set
+//! (what it touched).
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::{Duration, Instant};
+
+use dataplane::wire::vnet::VnetHeader;
+use dataplane::{ConnTrack, CtConfig, CtTimeouts, Direction, Hop, NatKind, Tuple};
+use dataplane::{DomainId, MacAddr, PortId};
+use dataplane::{Engine, EngineConfig, SinkPort, BATCH};
+
+mod common;
+use common::{frame, mac};
+
+// ---- memory ----
+
+/// Bytes allocated and not yet freed, over the whole process.
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+struct CountingAlloc;
+
+// SAFETY: forwards every call to `System` unchanged, only adding a counter update.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract for this call is passed on to `System` unchanged.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn live_bytes() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// The process's resident memory in bytes (Linux).
+fn rss_bytes() -> isize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<isize>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+// ---- what one load that misses the caches costs ----
+
+/// Nanoseconds per dependent load over `mib` MiB, one pointer per cache line in a random cycle,
+/// with huge pages or 4 KiB pages (min of 3 rounds of 10 M loads): what a lookup in a table that
+/// does not fit in the caches cannot go below, unless several are in flight at once.
+fn load_latency_ns(mib: usize, huge: bool) -> f64 {
+    const LINE: usize = 8; // u64s per 64-byte line
+    const HUGE: usize = 2 << 20;
+    let n = (mib << 20) / 64;
+    // One 2 MiB page more, to advise whole pages whatever the alignment.
+    let mut v: Vec<u64> = Vec::with_capacity(n * LINE + HUGE / 8);
+    let start = (v.as_ptr() as usize).next_multiple_of(HUGE);
+    let advice = if huge {
+        libc::MADV_HUGEPAGE
+    } else {
+        libc::MADV_NOHUGEPAGE
+    };
+    // SAFETY: [start, start + mib MiB) lies inside `v`'s untouched allocation, which outlives
+    // the call; the advice only changes how the kernel backs those pages.
+    unsafe { libc::madvise(start as *mut libc::c_void, mib << 20, advice) };
+    v.resize(n * LINE + HUGE / 8, 0);
+    let base = (start - v.as_ptr() as usize) / 8;
+    let mut order: Vec<usize> = (0..n).collect();
+    Rng(0x9e37_79b9_7f4a_7c15).shuffle(&mut order);
+    for i in 0..n {
+        v[base + order[i] * LINE] = (base + order[(i + 1) % n] * LINE) as u64;
+    }
+    let (mut at, mut best) = (base + order[0] * LINE, f64::MAX);
+    for _ in 0..3 {
+        let start = Instant::now();
+        for _ in 0..10_000_000 {
+            at = v[at] as usize;
+        }
+        best = best.min(start.elapsed().as_secs_f64() * 1e9 / 1e7);
+    }
+    black_box(at);
+    best
+}
+
+// ---- the connection table ----
+
+const MILLION: usize = 1_000_000;
+/// Entries per group of the expiry ring (and per timed batch of inserts).
+const GROUP: usize = 1_000;
+const UDP: u8 = 17;
+const UPLINK: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+
+/// Flow `i` of a masquerading NAT: container 10.x.y.z:sport to a remote 198.51.x.y:443, its reply
+/// to the uplink's port. Distinct for every i below 2^30 (the original: src and sport carry i; the
+/// reply: the remote carries i's low 16 bits and the uplink port the rest).
+fn flow(i: u32) -> (Tuple, Tuple) {
+    let remote = Ipv4Addr::from(0xc633_0000 | (i & 0xffff));
+    let original = Tuple {
+        proto: UDP,
+        src: Ipv4Addr::from(0x0a00_0000 | (i >> 6)),
+        sport: 32768 + (i & 63) as u16,
+        dst: remote,
+        dport: 443,
+    };
+    let reply = Tuple {
+        proto: UDP,
+        src: remote,
+        sport: 443,
+        dst: UPLINK,
+        dport: 1024 + (i >> 16) as u16,
+    };
+    (original, reply)
+}
+
+fn hop(port: u16) -> Hop {
+    Hop {
+        port: PortId(port),
+        src_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+        dst_mac: MacAddr([2, 0, 0, 0, 0, 2]),
+    }
+}
+
+fn insert(ct: &mut ConnTrack, i: u32, now_ms: u64) {
+    let (original, reply) = flow(i);
+    ct.insert(
+        original,
+        reply,
+        NatKind::Masquerade,
+        hop(1),
+        hop(0),
+        None,
+        original.src,
+        None,
+        100,
+        now_ms,
+    )
+    .expect("distinct flows");
+}
+
+/// A table for `max` entries whose UDP flows time out after `GROUP` ms unanswered.
+fn table(max: usize) -> ConnTrack {
+    ConnTrack::new(CtConfig {
+        max_entries: max,
+        timeouts: CtTimeouts {
+            udp_unreplied_ms: GROUP as u64,
+            ..CtTimeouts::default()
+        },
+    })
+}
+
+/// xorshift64: a reproducible shuffle without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, (self.next() % (i as u64 + 1)) as usize);
+        }
+    }
+}
+
+/// Flows `range`, each as its original or its reply tuple (alternately), in a random order.
+fn keys(range: std::ops::Range<u32>, rng: &mut Rng) -> Vec<Tuple> {
+    let mut keys: Vec<Tuple> = range
+        .map(|i| {
+            let (original, reply) = flow(i);
+            if i % 2 == 0 {
+                original
+            } else {
+                reply
+            }
+        })
+        .collect();
+    rng.shuffle(&mut keys);
+    keys
+}
+
+/// Looks up `keys` a batch of `GROUP` at a time, cycling through them; with `read`, also reads
+/// the entry found, as the NAT stage does (the hop its packet leaves by).
+fn lookup_bench(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    ct: &ConnTrack,
+    keys: &[Tuple],
+    read: bool,
+) {
+    let mut at = 0;
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            let mut found = 0u32;
+            for k in &keys[at..at + GROUP] {
+                found += match ct.lookup(black_box(k)) {
+                    Some((id, dir)) if read => {
+                        let e = ct.get(id);
+                        let hop = match dir {
+                            Direction::Original => e.out_original,
+                            Direction::Reply => e.out_reply,
+                        };
+                        u32::from(hop.port.0)
+                    }
+                    Some(_) => 1,
+                    None => 0,
+                };
+            }
+            at = (at + GROUP) % (keys.len() - GROUP + 1);
+            found
+        })
+    });
+}
+
+fn conntrack(c: &mut Criterion) {
+    let mut g = c.benchmark_group("conntrack");
+    g.throughput(Throughput::Elements(GROUP as u64));
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+
+    println!(
+        "memory: a dependent load costs {:.0} ns over 192 MiB with huge pages, {:.0} ns with \
+         4 KiB pages, {:.0} ns over 4 MiB",
+        load_latency_ns(192, true),
+        load_latency_ns(192, false),
+        load_latency_ns(4, true)
+    );
+
+    // A million entries: memory and the rate at which an empty table fills.
+    let (heap0, rss0) = (live_bytes(), rss_bytes());
+    let mut ct = table(MILLION);
+    let heap = live_bytes() - heap0;
+    let start = Instant::now();
+    for i in 0..MILLION as u32 {
+        insert(&mut ct, i, (i as usize / GROUP) as u64);
+    }
+    let took = start.elapsed();
+    let rss = rss_bytes() - rss0;
+    println!(
+        "conntrack: {MILLION} entries inserted into an empty table in {:.3} s ({:.2} M/s); \
+         heap {} bytes per entry (allocated by ConnTrack::new for max_entries = {MILLION}), \
+         resident {} bytes per entry once full",
+        took.as_secs_f64(),
+        MILLION as f64 / took.as_secs_f64() / 1e6,
+        heap / MILLION as isize,
+        rss / MILLION as isize
+    );
+
+    // Lookups at 1M: hits and misses, random order; then the same at 1,024 entries.
+    let hits = keys(0..MILLION as u32, &mut rng);
+    let misses = keys(MILLION as u32..2 * MILLION as u32, &mut rng);
+    lookup_bench(&mut g, "lookup_hit_1M_random", &ct, &hits, false);
+    lookup_bench(&mut g, "lookup_get_hit_1M_random", &ct, &hits, true);
+    lookup_bench(&mut g, "lookup_miss_1M_random", &ct, &misses, false);
+    let mut at = 0;
+    let now = (MILLION / GROUP) as u64;
+    g.bench_function("lookup_update_hit_1M_random", |b| {
+        b.iter(|| {
+            for k in &hits[at..at + GROUP] {
+                if let Some((id, dir)) = ct.lookup(black_box(k)) {
+                    ct.update(id, dir, None, 100, now);
+                }
+            }
+            at = (at + GROUP) % (hits.len() - GROUP + 1);
+        })
+    });
+    drop((hits, misses));
+
+    // The lookup_update above refreshed entries (moved them to the list tails), so the ring
+    // starts from a table filled afresh.
+    drop(ct);
+    let mut ct = table(MILLION);
+    for i in 0..MILLION as u32 {
+        insert(&mut ct, i, (i as usize / GROUP) as u64);
+    }
+    let mut ring = Ring {
+        round: 0,
+        next: MILLION as u32,
+    };
+    g.bench_function("insert_1M_full_after_expiry", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| ring.step(&mut ct).1).sum())
+    });
+    g.bench_function("expire_1M_oldest_group", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| ring.step(&mut ct).0).sum())
+    });
+    // Full and nothing expired: every insert first evicts the oldest unanswered entry.
+    g.bench_function("insert_1M_full_evicting", |b| {
+        b.iter(|| {
+            let now = (MILLION / GROUP) as u64 + ring.round;
+            for _ in 0..GROUP {
+                insert(&mut ct, ring.next, now);
+                ring.next += 1;
+            }
+        })
+    });
+    drop(ct);
+
+    // The same lookups over a table that fits in the caches.
+    let mut small = table(1024);
+    for i in 0..1024 {
+        insert(&mut small, i, 0);
+    }
+    let hits = keys(0..1024, &mut rng);
+    let misses = keys(MILLION as u32..MILLION as u32 + 1024, &mut rng);
+    lookup_bench(&mut g, "lookup_hit_1024_random", &small, &hits, false);
+    lookup_bench(&mut g, "lookup_get_hit_1024_random", &small, &hits, true);
+    lookup_bench(&mut g, "lookup_miss_1024_random", &small, &misses, false);
+    g.finish();
+}
+
+/// A table kept full: group g (`GROUP` entries) was seen at g ms and times out after `GROUP` ms,
+/// so at round r the clock is `MILLION / GROUP + r` ms and exactly group r expires.
+struct Ring {
+    round: u64,
+    next: u32,
+}
+
+impl Ring {
+    /// Expires the oldest group and inserts a new one; returns how long each took.
+    fn step(&mut self, ct: &mut ConnTrack) -> (Duration, Duration) {
+        let now = (MILLION / GROUP) as u64 + self.round;
+        self.round += 1;
+        let start = Instant::now();
+        let expired = ct.expire(now);
+        let expiring = start.elapsed();
+        assert_eq!(expired, GROUP, "the oldest group, exactly");
+        let start = Instant::now();
+        for _ in 0..GROUP {
+            insert(ct, self.next, now);
+            self.next += 1;
+        }
+        (expiring, start.elapsed())
+    }
+}
+
+// ---- one network of 250 ports ----
+
+fn flood(c: &mut Criterion) {
+    let mut g = c.benchmark_group("flood");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    // What the engine holds besides its connection table (the default preallocates 65,536).
+    let heap0 = live_bytes();
+    let small = EngineConfig {
+        conntrack: CtConfig {
+            max_entries: 16,
+            ..CtConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(small).unwrap();
+    println!(
+        "flood: engine with a 16-entry connection table: heap {} KiB",
+        (live_bytes() - heap0) / 1024
+    );
+    drop(engine);
+    for ports in [9usize, 250] {
+        let (heap0, rss0) = (live_bytes(), rss_bytes());
+        let (mut e, _handle) = Engine::new(EngineConfig::default()).unwrap();
+        let (heap1, rss1) = (live_bytes(), rss_bytes());
+        for p in 0..ports {
+            e.add_port(Box::new(SinkPort::new(&format!("p{p}"), true)), DomainId(0))
+                .unwrap();
+        }
+        let (heap2, rss2) = (live_bytes(), rss_bytes());
+        // One broadcast from each of 32 MACs on port 0, learned before timing.
+        for i in 0..BATCH {
+            let f = frame(MacAddr::BROADCAST, mac(i as u32));
+            e.rx_batch_mut().fill(i, VnetHeader::default(), &f);
+        }
+        e.process_received(PortId(0), DomainId(0), BATCH);
+        let (heap3, rss3) = (live_bytes(), rss_bytes());
+        println!(
+            "flood: engine with default tables: heap {} KiB, resident {} KiB; {ports} ports add \
+             heap {} KiB ({} bytes each), resident {} KiB; after the first flood: heap +{} KiB, \
+             resident +{} KiB",
+            (heap1 - heap0) / 1024,
+            (rss1 - rss0) / 1024,
+            (heap2 - heap1) / 1024,
+            (heap2 - heap1) / ports as isize,
+            (rss2 - rss1) / 1024,
+            (heap3 - heap2) / 1024,
+            (rss3 - rss2) / 1024,
+        );
+        g.bench_function(format!("broadcast_to_{}_ports_batch32", ports - 1), |b| {
+            b.iter(|| e.process_received(PortId(0), DomainId(0), BATCH))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, conntrack, flood);
+criterion_main!(benches);
