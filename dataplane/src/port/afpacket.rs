@@ -186,20 +186,7 @@ fn set_ring(fd: RawFd, slots: usize) -> std::io::Result<()> {
         tp_frame_size: RING_FRAME_SIZE as libc::c_uint,
         tp_frame_nr: slots as libc::c_uint,
     };
-    // SAFETY: `req` is a valid tpacket_req and its size is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_PACKET,
-            PACKET_RX_RING,
-            &req as *const _ as *const libc::c_void,
-            mem::size_of::<libc::tpacket_req>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(sys::last_err());
-    }
-    Ok(())
+    sys::setsockopt(fd, libc::SOL_PACKET, PACKET_RX_RING, &req)
 }
 
 impl RxRing {
@@ -527,20 +514,8 @@ fn set_steering(fd: RawFd, values: &[u32]) -> std::io::Result<()> {
         len: prog.len() as libc::c_ushort,
         filter: prog.as_mut_ptr(),
     };
-    // SAFETY: `fprog` points at `prog`, live for the call; its size is passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_PACKET,
-            PACKET_FANOUT_DATA,
-            &fprog as *const _ as *const libc::c_void,
-            mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(sys::last_err());
-    }
-    Ok(())
+    // `fprog` points at `prog`, which lives until the call has copied it.
+    sys::setsockopt(fd, libc::SOL_PACKET, PACKET_FANOUT_DATA, &fprog)
 }
 
 /// The `PACKET_FANOUT` argument for group `id` (0 with `PACKET_FANOUT_FLAG_UNIQUEID`).
@@ -665,23 +640,8 @@ impl RxSocket {
         let mut mreq: libc::packet_mreq = unsafe { mem::zeroed() };
         mreq.mr_ifindex = ifindex as libc::c_int;
         mreq.mr_type = libc::PACKET_MR_PROMISC as libc::c_ushort;
-        // SAFETY: `mreq` is a valid packet_mreq and its size is passed.
-        let rc = unsafe {
-            libc::setsockopt(
-                f,
-                libc::SOL_PACKET,
-                libc::PACKET_ADD_MEMBERSHIP,
-                &mreq as *const _ as *const libc::c_void,
-                mem::size_of::<libc::packet_mreq>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(PortError::os(
-                name,
-                "enabling promiscuous mode",
-                sys::last_err(),
-            ));
-        }
+        sys::setsockopt(f, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)
+            .map_err(|e| PortError::os(name, "enabling promiscuous mode", e))?;
         bind(f, ifindex, libc::ETH_P_ALL as u16)
             .map_err(|e| PortError::os(name, "binding the AF_PACKET socket", e))?;
         Ok(RxSocket {

@@ -104,14 +104,26 @@ pub fn setsockopt_int(
     opt: libc::c_int,
     value: libc::c_int,
 ) -> io::Result<()> {
-    // SAFETY: `value` is a live c_int and its size is passed correctly.
+    setsockopt(fd, level, opt, &value)
+}
+
+/// `setsockopt` with a value of the C type the option takes (`c_int`, `tpacket_req`,
+/// `sock_fprog`, `packet_mreq`, ...): the kernel reads `size_of::<T>()` bytes from `value`.
+pub fn setsockopt<T: Copy>(
+    fd: RawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: `value` is a live `T` and its size is passed; the kernel only reads it (and copies
+    // what a pointer inside it, like `sock_fprog`'s, names before returning).
     let rc = unsafe {
         libc::setsockopt(
             fd,
             level,
             opt,
-            &value as *const libc::c_int as *const libc::c_void,
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
+            value as *const T as *const libc::c_void,
+            mem::size_of::<T>() as libc::socklen_t,
         )
     };
     if rc < 0 {
