@@ -62,33 +62,6 @@ fn wait_udp_53(lab: &Lab, host: &str, addr: &str) {
     panic!("nothing listens on {addr}:53 in {host}");
 }
 
-/// `dig` from a container; returns (status, answer lines).
-fn dig(lab: &Lab, host: &str, args: &[&str]) -> (String, Vec<String>) {
-    let mut full = vec![
-        "dig",
-        "+time=2",
-        "+tries=1",
-        "+noall",
-        "+comments",
-        "+answer",
-    ];
-    full.extend_from_slice(args);
-    let out = lab.exec(host, &full);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let status = text
-        .split("status: ")
-        .nth(1)
-        .and_then(|s| s.split(',').next())
-        .unwrap_or_else(|| panic!("dig {args:?} from {host}: no status in {text:?}"))
-        .to_string();
-    let answers = text
-        .lines()
-        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-        .map(|l| l.split_whitespace().last().unwrap_or("").to_string())
-        .collect();
-    (status, answers)
-}
-
 /// The addresses `name` resolves to from `host` (A records, in the order given).
 fn a(lab: &Lab, host: &str, name: &str) -> Vec<String> {
     dig(lab, host, &[name, "A"]).1

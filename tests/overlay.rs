@@ -794,3 +794,108 @@ fn cluster_changes_reach_other_hosts_through_a_watch_well_under_a_second() {
         assert!(*t < Duration::from_millis(900), "{took:?}");
     }
 }
+
+/// Names across hosts: a container's name, `NAME.NETWORK`, its aliases and hostname, and PTR,
+/// resolve on every host of an overlay network (through the C library and dig; ping by name),
+/// from the names each host publishes with its endpoints; gone when the container is removed,
+/// and when its host's lease ends; back when that host's daemon is.
+#[test]
+fn names_of_containers_on_other_hosts_resolve_and_go_with_them() {
+    let mut c = Cluster::new("ovn");
+    let net = ["network", "create", "ov", "--driver", "overlay"];
+    c.cli_ok(0, &[&net[..], &["--subnet", "10.94.0.0/24"]].concat());
+    for i in 1..3 {
+        c.converge(i, &["network", "ls"], "ov on every host", |ls| {
+            ls.contains(" ov ")
+        });
+    }
+    let c1 = c.lab.adopt("c1");
+    c.cli_ok(
+        0,
+        &[
+            "container",
+            "create",
+            &c1,
+            "--network",
+            "ov",
+            "--ip",
+            "10.94.0.11",
+        ],
+    );
+    let c2 = c.lab.adopt("c2");
+    c.cli_ok(
+        1,
+        &[
+            "container",
+            "create",
+            &c2,
+            "--network",
+            "ov",
+            "--ip",
+            "10.94.0.12",
+            "--alias",
+            "db",
+            "--hostname",
+            "dbhost",
+        ],
+    );
+    let c3 = c.lab.adopt("c3");
+    c.cli_ok(
+        2,
+        &[
+            "container",
+            "create",
+            &c3,
+            "--network",
+            "ov",
+            "--ip",
+            "10.94.0.13",
+        ],
+    );
+    // host1's resolver answers host2's container by every name, as soon as it is published.
+    deadline("c2's name on host1", || {
+        dig(&c.lab, "c1", &[&c2]).1 == ["10.94.0.12"]
+    });
+    for name in ["db", "DBHOST", &format!("{c2}.ov"), &format!("db.ov.")] {
+        assert_eq!(dig(&c.lab, "c1", &[name]).1, ["10.94.0.12"], "{name}");
+    }
+    let hosts = c.lab.exec_ok("c1", &["getent", "hosts", &c2]);
+    assert!(hosts.starts_with("10.94.0.12"), "{hosts}");
+    assert_eq!(
+        dig(&c.lab, "c1", &["-x", "10.94.0.12"]).1,
+        [format!("{c2}.ov.")]
+    );
+    c.lab.ping_ok("c1", &c2);
+    c.lab.ping_ok("c1", "db");
+    // Every way round: host2 names host1's and host3's, host3 names host2's alias.
+    deadline("c1 and c3 named on host2", || {
+        dig(&c.lab, "c2", &[&c1]).1 == ["10.94.0.11"]
+            && dig(&c.lab, "c2", &[&c3]).1 == ["10.94.0.13"]
+    });
+    c.lab.ping_ok("c2", &c3);
+    deadline("db on host3", || {
+        dig(&c.lab, "c3", &["db"]).1 == ["10.94.0.12"]
+    });
+
+    // Removed on its host: its names go everywhere (NXDOMAIN under the network).
+    c.cli_ok(2, &["container", "rm", &c3]);
+    for i in ["c1", "c2"] {
+        deadline(&format!("c3's name gone from {i}"), || {
+            dig(&c.lab, i, &[&format!("{c3}.ov")]).0 == "NXDOMAIN"
+        });
+    }
+    assert_eq!(dig(&c.lab, "c1", &["-x", "10.94.0.13"]).0, "NXDOMAIN");
+
+    // Host2's daemon killed: when its lease ends its names go for everyone; restarted, they
+    // are back.
+    c.kill_daemon(1);
+    deadline("c2's names gone with host2's lease", || {
+        dig(&c.lab, "c1", &["db.ov"]).0 == "NXDOMAIN"
+    });
+    assert_eq!(dig(&c.lab, "c1", &[&format!("{c2}.ov")]).0, "NXDOMAIN");
+    c.start_daemon(1);
+    deadline("c2's names back", || {
+        dig(&c.lab, "c1", &["db"]).1 == ["10.94.0.12"]
+    });
+    c.lab.ping_ok("c1", "db");
+}

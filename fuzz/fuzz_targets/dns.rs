@@ -10,7 +10,7 @@ use std::time::Duration;
 use control::api::{ContainerCreate, NetworkCreate};
 use control::dns::answer::{handle, Action, Asker};
 use control::dns::counters::Counters;
-use control::model::dns::NameTable;
+use control::model::dns::{NameTable, RemoteName};
 use control::model::{Mint, State};
 use libfuzzer_sys::fuzz_target;
 
@@ -59,7 +59,14 @@ fn table() -> &'static NameTable {
             .unwrap();
         }
         s.add_link("web", "a:cache").unwrap();
-        NameTable::build(&s, &["192.0.2.53".parse().unwrap()])
+        // A container on another host of the network, as the cluster names it.
+        let far = RemoteName {
+            network: "front".into(),
+            container: "far".into(),
+            ip: Ipv4Addr::new(10, 1, 0, 90),
+            names: vec!["far".into(), "pool".into()],
+        };
+        NameTable::build(&s, &["192.0.2.53".parse().unwrap()], &[far])
     })
 }
 

@@ -584,3 +584,31 @@ pub fn unmount_below(dir: &Path) {
         let _ = Command::new("umount").args(["-l", p]).output();
     }
 }
+
+/// `dig` from a container; returns (status, or `(no answer)`, and the last field of each answer
+/// line).
+pub fn dig(lab: &Lab, host: &str, args: &[&str]) -> (String, Vec<String>) {
+    let mut full = vec![
+        "dig",
+        "+time=2",
+        "+tries=1",
+        "+noall",
+        "+comments",
+        "+answer",
+    ];
+    full.extend_from_slice(args);
+    let out = lab.exec(host, &full);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = text
+        .split("status: ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or("(no answer)")
+        .to_string();
+    let answers = text
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .map(|l| l.split_whitespace().last().unwrap_or("").to_string())
+        .collect();
+    (status, answers)
+}

@@ -1,4 +1,5 @@
-//! Names after every change: the resolver's table rebuilt from the state and swapped in whole,
+//! Names after every change: the resolver's table rebuilt from the state (and the other hosts'
+//! containers on overlay networks, as the cluster thread last read them) and swapped in whole,
 //! and each container's resolv.conf, both from the daemon's own resolv.conf (read each time, so a
 //! changed host file is followed) unless `--dns` replaced its servers.
 
@@ -19,7 +20,7 @@ impl Daemon {
         } else {
             &self.dns_servers
         };
-        let table = NameTable::build(&self.state, upstreams);
+        let table = NameTable::build(&self.state, upstreams, &self.cluster_view.remote_names);
         for (ip, e) in self.resolver.publish(table) {
             tracing::warn!(%ip, "the resolver cannot listen on {ip}:53: {e}");
         }

@@ -335,7 +335,10 @@ mod tests {
             .unwrap();
         }
         let web = IpAddr::V4(s.containers["web"].endpoints[0].ip);
-        (NameTable::build(&s, &["192.0.2.53".parse().unwrap()]), web)
+        (
+            NameTable::build(&s, &["192.0.2.53".parse().unwrap()], &[]),
+            web,
+        )
     }
 
     fn ask(name: &str, rtype: RecordType) -> Vec<u8> {

@@ -8,8 +8,13 @@
 //! names: its resolver only forwards and answers PTR for its own subnet, which is what makes
 //! a container there start as fast as one on a user network (no upstream to wait for).
 //!
-//! `NameTable::build` is a pure function of the state, rebuilt by the daemon after every change
-//! and swapped in whole, so the resolver never answers from a stale table. The table also holds
+//! Containers on other hosts of an overlay network (`RemoteName`, from the endpoints their hosts
+//! publish in the cluster) are named on that network like local ones: NAME, aliases, short ID and
+//! hostname as their host published them, `NAME.NETWORK`, and PTR.
+//!
+//! `NameTable::build` is a pure function of the state and the remote names, rebuilt by the
+//! daemon after every change and swapped in whole, so the resolver never answers from a stale
+//! table. The table also holds
 //! who may forward where: an asker's own `--dns` servers, else the daemon's upstreams; an asker
 //! whose networks are all internal never forwards.
 
@@ -240,6 +245,16 @@ impl State {
     }
 }
 
+/// A container on another host of an overlay network, as its host published it in the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteName {
+    pub network: String,
+    pub container: String,
+    pub ip: Ipv4Addr,
+    /// Its DNS names on that network (`State::dns_names` on its host).
+    pub names: Vec<String>,
+}
+
 /// The kind of record asked for, as far as local answers care.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QueryType {
@@ -313,7 +328,9 @@ fn dns_port(ip: IpAddr) -> SocketAddr {
 }
 
 impl NameTable {
-    pub fn build(state: &State, upstreams: &[IpAddr]) -> NameTable {
+    /// The table for `state`, with `remote` named on their networks after the local containers
+    /// (a network this host lacks names none of its remote containers).
+    pub fn build(state: &State, upstreams: &[IpAddr], remote: &[RemoteName]) -> NameTable {
         let mut table = NameTable::default();
         let mut index = HashMap::new();
         for n in state.networks.values() {
@@ -391,6 +408,21 @@ impl NameTable {
                     table.askers.insert((n.gateway(), e.ip), asker.clone());
                 }
             }
+        }
+        for r in remote {
+            let Some(&i) = index.get(&r.network) else {
+                continue;
+            };
+            let net = &mut table.networks[i];
+            for name in &r.names {
+                let addresses = net.names.entry(name.to_ascii_lowercase()).or_default();
+                if !addresses.contains(&r.ip) {
+                    addresses.push(r.ip);
+                }
+            }
+            net.pointers
+                .entry(r.ip)
+                .or_insert_with(|| format!("{}.{}", r.container, r.network));
         }
         table.upstreams = own;
         table
@@ -621,7 +653,7 @@ mod tests {
     #[test]
     fn names_aliases_short_id_hostname_and_name_dot_network() {
         let (s, _) = sample();
-        let t = NameTable::build(&s, &upstream());
+        let t = NameTable::build(&s, &upstream(), &[]);
         let web = IpAddr::V4(ip(&s, "web", "front"));
         let app = ip(&s, "app", "front");
         let short: String = s.containers["app"].id[..12].to_string();
@@ -664,7 +696,7 @@ mod tests {
     #[test]
     fn only_shared_networks_are_visible() {
         let (s, _) = sample();
-        let t = NameTable::build(&s, &upstream());
+        let t = NameTable::build(&s, &upstream(), &[]);
         let web = IpAddr::V4(web_ip(&s));
         // db is on back only: web (front) cannot see it, not even as db.back.
         assert!(matches!(
@@ -713,14 +745,14 @@ mod tests {
     fn links_resolve_for_the_linker_only() {
         let (mut s, mut e) = sample();
         s.add_link("web", "app:cache").unwrap();
-        let t = NameTable::build(&s, &upstream());
+        let t = NameTable::build(&s, &upstream(), &[]);
         let app = ip(&s, "app", "front");
         assert_eq!(
             t.resolve(GW_FRONT, IpAddr::V4(web_ip(&s)), "CACHE", QueryType::A),
             Resolution::Addresses(&[app])
         );
         let other = ctr(&mut s, req("other", "front"), &mut e);
-        let t = NameTable::build(&s, &upstream());
+        let t = NameTable::build(&s, &upstream(), &[]);
         assert!(matches!(
             t.resolve(GW_FRONT, IpAddr::V4(other), "cache", QueryType::A),
             Resolution::Forward(_)
@@ -730,7 +762,7 @@ mod tests {
     #[test]
     fn pointers_answer_name_dot_network() {
         let (s, _) = sample();
-        let t = NameTable::build(&s, &upstream());
+        let t = NameTable::build(&s, &upstream(), &[]);
         let web = IpAddr::V4(web_ip(&s));
         let app = ip(&s, "app", "front").octets();
         let q = format!("{}.{}.{}.{}.in-addr.arpa.", app[3], app[2], app[1], app[0]);
@@ -765,9 +797,58 @@ mod tests {
     }
 
     #[test]
+    fn remote_containers_are_named_on_their_network_only() {
+        let (s, _) = sample();
+        let far = Ipv4Addr::new(10, 1, 0, 77);
+        let remote = [
+            RemoteName {
+                network: "front".into(),
+                container: "far".into(),
+                ip: far,
+                names: vec!["far".into(), "Cache".into(), "www".into()],
+            },
+            // A network this host lacks names nobody.
+            RemoteName {
+                network: "elsewhere".into(),
+                container: "ghost".into(),
+                ip: Ipv4Addr::new(10, 9, 0, 2),
+                names: vec!["ghost".into()],
+            },
+        ];
+        let t = NameTable::build(&s, &upstream(), &remote);
+        let web = IpAddr::V4(web_ip(&s));
+        for name in ["far", "FAR.front.", "cache"] {
+            assert_eq!(
+                t.resolve(GW_FRONT, web, name, QueryType::A),
+                Resolution::Addresses(&[far]),
+                "{name}"
+            );
+        }
+        // An alias both hosts use: the local container first, then the remote one.
+        assert_eq!(
+            t.resolve(GW_FRONT, web, "www", QueryType::A),
+            Resolution::Addresses(&[web_ip(&s), far])
+        );
+        assert_eq!(
+            t.resolve(GW_FRONT, web, "77.0.1.10.in-addr.arpa", QueryType::Ptr),
+            Resolution::Pointer("far.front".into())
+        );
+        // Not visible from a network it is not on.
+        let db = IpAddr::V4(ip(&s, "db", "back"));
+        assert!(matches!(
+            t.resolve(GW_BACK, db, "far", QueryType::A),
+            Resolution::Forward(_)
+        ));
+        assert!(matches!(
+            t.resolve(GW_FRONT, web, "ghost", QueryType::A),
+            Resolution::Forward(_)
+        ));
+    }
+
+    #[test]
     fn internal_networks_never_forward_and_the_host_sees_everything() {
         let (s, _) = sample();
-        let t = NameTable::build(&s, &upstream());
+        let t = NameTable::build(&s, &upstream(), &[]);
         let secret = IpAddr::V4(ip(&s, "secret", "vault"));
         let gw_vault = Ipv4Addr::new(10, 3, 0, 1);
         assert_eq!(
@@ -796,7 +877,7 @@ mod tests {
             },
             &mut e,
         );
-        let t = NameTable::build(&s, &["10.1.0.1".parse().unwrap(), upstream()[0]]);
+        let t = NameTable::build(&s, &["10.1.0.1".parse().unwrap(), upstream()[0]], &[]);
         assert_eq!(t.upstreams, vec!["192.0.2.53:53".parse().unwrap()]);
         assert_eq!(
             t.resolve(GW_FRONT, IpAddr::V4(me), "example.com", QueryType::A),

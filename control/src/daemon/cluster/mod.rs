@@ -16,13 +16,16 @@
 //!   connecting or attaching a container on an overlay network before it changes anything (a
 //!   create-if-absent transaction, `Daemon::claim`), given back when the endpoint goes; no lease, so a killed daemon's
 //!   containers keep their addresses.
-//! - `endpoints/<network>/<ip>` = `{"container", "mac", "ip", "host"}`: each daemon publishes
+//! - `endpoints/<network>/<ip>` = `{"container", "mac", "ip", "host", "names"}`: each daemon publishes
 //!   every endpoint it holds on an overlay network, under its host lease, so they all go when
 //!   the lease ends. Keyed like the address claims (an address is one endpoint per network, and
 //!   one range reads a network's table). Published by reconciling: every round the cluster
 //!   thread puts what the state holds and is not yet in etcd and deletes what it published and
 //!   the state no longer holds, so create, connect, rm, disconnect and a restart (a new lease:
-//!   everything put again) all take the same path; a change wakes the thread at once.
+//!   everything put again) all take the same path; a change wakes the thread at once. `names`
+//!   are the container's DNS names on that network (name, aliases, short ID, hostname), which
+//!   every other host's resolver answers; a record without them (written before names crossed
+//!   hosts) names its container alone.
 //!
 //! Every daemon watches `/switchyard/v1/` (a second thread holds one `POST /v3/watch` stream
 //! open) and reads `hosts/`, `networks/` and `endpoints/` whenever it reports a change, when a
@@ -54,6 +57,7 @@ use serde::{Deserialize, Serialize};
 use super::system::overlay::RemoteEndpoint;
 use super::Daemon;
 use crate::api::{ApiError, NetworkCreate};
+use crate::model::dns::RemoteName;
 
 const PREFIX: &str = "/switchyard/v1/";
 /// Seconds a host stays registered without its daemon renewing the lease.
@@ -88,6 +92,8 @@ pub(super) struct ClusterView {
     /// Networks removed from the cluster that this host keeps (its containers are on them),
     /// warned about once.
     kept: Vec<String>,
+    /// The other hosts' containers on overlay networks, as the resolver names them.
+    pub(super) remote_names: Vec<RemoteName>,
 }
 
 /// One endpoint under `endpoints/<network>/<ip>`.
@@ -97,6 +103,26 @@ struct EndpointRecord {
     mac: String,
     ip: Ipv4Addr,
     host: Ipv4Addr,
+    /// DNS names on the network; absent from records of earlier versions (then the container's
+    /// name alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    names: Vec<String>,
+}
+
+impl EndpointRecord {
+    /// How the resolver names it; a record of an earlier version (no names) by its container.
+    fn remote_name(&self, network: &str) -> RemoteName {
+        RemoteName {
+            network: network.to_string(),
+            container: self.container.clone(),
+            ip: self.ip,
+            names: if self.names.is_empty() {
+                vec![self.container.clone()]
+            } else {
+                self.names.clone()
+            },
+        }
+    }
 }
 
 /// Starts the cluster thread: registration, keep-alive, publishing this host's endpoints, and
@@ -298,6 +324,7 @@ impl Daemon {
                     mac: e.mac.to_string(),
                     ip: e.ip,
                     host: me,
+                    names: self.state.dns_names(c, &e.network),
                 };
                 out.insert(
                     key("endpoints", &format!("{}/{}", e.network, e.ip)),
@@ -365,10 +392,12 @@ impl Daemon {
         }
         // Per network, the endpoints of the other hosts (the engine is only told of changes).
         let mut remote: BTreeMap<String, Vec<RemoteEndpoint>> = BTreeMap::new();
+        let mut names: Vec<RemoteName> = Vec::new();
         for (network, r) in endpoints {
             if r.host == me {
                 continue;
             }
+            names.push(r.remote_name(&network));
             let Ok(mac) = r.mac.parse::<MacAddr>() else {
                 continue;
             };
@@ -387,9 +416,15 @@ impl Daemon {
                 tracing::warn!(network = %n.name, "remote endpoints: {e:#}");
             }
         }
+        let renamed = names != self.cluster_view.remote_names;
+        if renamed {
+            self.cluster_view.remote_names = names;
+        }
         if changed {
             // As after a request: policy, NAT, hosts files and names follow the state.
             self.follow_state();
+        } else if renamed {
+            self.sync_names();
         }
     }
 
@@ -705,5 +740,40 @@ impl Daemon {
                 tracing::warn!("cluster: address {ip} of {network} stays claimed: {e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_records_of_earlier_versions_name_their_container() {
+        let old =
+            r#"{"container":"web","mac":"02:00:00:00:00:01","ip":"10.0.0.2","host":"192.0.2.1"}"#;
+        let r: EndpointRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(r.remote_name("ov").names, ["web"]);
+        let new = EndpointRecord {
+            names: vec!["web".into(), "www".into()],
+            ..r.clone()
+        };
+        let text = serde_json::to_string(&new).unwrap();
+        assert!(text.contains(r#""names":["web","www"]"#), "{text}");
+        // Earlier versions read it (they ignore what they do not know).
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["container"], "web");
+        assert_eq!(
+            serde_json::from_str::<EndpointRecord>(&text)
+                .unwrap()
+                .remote_name("ov"),
+            RemoteName {
+                network: "ov".into(),
+                container: "web".into(),
+                ip: "10.0.0.2".parse().unwrap(),
+                names: vec!["web".into(), "www".into()],
+            }
+        );
+        // Nothing of an earlier version's own: its record is the same without names.
+        assert_eq!(serde_json::to_string(&r).unwrap(), old);
     }
 }
