@@ -591,6 +591,37 @@ fn endpoints_in_etcd_answer_arp_locally_and_network_rm_spans_hosts() {
         trace.contains("arp-proxy") && trace.contains(&c2_mac),
         "{trace}"
     );
+    // Traces show the VXLAN step: a what-if on host1 of a packet for c2 ends encapsulated
+    // toward host2 (VNI, underlay addresses, UDP ports); a live trace on host2 of c1's ping
+    // starts with its decapsulation, from host1.
+    let v: serde_json::Value =
+        serde_json::from_str(&c.cli_ok(0, &["network", "inspect", "ov"])).unwrap();
+    let vni = v[0]["Options"]["vni"].as_str().unwrap().to_string();
+    let tcp = "tcp,src=10.97.0.11,dst=10.97.0.12,dport=5432";
+    let trace = c.cli_ok(0, &["trace", "packet", "--in", &names[0], tcp]);
+    let encap = format!("encap vni {vni}: udp 192.168.78.1:");
+    let line = trace
+        .lines()
+        .find(|l| l.contains(&encap))
+        .unwrap_or_else(|| panic!("no {encap:?} in {trace}"));
+    assert!(line.contains("> 192.168.78.2:4789"), "{trace}");
+    let sport: u16 = line
+        .split(&encap)
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no source port in {line}"));
+    assert!((32768..=60999).contains(&sport), "{line}");
+    c.cli_ok(1, &["trace", "add", "ov", "4"]);
+    c.lab.ping_ok("c1", "10.97.0.12");
+    let shown = c.cli_ok(1, &["trace", "show"]);
+    assert!(
+        shown.contains(&format!(
+            "decap vni {vni} from 192.168.78.1 (udp port 4789)"
+        )),
+        "{shown}"
+    );
+    c.cli_ok(1, &["trace", "clear"]);
 
     // Connect and disconnect publish and withdraw.
     let c3 = c.lab.adopt("c3");

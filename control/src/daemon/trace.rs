@@ -120,8 +120,9 @@ impl Daemon {
         Ok(Response::Traces(vec![trace::view(&record, &names)]))
     }
 
-    /// The MAC a sender would use for `dst`: the owner's if on the sender's network, else the
-    /// gateway's; broadcast for ARP or when nothing is known.
+    /// The MAC a sender would use for `dst`: the owner's if on the sender's network (on this
+    /// host, or on another host of an overlay network), else the gateway's; broadcast for ARP
+    /// or when nothing is known.
     fn guess_dst_mac(&self, input: &str, dst: Ipv4Addr, proto: Proto) -> MacAddr {
         if proto == Proto::Arp {
             return MacAddr::BROADCAST;
@@ -142,7 +143,7 @@ impl Daemon {
             }
         }
         if let Some(n) = network.and_then(|n| self.state.networks.get(&n)) {
-            return n.host_mac;
+            return self.system.remote_mac(&n.name, dst).unwrap_or(n.host_mac);
         }
         MacAddr::BROADCAST
     }

@@ -283,6 +283,32 @@ fn step_view(s: &Step, ingress: &str, names: &Names, later_egress: &[String]) ->
             let p = names.port(port);
             v("egress", "out", format!("out {p}"), format!("It leaves through port {p}."))
         }
+        Step::Encapsulated {
+            vni,
+            local,
+            remote,
+            sport,
+            dport,
+        } => v(
+            "vxlan",
+            "encap",
+            format!("encap vni {vni}: udp {local}:{sport} > {remote}:{dport}"),
+            format!(
+                "The remote host {remote} gets it in VXLAN: VNI {vni}, in a UDP datagram from \
+                 {local}:{sport} (the source port a hash of the inner flow, so the underlay \
+                 spreads flows) to {remote}:{dport}, 50 bytes of outer headers."
+            ),
+        ),
+        Step::Decapsulated { vni, from, dport } => v(
+            "vxlan",
+            "decap",
+            format!("decap vni {vni} from {from} (udp port {dport})"),
+            format!(
+                "It came from the remote host {from} in VXLAN (VNI {vni}, to UDP port \
+                 {dport}); the outer headers are taken off and the inner frame enters the \
+                 switch on port {ingress}."
+            ),
+        ),
     }
 }
 
@@ -449,6 +475,7 @@ mod tests {
         names.ports.insert(PortId(1), "pg".into());
         names.ports.insert(PortId(2), "uplink".into());
         names.ports.insert(PortId(3), "host:bridge".into());
+        names.ports.insert(PortId(4), "vxlan:192.0.2.20".into());
         names.macs.insert(WEB, "web".into());
         names.macs.insert(PG, "pg".into());
         let dnat = flow("198.51.100.7", 51000, "192.0.2.10", 8080);
@@ -648,6 +675,44 @@ mod tests {
                     Step::Answered(Answer::HostUnreachable {
                         from: "192.0.2.10".parse().unwrap(),
                     }),
+                ],
+            ),
+            // An overlay network: to a container on another host (VXLAN out), and its answer
+            // (VXLAN in).
+            record(
+                0,
+                "tcp,src=172.17.0.2,dst=172.17.0.3,dport=5432",
+                &[
+                    parsed(WEB, PG, 0x0800),
+                    Step::Hit {
+                        mac: MacAddr(PG),
+                        port: PortId(4),
+                    },
+                    Step::Egress { port: PortId(4) },
+                    Step::Encapsulated {
+                        vni: 256,
+                        local: "192.0.2.10".parse().unwrap(),
+                        remote: "192.0.2.20".parse().unwrap(),
+                        sport: 40213,
+                        dport: 4789,
+                    },
+                ],
+            ),
+            record(
+                4,
+                "tcp,src=172.17.0.3,dst=172.17.0.2,sport=5432,dport=40000,flags=SA",
+                &[
+                    Step::Decapsulated {
+                        vni: 256,
+                        from: "192.0.2.20".parse().unwrap(),
+                        dport: 4789,
+                    },
+                    parsed(PG, WEB, 0x0800),
+                    Step::Hit {
+                        mac: MacAddr(WEB),
+                        port: PortId(0),
+                    },
+                    Step::Egress { port: PortId(0) },
                 ],
             ),
         ];

@@ -127,6 +127,8 @@ struct PortSlot {
     kind: PortKind,
     vnet_hdr: bool,
     mac: Option<MacAddr>,
+    /// A tunnel port's place on the underlay (traces show the encapsulation).
+    tunnel: Option<crate::port::Tunnel>,
     domain: DomainId,
     counters: PortCounters,
 }

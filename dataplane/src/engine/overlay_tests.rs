@@ -1,6 +1,7 @@
 //! An overlay network through the whole pipeline, as data: one local container `c1`, the host
 //! port `h`, and the VXLAN ports toward two remote hosts `r2` and `r3` (in-memory ports with the
-//! `Overlay` role; `port::vxlan` tests the encapsulation over real sockets). Remote containers'
+//! `Overlay` role, standing in for VXLAN ports toward 192.0.2.2 and 192.0.2.3 (`tunneled`);
+//! `port::vxlan` tests the encapsulation over real sockets). Remote containers'
 //! MACs are static entries on their host's port, as the control plane installs them.
 
 use super::*;
@@ -15,6 +16,8 @@ const REMOTE_ON_R2: &str = "02:00:00:00:02:02";
 const REMOTE_ON_R3: &str = "02:00:00:00:03:03";
 const UNKNOWN: &str = "02:00:00:00:09:09";
 const BCAST: &str = "ff:ff:ff:ff:ff:ff";
+const VNI: u32 = 4242;
+const LOCAL: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 1);
 
 fn mac(s: &str) -> MacAddr {
     s.parse().unwrap()
@@ -50,7 +53,15 @@ impl Rig {
         ];
         let mut ports = Vec::new();
         for (name, role, static_mac) in layout {
-            let (port, handle) = MemoryPort::new(name, false);
+            let (mut port, handle) = MemoryPort::new(name, false);
+            if let Some(host) = name.strip_prefix('r') {
+                port = port.tunneled(crate::port::Tunnel {
+                    vni: VNI,
+                    local: LOCAL,
+                    remote: format!("192.0.2.{host}").parse().unwrap(),
+                    udp_port: 4789,
+                });
+            }
             let id = engine
                 .add_port_as(Box::new(port), DomainId(1), role)
                 .unwrap();
@@ -180,4 +191,61 @@ fn arp_for_a_remote_container_is_answered_locally() {
         rig.send("c1", &request_frame(mac(C1), c1_ip, remote_ip)),
         ["h", "r2", "r3"]
     );
+}
+
+/// A trace shows the VXLAN step: a frame to a remote container is encapsulated toward its host
+/// (VNI, underlay addresses, the UDP source port the port will use), a broadcast once per remote
+/// host, and a frame from a remote host starts with its decapsulation.
+#[test]
+fn traces_show_encapsulation_and_decapsulation() {
+    use crate::port::vxlan::flow_source_port;
+    use crate::trace::Step;
+    let mut rig = Rig::new();
+    let id = |name: &str| rig.ports.iter().find(|p| p.0 == name).unwrap().1;
+    let (c1, r2, r3) = (id("c1"), id("r2"), id("r3"));
+    let encap = |remote: [u8; 4], f: &[u8]| Step::Encapsulated {
+        vni: VNI,
+        local: LOCAL,
+        remote: remote.into(),
+        sport: flow_source_port(f),
+        dport: 4789,
+    };
+    let out = frame(REMOTE_ON_R2, C1);
+    let r = rig.engine.trace_packet(c1, &out).unwrap();
+    let steps = r.steps();
+    assert_eq!(
+        &steps[steps.len() - 2..],
+        &[Step::Egress { port: r2 }, encap([192, 0, 2, 2], &out)],
+        "{steps:?}"
+    );
+    let bcast = frame(BCAST, C1);
+    let r = rig.engine.trace_packet(c1, &bcast).unwrap();
+    let encapsulated: Vec<Step> = r
+        .steps()
+        .iter()
+        .copied()
+        .filter(|s| matches!(s, Step::Encapsulated { .. }))
+        .collect();
+    assert_eq!(
+        encapsulated,
+        [encap([192, 0, 2, 2], &bcast), encap([192, 0, 2, 3], &bcast)]
+    );
+    let inbound = frame(C1, REMOTE_ON_R3);
+    let r = rig.engine.trace_packet(r3, &inbound).unwrap();
+    assert_eq!(
+        r.steps()[0],
+        Step::Decapsulated {
+            vni: VNI,
+            from: [192, 0, 2, 3].into(),
+            dport: 4789,
+        }
+    );
+    assert!(matches!(r.steps()[1], Step::Parsed { .. }));
+    assert_eq!(r.steps().last(), Some(&Step::Egress { port: c1 }));
+    // A frame from a local port to a local port has neither.
+    let r = rig.engine.trace_packet(c1, &frame(H, C1)).unwrap();
+    assert!(!r
+        .steps()
+        .iter()
+        .any(|s| matches!(s, Step::Encapsulated { .. } | Step::Decapsulated { .. })));
 }

@@ -239,6 +239,15 @@ impl<const TRACE: bool, const PARSE_L3: bool> Run<'_, TRACE, PARSE_L3> {
         meta: &RxMeta,
         domain: DomainId,
     ) -> Option<(NatAction, usize, L3)> {
+        if TRACE && self.traced {
+            if let Some(t) = self.tunnel(self.ingress) {
+                self.record.push(Step::Decapsulated {
+                    vni: t.vni,
+                    from: t.remote,
+                    dport: t.udp_port,
+                });
+            }
+        }
         let view = match ingress::run(frame, meta, self.ingress, domain, PARSE_L3) {
             Ok(view) => view,
             Err(reason) => {
@@ -312,6 +321,17 @@ impl<const TRACE: bool, const PARSE_L3: bool> Run<'_, TRACE, PARSE_L3> {
     #[inline(always)]
     fn out(&mut self, frame: &[u8], port: PortId) {
         self.step(Step::Egress { port });
+        if TRACE && self.traced {
+            if let Some(t) = self.tunnel(port) {
+                self.record.push(Step::Encapsulated {
+                    vni: t.vni,
+                    local: t.local,
+                    remote: t.remote,
+                    sport: crate::port::vxlan::flow_source_port(frame),
+                    dport: t.udp_port,
+                });
+            }
+        }
         if self.dry {
             return;
         }
@@ -324,6 +344,11 @@ impl<const TRACE: bool, const PARSE_L3: bool> Run<'_, TRACE, PARSE_L3> {
             }
         }
         enqueue(self.tx, self.touched, port, self.slot);
+    }
+
+    /// `port`'s place on the underlay, if it is a tunnel port (traced frames only).
+    fn tunnel(&self, port: PortId) -> Option<crate::port::Tunnel> {
+        self.ports.get(port.0 as usize)?.as_ref()?.tunnel
     }
 
     #[inline(always)]

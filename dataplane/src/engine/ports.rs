@@ -77,6 +77,7 @@ impl Engine {
             kind: port.kind(),
             vnet_hdr: port.vnet_hdr(),
             mac: port.mac(),
+            tunnel: port.tunnel(),
             domain,
             counters: PortCounters::default(),
             io: Some(port),

@@ -21,6 +21,8 @@ pub struct MemoryPort {
     queues: Arc<Mutex<Queues>>,
     /// False for a sender (`Port::sender`): another worker's send-only handle.
     receives: bool,
+    /// What it reports as its tunnel (`tunneled`): a stand-in for a VXLAN port in tests.
+    tunnel: Option<super::Tunnel>,
 }
 
 /// The test's side of a `MemoryPort`: inject frames, collect what the switch sent.
@@ -39,9 +41,18 @@ impl MemoryPort {
                 vnet,
                 queues: queues.clone(),
                 receives: true,
+                tunnel: None,
             },
             MemoryPortHandle { queues },
         )
+    }
+
+    /// The same port reporting `tunnel` as its place on an underlay, as a VXLAN port does.
+    pub fn tunneled(self, tunnel: super::Tunnel) -> MemoryPort {
+        MemoryPort {
+            tunnel: Some(tunnel),
+            ..self
+        }
     }
 }
 
@@ -120,12 +131,17 @@ impl Port for MemoryPort {
         })
     }
 
+    fn tunnel(&self) -> Option<super::Tunnel> {
+        self.tunnel
+    }
+
     fn sender(&self) -> Option<Box<dyn Port>> {
         Some(Box::new(MemoryPort {
             name: self.name.clone(),
             vnet: self.vnet,
             queues: self.queues.clone(),
             receives: false,
+            tunnel: self.tunnel,
         }))
     }
 }

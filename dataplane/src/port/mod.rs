@@ -58,6 +58,18 @@ impl std::fmt::Display for PortKind {
     }
 }
 
+/// A tunnel port's place on the underlay (a VXLAN port): what a trace's encapsulation and
+/// decapsulation steps name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tunnel {
+    pub vni: u32,
+    /// This host's underlay address and the remote host's.
+    pub local: std::net::Ipv4Addr,
+    pub remote: std::net::Ipv4Addr,
+    /// The UDP destination port (4789 by default).
+    pub udp_port: u16,
+}
+
 /// Metadata of one received frame.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RxMeta {
@@ -257,6 +269,11 @@ pub trait Port: Send {
 
     /// The interface's MAC address, if it has one (shown in tables; not used for forwarding).
     fn mac(&self) -> Option<crate::MacAddr> {
+        None
+    }
+
+    /// Where the port's frames are carried on the underlay, for a tunnel port (VXLAN).
+    fn tunnel(&self) -> Option<Tunnel> {
         None
     }
 

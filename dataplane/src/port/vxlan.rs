@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use super::{sys, Port, PortError, PortKind, RxBatch, RxMeta, SendReport, TxRef, BATCH};
+use super::{sys, Port, PortError, PortKind, RxBatch, RxMeta, SendReport, Tunnel, TxRef, BATCH};
 use crate::wire::ethernet::EthernetFrame;
 use crate::wire::headers::L3;
 use crate::wire::ipv4::{self, protocol, Ipv4Packet};
@@ -428,6 +428,10 @@ impl Port for VxlanSender {
     fn send_batch(&mut self, frames: &[TxRef<'_>]) -> Result<SendReport, PortError> {
         Ok(self.tx.send(frames))
     }
+
+    fn tunnel(&self) -> Option<Tunnel> {
+        Some(self.tx.tunnel())
+    }
 }
 
 /// Reads of the socket per `recv_batch` at most, so a port whose network is quiet while others are
@@ -547,6 +551,10 @@ impl Port for VxlanPort {
         Ok(self.tx.send(frames))
     }
 
+    fn tunnel(&self) -> Option<Tunnel> {
+        Some(self.tx.tunnel())
+    }
+
     fn sender(&self) -> Option<Box<dyn Port>> {
         Some(Box::new(VxlanSender {
             name: self.name.clone(),
@@ -563,6 +571,15 @@ impl VxlanTx {
             key,
             dst,
             prefixes: Box::new([[0; PREFIX_LEN]; BATCH]),
+        }
+    }
+
+    fn tunnel(&self) -> Tunnel {
+        Tunnel {
+            vni: self.key.0,
+            local: self.socket.local,
+            remote: self.key.1,
+            udp_port: self.socket.port,
         }
     }
 

@@ -79,6 +79,22 @@ pub enum Step {
     Consumed,
     /// The frame leaves through `port`.
     Egress { port: PortId },
+    /// The port it left by (the `Egress` before) carries it in VXLAN: VNI `vni`, outer UDP from
+    /// `local`:`sport` (the inner flow's hash) to the remote host `remote`:`dport`.
+    Encapsulated {
+        vni: u32,
+        local: Ipv4Addr,
+        remote: Ipv4Addr,
+        sport: u16,
+        dport: u16,
+    },
+    /// The frame came out of VXLAN: VNI `vni`, from the remote host `from` to UDP port `dport`
+    /// (recorded before `Parsed`, for a frame of a VXLAN port).
+    Decapsulated {
+        vni: u32,
+        from: Ipv4Addr,
+        dport: u16,
+    },
 }
 
 /// Source and destination address and port of an IPv4 packet (0 where there is no port).

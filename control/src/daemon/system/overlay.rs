@@ -71,6 +71,13 @@ pub fn port_name(peer: Ipv4Addr) -> String {
 }
 
 impl System {
+    /// The MAC of the container holding `ip` on another host of overlay network `network`, as
+    /// the cluster last said.
+    pub fn remote_mac(&self, network: &str, ip: Ipv4Addr) -> Option<MacAddr> {
+        let endpoints = self.overlays.remote_arp.get(network)?;
+        endpoints.iter().find(|(a, _)| *a == ip).map(|(_, m)| *m)
+    }
+
     pub fn set_underlay(&mut self, underlay: Option<Underlay>) {
         self.overlays.underlay = underlay;
     }
