@@ -327,6 +327,28 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Overlay network `ov` on `subnet`, created on host1 and seen by every host.
+    fn overlay(&self, subnet: &str) {
+        let net = [
+            "network", "create", "ov", "--driver", "overlay", "--subnet", subnet,
+        ];
+        self.cli_ok(0, &net);
+        for i in 1..3 {
+            self.converge(i, &["network", "ls"], "ov on every host", |ls| {
+                ls.contains(" ov ")
+            });
+        }
+    }
+
+    /// Container `name` (a lab namespace) on host `i`'s `ov` with address `ip` and `extra`
+    /// arguments; returns its name.
+    fn on_ov(&mut self, i: usize, name: &str, ip: &str, extra: &[&str]) -> String {
+        let ns = self.lab.adopt(name);
+        let args = ["container", "create", &ns, "--network", "ov", "--ip", ip];
+        self.cli_ok(i, &[&args[..], extra].concat());
+        ns
+    }
+
     /// Waits (25 s at most: a lease of 10 s, read once a second) until `f` holds on host `i`'s
     /// `args` output.
     fn converge(&self, i: usize, args: &[&str], what: &str, f: impl Fn(&str) -> bool) {
@@ -833,56 +855,15 @@ fn cluster_changes_reach_other_hosts_through_a_watch_well_under_a_second() {
 #[test]
 fn names_of_containers_on_other_hosts_resolve_and_go_with_them() {
     let mut c = Cluster::new("ovn");
-    let net = ["network", "create", "ov", "--driver", "overlay"];
-    c.cli_ok(0, &[&net[..], &["--subnet", "10.94.0.0/24"]].concat());
-    for i in 1..3 {
-        c.converge(i, &["network", "ls"], "ov on every host", |ls| {
-            ls.contains(" ov ")
-        });
-    }
-    let c1 = c.lab.adopt("c1");
-    c.cli_ok(
-        0,
-        &[
-            "container",
-            "create",
-            &c1,
-            "--network",
-            "ov",
-            "--ip",
-            "10.94.0.11",
-        ],
-    );
-    let c2 = c.lab.adopt("c2");
-    c.cli_ok(
+    c.overlay("10.94.0.0/24");
+    let c1 = c.on_ov(0, "c1", "10.94.0.11", &[]);
+    let c2 = c.on_ov(
         1,
-        &[
-            "container",
-            "create",
-            &c2,
-            "--network",
-            "ov",
-            "--ip",
-            "10.94.0.12",
-            "--alias",
-            "db",
-            "--hostname",
-            "dbhost",
-        ],
+        "c2",
+        "10.94.0.12",
+        &["--alias", "db", "--hostname", "dbhost"],
     );
-    let c3 = c.lab.adopt("c3");
-    c.cli_ok(
-        2,
-        &[
-            "container",
-            "create",
-            &c3,
-            "--network",
-            "ov",
-            "--ip",
-            "10.94.0.13",
-        ],
-    );
+    let c3 = c.on_ov(2, "c3", "10.94.0.13", &[]);
     // host1's resolver answers host2's container by every name, as soon as it is published.
     deadline("c2's name on host1", || {
         dig(&c.lab, "c1", &[&c2]).1 == ["10.94.0.12"]
@@ -929,4 +910,105 @@ fn names_of_containers_on_other_hosts_resolve_and_go_with_them() {
         dig(&c.lab, "c1", &["db"]).1 == ["10.94.0.12"]
     });
     c.lab.ping_ok("c1", "db");
+}
+
+/// VXLAN datagrams from the underlay that no port takes are counted per reason in `stats` and
+/// go nowhere: too short, without the I flag, a VNI the host does not have, a known VNI from an
+/// address that is not a host of the cluster. The same frame from a real host is delivered (so
+/// the capture would have seen the others).
+#[test]
+fn malformed_vxlan_datagrams_are_counted_per_reason_and_go_nowhere() {
+    let mut c = Cluster::new("ovx");
+    c.overlay("10.93.0.0/24");
+    c.on_ov(0, "c1", "10.93.0.11", &[]);
+    c.on_ov(1, "c2", "10.93.0.12", &[]);
+    c.lab.ping_ok("c1", "10.93.0.12");
+    let v: serde_json::Value =
+        serde_json::from_str(&c.cli_ok(1, &["network", "inspect", "ov"])).unwrap();
+    let vni: u32 = v[0]["Options"]["vni"].as_str().unwrap().parse().unwrap();
+
+    // A broadcast of a local experimental EtherType, behind a VXLAN header with `flags` and `vni`.
+    let datagram = |flags: u8, vni: u32, inner: usize| -> String {
+        let mut d = vec![flags, 0, 0, 0];
+        d.extend_from_slice(&(vni << 8).to_be_bytes());
+        let mut frame = vec![0xff; 6];
+        frame.extend_from_slice(&[0x02, 0, 0, 0, 0x77, 0x01, 0x88, 0xb5]);
+        frame.resize(60, 0x5a);
+        frame.truncate(inner);
+        d.extend_from_slice(&frame);
+        d.iter().map(|b| format!("{b:02x}")).collect()
+    };
+    const SEND: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for d in sys.argv[2:]:
+    s.sendto(bytes.fromhex(d), (sys.argv[1], 4789))
+"#;
+    let send = |c: &Cluster, from: &str, datagrams: &[String]| {
+        let mut args = vec!["/usr/bin/python3", "-c", SEND, "192.168.78.2"];
+        args.extend(datagrams.iter().map(String::as_str));
+        c.lab.exec_ok(from, &args);
+    };
+    let drops = |c: &Cluster| -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(&c.cli_ok(1, &["stats", "--json"])).unwrap()
+            ["vxlan"]
+            .clone()
+    };
+    let before = drops(&c);
+    for reason in [
+        "truncated",
+        "bad-flags",
+        "unknown-vni",
+        "unknown-host",
+        "stash-full",
+    ] {
+        assert!(before[reason].is_u64(), "{reason} in {before}");
+    }
+    let dump = c.lab.spawn(
+        "c2",
+        "c2-dump",
+        &[
+            "tcpdump", "-i", "eth0", "-nn", "-l", "ether", "proto", "0x88b5",
+        ],
+    );
+    c.lab
+        .wait_log("c2-dump", "listening on", Duration::from_secs(10));
+    // From host1's own address: too short twice, no I flag, an unknown VNI.
+    send(
+        &c,
+        "sw",
+        &[
+            "0800".to_string(),
+            datagram(0x08, vni, 10),
+            datagram(0x00, vni, 60),
+            datagram(0x08, 0xfffff0, 60),
+        ],
+    );
+    // From etcd's namespace: a known VNI, but not a host of the cluster.
+    send(&c, "et", &[datagram(0x08, vni, 60)]);
+    deadline("every reason counted", || {
+        let after = drops(&c);
+        let rise = |r: &str| after[r].as_u64().unwrap() - before[r].as_u64().unwrap();
+        rise("truncated") == 2
+            && rise("bad-flags") == 1
+            && rise("unknown-vni") == 1
+            && rise("unknown-host") == 1
+    });
+    // The same frame from host1, well formed: delivered, once.
+    send(&c, "sw", &[datagram(0x08, vni, 60)]);
+    deadline("the well-formed one delivered", || {
+        c.lab.log("c2-dump", "out").contains("0x88b5")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    c.lab.stop(dump);
+    let seen = c.lab.log("c2-dump", "out");
+    assert_eq!(
+        seen.matches("ethertype Unknown (0x88b5)").count(),
+        1,
+        "only the well-formed frame: {seen}"
+    );
+    let after = drops(&c);
+    assert_eq!(after["stash-full"], before["stash-full"]);
+    let text = c.cli_ok(1, &["stats"]);
+    assert!(text.contains("VXLAN drops: bad-flags="), "{text}");
 }

@@ -27,6 +27,12 @@ pub struct Stats {
     /// The embedded DNS resolver's counters by name (every counter, zero or not).
     #[serde(default)]
     pub dns: BTreeMap<String, u64>,
+    /// VXLAN datagrams from the underlay dropped before any port, by reason (truncated,
+    /// bad-flags, unknown-vni, unknown-host, stash-full; every reason, zero or not), summed over
+    /// the daemon's VXLAN sockets; empty without one. Encapsulation failures are egress drops
+    /// of the `vxlan:HOST` ports (tx-too-big, link-down, tx-busy, tx-error).
+    #[serde(default)]
+    pub vxlan: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -684,6 +684,7 @@ impl Daemon {
             &self.network_names(),
         );
         stats.dns = self.resolver.counters();
+        stats.vxlan = self.system.vxlan_drops();
         Ok(stats)
     }
 

@@ -94,6 +94,7 @@ pub fn stats(
             })
             .collect(),
         dns: BTreeMap::new(),
+        vxlan: BTreeMap::new(),
     }
 }
 
@@ -173,6 +174,10 @@ pub fn render_stats(st: &Stats) -> String {
     if !st.dns.is_empty() {
         let counts: Vec<String> = st.dns.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(out, "DNS: {}", counts.join(" "));
+    }
+    if !st.vxlan.is_empty() {
+        let counts: Vec<String> = st.vxlan.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "VXLAN drops: {}", counts.join(" "));
     }
     out
 }
@@ -289,6 +294,17 @@ pub fn prometheus(st: &Stats) -> String {
                 .collect(),
         );
     }
+    if !st.vxlan.is_empty() {
+        family(
+            "switchyard_vxlan_dropped_total",
+            "counter",
+            "VXLAN datagrams from the underlay dropped before any port, by reason.",
+            st.vxlan
+                .iter()
+                .map(|(k, &v)| (format!("{{reason=\"{}\"}}", label(k)), v))
+                .collect(),
+        );
+    }
     out
 }
 
@@ -319,5 +335,18 @@ mod tests {
         st.dns = BTreeMap::from([("forwarded".to_string(), 3), ("malformed".to_string(), 1)]);
         assert!(render_stats(&st).ends_with("DNS: forwarded=3 malformed=1\n"));
         assert!(prometheus(&st).contains("switchyard_dns_total{counter=\"forwarded\"} 3\n"));
+    }
+
+    #[test]
+    fn vxlan_drops_show_when_the_daemon_has_an_overlay() {
+        let s = snapshot();
+        let mut st = stats(&s, &s.conntrack, &names(), &BTreeMap::new());
+        assert!(!render_stats(&st).contains("VXLAN"));
+        assert!(!prometheus(&st).contains("vxlan"));
+        st.vxlan = BTreeMap::from([("bad-flags".to_string(), 2), ("truncated".to_string(), 0)]);
+        assert!(render_stats(&st).ends_with("VXLAN drops: bad-flags=2 truncated=0\n"));
+        assert!(
+            prometheus(&st).contains("switchyard_vxlan_dropped_total{reason=\"bad-flags\"} 2\n")
+        );
     }
 }

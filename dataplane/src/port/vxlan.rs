@@ -17,7 +17,7 @@
 //! into the batch (the 8-byte header shifted out in place), another port's are copied into that
 //! port's bounded stash (`STASH_FRAMES`), which the other port drains first when the engine serves
 //! it (the same datagram woke it). A datagram whose header is malformed or that no port claims
-//! (unknown VNI or sender) is dropped and counted on the socket (`VxlanStats`). The ports of one
+//! (unknown VNI or sender) is dropped and counted on the socket by reason (`VxlanStats`). The ports of one
 //! socket must be received by one engine worker (`EngineHandle::add_port_beside`): across
 //! threads, a port could find its stash empty and the socket drained just before another thread
 //! stashes for it, and nothing would wake it. The hand-off still takes no lock: a stash is a
@@ -68,15 +68,42 @@ const SOCKET_BUFFER: libc::c_int = 8 << 20;
 /// Which port a datagram belongs to: its VNI and the underlay address it came from.
 type Key = (u32, Ipv4Addr);
 
-/// Datagrams the socket dropped, by reason.
+/// Datagrams the socket dropped, by reason (`switchyard stats`, `VXLAN drops`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VxlanStats {
-    /// Shorter than a VXLAN header, or without the I flag.
-    pub malformed: u64,
-    /// No port for its VNI and sender.
-    pub unknown: u64,
+    /// Shorter than a VXLAN header and an Ethernet header.
+    pub truncated: u64,
+    /// Without the I flag (RFC 7348: the VNI is not valid).
+    pub bad_flags: u64,
+    /// A VNI no overlay network of this host has.
+    pub unknown_vni: u64,
+    /// A known VNI from an address that is not one of the network's remote hosts (not
+    /// registered in the cluster, nor a static peer).
+    pub unknown_host: u64,
     /// The owning port's stash was full.
     pub stash_full: u64,
+}
+
+impl VxlanStats {
+    /// Every reason by its name in stats, in a stable order.
+    pub fn by_reason(&self) -> [(&'static str, u64); 5] {
+        [
+            ("truncated", self.truncated),
+            ("bad-flags", self.bad_flags),
+            ("unknown-vni", self.unknown_vni),
+            ("unknown-host", self.unknown_host),
+            ("stash-full", self.stash_full),
+        ]
+    }
+}
+
+/// Why a datagram is not a VXLAN frame this switch can take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecapError {
+    /// Shorter than a VXLAN header and an Ethernet header.
+    Truncated,
+    /// The I flag is not set.
+    BadFlags,
 }
 
 /// The way into one port's stash: frames go in through `frames`, and empty buffers come back
@@ -97,8 +124,10 @@ pub struct VxlanSocket {
     /// only when `generation` says it changed since the port last copied it.
     routes: Mutex<HashMap<Key, StashRoute>>,
     generation: AtomicU64,
-    malformed: AtomicU64,
-    unknown: AtomicU64,
+    truncated: AtomicU64,
+    bad_flags: AtomicU64,
+    unknown_vni: AtomicU64,
+    unknown_host: AtomicU64,
     stash_full: AtomicU64,
 }
 
@@ -174,8 +203,10 @@ impl VxlanSocket {
             raw,
             routes: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
-            malformed: AtomicU64::new(0),
-            unknown: AtomicU64::new(0),
+            truncated: AtomicU64::new(0),
+            bad_flags: AtomicU64::new(0),
+            unknown_vni: AtomicU64::new(0),
+            unknown_host: AtomicU64::new(0),
             stash_full: AtomicU64::new(0),
         }))
     }
@@ -191,8 +222,10 @@ impl VxlanSocket {
     /// Datagrams dropped so far, by reason.
     pub fn stats(&self) -> VxlanStats {
         VxlanStats {
-            malformed: self.malformed.load(Ordering::Relaxed),
-            unknown: self.unknown.load(Ordering::Relaxed),
+            truncated: self.truncated.load(Ordering::Relaxed),
+            bad_flags: self.bad_flags.load(Ordering::Relaxed),
+            unknown_vni: self.unknown_vni.load(Ordering::Relaxed),
+            unknown_host: self.unknown_host.load(Ordering::Relaxed),
             stash_full: self.stash_full.load(Ordering::Relaxed),
         }
     }
@@ -249,10 +282,18 @@ impl VxlanSocket {
     }
 }
 
-/// What a received UDP payload is: the VNI and where the inner frame starts, or malformed.
-pub fn decapsulate(datagram: &[u8]) -> Result<(u32, usize), crate::wire::WireError> {
-    let packet = VxlanPacket::new_checked(datagram)?;
-    Ok((VxlanRepr::parse(&packet)?.vni, vxlan::HEADER_LEN))
+/// What a received UDP payload is: the VNI and where the inner frame starts, or why it is not
+/// one to take.
+pub fn decapsulate(datagram: &[u8]) -> Result<(u32, usize), DecapError> {
+    let packet = VxlanPacket::new_unchecked(datagram);
+    packet.check_len().map_err(|_| DecapError::Truncated)?;
+    let vni = VxlanRepr::parse(&packet)
+        .map_err(|_| DecapError::BadFlags)?
+        .vni;
+    if packet.payload().len() < crate::wire::ethernet::HEADER_LEN {
+        return Err(DecapError::Truncated);
+    }
+    Ok((vni, vxlan::HEADER_LEN))
 }
 
 /// The UDP source port for `frame`: a hash of its flow (IPv4 addresses, protocol and ports; MACs
@@ -368,7 +409,13 @@ impl VxlanPort {
             self.seen = generation;
         }
         let Some(route) = self.routes.get(&key) else {
-            socket.unknown.fetch_add(1, Ordering::Relaxed);
+            let vni_known = self.routes.keys().any(|(vni, _)| *vni == key.0);
+            let counter = if vni_known {
+                &socket.unknown_host
+            } else {
+                &socket.unknown_vni
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
             return;
         };
         let mut buf = route.spare.try_recv().unwrap_or_default();
@@ -519,9 +566,17 @@ impl Port for VxlanPort {
                 let from = Ipv4Addr::from(u32::from_be(addrs[k].sin_addr.s_addr));
                 let (slot, _) = batch.slot_mut(i);
                 let datagram = &mut slot[..len];
-                let Ok((vni, start)) = decapsulate(datagram) else {
-                    self.tx.socket.malformed.fetch_add(1, Ordering::Relaxed);
-                    continue;
+                let (vni, start) = match decapsulate(datagram) {
+                    Ok(found) => found,
+                    Err(why) => {
+                        let socket = &self.tx.socket;
+                        let counter = match why {
+                            DecapError::Truncated => &socket.truncated,
+                            DecapError::BadFlags => &socket.bad_flags,
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                 };
                 if (vni, from) != self.key {
                     self.stash((vni, from), &datagram[start..]);
@@ -689,9 +744,15 @@ mod tests {
 
     #[test]
     fn decapsulation_refuses_what_is_not_vxlan() {
-        assert_eq!(decapsulate(&[0x08, 0, 0, 0, 0, 0, 7, 0, 1, 2]), Ok((7, 8)));
-        assert!(decapsulate(&[0x00, 0, 0, 0, 0, 0, 7, 0, 1, 2]).is_err());
-        assert!(decapsulate(&[0x08, 0, 0]).is_err());
+        let mut d = vec![0x08, 0, 0, 0, 0, 0, 7, 0];
+        d.resize(8 + 14, 0xab);
+        assert_eq!(decapsulate(&d), Ok((7, 8)));
+        // Reserved bits are ignored; the I flag is needed.
+        d[0] = 0xf7;
+        assert_eq!(decapsulate(&d), Err(DecapError::BadFlags));
+        d[0] = 0x08;
+        assert_eq!(decapsulate(&d[..8 + 13]), Err(DecapError::Truncated));
+        assert_eq!(decapsulate(&[0x08, 0, 0]), Err(DecapError::Truncated));
     }
 
     fn udp_frame(sport: u16) -> Vec<u8> {
@@ -800,16 +861,28 @@ mod tests {
         assert_eq!(b_from_a_7.recv_batch(&mut batch).unwrap(), 1);
         assert_eq!(batch.frame(0), &f9[..]);
 
-        // A VNI nobody on b has is counted, not delivered.
-        let mut a_to_b_5 = a.port("a5", 5, b_ip).unwrap();
-        a_to_b_5
-            .send_batch(&[TxRef {
+        // Neither a VNI nobody on b has, nor a known VNI from an address that is not the port's
+        // remote host, is delivered; each is counted.
+        let c = VxlanSocket::open(Ipv4Addr::new(127, 0, 0, 3), port).unwrap();
+        for mut stranger in [
+            a.port("a5", 5, b_ip).unwrap(),
+            c.port("c7", 7, b_ip).unwrap(),
+        ] {
+            let frame = TxRef {
                 vnet: VnetHeader::default(),
                 data: &f7,
-            }])
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        assert_eq!(b_from_a_7.recv_batch(&mut batch).unwrap(), 0);
-        assert_eq!(b.stats().unknown, 1);
+            };
+            stranger.send_batch(&[frame]).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert_eq!(b_from_a_7.recv_batch(&mut batch).unwrap(), 0);
+        }
+        assert_eq!(
+            b.stats(),
+            VxlanStats {
+                unknown_vni: 1,
+                unknown_host: 1,
+                ..VxlanStats::default()
+            }
+        );
     }
 }

@@ -71,6 +71,18 @@ pub fn port_name(peer: Ipv4Addr) -> String {
 }
 
 impl System {
+    /// VXLAN datagrams dropped before any port, by reason, summed over the sockets (empty
+    /// without one).
+    pub fn vxlan_drops(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for socket in self.overlays.sockets.values() {
+            for (reason, n) in socket.stats().by_reason() {
+                *out.entry(reason.to_string()).or_insert(0) += n;
+            }
+        }
+        out
+    }
+
     /// The MAC of the container holding `ip` on another host of overlay network `network`, as
     /// the cluster last said.
     pub fn remote_mac(&self, network: &str, ip: Ipv4Addr) -> Option<MacAddr> {
