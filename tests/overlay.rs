@@ -327,24 +327,36 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Overlay network `ov` on `subnet`, created on host1 and seen by every host.
-    fn overlay(&self, subnet: &str) {
+    /// Overlay network `name` on `subnet` with `extra` arguments, created on host1 and seen by
+    /// every host.
+    fn overlay_net(&self, name: &str, subnet: &str, extra: &[&str]) {
         let net = [
-            "network", "create", "ov", "--driver", "overlay", "--subnet", subnet,
+            "network", "create", name, "--driver", "overlay", "--subnet", subnet,
         ];
-        self.cli_ok(0, &net);
+        self.cli_ok(0, &[&net[..], extra].concat());
+        let listed = format!(" {name} ");
         for i in 1..3 {
-            self.converge(i, &["network", "ls"], "ov on every host", |ls| {
-                ls.contains(" ov ")
+            self.converge(i, &["network", "ls"], "on every host", |ls| {
+                ls.contains(&listed)
             });
         }
+    }
+
+    /// Overlay network `ov` on `subnet`, as `overlay_net`.
+    fn overlay(&self, subnet: &str) {
+        self.overlay_net("ov", subnet, &[]);
     }
 
     /// Container `name` (a lab namespace) on host `i`'s `ov` with address `ip` and `extra`
     /// arguments; returns its name.
     fn on_ov(&mut self, i: usize, name: &str, ip: &str, extra: &[&str]) -> String {
+        self.on(i, "ov", name, ip, extra)
+    }
+
+    /// Container `name` on host `i`'s `network`, as `on_ov`.
+    fn on(&mut self, i: usize, network: &str, name: &str, ip: &str, extra: &[&str]) -> String {
         let ns = self.lab.adopt(name);
-        let args = ["container", "create", &ns, "--network", "ov", "--ip", ip];
+        let args = ["container", "create", &ns, "--network", network, "--ip", ip];
         self.cli_ok(i, &[&args[..], extra].concat());
         ns
     }
@@ -1011,4 +1023,170 @@ for d in sys.argv[2:]:
     assert_eq!(after["stash-full"], before["stash-full"]);
     let text = c.cli_ok(1, &["stats"]);
     assert!(text.contains("VXLAN drops: bad-flags="), "{text}");
+}
+
+/// A port's drop count for `reason` in host `i`'s `stats --json` (the port named `name`).
+fn port_drops(c: &Cluster, i: usize, name: &str, reason: &str) -> u64 {
+    let st: serde_json::Value = serde_json::from_str(&c.cli_ok(i, &["stats", "--json"])).unwrap();
+    st["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no port {name} in {st}"))["drops"][reason]
+        .as_u64()
+        .unwrap()
+}
+
+/// icc=false and anti-spoofing hold on overlay networks across hosts: on a closed network a
+/// container reaches no container of another host (each host drops at its own container's
+/// port); on an open one, a container sending from another address, or with another MAC (even
+/// a remote container's), reaches nobody, is counted, and does not move that MAC.
+#[test]
+fn icc_false_and_anti_spoofing_hold_across_hosts() {
+    let mut c = Cluster::new("ovi");
+    c.overlay_net("closed", "10.91.0.0/24", &["--opt", "icc=false"]);
+    c.overlay_net("open", "10.92.0.0/24", &[]);
+    let k1 = c.on(0, "closed", "k1", "10.91.0.11", &[]);
+    c.on(1, "closed", "k2", "10.91.0.12", &[]);
+    let c1 = c.on(0, "open", "c1", "10.92.0.11", &[]);
+    c.on(1, "open", "c2", "10.92.0.12", &[]);
+    c.on(2, "open", "c3", "10.92.0.13", &[]);
+    c.lab.ping_ok("c1", "10.92.0.12");
+    // Closed: nothing between containers of two hosts, either way; the gateway still answers.
+    c.lab.ping_fails("k1", "10.91.0.12");
+    c.lab.ping_fails("k2", "10.91.0.11");
+    assert!(!c
+        .lab
+        .exec("k1", &["nc", "-z", "-w", "1", "10.91.0.12", "80"])
+        .status
+        .success());
+    assert!(
+        port_drops(&c, 0, &k1, "icc") > 0,
+        "host1 drops k1's at its port"
+    );
+    c.lab.ping_ok("k1", "10.91.0.1");
+
+    // Another address on c1's interface: dropped at host1 and counted.
+    c.lab
+        .exec_ok("c1", &["ip", "addr", "add", "10.92.0.99/24", "dev", "eth0"]);
+    let out = c.lab.exec(
+        "c1",
+        &[
+            "ping",
+            "-c",
+            "2",
+            "-W",
+            "1",
+            "-I",
+            "10.92.0.99",
+            "10.92.0.13",
+        ],
+    );
+    assert!(!out.status.success(), "spoofed source address crossed");
+    assert!(port_drops(&c, 0, &c1, "spoof-ip") > 0);
+    c.lab
+        .exec_ok("c1", &["ip", "addr", "del", "10.92.0.99/24", "dev", "eth0"]);
+    // c2's MAC (a container on host2) on c1: dropped, and host1 still has it behind host2.
+    let own = c.lab.mac("c1", "eth0");
+    let c2_mac = c.lab.mac("c2", "eth0");
+    c.lab.exec_ok("c1", &["ip", "neigh", "flush", "all"]);
+    c.lab
+        .exec_ok("c1", &["ip", "link", "set", "eth0", "address", &c2_mac]);
+    c.lab.ping_fails("c1", "10.92.0.13");
+    assert!(port_drops(&c, 0, &c1, "spoof-mac") > 0);
+    let fdb = c.cli_ok(0, &["fdb"]);
+    assert!(
+        fdb.lines()
+            .any(|l| l.contains(&c2_mac) && l.contains("vxlan:192.168.78.2")),
+        "{fdb}"
+    );
+    c.lab.ping_ok("c3", "10.92.0.12");
+    c.lab
+        .exec_ok("c1", &["ip", "link", "set", "eth0", "address", &own]);
+    c.lab.exec_ok("c1", &["ip", "neigh", "flush", "all"]);
+    c.lab.ping_ok("c1", "10.92.0.13");
+}
+
+/// A host's underlay cut and restored: while cut, the others drop it when its lease ends and
+/// keep talking; once restored, every host converges (hosts, endpoints, traffic both ways)
+/// within the deadline. Then `network rm` across hosts: refused while other hosts have
+/// containers on it, also a host that is down; `--force` removes it from the cluster anyway,
+/// and every host that reads that disconnects its own containers, the one that was down too.
+#[test]
+fn an_underlay_cut_heals_and_network_rm_force_spans_hosts() {
+    let mut c = Cluster::new("ovu");
+    c.overlay("10.90.0.0/24");
+    let c1 = c.on_ov(0, "c1", "10.90.0.11", &[]);
+    let c2 = c.on_ov(1, "c2", "10.90.0.12", &[]);
+    let c3 = c.on_ov(2, "c3", "10.90.0.13", &[]);
+    c.lab.ping_ok("c1", "10.90.0.12");
+    c.lab.ping_ok("c1", "10.90.0.13");
+    let h2_port = c.lab.port("h2");
+    let sees = |c: &Cluster, i: usize, j: usize| {
+        c.cli_ok(i, &["stats"])
+            .contains(&format!("vxlan:{}", host_ip(j)))
+    };
+    c.lab
+        .exec_ok("sw", &["ip", "link", "set", &h2_port, "down"]);
+    c.lab.ping_fails("c1", "10.90.0.12");
+    deadline("host2 gone from host1 and host3", || {
+        !sees(&c, 0, 1) && !sees(&c, 2, 1)
+    });
+    c.lab.ping_ok("c1", "10.90.0.13");
+    c.lab.exec_ok("sw", &["ip", "link", "set", &h2_port, "up"]);
+    let start = std::time::Instant::now();
+    deadline("every host sees every other", || {
+        (0..3).all(|i| (0..3).filter(|&j| j != i).all(|j| sees(&c, i, j)))
+    });
+    let c2_mac = c.lab.mac("c2", "eth0");
+    c.converge(0, &["fdb"], "c2's MAC static toward host2 again", |fdb| {
+        fdb.lines()
+            .any(|l| l.contains(&c2_mac) && l.contains("vxlan:192.168.78.2"))
+    });
+    c.lab.ping_ok("c1", "10.90.0.12");
+    c.lab.ping_ok("c2", "10.90.0.13");
+    eprintln!(
+        "converged {} ms after the underlay came back",
+        start.elapsed().as_millis()
+    );
+
+    // Refused while other hosts have containers on it, naming them (host1's own are checked
+    // first, as without a cluster: c1 goes).
+    c.cli_ok(0, &["container", "rm", &c1]);
+    let out = c.cli(0, &["network", "rm", "ov"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(&c2) && err.contains(&c3) && err.contains("--force"),
+        "{err}"
+    );
+    // Host3 down (its lease ended): its container still counts, said so.
+    c.kill_daemon(2);
+    deadline("host3's lease ended", || !sees(&c, 0, 2));
+    let out = c.cli(0, &["network", "rm", "ov"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(&format!("{c3} on 192.168.78.3, which is down")),
+        "{err}"
+    );
+    // --force: out of etcd, claims of the host that is down included, and off every host.
+    c.cli_ok(0, &["network", "rm", "--force", "ov"]);
+    assert!(etcd_range(&c, "/switchyard/v1/addresses/ov/").is_empty());
+    assert!(!c.cli_ok(0, &["network", "ls"]).contains(" ov "));
+    let on_ov = |c: &Cluster, i: usize, name: &str| {
+        let v: serde_json::Value =
+            serde_json::from_str(&c.cli_ok(i, &["container", "inspect", name])).unwrap();
+        !v[0]["NetworkSettings"]["Networks"]["ov"].is_null()
+    };
+    c.converge(1, &["network", "ls"], "ov removed on host2", |ls| {
+        !ls.contains(" ov ")
+    });
+    assert!(!on_ov(&c, 1, &c2), "c2 disconnected on host2");
+    // Host3 back: it reads the forced removal and follows.
+    c.start_daemon(2);
+    c.converge(2, &["network", "ls"], "ov removed on host3", |ls| {
+        !ls.contains(" ov ")
+    });
+    assert!(!on_ov(&c, 2, &c3), "c3 disconnected on host3");
+    assert!(etcd_range(&c, "/switchyard/v1/endpoints/ov/").is_empty());
 }

@@ -288,10 +288,10 @@ impl Daemon {
 
     /// `network rm`: checked here first (nothing changes if this host refuses), then overlay
     /// networks of a cluster are taken out of etcd (refused while another host has containers
-    /// on one), then removed here; the other hosts follow etcd.
+    /// on one, unless `force`), then removed here; the other hosts follow etcd.
     fn network_rm(&mut self, names: &[String], force: bool) -> Result<Response, ApiError> {
         self.state.clone().remove_networks(names, force)?;
-        self.unpublish_removed(names)?;
+        self.unpublish_removed(names, force)?;
         self.network_rm_local(names, force)
     }
 

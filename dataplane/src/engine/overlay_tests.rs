@@ -249,3 +249,28 @@ fn traces_show_encapsulation_and_decapsulation() {
         .iter()
         .any(|s| matches!(s, Step::Encapsulated { .. } | Step::Decapsulated { .. })));
 }
+
+/// icc=false holds across hosts: on a closed overlay network nothing but ARP goes between a
+/// local container and a VXLAN port, either way; the host port is not subject to it.
+#[test]
+fn icc_false_holds_toward_and_from_remote_hosts() {
+    let mut rig = Rig::new();
+    rig.engine
+        .set_policy(PolicyUpdate::Icc {
+            domain: DomainId(1),
+            icc: false,
+        })
+        .unwrap();
+    assert_eq!(rig.send("c1", &frame(REMOTE_ON_R2, C1)), Vec::<&str>::new());
+    assert_eq!(rig.drops("c1", DropReason::Icc), 1);
+    assert_eq!(rig.send("r3", &frame(C1, REMOTE_ON_R3)), Vec::<&str>::new());
+    assert_eq!(rig.drops("r3", DropReason::Icc), 1);
+    // A broadcast from c1 still reaches the host port; ARP crosses.
+    assert_eq!(rig.send("c1", &frame(BCAST, C1)), ["h"]);
+    let arp = crate::wire::arp::request_frame(
+        mac(C1),
+        std::net::Ipv4Addr::new(10, 9, 0, 2),
+        std::net::Ipv4Addr::new(10, 9, 0, 3),
+    );
+    assert_eq!(rig.send("c1", &arp), ["h", "r2", "r3"]);
+}

@@ -1,7 +1,10 @@
 //! `icc`: on a network created with `icc=false`, containers talk only where a link allows.
 //!
 //! Decided per egress port, because one flooded frame may go to the host port (always allowed) and
-//! to other containers (not). Between two container ports of a closed network: ARP passes (so
+//! to other containers (not). A VXLAN port of an overlay network counts as a container port: what
+//! crosses it comes from or goes to a container on another host, so icc holds across hosts (each
+//! host drops what its own containers send, and what arrives from others). Between two container
+//! ports of a closed network: ARP passes (so
 //! allowed flows can resolve addresses), TCP and UDP pass when a link rule matches (parent to the
 //! child's exposed port, or the child's replies from it: the stateless pair of rules Docker
 //! installs), everything else (other IPv4, IPv6, other EtherTypes, non-first fragments) is dropped.
@@ -54,9 +57,15 @@ fn decide(
     egress: PortId,
 ) -> Result<Option<LinkRule>, DropReason> {
     let policy = &tables.policy;
+    let to_or_from_a_container = |port| {
+        matches!(
+            policy.role(port),
+            PortRole::Container(_) | PortRole::Overlay
+        )
+    };
     if !policy.icc_closed(view.domain)
-        || !matches!(policy.role(view.ingress), PortRole::Container(_))
-        || !matches!(policy.role(egress), PortRole::Container(_))
+        || !to_or_from_a_container(view.ingress)
+        || !to_or_from_a_container(egress)
         || view.ethertype == ethertype::ARP
     {
         return Ok(None);

@@ -11,7 +11,11 @@
 //!   same name or take the same VNI, even at once. No lease: a network outlives its creator.
 //!   `network rm` on any host takes both out, with the network's address claims and endpoints,
 //!   in one transaction, after checking that no other host has containers on it (refused in
-//!   one line otherwise); every other host then removes it locally.
+//!   one line otherwise, also for a host that is down); every other host then removes it
+//!   locally.
+//! - `removed/<name>` = `{"id"}`: `network rm --force`, under a lease of `FORCED_TTL`: put before
+//!   the network goes, so every host that reads it gone meanwhile disconnects its containers
+//!   from it and removes it too.
 //! - `addresses/<network>/<ip>` = `{"host", "container"}`: claimed by the daemon creating,
 //!   connecting or attaching a container on an overlay network before it changes anything (a
 //!   create-if-absent transaction, `Daemon::claim`), given back when the endpoint goes; no lease, so a killed daemon's
@@ -69,6 +73,16 @@ const READ_EVERY: Duration = Duration::from_secs(1);
 const RESYNC_EVERY: Duration = Duration::from_secs(10);
 /// A watch silent this long is opened again (a host cut off without a word is noticed).
 const WATCH_IDLE: Duration = Duration::from_secs(30);
+/// Seconds a `network rm --force` stays known (`removed/<name>`): every host that reads the
+/// network gone within this time disconnects its containers from it; one down for longer keeps
+/// it, with its containers, and says so in its log.
+const FORCED_TTL: u64 = 60;
+
+/// What `removed/<name>` holds: the network `network rm --force` took out of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Removal {
+    id: String,
+}
 
 fn key(kind: &str, name: &str) -> String {
     format!("{PREFIX}{kind}/{name}")
@@ -241,8 +255,29 @@ fn follow(
                     Some((network.to_string(), serde_json::from_str(v).ok()?))
                 })
                 .collect();
+            let removed = key("removed", "");
+            let forced: Vec<(String, Removal)> = etcd
+                .range_prefix(&removed)?
+                .iter()
+                .filter_map(|(k, v)| {
+                    Some((
+                        k.strip_prefix(&removed)?.to_string(),
+                        serde_json::from_str(v).ok()?,
+                    ))
+                })
+                .collect();
             let mut d = daemon.lock().unwrap_or_else(|p| p.into_inner());
-            let gone: Vec<String> = known.into_iter().filter(|n| !in_etcd.contains(n)).collect();
+            let gone: Vec<(String, bool)> = known
+                .into_iter()
+                .filter(|n| !in_etcd.contains(n))
+                .map(|n| {
+                    let id = d.state.networks.get(&n).map(|net| net.id.clone());
+                    let force = forced
+                        .iter()
+                        .any(|(name, r)| *name == n && Some(&r.id) == id.as_ref());
+                    (n, force)
+                })
+                .collect();
             d.follow_cluster(hosts, networks, &gone, endpoints, config.me);
             read_at = Some(Instant::now());
             woke = false;
@@ -342,12 +377,14 @@ impl Daemon {
         &mut self,
         hosts: Vec<Ipv4Addr>,
         networks: Vec<NetworkCreate>,
-        gone: &[String],
+        gone: &[(String, bool)],
         endpoints: Vec<(String, EndpointRecord)>,
         me: Ipv4Addr,
     ) {
         let mut changed = false;
-        for name in gone {
+        // `force`: removed with `network rm --force`, so this host's containers are
+        // disconnected from it too.
+        for (name, force) in gone {
             let overlay = self
                 .state
                 .networks
@@ -356,7 +393,7 @@ impl Daemon {
             if !overlay {
                 continue;
             }
-            match self.network_rm_local(std::slice::from_ref(name), false) {
+            match self.network_rm_local(std::slice::from_ref(name), *force) {
                 Ok(_) => {
                     tracing::info!(network = %name, "cluster: network removed here too");
                     self.cluster_view.kept.retain(|k| k != name);
@@ -530,9 +567,12 @@ impl Daemon {
 
     /// `network rm` of overlay networks of the cluster, before anything changes here: refused
     /// in one line while another host has containers on one (its endpoints or address claims
-    /// in etcd), else each is taken out of etcd (the network, its VNI, its address claims and
-    /// endpoints) in one transaction; every other host removes it when it reads that.
-    pub(super) fn unpublish_removed(&self, names: &[String]) -> Result<(), ApiError> {
+    /// in etcd; a host that is down, its lease ended, counts too, so its containers are not
+    /// cut off while it is away), unless `force`; else each is taken out of etcd (the network,
+    /// its VNI, its address claims and endpoints, whoever holds them) in one transaction; every
+    /// other host removes it when it reads that, and after `force` (`removed/<name>`, for
+    /// `FORCED_TTL`) disconnects its containers from it first.
+    pub(super) fn unpublish_removed(&self, names: &[String], force: bool) -> Result<(), ApiError> {
         let Some(cluster) = &self.cluster else {
             return Ok(());
         };
@@ -546,7 +586,13 @@ impl Daemon {
             .iter()
             .filter_map(|n| self.cluster_overlay(n))
             .collect();
-        for n in &networks {
+        let registered: Vec<String> = etcd
+            .range_prefix(&key("hosts", ""))
+            .map_err(down)?
+            .iter()
+            .filter_map(|(k, _)| Some(k.rsplit('/').next()?.to_string()))
+            .collect();
+        for n in networks.iter().filter(|_| !force) {
             let mut elsewhere: Vec<String> = Vec::new();
             for kind in ["endpoints", "addresses"] {
                 for (_, v) in etcd
@@ -561,7 +607,11 @@ impl Daemon {
                     else {
                         continue;
                     };
-                    let held = format!("{container} on {host}");
+                    let held = if registered.iter().any(|h| h == host) {
+                        format!("{container} on {host}")
+                    } else {
+                        format!("{container} on {host}, which is down")
+                    };
                     if host != cluster.me.to_string() && !elsewhere.contains(&held) {
                         elsewhere.push(held);
                     }
@@ -569,7 +619,7 @@ impl Daemon {
             }
             if !elsewhere.is_empty() {
                 return Err(ApiError::bad_input(format!(
-                    "network '{}' still has containers on other hosts ({}); remove them there first (nothing changed)",
+                    "network '{}' still has containers on other hosts ({}); remove them there first, or use --force (nothing changed)",
                     n.name,
                     elsewhere.join(", ")
                 )));
@@ -586,6 +636,14 @@ impl Daemon {
                 key("addresses", &format!("{}/", n.name)),
                 key("endpoints", &format!("{}/", n.name)),
             );
+            if force {
+                // Written first: a host that reads the network gone also finds this.
+                let lease = etcd.grant(FORCED_TTL).map_err(down)?;
+                let value = serde_json::to_string(&Removal { id: n.id.clone() })
+                    .expect("a removal serializes");
+                etcd.put(&key("removed", &n.name), &value, Some(lease))
+                    .map_err(down)?;
+            }
             // `false`: another host removed it at the same moment, which is as good.
             etcd.delete_all(&net_key, &[&net_key, &vni_key], &[&addresses, &endpoints])
                 .map_err(down)?;
