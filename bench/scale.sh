@@ -5,10 +5,13 @@
 #        SWITCHYARD=/path/to/switchyard bench/scale.sh 200     (another build, for an A/B)
 #
 # In namespaces of its own (prefix scl<pid>): starts a daemon, samples its RSS, creates N
-# containers on the default network one after the other (timed), samples the RSS again, pings from
-# the first container to the last, removes them all (timed) and samples the RSS once more. Prints
-# one line: the RSS before, with N containers and after removal (MiB), the RSS per container
-# (KiB), create and remove times (s and ms per container) and the ping's loss.
+# containers on the default network one after the other (each create timed, with the daemon's CPU
+# time), samples the RSS again, pings between pairs (first <-> last, and 8 pairs spread over the
+# range, 5 pings each), removes them all (timed) and samples the RSS once more. Prints the RSS
+# before, with N containers and after removal (MiB), the RSS per container (KiB), create and
+# remove times (s and ms per container), the pings' loss, and, for each tenth of the count, the
+# median create time and the daemon's CPU time per create (a cost that grows with the count shows
+# there), and the daemon's open descriptors. 1,000 containers need no limit raised (3,023 fds).
 set -euo pipefail
 N=${1:-200}
 [[ $EUID -eq 0 ]] || { echo "scale.sh: run as root" >&2; exit 2; }
@@ -41,25 +44,54 @@ PID=$(cat "$TMP/daemon.pid")
 rss() { awk '/^VmRSS:/{print $2}' "/proc/$PID/status"; }
 sleep 1
 RSS0=$(rss)
+# Each create is timed on its own (in $TMP/create.txt), so a cost that grows with the count shows.
 T0=$(date +%s.%N)
-for i in $(seq 0 $((N - 1))); do sy container create "$P-c$i" >/dev/null; done
+for i in $(seq 0 $((N - 1))); do
+    a=$(date +%s%N)
+    sy container create "$P-c$i" >/dev/null
+    echo "$i $((($(date +%s%N) - a) / 1000)) $(awk '{print $14 + $15}' "/proc/$PID/stat")" >>"$TMP/create.txt"
+done
 T1=$(date +%s.%N)
 sleep 2
 RSS1=$(rss)
-LAST=$(ip -n "$P-c$((N - 1))" -4 -o addr show dev eth0 | awk '{split($4, a, "/"); print a[1]}')
-LOSS=$(ip netns exec "$P-c0" ping -c 5 -i 0.2 -W 1 "$LAST" | grep -o '[0-9.]*% packet loss' || echo "ping failed")
+FDS=$(ls "/proc/$PID/fd" | wc -l)
+addr() { ip -n "$P-c$1" -4 -o addr show dev eth0 | awk '{split($4, a, "/"); print a[1]}'; }
+# Ping between pairs across the range: first <-> last, and pairs spread over it.
+PAIRS="0:$((N - 1)) $((N - 1)):0"
+for k in 1 2 3 4 5 6 7 8; do PAIRS="$PAIRS $(((k * 7919) % N)):$(((k * 104729 + N / 2) % N))"; done
+SENT=0 LOST=0 WORST="" NPAIRS=0
+for pair in $PAIRS; do
+    a=${pair%:*} b=${pair#*:}
+    [[ $a == "$b" ]] && continue
+    out=$(ip netns exec "$P-c$a" ping -c 5 -i 0.2 -W 1 "$(addr "$b")" || true)
+    rx=$(grep -o '[0-9]* received' <<<"$out" | awk '{print $1}')
+    NPAIRS=$((NPAIRS + 1)) SENT=$((SENT + 5)) LOST=$((LOST + 5 - ${rx:-0}))
+    ((${rx:-0} == 5)) || WORST="$WORST c$a->c$b:${rx:-0}/5"
+done
+LOSS="$((LOST * 100 / SENT))% loss over $SENT pings, $NPAIRS pairs (c0<->c$((N - 1)) and spread)${WORST:+, lossy:$WORST}"
 T2=$(date +%s.%N)
 for i in $(seq 0 $((N - 1))); do echo "$P-c$i"; done | xargs -n 50 "$BIN" container rm -f >/dev/null
 T3=$(date +%s.%N)
 sleep 2
 RSS2=$(rss)
-/usr/bin/python3 - "$BIN" "$N" "$RSS0" "$RSS1" "$RSS2" "$T0" "$T1" "$T2" "$T3" "$LOSS" <<'PY'
-import sys
-b, n, r0, r1, r2, t0, t1, t2, t3, loss = sys.argv[1:]
+/usr/bin/python3 - "$BIN" "$N" "$RSS0" "$RSS1" "$RSS2" "$T0" "$T1" "$T2" "$T3" "$LOSS" "$TMP/create.txt" "$FDS" <<'PY'
+import os, sys
+b, n, r0, r1, r2, t0, t1, t2, t3, loss, times, fds = sys.argv[1:]
 n, r0, r1, r2 = int(n), int(r0), int(r1), int(r2)
 t0, t1, t2, t3 = map(float, (t0, t1, t2, t3))
 print("scale.sh: %s: %d containers; daemon RSS %.1f MiB -> %.1f MiB (%.0f KiB per container) -> %.1f MiB "
-      "after removal; create %.1f s (%.0f ms each), remove %.1f s (%.0f ms each); ping c0 -> c%d: %s"
+      "after removal; create %.1f s (%.0f ms each), remove %.1f s (%.0f ms each); ping: %s"
       % (b, n, r0 / 1024, r1 / 1024, (r1 - r0) / n, r2 / 1024, t1 - t0, (t1 - t0) * 1000 / n,
-         t3 - t2, (t3 - t2) * 1000 / n, n - 1, loss))
+         t3 - t2, (t3 - t2) * 1000 / n, loss))
+rows = [line.split() for line in open(times)]
+us, cpu = [int(r[1]) for r in rows], [int(r[2]) for r in rows]
+tenth = max(1, n // 10)
+tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+print("scale.sh: create, median ms per container in each tenth of the count: %s; daemon CPU ms per "
+      "container in each tenth: %s; daemon fds: %s"
+      % (" ".join("%.0f" % (sorted(us[i:i + tenth])[len(us[i:i + tenth]) // 2] / 1000)
+                  for i in range(0, n - n % tenth, tenth)),
+         " ".join("%.0f" % ((cpu[min(i + tenth, n) - 1] - (cpu[i - 1] if i else cpu[0])) * tick_ms
+                            / (tenth if i else tenth - 1))
+                  for i in range(0, n - n % tenth, tenth)), fds))
 PY

@@ -93,6 +93,31 @@ pub(crate) fn block_signals() -> libc::sigset_t {
     }
 }
 
+/// Raises the soft limit on open files to the hard one and returns (before, after). The daemon
+/// holds about three descriptors per container (a socket per engine worker on its veth, and the
+/// port's claim), so the usual soft limit of 1,024 (systemd's default for a service, most shells')
+/// stops it near 330 containers with EMFILE; the hard limit (systemd: 524,288) is what it may use,
+/// and what dockerd and Go programs raise theirs to.
+pub(crate) fn raise_open_files_limit() -> std::io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid out-pointer for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: `limit` is initialised and only read by the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok((before, limit.rlim_cur))
+}
+
 /// Client commands write to stdout, often into `| head`: a closed pipe ends them as it ends any
 /// Unix tool (killed by SIGPIPE, status 141 in a shell), quietly, instead of `println!` panicking
 /// on EPIPE (the Rust runtime ignores SIGPIPE). Never for the foreground servers: a client that

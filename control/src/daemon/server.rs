@@ -183,6 +183,13 @@ fn ephemeral_range() -> (u16, u16) {
 pub fn run(args: DaemonArgs, socket: Option<&Path>) -> ExitCode {
     let socket = api::socket_path(socket);
     let signals = block_signals();
+    match crate::process::raise_open_files_limit() {
+        Ok((before, after)) if before != after => {
+            tracing::info!(before, after, "raised the open files limit")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("raising the open files limit: {e}"),
+    }
     let uplink = match uplink_args(&args) {
         Ok(u) => u,
         Err(e) => return fail(EXIT_BAD_INPUT, &e),

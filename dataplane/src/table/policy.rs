@@ -151,8 +151,15 @@ impl Policy {
         self.roles.get(port.0 as usize).unwrap_or(&PLAIN)
     }
 
+    /// Sets `port`'s role. The owners index is rebuilt from every role, so a role that changes
+    /// costs O(ports); the daemon pushes every port's role after each request, so an unchanged one
+    /// returns at once (else creating the Nth container cost O(N^2), N^3 for N containers:
+    /// bench/RESULTS.md).
     pub fn set_role(&mut self, port: PortId, role: PortRole) {
         let i = port.0 as usize;
+        if self.roles.get(i) == Some(&role) {
+            return;
+        }
         if self.roles.len() <= i {
             self.roles.resize(i + 1, PortRole::Plain);
         }
@@ -274,6 +281,30 @@ mod tests {
         assert!(p.icc_closed(DomainId(2)) && !p.icc_closed(DomainId(1)));
         p.set_icc(DomainId(2), true);
         assert!(!p.icc_closed(DomainId(2)));
+    }
+
+    #[test]
+    fn owners_follow_roles_set_again_or_changed() {
+        let mut p = Policy::default();
+        let ip = Ipv4Addr::new(172, 17, 0, 2);
+        let guard = |mac: u8| {
+            PortRole::Container(ContainerGuard {
+                mac: MacAddr([2, 0, 0, 0, 0, mac]),
+                ips: vec![ip],
+                allow_spoofing: false,
+            })
+        };
+        p.set_role(PortId(1), guard(1));
+        assert_eq!(p.owner(ip), Some(MacAddr([2, 0, 0, 0, 0, 1])));
+        // The same role again (the daemon pushes every role after each request): nothing changes.
+        p.set_role(PortId(1), guard(1));
+        assert_eq!(p.owner(ip), Some(MacAddr([2, 0, 0, 0, 0, 1])));
+        p.set_role(PortId(1), guard(9));
+        assert_eq!(p.owner(ip), Some(MacAddr([2, 0, 0, 0, 0, 9])));
+        p.set_role(PortId(1), PortRole::Plain);
+        assert_eq!(p.owner(ip), None);
+        p.set_role(PortId(40), PortRole::Plain);
+        assert_eq!(p.role(PortId(40)), &PortRole::Plain);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! `engine.rs` passes the daemon's other engine requests through.
 
 mod engine;
+mod etc;
 mod names;
 pub mod overlay;
 mod relay;
@@ -48,6 +49,8 @@ pub struct System {
     uplink_ip: Option<Ipv4Addr>,
     /// Overlay networks' underlay, VXLAN sockets and ports.
     overlays: overlay::Overlays,
+    /// What was last written to each container's hosts, hostname and resolv.conf.
+    etc: etc::EtcFiles,
 }
 
 impl System {
@@ -62,6 +65,7 @@ impl System {
             relay: relay::Relay::start().context("starting the port relay")?,
             uplink_ip: None,
             overlays: overlay::Overlays::default(),
+            etc: etc::EtcFiles::default(),
         })
     }
 
@@ -406,6 +410,7 @@ impl System {
             tracing::warn!(container = %c.name, "deleting namespace: {err}");
         }
         let _ = std::fs::remove_dir_all(hosts_dir(c));
+        self.etc.forget(&hosts_dir(c));
     }
 
     /// Removes a container others joined: its interfaces go, its namespace stays (with only lo)
@@ -418,6 +423,7 @@ impl System {
             tracing::warn!(container = %c.name, heir, "handing the namespace over: {err}");
         }
         let _ = std::fs::remove_dir_all(hosts_dir(c));
+        self.etc.forget(&hosts_dir(c));
     }
 
     /// Attaches the uplink: an AF_PACKET port whose frames all go to `nat`, with its address.

@@ -122,16 +122,13 @@ impl System {
 
     /// Writes `/etc/netns/NAME/resolv.conf` of every container with a namespace of its own: the
     /// resolver of its first network (`host` is the host's file; `container:X` sees X's).
-    pub fn sync_resolv_conf(&self, state: &State, host: &ResolvConf) {
+    pub fn sync_resolv_conf(&mut self, state: &State, host: &ResolvConf) {
         for c in state.containers.values().filter(|c| c.owns_netns()) {
             let dir = hosts_dir(c);
-            let write = || -> std::io::Result<()> {
-                std::fs::create_dir_all(&dir)?;
-                let tmp = dir.join(".resolv.conf.switchyard");
-                std::fs::write(&tmp, state.resolv_conf(c, host))?;
-                std::fs::rename(&tmp, dir.join("resolv.conf"))
-            };
-            if let Err(e) = write() {
+            if let Err(e) = self
+                .etc
+                .write(&dir, "resolv.conf", state.resolv_conf(c, host))
+            {
                 tracing::warn!(container = %c.name, "writing {}/resolv.conf: {e}", dir.display());
             }
         }
@@ -206,17 +203,13 @@ impl System {
 
     /// Writes `/etc/netns/NAME/hosts` and `hostname` of every container (what `ip netns exec`
     /// and `container exec` show in /etc), as Docker writes them.
-    pub fn sync_hosts(&self, state: &State) {
+    pub fn sync_hosts(&mut self, state: &State) {
         for c in state.containers.values().filter(|c| c.owns_netns()) {
             let dir = hosts_dir(c);
-            let write = || -> std::io::Result<()> {
-                std::fs::create_dir_all(&dir)?;
-                let mut files = vec![("hosts", state.hosts_file(c))];
-                files.extend(state.hostname_file(c).map(|h| ("hostname", h)));
-                for (name, text) in files {
-                    let tmp = dir.join(format!(".{name}.switchyard"));
-                    std::fs::write(&tmp, text)?;
-                    std::fs::rename(&tmp, dir.join(name))?;
+            let mut write = || -> std::io::Result<()> {
+                self.etc.write(&dir, "hosts", state.hosts_file(c))?;
+                if let Some(h) = state.hostname_file(c) {
+                    self.etc.write(&dir, "hostname", h)?;
                 }
                 Ok(())
             };
