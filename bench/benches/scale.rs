@@ -8,6 +8,12 @@
 //! full: a ring of 1,000 groups of 1,000 entries, group g seen at g ms with a 1,000 ms timeout, so
 //! each `expire` removes exactly the oldest group and 1,000 new entries take its place.
 //!
+//! `mac_table/`: a `CamTable` of 2^20 learned MACs, looked up in a random order over all of
+//! them (each lookup a different destination, as a big switch's), against 1,024 entries; its
+//! memory per entry and how fast an empty table learns them. `aging` (printed, not criterion):
+//! a million connections and a million MACs all due at once, removed in one call and a budget per
+//! round of the engine's loop at a time (`AGING_BUDGET`), with the longest call of each.
+//!
 //! `flood/`: an engine with 250 discard ports on one network, a batch of 32 broadcast frames from
 //! port 0 flooded to the other 249, against the same with 9 ports (to 8).
 //!
@@ -23,8 +29,9 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dataplane::wire::vnet::VnetHeader;
+use dataplane::{CamConfig, CamTable, AGING_BUDGET};
 use dataplane::{ConnTrack, CtConfig, CtTimeouts, Direction, Hop, NatKind, Tuple};
-use dataplane::{DomainId, MacAddr, PortId};
+use dataplane::{DomainId, MacAddr, PortId, VlanId};
 use dataplane::{Engine, EngineConfig, SinkPort, BATCH};
 
 mod common;
@@ -375,6 +382,148 @@ impl Ring {
     }
 }
 
+// ---- the MAC table ----
+
+/// 2^20 MACs: "a million" in the MAC table's figures.
+const MACS: u32 = 1 << 20;
+
+/// A MAC table for `max` entries, all of which one port may hold; MAC i learned at i / 1000 ms
+/// on port i % 2 (a thousand new MACs a millisecond).
+fn mac_table(max: u32) -> CamTable {
+    let mut cam = CamTable::new(CamConfig {
+        max_entries: max as usize,
+        max_per_port: max as usize,
+        ..CamConfig::default()
+    });
+    for i in 0..max {
+        cam.learn(
+            DomainId(0),
+            VlanId(0),
+            mac(i),
+            PortId((i % 2) as u16),
+            u64::from(i / 1000),
+        );
+    }
+    cam
+}
+
+/// Looks up `keys` (MAC numbers) a batch of `GROUP` at a time, cycling through them.
+fn mac_lookup_bench(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    cam: &CamTable,
+    keys: &[MacAddr],
+) {
+    let mut at = 0;
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            let mut found = 0u32;
+            for k in &keys[at..at + GROUP] {
+                if let Some(port) = cam.lookup(DomainId(0), VlanId(0), black_box(*k)) {
+                    found += u32::from(port.0);
+                }
+            }
+            at = (at + GROUP) % (keys.len() - GROUP + 1);
+            found
+        })
+    });
+}
+
+fn mac_table_scale(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mac_table");
+    g.throughput(Throughput::Elements(GROUP as u64));
+    let mut rng = Rng(0x5eed_1234_abcd_0002);
+    let (heap0, rss0) = (live_bytes(), rss_bytes());
+    let start = Instant::now();
+    let cam = mac_table(MACS);
+    let took = start.elapsed();
+    let (heap, rss) = (live_bytes() - heap0, rss_bytes() - rss0);
+    println!(
+        "mac_table: {MACS} MACs learned into an empty table (sized for them) in {:.3} s \
+         ({:.2} M/s, table made included); heap {} bytes per entry, resident {} bytes per entry",
+        took.as_secs_f64(),
+        f64::from(MACS) / took.as_secs_f64() / 1e6,
+        heap / MACS as isize,
+        rss / MACS as isize
+    );
+    let mut keys: Vec<MacAddr> = (0..MACS).map(mac).collect();
+    rng.shuffle(&mut keys);
+    mac_lookup_bench(&mut g, "lookup_hit_1M_random", &cam, &keys);
+    let mut misses: Vec<MacAddr> = (MACS..2 * MACS).map(mac).collect();
+    rng.shuffle(&mut misses);
+    mac_lookup_bench(&mut g, "lookup_miss_1M_random", &cam, &misses);
+    drop((cam, keys, misses));
+    let small = mac_table(1024);
+    let mut keys: Vec<MacAddr> = (0..1024).map(mac).collect();
+    rng.shuffle(&mut keys);
+    mac_lookup_bench(&mut g, "lookup_hit_1024_random", &small, &keys);
+    g.finish();
+}
+
+// ---- aging a million entries at once ----
+
+/// Times one aging pass over a table whose every entry is due, in calls of at most `budget`
+/// entries (what one round of the engine's loop does): each call's time, and the total.
+fn time_budgeted(mut age: impl FnMut(usize) -> usize, budget: usize) -> Calls {
+    let mut calls = Vec::new();
+    loop {
+        let start = Instant::now();
+        let removed = age(budget);
+        calls.push(start.elapsed());
+        if removed < budget {
+            calls.sort();
+            return Calls(calls);
+        }
+    }
+}
+
+/// The durations of a pass's calls, sorted.
+struct Calls(Vec<Duration>);
+
+impl std::fmt::Display for Calls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let at = |q: f64| self.0[((self.0.len() - 1) as f64 * q) as usize];
+        write!(
+            f,
+            "{} calls, median {:.3} ms, p99 {:.3} ms, longest {:.3} ms, all {:.3} s",
+            self.0.len(),
+            ms(at(0.5)),
+            ms(at(0.99)),
+            ms(at(1.0)),
+            self.0.iter().sum::<Duration>().as_secs_f64()
+        )
+    }
+}
+
+/// Not a criterion benchmark (one pass takes a table filled for it): a million connections and
+/// a million MACs falling due at once, removed in one call as before and a budget at a time as
+/// the engine now does (`AGING_BUDGET` per round of its loop); prints each call's time.
+fn aging(_: &mut Criterion) {
+    let now = 2 * GROUP as u64 + MILLION as u64;
+    for budget in [usize::MAX, AGING_BUDGET] {
+        let mut ct = table(MILLION);
+        for i in 0..MILLION as u32 {
+            insert(&mut ct, i, 0);
+        }
+        let flows = time_budgeted(|b| ct.expire_at_most(now, b), budget);
+        assert_eq!(ct.stats().entries, 0);
+        drop(ct);
+        let mut cam = mac_table(MACS);
+        // Past the default 300 s aging time of every entry.
+        let later = 400_000 + u64::from(MACS / 1000);
+        let macs = time_budgeted(|b| cam.age_at_most(later, b), budget);
+        assert_eq!(cam.len(), 0);
+        let name = if budget == usize::MAX {
+            "unbounded".to_string()
+        } else {
+            format!("budget {budget}")
+        };
+        println!("aging, {name}: {MILLION} connections due at once: {flows}");
+        println!("aging, {name}: {MACS} MACs due at once: {macs}");
+    }
+}
+
 // ---- one network of 250 ports ----
 
 fn flood(c: &mut Criterion) {
@@ -430,5 +579,5 @@ fn flood(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, conntrack, flood);
+criterion_group!(benches, conntrack, mac_table_scale, aging, flood);
 criterion_main!(benches);

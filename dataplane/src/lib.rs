@@ -45,6 +45,10 @@ pub use table::conntrack::{Direction, NatKind, Tuple};
 // The connection table itself, for the benchmark that measures it at a million entries
 // (bench/benches/scale.rs). The engine's own table stays private to the engine.
 pub use table::conntrack::{ConnTrack, CtTimeouts, Hop};
+// The MAC table too, and how much aging one round of the engine's loop does, for the same
+// benchmark (the MAC table and aging at a million entries).
+pub use engine::AGING_BUDGET;
+pub use table::CamTable;
 pub use table::{
     CamConfig, CamStats, ContainerGuard, CtConfig, CtStats, LearnAction, LinkPort, LinkRule,
     NetworkNat, PortRole, Publish, Subnet, Uplink,

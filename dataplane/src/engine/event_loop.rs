@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Token};
 
-use super::{nat, Engine, AGING_TICK, MAX_PORTS, WAKER};
+use super::{nat, Engine, AGING_BUDGET, AGING_TICK, MAX_PORTS, WAKER};
 use crate::port::{PortError, BATCH};
 use crate::stage::DropReason;
 use crate::PortId;
@@ -20,7 +20,7 @@ impl Engine {
         while !self.stopping {
             let any_ready = self.ready[..self.ports.len()].iter().any(|r| *r);
             let spinning = !self.spin.is_zero() && last_work.elapsed() < self.spin;
-            let timeout = if self.busy_poll || any_ready || spinning {
+            let timeout = if self.busy_poll || any_ready || spinning || self.aging_behind {
                 Duration::ZERO
             } else {
                 Duration::from_millis(self.next_aging_ms.saturating_sub(self.now_ms()).max(1))
@@ -79,9 +79,14 @@ impl Engine {
     fn tick(&mut self) {
         self.drain_peers();
         let now = self.now_ms();
-        if now >= self.next_aging_ms {
-            self.tables.cam.age(now);
-            self.tables.conntrack.expire(now);
+        let due = now >= self.next_aging_ms;
+        if due || self.aging_behind {
+            // A bounded amount per round (see AGING_BUDGET); whatever is left goes next round.
+            let macs = self.tables.cam.age_at_most(now, AGING_BUDGET);
+            let flows = self.tables.conntrack.expire_at_most(now, AGING_BUDGET);
+            self.aging_behind = macs == AGING_BUDGET || flows == AGING_BUDGET;
+        }
+        if due {
             self.collect_overruns();
             // Keep the uplink's gateway resolved, so the first packet out does not wait for ARP.
             if let Some(gw) = self.tables.nat.uplink().and_then(|u| u.gateway) {

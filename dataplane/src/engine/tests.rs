@@ -570,3 +570,104 @@ fn commands_through_the_handle_apply_between_batches() {
     handle.shutdown().unwrap();
     thread.join().unwrap();
 }
+
+/// Ten thousand MACs and as many connections due at once: each round of the loop removes at most
+/// `AGING_BUDGET` of each, the loop keeps aging round after round without waiting for the next
+/// tick, and in the end everything due is gone.
+#[test]
+fn aging_is_bounded_per_round_and_finishes() {
+    use crate::table::conntrack::{Hop, NatKind, Tuple};
+    const N: usize = 10_000;
+    let config = EngineConfig {
+        cam: CamConfig {
+            max_entries: 2 * N,
+            max_per_port: 2 * N,
+            ..CamConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    let (mut engine, _handle) = Engine::new(config).unwrap();
+    let mut ports = Vec::new();
+    for name in ["a", "b"] {
+        let (p, h) = MemoryPort::new(name, false);
+        ports.push((engine.add_port(Box::new(p), DomainId(0)).unwrap(), h));
+    }
+    let a = ports[0].0;
+    let mut learned = 0;
+    while learned < N {
+        let n = (N - learned).min(crate::port::BATCH);
+        for k in 0..n {
+            let i = (learned + k) as u64;
+            let src = MacAddr::from_bytes(&(0x0200_0000_0000 | i).to_be_bytes()[2..]);
+            let f = frame(BCAST, &src.to_string(), None, 0x88b5);
+            engine.rx_batch_mut().fill(k, VnetHeader::default(), &f);
+        }
+        engine.process_received(a, DomainId(0), n);
+        learned += n;
+    }
+    let hop = Hop {
+        port: a,
+        src_mac: MacAddr::BROADCAST,
+        dst_mac: MacAddr::BROADCAST,
+    };
+    let now = engine.now_ms();
+    for i in 0..N as u32 {
+        let original = Tuple {
+            proto: crate::wire::ipv4::protocol::UDP,
+            src: std::net::Ipv4Addr::from(0x0a00_0000 + i),
+            sport: 1000,
+            dst: std::net::Ipv4Addr::new(192, 0, 2, 1),
+            dport: 53,
+        };
+        let inside = original.src;
+        engine
+            .tables
+            .conntrack
+            .insert(
+                original,
+                original.reversed(),
+                NatKind::Masquerade,
+                hop,
+                hop,
+                None,
+                inside,
+                None,
+                60,
+                now,
+            )
+            .unwrap();
+    }
+    assert_eq!(engine.tables.cam.len(), N);
+    assert_eq!(engine.tables.conntrack.len(), N);
+    // Past both timeouts (MACs 300 s, unanswered UDP 30 s) and the aging tick.
+    engine.advance_clock(301_000);
+    let mut rounds = 0;
+    let (mut macs, mut flows) = (N, N);
+    while macs > 0 || flows > 0 {
+        engine.step();
+        rounds += 1;
+        let (m, f) = (engine.tables.cam.len(), engine.tables.conntrack.len());
+        assert!(
+            macs - m <= AGING_BUDGET,
+            "round {rounds}: {} MACs aged",
+            macs - m
+        );
+        assert!(
+            flows - f <= AGING_BUDGET,
+            "round {rounds}: {} flows",
+            flows - f
+        );
+        assert!(m < macs || m == 0, "round {rounds}: MAC aging goes on");
+        assert!(f < flows || f == 0, "round {rounds}: expiry goes on");
+        (macs, flows) = (m, f);
+        assert!(
+            rounds <= N / AGING_BUDGET + 1,
+            "still aging after {rounds} rounds"
+        );
+    }
+    assert_eq!(rounds, N.div_ceil(AGING_BUDGET));
+    assert!(
+        !engine.aging_behind,
+        "nothing left: the loop may sleep again"
+    );
+}

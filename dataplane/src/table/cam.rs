@@ -432,7 +432,7 @@ impl CamTable {
         self.config.aging_ms
     }
 
-    /// Changes the aging time; takes effect at the next [`CamTable::age`].
+    /// Changes the aging time; takes effect at the next [`CamTable::age_at_most`].
     pub fn set_aging_ms(&mut self, ms: u64) {
         self.config.aging_ms = ms;
     }
@@ -593,15 +593,24 @@ impl CamTable {
         }
     }
 
-    /// Removes dynamic entries not refreshed for more than `aging_ms`; returns how many.
-    /// Walks each port's LRU list from its oldest end and stops at the first live entry, so the cost is
-    /// O(expired + ports).
+    /// Every dynamic entry due removed at once (tests).
+    #[cfg(test)]
     pub fn age(&mut self, now: u64) -> usize {
+        self.age_at_most(now, usize::MAX)
+    }
+
+    /// Removes dynamic entries not refreshed for more than `aging_ms`, at most `budget` of them;
+    /// returns how many. Walks each port's LRU list from its oldest end and stops at the first live
+    /// entry, so the cost is O(removed + ports). A million MACs learned in one burst age in one
+    /// burst, so the engine passes a budget: `budget` removed means more may be due, and it calls
+    /// again soon. Ports are walked in id order from the first each time.
+    pub fn age_at_most(&mut self, now: u64, budget: usize) -> usize {
         let mut removed = 0;
         for p in 0..self.ports.len() {
             loop {
                 let head = self.ports[p].dynamic.head;
                 if head == NIL
+                    || removed == budget
                     || now.saturating_sub(self.nodes[head as usize].last_seen)
                         <= self.config.aging_ms
                 {
@@ -1186,6 +1195,32 @@ mod tests {
             (t.dynamic_len_of(PortId(1)), t.dynamic_len_of(PortId(2))),
             (0, 2)
         );
+        t.check_invariants();
+    }
+
+    #[test]
+    fn aging_stops_at_its_budget_and_the_rest_follows() {
+        let mut t = table(4096, 4096, 1000);
+        for i in 0..3000u32 {
+            t.learn(D0, V0, mac(i), PortId((i % 3) as u16), u64::from(i));
+        }
+        let now = 10_000;
+        let mut rounds = Vec::new();
+        loop {
+            let n = t.age_at_most(now, 1024);
+            assert!(n <= 1024, "never more than the budget");
+            rounds.push(n);
+            if n < 1024 {
+                break;
+            }
+        }
+        assert_eq!(
+            rounds,
+            vec![1024, 1024, 952],
+            "everything due goes, a budget at a time"
+        );
+        assert!(t.is_empty());
+        assert_eq!(t.stats().aged, 3000);
         t.check_invariants();
     }
 
