@@ -21,6 +21,13 @@ pub struct Stats {
     pub conntrack_created: u64,
     pub conntrack_expired: u64,
     pub conntrack_evicted: u64,
+    /// Engine workers (threads forwarding frames, each with a replica of the tables).
+    #[serde(default)]
+    pub workers: usize,
+    /// Table changes one worker could not pass to another because its queue was full (that
+    /// worker's replica missed them: a MAC flooded until seen again, a connection unknown there).
+    #[serde(default)]
+    pub worker_updates_lost: u64,
     pub uptime_ms: u64,
     /// Recent claims of local containers' addresses by other hosts (ARP on a parent port).
     pub address_conflicts: Vec<ConflictView>,

@@ -75,6 +75,8 @@ fn snapshot_without_cam_counters() -> Snapshot {
         },
         aging_ms: 300_000,
         uptime_ms: 65_432,
+        workers: 2,
+        peer_lost: 5,
     }
 }
 

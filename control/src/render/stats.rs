@@ -77,6 +77,8 @@ pub fn stats(
         conntrack_created: ct.created,
         conntrack_expired: ct.expired,
         conntrack_evicted: ct.evicted,
+        workers: s.workers,
+        worker_updates_lost: s.peer_lost,
         uptime_ms: s.uptime_ms,
         address_conflicts: s
             .conflicts
@@ -170,6 +172,11 @@ pub fn render_stats(st: &Stats) -> String {
         st.conntrack_created,
         st.conntrack_expired,
         st.conntrack_evicted
+    );
+    let _ = writeln!(
+        out,
+        "Workers: {} (table updates lost between them: {})",
+        st.workers, st.worker_updates_lost
     );
     if !st.dns.is_empty() {
         let counts: Vec<String> = st.dns.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -276,6 +283,18 @@ pub fn prometheus(st: &Stats) -> String {
         "counter",
         "Tracked connections evicted because the table was full.",
         vec![(String::new(), st.conntrack_evicted)],
+    );
+    family(
+        "switchyard_workers",
+        "gauge",
+        "Engine workers forwarding frames, each with a replica of the tables.",
+        vec![(String::new(), st.workers as u64)],
+    );
+    family(
+        "switchyard_worker_updates_lost_total",
+        "counter",
+        "Table changes a worker could not pass to another because its queue was full.",
+        vec![(String::new(), st.worker_updates_lost)],
     );
     family(
         "switchyard_uptime_seconds",

@@ -204,6 +204,8 @@ impl Engine {
             cam: self.tables.cam.stats(),
             aging_ms: self.tables.cam.aging_ms(),
             uptime_ms: now,
+            workers: 1,
+            peer_lost: self.peers.overflow,
         }
     }
 }

@@ -209,6 +209,12 @@ pub struct Snapshot {
     pub conntrack: CtStats,
     pub aging_ms: u64,
     pub uptime_ms: u64,
+    /// Engine workers answering (summed when the handle merges their snapshots).
+    pub workers: usize,
+    /// Table changes (learned MACs, connections and their updates) a worker could not tell
+    /// another because that one's queue was full: the other's replica missed them (see
+    /// `workers`). Summed over workers.
+    pub peer_lost: u64,
 }
 
 /// One worker as the handle reaches it.
@@ -583,6 +589,8 @@ impl EngineHandle {
                 }
             }
             conflicts.push(other.conflicts);
+            first.workers += other.workers;
+            first.peer_lost += other.peer_lost;
         }
         first.conflicts = merge_conflicts(conflicts);
         Ok(first)

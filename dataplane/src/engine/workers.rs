@@ -27,7 +27,8 @@
 //! MAC was just learned) has always applied the change first. Remaining differences are transient
 //! and harmless: two workers learning the same MAC at once, both end with it; a replica whose
 //! channel overflowed (a worker stuck for 64k messages) misses changes and counts them
-//! (`Peers::overflow`); a port's trace budget is per worker.
+//! (`Peers::overflow`, shown by `switchyard stats` as worker updates lost); a port's trace budget
+//! is per worker.
 //!
 //! **Architecture Invariant:** a worker never waits for another: peers' messages are `try_send` on
 //! bounded channels and read with `try_recv` between batches; the only shared state on the packet
@@ -303,6 +304,7 @@ mod tests {
     use super::*;
     use crate::port::{MemoryPort, MemoryPortHandle};
     use crate::trace::{TraceArm, TraceTarget};
+    use crate::wire::vnet::VnetHeader;
     use std::time::{Duration, Instant};
 
     const MA: &str = "02:00:00:00:00:0a";
@@ -386,6 +388,57 @@ mod tests {
         );
         handle.shutdown().unwrap();
         threads.join().unwrap();
+    }
+
+    /// A worker whose peer does not read (stuck, or just slower than a flood of new MACs) fills
+    /// the peer's queue; what does not fit is lost to that replica and counted, the sender never
+    /// waits, and the count reaches the snapshot (`switchyard stats`: worker updates lost). The
+    /// real queue holds 65,536 messages; this one 4, so a few frames overflow it.
+    #[test]
+    fn a_full_peer_queue_is_counted_not_waited_on() {
+        let config = EngineConfig::default();
+        let clock = Clock::now();
+        let (tx, inbox) = bounded(4);
+        let (mut sender, _link) = Engine::worker(&config, clock, Peers::none()).unwrap();
+        let (mut stuck, stuck_link) = Engine::worker(
+            &config,
+            clock,
+            Peers {
+                inbox: Some(inbox),
+                others: Vec::new(),
+                overflow: 0,
+            },
+        )
+        .unwrap();
+        sender.peers.others = vec![PeerLink {
+            tx,
+            waker: stuck_link.waker.clone(),
+        }];
+        for name in ["a", "b"] {
+            let (p, _h) = MemoryPort::new(name, false);
+            sender.add_port(Box::new(p), DomainId(0)).unwrap();
+        }
+        // Ten new source MACs in one batch: ten learns to tell, room for four.
+        for k in 0..10u8 {
+            let src = format!("02:00:00:00:01:{k:02x}");
+            sender.rx_batch_mut().fill(
+                k as usize,
+                VnetHeader::default(),
+                &frame("ff:ff:ff:ff:ff:ff", &src),
+            );
+        }
+        sender.process_received(PortId(0), DomainId(0), 10);
+        assert_eq!(sender.peers.overflow, 6);
+        let snap = sender.snapshot();
+        assert_eq!((snap.workers, snap.peer_lost), (1, 6));
+        // The stuck worker, once it reads, has the four that fitted.
+        stuck.drain_peers();
+        assert_eq!(stuck.tables.cam.len(), 4);
+        assert_eq!(
+            stuck.snapshot().peer_lost,
+            0,
+            "counted by the one that lost them"
+        );
     }
 
     #[test]
