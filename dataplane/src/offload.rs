@@ -36,13 +36,13 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
-use crate::wire::checksum::{fold, sum};
+use crate::wire::checksum::{fold, pseudo_header_v4, sum};
 use crate::wire::ethernet::{self, ethertype, EthernetFrame};
 use crate::wire::ipv4::{protocol, Ipv4Packet};
 use crate::wire::ipv6::{self, Ipv6Packet};
 use crate::wire::tcp::{self, flags, TcpPacket};
 use crate::wire::udp::{self, UdpPacket};
-use crate::wire::vnet::{gso, VnetHeader};
+use crate::wire::vnet::{flags as vnet_flags, gso, VnetHeader};
 
 /// The longest IPv4 and TCP headers (IHL and data offset 15, options included).
 const IPV4_MAX_HDR_LEN: usize = 60;
@@ -430,6 +430,148 @@ pub fn segment(hdr: &VnetHeader, frame: &[u8], out: &mut Segments) -> Result<(),
     }
     debug_assert_eq!(out.bounds.len(), count);
     Ok(())
+}
+
+/// Merges a `UDP_GRO` batch of TCP/IPv4 segments back into the super-frame they were cut from, in
+/// place at the start of `buf`: what Linux's GRO does for the frames its vxlan device decapsulates,
+/// so the receiving container's stack gets one 64 KiB frame rather than some 45.
+///
+/// `buf[..len]` holds datagrams every `stride` bytes (the last may be shorter), each a `skip`-byte
+/// tunnel header (checked by the caller) and a complete Ethernet frame. They merge when they are
+/// consecutive segments of one connection, as [`segment`] makes them: Ethernet, IPv4 and TCP
+/// headers identical but for the IPv4 length, identification and checksum and the TCP sequence
+/// number, checksum and flags (PSH and FIN only on the last, CWR only on the first); every payload
+/// `gso_size` bytes but the last, which is not longer; each sequence number where the previous
+/// payload ends; no fragments, no SYN, RST or URG. Every IPv4 header checksum and every TCP
+/// checksum is verified first, so a segment damaged on the way is never merged into a super-frame
+/// whose checksum the next kernel would compute afresh.
+///
+/// Returns the super-frame's length and its vnet header (`TCPV4`, `NEEDS_CSUM`, the pseudo-header
+/// sum in the TCP checksum field, as Linux leaves a GRO'd frame for forwarding), or `None` with
+/// `buf` untouched when the datagrams do not qualify (fewer than two included); the caller then
+/// delivers them one by one.
+pub fn coalesce_tcp(
+    buf: &mut [u8],
+    len: usize,
+    stride: usize,
+    skip: usize,
+) -> Option<(usize, VnetHeader)> {
+    if stride <= skip || len <= stride || len > buf.len() {
+        return None;
+    }
+    let count = len.div_ceil(stride);
+    let frame =
+        |j: usize| -> Range<usize> { (j * stride + skip).min(len)..((j + 1) * stride).min(len) };
+    let first = &buf[frame(0)];
+    let layout = parse_layout(gso::TCPV4, first).ok()?;
+    let (l3, l4, headers) = (layout.l3_off, layout.l4_off, layout.payload_off);
+    let mss = first.len().checked_sub(headers).filter(|&m| m > 0)?;
+    let ip0 = Ipv4Packet::new_unchecked(&first[l3..l4]);
+    let (src, dst) = (ip0.src_addr(), ip0.dst_addr());
+    let tcp0 = TcpPacket::new_unchecked(&first[l4..]);
+    let first_flags = tcp0.flags();
+    if first_flags & (flags::SYN | flags::RST | flags::URG | flags::PSH | flags::FIN) != 0
+        || first_flags & flags::ACK == 0
+    {
+        return None;
+    }
+    let mut seq = tcp0.seq_number();
+    let mut payload_len = 0usize;
+    let mut last_flags = first_flags;
+    for j in 0..count {
+        let f = &buf[frame(j)];
+        let payload = f.len().checked_sub(headers).filter(|&p| p > 0)?;
+        if payload > mss || (j + 1 < count && payload != mss) {
+            return None;
+        }
+        if !same_segment_headers(first, f, l3, l4, headers) {
+            return None;
+        }
+        let ip = Ipv4Packet::new_unchecked(&f[l3..l4]);
+        if usize::from(ip.total_len()) != f.len() - l3 || !ip.verify_checksum() {
+            return None;
+        }
+        let tcp = TcpPacket::new_unchecked(&f[l4..]);
+        if tcp.seq_number() != seq || !tcp.verify_checksum_v4(src, dst) {
+            return None;
+        }
+        let tcp_flags = tcp.flags();
+        let expected = if j == 0 {
+            first_flags
+        } else {
+            first_flags & !flags::CWR
+        };
+        let ending = if j + 1 == count {
+            flags::PSH | flags::FIN
+        } else {
+            0
+        };
+        if tcp_flags & !ending != expected {
+            return None;
+        }
+        last_flags = tcp_flags;
+        seq = seq.wrapping_add(payload as u32);
+        payload_len += payload;
+    }
+    let super_len = headers + payload_len;
+    if super_len - l3 > MAX_IP_LEN_FIELD {
+        return None;
+    }
+
+    // Compact: the first frame's headers, then every payload; each moves towards the start.
+    buf.copy_within(skip..skip + headers, 0);
+    let mut pos = headers;
+    for j in 0..count {
+        let r = frame(j);
+        let from = r.start + headers;
+        buf.copy_within(from..r.end, pos);
+        pos += r.end - from;
+    }
+    let out = &mut buf[..super_len];
+    let mut ip = Ipv4Packet::new_unchecked(&mut out[l3..l4]);
+    ip.set_total_len((super_len - l3) as u16);
+    ip.fill_checksum();
+    let mut tcp = TcpPacket::new_unchecked(&mut out[l4..]);
+    tcp.set_flags(first_flags | (last_flags & (flags::PSH | flags::FIN)));
+    let pseudo = pseudo_header_v4(
+        src.octets(),
+        dst.octets(),
+        protocol::TCP,
+        (super_len - l4) as u32,
+    );
+    tcp.set_checksum(fold(pseudo));
+    let ecn = if first_flags & flags::CWR != 0 {
+        gso::ECN
+    } else {
+        0
+    };
+    Some((
+        super_len,
+        VnetHeader {
+            flags: vnet_flags::NEEDS_CSUM,
+            gso_type: gso::TCPV4 | ecn,
+            hdr_len: headers as u16,
+            gso_size: mss as u16,
+            csum_start: l4 as u16,
+            csum_offset: tcp::field::CHECKSUM.start as u16,
+        },
+    ))
+}
+
+/// Whether segment `f` repeats `first`'s headers in every field that does not change from one
+/// segment to the next: all of Ethernet; IPv4 but its length, identification and checksum; TCP but
+/// its sequence number, flags and checksum. Both are at least `headers` bytes.
+fn same_segment_headers(first: &[u8], f: &[u8], l3: usize, l4: usize, headers: usize) -> bool {
+    use crate::wire::ipv4::field as ip;
+    let same = |r: Range<usize>| first[r.clone()] == f[r];
+    same(0..l3)
+        && same(l3..l3 + ip::LENGTH.start)
+        && same(l3 + ip::FLG_OFF.start..l3 + ip::CHECKSUM.start)
+        && same(l3 + ip::CHECKSUM.end..l4)
+        && same(l4..l4 + tcp::field::SEQ_NUM.start)
+        && same(l4 + tcp::field::ACK_NUM.start..l4 + tcp::field::FLAGS)
+        && same(l4 + tcp::field::WIN_SIZE.start..l4 + tcp::field::CHECKSUM.start)
+        && same(l4 + tcp::field::URGENT.start..headers)
 }
 
 #[cfg(test)]
@@ -1487,7 +1629,122 @@ mod tests {
             )
     }
 
+    /// `segments` as a `UDP_GRO` batch would hold them: each behind a `skip`-byte tunnel header.
+    fn gro_batch(segments: &Segments, skip: usize) -> (Vec<u8>, usize) {
+        let stride = skip + segments.get(0).len();
+        let mut buf = Vec::new();
+        for s in segments.iter() {
+            buf.extend_from_slice(&[0x08, 0, 0, 0, 0, 0, 42, 0][..skip]);
+            buf.extend_from_slice(s);
+        }
+        (buf, stride)
+    }
+
+    #[test]
+    fn coalescing_undoes_segmenting() {
+        for kind in [Kind::TcpV4, Kind::TcpV4Vlan] {
+            for (payload_len, mss) in [(5000, 1000), (5001, 1000), (65000, 1398), (2, 1)] {
+                for cwr in [false, true] {
+                    let mut pkt = Pkt::new(kind, pattern(payload_len, 9));
+                    pkt.tcp_mut().cwr = cwr;
+                    let (hdr, frame) = pkt.gso(mss as u16);
+                    let mut segs = Segments::with_max_segments(payload_len.div_ceil(mss));
+                    segment(&hdr, &frame, &mut segs).unwrap();
+                    let (mut buf, stride) = gro_batch(&segs, 8);
+                    let len = buf.len();
+                    let (out_len, out_hdr) = coalesce_tcp(&mut buf, len, stride, 8).unwrap();
+                    // The original, as Linux hands a checksum-partial super-frame over.
+                    assert_eq!(&buf[..out_len], &frame[..], "{kind:?} {payload_len}/{mss}");
+                    let ecn = if cwr { gso::ECN } else { 0 };
+                    assert_eq!(
+                        out_hdr,
+                        VnetHeader {
+                            gso_type: gso::TCPV4 | ecn,
+                            hdr_len: pkt.headers_len() as u16,
+                            ..hdr
+                        }
+                    );
+                    // And what leaves the next kernel is what the sender meant.
+                    let mut again = Segments::with_max_segments(segs.len());
+                    segment(&out_hdr, &buf[..out_len], &mut again).unwrap();
+                    assert!(again.iter().eq(segs.iter()));
+                }
+            }
+        }
+    }
+
+    /// Each case damages one segment of a good batch; the batch must then stay as it was.
+    #[test]
+    fn coalescing_refuses_what_linux_gro_would_not_merge() {
+        let pkt = Pkt::new(Kind::TcpV4, pattern(4000, 3));
+        let (hdr, frame) = pkt.gso(1000);
+        let mut segs = Segments::new();
+        segment(&hdr, &frame, &mut segs).unwrap();
+        let (good, stride) = gro_batch(&segs, 8);
+        let l3 = 8 + ETH_HDR_LEN;
+        let l4 = 8 + pkt.l4_off();
+        let second = stride;
+        type Damage = fn(&mut Vec<u8>, usize, usize, usize);
+        let cases: [(&str, Damage); 9] = [
+            ("a payload byte (TCP checksum)", |b, _, _, s| {
+                b[s + s - 1] ^= 1
+            }),
+            ("the IPv4 header checksum", |b, l3, _, s| {
+                b[s + l3 + IPV4_IDENT_OFF] ^= 1
+            }),
+            ("a sequence gap", |b, _, l4, s| {
+                b[s + l4 + TCP_SEQ_OFF + 3] ^= 4
+            }),
+            ("another port", |b, _, l4, s| b[s + l4 + 1] ^= 1),
+            ("another MAC", |b, _, _, s| b[s + 8 + 5] ^= 1),
+            ("PSH before the last", |b, _, l4, s| {
+                b[s + l4 + TCP_FLAGS_OFF] |= TCP_PSH
+            }),
+            ("a fragment", |b, l3, _, s| {
+                b[s + l3 + IPV4_FLAGS_FRAG_OFF] |= 0x20
+            }),
+            ("a short total length", |b, l3, _, s| {
+                b[s + l3 + IPV4_TOTAL_LEN_OFF + 1] -= 1
+            }),
+            ("a truncated middle segment", |b, _, _, s| {
+                b.drain(s + s - 10..s + s);
+            }),
+        ];
+        for (what, damage) in cases {
+            let mut buf = good.clone();
+            damage(&mut buf, l3, l4, second);
+            let before = buf.clone();
+            let len = buf.len();
+            assert_eq!(coalesce_tcp(&mut buf, len, stride, 8), None, "{what}");
+            assert_eq!(buf, before, "{what}: the batch was changed");
+        }
+        // Not TCP/IPv4 at all, a single datagram, a last datagram shorter than its header.
+        for kind in [Kind::TcpV6, Kind::UdpV4] {
+            let pkt = Pkt::new(kind, pattern(3000, 1));
+            let (hdr, frame) = pkt.gso(1000);
+            segment(&hdr, &frame, &mut segs).unwrap();
+            let (mut buf, stride) = gro_batch(&segs, 8);
+            let len = buf.len();
+            assert_eq!(coalesce_tcp(&mut buf, len, stride, 8), None, "{kind:?}");
+        }
+        let mut buf = good.clone();
+        assert_eq!(coalesce_tcp(&mut buf, stride, stride, 8), None);
+        assert_eq!(coalesce_tcp(&mut buf, 3 * stride + 4, stride, 8), None);
+        assert_eq!(coalesce_tcp(&mut buf, good.len() + 1, stride, 8), None);
+        assert_eq!(coalesce_tcp(&mut buf, good.len(), 8, 8), None);
+    }
+
     proptest! {
+        #[test]
+        fn coalescing_never_panics(
+            mut buf in prop::collection::vec(any::<u8>(), 0..4000),
+            len in 0usize..4100,
+            stride in 0usize..1500,
+            skip in 0usize..16,
+        ) {
+            let _ = coalesce_tcp(&mut buf, len, stride, skip);
+        }
+
         #[test]
         fn segment_matches_reference(
             kind in kind_strategy(),

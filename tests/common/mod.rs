@@ -421,6 +421,16 @@ impl OtherDaemon {
     pub fn cli_ok(&self, args: &[&str]) -> String {
         client_ok(Path::new(&self.socket), args)
     }
+
+    /// `container create` of `lab.ns(host)` on this daemon with extra arguments; returns the
+    /// namespace name (the lab deletes it on drop).
+    pub fn container(&self, lab: &mut Lab, host: &str, extra: &[&str]) -> String {
+        let ns = lab.adopt(host);
+        let mut args = vec!["container", "create", ns.as_str()];
+        args.extend_from_slice(extra);
+        self.cli_ok(&args);
+        ns
+    }
 }
 
 /// A `switchyard` client command against the daemon at `socket`.

@@ -4,8 +4,9 @@
 //! receiving kernel finishes the work, usually for free in hardware or at the socket. A port without
 //! them gets complete frames only: a checksum-partial frame is finished in place (and the flag cleared,
 //! so any later port of a flood gets the finished frame too), a GSO super-frame is segmented into the
-//! preallocated `Segments` area. Nothing is dropped silently: what a port refuses is counted by reason
-//! on that port.
+//! preallocated `Segments` area, unless the port segments super-frames itself (`Port::takes_gso`: a
+//! VXLAN port, which hands the kernel all segments in one `sendmsg`). Nothing is dropped silently:
+//! what a port refuses is counted by reason on that port.
 
 use super::{Engine, PortCounters};
 use crate::offload;
@@ -43,6 +44,7 @@ impl Engine {
             return Ok(());
         };
         let vnet = slot.vnet_hdr;
+        let takes_gso = slot.takes_gso;
         let queued = &queue.slots[..queue.len];
 
         if !vnet {
@@ -66,8 +68,9 @@ impl Engine {
         for &i in queued {
             let i = i as usize;
             let meta = self.rx.meta(i);
-            if vnet || !meta.vnet.needs_software_finish() {
-                let header = if vnet {
+            let whole_gso = takes_gso && meta.vnet.is_gso();
+            if vnet || whole_gso || !meta.vnet.needs_software_finish() {
+                let header = if vnet || whole_gso {
                     meta.vnet
                 } else {
                     VnetHeader::default()

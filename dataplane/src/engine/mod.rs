@@ -131,6 +131,8 @@ struct PortSlot {
     name: String,
     kind: PortKind,
     vnet_hdr: bool,
+    /// `Port::takes_gso`.
+    takes_gso: bool,
     mac: Option<MacAddr>,
     /// A tunnel port's place on the underlay (traces show the encapsulation).
     tunnel: Option<crate::port::Tunnel>,

@@ -76,6 +76,7 @@ impl Engine {
             name: port.name().to_string(),
             kind: port.kind(),
             vnet_hdr: port.vnet_hdr(),
+            takes_gso: port.takes_gso(),
             mac: port.mac(),
             tunnel: port.tunnel(),
             domain,

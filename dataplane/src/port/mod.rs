@@ -243,6 +243,14 @@ pub trait Port: Send {
     /// The port carries a `virtio_net_hdr` with each frame (checksum-partial and GSO frames allowed).
     fn vnet_hdr(&self) -> bool;
 
+    /// The port takes GSO super-frames whole (their checksum still partial) and segments them
+    /// itself, although it has no vnet header for anything else: the engine finishes checksums
+    /// of other frames but leaves super-frames to it. A VXLAN port sends a super-frame's
+    /// segments with one `sendmsg` (`UDP_SEGMENT`).
+    fn takes_gso(&self) -> bool {
+        self.vnet_hdr()
+    }
+
     /// The fd to register with the engine's poller, or `None` for ports driven by hand (memory).
     fn raw_fd(&self) -> Option<RawFd>;
 

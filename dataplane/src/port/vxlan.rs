@@ -26,17 +26,39 @@
 //! the other ports' stashes, refreshed under the registry's lock only after a port came or went
 //! (`VxlanSocket::generation`, bumped by the control plane).
 //!
-//! Send: through a raw `IPPROTO_RAW` socket that writes the outer IPv4 and UDP headers itself,
-//! because the UDP source port is the inner flow's hash (RFC 7348 section 5, so the underlay's
-//! ECMP and the receiver's RSS spread flows as they do for Linux's vxlan), and a UDP socket sends
-//! from its one bound port. `IPPROTO_RAW` sockets receive nothing, so sending costs no copy of
-//! every UDP packet the host receives. The UDP checksum is zero (allowed over IPv4, and what
-//! Linux sends by default); DF is set, so a frame too large for the underlay is refused
-//! (`tx-too-big`) rather than fragmented. The port has no vnet header: the engine segments GSO
-//! super-frames and finishes checksums before handing frames over, so what leaves is always a
-//! complete frame no larger than the overlay MTU.
+//! Receive, in batches: the socket has `UDP_GRO` on, so one read returns a batch of datagrams from
+//! one sender and UDP source port, cut every `gso_size` bytes (the size comes in a control
+//! message). That is what a switchyard peer's GSO send (below) arrives as: on a veth underlay the
+//! kernel passes the whole send to the other side unsegmented, and a NIC's GRO rebuilds it. When
+//! the batch is this port's and its frames are consecutive TCP segments of one connection with
+//! correct checksums, they are merged back into one super-frame (`offload::coalesce_tcp`) that
+//! goes through the pipeline and into the container as one frame with a GSO vnet header, as the
+//! kernel's vxlan device and GRO hand one skb up. Otherwise the batch is taken one datagram at a
+//! time: the first in its slot, the rest in the port's `pending` queue, which fills the following
+//! slots (a full batch keeps the engine reading the port) and stops further reads until it is
+//! empty, so order is kept. Malformed datagrams in a batch are counted one by one; another port's
+//! go to its stash.
+//!
+//! Send: the port takes super-frames whole (`Port::takes_gso`; other frames arrive finished, as
+//! on any port without a vnet header, since what is inside a VXLAN datagram must be complete on
+//! the wire). Complete frames go through a raw `IPPROTO_RAW` socket, `BATCH` per `sendmmsg`,
+//! which writes the outer IPv4 and UDP headers itself, because the UDP source port is the inner
+//! flow's hash (RFC 7348 section 5, so the underlay's ECMP and the receiver's RSS spread flows as
+//! they do for Linux's vxlan) and a UDP socket sends from its one bound port. `IPPROTO_RAW`
+//! sockets receive nothing, so sending costs no copy of every UDP packet the host receives. The
+//! UDP checksum is zero (allowed over IPv4, and what Linux sends by default); DF is set, so a
+//! frame too large for the underlay is refused (`tx-too-big`) rather than fragmented. A
+//! super-frame is segmented in software (`offload::segment`: each segment needs its own complete
+//! inner headers and checksum) and its segments, each behind the same VXLAN header, leave with one
+//! `sendmsg` per 64 KiB with `UDP_SEGMENT` from a UDP socket bound to the flow's hashed source
+//! port (`VxlanSocket::gso_socket`, one per port in use, at most `GSO_SOCKETS`): one trip through
+//! the IP stack and the underlay for some 45 datagrams, and on a veth underlay one skb to the
+//! other side. These datagrams carry a UDP checksum (Linux refuses GSO without one; it is computed
+//! by the NIC or, on veth, never). Every frame of a flow leaves from the same source port either
+//! way. If the port cannot be bound (another socket has it) or the kernel refuses the send, the
+//! segments leave one by one through the raw socket, whose errors then say why.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::mem;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -46,6 +68,7 @@ use std::sync::{Arc, Mutex};
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use super::{sys, Port, PortError, PortKind, RxBatch, RxMeta, SendReport, Tunnel, TxRef, BATCH};
+use crate::offload::{self, Segments};
 use crate::wire::ethernet::EthernetFrame;
 use crate::wire::headers::L3;
 use crate::wire::ipv4::{self, protocol, Ipv4Packet};
@@ -64,6 +87,24 @@ const SOURCE_PORTS: (u16, u16) = (32768, 60999);
 
 /// Socket buffers: as the AF_PACKET ports.
 const SOCKET_BUFFER: libc::c_int = 8 << 20;
+
+/// Segments one GSO `sendmsg` carries at most: Linux's `UDP_MAX_SEGMENTS` before 6.x (128 since).
+const GSO_MAX_SEGMENTS: usize = 64;
+
+/// Most bytes of UDP payload one `sendmsg` may carry: an IPv4 packet's 65535 bytes less the IPv4
+/// and UDP headers.
+const GSO_MAX_PAYLOAD: usize = u16::MAX as usize - ipv4::HEADER_LEN - udp::HEADER_LEN;
+
+/// UDP sockets kept bound to flows' source ports for GSO sends (`VxlanSocket::gso_socket`).
+const GSO_SOCKETS: usize = 64;
+
+/// Frames of `UDP_GRO` batches one port keeps for later slots: a full batch of messages of
+/// Linux's `UDP_MAX_SEGMENTS` (128) datagrams each. Reads stop while any wait, so this is not
+/// exceeded; if it were, the frame would be counted as `stash_full`.
+const PENDING_FRAMES: usize = BATCH * 128;
+
+/// Room for the control data of one received message: a `UDP_GRO` cmsg (`CMSG_SPACE(4)`).
+const CONTROL_LEN: usize = 32;
 
 /// Which port a datagram belongs to: its VNI and the underlay address it came from.
 type Key = (u32, Ipv4Addr);
@@ -124,6 +165,9 @@ pub struct VxlanSocket {
     /// only when `generation` says it changed since the port last copied it.
     routes: Mutex<HashMap<Key, StashRoute>>,
     generation: AtomicU64,
+    /// UDP sockets bound to source ports, for GSO sends: slot `port % GSO_SOCKETS` holds the last
+    /// port asked for there, and its socket (`None` when it could not be bound).
+    gso: Mutex<Vec<Option<(u16, Option<Arc<OwnedFd>>)>>>,
     truncated: AtomicU64,
     bad_flags: AtomicU64,
     unknown_vni: AtomicU64,
@@ -188,6 +232,9 @@ impl VxlanSocket {
             libc::SO_RCVBUF,
             SOCKET_BUFFER,
         );
+        // Batches of datagrams from one sender in one read, as a GSO send from a switchyard
+        // peer left them (kernels before 5.0 have no UDP_GRO: then one datagram per read).
+        let _ = sys::setsockopt_int(udp.as_raw_fd(), libc::SOL_UDP, libc::UDP_GRO, 1);
         let raw = socket(libc::SOCK_RAW, libc::IPPROTO_RAW)
             .map_err(|e| PortError::os(&name, "opening the VXLAN raw socket", e))?;
         sys::set_buffer(
@@ -203,6 +250,7 @@ impl VxlanSocket {
             raw,
             routes: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
+            gso: Mutex::new(vec![None; GSO_SOCKETS]),
             truncated: AtomicU64::new(0),
             bad_flags: AtomicU64::new(0),
             unknown_vni: AtomicU64::new(0),
@@ -217,6 +265,22 @@ impl VxlanSocket {
 
     pub fn udp_port(&self) -> u16 {
         self.port
+    }
+
+    /// The UDP socket bound to `source_port` on the local address, opened on first use; `None`
+    /// when the port cannot be bound (another socket has it), and then the flow's super-frames
+    /// leave segment by segment through the raw socket.
+    fn gso_socket(&self, source_port: u16) -> Option<Arc<OwnedFd>> {
+        let mut slots = self.gso.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = &mut slots[usize::from(source_port) % GSO_SOCKETS];
+        if let Some((port, fd)) = slot {
+            if *port == source_port {
+                return fd.clone();
+            }
+        }
+        let fd = gso_socket(self.local, source_port).ok().map(Arc::new);
+        *slot = Some((source_port, fd.clone()));
+        fd
     }
 
     /// Datagrams dropped so far, by reason.
@@ -277,6 +341,8 @@ impl VxlanSocket {
             spare: spare_tx,
             routes: HashMap::new(),
             seen: u64::MAX,
+            pending: VecDeque::new(),
+            pending_spare: Vec::new(),
             tx: VxlanTx::new(self.clone(), (vni, remote)),
         })
     }
@@ -369,6 +435,10 @@ pub struct VxlanPort {
     /// This port's copy of the socket's routes, as of generation `seen`.
     routes: HashMap<Key, StashRoute>,
     seen: u64,
+    /// This port's frames of a `UDP_GRO` batch that did not fit the slot it came in, in order,
+    /// and their buffers once taken (so the queue allocates only while it grows).
+    pending: VecDeque<Vec<u8>>,
+    pending_spare: Vec<Vec<u8>>,
     tx: VxlanTx,
 }
 
@@ -398,7 +468,7 @@ impl VxlanPort {
 
     /// Hands `frame` (decapsulated) to the port for `key`, or counts why it cannot.
     fn stash(&mut self, key: Key, frame: &[u8]) {
-        let socket = &self.tx.socket;
+        let socket = &self.tx.raw.socket;
         let generation = socket.generation.load(Ordering::Acquire);
         if generation != self.seen {
             self.routes = socket
@@ -429,7 +499,7 @@ impl VxlanPort {
 
 impl Drop for VxlanPort {
     fn drop(&mut self) {
-        let socket = &self.tx.socket;
+        let socket = &self.tx.raw.socket;
         let mut routes = socket.routes.lock().unwrap_or_else(|e| e.into_inner());
         routes.remove(&self.key);
         socket.generation.fetch_add(1, Ordering::Release);
@@ -438,6 +508,13 @@ impl Drop for VxlanPort {
 
 /// The sending half of a VXLAN port: what the port and its senders on other workers share.
 struct VxlanTx {
+    raw: RawTx,
+    /// Where a super-frame is cut into complete frames before it leaves.
+    segments: Segments,
+}
+
+/// Complete frames out through the raw socket, each behind outer headers written here.
+struct RawTx {
     socket: Arc<VxlanSocket>,
     key: Key,
     dst: libc::sockaddr_in,
@@ -462,6 +539,10 @@ impl Port for VxlanSender {
 
     fn vnet_hdr(&self) -> bool {
         false
+    }
+
+    fn takes_gso(&self) -> bool {
+        true
     }
 
     fn raw_fd(&self) -> Option<RawFd> {
@@ -498,20 +579,27 @@ impl Port for VxlanPort {
         false
     }
 
+    fn takes_gso(&self) -> bool {
+        true
+    }
+
     fn raw_fd(&self) -> Option<RawFd> {
         Some(self.fd.as_raw_fd())
     }
 
     fn recv_batch(&mut self, batch: &mut RxBatch) -> Result<usize, PortError> {
         let mut n = self.take_stashed(batch);
+        n = self.take_pending(batch, n);
         let mut reads = 0;
-        while n < BATCH && reads < MAX_READS {
+        // While frames wait in `pending`, newer ones would overtake them: read only once it is empty.
+        while n < BATCH && reads < MAX_READS && self.pending.is_empty() {
             reads += 1;
             let want = BATCH - n;
             // SAFETY: plain old data; all-zero is a valid value of each.
             let mut msgs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
             // SAFETY: as above.
             let mut addrs: [libc::sockaddr_in; BATCH] = unsafe { mem::zeroed() };
+            let mut controls = [[0u8; CONTROL_LEN]; BATCH];
             let mut iovs = [libc::iovec {
                 iov_base: std::ptr::null_mut(),
                 iov_len: 0,
@@ -527,9 +615,11 @@ impl Port for VxlanPort {
                 m.msg_iovlen = 1;
                 m.msg_name = (&mut addrs[k] as *mut libc::sockaddr_in).cast();
                 m.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                m.msg_control = controls[k].as_mut_ptr().cast();
+                m.msg_controllen = CONTROL_LEN;
             }
-            // SAFETY: messages 0..want point at iovecs into slots n..BATCH of `batch` and at
-            // `addrs`, all live and exclusively borrowed for the call.
+            // SAFETY: messages 0..want point at iovecs into slots n..BATCH of `batch`, at `addrs`
+            // and at `controls`, all live and exclusively borrowed for the call.
             let rc = unsafe {
                 libc::recvmmsg(
                     self.fd.as_raw_fd(),
@@ -559,42 +649,21 @@ impl Port for VxlanPort {
             }
             let got = rc as usize;
             let mut keep = n;
-            for k in 0..got {
-                let i = n + k;
-                let len = msgs[k].msg_len as usize;
-                let truncated = msgs[k].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-                let from = Ipv4Addr::from(u32::from_be(addrs[k].sin_addr.s_addr));
-                let (slot, _) = batch.slot_mut(i);
-                let datagram = &mut slot[..len];
-                let (vni, start) = match decapsulate(datagram) {
-                    Ok(found) => found,
-                    Err(why) => {
-                        let socket = &self.tx.socket;
-                        let counter = match why {
-                            DecapError::Truncated => &socket.truncated,
-                            DecapError::BadFlags => &socket.bad_flags,
-                        };
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
+            for (k, msg) in msgs[..got].iter().enumerate() {
+                let len = msg.msg_len as usize;
+                let control = &controls[k][..msg.msg_hdr.msg_controllen.min(CONTROL_LEN)];
+                let received = Received {
+                    slot: n + k,
+                    len,
+                    from: Ipv4Addr::from(u32::from_be(addrs[k].sin_addr.s_addr)),
+                    truncated: msg.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
                 };
-                if (vni, from) != self.key {
-                    self.stash((vni, from), &datagram[start..]);
-                    continue;
-                }
-                datagram.copy_within(start.., 0);
-                if keep != i {
-                    batch.swap_slots(keep, i);
-                }
-                *batch.meta_mut(keep) = RxMeta {
-                    len: len - start,
-                    filtered: false,
-                    vnet: VnetHeader::default(),
-                    truncated,
+                keep = match gro_size(control).filter(|&s| s < len) {
+                    Some(stride) => self.receive_batch(batch, received, stride, keep),
+                    None => self.receive_datagram(batch, received, keep),
                 };
-                keep += 1;
             }
-            n = keep;
+            n = self.take_pending(batch, keep);
             if got < want {
                 break;
             }
@@ -613,59 +682,437 @@ impl Port for VxlanPort {
     fn sender(&self) -> Option<Box<dyn Port>> {
         Some(Box::new(VxlanSender {
             name: self.name.clone(),
-            tx: VxlanTx::new(self.tx.socket.clone(), self.key),
+            tx: VxlanTx::new(self.tx.raw.socket.clone(), self.key),
         }))
     }
+}
+
+/// One message `recvmmsg` returned: in which slot of the batch, how long, from which host.
+#[derive(Clone, Copy)]
+struct Received {
+    slot: usize,
+    len: usize,
+    from: Ipv4Addr,
+    truncated: bool,
+}
+
+impl VxlanPort {
+    /// A datagram alone in its slot: its frame moves to the front of the slot and the slot to
+    /// position `keep` of the batch, or it goes to another port's stash, or is counted as
+    /// malformed. Returns the next free position.
+    fn receive_datagram(&mut self, batch: &mut RxBatch, r: Received, keep: usize) -> usize {
+        let (slot, _) = batch.slot_mut(r.slot);
+        let datagram = &mut slot[..r.len];
+        let (vni, start) = match decapsulate(datagram) {
+            Ok(found) => found,
+            Err(why) => {
+                self.count_malformed(why);
+                return keep;
+            }
+        };
+        if (vni, r.from) != self.key {
+            self.stash((vni, r.from), &datagram[start..]);
+            return keep;
+        }
+        if !self.pending.is_empty() {
+            self.push_pending(&datagram[start..]);
+            return keep;
+        }
+        datagram.copy_within(start.., 0);
+        if keep != r.slot {
+            batch.swap_slots(keep, r.slot);
+        }
+        *batch.meta_mut(keep) = RxMeta {
+            len: r.len - start,
+            filtered: false,
+            vnet: VnetHeader::default(),
+            truncated: r.truncated,
+        };
+        keep + 1
+    }
+
+    /// A `UDP_GRO` batch in one slot: datagrams of `stride` bytes from one sender (and UDP source
+    /// port), the last possibly shorter. This port's TCP segments of one connection merge back
+    /// into one super-frame (`offload::coalesce_tcp`); anything else is taken one datagram at a
+    /// time, in order: the first stays in the slot, the others wait in `pending` (or go to other
+    /// ports' stashes). Returns the next free position.
+    fn receive_batch(
+        &mut self,
+        batch: &mut RxBatch,
+        r: Received,
+        stride: usize,
+        keep: usize,
+    ) -> usize {
+        let (slot, _) = batch.slot_mut(r.slot);
+        let own = batch_vni(&slot[..r.len], stride).is_some_and(|vni| (vni, r.from) == self.key);
+        if own && self.pending.is_empty() {
+            if let Some((len, vnet)) = offload::coalesce_tcp(slot, r.len, stride, vxlan::HEADER_LEN)
+            {
+                if keep != r.slot {
+                    batch.swap_slots(keep, r.slot);
+                }
+                *batch.meta_mut(keep) = RxMeta {
+                    len,
+                    filtered: false,
+                    vnet,
+                    truncated: false,
+                };
+                return keep + 1;
+            }
+        }
+        let first = if self.pending.is_empty() { 1 } else { 0 };
+        for start in (first * stride..r.len).step_by(stride) {
+            let (slot, _) = batch.slot_mut(r.slot);
+            let datagram = &slot[start..(start + stride).min(r.len)];
+            match decapsulate(datagram) {
+                Ok((vni, at)) if (vni, r.from) == self.key => self.push_pending(&datagram[at..]),
+                Ok((vni, at)) => self.stash((vni, r.from), &datagram[at..]),
+                Err(why) => self.count_malformed(why),
+            }
+        }
+        if first == 0 {
+            return keep;
+        }
+        // The first datagram, in place; the others, already in `pending`, come after it.
+        let pending = mem::take(&mut self.pending);
+        let keep = self.receive_datagram(
+            batch,
+            Received {
+                len: stride,
+                truncated: false,
+                ..r
+            },
+            keep,
+        );
+        self.pending = pending;
+        keep
+    }
+
+    /// Counts a datagram whose VXLAN header (or the Ethernet header behind it) is malformed.
+    fn count_malformed(&self, why: DecapError) {
+        let socket = &self.tx.raw.socket;
+        let counter = match why {
+            DecapError::Truncated => &socket.truncated,
+            DecapError::BadFlags => &socket.bad_flags,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Keeps a copy of `frame` (decapsulated, for this port) for a later slot of the batch.
+    fn push_pending(&mut self, frame: &[u8]) {
+        if self.pending.len() >= PENDING_FRAMES {
+            self.tx
+                .raw
+                .socket
+                .stash_full
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut buf = self.pending_spare.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(frame);
+        self.pending.push_back(buf);
+    }
+
+    /// Moves pending frames into slots `n..`; returns the next free position. Frames still
+    /// pending after it mean the batch is full, so the engine comes back for them at once.
+    fn take_pending(&mut self, batch: &mut RxBatch, mut n: usize) -> usize {
+        while n < BATCH {
+            let Some(frame) = self.pending.pop_front() else {
+                break;
+            };
+            batch.fill(n, VnetHeader::default(), &frame);
+            self.pending_spare.push(frame);
+            n += 1;
+        }
+        n
+    }
+}
+
+/// The VNI of every datagram of a `UDP_GRO` batch, or `None` when one is malformed or they differ.
+fn batch_vni(data: &[u8], stride: usize) -> Option<u32> {
+    let mut vni = None;
+    for datagram in data.chunks(stride) {
+        let (v, _) = decapsulate(datagram).ok()?;
+        if vni.is_some_and(|first| first != v) {
+            return None;
+        }
+        vni = Some(v);
+    }
+    vni
+}
+
+/// The segment size a `UDP_GRO` control message gives, if `control` (what `recvmsg` returned as
+/// control data) holds one: the datagram was a batch of datagrams of that size.
+fn gro_size(control: &[u8]) -> Option<usize> {
+    let header = mem::size_of::<libc::cmsghdr>();
+    let field = |at: usize, offset: usize, n: usize| control.get(at + offset..at + offset + n);
+    let mut at = 0;
+    while at + header <= control.len() {
+        let len = usize::from_ne_bytes(
+            field(at, mem::offset_of!(libc::cmsghdr, cmsg_len), 8)?
+                .try_into()
+                .ok()?,
+        );
+        let level = i32::from_ne_bytes(
+            field(at, mem::offset_of!(libc::cmsghdr, cmsg_level), 4)?
+                .try_into()
+                .ok()?,
+        );
+        let kind = i32::from_ne_bytes(
+            field(at, mem::offset_of!(libc::cmsghdr, cmsg_type), 4)?
+                .try_into()
+                .ok()?,
+        );
+        if len < header || at + len > control.len() {
+            return None;
+        }
+        if level == libc::SOL_UDP && kind == libc::UDP_GRO {
+            let size = i32::from_ne_bytes(field(at, header, 4)?.try_into().ok()?);
+            return usize::try_from(size).ok().filter(|&s| s > 0);
+        }
+        at += len.next_multiple_of(mem::align_of::<libc::cmsghdr>());
+    }
+    None
 }
 
 impl VxlanTx {
     fn new(socket: Arc<VxlanSocket>, key: Key) -> VxlanTx {
         let dst = sockaddr(key.1, socket.port);
         VxlanTx {
-            socket,
-            key,
-            dst,
-            prefixes: Box::new([[0; PREFIX_LEN]; BATCH]),
+            raw: RawTx {
+                socket,
+                key,
+                dst,
+                prefixes: Box::new([[0; PREFIX_LEN]; BATCH]),
+            },
+            segments: Segments::new(),
         }
     }
 
     fn tunnel(&self) -> Tunnel {
         Tunnel {
-            vni: self.key.0,
-            local: self.socket.local,
-            remote: self.key.1,
-            udp_port: self.socket.port,
+            vni: self.raw.key.0,
+            local: self.raw.socket.local,
+            remote: self.raw.key.1,
+            udp_port: self.raw.socket.port,
         }
     }
 
+    /// Sends `frames` in order: runs of complete frames through the raw socket in one
+    /// `sendmmsg`, each super-frame (or checksum-partial frame) on its own after it is segmented.
+    /// A super-frame counts as one frame sent, once all its segments left.
     fn send(&mut self, frames: &[TxRef<'_>]) -> SendReport {
         let mut report = SendReport::default();
+        let mut run = 0;
+        for (i, f) in frames.iter().enumerate() {
+            if !f.vnet.needs_software_finish() {
+                continue;
+            }
+            let plain = &frames[run..i];
+            self.raw.send(plain.len(), |k| plain[k].data, &mut report);
+            self.send_super_frame(f, &mut report);
+            run = i + 1;
+        }
+        let plain = &frames[run..];
+        self.raw.send(plain.len(), |k| plain[k].data, &mut report);
+        report
+    }
+
+    /// Segments `f` in software (the inner checksums must be complete on the wire) and sends the
+    /// segments with one `sendmsg` per `GSO_MAX_PAYLOAD` bytes from a UDP socket bound to the
+    /// flow's source port; through the raw socket, one datagram each, when there is no such
+    /// socket or the kernel refuses (then the raw socket's errors say why).
+    fn send_super_frame(&mut self, f: &TxRef<'_>, report: &mut SendReport) {
+        if offload::segment(&f.vnet, f.data, &mut self.segments).is_err() {
+            report.failed += 1;
+            return;
+        }
+        let n = self.segments.len();
+        if n > 1 {
+            let source_port = flow_source_port(f.data);
+            if let Some(fd) = self.raw.socket.gso_socket(source_port) {
+                let mut header = [0u8; vxlan::HEADER_LEN];
+                VxlanRepr {
+                    vni: self.raw.key.0,
+                }
+                .emit(&mut header);
+                match send_gso(fd.as_raw_fd(), &self.raw.dst, &header, &self.segments) {
+                    Ok(()) => {
+                        report.sent += 1;
+                        report.sent_bytes += f.data.len() as u64;
+                        return;
+                    }
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS)) => {
+                        report.busy += 1;
+                        return;
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        let mut each = SendReport::default();
+        let segments = &self.segments;
+        self.raw.send(n, |k| segments.get(k), &mut each);
+        if each.sent == n {
+            report.sent += 1;
+            report.sent_bytes += f.data.len() as u64;
+        } else if each.busy > 0 {
+            report.busy += 1;
+        } else if each.too_big > 0 {
+            report.too_big += 1;
+        } else if each.link_down > 0 {
+            report.link_down += 1;
+        } else {
+            report.failed += 1;
+        }
+    }
+}
+
+/// Sends `segments` (complete frames, all of one length but the last) as VXLAN datagrams to
+/// `dst` with `UDP_SEGMENT`: one `sendmsg` hands the kernel up to `GSO_MAX_SEGMENTS` payloads of
+/// `header` + segment, and the kernel cuts them into datagrams (or, on a veth underlay, passes
+/// them to the other side whole, where `UDP_GRO` takes them whole).
+fn send_gso(
+    fd: RawFd,
+    dst: &libc::sockaddr_in,
+    header: &[u8; vxlan::HEADER_LEN],
+    segments: &Segments,
+) -> std::io::Result<()> {
+    let n = segments.len();
+    let gso_size = vxlan::HEADER_LEN + segments.get(0).len();
+    let per_send = (GSO_MAX_PAYLOAD / gso_size).clamp(1, GSO_MAX_SEGMENTS);
+    let mut first = 0;
+    while first < n {
+        let count = per_send.min(n - first);
+        let mut iovs = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; 2 * GSO_MAX_SEGMENTS];
+        for k in 0..count {
+            let segment = segments.get(first + k);
+            iovs[2 * k] = libc::iovec {
+                iov_base: header.as_ptr() as *mut libc::c_void,
+                iov_len: header.len(),
+            };
+            iovs[2 * k + 1] = libc::iovec {
+                iov_base: segment.as_ptr() as *mut libc::c_void,
+                iov_len: segment.len(),
+            };
+        }
+        let mut control = SegmentCmsg {
+            header: libc::cmsghdr {
+                cmsg_len: 0,
+                cmsg_level: libc::SOL_UDP,
+                cmsg_type: libc::UDP_SEGMENT,
+            },
+            gso_size: gso_size as u16,
+            _pad: [0; 6],
+        };
+        control.header.cmsg_len = (mem::size_of::<libc::cmsghdr>() + 2) as _;
+        // SAFETY: plain old data; all-zero is a valid value.
+        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        msg.msg_name = dst as *const libc::sockaddr_in as *mut libc::c_void;
+        msg.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msg.msg_iov = iovs.as_mut_ptr();
+        msg.msg_iovlen = 2 * count;
+        msg.msg_control = (&mut control as *mut SegmentCmsg).cast();
+        msg.msg_controllen = mem::size_of::<SegmentCmsg>();
+        loop {
+            // SAFETY: `msg` points at `dst`, at `count` pairs of iovecs over `header` and the
+            // segments (borrowed for the call) and at `control`, a complete cmsg; the kernel only
+            // reads them.
+            let rc = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) };
+            if rc >= 0 {
+                break;
+            }
+            let err = sys::last_err();
+            if err.raw_os_error() != Some(libc::EINTR) {
+                return Err(err);
+            }
+        }
+        first += count;
+    }
+    Ok(())
+}
+
+/// The control message of a GSO send: `cmsghdr` and the `u16` segment size, padded as
+/// `CMSG_SPACE(2)` is.
+#[repr(C)]
+struct SegmentCmsg {
+    header: libc::cmsghdr,
+    gso_size: u16,
+    _pad: [u8; 6],
+}
+
+/// Opens a UDP socket on `local`:`port` to send GSO batches from. DF as the raw socket sets it;
+/// a filter that accepts nothing, so datagrams that happen to arrive for the port are not queued.
+fn gso_socket(local: Ipv4Addr, port: u16) -> std::io::Result<OwnedFd> {
+    let fd = socket(libc::SOCK_DGRAM, 0)?;
+    sys::setsockopt_int(
+        fd.as_raw_fd(),
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_DO,
+    )?;
+    let mut drop_all = [libc::sock_filter {
+        code: 0x06, // BPF_RET | BPF_K: accept 0 bytes
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let program = libc::sock_fprog {
+        len: 1,
+        filter: drop_all.as_mut_ptr(),
+    };
+    // `program` points at `drop_all`, which lives until the call has copied it.
+    sys::setsockopt(
+        fd.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_ATTACH_FILTER,
+        &program,
+    )?;
+    sys::set_buffer(
+        fd.as_raw_fd(),
+        libc::SO_SNDBUFFORCE,
+        libc::SO_SNDBUF,
+        SOCKET_BUFFER,
+    );
+    bind(fd.as_raw_fd(), local, port)?;
+    Ok(fd)
+}
+
+impl RawTx {
+    /// Sends `count` complete frames (`frame(k)` for k in 0..count) as VXLAN datagrams through
+    /// the raw socket, `BATCH` per `sendmmsg`, adding what happened to `report`.
+    fn send<'a>(
+        &mut self,
+        count: usize,
+        frame: impl Fn(usize) -> &'a [u8],
+        report: &mut SendReport,
+    ) {
         let local = self.socket.local;
         let (vni, remote) = self.key;
-        for chunk in frames.chunks(BATCH) {
+        let mut base = 0;
+        while base < count {
+            let chunk = (count - base).min(BATCH);
             // SAFETY: plain old data; all-zero is a valid value.
             let mut msgs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
             let mut iovs = [[libc::iovec {
                 iov_base: std::ptr::null_mut(),
                 iov_len: 0,
             }; 2]; BATCH];
-            for (i, f) in chunk.iter().enumerate() {
-                let ports = (flow_source_port(f.data), self.socket.port);
-                encapsulate(
-                    &mut self.prefixes[i],
-                    local,
-                    remote,
-                    ports,
-                    vni,
-                    f.data.len(),
-                );
+            for i in 0..chunk {
+                let data = frame(base + i);
+                let ports = (flow_source_port(data), self.socket.port);
+                encapsulate(&mut self.prefixes[i], local, remote, ports, vni, data.len());
                 iovs[i][0] = libc::iovec {
                     iov_base: self.prefixes[i].as_mut_ptr().cast(),
                     iov_len: PREFIX_LEN,
                 };
                 iovs[i][1] = libc::iovec {
-                    iov_base: f.data.as_ptr() as *mut libc::c_void,
-                    iov_len: f.data.len(),
+                    iov_base: data.as_ptr() as *mut libc::c_void,
+                    iov_len: data.len(),
                 };
                 let m = &mut msgs[i].msg_hdr;
                 m.msg_iov = iovs[i].as_mut_ptr();
@@ -674,24 +1121,23 @@ impl VxlanTx {
                 m.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
             }
             let mut start = 0;
-            while start < chunk.len() {
-                // SAFETY: messages start..chunk.len() point at iovecs into `prefixes` and into
-                // frame data borrowed by `frames`, and at `dst`, all alive for the call; the
-                // kernel only reads them.
+            while start < chunk {
+                // SAFETY: messages start..chunk point at iovecs into `prefixes` and into frame
+                // data borrowed for the call, and at `dst`, all alive for the call; the kernel
+                // only reads them.
                 let rc = unsafe {
                     libc::sendmmsg(
                         self.socket.raw.as_raw_fd(),
                         msgs.as_mut_ptr().add(start),
-                        (chunk.len() - start) as libc::c_uint,
+                        (chunk - start) as libc::c_uint,
                         libc::MSG_DONTWAIT,
                     )
                 };
                 if rc > 0 {
                     let done = start + rc as usize;
                     report.sent += rc as usize;
-                    report.sent_bytes += chunk[start..done]
-                        .iter()
-                        .map(|f| f.data.len() as u64)
+                    report.sent_bytes += (start..done)
+                        .map(|i| frame(base + i).len() as u64)
                         .sum::<u64>();
                     start = done;
                     continue;
@@ -700,7 +1146,7 @@ impl VxlanTx {
                 match err.raw_os_error() {
                     Some(libc::EINTR) => continue,
                     Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
-                        report.busy += chunk.len() - start;
+                        report.busy += chunk - start;
                         break;
                     }
                     Some(libc::EMSGSIZE) => report.too_big += 1,
@@ -711,8 +1157,8 @@ impl VxlanTx {
                 }
                 start += 1;
             }
+            base += chunk;
         }
-        report
     }
 }
 
@@ -720,7 +1166,10 @@ impl VxlanTx {
 mod tests {
     use super::*;
     use crate::wire::arp;
+    use crate::wire::checksum::{fold, pseudo_header_v4};
     use crate::wire::ethernet::ethertype;
+    use crate::wire::tcp::{flags as tcp_flags, TcpPacket};
+    use crate::wire::vnet::{flags as vnet_flags, gso};
     use crate::MacAddr;
 
     #[test]
@@ -755,8 +1204,13 @@ mod tests {
         assert_eq!(decapsulate(&[0x08, 0, 0]), Err(DecapError::Truncated));
     }
 
-    fn udp_frame(sport: u16) -> Vec<u8> {
-        let mut f = vec![0u8; 14 + 20 + 8];
+    const INNER_SRC: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+    const INNER_DST: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 3);
+
+    /// An Ethernet/IPv4 frame from `INNER_SRC` to `INNER_DST` with `l4_len` bytes for the L4
+    /// header and payload, all zero.
+    fn ipv4_frame(protocol_number: u8, l4_len: usize) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + l4_len];
         let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
         eth.set_dst_addr(MacAddr([2, 0, 0, 0, 0, 2]));
         eth.set_src_addr(MacAddr([2, 0, 0, 0, 0, 1]));
@@ -764,11 +1218,19 @@ mod tests {
         let mut ip = Ipv4Packet::new_unchecked(&mut f[14..34]);
         ip.set_version(4);
         ip.set_header_len(20);
-        ip.set_total_len(28);
-        ip.set_protocol(protocol::UDP);
-        ip.set_src_addr(Ipv4Addr::new(10, 1, 0, 2));
-        ip.set_dst_addr(Ipv4Addr::new(10, 1, 0, 3));
+        ip.set_total_len((20 + l4_len) as u16);
+        ip.set_ident(7);
+        ip.set_dont_frag(true);
+        ip.set_ttl(64);
+        ip.set_protocol(protocol_number);
+        ip.set_src_addr(INNER_SRC);
+        ip.set_dst_addr(INNER_DST);
         ip.fill_checksum();
+        f
+    }
+
+    fn udp_frame(sport: u16) -> Vec<u8> {
+        let mut f = ipv4_frame(protocol::UDP, 8);
         let mut udp = UdpPacket::new_unchecked(&mut f[34..]);
         udp.set_src_port(sport);
         udp.set_dst_port(53);
@@ -797,6 +1259,211 @@ mod tests {
         assert!((SOURCE_PORTS.0..=SOURCE_PORTS.1).contains(&flow_source_port(&[1, 2])));
     }
 
+    #[test]
+    fn gro_size_is_read_from_its_control_message_only() {
+        let header = mem::size_of::<libc::cmsghdr>();
+        let cmsg = |level: i32, kind: i32, value: i32| {
+            let mut b = vec![0u8; CONTROL_LEN];
+            b[mem::offset_of!(libc::cmsghdr, cmsg_len)..][..8]
+                .copy_from_slice(&(header + 4).to_ne_bytes());
+            b[mem::offset_of!(libc::cmsghdr, cmsg_level)..][..4]
+                .copy_from_slice(&level.to_ne_bytes());
+            b[mem::offset_of!(libc::cmsghdr, cmsg_type)..][..4]
+                .copy_from_slice(&kind.to_ne_bytes());
+            b[header..header + 4].copy_from_slice(&value.to_ne_bytes());
+            b
+        };
+        let good = cmsg(libc::SOL_UDP, libc::UDP_GRO, 1460);
+        assert_eq!(gro_size(&good), Some(1460));
+        assert_eq!(gro_size(&good[..header + 4]), Some(1460));
+        assert_eq!(gro_size(&good[..header + 2]), None, "cut short");
+        assert_eq!(gro_size(&[]), None);
+        assert_eq!(gro_size(&cmsg(libc::SOL_IP, libc::UDP_GRO, 1460)), None);
+        assert_eq!(gro_size(&cmsg(libc::SOL_UDP, libc::UDP_GRO, 0)), None);
+        assert_eq!(gro_size(&cmsg(libc::SOL_UDP, libc::UDP_GRO, -5)), None);
+        let mut bad_len = good.clone();
+        bad_len[..8].copy_from_slice(&4096usize.to_ne_bytes());
+        assert_eq!(gro_size(&bad_len), None);
+        bad_len[..8].copy_from_slice(&3usize.to_ne_bytes());
+        assert_eq!(gro_size(&bad_len), None);
+    }
+
+    #[test]
+    fn a_batch_has_one_vni_or_none() {
+        // A VXLAN header and an Ethernet header's worth of frame: the shortest datagram taken.
+        let d = |vni: u8| {
+            let mut d = vec![0x08, 0, 0, 0, 0, 0, vni, 0];
+            d.resize(8 + 14, 0xaa);
+            d
+        };
+        let batch = [d(7), d(7), d(7)].concat();
+        assert_eq!(batch_vni(&batch, 22), Some(7));
+        assert_eq!(batch_vni(&batch[..65], 22), None, "last one too short");
+        assert_eq!(batch_vni(&[d(7), d(9)].concat(), 22), None);
+        let mut flagless = batch.clone();
+        flagless[22] = 0;
+        assert_eq!(batch_vni(&flagless, 22), None);
+    }
+
+    /// An Ethernet/IPv4 frame with an L4 header of `l4_len` bytes and `payload_len` bytes of
+    /// payload, as a checksum-partial GSO super-frame of `gso_type` cut every `gso_size` bytes.
+    fn super_frame(
+        protocol_number: u8,
+        gso_type: u8,
+        payload_len: usize,
+        gso_size: u16,
+    ) -> (VnetHeader, Vec<u8>) {
+        let l4_len = if protocol_number == protocol::TCP {
+            20
+        } else {
+            8
+        };
+        let mut f = ipv4_frame(protocol_number, l4_len + payload_len);
+        let csum_offset = if protocol_number == protocol::TCP {
+            let mut tcp = TcpPacket::new_unchecked(&mut f[34..]);
+            tcp.set_src_port(40000);
+            tcp.set_dst_port(5201);
+            tcp.set_seq_number(1000);
+            tcp.set_ack_number(1);
+            tcp.set_header_len(20);
+            tcp.set_flags(tcp_flags::ACK | tcp_flags::PSH);
+            tcp.set_window_len(500);
+            16
+        } else {
+            let mut udp = UdpPacket::new_unchecked(&mut f[34..]);
+            udp.set_src_port(5353);
+            udp.set_dst_port(4433);
+            6
+        };
+        for (i, b) in f[34 + l4_len..].iter_mut().enumerate() {
+            *b = (i * 7 + i / 251) as u8;
+        }
+        let pseudo = pseudo_header_v4(
+            INNER_SRC.octets(),
+            INNER_DST.octets(),
+            protocol_number,
+            (l4_len + payload_len) as u32,
+        );
+        f[34 + csum_offset..34 + csum_offset + 2].copy_from_slice(&fold(pseudo).to_be_bytes());
+        let hdr = VnetHeader {
+            flags: vnet_flags::NEEDS_CSUM,
+            gso_type,
+            hdr_len: (34 + l4_len) as u16,
+            gso_size,
+            csum_start: 34,
+            csum_offset: csum_offset as u16,
+        };
+        (hdr, f)
+    }
+
+    fn receive_all(port: &mut VxlanPort) -> Vec<(VnetHeader, Vec<u8>)> {
+        let mut batch = RxBatch::new();
+        let mut frames = Vec::new();
+        loop {
+            let n = port.recv_batch(&mut batch).unwrap();
+            frames.extend((0..n).map(|i| (batch.meta(i).vnet, batch.frame(i).to_vec())));
+            if n < BATCH {
+                return frames;
+            }
+        }
+    }
+
+    /// A super-frame leaves in one `sendmsg` (UDP GSO), crosses as one batch and is merged back
+    /// into the super-frame it was (UDP GRO): the receiver gets exactly the frame that was sent;
+    /// one too long for one `sendmsg` arrives as two super-frames that carry the same bytes. A
+    /// batch that cannot merge (UDP segments) arrives as its datagrams, in order, across reads;
+    /// in a batch with a malformed datagram and another network's, each is taken on its own.
+    /// Needs root (a fresh network namespace).
+    #[test]
+    fn super_frames_cross_loopback_whole() {
+        std::thread::spawn(super_frames_cross_loopback)
+            .join()
+            .unwrap();
+    }
+
+    fn super_frames_cross_loopback() {
+        let (a, b) = hosts_on_loopback();
+        let (a_ip, b_ip, port) = (a.local(), b.local(), a.udp_port());
+        let mut a7 = a.port("a7", 7, b_ip).unwrap();
+        let mut b7 = b.port("b7", 7, a_ip).unwrap();
+        let mut b9 = b.port("b9", 9, a_ip).unwrap();
+        assert!(a7.takes_gso() && !a7.vnet_hdr());
+        let send = |port: &mut VxlanPort, hdr: VnetHeader, data: &[u8]| {
+            let r = port.send_batch(&[TxRef { vnet: hdr, data }]).unwrap();
+            assert_eq!((r.sent, r.sent_bytes), (1, data.len() as u64), "{r:?}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+
+        // 60000 bytes at MSS 1398: 43 segments, one sendmsg, one batch, one frame.
+        let (hdr, frame) = super_frame(protocol::TCP, gso::TCPV4, 60000, 1398);
+        send(&mut a7, hdr, &frame);
+        let got = receive_all(&mut b7);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, frame);
+        assert_eq!(got[0].0, hdr);
+
+        // 40000 bytes at MSS 536: 75 segments, two sendmsgs (64 + 11), two super-frames.
+        let (hdr, frame) = super_frame(protocol::TCP, gso::TCPV4, 40000, 536);
+        send(&mut a7, hdr, &frame);
+        let got = receive_all(&mut b7);
+        assert_eq!(got.len(), 2);
+        let mut payload = Vec::new();
+        let mut seq = 1000u32;
+        for (vnet, f) in &got {
+            assert_eq!(vnet.gso_size, 536);
+            let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+            assert!(ip.verify_checksum());
+            let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+            assert_eq!(tcp.seq_number(), seq);
+            seq += tcp.payload().len() as u32;
+            payload.extend_from_slice(tcp.payload());
+        }
+        assert_eq!(payload, frame[54..]);
+        assert_eq!(got[0].1.len(), 54 + 64 * 536);
+
+        // 40 UDP datagrams of 100 bytes: no merging; 32 in the first read, 8 in the next.
+        let (hdr, frame) = super_frame(protocol::UDP, gso::UDP_L4, 4000, 100);
+        let mut expected = Segments::new();
+        offload::segment(&hdr, &frame, &mut expected).unwrap();
+        send(&mut a7, hdr, &frame);
+        let mut batch = RxBatch::new();
+        assert_eq!(b7.recv_batch(&mut batch).unwrap(), BATCH);
+        let mut got: Vec<Vec<u8>> = (0..BATCH).map(|i| batch.frame(i).to_vec()).collect();
+        got.extend(receive_all(&mut b7).into_iter().map(|(_, f)| f));
+        assert_eq!(got.len(), 40);
+        assert!(got.iter().map(|f| &f[..]).eq(expected.iter()));
+        assert_eq!(b.stats(), VxlanStats::default());
+
+        // A batch sent by hand: VNI 7, no I flag, VNI 9, VNI 7 (each 8 + 60 bytes).
+        let raw = std::net::UdpSocket::bind((a_ip, 0)).unwrap();
+        sys::setsockopt_int(raw.as_raw_fd(), libc::SOL_UDP, libc::UDP_SEGMENT, 68).unwrap();
+        let inner = |n: u8| {
+            let mut f = udp_frame(u16::from(n));
+            f.resize(60, n);
+            f
+        };
+        let mut datagrams = Vec::new();
+        for (flags, vni, n) in [(0x08, 7, 1), (0x00, 7, 2), (0x08, 9, 3), (0x08, 7, 4)] {
+            datagrams.extend_from_slice(&[flags, 0, 0, 0, 0, 0, vni, 0]);
+            datagrams.extend_from_slice(&inner(n));
+        }
+        raw.send_to(&datagrams, (b_ip, port)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let got = receive_all(&mut b7);
+        assert_eq!(got.len(), 2);
+        assert_eq!((&got[0].1, &got[1].1), (&inner(1), &inner(4)));
+        let got = receive_all(&mut b9);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, inner(3));
+        assert_eq!(
+            b.stats(),
+            VxlanStats {
+                bad_flags: 1,
+                ..VxlanStats::default()
+            }
+        );
+    }
+
     /// Two hosts on loopback (127.0.0.1 and 127.0.0.2, the same UDP port): frames cross through
     /// real sockets, each lands on the port of its VNI and sender, and a datagram read by another
     /// network's port reaches its own through the stash. Needs root (a raw socket, and a fresh
@@ -806,7 +1473,9 @@ mod tests {
         std::thread::spawn(frames_cross_loopback).join().unwrap();
     }
 
-    fn frames_cross_loopback() {
+    /// Moves the calling thread into a fresh network namespace (root needed) and opens the
+    /// sockets of two hosts on its loopback: 127.0.0.1 and 127.0.0.2, port 4789 both.
+    fn hosts_on_loopback() -> (Arc<VxlanSocket>, Arc<VxlanSocket>) {
         // SAFETY: unshare only changes this thread's network namespace.
         assert_eq!(
             unsafe { libc::unshare(libc::CLONE_NEWNET) },
@@ -815,9 +1484,14 @@ mod tests {
         );
         sys::set_up("lo").unwrap();
         let port = vxlan::UDP_PORT;
-        let (a_ip, b_ip) = (Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2));
-        let a = VxlanSocket::open(a_ip, port).unwrap();
-        let b = VxlanSocket::open(b_ip, port).unwrap();
+        let a = VxlanSocket::open(Ipv4Addr::new(127, 0, 0, 1), port).unwrap();
+        let b = VxlanSocket::open(Ipv4Addr::new(127, 0, 0, 2), port).unwrap();
+        (a, b)
+    }
+
+    fn frames_cross_loopback() {
+        let (a, b) = hosts_on_loopback();
+        let (a_ip, b_ip) = (a.local(), b.local());
         let mut a_to_b_7 = a.port("a7", 7, b_ip).unwrap();
         let mut a_to_b_9 = a.port("a9", 9, b_ip).unwrap();
         let mut b_from_a_7 = b.port("b7", 7, a_ip).unwrap();
@@ -863,7 +1537,7 @@ mod tests {
 
         // Neither a VNI nobody on b has, nor a known VNI from an address that is not the port's
         // remote host, is delivered; each is counted.
-        let c = VxlanSocket::open(Ipv4Addr::new(127, 0, 0, 3), port).unwrap();
+        let c = VxlanSocket::open(Ipv4Addr::new(127, 0, 0, 3), a.udp_port()).unwrap();
         for mut stranger in [
             a.port("a5", 5, b_ip).unwrap(),
             c.port("c7", 7, b_ip).unwrap(),
