@@ -35,9 +35,12 @@ pub use engine::{
 };
 
 // Ports the engine can own.
+/// VXLAN's pure parts (decapsulation, the flow's source port, encapsulation), for the fuzz
+/// targets and benchmarks.
+pub use port::vxlan;
 pub use port::{
-    AfPacketPort, MemoryPort, MemoryPortHandle, Port, PortKind, SinkPort, TapPort, VlanPort,
-    VxlanPort, VxlanSocket, VxlanStats, BATCH,
+    AfPacketPort, MemoryPort, MemoryPortHandle, Port, PortKind, SinkPort, TapPort, Tunnel,
+    VlanPort, VxlanPort, VxlanSocket, VxlanStats, BATCH,
 };
 
 // Table configuration and the plain data the control plane computes and pushes (policy, NAT).

@@ -2,11 +2,16 @@
 //! address-conflict, nat with conntrack and the rewriter, l2, icc, egress offload fixups) of an
 //! engine whose tables the input builds: one to three networks of one to three containers each, a
 //! host port, maybe a plain and a parent port, icc and `--internal` per network, an uplink with or
-//! without a gateway, up to four published ports, a connection table of 8 to 64 entries.
+//! without a gateway, up to four published ports, a connection table of 8 to 64 entries. A network
+//! may be an overlay network: one or two VXLAN ports (in-memory, reporting a tunnel) toward remote
+//! hosts with one container each in `arp-proxy`'s table, so ARP for them is answered in place.
 //!
 //! Not only "no panic": every frame that leaves is checked against what went in.
 //! - It never leaves by the port it came in, unless it is the switch's own answer (ARP, ping, a
-//!   reset, a port unreachable) or a translated hairpin.
+//!   reset, a port unreachable; on an overlay network an ARP reply for a remote container, with
+//!   that container's MAC and address as the cluster has them) or a translated hairpin.
+//! - Untranslated, nothing from a VXLAN port leaves by another (split horizon) or by the host
+//!   port, and nothing from the host port leaves by a VXLAN port (host-local).
 //! - It never crosses networks untranslated: a frame leaving in another domain than it arrived
 //!   in was translated by a connection-table entry, and goes where that entry says (toward the
 //!   network the flow came from, or where its new destination lives).
@@ -29,7 +34,7 @@ use dataplane::wire::vnet::VnetHeader;
 use dataplane::{
     ContainerGuard, CtConfig, DomainId, Engine, EngineConfig, MacAddr, MemoryPort,
     MemoryPortHandle, NatUpdate, NetworkNat, PolicyUpdate, PortId, PortRole, Publish, Subnet,
-    Tuple, Uplink,
+    Tunnel, Tuple, Uplink,
 };
 use etherparse::{
     icmpv4::DestUnreachableHeader, IcmpEchoHeader, Icmpv4Header, Icmpv4Type, IpNumber, Ipv4Header,
@@ -64,6 +69,15 @@ struct Port {
     handle: MemoryPortHandle,
     /// The source MAC this port's frames normally carry.
     mac: MacAddr,
+    role: Role,
+}
+
+/// What the overlay invariants need of a port's role.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Host,
+    Vxlan,
+    Other,
 }
 
 struct Lab {
@@ -72,6 +86,8 @@ struct Lab {
     uplink: usize,
     networks: Vec<Network>,
     containers: Vec<(Ipv4Addr, MacAddr, DomainId)>,
+    /// Containers on other hosts of overlay networks, in `arp-proxy`'s table.
+    remote: Vec<(Ipv4Addr, MacAddr, DomainId)>,
     publish: Vec<Publish>,
     /// Where each connection began: the domain of the frame that created it, by original tuple.
     origin: Vec<(Tuple, DomainId)>,
@@ -91,7 +107,21 @@ fn add(
     role: PortRole,
     mac: MacAddr,
 ) {
-    let (port, handle) = MemoryPort::new(name, vnet);
+    let (mut port, handle) = MemoryPort::new(name, vnet);
+    let kind = match role {
+        PortRole::Host => Role::Host,
+        PortRole::Overlay => Role::Vxlan,
+        _ => Role::Other,
+    };
+    if kind == Role::Vxlan {
+        // As a VXLAN port reports itself, so traces show the encapsulation.
+        port = port.tunneled(Tunnel {
+            vni: 256 + u32::from(domain.0),
+            local: Ipv4Addr::new(192, 168, 78, 1),
+            remote: Ipv4Addr::new(192, 168, 78, 2 + ports.len() as u8),
+            udp_port: 4789,
+        });
+    }
     let id = engine
         .add_port_as(Box::new(port), domain, role)
         .expect("port");
@@ -101,6 +131,7 @@ fn add(
         vnet,
         handle,
         mac,
+        role: kind,
     });
 }
 
@@ -118,6 +149,7 @@ fn lab(config: &[u8; 4]) -> Lab {
     let mut ports = Vec::new();
     let mut networks = Vec::new();
     let mut containers = Vec::new();
+    let mut remote = Vec::new();
     let mut attached = HashSet::new();
     let shape = [
         config[0],
@@ -174,6 +206,28 @@ fn lab(config: &[u8; 4]) -> Lab {
                     mac,
                 );
             }
+        }
+        // An overlay network: VXLAN ports toward one or two remote hosts, one container behind
+        // each, in arp-proxy's table.
+        if config[2] & (4 << k) != 0 {
+            let mut endpoints = Vec::new();
+            for r in 0..1 + (config[2] >> 5) % 2 {
+                let ip = Ipv4Addr::new(172, 17 + k as u8, 0, 100 + r);
+                add(
+                    &mut engine,
+                    &mut ports,
+                    "vxlan",
+                    false,
+                    domain,
+                    PortRole::Overlay,
+                    mac_of(ip),
+                );
+                endpoints.push((ip, mac_of(ip)));
+                remote.push((ip, mac_of(ip), domain));
+            }
+            engine
+                .set_policy(PolicyUpdate::RemoteEndpoints { domain, endpoints })
+                .expect("remote endpoints");
         }
         engine
             .set_policy(PolicyUpdate::Icc {
@@ -267,6 +321,7 @@ fn lab(config: &[u8; 4]) -> Lab {
         uplink,
         networks,
         containers,
+        remote,
         publish,
         origin: Vec::new(),
     }
@@ -296,14 +351,19 @@ impl Bytes<'_> {
 }
 
 impl Lab {
-    /// An address the built frames use: containers, gateways, the uplink, the world.
+    /// An address the built frames use: containers (local and remote), gateways, the uplink,
+    /// the world.
     fn address(&self, pick: u8) -> Ipv4Addr {
-        let n = self.containers.len() + self.networks.len() + 1 + WORLD.len();
+        let n = self.containers.len() + self.remote.len() + self.networks.len() + 1 + WORLD.len();
         let i = pick as usize % n;
         if let Some(c) = self.containers.get(i) {
             return c.0;
         }
         let i = i - self.containers.len();
+        if let Some(r) = self.remote.get(i) {
+            return r.0;
+        }
+        let i = i - self.remote.len();
         if let Some(n) = self.networks.get(i) {
             return n.gateway_ip;
         }
@@ -447,6 +507,8 @@ struct Seen {
 enum L3 {
     Arp {
         op: u16,
+        /// The sender's protocol address.
+        sender: Ipv4Addr,
     },
     /// `tuple` as conntrack keys it (ICMP echo by identifier, other ICMP by 0); `quote`: the
     /// flow an ICMP error quotes.
@@ -481,6 +543,12 @@ fn seen(frame: &[u8]) -> Option<Seen> {
     let l3 = match ethertype {
         0x0806 => L3::Arp {
             op: u16::from_be_bytes([*frame.get(l3_at + 6)?, *frame.get(l3_at + 7)?]),
+            sender: Ipv4Addr::new(
+                *frame.get(l3_at + 14)?,
+                *frame.get(l3_at + 15)?,
+                *frame.get(l3_at + 16)?,
+                *frame.get(l3_at + 17)?,
+            ),
         },
         0x0800 => match flow_of(&frame[l3_at..]) {
             Some((tuple, icmp_type, tcp_flags, l4)) => {
@@ -625,12 +693,12 @@ impl Lab {
                     );
                     continue;
                 };
-                if p == from && self.answer(&input, &output) {
+                if p == from && self.answer(&input, &output, egress.1) {
                     continue;
                 }
                 if p == self.uplink
                     && output.eth_src == UPLINK_MAC.0
-                    && output.l3 == (L3::Arp { op: 1 })
+                    && matches!(output.l3, L3::Arp { op: 1, .. })
                 {
                     continue; // the uplink asking for a next hop
                 }
@@ -639,6 +707,14 @@ impl Lab {
                 if !translated {
                     assert!(p != from, "a frame left by the port it came in ({p})");
                     assert_eq!(egress.1, domain, "an untranslated frame crossed networks");
+                    let roles = (self.ports[from].role, self.ports[p].role);
+                    assert!(
+                        !matches!(
+                            roles,
+                            (Role::Vxlan, Role::Vxlan | Role::Host) | (Role::Host, Role::Vxlan)
+                        ),
+                        "an overlay frame went from port {from} to {p} (split horizon, host-local)"
+                    );
                     continue;
                 }
                 self.check_translation(&input, &output, &before, &after, egress.1, domain);
@@ -647,12 +723,23 @@ impl Lab {
     }
 
     /// The switch's own answer to the frame, sent back where it came from.
-    fn answer(&self, input: &Seen, output: &Seen) -> bool {
-        if output.eth_dst != input.eth_src || !self.own_mac(MacAddr(output.eth_src)) {
+    fn answer(&self, input: &Seen, output: &Seen, egress: DomainId) -> bool {
+        if output.eth_dst != input.eth_src {
+            return false;
+        }
+        // arp-proxy: a remote container of the network, by the MAC and address in the table.
+        if let (L3::Arp { op: 1, .. }, L3::Arp { op: 2, sender }) = (input.l3, output.l3) {
+            let remote = self.remote.iter().find(|r| r.1 .0 == output.eth_src);
+            if let Some(&(ip, _, domain)) = remote {
+                assert_eq!((sender, domain), (ip, egress), "arp-proxy answered wrong");
+                return true;
+            }
+        }
+        if !self.own_mac(MacAddr(output.eth_src)) {
             return false;
         }
         match (input.l3, output.l3) {
-            (L3::Arp { op: 1 }, L3::Arp { op: 2 }) => true,
+            (L3::Arp { op: 1, .. }, L3::Arp { op: 2, .. }) => true,
             (
                 L3::Ipv4 { tuple: i, .. },
                 L3::Ipv4 {

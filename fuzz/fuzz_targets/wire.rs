@@ -1,6 +1,8 @@
 //! The wire views over arbitrary bytes. Once a checked constructor succeeds no accessor may
 //! panic (ARCHITECTURE's wire invariant), the lengths it vouched for hold, and where etherparse
-//! (the independent reference) parses the same header, the fields agree.
+//! (the independent reference) parses the same header, the fields agree. VXLAN too: the view,
+//! and the decapsulation every datagram from the underlay goes through, whose verdict must agree
+//! with the view (a VNI only with the I flag and room for an Ethernet header).
 #![no_main]
 
 use dataplane::wire::arp::{ArpPacket, ArpRepr};
@@ -11,6 +13,7 @@ use dataplane::wire::ipv4::Ipv4Packet;
 use dataplane::wire::ipv6::Ipv6Packet;
 use dataplane::wire::tcp::TcpPacket;
 use dataplane::wire::udp::UdpPacket;
+use dataplane::wire::vxlan::{self, VxlanPacket, VxlanRepr};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -21,13 +24,56 @@ fuzz_target!(|data: &[u8]| {
     udp(data);
     icmp(data);
     arp(data);
+    vxlan(data);
 });
+
+fn vxlan(b: &[u8]) {
+    use dataplane::vxlan::{decapsulate, flow_source_port, DecapError};
+    let decapsulated = decapsulate(b);
+    let Ok(packet) = VxlanPacket::new_checked(b) else {
+        assert!(decapsulated.is_err(), "decapsulated what the view refuses");
+        if b.len() < vxlan::HEADER_LEN {
+            assert_eq!(decapsulated, Err(DecapError::Truncated));
+        }
+        return;
+    };
+    let _ = (packet.flags(), packet.vni_valid(), packet.vni());
+    assert_eq!(packet.payload().len(), b.len() - vxlan::HEADER_LEN);
+    let repr = VxlanRepr::parse(&packet).expect("a checked header parses");
+    assert!(repr.vni <= vxlan::MAX_VNI);
+    let mut emitted = [0u8; vxlan::HEADER_LEN];
+    repr.emit(&mut emitted);
+    assert_eq!(
+        VxlanRepr::parse(&VxlanPacket::new_unchecked(&emitted[..])),
+        Ok(repr)
+    );
+    match decapsulated {
+        Ok((vni, start)) => {
+            assert_eq!((vni, start), (repr.vni, vxlan::HEADER_LEN));
+            assert!(
+                b.len() >= start + 14,
+                "a frame shorter than Ethernet's header"
+            );
+            let port = flow_source_port(&b[start..]);
+            assert!((32768..=60999).contains(&port), "source port {port}");
+        }
+        Err(why) => {
+            assert_eq!(why, DecapError::Truncated);
+            assert!(packet.payload().len() < 14);
+        }
+    }
+}
 
 fn ethernet(b: &[u8]) {
     let Ok(eth) = EthernetFrame::new_checked(b) else {
         return;
     };
-    let _ = (eth.dst_addr(), eth.src_addr(), eth.ethertype(), eth.vlan_tag());
+    let _ = (
+        eth.dst_addr(),
+        eth.src_addr(),
+        eth.ethertype(),
+        eth.vlan_tag(),
+    );
     let offset = eth.l3_offset();
     assert!(offset <= b.len());
     assert_eq!(eth.l3_payload().len(), b.len() - offset);
@@ -47,8 +93,21 @@ fn ipv4(b: &[u8]) {
     };
     let header_len = ip.header_len();
     assert!((20..=b.len()).contains(&header_len));
-    let _ = (ip.version(), ip.dscp(), ip.ecn(), ip.ident(), ip.dont_frag(), ip.more_frags());
-    let _ = (ip.frag_offset(), ip.is_fragment(), ip.ttl(), ip.checksum(), ip.verify_checksum());
+    let _ = (
+        ip.version(),
+        ip.dscp(),
+        ip.ecn(),
+        ip.ident(),
+        ip.dont_frag(),
+        ip.more_frags(),
+    );
+    let _ = (
+        ip.frag_offset(),
+        ip.is_fragment(),
+        ip.ttl(),
+        ip.checksum(),
+        ip.verify_checksum(),
+    );
     let _ = (ip.options(), ip.payload());
     if let Ok(whole) = Ipv4Packet::new_checked(b) {
         let total = usize::from(whole.total_len());
@@ -70,7 +129,12 @@ fn ipv6(b: &[u8]) {
     let Ok(ip) = Ipv6Packet::new_checked(b) else {
         return;
     };
-    let _ = (ip.version(), ip.traffic_class(), ip.flow_label(), ip.hop_limit());
+    let _ = (
+        ip.version(),
+        ip.traffic_class(),
+        ip.flow_label(),
+        ip.hop_limit(),
+    );
     let _ = (ip.payload(), ip.total_len());
     if let Ok(reference) = etherparse::Ipv6HeaderSlice::from_slice(b) {
         assert_eq!(reference.source_addr(), ip.src_addr());
@@ -85,7 +149,14 @@ fn tcp(b: &[u8]) {
         return;
     };
     assert!((20..=b.len()).contains(&t.header_len()));
-    let _ = (t.flags(), t.window_len(), t.checksum(), t.urgent_at(), t.options(), t.payload());
+    let _ = (
+        t.flags(),
+        t.window_len(),
+        t.checksum(),
+        t.urgent_at(),
+        t.options(),
+        t.payload(),
+    );
     let (a, z) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
     let _ = t.verify_checksum_v4(a, z);
     if let Ok(reference) = etherparse::TcpHeaderSlice::from_slice(b) {
@@ -116,7 +187,12 @@ fn icmp(b: &[u8]) {
         return;
     };
     let _ = (m.msg_type(), m.msg_code(), m.checksum(), m.rest_of_header());
-    let _ = (m.echo_ident(), m.echo_seq_no(), m.next_hop_mtu(), m.is_error());
+    let _ = (
+        m.echo_ident(),
+        m.echo_seq_no(),
+        m.next_hop_mtu(),
+        m.is_error(),
+    );
     let _ = (m.payload(), m.data(), m.verify_checksum());
     if let Some(quote) = m.embedded() {
         ipv4(quote);
@@ -127,7 +203,12 @@ fn arp(b: &[u8]) {
     let Ok(a) = ArpPacket::new_checked(b) else {
         return;
     };
-    let _ = (a.hardware_type(), a.protocol_type(), a.hardware_len(), a.protocol_len());
+    let _ = (
+        a.hardware_type(),
+        a.protocol_type(),
+        a.hardware_len(),
+        a.protocol_len(),
+    );
     let _ = (a.operation(), a.is_ethernet_ipv4());
     let _ = ArpRepr::parse(&a);
     if a.is_ethernet_ipv4() {
