@@ -6,6 +6,9 @@ pub mod cli;
 pub mod cni;
 mod daemon;
 pub mod dns;
+/// The etcd JSON gateway's answers as the cluster reads them (`answer`, `watch_line`, `kvs`,
+/// base64): untrusted input, fuzzed (`fuzz/fuzz_targets/etcd.rs`).
+pub use daemon::cluster::etcd;
 pub mod docker;
 pub mod flow;
 #[cfg(test)]

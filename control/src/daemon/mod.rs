@@ -19,7 +19,7 @@
 //! change), `trace.rs` (live traces, captures and what-if packets), `reaper.rs` (the
 //! once-a-second thread), `system.rs` (making the system match the state).
 
-mod cluster;
+pub(crate) mod cluster;
 mod handle;
 mod mint;
 mod names;

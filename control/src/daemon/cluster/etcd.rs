@@ -212,29 +212,17 @@ impl Etcd {
                 let text = text.trim();
                 if !in_body {
                     if text.starts_with("HTTP/") && !text.contains(" 200") {
-                        return Err(EtcdError::Answer(format!("watch: {text}")));
+                        return Err(EtcdError::Answer(format!("watch: {}", one_line(text))));
                     }
                     in_body = text.is_empty();
                     continue;
                 }
-                // Chunk sizes and blank lines between the JSON objects carry nothing.
-                if !text.starts_with('{') {
-                    continue;
+                match watch_line(text) {
+                    WatchLine::Nothing => {}
+                    WatchLine::Event(event) => on_event(event),
+                    WatchLine::Ended => return Ok(()),
+                    WatchLine::Error(e) => return Err(EtcdError::Answer(format!("watch: {e}"))),
                 }
-                let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-                if v.get("error").is_some() {
-                    return Err(EtcdError::Answer(format!("watch: {text}")));
-                }
-                if v["result"]["canceled"].as_bool() == Some(true) {
-                    return Ok(());
-                }
-                // An object cut by a chunk boundary does not parse: a change all the same.
-                let created = v["result"]["created"].as_bool() == Some(true);
-                on_event(if created {
-                    WatchEvent::Created
-                } else {
-                    WatchEvent::Changed
-                });
             }
         }
         Err(EtcdError::Unreachable {
@@ -249,15 +237,7 @@ impl Etcd {
             "/v3/kv/range",
             &json!({"key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix))}),
         )?;
-        let mut out = Vec::new();
-        for kv in v["kvs"].as_array().map(Vec::as_slice).unwrap_or_default() {
-            let key = kv["key"].as_str().and_then(unb64);
-            let value = kv["value"].as_str().map_or(Some(String::new()), unb64);
-            if let (Some(k), Some(v)) = (key, value) {
-                out.push((k, v));
-            }
-        }
-        Ok(out)
+        Ok(kvs(&v))
     }
 }
 
@@ -283,7 +263,8 @@ fn number(v: &Value) -> Option<i64> {
         .or_else(|| v.as_i64())
 }
 
-enum PostError {
+#[derive(Debug)]
+pub enum PostError {
     /// No connection, or it broke before an answer: try the next endpoint.
     Connect(String),
     /// etcd answered with an error.
@@ -318,12 +299,19 @@ fn open(
 fn post_to(endpoint: &str, path: &str, body: &Value) -> Result<Value, PostError> {
     let connect = |e: std::io::Error| PostError::Connect(e.to_string());
     let stream = open(endpoint, path, body, TIMEOUT).map_err(connect)?;
-    let mut answer = Vec::new();
+    let mut raw = Vec::new();
     stream
         .take(MAX_ANSWER)
-        .read_to_end(&mut answer)
+        .read_to_end(&mut raw)
         .map_err(connect)?;
-    let text = String::from_utf8_lossy(&answer);
+    answer(&raw)
+}
+
+/// The JSON answer of one unary call, from the whole HTTP response as it came (untrusted: the
+/// fuzz target `etcd` feeds it anything): the body's first JSON object; an error status or an
+/// `error` field is `PostError::Answer` with etcd's message, in one line.
+pub fn answer(raw: &[u8]) -> Result<Value, PostError> {
+    let text = String::from_utf8_lossy(raw);
     let Some((head, rest)) = text.split_once("\r\n\r\n") else {
         return Err(PostError::Connect(
             "the connection closed before an answer".into(),
@@ -336,7 +324,7 @@ fn post_to(endpoint: &str, path: &str, body: &Value) -> Result<Value, PostError>
         _ => {
             return Err(PostError::Answer(format!(
                 "no JSON in '{}'",
-                head.lines().next().unwrap_or("")
+                one_line(head.lines().next().unwrap_or(""))
             )))
         }
     };
@@ -345,13 +333,74 @@ fn post_to(endpoint: &str, path: &str, body: &Value) -> Result<Value, PostError>
         .find(|l| l.starts_with('{'))
         .unwrap_or(json_text);
     let value: Value = serde_json::from_str(json_text)
-        .map_err(|e| PostError::Answer(format!("{e}: {json_text}")))?;
+        .map_err(|e| PostError::Answer(one_line(&format!("{e}: {json_text}"))))?;
     let status_ok = head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200");
     if !status_ok || value.get("error").is_some() {
         let message = value["message"].as_str().unwrap_or(json_text);
-        return Err(PostError::Answer(message.to_string()));
+        return Err(PostError::Answer(one_line(message)));
     }
     Ok(value)
+}
+
+/// `text` with its line breaks as spaces: what etcd says ends up in a one-line error.
+fn one_line(text: &str) -> String {
+    text.split(['\r', '\n'])
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What one line of a watch stream says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchLine {
+    /// Nothing (a chunk size, a blank line).
+    Nothing,
+    Event(WatchEvent),
+    /// The watch was cancelled: watch again.
+    Ended,
+    /// etcd reported an error (the line, in one line).
+    Error(String),
+}
+
+/// One line of the watch stream's body (untrusted: the fuzz target `etcd` feeds it anything).
+pub fn watch_line(line: &str) -> WatchLine {
+    let text = line.trim();
+    // Chunk sizes and blank lines between the JSON objects carry nothing.
+    if !text.starts_with('{') {
+        return WatchLine::Nothing;
+    }
+    let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    if v.get("error").is_some() {
+        return WatchLine::Error(one_line(text));
+    }
+    if v["result"]["canceled"].as_bool() == Some(true) {
+        return WatchLine::Ended;
+    }
+    // An object cut by a chunk boundary does not parse: a change all the same.
+    let created = v["result"]["created"].as_bool() == Some(true);
+    WatchLine::Event(if created {
+        WatchEvent::Created
+    } else {
+        WatchEvent::Changed
+    })
+}
+
+/// The keys and values of a range answer, decoded (a pair that is not base64 of UTF-8 is left
+/// out).
+pub fn kvs(answer: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for kv in answer["kvs"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let key = kv["key"].as_str().and_then(unb64);
+        let value = kv["value"].as_str().map_or(Some(String::new()), unb64);
+        if let (Some(k), Some(v)) = (key, value) {
+            out.push((k, v));
+        }
+    }
+    out
 }
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -442,5 +491,60 @@ mod tests {
         let e = etcd.grant(5).unwrap_err().to_string();
         assert!(e.starts_with("etcd at 127.0.0.1:1 is unreachable"), "{e}");
         assert!(!e.contains('\n'));
+    }
+
+    /// What the gateway sends, read as the cluster reads it: the first JSON object of a body
+    /// (with Content-Length or chunked), etcd's errors as one line, watch lines, range pairs.
+    #[test]
+    fn gateway_answers_watch_lines_and_ranges() {
+        let ok = answer(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{\"ID\":7}").unwrap();
+        assert_eq!(ok["ID"], 7);
+        let chunked =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\n{\"ID\":8}\r\n0\r\n\r\n";
+        assert_eq!(answer(chunked).unwrap()["ID"], 8);
+        let refused = b"HTTP/1.1 400 Bad\r\n\r\n{\"error\":\"x\",\"message\":\"bad\\nthing\"}";
+        match answer(refused) {
+            Err(PostError::Answer(m)) => assert_eq!(m, "bad thing"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            answer(b"HTTP/1.1 200"),
+            Err(PostError::Connect(_))
+        ));
+        // Found by the fuzz target: a lone CR in the status line.
+        match answer(b"HTTP/1.1 200 OK\rT\r\n\r\nno json") {
+            Err(PostError::Answer(m)) => assert_eq!(m, "no JSON in 'HTTP/1.1 200 OK T'"),
+            other => panic!("{other:?}"),
+        }
+        match answer(b"HTTP/1.1 200 OK\r\n\r\n{\n\"a\": }") {
+            Err(PostError::Answer(m)) => assert!(!m.contains('\n'), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(watch_line("1a"), WatchLine::Nothing);
+        assert_eq!(
+            watch_line(r#"{"result":{"created":true}}"#),
+            WatchLine::Event(WatchEvent::Created)
+        );
+        assert_eq!(
+            watch_line(r#"{"result":{"events":[]}"#),
+            WatchLine::Event(WatchEvent::Changed)
+        );
+        assert_eq!(
+            watch_line(r#"{"result":{"canceled":true}}"#),
+            WatchLine::Ended
+        );
+        assert!(matches!(watch_line(r#"{"error":{}}"#), WatchLine::Error(_)));
+        let range = serde_json::json!({"kvs": [
+            {"key": b64(b"/a"), "value": b64(b"1")},
+            {"key": b64(b"/b")},
+            {"key": "!!", "value": b64(b"x")},
+        ]});
+        assert_eq!(
+            kvs(&range),
+            [
+                ("/a".to_string(), "1".to_string()),
+                ("/b".to_string(), String::new())
+            ]
+        );
     }
 }
