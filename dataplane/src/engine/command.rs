@@ -364,7 +364,8 @@ impl EngineHandle {
         let mut others: Vec<Box<dyn Port>> = (1..n).map_while(|_| port.receiver()).collect();
         let fanout = n > 1 && others.len() == n - 1;
         let order = if fanout {
-            self.member_order()
+            // Members of a group steered by flow: which worker reads which member does not matter.
+            (0..n).collect::<Vec<usize>>()
         } else {
             let least_loaded = (0..n).min_by_key(|&w| placement.owned[w]).unwrap_or(0);
             let owner = beside
@@ -406,28 +407,6 @@ impl EngineHandle {
             placement.owned[order[0]] += 1;
         }
         Ok(id)
-    }
-
-    /// The worker for each member of a port's fanout group, in member order: the group's program
-    /// (`PACKET_FANOUT_CPU`'s choice, kept when a member's ring grows) and the kernel
-    /// gives a frame received on CPU `c` to member `c % members`, so member `k` goes to the worker
-    /// pinned to such a CPU (in worker order where pinning does not say).
-    fn member_order(&self) -> Vec<usize> {
-        let n = self.workers.len();
-        let mut order: Vec<Option<usize>> = vec![None; n];
-        for (w, link) in self.workers.iter().enumerate() {
-            if let Some(cpu) = link.cpu {
-                if order[cpu % n].is_none() {
-                    order[cpu % n] = Some(w);
-                }
-            }
-        }
-        let taken = order.clone();
-        let mut free = (0..n).filter(|w| !taken.contains(&Some(*w)));
-        order
-            .into_iter()
-            .map(|w| w.or_else(|| free.next()).unwrap_or(0))
-            .collect()
     }
 
     pub fn remove_port(&self, id: PortId) -> Result<(), EngineError> {

@@ -2,10 +2,11 @@
 //!
 //! Each worker is a whole `Engine` on its own thread, pinned to its own CPU: its own poller, receive
 //! area, egress queues and a replica of every table. An AF_PACKET port gives every worker a socket
-//! of its own in one fanout group steered by CPU (`Port::receiver`): the kernel hands a frame to the
-//! worker pinned to the CPU that received it, on veth the sender's, so the worker that wakes is on
-//! the CPU the sender is about to leave, as the kernel bridge forwards in the sender's softirq (a
-//! port placed on one worker made every ping's answer wake the other CPU: bench/RESULTS.md). A
+//! of its own in one fanout group steered by flow (`Port::receiver`): the kernel hands all frames of
+//! a flow to one worker, so a flow's frames leave in the order they came. (Steering by the CPU
+//! that received a frame saved a cross-CPU wake-up per ping, but a TCP sender moves between CPUs,
+//! its own context and the softirq of arriving ACKs, so two workers sent one flow's segments on
+//! and they overtook each other: bench/RESULTS.md.) A
 //! port that cannot fan out (a tap, a VLAN share) is received by one worker, the least loaded,
 //! and the others send to it through a `Port::sender`. Either way a frame is received, decided
 //! and sent by one thread with no hand-off and no copy; on veth, sending runs the receiving end's

@@ -19,16 +19,16 @@
 //! socket (one RCU grace period, milliseconds). So a port replaces its socket instead, and the
 //! kernel's fanout is what hands over. Every receiving socket is in a `PACKET_FANOUT_CBPF` group:
 //! its own (`PACKET_FANOUT_FLAG_UNIQUEID`), which an engine worker's `Port::receiver` joins. The
-//! group's program returns the member for each frame; it starts as `ret cpu`, which the kernel
-//! takes modulo the members: `PACKET_FANOUT_CPU`'s choice, which the engine's placement of members
-//! on workers counts on. `grow_ring`:
-//! 1. makes the program a table from `cpu % members` to a member's position (`Group`), which a
+//! group's program returns the member for each frame: it computes a key of the frame's flow
+//! (`flow_key_program`) and starts as `ret key`, which the kernel takes modulo the members, so all
+//! frames of a flow reach one member and one worker sends them on in order. `grow_ring`:
+//! 1. makes the program a table from `key % members` to a member's position (`Group`), which a
 //!    new member does not change;
 //! 2. opens a socket with the large ring and joins it to the group (it receives nothing from the
 //!    group); sets the same program again for its RCU grace period, after which nothing reaches
 //!    the new socket as the copy every bound socket outside a group gets, and discards the copies
 //!    it got before it joined;
-//! 3. steers the old socket's CPUs to the new one. Replacing a group's program returns after a
+//! 3. steers the old socket's keys to the new one. Replacing a group's program returns after a
 //!    grace period, so from then on no frame reaches the old socket.
 //!
 //! `recv_batch` then reads what the old ring holds, in order, until it is empty; adds the old
@@ -36,9 +36,9 @@
 //! on with the new ring in the same batch (the engine registers its descriptor: `Port::moved_fd`).
 //! Nothing is discarded but the copies, nothing is estimated: a frame the old ring had no room
 //! for is one of the kernel's drops, counted exactly. The value the table gives the old socket's
-//! CPUs names the new socket's position both before the old one closes and after the kernel has
+//! keys names the new socket's position both before the old one closes and after the kernel has
 //! moved the new one (the group's last member) into its place (`Group::steer`), so the worker
-//! that reads a CPU's frames does not change. One member of a group is replaced at a time. The
+//! that reads a flow's frames does not change while a ring grows. One member of a group is replaced at a time. The
 //! program costs a few classic BPF instructions per frame (JIT-compiled). A VLAN share's senders
 //! (`Port::sender`, duplicates of its descriptor) keep its old socket open, steered past and
 //! receiving nothing, until the port is removed.
@@ -122,14 +122,6 @@ const PACKET_FANOUT_FLAG_UNIQUEID: libc::c_int = 0x2000;
 /// The group ignores frames sent out of the interface (what `PACKET_IGNORE_OUTGOING` does for a
 /// socket outside a group).
 const PACKET_FANOUT_FLAG_IGNORE_OUTGOING: libc::c_int = 0x4000;
-/// Classic BPF: `A = the CPU that runs the program` (`SKF_AD_OFF + SKF_AD_CPU`): for a veth, the
-/// sender's CPU, as `PACKET_FANOUT_CPU` uses.
-const BPF_LD_CPU: libc::sock_filter = libc::sock_filter {
-    code: 0x20, // BPF_LD | BPF_W | BPF_ABS
-    jt: 0,
-    jf: 0,
-    k: (-0x1000i32 + 36) as u32,
-};
 /// Offsets in `struct tpacket_auxdata` { u32 tp_status, tp_len, tp_snaplen; u16 tp_mac, tp_net,
 /// tp_vlan_tci, tp_vlan_tpid; }.
 const AUX_STATUS: usize = 0;
@@ -423,8 +415,8 @@ struct Group {
     /// that closes is replaced by the last (`__fanout_unlink`); the kernel gives a frame to the
     /// member at the index the program returns, modulo their number.
     order: Vec<u64>,
-    /// Empty while the program is `ret cpu` (the member at `cpu % members`, as
-    /// `PACKET_FANOUT_CPU`). Once a member has been replaced: the member that receives the frames
+    /// Empty while the program is `ret key` (the member at `key % members`, `key` the frame's
+    /// flow's: `flow_key_program`). Once a member has been replaced: the member that receives the frames
     /// of CPUs `c` with `c % serves.len() == r`, at `r`.
     serves: Vec<u64>,
     next_member: u64,
@@ -484,14 +476,82 @@ impl Group {
     }
 }
 
-/// The steering program: `ret cpu` without values, else `values[cpu % values.len()]`.
+/// Classic BPF leaving in `A` a key of the frame's flow, the same for both of its directions: for
+/// IPv4, the addresses xor-ed, with the ports for TCP and UDP (not for fragments), folded; for
+/// anything else the kernel's `skb->hash` (0 when nothing set it: one member gets those). All
+/// frames of a flow get one key, so one worker reads them in order, as with `PACKET_FANOUT_HASH`
+/// (whose hash a classic program cannot compute): steering by the receiving CPU reordered every
+/// flow whose sender changes CPU, as TCP does between its own context and the softirq of arriving
+/// ACKs (`one_flow_stays_in_order_across_workers`). Loads count from the network header
+/// (`SKF_NET_OFF`), wherever the program is run.
+fn flow_key_program() -> Vec<libc::sock_filter> {
+    const SKF_AD_OFF: i32 = -0x1000;
+    const SKF_AD_PROTOCOL: i32 = 0;
+    const SKF_AD_RXHASH: i32 = 32;
+    const SKF_NET_OFF: i32 = -0x10_0000;
+    const LD_IMM: u16 = 0x00;
+    const LD_W_ABS: u16 = 0x20;
+    const LD_H_ABS: u16 = 0x28;
+    const LD_B_ABS: u16 = 0x30;
+    const LD_H_IND: u16 = 0x48;
+    const LDX_B_MSH: u16 = 0xb1;
+    const LDX_MEM: u16 = 0x61;
+    const ST: u16 = 0x02;
+    const XOR_X: u16 = 0xac;
+    const RSH_K: u16 = 0x74;
+    const JA: u16 = 0x05;
+    const JEQ_K: u16 = 0x15;
+    const JSET_K: u16 = 0x45;
+    let op = |code: u16, jt: u8, jf: u8, k: i32| libc::sock_filter {
+        code,
+        jt,
+        jf,
+        k: k as u32,
+    };
+    let net = |k: i32| SKF_NET_OFF + k;
+    // Jump offsets count the instructions skipped; the numbers are each instruction's index.
+    vec![
+        /* 0 */ op(LD_W_ABS, 0, 0, SKF_AD_OFF + SKF_AD_PROTOCOL),
+        /* 1 */ op(JEQ_K, 2, 0, 0x0800), // IPv4 -> 4
+        /* 2 */ op(LD_W_ABS, 0, 0, SKF_AD_OFF + SKF_AD_RXHASH),
+        /* 3 */ op(JA, 0, 0, 25), // -> 29, the end
+        /* 4 */ op(LD_W_ABS, 0, 0, net(12)), // source address
+        /* 5 */ op(ST, 0, 0, 0),
+        /* 6 */ op(LD_W_ABS, 0, 0, net(16)), // destination address
+        /* 7 */ op(LDX_MEM, 0, 0, 0),
+        /* 8 */ op(XOR_X, 0, 0, 0),
+        /* 9 */ op(ST, 0, 0, 0), // M[0] = source ^ destination
+        /* 10 */ op(LD_B_ABS, 0, 0, net(9)), // protocol
+        /* 11 */ op(JEQ_K, 1, 0, 6), // TCP -> 13
+        /* 12 */ op(JEQ_K, 0, 9, 17), // neither TCP nor UDP -> 22
+        /* 13 */ op(LD_H_ABS, 0, 0, net(6)), // flags and fragment offset
+        /* 14 */ op(JSET_K, 7, 0, 0x3fff), // a fragment -> 22
+        /* 15 */ op(LDX_B_MSH, 0, 0, net(0)), // X = the IPv4 header's length
+        /* 16 */ op(LD_H_IND, 0, 0, net(0)), // source port
+        /* 17 */ op(ST, 0, 0, 1),
+        /* 18 */ op(LD_H_IND, 0, 0, net(2)), // destination port
+        /* 19 */ op(LDX_MEM, 0, 0, 1),
+        /* 20 */ op(XOR_X, 0, 0, 0), // A = source port ^ destination port
+        /* 21 */ op(JA, 0, 0, 1), // -> 23
+        /* 22 */ op(LD_IMM, 0, 0, 0), // no ports
+        /* 23 */ op(LDX_MEM, 0, 0, 0),
+        /* 24 */ op(XOR_X, 0, 0, 0),
+        /* 25 */ op(ST, 0, 0, 0),
+        /* 26 */ op(RSH_K, 0, 0, 16),
+        /* 27 */ op(LDX_MEM, 0, 0, 0),
+        /* 28 */ op(XOR_X, 0, 0, 0), // A = h ^ (h >> 16)
+    ]
+}
+
+/// The steering program: `ret key` without values, else `values[key % values.len()]`, `key`
+/// the frame's flow's (`flow_key_program`).
 fn steering_program(values: &[u32]) -> Vec<libc::sock_filter> {
     let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
     const BPF_RET_A: u16 = 0x16; // BPF_RET | BPF_A
     const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K
     const BPF_MOD_K: u16 = 0x94; // BPF_ALU | BPF_MOD | BPF_K
     const BPF_JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-    let mut prog = vec![BPF_LD_CPU];
+    let mut prog = flow_key_program();
     let Some((&last, head)) = values.split_last() else {
         prog.push(op(BPF_RET_A, 0, 0, 0));
         return prog;
@@ -523,7 +583,7 @@ fn fanout_arg(id: u16, flags: libc::c_int) -> libc::c_int {
     id as libc::c_int | ((PACKET_FANOUT_CBPF | PACKET_FANOUT_FLAG_IGNORE_OUTGOING | flags) << 16)
 }
 
-/// Puts the bound `fd` in a new group of its own, steered `ret cpu`; returns the group.
+/// Puts the bound `fd` in a new group of its own, steered `ret key`; returns the group.
 fn create_group(fd: RawFd) -> std::io::Result<Group> {
     sys::setsockopt_int(
         fd,
@@ -898,7 +958,7 @@ impl AfPacketPort {
         };
         let (f, old) = (self.rx.fd.as_raw_fd(), self.rx.member);
         if g.serves.is_empty() {
-            // From `ret cpu` to the same steering as a table, which a new member does not change.
+            // From `ret key` to the same steering as a table, which a new member does not change.
             g.serves = g.order.clone();
             set_steering(f, &g.values(None)).map_err(os("steering the group"))?;
         }
@@ -1238,9 +1298,11 @@ impl Port for AfPacketPort {
     }
 
     /// Another socket on the interface in this one's group, appended to it: with the group's
-    /// `ret cpu` program the kernel gives each frame to the member at `cpu % members`, where `cpu`
-    /// received it (on veth, the sender's CPU), so the worker pinned there reads it without a
-    /// wake-up on another CPU.
+    /// `ret key` program the kernel gives each frame to the member at `key % members`, `key` the
+    /// frame's flow's, so one worker reads a flow's frames and sends them on in order. (Steering
+    /// by the receiving CPU saved a cross-CPU wake-up, but a sender moving between CPUs, as TCP
+    /// does between its own context and the softirq of arriving ACKs, had one flow's frames sent
+    /// on by two workers and overtake each other: bench/RESULTS.md.)
     fn receiver(&self) -> Option<Box<dyn Port>> {
         Some(Box::new(self.new_receiver()?))
     }
@@ -1609,11 +1671,23 @@ mod tests {
             }
         }
 
-        /// Sends `n` 64-byte frames numbered `first..first + n` (in their payload).
+        /// Sends `n` 64-byte frames numbered `first..first + n` (in their payload), of flow 0.
         fn send(&self, first: u32, n: u32) {
+            self.send_flow(0, first, n);
+        }
+
+        /// Sends `n` 64-byte IPv4/UDP frames of one flow (10.0.0.1:1000+flow -> 10.0.0.3:1000),
+        /// numbered `first..first + n`. The group's flow key of flow `f` is `f` (the addresses'
+        /// xor, 2, has neither bit 0 nor bit 16 set), so of two members, an even flow goes to the
+        /// first and an odd one to the second.
+        fn send_flow(&self, flow: u16, first: u32, n: u32) {
             for k in first..first + n {
-                let mut f = FRAME.to_vec();
-                f[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+                let mut f = FRAME[..14].to_vec();
+                f.extend_from_slice(&[0x45, 0, 0, 50, 0, 0, 0, 0, 64, 17, 0, 0]);
+                f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 3]);
+                f.extend_from_slice(&(1000 + flow).to_be_bytes());
+                f.extend_from_slice(&1000u16.to_be_bytes());
+                f.extend_from_slice(&[0, 30, 0, 0]);
                 f.extend_from_slice(&k.to_be_bytes());
                 f.resize(64, 0);
                 // SAFETY: sockaddr_ll is plain old data.
@@ -1655,7 +1729,7 @@ mod tests {
     /// Reads everything the port has, returning the frame numbers in order.
     /// The number `Sender::send` put in a frame.
     fn frame_number(f: &[u8]) -> u32 {
-        u32::from_be_bytes(f[18..22].try_into().unwrap())
+        u32::from_be_bytes(f[42..46].try_into().unwrap())
     }
 
     fn read_all(port: &mut AfPacketPort, batch: &mut RxBatch) -> Vec<u32> {
@@ -1713,33 +1787,19 @@ mod tests {
         });
     }
 
-    /// Pins the calling thread to `cpu`.
-    fn pin(cpu: usize) {
-        // SAFETY: cpu_set_t is plain data; the call pins only this thread.
-        unsafe {
-            let mut set: libc::cpu_set_t = mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            assert_eq!(
-                libc::sched_setaffinity(0, mem::size_of::<libc::cpu_set_t>(), &set),
-                0
-            );
-        }
-    }
-
-    /// Sends frames `first..first + n` from a thread pinned to `cpu` while `port` is read, slowly
+    /// Sends frames `first..first + n` of `flow` while `port` is read, slowly
     /// at first (so that its small ring overflows and grows), and returns the frame numbers read,
     /// in order, and the drops the port counted. `others` are read too (fanout members).
     fn flood(
         ifname: &'static str,
-        cpu: usize,
+        flow: u16,
         first: u32,
         n: u32,
         port: &mut AfPacketPort,
         others: &mut [&mut dyn Port],
     ) -> (Vec<u32>, u64) {
         let sender = std::thread::spawn(move || {
-            pin(cpu);
-            Sender::on(ifname).send(first, n);
+            Sender::on(ifname).send_flow(flow, first, n);
         });
         let mut batch = RxBatch::new();
         let (mut seen, mut dropped) = (Vec::new(), 0);
@@ -1789,8 +1849,8 @@ mod tests {
             ip("link add syring4 type veth peer name syring5");
             ip("link set syring5 up");
             let mut port = AfPacketPort::open("syring4").unwrap();
-            // A second socket in the group, as a second engine worker has. Frames sent from CPU 0
-            // go to the group's first member, `port`, and from CPU 1 to `member`.
+            // A second socket in the group, as a second engine worker has. Frames of an even flow
+            // go to the group's first member, `port`, and of an odd one to `member`.
             let mut member = port.new_receiver().expect("fanout group");
             let n = 20_000;
             let (seen, dropped) = flood("syring5", 0, 0, n, &mut port, &mut [&mut member]);
@@ -1798,36 +1858,25 @@ mod tests {
             assert_eq!(member.ring_slots(), RING_SLOTS_MEMBER);
             assert!(seen.windows(2).all(|w| w[0] < w[1]));
             assert_eq!(seen.len() as u64 + dropped, n as u64, "{dropped} dropped");
-            // The new socket serves CPU 0 in the old one's place: the member still gets nothing.
+            // The new socket serves flow 0 in the old one's place: the member still gets nothing.
             let mut batch = RxBatch::new();
-            let pinned = std::thread::spawn(|| {
-                pin(0);
-                Sender::on("syring5").send(100_000, 100);
-            });
-            pinned.join().unwrap();
+            Sender::on("syring5").send_flow(0, 100_000, 100);
             wait_queued(&port, 100);
             assert_eq!(
                 read_all(&mut port, &mut batch),
                 (100_000..100_100).collect::<Vec<_>>()
             );
             assert_eq!(member.recv_batch(&mut batch).unwrap(), 0);
-            // Now the member's turn, from CPU 1 (after the first swap moved sockets around in the
-            // kernel's list); CPU 0's frames stay with the port.
-            if std::thread::available_parallelism().map_or(1, |p| p.get()) > 1 {
-                let (seen, dropped) =
-                    flood("syring5", 1, 200_000, n, &mut member, &mut [&mut port]);
-                assert_eq!(member.ring_slots(), RING_SLOTS_BUSY);
-                assert!(seen.windows(2).all(|w| w[0] < w[1]));
-                assert_eq!(seen.len() as u64 + dropped, n as u64, "{dropped} dropped");
-                let pinned = std::thread::spawn(|| {
-                    pin(0);
-                    Sender::on("syring5").send(300_000, 100);
-                });
-                pinned.join().unwrap();
-                wait_queued(&port, 100);
-                assert_eq!(read_all(&mut port, &mut batch).len(), 100);
-                assert_eq!(member.recv_batch(&mut batch).unwrap(), 0);
-            }
+            // Now the member's turn, with flow 1 (after the first swap moved sockets around in the
+            // kernel's list); flow 0's frames stay with the port.
+            let (seen, dropped) = flood("syring5", 1, 200_000, n, &mut member, &mut [&mut port]);
+            assert_eq!(member.ring_slots(), RING_SLOTS_BUSY);
+            assert!(seen.windows(2).all(|w| w[0] < w[1]));
+            assert_eq!(seen.len() as u64 + dropped, n as u64, "{dropped} dropped");
+            Sender::on("syring5").send_flow(0, 300_000, 100);
+            wait_queued(&port, 100);
+            assert_eq!(read_all(&mut port, &mut batch).len(), 100);
+            assert_eq!(member.recv_batch(&mut batch).unwrap(), 0);
         });
     }
 
