@@ -23,7 +23,8 @@
 //! (`flow_key_program`) and starts as `ret key`, which the kernel takes modulo the members, so all
 //! frames of a flow reach one member and one worker sends them on in order. `grow_ring`:
 //! 1. makes the program a table from `key % members` to a member's position (`Group`), which a
-//!    new member does not change;
+//!    new member does not change (and a table left by an earlier replacement plain positions
+//!    again: its steering value counts on the number of members a join changes);
 //! 2. opens a socket with the large ring and joins it to the group (it receives nothing from the
 //!    group); sets the same program again for its RCU grace period, after which nothing reaches
 //!    the new socket as the copy every bound socket outside a group gets, and discards the copies
@@ -38,8 +39,9 @@
 //! for is one of the kernel's drops, counted exactly. The value the table gives the old socket's
 //! keys names the new socket's position both before the old one closes and after the kernel has
 //! moved the new one (the group's last member) into its place (`Group::steer`), so the worker
-//! that reads a flow's frames does not change while a ring grows. One member of a group is replaced at a time. The
-//! program costs a few classic BPF instructions per frame (JIT-compiled). A VLAN share's senders
+//! that reads a flow's frames does not change while a ring grows. One member of a group is
+//! replaced at a time. The program costs a few classic BPF instructions per frame (JIT-compiled),
+//! and none of its loads can fail (a failed load would pick the first member past the table). A VLAN share's senders
 //! (`Port::sender`, duplicates of its descriptor) keep its old socket open, steered past and
 //! receiving nothing, until the port is removed.
 //!
@@ -422,6 +424,8 @@ struct Group {
     next_member: u64,
     /// A member is being replaced: one at a time, so that the positions `steer` counts on hold.
     swapping: bool,
+    /// The table the group's program holds (empty: `ret key`).
+    installed: Vec<u32>,
 }
 
 type SharedGroup = std::sync::Arc<std::sync::Mutex<Group>>;
@@ -482,87 +486,160 @@ impl Group {
 /// frames of a flow get one key, so one worker reads them in order, as with `PACKET_FANOUT_HASH`
 /// (whose hash a classic program cannot compute): steering by the receiving CPU reordered every
 /// flow whose sender changes CPU, as TCP does between its own context and the softirq of arriving
-/// ACKs (`one_flow_stays_in_order_across_workers`). Loads count from the network header
-/// (`SKF_NET_OFF`), wherever the program is run.
+/// ACKs (`one_flow_stays_in_order_across_workers`).
+///
+/// No load can fail: a classic program whose load falls outside the frame ends returning 0, which
+/// the kernel takes as the member at position 0 *without* the steering table, so while that
+/// member's ring grows such a frame could reach the socket being replaced after it was drained.
+/// Every load is guarded by the frame's length (`ld len`; a fanout program runs on a received
+/// frame with `skb->data` at its network header, where plain offsets count from): an IPv4 packet
+/// shorter than its header, or than the header its IHL claims plus the ports, gets the key of a
+/// packet without ports or key 0 (`flow_key_never_aborts`).
 fn flow_key_program() -> Vec<libc::sock_filter> {
-    const SKF_AD_OFF: i32 = -0x1000;
-    const SKF_AD_PROTOCOL: i32 = 0;
-    const SKF_AD_RXHASH: i32 = 32;
-    const SKF_NET_OFF: i32 = -0x10_0000;
-    const LD_IMM: u16 = 0x00;
-    const LD_W_ABS: u16 = 0x20;
-    const LD_H_ABS: u16 = 0x28;
-    const LD_B_ABS: u16 = 0x30;
-    const LD_H_IND: u16 = 0x48;
-    const LDX_B_MSH: u16 = 0xb1;
-    const LDX_MEM: u16 = 0x61;
-    const ST: u16 = 0x02;
-    const XOR_X: u16 = 0xac;
-    const RSH_K: u16 = 0x74;
-    const JA: u16 = 0x05;
-    const JEQ_K: u16 = 0x15;
-    const JSET_K: u16 = 0x45;
-    let op = |code: u16, jt: u8, jf: u8, k: i32| libc::sock_filter {
-        code,
-        jt,
-        jf,
-        k: k as u32,
+    use Bpf::*;
+    const SKF_AD_OFF: u32 = (-0x1000i32) as u32;
+    const SKF_AD_PROTOCOL: u32 = 0;
+    const SKF_AD_RXHASH: u32 = 32;
+    #[rustfmt::skip]
+    let prog = [
+        Op(LD_W_ABS, SKF_AD_OFF + SKF_AD_PROTOCOL),
+        Jump(JEQ_K, 0x0800, "ipv4", "other"),
+        Label("other"),
+        Op(LD_W_ABS, SKF_AD_OFF + SKF_AD_RXHASH),
+        Goto("end"),
+        Label("ipv4"),
+        Op(LD_LEN, 0),
+        Jump(JGE_K, 20, "header", "zero"),
+        Label("zero"),
+        Op(LD_IMM, 0),
+        Goto("end"),
+        Label("header"),
+        Op(LD_W_ABS, 12), // source address
+        Op(ST, 0),
+        Op(LD_W_ABS, 16), // destination address
+        Op(LDX_MEM, 0),
+        Op(XOR_X, 0),
+        Op(ST, 0), // M[0] = source ^ destination
+        Op(LD_B_ABS, 9), // protocol
+        Jump(JEQ_K, 6, "l4", "udp?"),
+        Label("udp?"),
+        Jump(JEQ_K, 17, "l4", "no ports"),
+        Label("l4"),
+        Op(LD_H_ABS, 6), // flags and fragment offset
+        Jump(JSET_K, 0x3fff, "no ports", "whole"),
+        Label("whole"),
+        Op(LDX_B_MSH, 0), // X = the header's length from its IHL
+        Op(TXA, 0),
+        Op(ADD_K, 4),
+        Op(ST, 1), // M[1] = the header's length + the two ports
+        Op(LD_LEN, 0),
+        Op(LDX_MEM, 1),
+        Jump(JGE_X, 0, "ports", "no ports"),
+        Label("ports"),
+        Op(LDX_B_MSH, 0),
+        Op(LD_H_IND, 0), // source port
+        Op(ST, 2),
+        Op(LD_H_IND, 2), // destination port
+        Op(LDX_MEM, 2),
+        Op(XOR_X, 0), // A = source port ^ destination port
+        Goto("mix"),
+        Label("no ports"),
+        Op(LD_IMM, 0),
+        Label("mix"),
+        Op(LDX_MEM, 0),
+        Op(XOR_X, 0),
+        Op(ST, 0),
+        Op(RSH_K, 16),
+        Op(LDX_MEM, 0),
+        Op(XOR_X, 0), // A = h ^ (h >> 16)
+        Label("end"),
+    ];
+    assemble(&prog)
+}
+
+/// Classic BPF opcodes the steering programs use (`linux/filter.h`).
+const LD_IMM: u16 = 0x00; // BPF_LD | BPF_IMM
+const LD_LEN: u16 = 0x80; // BPF_LD | BPF_W | BPF_LEN
+const LD_W_ABS: u16 = 0x20;
+const LD_H_ABS: u16 = 0x28;
+const LD_B_ABS: u16 = 0x30;
+const LD_H_IND: u16 = 0x48;
+const LDX_B_MSH: u16 = 0xb1;
+const LDX_MEM: u16 = 0x61;
+const ST: u16 = 0x02;
+const TXA: u16 = 0x87; // BPF_MISC | BPF_TXA
+const ADD_K: u16 = 0x04;
+const XOR_X: u16 = 0xac;
+const RSH_K: u16 = 0x74;
+const MOD_K: u16 = 0x94;
+const JA: u16 = 0x05;
+const JEQ_K: u16 = 0x15;
+const JGE_K: u16 = 0x35;
+const JGE_X: u16 = 0x3d;
+const JSET_K: u16 = 0x45;
+const RET_A: u16 = 0x16;
+const RET_K: u16 = 0x06;
+
+/// A classic BPF instruction with named jump targets, for `assemble`.
+enum Bpf {
+    Op(u16, u32),
+    /// A conditional jump: (opcode, k, where if true, where if false).
+    Jump(u16, u32, &'static str, &'static str),
+    Goto(&'static str),
+    Label(&'static str),
+}
+
+/// Resolves `Bpf` labels into jump offsets (a jump skips the instructions between it and its
+/// target, which must come after it). Panics on a program this module wrote wrongly.
+fn assemble(prog: &[Bpf]) -> Vec<libc::sock_filter> {
+    let mut at = std::collections::HashMap::new();
+    let mut n = 0usize;
+    for i in prog {
+        match i {
+            Bpf::Label(l) => assert!(at.insert(*l, n).is_none(), "label {l} twice"),
+            _ => n += 1,
+        }
+    }
+    let skip = |from: usize, to: &str| -> usize {
+        let t = *at.get(to).unwrap_or_else(|| panic!("no label {to}"));
+        assert!(t > from, "backward jump to {to}");
+        t - from - 1
     };
-    let net = |k: i32| SKF_NET_OFF + k;
-    // Jump offsets count the instructions skipped; the numbers are each instruction's index.
-    vec![
-        /* 0 */ op(LD_W_ABS, 0, 0, SKF_AD_OFF + SKF_AD_PROTOCOL),
-        /* 1 */ op(JEQ_K, 2, 0, 0x0800), // IPv4 -> 4
-        /* 2 */ op(LD_W_ABS, 0, 0, SKF_AD_OFF + SKF_AD_RXHASH),
-        /* 3 */ op(JA, 0, 0, 25), // -> 29, the end
-        /* 4 */ op(LD_W_ABS, 0, 0, net(12)), // source address
-        /* 5 */ op(ST, 0, 0, 0),
-        /* 6 */ op(LD_W_ABS, 0, 0, net(16)), // destination address
-        /* 7 */ op(LDX_MEM, 0, 0, 0),
-        /* 8 */ op(XOR_X, 0, 0, 0),
-        /* 9 */ op(ST, 0, 0, 0), // M[0] = source ^ destination
-        /* 10 */ op(LD_B_ABS, 0, 0, net(9)), // protocol
-        /* 11 */ op(JEQ_K, 1, 0, 6), // TCP -> 13
-        /* 12 */ op(JEQ_K, 0, 9, 17), // neither TCP nor UDP -> 22
-        /* 13 */ op(LD_H_ABS, 0, 0, net(6)), // flags and fragment offset
-        /* 14 */ op(JSET_K, 7, 0, 0x3fff), // a fragment -> 22
-        /* 15 */ op(LDX_B_MSH, 0, 0, net(0)), // X = the IPv4 header's length
-        /* 16 */ op(LD_H_IND, 0, 0, net(0)), // source port
-        /* 17 */ op(ST, 0, 0, 1),
-        /* 18 */ op(LD_H_IND, 0, 0, net(2)), // destination port
-        /* 19 */ op(LDX_MEM, 0, 0, 1),
-        /* 20 */ op(XOR_X, 0, 0, 0), // A = source port ^ destination port
-        /* 21 */ op(JA, 0, 0, 1), // -> 23
-        /* 22 */ op(LD_IMM, 0, 0, 0), // no ports
-        /* 23 */ op(LDX_MEM, 0, 0, 0),
-        /* 24 */ op(XOR_X, 0, 0, 0),
-        /* 25 */ op(ST, 0, 0, 0),
-        /* 26 */ op(RSH_K, 0, 0, 16),
-        /* 27 */ op(LDX_MEM, 0, 0, 0),
-        /* 28 */ op(XOR_X, 0, 0, 0), // A = h ^ (h >> 16)
-    ]
+    let mut out = Vec::with_capacity(n);
+    for i in prog {
+        let here = out.len();
+        let op = |code: u16, jt: usize, jf: usize, k: u32| libc::sock_filter {
+            code,
+            jt: u8::try_from(jt).expect("jump too far"),
+            jf: u8::try_from(jf).expect("jump too far"),
+            k,
+        };
+        match *i {
+            Bpf::Op(code, k) => out.push(op(code, 0, 0, k)),
+            Bpf::Jump(code, k, t, f) => out.push(op(code, skip(here, t), skip(here, f), k)),
+            Bpf::Goto(t) => out.push(op(JA, 0, 0, skip(here, t) as u32)),
+            Bpf::Label(_) => {}
+        }
+    }
+    out
 }
 
 /// The steering program: `ret key` without values, else `values[key % values.len()]`, `key`
 /// the frame's flow's (`flow_key_program`).
 fn steering_program(values: &[u32]) -> Vec<libc::sock_filter> {
     let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
-    const BPF_RET_A: u16 = 0x16; // BPF_RET | BPF_A
-    const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K
-    const BPF_MOD_K: u16 = 0x94; // BPF_ALU | BPF_MOD | BPF_K
-    const BPF_JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
     let mut prog = flow_key_program();
     let Some((&last, head)) = values.split_last() else {
-        prog.push(op(BPF_RET_A, 0, 0, 0));
+        prog.push(op(RET_A, 0, 0, 0));
         return prog;
     };
-    prog.push(op(BPF_MOD_K, 0, 0, values.len() as u32));
+    prog.push(op(MOD_K, 0, 0, values.len() as u32));
     for (r, &v) in head.iter().enumerate() {
         // Equal: the next instruction returns `v`; otherwise skip it.
-        prog.push(op(BPF_JEQ_K, 0, 1, r as u32));
-        prog.push(op(BPF_RET_K, 0, 0, v));
+        prog.push(op(JEQ_K, 0, 1, r as u32));
+        prog.push(op(RET_K, 0, 0, v));
     }
-    prog.push(op(BPF_RET_K, 0, 0, last));
+    prog.push(op(RET_K, 0, 0, last));
     prog
 }
 
@@ -600,6 +677,7 @@ fn create_group(fd: RawFd) -> std::io::Result<Group> {
         serves: Vec::new(),
         next_member: 1,
         swapping: false,
+        installed: Vec::new(),
     })
 }
 
@@ -960,7 +1038,15 @@ impl AfPacketPort {
         if g.serves.is_empty() {
             // From `ret key` to the same steering as a table, which a new member does not change.
             g.serves = g.order.clone();
-            set_steering(f, &g.values(None)).map_err(os("steering the group"))?;
+        }
+        // Before a member joins, the table must name members only by their positions: `ret key`
+        // counts members, and the value the last replacement steered its socket's frames with
+        // (`steer`) means that socket only while the group has as many members as it had then;
+        // with one more it names the joining socket, whose first frames are discarded as copies.
+        let plain = g.values(None);
+        if g.installed != plain {
+            set_steering(f, &plain).map_err(os("steering the group"))?;
+            g.installed = plain;
         }
         let mut new = RxSocket::open(&self.name, self.ifindex, RING_SLOTS_BUSY)?;
         new.join(g.id)
@@ -969,11 +1055,14 @@ impl AfPacketPort {
         g.order.push(new.member);
         // The same program again, for its grace period: after it, no frame reaches the new socket
         // as the copy every bound socket outside a group gets, and the ring holds only such copies.
-        let steered = set_steering(f, &g.values(None)).and_then(|()| {
+        let steered = set_steering(f, &g.installed).and_then(|()| {
             new.discard_all();
             let x = g.steer(old).ok_or(std::io::ErrorKind::NotFound)?;
             // After this grace period no frame reaches the old socket any more.
-            set_steering(f, &g.values(Some((old, x))))
+            let steering = g.values(Some((old, x)));
+            set_steering(f, &steering)?;
+            g.installed = steering;
+            Ok(())
         });
         if let Err(e) = steered {
             // Nothing was steered to the new socket: closing it loses nothing.
@@ -1435,6 +1524,129 @@ mod tests {
     use crate::wire::ethernet::EthernetFrame;
     use crate::wire::vnet::{flags, gso};
 
+    /// Runs a classic BPF program as the kernel does on a received frame whose `skb->data` is at
+    /// the network header (`l3`), with `protocol` and `rxhash` as the ancillary loads give them:
+    /// `Err` where the kernel would end the program returning 0 (a load outside the frame).
+    fn run_cbpf(
+        prog: &[libc::sock_filter],
+        l3: &[u8],
+        protocol: u16,
+        rxhash: u32,
+    ) -> Result<u32, usize> {
+        let (mut a, mut x, mut m, mut pc) = (0u32, 0u32, [0u32; 16], 0usize);
+        let ad = |k: u32| match k.wrapping_sub((-0x1000i32) as u32) {
+            0 => protocol as u32,
+            32 => rxhash,
+            other => panic!("ancillary load {other}"),
+        };
+        let load = |off: u32, size: usize| -> Option<u32> {
+            let off = off as usize;
+            let b = l3.get(off..off.checked_add(size)?)?;
+            Some(b.iter().fold(0u32, |v, &x| v << 8 | x as u32))
+        };
+        loop {
+            let i = prog[pc];
+            let fail = Err(pc);
+            pc += 1;
+            match i.code {
+                LD_IMM => a = i.k,
+                LD_LEN => a = l3.len() as u32,
+                LD_W_ABS if i.k >= (-0x1000i32) as u32 => a = ad(i.k),
+                LD_W_ABS => a = load(i.k, 4).ok_or(pc - 1).or(fail)?,
+                LD_H_ABS => a = load(i.k, 2).ok_or(pc - 1).or(fail)?,
+                LD_B_ABS => a = load(i.k, 1).ok_or(pc - 1).or(fail)?,
+                LD_H_IND => a = load(x.wrapping_add(i.k), 2).ok_or(pc - 1).or(fail)?,
+                LDX_B_MSH => x = (load(i.k, 1).ok_or(pc - 1).or(fail)? & 0xf) * 4,
+                LDX_MEM => x = m[i.k as usize],
+                ST => m[i.k as usize] = a,
+                TXA => a = x,
+                ADD_K => a = a.wrapping_add(i.k),
+                XOR_X => a ^= x,
+                RSH_K => a >>= i.k,
+                MOD_K => a %= i.k,
+                JA => pc += i.k as usize,
+                JEQ_K | JGE_K | JGE_X | JSET_K => {
+                    let taken = match i.code {
+                        JEQ_K => a == i.k,
+                        JGE_K => a >= i.k,
+                        JGE_X => a >= x,
+                        _ => a & i.k != 0,
+                    };
+                    pc += if taken { i.jt } else { i.jf } as usize;
+                }
+                RET_A => return Ok(a),
+                RET_K => return Ok(i.k),
+                other => panic!("opcode {other:#x} at {}", pc - 1),
+            }
+        }
+    }
+
+    /// An IPv4 header (IHL 5) + 4 bytes of ports, of `proto`, `src:sport -> dst:dport`.
+    fn ipv4_l4(proto: u8, src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let mut p = vec![0x45, 0, 0, 24, 0, 0, 0x40, 0, 64, proto, 0, 0];
+        p.extend_from_slice(&src);
+        p.extend_from_slice(&dst);
+        p.extend_from_slice(&sport.to_be_bytes());
+        p.extend_from_slice(&dport.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn flow_key_never_aborts() {
+        let prog = steering_program(&[7, 9]);
+        let members = |l3: &[u8], proto: u16| run_cbpf(&prog, l3, proto, 0x1234_5678);
+        let udp = ipv4_l4(17, [10, 0, 0, 1], [10, 0, 0, 3], 1000, 53);
+        // Every prefix of a packet, every IHL, fragments, other protocols: always a member of
+        // the table, never the kernel's abort (position 0, past the table).
+        for ihl in 0..16u8 {
+            for frag in [0u16, 0x2000, 0x0001] {
+                for proto in [6u8, 17, 1] {
+                    let mut p = udp.clone();
+                    p[0] = 0x40 | ihl;
+                    p[6..8].copy_from_slice(&frag.to_be_bytes());
+                    p[9] = proto;
+                    p.resize(80, 0xab);
+                    for len in 0..=p.len() {
+                        let r = members(&p[..len], 0x0800);
+                        assert!(matches!(r, Ok(7 | 9)), "ihl {ihl} len {len}: {r:?}");
+                    }
+                }
+            }
+        }
+        assert!(matches!(members(&[], 0x86dd), Ok(7 | 9)));
+        assert!(matches!(members(&[1, 2, 3], 0x0806), Ok(7 | 9)));
+    }
+
+    #[test]
+    fn flow_key_is_one_per_flow_and_direction_blind() {
+        let key = |l3: &[u8]| run_cbpf(&flow_key_program_ret(), l3, 0x0800, 0).unwrap();
+        let a = [10, 0, 0, 1];
+        let b = [10, 0, 0, 3];
+        for proto in [6, 17] {
+            let there = key(&ipv4_l4(proto, a, b, 40000, 80));
+            assert_eq!(there, key(&ipv4_l4(proto, b, a, 80, 40000)));
+            assert_ne!(there, key(&ipv4_l4(proto, a, b, 40001, 80)), "ports count");
+        }
+        // The growth tests' flows (`Sender::send_flow`): flow f -> key 2 ^ f, so of two members
+        // an even flow goes to the first.
+        for f in 0..8u16 {
+            assert_eq!(key(&ipv4_l4(17, a, b, 1000 + f, 1000)), 2 ^ f as u32);
+        }
+        // A fragment keys by its addresses only, so all of a datagram's fragments go together.
+        let mut frag = ipv4_l4(17, a, b, 40000, 80);
+        frag[6] = 0x20;
+        let mut later = ipv4_l4(17, a, b, 1, 2);
+        later[7] = 0x10;
+        assert_eq!(key(&frag), key(&later));
+        // Not IPv4: the kernel's hash.
+        assert_eq!(run_cbpf(&flow_key_program_ret(), &[], 0x86dd, 99), Ok(99));
+    }
+
+    /// `flow_key_program` returning its key.
+    fn flow_key_program_ret() -> Vec<libc::sock_filter> {
+        steering_program(&[])
+    }
+
     // Untagged IPv4 frame head: dst, src, ethertype 0x0800, then payload bytes 0x45, 1, 2, 3.
     const FRAME: [u8; 18] = [
         0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00, 0x45, 1, 2, 3,
@@ -1677,9 +1889,9 @@ mod tests {
         }
 
         /// Sends `n` 64-byte IPv4/UDP frames of one flow (10.0.0.1:1000+flow -> 10.0.0.3:1000),
-        /// numbered `first..first + n`. The group's flow key of flow `f` is `f` (the addresses'
-        /// xor, 2, has neither bit 0 nor bit 16 set), so of two members, an even flow goes to the
-        /// first and an odd one to the second.
+        /// numbered `first..first + n`. The group's flow key of flow `f` < 8 is `2 ^ f` (the
+        /// addresses' xor is 2, the ports' `f`), so of two members, an even flow goes to the first
+        /// and an odd one to the second.
         fn send_flow(&self, flow: u16, first: u32, n: u32) {
             for k in first..first + n {
                 let mut f = FRAME[..14].to_vec();
@@ -1868,15 +2080,117 @@ mod tests {
             );
             assert_eq!(member.recv_batch(&mut batch).unwrap(), 0);
             // Now the member's turn, with flow 1 (after the first swap moved sockets around in the
-            // kernel's list); flow 0's frames stay with the port.
-            let (seen, dropped) = flood("syring5", 1, 200_000, n, &mut member, &mut [&mut port]);
+            // kernel's list), while flow 0 goes on to the port: the member's new socket joins the
+            // group when the program still holds the value that steered flow 0 to the port's new
+            // socket through its replacement, which only the old number of members maps right.
+            let (started, start) = std::sync::mpsc::channel();
+            let other = std::thread::spawn(move || {
+                let tx = Sender::on("syring5");
+                for k in 0..2_000 {
+                    tx.send_flow(0, 400_000 + k * 10, 10);
+                    if k == 0 {
+                        started.send(()).unwrap();
+                    }
+                    std::thread::sleep(std::time::Duration::from_micros(100));
+                }
+            });
+            start.recv().unwrap();
+            let (mut seen, mut dropped) =
+                flood("syring5", 1, 200_000, n, &mut member, &mut [&mut port]);
+            other.join().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            seen.extend(read_all(&mut port, &mut batch));
+            seen.extend(read_all(&mut member, &mut batch));
+            dropped += port.take_overruns() + member.take_overruns();
             assert_eq!(member.ring_slots(), RING_SLOTS_BUSY);
-            assert!(seen.windows(2).all(|w| w[0] < w[1]));
-            assert_eq!(seen.len() as u64 + dropped, n as u64, "{dropped} dropped");
+            let (flow1, flow0): (Vec<u32>, Vec<u32>) = seen.iter().partition(|&&f| f < 400_000);
+            assert!(flow1.windows(2).all(|w| w[0] < w[1]));
+            assert!(flow0.windows(2).all(|w| w[0] < w[1]));
+            assert_eq!(
+                seen.len() as u64 + dropped,
+                n as u64 + 20_000,
+                "{} of flow 1 and {} of flow 0 read, {dropped} dropped",
+                flow1.len(),
+                flow0.len()
+            );
             Sender::on("syring5").send_flow(0, 300_000, 100);
             wait_queued(&port, 100);
             assert_eq!(read_all(&mut port, &mut batch).len(), 100);
             assert_eq!(member.recv_batch(&mut batch).unwrap(), 0);
+        });
+    }
+
+    /// As two engine workers do: each member read by its own thread while both rings grow at
+    /// once, each flow sent from both CPUs at the same time (so the kernel writes a ring from two
+    /// CPUs at once). Every frame is read exactly once or counted as a kernel drop.
+    #[test]
+    fn members_growing_at_once_on_two_threads_lose_nothing_silently() {
+        in_fresh_netns(|| {
+            quiet_namespace();
+            ip("link add syring8 type veth peer name syring9");
+            ip("link set syring9 up");
+            let port = AfPacketPort::open("syring8").unwrap();
+            let member = port.new_receiver().expect("fanout group");
+            let n = 25_000u32;
+            let read = |mut p: AfPacketPort| {
+                std::thread::spawn(move || {
+                    let mut batch = RxBatch::new();
+                    let (mut seen, mut dropped) = (Vec::new(), 0u64);
+                    let start = std::time::Instant::now();
+                    let deadline = start + std::time::Duration::from_secs(30);
+                    while seen.len() as u64 + dropped < 2 * n as u64
+                        && std::time::Instant::now() < deadline
+                    {
+                        if start.elapsed() < std::time::Duration::from_millis(100) {
+                            // Slow at first, so that the small rings overflow and grow.
+                            std::thread::sleep(std::time::Duration::from_millis(2));
+                        }
+                        let k = p.recv_batch(&mut batch).unwrap();
+                        seen.extend((0..k).map(|i| frame_number(batch.frame(i))));
+                        dropped += p.take_overruns();
+                    }
+                    // Late arrivals would show as too many.
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    loop {
+                        let k = p.recv_batch(&mut batch).unwrap();
+                        seen.extend((0..k).map(|i| frame_number(batch.frame(i))));
+                        dropped += p.take_overruns();
+                        if k == 0 {
+                            break;
+                        }
+                    }
+                    (seen, dropped, p.ring_slots())
+                })
+            };
+            let readers = [read(port), read(member)];
+            let senders: Vec<_> = (0..4u32)
+                .map(|s| {
+                    std::thread::spawn(move || {
+                        // Flows 0 and 1 (one per member), each from two threads.
+                        Sender::on("syring9").send_flow((s % 2) as u16, s * n, n);
+                    })
+                })
+                .collect();
+            for s in senders {
+                s.join().unwrap();
+            }
+            for (i, r) in readers.into_iter().enumerate() {
+                let (mut seen, dropped, slots) = r.join().unwrap();
+                assert_eq!(slots, RING_SLOTS_BUSY, "member {i} grew");
+                let read = seen.len();
+                seen.sort_unstable();
+                seen.dedup();
+                assert_eq!(seen.len(), read, "member {i}: a frame read twice");
+                assert!(
+                    seen.iter().all(|&f| (f / n) % 2 == seen[0] / n % 2),
+                    "member {i} got both flows"
+                );
+                assert_eq!(
+                    read as u64 + dropped,
+                    2 * n as u64,
+                    "member {i}: {read} read, {dropped} dropped"
+                );
+            }
         });
     }
 
