@@ -29,9 +29,14 @@
 //!
 //! **Eviction order when full.** First the least recently seen entry that never saw a reply
 //! (UDP/ICMP `UNREPLIED`, TCP `SYN_SENT`, and a TCP flow picked up mid-stream whose peer has not
-//! answered yet), else the least recently seen entry overall. Entries without a reply are what a
-//! SYN or UDP flood (spoofed or not) creates and the cheapest to lose: nobody is waiting on them.
-//! Flows that have seen both directions are only touched when nothing else is left, oldest first.
+//! answered yet), then the least recently seen TCP entry that was answered but is not
+//! ESTABLISHED (`SYN_RECV`, and connections closing), else the least recently seen entry overall.
+//! Entries without a reply are what a SYN or UDP flood (spoofed or not) creates and the cheapest to
+//! lose: nobody is waiting on them. A server answers a SYN flood's SYNs, so its entries become
+//! `SYN_RECV`; without the middle step a table that had just seen every pending SYN answered (an
+//! engine worker whose replica learns the SYNs from its peer and sees the answers itself) evicted
+//! an idle ESTABLISHED connection before them. Established flows and answered UDP/ICMP flows are
+//! only touched when nothing else is left, oldest first.
 //! This is the spirit of Linux's `early_drop` (which prefers entries that are not ASSURED) without its
 //! bounded random bucket scan.
 //!
@@ -938,25 +943,37 @@ impl ConnTrack {
         self.live -= 1;
     }
 
-    /// Evicts the least recently seen never-replied entry, else the least recently seen entry.
+    /// Evicts the least recently seen never-replied entry, else the least recently seen answered
+    /// TCP entry that is not established, else the least recently seen entry (module docs).
     fn evict_one(&mut self) {
         // Each list's head is its least recently seen entry, so comparing heads is enough.
-        let (mut unreplied, mut any) = (NIL, NIL);
+        let (mut unreplied, mut unsettled, mut any) = (NIL, NIL, NIL);
         let seen = |i: u32| self.nodes[i as usize].entry.last_seen_ms;
+        let older = |i: u32, than: u32| than == NIL || seen(i) < seen(than);
+        let established = class_of(protocol::TCP, CtState::Established, true) as usize;
+        let tcp = class_of(protocol::TCP, CtState::SynSent, false) as usize
+            ..=class_of(protocol::TCP, CtState::Close, true) as usize;
         for (class, list) in self.lists.iter().enumerate() {
             let head = list.head;
             if head == NIL {
                 continue;
             }
             // Even classes are the never-replied ones (see `class_of`).
-            if class % 2 == 0 && (unreplied == NIL || seen(head) < seen(unreplied)) {
-                unreplied = head;
+            if class % 2 == 0 {
+                if older(head, unreplied) {
+                    unreplied = head;
+                }
+            } else if tcp.contains(&class) && class != established && older(head, unsettled) {
+                unsettled = head;
             }
-            if any == NIL || seen(head) < seen(any) {
+            if older(head, any) {
                 any = head;
             }
         }
-        let victim = if unreplied != NIL { unreplied } else { any };
+        let victim = [unreplied, unsettled, any]
+            .into_iter()
+            .find(|&v| v != NIL)
+            .unwrap_or(NIL);
         if victim != NIL {
             self.remove_node(victim);
             self.stats.evicted += 1;
@@ -1456,6 +1473,24 @@ mod tests {
     }
 
     #[test]
+    fn eviction_takes_half_open_connections_before_an_established_one() {
+        let mut t = table(3);
+        // An idle established connection, then two SYNs a server has answered (SYN_RECV).
+        let a = add(&mut t, dnat(protocol::TCP, 1, C1), None, C1, SYN, 0);
+        t.update(a, R, SYNACK, 1, 1);
+        t.update(a, O, ACK, 1, 2);
+        for (k, at) in [(2, 10), (3, 11)] {
+            let e = add(&mut t, dnat(protocol::TCP, k, C1), None, C1, SYN, at);
+            t.update(e, R, SYNACK, 1, at);
+        }
+        // Full, nothing unreplied: the oldest half-open one goes, not the older established one.
+        add(&mut t, dnat(protocol::TCP, 4, C1), None, C1, SYN, 20);
+        assert!(t.is_tracked(&dnat(protocol::TCP, 1, C1).0));
+        assert!(!t.is_tracked(&dnat(protocol::TCP, 2, C1).0));
+        assert!(t.is_tracked(&dnat(protocol::TCP, 3, C1).0));
+    }
+
+    #[test]
     fn eviction_prefers_unreplied_then_oldest() {
         let mut t = table(4);
         let a = add(&mut t, dnat(protocol::TCP, 1, C1), None, C1, ACK, 0); // picked up, no reply yet
@@ -1733,6 +1768,8 @@ mod tests {
         inside: Ipv4Addr,
         last_seen: u64,
         replied: bool,
+        /// The table's state of the entry after the last operation on it.
+        state: CtState,
     }
 
     fn involves(m: &ModelEntry, a: Ipv4Addr) -> bool {
@@ -1787,19 +1824,27 @@ mod tests {
                         match (got, expect) {
                             (Ok(id), Ok(())) => {
                                 if model.len() == 6 {
-                                    let victim = model.iter().enumerate()
-                                        .filter(|(_, m)| !m.replied)
-                                        .min_by_key(|(_, m)| m.last_seen)
-                                        .or_else(|| {
-                                            model.iter().enumerate().min_by_key(|(_, m)| m.last_seen)
-                                        })
-                                        .map(|(i, _)| i)
+                                    // The TCP state machine is checked elsewhere: the model keeps
+                                    // the state the table reported.
+                                    let unsettled = |m: &ModelEntry| {
+                                        m.original.proto == protocol::TCP
+                                            && m.replied
+                                            && m.state != CtState::Established
+                                    };
+                                    let oldest = |f: &dyn Fn(&ModelEntry) -> bool| {
+                                        model.iter().enumerate().filter(|(_, m)| f(m))
+                                            .min_by_key(|(_, m)| m.last_seen).map(|(i, _)| i)
+                                    };
+                                    let victim = oldest(&|m| !m.replied)
+                                        .or_else(|| oldest(&unsettled))
+                                        .or_else(|| oldest(&|_| true))
                                         .unwrap();
                                     model.remove(victim);
                                 }
                                 let (original, reply, last_seen) = (o, r, now);
                                 model.push(ModelEntry {
                                     id, original, reply, mapping, inside, last_seen, replied: false,
+                                    state: t.get(id).state,
                                 });
                             }
                             (Err(e), Err(x)) => prop_assert_eq!(e, x),
@@ -1820,6 +1865,7 @@ mod tests {
                             m.last_seen = now;
                             m.replied |= reply;
                             let e = t.get(m.id);
+                            m.state = e.state;
                             if key.proto != protocol::TCP {
                                 prop_assert_eq!(e.state == CtState::Replied, m.replied);
                             }
