@@ -122,7 +122,7 @@ fn every_unsafe_block_says_why_it_is_sound() {
 
 /// **Architecture Invariant:** `unsafe` lives only where the OS interface needs it: ports, engine
 /// thread placement, the tables' huge pages (madvise), namespaces, process signals, the state file
-/// lock, and the test and benchmark allocators.
+/// lock, the test and benchmark allocators, and the benchmarks' own sockets (connrate, txpath).
 #[test]
 fn unsafe_only_at_the_os_interface() {
     let allowed = [
@@ -135,6 +135,7 @@ fn unsafe_only_at_the_os_interface() {
         "control/src/daemon/",
         "control/src/cli/",
         "bench/src/bin/connrate.rs",
+        "bench/src/bin/txpath.rs",
         "bench/benches/scale.rs",
         "tests/common/",
     ];
