@@ -262,6 +262,45 @@ fn lookup_bench(
     });
 }
 
+/// `lookup_bench` with `read`, through `lookup_batch`: 31 batches of 32 keys and 8 single
+/// lookups per `GROUP`.
+fn lookup_batch_bench(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    ct: &ConnTrack,
+    keys: &[Tuple],
+) {
+    let mut at = 0;
+    let read = |found: Option<_>| match found {
+        Some((id, dir)) => {
+            let e = ct.get(id);
+            u32::from(match dir {
+                Direction::Original => e.out_original.port.0,
+                Direction::Reply => e.out_reply.port.0,
+            })
+        }
+        None => 0,
+    };
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            let mut found = 0u32;
+            let group = &keys[at..at + GROUP];
+            let mut batches = group.chunks_exact(32);
+            for batch in &mut batches {
+                let batch: &[Tuple; 32] = batch.try_into().unwrap();
+                for f in ct.lookup_batch(black_box(batch)) {
+                    found += read(f);
+                }
+            }
+            for k in batches.remainder() {
+                found += read(ct.lookup(black_box(k)));
+            }
+            at = (at + GROUP) % (keys.len() - GROUP + 1);
+            found
+        })
+    });
+}
+
 fn conntrack(c: &mut Criterion) {
     let mut g = c.benchmark_group("conntrack");
     g.throughput(Throughput::Elements(GROUP as u64));
@@ -300,6 +339,7 @@ fn conntrack(c: &mut Criterion) {
     let misses = keys(MILLION as u32..2 * MILLION as u32, &mut rng);
     lookup_bench(&mut g, "lookup_hit_1M_random", &ct, &hits, false);
     lookup_bench(&mut g, "lookup_get_hit_1M_random", &ct, &hits, true);
+    lookup_batch_bench(&mut g, "lookup_get_hit_1M_random_batch32", &ct, &hits);
     lookup_bench(&mut g, "lookup_miss_1M_random", &ct, &misses, false);
     let mut at = 0;
     let now = (MILLION / GROUP) as u64;
@@ -353,6 +393,7 @@ fn conntrack(c: &mut Criterion) {
     let misses = keys(MILLION as u32..MILLION as u32 + 1024, &mut rng);
     lookup_bench(&mut g, "lookup_hit_1024_random", &small, &hits, false);
     lookup_bench(&mut g, "lookup_get_hit_1024_random", &small, &hits, true);
+    lookup_batch_bench(&mut g, "lookup_get_hit_1024_random_batch32", &small, &hits);
     lookup_bench(&mut g, "lookup_miss_1024_random", &small, &misses, false);
     g.finish();
 }

@@ -70,10 +70,37 @@ impl Index {
 
     /// The position and value of the key of `hash` for which `is_key(value)` holds.
     #[inline]
-    pub fn find(&self, hash: u64, mut is_key: impl FnMut(u32) -> bool) -> Option<(usize, u32)> {
+    pub fn find(&self, hash: u64, is_key: impl FnMut(u32) -> bool) -> Option<(usize, u32)> {
+        self.find_from(hash, self.first_bucket(hash), is_key)
+    }
+
+    /// The bucket a key of `hash` probes first. Reading it for a whole batch of keys before
+    /// examining any lets the CPU have all those loads in flight at once (a table far larger
+    /// than the caches misses on each), where one lookup after another keeps only a few in flight.
+    #[inline]
+    pub fn first_bucket(&self, hash: u64) -> u64 {
+        self.buckets[self.home(hash)]
+    }
+
+    /// The value a full bucket holds, if `bucket` (from [`Index::first_bucket`]) may be the key of
+    /// `hash`: what to read next for it.
+    #[inline]
+    pub fn candidate(hash: u64, bucket: u64) -> Option<u32> {
+        (bucket != 0 && (bucket ^ hash) & !VALUE_MASK == 0)
+            .then(|| (bucket & VALUE_MASK) as u32 - 1)
+    }
+
+    /// [`Index::find`], the bucket at the hash's home (`first`) read already.
+    #[inline]
+    pub fn find_from(
+        &self,
+        hash: u64,
+        first: u64,
+        mut is_key: impl FnMut(u32) -> bool,
+    ) -> Option<(usize, u32)> {
         let mut pos = self.home(hash);
+        let mut bucket = first;
         loop {
-            let bucket = self.buckets[pos];
             if bucket == 0 {
                 return None;
             }
@@ -84,6 +111,7 @@ impl Index {
                 }
             }
             pos = (pos + 1) & self.mask;
+            bucket = self.buckets[pos];
         }
     }
 
