@@ -21,6 +21,10 @@
 //!   come from the frame itself; `hdr_len` is never trusted (kernels fill it with the skb's linear
 //!   length, with the header length, or with 0), and `csum_start` / `csum_offset`, when present, must
 //!   agree with what the frame says.
+//! * [`segment_headers`] does what `segment` does without copying payloads: each segment's headers
+//!   into a [`SegmentHeaders`] area, and where its payload lies in the super-frame, for a sender
+//!   that gathers (the VXLAN port's `sendmsg`). Both share one `Plan`, so they cannot disagree.
+//! * [`coalesce_tcp`] is the way back, GRO: a batch of TCP segments merged into one super-frame.
 //! * The engine's egress (`engine::egress`) picks which of the two a frame needs: it finishes every
 //!   queued checksum in place before it borrows the frames for one send batch.
 //!
@@ -33,10 +37,9 @@
 //! offset and the wire checksum field's position, and `finish_checksum` works on those offsets
 //! alone (that is what makes it protocol-independent).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
-use crate::wire::checksum::{fold, pseudo_header_v4, sum};
+use crate::wire::checksum::{fold, pseudo_header_v4, pseudo_header_v6, sum};
 use crate::wire::ethernet::{self, ethertype, EthernetFrame};
 use crate::wire::ipv4::{protocol, Ipv4Packet};
 use crate::wire::ipv6::{self, Ipv6Packet};
@@ -281,12 +284,6 @@ fn parse_layout(kind: u8, frame: &[u8]) -> Result<Layout, OffloadError> {
     })
 }
 
-/// A segment's source and destination, for its L4 checksum's pseudo-header.
-enum Addrs {
-    V4(Ipv4Addr, Ipv4Addr),
-    V6(Ipv6Addr, Ipv6Addr),
-}
-
 /// The checksum field of the L4 header, from its start.
 fn l4_checksum_field(l4: L4) -> Range<usize> {
     match l4 {
@@ -323,113 +320,240 @@ pub fn segment(hdr: &VnetHeader, frame: &[u8], out: &mut Segments) -> Result<(),
         out.bounds.push((0, frame.len()));
         return Ok(());
     }
-    let layout = parse_layout(hdr.gso_kind(), frame)?;
-    if hdr.needs_csum() {
-        let csum_field = l4_checksum_field(layout.l4).start;
-        if usize::from(hdr.csum_start) != layout.l4_off
-            || usize::from(hdr.csum_offset) != csum_field
-        {
-            return Err(OffloadError::BadCsumOffsets);
-        }
-    }
-    let mss = usize::from(hdr.gso_size);
-    if mss == 0 {
-        return Err(OffloadError::MalformedGso);
-    }
-
-    let headers = &frame[..layout.payload_off];
-    let payload = &frame[layout.payload_off..];
-    let count = payload.len().div_ceil(mss).max(1);
-    if count > out.max_segments || count * headers.len() + payload.len() > out.buf.len() {
+    let plan = Plan::new(hdr, frame)?;
+    let headers = plan.layout.payload_off;
+    let payload = frame.len() - headers;
+    if plan.count > out.max_segments || plan.count * headers + payload > out.buf.len() {
         return Err(OffloadError::TooManySegments);
     }
-    // The largest segment must still be describable by the 16-bit length fields.
-    let largest_l3_len = layout.payload_off - layout.l3_off + mss.min(payload.len());
-    let largest_l4_len = layout.payload_off - layout.l4_off + mss.min(payload.len());
-    let l3_len_field = match layout.ip {
-        Ip::V4 => largest_l3_len,
-        Ip::V6 => largest_l4_len,
-    };
-    if l3_len_field > MAX_IP_LEN_FIELD || largest_l4_len > MAX_IP_LEN_FIELD {
-        return Err(OffloadError::MalformedGso);
+    let mut pos = 0;
+    for i in 0..plan.count {
+        let chunk = &frame[plan.payload(i)];
+        let end = pos + headers + chunk.len();
+        let (seg_headers, seg_payload) = out.buf[pos..end].split_at_mut(headers);
+        seg_payload.copy_from_slice(chunk);
+        plan.write_headers(frame, i, seg_headers, seg_payload);
+        out.bounds.push((pos, end));
+        pos = end;
+    }
+    Ok(())
+}
+
+/// A super-frame's segments without their payloads: each segment's headers, written here, and
+/// where its payload lies in the super-frame, for a sender that gathers (`sendmsg` with one iovec
+/// for the headers and one into the super-frame), so the payload is never copied in user space.
+pub struct SegmentHeaders {
+    buf: Box<[u8]>,
+    headers_len: usize,
+    payloads: Vec<Range<usize>>,
+}
+
+impl SegmentHeaders {
+    /// Room for [`MAX_SEGMENTS`] segments' headers.
+    pub fn new() -> Self {
+        SegmentHeaders {
+            buf: vec![0u8; MAX_SEGMENTS * MAX_HEADERS_LEN].into_boxed_slice(),
+            headers_len: 0,
+            payloads: Vec::with_capacity(MAX_SEGMENTS),
+        }
     }
 
-    let (l3, l4) = (layout.l3_off, layout.l4_off);
-    // The header views below are built over headers `parse_layout` checked (each segment starts
-    // with a copy of them), so `new_unchecked` reads and writes within them.
-    let ident = match layout.ip {
-        Ip::V4 => Ipv4Packet::new_unchecked(&frame[l3..]).ident(),
-        Ip::V6 => 0,
-    };
-    let (seq, tcp_flags) = match layout.l4 {
-        L4::Tcp => {
-            let tcp = TcpPacket::new_unchecked(&frame[l4..]);
-            (tcp.seq_number(), tcp.flags())
+    /// Number of segments described.
+    pub fn len(&self) -> usize {
+        self.payloads.len()
+    }
+
+    /// Segment `i`'s headers (Ethernet to TCP/UDP, all fields final).
+    ///
+    /// # Panics
+    /// If `i >= self.len()`, like slice indexing.
+    pub fn headers(&self, i: usize) -> &[u8] {
+        let _ = &self.payloads[i];
+        &self.buf[i * self.headers_len..(i + 1) * self.headers_len]
+    }
+
+    /// Where segment `i`'s payload lies in the super-frame.
+    ///
+    /// # Panics
+    /// If `i >= self.len()`, like slice indexing.
+    pub fn payload(&self, i: usize) -> Range<usize> {
+        self.payloads[i].clone()
+    }
+}
+
+impl Default for SegmentHeaders {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What [`segment`] does, without copying payloads: fills `out` with each segment's headers and
+/// payload range for the GSO super-frame `frame`; segment `i` is `out.headers(i)` followed by
+/// `frame[out.payload(i)]`, byte for byte what `segment` would make. A frame without GSO, or one
+/// that needs more than [`MAX_SEGMENTS`] segments, is an error (`UnsupportedGso`,
+/// `TooManySegments`): use `segment`. On error `out` is left empty.
+pub fn segment_headers(
+    hdr: &VnetHeader,
+    frame: &[u8],
+    out: &mut SegmentHeaders,
+) -> Result<(), OffloadError> {
+    out.payloads.clear();
+    if !hdr.is_gso() {
+        return Err(OffloadError::UnsupportedGso);
+    }
+    let plan = Plan::new(hdr, frame)?;
+    let headers = plan.layout.payload_off;
+    if plan.count > MAX_SEGMENTS || headers > MAX_HEADERS_LEN {
+        return Err(OffloadError::TooManySegments);
+    }
+    out.headers_len = headers;
+    for i in 0..plan.count {
+        let payload = plan.payload(i);
+        plan.write_headers(
+            frame,
+            i,
+            &mut out.buf[i * headers..(i + 1) * headers],
+            &frame[payload.clone()],
+        );
+        out.payloads.push(payload);
+    }
+    Ok(())
+}
+
+/// How a checked GSO super-frame is cut: what [`segment`] and [`segment_headers`] share.
+struct Plan {
+    layout: Layout,
+    frame_len: usize,
+    mss: usize,
+    count: usize,
+    ident: u16,
+    seq: u32,
+    tcp_flags: u8,
+}
+
+impl Plan {
+    /// Checks `frame` against `hdr` (see [`segment`]) and works out its segments.
+    fn new(hdr: &VnetHeader, frame: &[u8]) -> Result<Plan, OffloadError> {
+        let layout = parse_layout(hdr.gso_kind(), frame)?;
+        if hdr.needs_csum() {
+            let csum_field = l4_checksum_field(layout.l4).start;
+            if usize::from(hdr.csum_start) != layout.l4_off
+                || usize::from(hdr.csum_offset) != csum_field
+            {
+                return Err(OffloadError::BadCsumOffsets);
+            }
         }
-        L4::Udp => (0, 0),
-    };
+        let mss = usize::from(hdr.gso_size);
+        if mss == 0 {
+            return Err(OffloadError::MalformedGso);
+        }
+        let payload = frame.len() - layout.payload_off;
+        let count = payload.div_ceil(mss).max(1);
+        // The largest segment must still be describable by the 16-bit length fields.
+        let largest_l3_len = layout.payload_off - layout.l3_off + mss.min(payload);
+        let largest_l4_len = layout.payload_off - layout.l4_off + mss.min(payload);
+        let l3_len_field = match layout.ip {
+            Ip::V4 => largest_l3_len,
+            Ip::V6 => largest_l4_len,
+        };
+        if l3_len_field > MAX_IP_LEN_FIELD || largest_l4_len > MAX_IP_LEN_FIELD {
+            return Err(OffloadError::MalformedGso);
+        }
+        // The views below are built over headers `parse_layout` checked, so `new_unchecked`
+        // reads within them.
+        let ident = match layout.ip {
+            Ip::V4 => Ipv4Packet::new_unchecked(&frame[layout.l3_off..]).ident(),
+            Ip::V6 => 0,
+        };
+        let (seq, tcp_flags) = match layout.l4 {
+            L4::Tcp => {
+                let tcp = TcpPacket::new_unchecked(&frame[layout.l4_off..]);
+                (tcp.seq_number(), tcp.flags())
+            }
+            L4::Udp => (0, 0),
+        };
+        Ok(Plan {
+            layout,
+            frame_len: frame.len(),
+            mss,
+            count,
+            ident,
+            seq,
+            tcp_flags,
+        })
+    }
 
-    let mut pos = 0;
-    for (i, chunk) in payload
-        .chunks(mss)
-        .chain(payload.is_empty().then_some(&[][..]))
-        .enumerate()
-    {
-        let end = pos + headers.len() + chunk.len();
-        let seg = &mut out.buf[pos..end];
-        seg[..headers.len()].copy_from_slice(headers);
-        seg[headers.len()..].copy_from_slice(chunk);
-        let l4_len = seg.len() - l4;
-        let (l3_part, l4_part) = seg.split_at_mut(l4);
+    /// Where segment `i`'s payload lies in the super-frame.
+    fn payload(&self, i: usize) -> Range<usize> {
+        let start = self.layout.payload_off + i * self.mss;
+        start..(start + self.mss).min(self.frame_len)
+    }
+
+    /// Writes segment `i`'s headers into `out` (`payload_off` bytes): the super-frame's, with the
+    /// lengths, identification, sequence number, flags and checksums of a segment carrying
+    /// `payload`.
+    fn write_headers(&self, frame: &[u8], i: usize, out: &mut [u8], payload: &[u8]) {
+        let layout = &self.layout;
+        let (l3, l4) = (layout.l3_off, layout.l4_off);
+        out.copy_from_slice(&frame[..layout.payload_off]);
+        let l4_len = layout.payload_off - l4 + payload.len();
+        let (l3_part, l4_part) = out.split_at_mut(l4);
         let l3_part = &mut l3_part[l3..];
-
-        // Lengths, identification and the IPv4 header checksum; the pseudo-header addresses.
-        let addrs = match layout.ip {
+        // Lengths, identification and the IPv4 header checksum; the pseudo-header.
+        let pseudo = match layout.ip {
             Ip::V4 => {
                 let mut ip = Ipv4Packet::new_unchecked(l3_part);
                 ip.set_total_len((l4 - l3 + l4_len) as u16);
-                ip.set_ident(ident.wrapping_add(i as u16));
+                ip.set_ident(self.ident.wrapping_add(i as u16));
                 ip.fill_checksum();
-                Addrs::V4(ip.src_addr(), ip.dst_addr())
+                let protocol = ip.protocol();
+                pseudo_header_v4(
+                    ip.src_addr().octets(),
+                    ip.dst_addr().octets(),
+                    protocol,
+                    l4_len as u32,
+                )
             }
             Ip::V6 => {
                 let mut ip = Ipv6Packet::new_unchecked(l3_part);
                 ip.set_payload_len(l4_len as u16);
-                Addrs::V6(ip.src_addr(), ip.dst_addr())
+                let next = ip.next_header();
+                pseudo_header_v6(
+                    ip.src_addr().octets(),
+                    ip.dst_addr().octets(),
+                    next,
+                    l4_len as u32,
+                )
             }
         };
-
+        let field = l4_checksum_field(layout.l4);
         match layout.l4 {
             L4::Tcp => {
-                let mut tcp = TcpPacket::new_unchecked(l4_part);
-                tcp.set_seq_number(seq.wrapping_add((i * mss) as u32));
-                let mut segment_flags = tcp_flags;
-                if i + 1 < count {
+                let mut tcp = TcpPacket::new_unchecked(&mut *l4_part);
+                tcp.set_seq_number(self.seq.wrapping_add((i * self.mss) as u32));
+                let mut segment_flags = self.tcp_flags;
+                if i + 1 < self.count {
                     segment_flags &= !(flags::FIN | flags::PSH);
                 }
                 if i > 0 {
                     segment_flags &= !flags::CWR;
                 }
                 tcp.set_flags(segment_flags);
-                match addrs {
-                    Addrs::V4(src, dst) => tcp.fill_checksum_v4(src, dst),
-                    Addrs::V6(src, dst) => tcp.fill_checksum_v6(src, dst),
-                }
             }
             L4::Udp => {
-                let mut udp = UdpPacket::new_unchecked(l4_part);
-                udp.set_len(l4_len as u16);
-                match addrs {
-                    Addrs::V4(src, dst) => udp.fill_checksum_v4(src, dst),
-                    Addrs::V6(src, dst) => udp.fill_checksum_v6(src, dst),
-                }
+                UdpPacket::new_unchecked(&mut *l4_part).set_len(l4_len as u16);
             }
         }
-        out.bounds.push((pos, end));
-        pos = end;
+        // The L4 header is an even number of bytes, so its sum and the payload's add up.
+        l4_part[field.clone()].fill(0);
+        let value = !fold(sum(sum(pseudo, l4_part), payload));
+        let value = if value == 0 && layout.l4 == L4::Udp {
+            0xffff
+        } else {
+            value
+        };
+        l4_part[field].copy_from_slice(&value.to_be_bytes());
     }
-    debug_assert_eq!(out.bounds.len(), count);
-    Ok(())
 }
 
 /// Merges a `UDP_GRO` batch of TCP/IPv4 segments back into the super-frame they were cut from, in
@@ -1629,6 +1753,35 @@ mod tests {
             )
     }
 
+    #[test]
+    fn segment_headers_refuses_what_segment_refuses_and_frames_without_gso() {
+        let mut headers = SegmentHeaders::new();
+        let pkt = Pkt::new(Kind::TcpV4, pattern(3000, 5));
+        let (hdr, frame) = pkt.gso(1000);
+        segment_headers(&hdr, &frame, &mut headers).unwrap();
+        assert_eq!(headers.len(), 3);
+        let (partial, frame) = pkt.partial();
+        assert_eq!(
+            segment_headers(&partial, &frame, &mut headers),
+            Err(OffloadError::UnsupportedGso)
+        );
+        assert_eq!(headers.len(), 0);
+        let (hdr, frame) = pkt.gso(10);
+        assert_eq!(
+            segment_headers(&hdr, &frame, &mut headers),
+            Err(OffloadError::TooManySegments)
+        );
+        let (hdr, frame) = pkt.gso(0);
+        assert_eq!(
+            segment_headers(&hdr, &frame, &mut headers),
+            Err(OffloadError::MalformedGso)
+        );
+        assert_eq!(
+            segment_headers(&hdr, &frame[..20], &mut headers),
+            Err(OffloadError::MalformedGso)
+        );
+    }
+
     /// `segments` as a `UDP_GRO` batch would hold them: each behind a `skip`-byte tunnel header.
     fn gro_batch(segments: &Segments, skip: usize) -> (Vec<u8>, usize) {
         let stride = skip + segments.get(0).len();
@@ -1778,6 +1931,14 @@ mod tests {
             let mut out = Segments::new();
             segment(&hdr, &frame, &mut out).unwrap();
             check_segments(&pkt, gso_size, &out);
+            // Without copying: the same segments, headers here and payloads in the frame.
+            let mut headers = SegmentHeaders::new();
+            segment_headers(&hdr, &frame, &mut headers).unwrap();
+            prop_assert_eq!(headers.len(), out.len());
+            for i in 0..out.len() {
+                let gathered = [headers.headers(i), &frame[headers.payload(i)]].concat();
+                prop_assert_eq!(&gathered[..], out.get(i), "segment {}", i);
+            }
         }
 
         #[test]

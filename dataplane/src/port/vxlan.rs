@@ -48,15 +48,18 @@
 //! sockets receive nothing, so sending costs no copy of every UDP packet the host receives. The
 //! UDP checksum is zero (allowed over IPv4, and what Linux sends by default); DF is set, so a
 //! frame too large for the underlay is refused (`tx-too-big`) rather than fragmented. A
-//! super-frame is segmented in software (`offload::segment`: each segment needs its own complete
-//! inner headers and checksum) and its segments, each behind the same VXLAN header, leave with one
-//! `sendmsg` per 64 KiB with `UDP_SEGMENT` from a UDP socket bound to the flow's hashed source
+//! super-frame is segmented in software, since each segment needs its own complete inner headers
+//! and checksum, but without copying it: `offload::segment_headers` writes each segment's headers
+//! and leaves its payload where it is, and one `sendmsg` per 64 KiB gathers, for each segment, the
+//! VXLAN header, its headers and its payload slice (the kernel's copy is the only one), with
+//! `UDP_SEGMENT`, from a UDP socket bound to the flow's hashed source
 //! port (`VxlanSocket::gso_socket`, one per port in use, at most `GSO_SOCKETS`): one trip through
 //! the IP stack and the underlay for some 45 datagrams, and on a veth underlay one skb to the
 //! other side. These datagrams carry a UDP checksum (Linux refuses GSO without one; it is computed
 //! by the NIC or, on veth, never). Every frame of a flow leaves from the same source port either
 //! way. If the port cannot be bound (another socket has it) or the kernel refuses the send, the
-//! segments leave one by one through the raw socket, whose errors then say why.
+//! super-frame is cut into complete frames (`offload::segment`) that leave one by one through the
+//! raw socket, whose errors then say why.
 
 use std::collections::{HashMap, VecDeque};
 use std::mem;
@@ -68,7 +71,7 @@ use std::sync::{Arc, Mutex};
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use super::{sys, Port, PortError, PortKind, RxBatch, RxMeta, SendReport, Tunnel, TxRef, BATCH};
-use crate::offload::{self, Segments};
+use crate::offload::{self, SegmentHeaders, Segments};
 use crate::wire::ethernet::EthernetFrame;
 use crate::wire::headers::L3;
 use crate::wire::ipv4::{self, protocol, Ipv4Packet};
@@ -509,7 +512,9 @@ impl Drop for VxlanPort {
 /// The sending half of a VXLAN port: what the port and its senders on other workers share.
 struct VxlanTx {
     raw: RawTx,
-    /// Where a super-frame is cut into complete frames before it leaves.
+    /// A super-frame's segments' headers, sent with payloads gathered from the super-frame.
+    headers: SegmentHeaders,
+    /// Where a super-frame is cut into complete frames when it leaves through the raw socket.
     segments: Segments,
 }
 
@@ -886,6 +891,7 @@ impl VxlanTx {
                 dst,
                 prefixes: Box::new([[0; PREFIX_LEN]; BATCH]),
             },
+            headers: SegmentHeaders::new(),
             segments: Segments::new(),
         }
     }
@@ -924,12 +930,10 @@ impl VxlanTx {
     /// flow's source port; through the raw socket, one datagram each, when there is no such
     /// socket or the kernel refuses (then the raw socket's errors say why).
     fn send_super_frame(&mut self, f: &TxRef<'_>, report: &mut SendReport) {
-        if offload::segment(&f.vnet, f.data, &mut self.segments).is_err() {
-            report.failed += 1;
-            return;
-        }
-        let n = self.segments.len();
-        if n > 1 {
+        let gathered = f.vnet.is_gso()
+            && offload::segment_headers(&f.vnet, f.data, &mut self.headers).is_ok()
+            && self.headers.len() > 1;
+        if gathered {
             let source_port = flow_source_port(f.data);
             if let Some(fd) = self.raw.socket.gso_socket(source_port) {
                 let mut header = [0u8; vxlan::HEADER_LEN];
@@ -937,7 +941,13 @@ impl VxlanTx {
                     vni: self.raw.key.0,
                 }
                 .emit(&mut header);
-                match send_gso(fd.as_raw_fd(), &self.raw.dst, &header, &self.segments) {
+                match send_gso(
+                    fd.as_raw_fd(),
+                    &self.raw.dst,
+                    &header,
+                    f.data,
+                    &self.headers,
+                ) {
                     Ok(()) => {
                         report.sent += 1;
                         report.sent_bytes += f.data.len() as u64;
@@ -951,6 +961,11 @@ impl VxlanTx {
                 }
             }
         }
+        if offload::segment(&f.vnet, f.data, &mut self.segments).is_err() {
+            report.failed += 1;
+            return;
+        }
+        let n = self.segments.len();
         let mut each = SendReport::default();
         let segments = &self.segments;
         self.raw.send(n, |k| segments.get(k), &mut each);
@@ -969,18 +984,21 @@ impl VxlanTx {
     }
 }
 
-/// Sends `segments` (complete frames, all of one length but the last) as VXLAN datagrams to
-/// `dst` with `UDP_SEGMENT`: one `sendmsg` hands the kernel up to `GSO_MAX_SEGMENTS` payloads of
-/// `header` + segment, and the kernel cuts them into datagrams (or, on a veth underlay, passes
-/// them to the other side whole, where `UDP_GRO` takes them whole).
+/// Sends a super-frame's segments (`headers`: each segment's headers and where its payload lies
+/// in `frame`; all of one length but the last) as VXLAN datagrams to `dst` with `UDP_SEGMENT`:
+/// one `sendmsg` gathers up to `GSO_MAX_SEGMENTS` payloads of `header`, the segment's headers and
+/// its payload straight from the super-frame (the kernel's copy is the only one), and the kernel
+/// cuts them into datagrams (or, on a veth underlay, passes them to the other side whole, where
+/// `UDP_GRO` takes them whole).
 fn send_gso(
     fd: RawFd,
     dst: &libc::sockaddr_in,
     header: &[u8; vxlan::HEADER_LEN],
-    segments: &Segments,
+    frame: &[u8],
+    headers: &SegmentHeaders,
 ) -> std::io::Result<()> {
-    let n = segments.len();
-    let gso_size = vxlan::HEADER_LEN + segments.get(0).len();
+    let n = headers.len();
+    let gso_size = vxlan::HEADER_LEN + headers.headers(0).len() + headers.payload(0).len();
     let per_send = (GSO_MAX_PAYLOAD / gso_size).clamp(1, GSO_MAX_SEGMENTS);
     let mut first = 0;
     while first < n {
@@ -988,17 +1006,19 @@ fn send_gso(
         let mut iovs = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
-        }; 2 * GSO_MAX_SEGMENTS];
+        }; 3 * GSO_MAX_SEGMENTS];
         for k in 0..count {
-            let segment = segments.get(first + k);
-            iovs[2 * k] = libc::iovec {
-                iov_base: header.as_ptr() as *mut libc::c_void,
-                iov_len: header.len(),
-            };
-            iovs[2 * k + 1] = libc::iovec {
-                iov_base: segment.as_ptr() as *mut libc::c_void,
-                iov_len: segment.len(),
-            };
+            let parts: [&[u8]; 3] = [
+                header,
+                headers.headers(first + k),
+                &frame[headers.payload(first + k)],
+            ];
+            for (j, part) in parts.iter().enumerate() {
+                iovs[3 * k + j] = libc::iovec {
+                    iov_base: part.as_ptr() as *mut libc::c_void,
+                    iov_len: part.len(),
+                };
+            }
         }
         let mut control = SegmentCmsg {
             header: libc::cmsghdr {
@@ -1015,13 +1035,13 @@ fn send_gso(
         msg.msg_name = dst as *const libc::sockaddr_in as *mut libc::c_void;
         msg.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
         msg.msg_iov = iovs.as_mut_ptr();
-        msg.msg_iovlen = 2 * count;
+        msg.msg_iovlen = 3 * count;
         msg.msg_control = (&mut control as *mut SegmentCmsg).cast();
         msg.msg_controllen = mem::size_of::<SegmentCmsg>();
         loop {
-            // SAFETY: `msg` points at `dst`, at `count` pairs of iovecs over `header` and the
-            // segments (borrowed for the call) and at `control`, a complete cmsg; the kernel only
-            // reads them.
+            // SAFETY: `msg` points at `dst`, at `count` triples of iovecs over `header`, the
+            // segments' headers and the super-frame (all borrowed for the call) and at
+            // `control`, a complete cmsg; the kernel only reads them.
             let rc = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) };
             if rc >= 0 {
                 break;
