@@ -67,6 +67,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
@@ -100,6 +101,15 @@ const GSO_MAX_PAYLOAD: usize = u16::MAX as usize - ipv4::HEADER_LEN - udp::HEADE
 
 /// UDP sockets kept bound to flows' source ports for GSO sends (`VxlanSocket::gso_socket`).
 const GSO_SOCKETS: usize = 64;
+/// A GSO socket unused this long may serve another flow's source port.
+const GSO_IDLE: Duration = Duration::from_secs(1);
+
+/// A source port's GSO socket (`None`: the port could not be bound) and when a flow last used it.
+struct GsoSlot {
+    port: u16,
+    fd: Option<Arc<OwnedFd>>,
+    used: Instant,
+}
 
 /// Frames of `UDP_GRO` batches one port keeps for later slots: a full batch of messages of
 /// Linux's `UDP_MAX_SEGMENTS` (128) datagrams each. Reads stop while any wait, so this is not
@@ -168,9 +178,8 @@ pub struct VxlanSocket {
     /// only when `generation` says it changed since the port last copied it.
     routes: Mutex<HashMap<Key, StashRoute>>,
     generation: AtomicU64,
-    /// UDP sockets bound to source ports, for GSO sends: slot `port % GSO_SOCKETS` holds the last
-    /// port asked for there, and its socket (`None` when it could not be bound).
-    gso: Mutex<Vec<Option<(u16, Option<Arc<OwnedFd>>)>>>,
+    /// UDP sockets bound to source ports, for GSO sends (`gso_socket`), at most `GSO_SOCKETS`.
+    gso: Mutex<Vec<GsoSlot>>,
     truncated: AtomicU64,
     bad_flags: AtomicU64,
     unknown_vni: AtomicU64,
@@ -253,7 +262,7 @@ impl VxlanSocket {
             raw,
             routes: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
-            gso: Mutex::new(vec![None; GSO_SOCKETS]),
+            gso: Mutex::new(Vec::with_capacity(GSO_SOCKETS)),
             truncated: AtomicU64::new(0),
             bad_flags: AtomicU64::new(0),
             unknown_vni: AtomicU64::new(0),
@@ -271,19 +280,36 @@ impl VxlanSocket {
     }
 
     /// The UDP socket bound to `source_port` on the local address, opened on first use; `None`
-    /// when the port cannot be bound (another socket has it), and then the flow's super-frames
-    /// leave segment by segment through the raw socket.
+    /// when the port cannot be bound (another socket has it) or every slot serves a flow active in
+    /// the last `GSO_IDLE`, and then the flow's super-frames leave segment by segment through the
+    /// raw socket. A slot idle that long is reused, so sockets follow the flows of the moment and
+    /// never thrash between two of them (as a slot per `port % GSO_SOCKETS` did, opening a socket
+    /// per super-frame).
     fn gso_socket(&self, source_port: u16) -> Option<Arc<OwnedFd>> {
+        let now = Instant::now();
         let mut slots = self.gso.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = &mut slots[usize::from(source_port) % GSO_SOCKETS];
-        if let Some((port, fd)) = slot {
-            if *port == source_port {
-                return fd.clone();
-            }
+        if let Some(slot) = slots.iter_mut().find(|s| s.port == source_port) {
+            slot.used = now;
+            return slot.fd.clone();
         }
-        let fd = gso_socket(self.local, source_port).ok().map(Arc::new);
-        *slot = Some((source_port, fd.clone()));
-        fd
+        let fd = || gso_socket(self.local, source_port).ok().map(Arc::new);
+        let slot = GsoSlot {
+            port: source_port,
+            fd: None,
+            used: now,
+        };
+        if slots.len() < GSO_SOCKETS {
+            slots.push(GsoSlot { fd: fd(), ..slot });
+            return slots.last().and_then(|s| s.fd.clone());
+        }
+        let idle = slots
+            .iter_mut()
+            .min_by_key(|s| s.used)
+            .filter(|s| now.duration_since(s.used) >= GSO_IDLE)?;
+        // The old socket closes (once no send holds it) before the new one binds.
+        *idle = slot;
+        idle.fd = fd();
+        idle.fd.clone()
     }
 
     /// Datagrams dropped so far, by reason.
@@ -1488,6 +1514,45 @@ mod tests {
     /// real sockets, each lands on the port of its VNI and sender, and a datagram read by another
     /// network's port reaches its own through the stash. Needs root (a raw socket, and a fresh
     /// network namespace so nothing touches the host's).
+    #[test]
+    fn gso_sockets_follow_active_flows_without_thrashing() {
+        // In a namespace of its own, so that no other socket holds the ports it binds.
+        std::thread::spawn(gso_slots_in_this_namespace)
+            .join()
+            .unwrap();
+    }
+
+    fn gso_slots_in_this_namespace() {
+        // SAFETY: unshare only changes this thread's network namespace.
+        assert_eq!(
+            unsafe { libc::unshare(libc::CLONE_NEWNET) },
+            0,
+            "needs root"
+        );
+        sys::set_up("lo").unwrap();
+        let s = VxlanSocket::open(Ipv4Addr::new(127, 0, 0, 9), 0).unwrap();
+        // Ports that collide modulo GSO_SOCKETS keep one socket each, asked again and again.
+        let (p, q) = (45_000u16, 45_000 + GSO_SOCKETS as u16);
+        let fp = s.gso_socket(p).expect("bound");
+        let fq = s.gso_socket(q).expect("bound");
+        for _ in 0..3 {
+            assert_eq!(s.gso_socket(p).unwrap().as_raw_fd(), fp.as_raw_fd());
+            assert_eq!(s.gso_socket(q).unwrap().as_raw_fd(), fq.as_raw_fd());
+        }
+        // All slots taken by flows active now: a new flow goes without (the raw socket).
+        for k in 2..GSO_SOCKETS as u16 {
+            assert!(s.gso_socket(46_000 + k).is_some());
+        }
+        assert!(s.gso_socket(47_000).is_none());
+        assert!(s.gso.lock().unwrap().iter().all(|slot| slot.port != 47_000));
+        // A slot idle for GSO_IDLE serves the next new flow; the others stay.
+        s.gso.lock().unwrap()[0].used -= GSO_IDLE;
+        assert!(s.gso_socket(47_000).is_some());
+        let ports: Vec<u16> = s.gso.lock().unwrap().iter().map(|slot| slot.port).collect();
+        assert_eq!(ports.len(), GSO_SOCKETS);
+        assert!(!ports.contains(&p) && ports.contains(&q) && ports.contains(&47_000));
+    }
+
     #[test]
     fn frames_cross_loopback_to_the_port_of_their_vni() {
         std::thread::spawn(frames_cross_loopback).join().unwrap();
