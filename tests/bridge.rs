@@ -613,7 +613,7 @@ fn one_flow_stays_in_order_across_workers() {
     lab.host("h1", "10.93.0.1/24");
     lab.host("h2", "10.93.0.2/24");
     let ports = vec![lab.port("h1"), lab.port("h2")];
-    lab.switch("sw", &ports, &["--workers", "2"]);
+    let sw = lab.switch("sw", &ports, &["--workers", "2"]);
     lab.ping_ok("h1", "10.93.0.2");
     let receiver = r#"
 import socket, sys
@@ -665,9 +665,17 @@ for i in range(40000):
         .map(|v| v.parse().expect("number"))
         .collect();
     let (got, inversions) = (nums[0], nums[1]);
-    assert!(got > 10_000, "only {got} of 40000 datagrams arrived");
+    // The sender does not pace itself, so a debug build on a loaded machine loses datagrams to
+    // its receive ring (rx-overrun: 8,384 of 40,000 arrived in one CI run). What matters is that
+    // enough bursts from both CPUs went through to show an overtaking: with CPU steering 13% of
+    // the datagrams overtook (5,200 of 40,000), so 2,000 arrivals would show hundreds.
+    let table = report(&mut lab, sw, "sw");
+    assert!(
+        got > 2_000,
+        "only {got} of 40000 datagrams arrived:\n{table}"
+    );
     assert_eq!(
         inversions, 0,
-        "{inversions} of {got} datagrams overtook an earlier one"
+        "{inversions} of {got} datagrams overtook an earlier one:\n{table}"
     );
 }
