@@ -26,7 +26,9 @@
 //! before it decides anything about it. An answer to a frame exists only after the frame was sent,
 //! so the worker that receives the answer (the SYN-ACK of a new NAT flow, the reply to a host whose
 //! MAC was just learned) has always applied the change first. Remaining differences are transient
-//! and harmless: two workers learning the same MAC at once, both end with it; a replica whose
+//! and harmless: two workers learning the same MAC at once, both end with it; two workers
+//! translating new flows at once never give them one port, as each chooses translated ports (and
+//! ICMP identifiers) only from its own share (`PortShare`: port % workers = its index); a replica whose
 //! channel overflowed (a worker stuck for 64k messages) misses changes and counts them
 //! (`Peers::overflow`, shown by `switchyard stats` as worker updates lost); a port's trace budget
 //! is per worker.
@@ -44,6 +46,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use super::{affinity, Clock, CpuPin, Engine, EngineConfig, EngineHandle};
 use crate::stage::nat::NewFlow;
 use crate::table::conntrack::{Direction, Tuple};
+use crate::table::nat::PortShare;
 use crate::{DomainId, MacAddr, PortId, VlanId};
 
 /// Messages one worker may have waiting from the others before they are counted as lost.
@@ -245,7 +248,11 @@ pub(super) fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, Engi
         } else {
             Peers::none()
         };
-        let (engine, mut link) = Engine::worker(&config, clock, peers)?;
+        let (mut engine, mut link) = Engine::worker(&config, clock, peers)?;
+        engine.tables.nat.share = PortShare {
+            index: i as u16,
+            of: n as u16,
+        };
         link.cpu = cpus[i];
         engines.push(engine);
         links.push(link);
@@ -440,6 +447,134 @@ mod tests {
             0,
             "counted by the one that lost them"
         );
+    }
+
+    /// A worker masquerading to 192.0.2.1 from the uplink 192.0.2.10, with two containers on
+    /// 172.17.0.0/16 (.2 and .3) on ports 1 and 2 of domain 0: the engine and the port handles.
+    fn masquerading(
+        share: PortShare,
+        peers: Peers,
+    ) -> (Engine, Arc<mio::Waker>, Vec<MemoryPortHandle>) {
+        use crate::table::{ContainerGuard, NetworkNat, PortRole, Subnet, Uplink};
+        let (mut e, link) = Engine::worker(&EngineConfig::default(), Clock::now(), peers).unwrap();
+        e.tables.nat.share = share;
+        let (up, up_h) = MemoryPort::new("up", false);
+        let up = e
+            .add_port_as(Box::new(up), DomainId(9), PortRole::Uplink)
+            .unwrap();
+        let mut handles = vec![up_h];
+        for k in [2u8, 3] {
+            let (p, h) = MemoryPort::new(&format!("c{k}"), false);
+            let role = PortRole::Container(ContainerGuard {
+                mac: MacAddr([2, 0, 0, 0, 0, k]),
+                ips: vec![Ipv4Addr::new(172, 17, 0, k)],
+                allow_spoofing: false,
+            });
+            let id = e.add_port_as(Box::new(p), DomainId(0), role).unwrap();
+            e.tables
+                .cam
+                .add_static(DomainId(0), VlanId(0), MacAddr([2, 0, 0, 0, 0, k]), id)
+                .unwrap();
+            handles.push(h);
+        }
+        e.tables.nat.set_uplink(Some(Uplink {
+            port: up,
+            mac: MacAddr([2, 0, 0, 0, 0, 0x10]),
+            ip: Ipv4Addr::new(192, 0, 2, 10),
+            prefix: 24,
+            gateway: None,
+        }));
+        e.tables.nat.set_networks(&[NetworkNat {
+            domain: DomainId(0),
+            subnet: Subnet {
+                domain: DomainId(0),
+                network: Ipv4Addr::new(172, 17, 0, 0),
+                prefix: 16,
+            },
+            gateway_ip: Ipv4Addr::new(172, 17, 0, 1),
+            gateway_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            external: true,
+            routed: false,
+        }]);
+        e.tables
+            .nat
+            .learn_neighbor(Ipv4Addr::new(192, 0, 2, 1), MacAddr([2, 0, 0, 0, 0, 0x99]));
+        (e, link.waker, handles)
+    }
+
+    /// A SYN from container 172.17.0.`k` port 40000 to 192.0.2.1:443, through its gateway.
+    fn syn_from(k: u8) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, k], [2, 0, 0, 0, 0, 1])
+            .ipv4([172, 17, 0, k], [192, 0, 2, 1], 64)
+            .tcp(40000, 443, 1, 64240)
+            .syn();
+        let mut f = Vec::new();
+        b.write(&mut f, &[]).unwrap();
+        f
+    }
+
+    /// The source port of the one frame `uplink` sent (TCP over IPv4 without options).
+    fn sent_sport(uplink: &MemoryPortHandle) -> u16 {
+        let sent = uplink.take_sent();
+        assert_eq!(sent.len(), 1, "one translated SYN out of the uplink");
+        let f = &sent[0].1;
+        u16::from_be_bytes([f[34], f[35]])
+    }
+
+    /// Two workers masquerade two containers' connections to one server, both from source port
+    /// 40000, at the same moment (each before hearing of the other's): they must give them
+    /// different ports, or the two connections would share one reply tuple and one container would
+    /// get the other's replies. Each worker chooses only from its own share of the ports, so the
+    /// two never collide, and each replica ends with both connections. (With every worker holding
+    /// every port, both kept 40000 and the second connection was lost to the replicas' clash.)
+    #[test]
+    fn workers_masquerading_at_once_never_give_two_flows_one_port() {
+        let (tx0, inbox0) = bounded(64);
+        let (tx1, inbox1) = bounded(64);
+        let peers = |inbox| Peers {
+            inbox: Some(inbox),
+            others: Vec::new(),
+            overflow: 0,
+        };
+        let (mut w0, wake0, h0) = masquerading(PortShare { index: 0, of: 2 }, peers(inbox0));
+        let (mut w1, wake1, h1) = masquerading(PortShare { index: 1, of: 2 }, peers(inbox1));
+        w0.peers.others = vec![PeerLink {
+            tx: tx1,
+            waker: wake1,
+        }];
+        w1.peers.others = vec![PeerLink {
+            tx: tx0,
+            waker: wake0,
+        }];
+        // Both SYNs decided before either worker reads what the other told it.
+        w0.rx_batch_mut()
+            .fill(0, VnetHeader::default(), &syn_from(2));
+        w0.process_received(PortId(1), DomainId(0), 1);
+        w1.rx_batch_mut()
+            .fill(0, VnetHeader::default(), &syn_from(3));
+        w1.process_received(PortId(2), DomainId(0), 1);
+        let (p0, p1) = (sent_sport(&h0[0]), sent_sport(&h1[0]));
+        assert_ne!(p0, p1, "two connections, one reply tuple");
+        assert_eq!((p0 % 2, p1 % 2), (0, 1), "each from its own share");
+        // Each replica learns the other's connection: two, no clash.
+        w0.drain_peers();
+        w1.drain_peers();
+        assert_eq!(w0.tables.conntrack.len(), 2);
+        assert_eq!(w1.tables.conntrack.len(), 2);
+    }
+
+    #[test]
+    fn a_worker_prefers_the_flow_port_only_in_its_share() {
+        let single = PortShare::ALL;
+        assert!((0..=u16::MAX).all(|p| single.holds(p)));
+        let shares: Vec<PortShare> = (0..3).map(|index| PortShare { index, of: 3 }).collect();
+        for port in [0u16, 1, 2, 1024, 40000, 65535] {
+            let holders = shares.iter().filter(|s| s.holds(port)).count();
+            assert_eq!(
+                holders, 1,
+                "port {port} belongs to exactly one of three workers"
+            );
+        }
     }
 
     #[test]

@@ -625,6 +625,7 @@ fn hairpin(
         publish.target_port,
         p.tuple.sport,
         tables.nat.masquerade_ports,
+        tables.nat.share,
     ) else {
         return NatAction::Drop(DropReason::NatPorts);
     };
@@ -702,6 +703,7 @@ fn masquerade(
             p.tuple.dport,
             p.tuple.sport,
             tables.nat.masquerade_ports,
+            tables.nat.share,
         ),
     };
     let Some(sport) = sport else {
@@ -742,16 +744,18 @@ fn masquerade(
     insert(flow, tables)
 }
 
-/// An echo identifier for a masqueraded ping: its own if free, else the next free one.
+/// An echo identifier for a masqueraded ping: its own if free and in this worker's share, else
+/// the next such one.
 fn free_icmp_id(tables: &Tables, uplink_ip: Ipv4Addr, dst: Ipv4Addr, id: u16) -> Option<u16> {
     (0..=u16::MAX).map(|i| id.wrapping_add(i)).find(|&c| {
-        !tables.conntrack.is_tracked(&Tuple {
-            proto: ICMP,
-            src: dst,
-            sport: c,
-            dst: uplink_ip,
-            dport: c,
-        })
+        tables.nat.share.holds(c)
+            && !tables.conntrack.is_tracked(&Tuple {
+                proto: ICMP,
+                src: dst,
+                sport: c,
+                dst: uplink_ip,
+                dport: c,
+            })
     })
 }
 

@@ -70,6 +70,7 @@ use std::net::Ipv4Addr;
 use super::huge_pages::advise_huge_pages;
 use super::index::{Index, MAX_VALUE};
 use super::lru::{list_push_back, list_unlink, Links, List, NIL};
+use super::nat::PortShare;
 use crate::wire::ipv4::protocol;
 use crate::{MacAddr, PortId};
 
@@ -786,12 +787,14 @@ impl ConnTrack {
     }
 
     /// A source port for a masqueraded flow of `proto` from `uplink_ip` to `dst`:`dport`: one whose
-    /// reply tuple (`dst`:`dport` -> `uplink_ip`:port) is not tracked. `preferred` if free (whether or
-    /// not it lies in `range`: pass one inside the range to enforce it), else the first free port of
-    /// `range` (inclusive) scanning upwards, wrapping, from an offset derived from `preferred` so that
+    /// reply tuple (`dst`:`dport` -> `uplink_ip`:port) is not tracked, and one of this worker's
+    /// `share`. `preferred` if free and in the share (whether or not it lies in `range`: pass one
+    /// inside the range to enforce it), else the first free port of the share in `range`
+    /// (inclusive) scanning upwards, wrapping, from an offset derived from `preferred` so that
     /// concurrent flows spread. `None` after one full pass over the range, or if the range is empty
     /// (`lo > hi`). For ICMP echo, the port is the identifier and `dport` is ignored (the reply
     /// carries the identifier in both port fields). At most `range` size + 1 hash probes.
+    #[allow(clippy::too_many_arguments)]
     pub fn pick_port(
         &self,
         proto: u8,
@@ -800,6 +803,7 @@ impl ConnTrack {
         dport: u16,
         preferred: u16,
         range: (u16, u16),
+        share: PortShare,
     ) -> Option<u16> {
         let reply_for = |port: u16| Tuple {
             proto,
@@ -808,7 +812,7 @@ impl ConnTrack {
             dst: uplink_ip,
             dport: port,
         };
-        if !self.is_tracked(&reply_for(preferred)) {
+        if share.holds(preferred) && !self.is_tracked(&reply_for(preferred)) {
             return Some(preferred);
         }
         let (lo, hi) = range;
@@ -820,7 +824,7 @@ impl ConnTrack {
         let start = u32::from(preferred).wrapping_mul(0x9e37_79b1) % size;
         (0..size)
             .map(|i| lo + ((start + i) % size) as u16)
-            .find(|&port| !self.is_tracked(&reply_for(port)))
+            .find(|&port| share.holds(port) && !self.is_tracked(&reply_for(port)))
     }
 
     /// Removes entries idle for at least their state's timeout (`remaining_ms` = 0); returns how
@@ -1628,7 +1632,15 @@ mod tests {
             add(t, (o, r), None, inner, SYN, 0);
         };
         let pick = |t: &ConnTrack, preferred, range| {
-            t.pick_port(protocol::TCP, HOST, REMOTE, 443, preferred, range)
+            t.pick_port(
+                protocol::TCP,
+                HOST,
+                REMOTE,
+                443,
+                preferred,
+                range,
+                PortShare::ALL,
+            )
         };
         assert_eq!(pick(&t, 40000, (1024, 1027)), Some(40000));
         masq(&mut t, C1, 40000, 40000);
@@ -1637,11 +1649,27 @@ mod tests {
         assert!((1024..=1027).contains(&p));
         // Same port to another destination port or protocol is free.
         assert_eq!(
-            t.pick_port(protocol::TCP, HOST, REMOTE, 80, 40000, (1, 2)),
+            t.pick_port(
+                protocol::TCP,
+                HOST,
+                REMOTE,
+                80,
+                40000,
+                (1, 2),
+                PortShare::ALL
+            ),
             Some(40000)
         );
         assert_eq!(
-            t.pick_port(protocol::UDP, HOST, REMOTE, 443, 40000, (1, 2)),
+            t.pick_port(
+                protocol::UDP,
+                HOST,
+                REMOTE,
+                443,
+                40000,
+                (1, 2),
+                PortShare::ALL
+            ),
             Some(40000)
         );
         // Fill the range: each pick returns a port not yet taken, then None.
@@ -1664,13 +1692,29 @@ mod tests {
             })
             .collect();
         assert!(starts.len() > 1);
+        // A worker of two keeps a flow's own port only if it is in its share, and scans its share.
+        let t = ConnTrack::default();
+        let odd = PortShare { index: 1, of: 2 };
+        let p = t
+            .pick_port(protocol::TCP, HOST, REMOTE, 443, 40000, (1024, 1027), odd)
+            .unwrap();
+        assert!(p == 1025 || p == 1027, "{p}");
+        assert_eq!(
+            t.pick_port(protocol::TCP, HOST, REMOTE, 443, 40001, (1024, 1027), odd),
+            Some(40001)
+        );
+        assert_eq!(
+            t.pick_port(protocol::TCP, HOST, REMOTE, 443, 1024, (1024, 1024), odd),
+            None,
+            "nothing of the share in the range"
+        );
         // ICMP: the identifier is both ports of the reply.
         let mut t = ConnTrack::default();
         let o = tuple(protocol::ICMP, C1, 9, REMOTE, 9);
         let r = tuple(protocol::ICMP, REMOTE, 9, HOST, 9);
         add(&mut t, (o, r), None, C1, None, 0);
         assert_eq!(
-            t.pick_port(protocol::ICMP, HOST, REMOTE, 0, 9, (9, 10)),
+            t.pick_port(protocol::ICMP, HOST, REMOTE, 0, 9, (9, 10), PortShare::ALL),
             Some(10)
         );
     }
@@ -1748,7 +1792,7 @@ mod tests {
             if i % 5000 == 0 {
                 t.expire(now);
             }
-            let _ = t.pick_port(protocol::UDP, HOST, ip(i), 53, 1, (1, 100));
+            let _ = t.pick_port(protocol::UDP, HOST, ip(i), 53, 1, (1, 100), PortShare::ALL);
         }
         assert_eq!(allocations() - before, 0);
         assert_eq!(t.nodes.capacity(), slab);

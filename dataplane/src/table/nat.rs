@@ -81,6 +81,32 @@ pub struct NatTable {
     neighbors: HashMap<Ipv4Addr, MacAddr, FastHash>,
     /// Source ports for masquerade when a flow's own port is taken (Linux uses the same idea).
     pub masquerade_ports: (u16, u16),
+    /// The ports (and ICMP identifiers) this engine worker may give a translated flow: see
+    /// [`PortShare`]. Set once when the worker starts; commands never change it.
+    pub share: PortShare,
+}
+
+/// Which translated ports one engine worker of several may choose: those with `port % of ==
+/// index`. Workers choose a new flow's port each from their own replica of the connection table,
+/// without waiting for each other, so two workers translating two flows to one destination at the
+/// same moment could both find the same port free and give the two flows one reply tuple: the
+/// replies of one would go to the other's container. Disjoint shares make that impossible (VPP
+/// gives each worker its own port range for the same reason). One worker holds every port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortShare {
+    pub index: u16,
+    pub of: u16,
+}
+
+impl PortShare {
+    /// A single engine: every port.
+    pub const ALL: PortShare = PortShare { index: 0, of: 1 };
+
+    /// Whether this worker may give `port` to a new flow.
+    #[inline]
+    pub fn holds(self, port: u16) -> bool {
+        self.of <= 1 || port % self.of == self.index
+    }
 }
 
 impl Default for NatTable {
@@ -91,6 +117,7 @@ impl Default for NatTable {
             publish: HashMap::with_hasher(FastHash::random()),
             neighbors: HashMap::with_hasher(FastHash::random()),
             masquerade_ports: (1024, 65535),
+            share: PortShare::ALL,
         }
     }
 }
