@@ -121,7 +121,8 @@ fn every_unsafe_block_says_why_it_is_sound() {
 }
 
 /// **Architecture Invariant:** `unsafe` lives only where the OS interface needs it: ports, engine
-/// thread placement, the tables' huge pages (madvise), namespaces, process signals, the state file
+/// thread placement, the tables' huge pages (madvise) and
+/// prefetch hints, namespaces, process signals, the state file
 /// lock, the test and benchmark allocators, and the benchmarks' own sockets (connrate, txpath).
 #[test]
 fn unsafe_only_at_the_os_interface() {
@@ -129,6 +130,7 @@ fn unsafe_only_at_the_os_interface() {
         "dataplane/src/port/",
         "dataplane/src/engine/affinity.rs",
         "dataplane/src/table/huge_pages.rs",
+        "dataplane/src/table/prefetch.rs",
         "control/src/netns/",
         "control/src/process.rs",
         "control/src/store.rs",

@@ -92,10 +92,13 @@ fn rss_bytes() -> isize {
 
 // ---- what one load that misses the caches costs ----
 
-/// Nanoseconds per dependent load over `mib` MiB, one pointer per cache line in a random cycle,
-/// with huge pages or 4 KiB pages (min of 3 rounds of 10 M loads): what a lookup in a table that
-/// does not fit in the caches cannot go below, unless several are in flight at once.
-fn load_latency_ns(mib: usize, huge: bool) -> f64 {
+/// Nanoseconds per load over `mib` MiB, one pointer per cache line in a random cycle, with huge
+/// pages or 4 KiB pages (min of 3 rounds of 10 M loads), following `K` chases of that cycle at
+/// once (from `K` points spread along it). With `K` = 1 every load waits for the one before: what
+/// a lookup in a table that does not fit in the caches cannot go below. With `K` > 1 the chases
+/// are independent, so the CPU has up to `K` misses in flight: latency / (time per load at `K`)
+/// is how many it really overlaps, the floor under a batch of lookups.
+fn load_ns<const K: usize>(mib: usize, huge: bool) -> f64 {
     const LINE: usize = 8; // u64s per 64-byte line
     const HUGE: usize = 2 << 20;
     let n = (mib << 20) / 64;
@@ -117,16 +120,42 @@ fn load_latency_ns(mib: usize, huge: bool) -> f64 {
     for i in 0..n {
         v[base + order[i] * LINE] = (base + order[(i + 1) % n] * LINE) as u64;
     }
-    let (mut at, mut best) = (base + order[0] * LINE, f64::MAX);
+    let mut at: [usize; K] = std::array::from_fn(|j| base + order[j * n / K] * LINE);
+    let rounds = 10_000_000 / K;
+    let mut best = f64::MAX;
     for _ in 0..3 {
         let start = Instant::now();
-        for _ in 0..10_000_000 {
-            at = v[at] as usize;
+        for _ in 0..rounds {
+            for a in &mut at {
+                *a = v[*a] as usize;
+            }
         }
-        best = best.min(start.elapsed().as_secs_f64() * 1e9 / 1e7);
+        best = best.min(start.elapsed().as_secs_f64() * 1e9 / (rounds * K) as f64);
     }
     black_box(at);
     best
+}
+
+/// Nanoseconds per dependent load (`load_ns` with one chase).
+fn load_latency_ns(mib: usize, huge: bool) -> f64 {
+    load_ns::<1>(mib, huge)
+}
+
+/// Prints the time per load over 192 MiB (huge pages) with 1 to 32 independent chases, and the
+/// misses in flight that makes (latency / time per load).
+fn print_load_parallelism() {
+    let latency = load_latency_ns(192, true);
+    let mut line = format!("memory: loads over 192 MiB, 1 chase: {latency:.0} ns each");
+    for (k, ns) in [
+        (2, load_ns::<2>(192, true)),
+        (4, load_ns::<4>(192, true)),
+        (8, load_ns::<8>(192, true)),
+        (16, load_ns::<16>(192, true)),
+        (32, load_ns::<32>(192, true)),
+    ] {
+        line += &format!("; {k} chases: {ns:.1} ns ({:.1} in flight)", latency / ns);
+    }
+    println!("{line}");
 }
 
 // ---- the connection table ----
@@ -313,6 +342,7 @@ fn conntrack(c: &mut Criterion) {
         load_latency_ns(192, false),
         load_latency_ns(4, true)
     );
+    print_load_parallelism();
 
     // A million entries: memory and the rate at which an empty table fills.
     let (heap0, rss0) = (live_bytes(), rss_bytes());
@@ -470,6 +500,39 @@ fn mac_lookup_bench(
     });
 }
 
+/// `mac_lookup_bench` through `CamTable::lookup_batch`, `B` keys a batch (and the rest of each
+/// `GROUP` one at a time).
+fn mac_lookup_batch_bench<const B: usize>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    cam: &CamTable,
+    keys: &[MacAddr],
+) {
+    let keys: Vec<(DomainId, VlanId, MacAddr)> =
+        keys.iter().map(|&m| (DomainId(0), VlanId(0), m)).collect();
+    let mut at = 0;
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            let mut found = 0u32;
+            let group = &keys[at..at + GROUP];
+            let mut batches = group.chunks_exact(B);
+            for batch in &mut batches {
+                let batch: &[_; B] = batch.try_into().unwrap();
+                for port in cam.lookup_batch(black_box(batch)).into_iter().flatten() {
+                    found += u32::from(port.0);
+                }
+            }
+            for &(d, v, m) in batches.remainder() {
+                if let Some(port) = cam.lookup(d, v, black_box(m)) {
+                    found += u32::from(port.0);
+                }
+            }
+            at = (at + GROUP) % (keys.len() - GROUP + 1);
+            found
+        })
+    });
+}
+
 fn mac_table_scale(c: &mut Criterion) {
     let mut g = c.benchmark_group("mac_table");
     g.throughput(Throughput::Elements(GROUP as u64));
@@ -490,6 +553,10 @@ fn mac_table_scale(c: &mut Criterion) {
     let mut keys: Vec<MacAddr> = (0..MACS).map(mac).collect();
     rng.shuffle(&mut keys);
     mac_lookup_bench(&mut g, "lookup_hit_1M_random", &cam, &keys);
+    mac_lookup_batch_bench::<8>(&mut g, "lookup_hit_1M_random_batch8", &cam, &keys);
+    mac_lookup_batch_bench::<16>(&mut g, "lookup_hit_1M_random_batch16", &cam, &keys);
+    mac_lookup_batch_bench::<32>(&mut g, "lookup_hit_1M_random_batch32", &cam, &keys);
+    mac_lookup_batch_bench::<64>(&mut g, "lookup_hit_1M_random_batch64", &cam, &keys);
     let mut misses: Vec<MacAddr> = (MACS..2 * MACS).map(mac).collect();
     rng.shuffle(&mut misses);
     mac_lookup_bench(&mut g, "lookup_miss_1M_random", &cam, &misses);
@@ -498,6 +565,7 @@ fn mac_table_scale(c: &mut Criterion) {
     let mut keys: Vec<MacAddr> = (0..1024).map(mac).collect();
     rng.shuffle(&mut keys);
     mac_lookup_bench(&mut g, "lookup_hit_1024_random", &small, &keys);
+    mac_lookup_batch_bench::<32>(&mut g, "lookup_hit_1024_random_batch32", &small, &keys);
     g.finish();
 }
 

@@ -27,6 +27,7 @@ use std::hash::{BuildHasher, Hash};
 
 use super::hash::FastHash;
 use super::huge_pages::advise_huge_pages;
+use super::prefetch::prefetch;
 
 /// Low bits of a bucket holding the value + 1; the rest holds the hash's bits above them.
 pub(super) const VALUE_BITS: u32 = 26;
@@ -80,6 +81,13 @@ impl Index {
     #[inline]
     pub fn first_bucket(&self, hash: u64) -> u64 {
         self.buckets[self.home(hash)]
+    }
+
+    /// Asks for the bucket a key of `hash` probes first to be loaded (see prefetch.rs): the first
+    /// stage of a batched lookup, whose second reads it with [`Index::first_bucket`].
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        prefetch(&self.buckets[self.home(hash)]);
     }
 
     /// The value a full bucket holds, if `bucket` (from [`Index::first_bucket`]) may be the key of

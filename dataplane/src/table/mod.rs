@@ -9,6 +9,7 @@ mod lru;
 pub mod nat;
 pub use cam::*;
 pub mod policy;
+mod prefetch;
 pub use conntrack::{ConnTrack, CtConfig, CtStats};
 pub use nat::{NatTable, NetworkNat, Publish, Uplink};
 pub use policy::{ContainerGuard, LinkPort, LinkRule, Policy, PortRole, Subnet};
