@@ -201,12 +201,14 @@ fn rss_kib() -> u64 {
 /// sends 8,192 different batches in turn, every frame from a source and to a destination drawn at
 /// random among the table's (262,144 of each, so the entries it touches, about 33 MB of lines, do
 /// not stay in the 32 MiB L3), each batch copied into the receive area before it is processed
-/// (about 100 ns of the figure, the same at both sizes): a big switch's lookups.
+/// (about 100 ns of the figure, the same at both sizes): a big switch's lookups; `_no_prefetch`
+/// and `_prefetch` are the same without and with the engine's prefetch pass forced
+/// (`Engine::set_prefetch`), the plain name as the engine chooses (by table size).
 fn million_macs(c: &mut Criterion) {
     const N: u32 = 1 << 20;
     let mut g = c.benchmark_group("mac_table");
     g.throughput(Throughput::Elements(BATCH as u64));
-    for entries in [1024, N] {
+    for entries in [1024, 16_384, 131_072, N] {
         let config = EngineConfig {
             cam: CamConfig {
                 max_entries: N as usize + BATCH,
@@ -263,18 +265,26 @@ fn million_macs(c: &mut Criterion) {
             |b| b.iter(|| e.process_received(PortId(0), DomainId(0), BATCH)),
         );
         let mut at = 0;
-        g.bench_function(
-            format!("known_unicast_spread_{entries}_macs_batch32"),
-            |b| {
-                b.iter(|| {
-                    for (k, f) in frames[at * BATCH..(at + 1) * BATCH].iter().enumerate() {
-                        e.rx_batch_mut().fill(k, VnetHeader::default(), f);
-                    }
-                    at = (at + 1) % SPREAD;
-                    e.process_received(PortId(0), DomainId(0), BATCH)
-                })
-            },
-        );
+        for prefetch in [Some(false), Some(true), None] {
+            e.set_prefetch(prefetch);
+            let name = match prefetch {
+                Some(false) => "_no_prefetch",
+                Some(true) => "_prefetch",
+                None => "",
+            };
+            g.bench_function(
+                format!("known_unicast_spread_{entries}_macs_batch32{name}"),
+                |b| {
+                    b.iter(|| {
+                        for (k, f) in frames[at * BATCH..(at + 1) * BATCH].iter().enumerate() {
+                            e.rx_batch_mut().fill(k, VnetHeader::default(), f);
+                        }
+                        at = (at + 1) % SPREAD;
+                        e.process_received(PortId(0), DomainId(0), BATCH)
+                    })
+                },
+            );
+        }
     }
     g.finish();
 }

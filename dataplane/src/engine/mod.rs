@@ -196,6 +196,9 @@ pub struct Engine {
     epoch_ns: u64,
     /// The other workers, and the table changes they tell this one (see `workers`).
     peers: workers::Peers,
+    /// Whether received batches get the prefetch pass (`pipeline::prefetch_batch`); `None`:
+    /// when the tables are large.
+    prefetch: Option<bool>,
 }
 
 impl Engine {
@@ -247,6 +250,7 @@ impl Engine {
             conflicts: std::collections::VecDeque::with_capacity(MAX_CONFLICTS),
             epoch_ns: clock.epoch_ns,
             peers,
+            prefetch: None,
         };
         Ok((
             engine,

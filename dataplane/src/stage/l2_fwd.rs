@@ -6,7 +6,7 @@
 //! the answer will teach the table where it lives. ARP needs no special case: requests are broadcast,
 //! replies are unicast to a MAC the request just taught us.
 
-use super::{DropReason, Effects, PacketView, Stage, StageId, Step, Tables, Verdict};
+use super::{DropReason, Effects, PacketView, Prefetch, Stage, StageId, Step, Tables, Verdict};
 
 pub struct L2Fwd;
 
@@ -26,6 +26,17 @@ impl Stage for L2Fwd {
             Some(port) if port == view.ingress => Verdict::Drop(DropReason::SamePort),
             Some(port) => Verdict::Forward(port),
             None => Verdict::Flood,
+        }
+    }
+
+    /// The destination's entry, for a unicast destination (the ones `run` looks up).
+    #[inline(always)]
+    fn prefetch(view: &PacketView<'_>, tables: &Tables, pass: Prefetch) {
+        let (cam, d, v, mac) = (&tables.cam, view.domain, view.vlan, view.dst);
+        match pass {
+            _ if mac.is_multicast() => {}
+            Prefetch::Bucket => cam.prefetch(d, v, mac),
+            Prefetch::Entry => cam.prefetch_entry(d, v, mac),
         }
     }
 

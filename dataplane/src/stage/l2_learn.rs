@@ -7,7 +7,9 @@
 //! MAC lives. The update itself is an effect the engine applies; eviction when the table is full is
 //! the table's business (see `table::cam`).
 
-use super::{DropReason, Effects, LearnEffect, PacketView, Stage, StageId, Step, Tables, Verdict};
+use super::{
+    DropReason, Effects, LearnEffect, PacketView, Prefetch, Stage, StageId, Step, Tables, Verdict,
+};
 use crate::table::LearnAction;
 
 pub struct L2Learn;
@@ -46,6 +48,16 @@ impl Stage for L2Learn {
             }),
         }
         Verdict::Continue
+    }
+
+    /// The source's entry, which `run` reads to decide.
+    #[inline(always)]
+    fn prefetch(view: &PacketView<'_>, tables: &Tables, pass: Prefetch) {
+        let (cam, d, v, mac) = (&tables.cam, view.domain, view.vlan, view.src);
+        match pass {
+            Prefetch::Bucket => cam.prefetch(d, v, mac),
+            Prefetch::Entry => cam.prefetch_entry(d, v, mac),
+        }
     }
 
     fn trace(view: &PacketView<'_>, _: &Tables, verdict: Verdict, fx: &Effects) -> Option<Step> {

@@ -30,7 +30,7 @@
 use std::net::Ipv4Addr;
 
 use super::step::{CtStep, Flow};
-use super::{DropReason, Effects, PacketView, Stage, StageId, Step, Tables, Verdict};
+use super::{DropReason, Effects, PacketView, Prefetch, Stage, StageId, Step, Tables, Verdict};
 use crate::rewrite::{icmp_error_quote, is_icmp_error, Rewrite};
 use crate::table::conntrack::{Direction, EntryId, Hop, NatKind, Tuple};
 use crate::table::{NetworkNat, PortRole, Publish, Uplink};
@@ -194,6 +194,31 @@ impl Stage for Nat {
             action => {
                 fx.set_nat(action);
                 Verdict::Handled
+            }
+        }
+    }
+
+    /// The connection a packet to the uplink's MAC or a network's gateway may belong to (what
+    /// `tracked` looks up; other frames pass NAT without a lookup).
+    fn prefetch(view: &PacketView<'_>, tables: &Tables, pass: Prefetch) {
+        let Some(uplink) = tables.nat.uplink() else {
+            return;
+        };
+        let to = if view.ingress == uplink.port {
+            uplink.mac
+        } else {
+            match tables.nat.network(view.domain) {
+                Some(net) => net.gateway_mac,
+                None => return,
+            }
+        };
+        if view.dst != to {
+            return;
+        }
+        if let Some(p) = parse(view) {
+            match pass {
+                Prefetch::Bucket => tables.conntrack.prefetch(&p.tuple),
+                Prefetch::Entry => tables.conntrack.prefetch_entry(&p.tuple),
             }
         }
     }
