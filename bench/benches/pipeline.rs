@@ -289,5 +289,30 @@ fn million_macs(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, known_unicast, policy, tracing, million_macs);
+/// The Internet checksum over one MSS and over a 64 KiB super-frame: the VXLAN port sums every
+/// byte of a super-frame on each side (the sender's inner TCP checksums, the receiver's check
+/// before it merges), so this is a per-byte cost of the overlay.
+fn checksum(c: &mut Criterion) {
+    use dataplane::wire::checksum::{fold, sum};
+    let mut g = c.benchmark_group("checksum");
+    let data: Vec<u8> = (0..65536u32).map(|i| (i * 7 + 3) as u8).collect();
+    for len in [1448usize, 65536] {
+        g.throughput(Throughput::Bytes(len as u64));
+        // One byte in, so the words are not aligned, as a TCP payload behind 14+20+32 bytes is not.
+        let bytes = &data[1..len];
+        g.bench_function(format!("sum_{len}_bytes"), |b| {
+            b.iter(|| fold(sum(0, std::hint::black_box(bytes))))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    known_unicast,
+    policy,
+    tracing,
+    million_macs,
+    checksum
+);
 criterion_main!(benches);

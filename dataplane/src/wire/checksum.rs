@@ -5,14 +5,40 @@
 //! 64-byte one.
 
 /// Adds `data` as big-endian 16-bit words to `acc` (odd trailing byte padded with zero).
-pub fn sum(mut acc: u64, data: &[u8]) -> u64 {
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        // Four 16-bit words at a time; u64 cannot overflow for any frame we handle (< 2^48 bytes).
-        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        acc += (w >> 48) + ((w >> 32) & 0xffff) + ((w >> 16) & 0xffff) + (w & 0xffff);
+///
+/// The bulk is summed as native-endian 32-bit words, 32 bytes a round into two accumulators, and
+/// folded and byte-swapped once at the end: the one's complement sum does not depend on byte order
+/// or word width (RFC 1071 section 2), and this runs at several times the speed of adding 16-bit
+/// big-endian words one by one, which mattered for the VXLAN port (it sums every byte of a 64 KiB
+/// super-frame on each side). A u64 takes 2^32 u32 words before it can overflow.
+pub fn sum(acc: u64, data: &[u8]) -> u64 {
+    let word = |c: &[u8], at: usize| -> u64 {
+        let w = u64::from_ne_bytes([
+            c[at],
+            c[at + 1],
+            c[at + 2],
+            c[at + 3],
+            c[at + 4],
+            c[at + 5],
+            c[at + 6],
+            c[at + 7],
+        ]);
+        (w & 0xffff_ffff) + (w >> 32)
+    };
+    let mut rounds = data.chunks_exact(32);
+    let (mut a, mut b) = (0u64, 0u64);
+    for c in &mut rounds {
+        a += word(c, 0) + word(c, 8);
+        b += word(c, 16) + word(c, 24);
     }
-    let rest = chunks.remainder();
+    let mut eights = rounds.remainder().chunks_exact(8);
+    for c in &mut eights {
+        a += word(c, 0);
+    }
+    let native = fold(a + b);
+    // A native-endian sum is the big-endian one with its bytes swapped on a little-endian machine.
+    let mut acc = acc + u64::from(u16::from_be(native));
+    let rest = eights.remainder();
     let mut pairs = rest.chunks_exact(2);
     for p in &mut pairs {
         acc += u16::from_be_bytes([p[0], p[1]]) as u64;
@@ -107,6 +133,32 @@ mod tests {
         assert_eq!(update_u16(c2, 0x4011, 0x3f11), checksum(&hdr));
     }
 
+    /// The definition: 16-bit big-endian words added one by one, a trailing byte padded with zero.
+    fn reference_sum(acc: u64, data: &[u8]) -> u64 {
+        let mut pairs = data.chunks_exact(2);
+        let mut acc = acc;
+        for p in &mut pairs {
+            acc += u16::from_be_bytes([p[0], p[1]]) as u64;
+        }
+        if let [last] = pairs.remainder() {
+            acc += (*last as u64) << 8;
+        }
+        acc
+    }
+
+    #[test]
+    fn sum_of_all_ones_and_of_nothing_fold_as_the_definition() {
+        // Zero stays zero (no data, or all zero bytes); a nonzero sum never folds to zero.
+        assert_eq!(fold(sum(0, &[])), 0);
+        assert_eq!(fold(sum(0, &[0; 100])), 0);
+        assert_eq!(fold(sum(0, &[0xff; 64])), 0xffff);
+        assert_eq!(fold(sum(0, &[0xff; 65536])), 0xffff);
+        assert_eq!(
+            fold(sum(7, &[0xff; 33])),
+            fold(reference_sum(7, &[0xff; 33]))
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn incremental_equals_recompute_for_any_data(mut data in proptest::collection::vec(proptest::num::u8::ANY, 2..200), idx in 0usize..100, new in proptest::num::u16::ANY) {
@@ -119,6 +171,12 @@ mod tests {
             let full = checksum(&data);
             // One's complement has two zeros (0x0000 and 0xffff); both verify the same.
             proptest::prop_assert!(inc == full || (inc == 0xffff && full == 0) || (inc == 0 && full == 0xffff));
+        }
+
+        #[test]
+        fn sum_folds_as_the_definition_at_any_length_and_alignment(data in proptest::collection::vec(proptest::num::u8::ANY, 0..300), skip in 0usize..8, acc in 0u64..(1 << 40)) {
+            let data = &data[skip.min(data.len())..];
+            proptest::prop_assert_eq!(fold(sum(acc, data)), fold(reference_sum(acc, data)));
         }
     }
 }
