@@ -274,3 +274,60 @@ fn icc_false_holds_toward_and_from_remote_hosts() {
     );
     assert_eq!(rig.send("c1", &arp), ["h", "r2", "r3"]);
 }
+
+/// A remote host's frame never leaves through this host: with an uplink, and the overlay network
+/// masqueraded to the world here, a frame from a VXLAN port to the gateway's MAC, for an address
+/// beyond the uplink, is neither translated nor routed (the NAT stage does not run for a remote
+/// host's frames; each container leaves through its own host) and goes nowhere (`host-local`).
+/// A local container's same frame is masqueraded out of the uplink, so the rig can tell.
+#[test]
+fn a_remote_hosts_frame_to_the_gateway_never_leaves_through_this_host() {
+    use crate::table::{NetworkNat, Subnet, Uplink};
+    use std::net::Ipv4Addr;
+    let mut rig = Rig::new();
+    let (up, up_h) = MemoryPort::new("up", false);
+    let up = rig
+        .engine
+        .add_port_as(Box::new(up), DomainId(9), PortRole::Uplink)
+        .unwrap();
+    rig.ports.push(("up", up, up_h));
+    rig.engine.tables.nat.set_uplink(Some(Uplink {
+        port: up,
+        mac: mac("02:00:00:00:00:10"),
+        ip: Ipv4Addr::new(198, 51, 100, 10),
+        prefix: 24,
+        gateway: None,
+    }));
+    rig.engine.tables.nat.set_networks(&[NetworkNat {
+        domain: DomainId(1),
+        subnet: Subnet {
+            domain: DomainId(1),
+            network: Ipv4Addr::new(10, 9, 0, 0),
+            prefix: 24,
+        },
+        gateway_ip: Ipv4Addr::new(10, 9, 0, 1),
+        gateway_mac: mac(H),
+        external: true,
+        routed: false,
+    }]);
+    rig.engine
+        .tables
+        .nat
+        .learn_neighbor(Ipv4Addr::new(198, 51, 100, 1), mac("02:00:00:00:00:99"));
+    let to_world = |src: &str, src_ip: [u8; 4]| {
+        let b = etherparse::PacketBuilder::ethernet2(mac(src).0, mac(H).0)
+            .ipv4(src_ip, [198, 51, 100, 1], 64)
+            .udp(40000, 53);
+        let mut f = Vec::new();
+        b.write(&mut f, b"query").unwrap();
+        f
+    };
+    assert_eq!(
+        rig.send("r2", &to_world(REMOTE_ON_R2, [10, 9, 0, 3])),
+        Vec::<&str>::new()
+    );
+    assert_eq!(rig.drops("r2", DropReason::HostLocal), 1);
+    assert!(rig.engine.tables.conntrack.is_empty(), "nothing tracked");
+    assert_eq!(rig.send("c1", &to_world(C1, [10, 9, 0, 2])), ["up"]);
+    assert_eq!(rig.engine.tables.conntrack.len(), 1);
+}
