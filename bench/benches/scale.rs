@@ -9,7 +9,8 @@
 //! each `expire` removes exactly the oldest group and 1,000 new entries take its place.
 //!
 //! `mac_table/`: a `CamTable` of 2^20 learned MACs, looked up in a random order over all of
-//! them (each lookup a different destination, as a big switch's), against 1,024 entries; its
+//! them (each lookup a different destination, as a big switch's), one at a time and through
+//! `lookup_batch` in batches of 8 to 64, against 1,024 entries; its
 //! memory per entry and how fast an empty table learns them. `aging` (printed, not criterion):
 //! a million connections and a million MACs all due at once, removed in one call and a budget per
 //! round of the engine's loop at a time (`AGING_BUDGET`), with the longest call of each.
@@ -18,7 +19,8 @@
 //! port 0 flooded to the other 249, against the same with 9 ports (to 8).
 //!
 //! First it prints what one load that misses the caches costs on the machine, the floor under a
-//! lookup in a table of a million entries. Memory is measured two ways and printed: live heap bytes through this binary's counting global
+//! lookup in a table of a million entries, and how many such misses one core overlaps (1 to 32
+//! independent chases at once), the floor under a batch of lookups. Memory is measured two ways and printed: live heap bytes through this binary's counting global
 //! allocator (what a table or engine asked for), and the growth of the process's resident set
 //! (what it touched).
 

@@ -240,8 +240,8 @@ impl Engine {
 /// Table entries (MAC and connection tables together) from which received batches get the
 /// prefetch pass. Below, the lines a frame's lookups touch (a bucket and an entry, two 64-byte
 /// lines per entry) fit in this machine's 2 MiB L2 and stay there, and the pass would cost
-/// without saving: criterion measured 62 -> 88 ns per frame with it at 1,024 MACs and 454 ->
-/// 244 ns at a million (bench/RESULTS.md "Batched lookups").
+/// without saving: criterion measured 60-96 ns per frame without it and 82-84 with it at 1,024
+/// MACs, 423-553 and 271-303 ns at a million (bench/RESULTS.md "Batched lookups").
 const PREFETCH_FROM_ENTRIES: usize = 16_384;
 
 /// The stages that apply to a batch, and whether it may be traced (see `process_received`).
