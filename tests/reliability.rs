@@ -345,14 +345,17 @@ fn the_api_socket_is_bounded_and_idle_clients_block_nobody() {
     let started = Instant::now();
     lab.cli_ok(&["status"]);
     let served_in = started.elapsed();
+    // A daemon that served clients in turn would answer only once the idle ones timed out (5 s
+    // after they connected); the margin below that is for a loaded CI machine, where starting
+    // the CLI alone has taken over a second.
     assert!(
-        served_in < Duration::from_secs(2),
+        served_in < Duration::from_secs(4),
         "status took {served_in:?} behind 20 idle clients"
     );
-    // And each idle one is told off and closed after the client timeout (5 s).
+    // And each idle one is told off and closed after the client timeout (5 s), not kept.
     let told = answer(&idle[0]);
     assert!(told.contains("no request within 5 s"), "{told}");
-    assert!(started.elapsed() < Duration::from_secs(8));
+    assert!(started.elapsed() < Duration::from_secs(12));
     drop(idle);
     // At most 64 clients at once: the 65th hears why and is closed.
     let held: Vec<UnixStream> = (0..64)
