@@ -35,6 +35,9 @@ pub use engine::{
 };
 
 // Ports the engine can own.
+/// The VXLAN port's merge of a `UDP_GRO` batch of underlay datagrams (outside input) back into
+/// one TCP super-frame, for the fuzz targets.
+pub use offload::coalesce_tcp;
 /// VXLAN's pure parts (decapsulation, the flow's source port, encapsulation), for the fuzz
 /// targets and benchmarks.
 pub use port::vxlan;

@@ -25,7 +25,32 @@ fuzz_target!(|data: &[u8]| {
     icmp(data);
     arp(data);
     vxlan(data);
+    gro(data);
 });
+
+/// `coalesce_tcp` over a batch of datagrams as `UDP_GRO` hands them (stride and VXLAN header
+/// length from the first two bytes): it never panics, and a merge it accepts is one IPv4/TCP
+/// super-frame no longer than the batch whose IPv4 length, headers and checksum offsets lie in it.
+fn gro(b: &[u8]) {
+    let [stride, skip, rest @ ..] = b else {
+        return;
+    };
+    let (stride, skip) = (usize::from(*stride) + 1, usize::from(*skip % 16));
+    let mut buf = rest.to_vec();
+    let len = buf.len();
+    let Some((merged, vnet)) = dataplane::coalesce_tcp(&mut buf, len, stride, skip) else {
+        return;
+    };
+    assert!(merged <= len, "merged {merged} of {len}");
+    let (hdr, start) = (usize::from(vnet.hdr_len), usize::from(vnet.csum_start));
+    assert!(hdr < merged && start < hdr);
+    assert!(start + usize::from(vnet.csum_offset) + 2 <= hdr);
+    assert!(vnet.gso_size > 0 && usize::from(vnet.gso_size) < stride);
+    let l3 = if buf[12..14] == [0x81, 0x00] { 18 } else { 14 };
+    let ip = Ipv4Packet::new_checked(&buf[l3..merged]).expect("an IPv4 header");
+    assert_eq!(usize::from(ip.total_len()), merged - l3);
+    assert!(ip.verify_checksum());
+}
 
 fn vxlan(b: &[u8]) {
     use dataplane::vxlan::{decapsulate, flow_source_port, DecapError};
