@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use super::workers::{Peer, Peers};
 use super::{nat, AddressConflict, Engine, EngineError, PortSlot, TxQueue, MAX_CONFLICTS};
-use crate::port::{RxBatch, RxMeta, FRAME_CAPACITY};
+use crate::port::{RxBatch, RxMeta, BATCH, FRAME_CAPACITY};
 use crate::stage::nat::NatAction;
 use crate::stage::{
     ingress, CallStage, DropReason, Effects, PacketView, PerEgress, PerFrame, Prefetch, Stage,
@@ -114,13 +114,16 @@ impl Engine {
         n: usize,
         stages: StageSet,
     ) {
+        // Each frame parsed once for both passes (a frame ingress would drop is left out).
+        let mut views: [Option<PacketView<'_>>; BATCH] = [None; BATCH];
+        for (i, view) in views.iter_mut().enumerate().take(n) {
+            let meta = self.rx.meta(i);
+            let frame = &self.rx.frame(i)[..meta.len.min(FRAME_CAPACITY)];
+            *view = ingress::run(frame, meta, port, domain, PARSE_L3).ok();
+        }
         for pass in [Prefetch::Bucket, Prefetch::Entry] {
-            for i in 0..n {
-                let meta = self.rx.meta(i);
-                let frame = &self.rx.frame(i)[..meta.len.min(FRAME_CAPACITY)];
-                if let Ok(view) = ingress::run(frame, meta, port, domain, PARSE_L3) {
-                    PerFrame::prefetch(&view, &self.tables, stages, pass);
-                }
+            for view in views[..n.min(BATCH)].iter().flatten() {
+                PerFrame::prefetch(view, &self.tables, stages, pass);
             }
         }
     }
