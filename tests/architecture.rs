@@ -239,3 +239,51 @@ fn protocol_constants_are_defined_only_in_wire() {
         hits.join("\n")
     );
 }
+
+/// **Architecture Invariant:** no lock on the per-packet path that a worker waits for. A blocking
+/// `lock()` in the data plane is taken only by the control plane's calls (placing and removing
+/// ports, opening a port's receivers, a port's drop) or in the in-memory test ports; the packet
+/// path only ever `try_lock`s.
+#[test]
+fn the_packet_path_never_waits_for_a_lock() {
+    // (file, function): where a blocking lock is allowed, and why.
+    let allowed: &[(&str, &str)] = &[
+        // The engine handle's port placement: control plane calls.
+        ("dataplane/src/engine/command.rs", "place_port"),
+        ("dataplane/src/engine/command.rs", "remove_port"),
+        // A fanout group's members: the helper itself, a port's drop, a new receiver.
+        ("dataplane/src/port/afpacket.rs", "lock"),
+        ("dataplane/src/port/afpacket.rs", "drop"),
+        ("dataplane/src/port/afpacket.rs", "new_receiver"),
+        // The VXLAN socket's registry: a port added, a port dropped.
+        ("dataplane/src/port/vxlan.rs", "port"),
+        ("dataplane/src/port/vxlan.rs", "drop"),
+    ];
+    let mut waits = Vec::new();
+    for p in rust_files("dataplane/src") {
+        let file = rel(&p);
+        if is_test_file(&p) || file == "dataplane/src/port/memory.rs" {
+            continue;
+        }
+        let mut function = String::new();
+        for (n, l) in code_lines(&p) {
+            if let Some(rest) = l.split("fn ").nth(1).filter(|_| l.contains("fn ")) {
+                function = rest
+                    .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+            }
+            if (l.contains(".lock()") || l.contains("::lock("))
+                && !allowed.contains(&(file.as_str(), function.as_str()))
+            {
+                waits.push(format!("{file}:{n}: in fn {function}: {}", l.trim()));
+            }
+        }
+    }
+    assert!(
+        waits.is_empty(),
+        "a blocking lock outside the control plane's calls (use try_lock, or say why here):\n{}",
+        waits.join("\n")
+    );
+}

@@ -1081,6 +1081,17 @@ impl AfPacketPort {
     /// The old ring is empty and receives nothing more: the new socket takes over. Frames the
     /// kernel dropped on the old one are counted; closing it loses nothing.
     fn finish_growing(&mut self) {
+        if self.successor.is_none() {
+            return;
+        }
+        let group = self.group.clone();
+        // The control plane may hold the group (a member coming or going): never wait for it;
+        // the old ring stays empty, and the next read tries again.
+        let mut g = match group.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
         let Some(new) = self.successor.take() else {
             return;
         };
@@ -1089,8 +1100,6 @@ impl AfPacketPort {
         self.lost += kernel_drops(f);
         // Frames of COPY slots whose read failed: counted as truncated with their slots.
         drain_queue(f);
-        let group = self.group.clone();
-        let mut g = Group::lock(&group);
         g.unlink(old.member);
         drop(old);
         g.swapping = false;

@@ -23,7 +23,7 @@
 //! stashes for it, and nothing would wake it. The hand-off still takes no lock: a stash is a
 //! bounded lock-free channel (crossbeam's array flavour, `try_send`/`try_recv` only), buffers go
 //! back to their writer through a second one, and each port keeps its own copy of the routes to
-//! the other ports' stashes, refreshed under the registry's lock only after a port came or went
+//! the other ports' stashes, refreshed from the registry (its lock tried, never waited for) after a port came or went
 //! (`VxlanSocket::generation`, bumped by the control plane).
 //!
 //! Receive, in batches: the socket has `UDP_GRO` on, so one read returns a batch of datagrams from
@@ -53,7 +53,7 @@
 //! and leaves its payload where it is, and one `sendmsg` per 64 KiB gathers, for each segment, the
 //! VXLAN header, its headers and its payload slice (the kernel's copy is the only one), with
 //! `UDP_SEGMENT`, from a UDP socket bound to the flow's hashed source
-//! port (`VxlanSocket::gso_socket`, one per port in use, at most `GSO_SOCKETS`): one trip through
+//! port (`GsoSockets`, each sender its own, at most `GSO_SOCKETS`): one trip through
 //! the IP stack and the underlay for some 45 datagrams, and on a veth underlay one skb to the
 //! other side. These datagrams carry a UDP checksum (Linux refuses GSO without one; it is computed
 //! by the NIC or, on veth, never). Every frame of a flow leaves from the same source port either
@@ -66,7 +66,7 @@ use std::mem;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -99,7 +99,7 @@ const GSO_MAX_SEGMENTS: usize = 64;
 /// and UDP headers.
 const GSO_MAX_PAYLOAD: usize = u16::MAX as usize - ipv4::HEADER_LEN - udp::HEADER_LEN;
 
-/// UDP sockets kept bound to flows' source ports for GSO sends (`VxlanSocket::gso_socket`).
+/// UDP sockets one sender keeps bound to flows' source ports for GSO sends (`GsoSockets`).
 const GSO_SOCKETS: usize = 64;
 /// A GSO socket unused this long may serve another flow's source port.
 const GSO_IDLE: Duration = Duration::from_secs(1);
@@ -107,8 +107,65 @@ const GSO_IDLE: Duration = Duration::from_secs(1);
 /// A source port's GSO socket (`None`: the port could not be bound) and when a flow last used it.
 struct GsoSlot {
     port: u16,
-    fd: Option<Arc<OwnedFd>>,
+    fd: Option<OwnedFd>,
     used: Instant,
+}
+
+/// The UDP sockets one sender (a port, or its twin on another worker) sends GSO batches from,
+/// one per flow's source port, at most `GSO_SOCKETS`. Each sender owns its own, so no worker ever
+/// waits for another to find or open one (they were once shared behind a lock, held across the
+/// system calls that open a socket). Two senders may need the same source port (two networks'
+/// flows, or one flow's frames read by two workers): the sockets are bound with `SO_REUSEPORT`,
+/// and since they receive nothing, sharing the port costs nothing.
+struct GsoSockets {
+    local: Ipv4Addr,
+    slots: Vec<GsoSlot>,
+}
+
+impl GsoSockets {
+    fn new(local: Ipv4Addr) -> GsoSockets {
+        GsoSockets {
+            local,
+            slots: Vec::new(),
+        }
+    }
+
+    /// The socket bound to `source_port` on the local address, opened on first use; `None`
+    /// when the port cannot be bound (a socket without `SO_REUSEPORT` has it) or every slot serves
+    /// a flow active in the last `GSO_IDLE`, and then the flow's super-frames leave segment by
+    /// segment through the raw socket. A slot idle that long is reused, so sockets follow the
+    /// flows of the moment and never thrash between two of them (as a slot per
+    /// `port % GSO_SOCKETS` did, opening a socket per super-frame).
+    fn get(&mut self, source_port: u16) -> Option<RawFd> {
+        let now = Instant::now();
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.port == source_port) {
+            slot.used = now;
+            return slot.fd.as_ref().map(AsRawFd::as_raw_fd);
+        }
+        let slot = GsoSlot {
+            port: source_port,
+            fd: None,
+            used: now,
+        };
+        let index = if self.slots.len() < GSO_SOCKETS {
+            self.slots.push(slot);
+            self.slots.len() - 1
+        } else {
+            let (index, idle) = self
+                .slots
+                .iter_mut()
+                .enumerate()
+                .min_by_key(|(_, s)| s.used)
+                .filter(|(_, s)| now.duration_since(s.used) >= GSO_IDLE)?;
+            // The old socket closes before the new one binds.
+            *idle = slot;
+            index
+        };
+        let fd = gso_socket(self.local, source_port).ok();
+        let slot = &mut self.slots[index];
+        slot.fd = fd;
+        slot.fd.as_ref().map(AsRawFd::as_raw_fd)
+    }
 }
 
 /// Frames of `UDP_GRO` batches one port keeps for later slots: a full batch of messages of
@@ -174,12 +231,10 @@ pub struct VxlanSocket {
     port: u16,
     udp: OwnedFd,
     raw: OwnedFd,
-    /// The registry of ports: taken by the control plane to add or remove one, and by a port
-    /// only when `generation` says it changed since the port last copied it.
+    /// The registry of ports: taken by the control plane to add or remove one, and tried (never
+    /// waited for) by a port only when `generation` says it changed since the port last copied it.
     routes: Mutex<HashMap<Key, StashRoute>>,
     generation: AtomicU64,
-    /// UDP sockets bound to source ports, for GSO sends (`gso_socket`), at most `GSO_SOCKETS`.
-    gso: Mutex<Vec<GsoSlot>>,
     truncated: AtomicU64,
     bad_flags: AtomicU64,
     unknown_vni: AtomicU64,
@@ -262,7 +317,6 @@ impl VxlanSocket {
             raw,
             routes: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
-            gso: Mutex::new(Vec::with_capacity(GSO_SOCKETS)),
             truncated: AtomicU64::new(0),
             bad_flags: AtomicU64::new(0),
             unknown_vni: AtomicU64::new(0),
@@ -277,39 +331,6 @@ impl VxlanSocket {
 
     pub fn udp_port(&self) -> u16 {
         self.port
-    }
-
-    /// The UDP socket bound to `source_port` on the local address, opened on first use; `None`
-    /// when the port cannot be bound (another socket has it) or every slot serves a flow active in
-    /// the last `GSO_IDLE`, and then the flow's super-frames leave segment by segment through the
-    /// raw socket. A slot idle that long is reused, so sockets follow the flows of the moment and
-    /// never thrash between two of them (as a slot per `port % GSO_SOCKETS` did, opening a socket
-    /// per super-frame).
-    fn gso_socket(&self, source_port: u16) -> Option<Arc<OwnedFd>> {
-        let now = Instant::now();
-        let mut slots = self.gso.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = slots.iter_mut().find(|s| s.port == source_port) {
-            slot.used = now;
-            return slot.fd.clone();
-        }
-        let fd = || gso_socket(self.local, source_port).ok().map(Arc::new);
-        let slot = GsoSlot {
-            port: source_port,
-            fd: None,
-            used: now,
-        };
-        if slots.len() < GSO_SOCKETS {
-            slots.push(GsoSlot { fd: fd(), ..slot });
-            return slots.last().and_then(|s| s.fd.clone());
-        }
-        let idle = slots
-            .iter_mut()
-            .min_by_key(|s| s.used)
-            .filter(|s| now.duration_since(s.used) >= GSO_IDLE)?;
-        // The old socket closes (once no send holds it) before the new one binds.
-        *idle = slot;
-        idle.fd = fd();
-        idle.fd.clone()
     }
 
     /// Datagrams dropped so far, by reason.
@@ -500,12 +521,19 @@ impl VxlanPort {
         let socket = &self.tx.raw.socket;
         let generation = socket.generation.load(Ordering::Acquire);
         if generation != self.seen {
-            self.routes = socket
-                .routes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            self.seen = generation;
+            // Never wait for the control plane: while it holds the registry (adding or removing
+            // a port), keep the copy of before and look again with the next datagram.
+            match socket.routes.try_lock() {
+                Ok(routes) => {
+                    self.routes = routes.clone();
+                    self.seen = generation;
+                }
+                Err(TryLockError::Poisoned(routes)) => {
+                    self.routes = routes.into_inner().clone();
+                    self.seen = generation;
+                }
+                Err(TryLockError::WouldBlock) => {}
+            }
         }
         let Some(route) = self.routes.get(&key) else {
             let vni_known = self.routes.keys().any(|(vni, _)| *vni == key.0);
@@ -542,6 +570,8 @@ struct VxlanTx {
     headers: SegmentHeaders,
     /// Where a super-frame is cut into complete frames when it leaves through the raw socket.
     segments: Segments,
+    /// This sender's sockets for GSO sends.
+    gso: GsoSockets,
 }
 
 /// Complete frames out through the raw socket, each behind outer headers written here.
@@ -910,6 +940,7 @@ fn gro_size(control: &[u8]) -> Option<usize> {
 impl VxlanTx {
     fn new(socket: Arc<VxlanSocket>, key: Key) -> VxlanTx {
         let dst = sockaddr(key.1, socket.port);
+        let gso = GsoSockets::new(socket.local);
         VxlanTx {
             raw: RawTx {
                 socket,
@@ -919,6 +950,7 @@ impl VxlanTx {
             },
             headers: SegmentHeaders::new(),
             segments: Segments::new(),
+            gso,
         }
     }
 
@@ -961,19 +993,13 @@ impl VxlanTx {
             && self.headers.len() > 1;
         if gathered {
             let source_port = flow_source_port(f.data);
-            if let Some(fd) = self.raw.socket.gso_socket(source_port) {
+            if let Some(fd) = self.gso.get(source_port) {
                 let mut header = [0u8; vxlan::HEADER_LEN];
                 VxlanRepr {
                     vni: self.raw.key.0,
                 }
                 .emit(&mut header);
-                match send_gso(
-                    fd.as_raw_fd(),
-                    &self.raw.dst,
-                    &header,
-                    f.data,
-                    &self.headers,
-                ) {
+                match send_gso(fd, &self.raw.dst, &header, f.data, &self.headers) {
                     Ok(()) => {
                         report.sent += 1;
                         report.sent_bytes += f.data.len() as u64;
@@ -1092,9 +1118,11 @@ struct SegmentCmsg {
 }
 
 /// Opens a UDP socket on `local`:`port` to send GSO batches from. DF as the raw socket sets it;
-/// a filter that accepts nothing, so datagrams that happen to arrive for the port are not queued.
+/// a filter that accepts nothing, so datagrams that happen to arrive for the port are not queued;
+/// `SO_REUSEPORT`, so each sender may have its own socket on a port (`GsoSockets`).
 fn gso_socket(local: Ipv4Addr, port: u16) -> std::io::Result<OwnedFd> {
     let fd = socket(libc::SOCK_DGRAM, 0)?;
+    sys::setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
     sys::setsockopt_int(
         fd.as_raw_fd(),
         libc::IPPROTO_IP,
@@ -1530,27 +1558,41 @@ mod tests {
             "needs root"
         );
         sys::set_up("lo").unwrap();
-        let s = VxlanSocket::open(Ipv4Addr::new(127, 0, 0, 9), 0).unwrap();
+        let local = Ipv4Addr::new(127, 0, 0, 9);
+        let mut s = GsoSockets::new(local);
         // Ports that collide modulo GSO_SOCKETS keep one socket each, asked again and again.
         let (p, q) = (45_000u16, 45_000 + GSO_SOCKETS as u16);
-        let fp = s.gso_socket(p).expect("bound");
-        let fq = s.gso_socket(q).expect("bound");
+        let fp = s.get(p).expect("bound");
+        let fq = s.get(q).expect("bound");
         for _ in 0..3 {
-            assert_eq!(s.gso_socket(p).unwrap().as_raw_fd(), fp.as_raw_fd());
-            assert_eq!(s.gso_socket(q).unwrap().as_raw_fd(), fq.as_raw_fd());
+            assert_eq!(s.get(p), Some(fp));
+            assert_eq!(s.get(q), Some(fq));
         }
         // All slots taken by flows active now: a new flow goes without (the raw socket).
         for k in 2..GSO_SOCKETS as u16 {
-            assert!(s.gso_socket(46_000 + k).is_some());
+            assert!(s.get(46_000 + k).is_some());
         }
-        assert!(s.gso_socket(47_000).is_none());
-        assert!(s.gso.lock().unwrap().iter().all(|slot| slot.port != 47_000));
+        assert!(s.get(47_000).is_none());
+        assert!(s.slots.iter().all(|slot| slot.port != 47_000));
         // A slot idle for GSO_IDLE serves the next new flow; the others stay.
-        s.gso.lock().unwrap()[0].used -= GSO_IDLE;
-        assert!(s.gso_socket(47_000).is_some());
-        let ports: Vec<u16> = s.gso.lock().unwrap().iter().map(|slot| slot.port).collect();
+        s.slots[0].used -= GSO_IDLE;
+        assert!(s.get(47_000).is_some());
+        let ports: Vec<u16> = s.slots.iter().map(|slot| slot.port).collect();
         assert_eq!(ports.len(), GSO_SOCKETS);
         assert!(!ports.contains(&p) && ports.contains(&q) && ports.contains(&47_000));
+
+        // Another sender (a twin on another worker, or another network's port) has its own
+        // sockets, on the same source ports: nothing shared, and both can send.
+        let mut twin = GsoSockets::new(local);
+        let tq = twin
+            .get(q)
+            .expect("a second socket on a port the first sender holds");
+        assert_ne!(tq, fq);
+        assert_eq!(s.get(q), Some(fq));
+        // A port another program holds (bound without SO_REUSEPORT) is left to it.
+        let holder = socket(libc::SOCK_DGRAM, 0).unwrap();
+        bind(holder.as_raw_fd(), local, 48_000).unwrap();
+        assert!(twin.get(48_000).is_none());
     }
 
     #[test]
