@@ -12,6 +12,10 @@
 #     dstport 4789, nolearning, MTU 1450, all-zeros FDB entry toward the other host).
 #   Phase 2 (switchyard): per host a daemon with --advertise-addr and an overlay network with the
 #     other host as its static peer (no etcd: the data path is what is measured).
+#   Phase 3 (floor, unless FLOOR=0): per host `relay` (bench/src/bin/relay.rs) between the
+#     container's veth and a VXLAN port of switchyard's, with nothing else: what the sockets
+#     themselves cost (UDP GSO out, UDP GRO in, the merge back into a super-frame), the most a
+#     userspace VTEP built on them can reach.
 #   Each: iperf3 A1 -> A2 (one TCP stream, default offloads) ROUNDS times, then PINGS pings for
 #   the average round-trip time.
 #
@@ -24,6 +28,8 @@
 #   ROUNDS=3           iperf3 runs per side
 #   PINGS=500          pings per side (10 ms apart)
 #   CPU1=0 CPU2=1      the engines' CPUs (`--cpu`): two daemons under `auto` would share one
+#   FLOOR=1            run phase 3 (the relay); RELAY=path its binary (default
+#                      <repo>/target/release/relay, built with `cargo build --release -p bench`)
 #   SWITCHYARD=path    switchyard binary (default: <repo>/target/release/switchyard; built with
 #                      `cargo build --release -p control` if missing)
 #   READY_TIMEOUT=15   seconds to wait for "daemon ready" and for a path to work
@@ -58,6 +64,12 @@ require_root "network namespaces"
 SWITCHYARD_DEFAULT="$REPO_ROOT/target/release/switchyard"
 SWITCHYARD=${SWITCHYARD:-$SWITCHYARD_DEFAULT}
 build_if_missing binary "$SWITCHYARD" "$SWITCHYARD_DEFAULT" --release -p control
+FLOOR=${FLOOR:-1}
+RELAY_DEFAULT="$REPO_ROOT/target/release/relay"
+RELAY=${RELAY:-$RELAY_DEFAULT}
+if ((FLOOR)); then
+    build_if_missing "relay binary" "$RELAY" "$RELAY_DEFAULT" --release -p bench --bin relay
+fi
 
 PFX="syov$$"
 NS_H1="${PFX}a" NS_H2="${PFX}b"
@@ -172,8 +184,42 @@ for pid in "${PIDS[@]}"; do
 done
 teardown_namespaces
 
+# ---------------------------------------------------------------- phase 3: the floor
+R_TCP=() R_RTT=NA
+if ((FLOOR)); then
+    echo
+    echo "== phase 3: the floor (relay: a container veth <-> a VXLAN port, nothing else)"
+    underlay
+    new_ns "$NS_A1" "$NS_A2"
+    relay_side() {   # host container container-ip/24 local-underlay other-underlay cpu label
+        ip -n "$1" link add vc0 type veth peer name eth0 netns "$2"
+        inns "$1" ip link set vc0 mtu 1450 up
+        inns "$2" ip link set eth0 mtu 1450
+        inns "$2" ip addr add "$3" dev eth0
+        inns "$2" ip link set eth0 up
+        ip netns exec "$1" "$RELAY" bridge --port vc0 --vxlan "$4,$5,42" --cpu "$6" >"$TMP/$7.log" 2>&1 &
+        PIDS+=($!)
+    }
+    PIDS=()
+    relay_side "$NS_H1" "$NS_A1" 10.98.0.1/24 10.99.0.1 10.99.0.2 "$CPU1" relay1
+    relay_side "$NS_H2" "$NS_A2" 10.98.0.2/24 10.99.0.2 10.99.0.1 "$CPU2" relay2
+    wait_path "$NS_A2" 5201 "$NS_A1" 10.98.0.2 5201 || die "[relay] A1 cannot reach A2"
+    for ((r = 1; r <= ROUNDS; r++)); do
+        v=$(iperf "$NS_A2" 5201 "$NS_A1" 10.98.0.2 5201 "relay-$r"); check "$v" "relay round $r"
+        echo "  round $r relay:      $v Gbit/s"
+        R_TCP+=("$v")
+    done
+    R_RTT=$(rtt "$NS_A1" 10.98.0.2); check "$R_RTT" "relay ping"
+    echo "  relay RTT:          $R_RTT us (average of $PINGS)"
+    for pid in "${PIDS[@]}"; do
+        SY_PID=$pid SY_LOG=/dev/null
+        stop_switchyard >/dev/null
+    done
+    teardown_namespaces
+fi
+
 echo
-/usr/bin/python3 - "${K_TCP[*]}" "${S_TCP[*]}" "$K_RTT" "$S_RTT" "$DURATION" <<'PY'
+/usr/bin/python3 - "${K_TCP[*]}" "${S_TCP[*]}" "$K_RTT" "$S_RTT" "$DURATION" "${R_TCP[*]:-}" "$R_RTT" <<'PY'
 import statistics, sys
 k, s = ([float(x) for x in a.split()] for a in sys.argv[1:3])
 km, sm = statistics.median(k), statistics.median(s)
@@ -182,9 +228,15 @@ print("| path | TCP Gbit/s (median) | ratio | RTT us (avg of pings) | ratio |")
 print("|---|---|---|---|---|")
 print("| kernel: vxlan device + bridge per host | %.3f | | %.1f | |" % (km, kr))
 print("| switchyard overlay network | %.3f | %.3f | %.1f | %.3f |" % (sm, sm / km, sr, sr / kr))
+floor = ""
+if sys.argv[6].strip():
+    rm, rr = statistics.median(float(x) for x in sys.argv[6].split()), float(sys.argv[7])
+    print("| floor: relay (veth <-> VXLAN port, no switch) | %.3f | %.3f | %.1f | %.3f |"
+          % (rm, rm / km, rr, rr / kr))
+    floor = " relay_tcp=%.3f relay_tcp_ratio=%.3f relay_rtt_us=%.1f" % (rm, rm / km, rr)
 print("RESULT kernel_tcp=%.3f switchyard_tcp=%.3f tcp_ratio=%.3f kernel_rtt_us=%.1f "
-      "switchyard_rtt_us=%.1f rtt_ratio=%.3f duration_s=%s"
-      % (km, sm, sm / km, kr, sr, sr / kr, sys.argv[5]))
+      "switchyard_rtt_us=%.1f rtt_ratio=%.3f duration_s=%s%s"
+      % (km, sm, sm / km, kr, sr, sr / kr, sys.argv[5], floor))
 PY
 # shellcheck disable=SC2034  # read by cleanup (lib.sh)
 FAILED=0

@@ -138,6 +138,7 @@ fn unsafe_only_at_the_os_interface() {
         "control/src/cli/",
         "bench/src/bin/connrate.rs",
         "bench/src/bin/txpath.rs",
+        "bench/src/bin/relay.rs",
         "bench/benches/scale.rs",
         "tests/common/",
     ];

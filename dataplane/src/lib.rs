@@ -45,6 +45,9 @@ pub use port::{
     AfPacketPort, MemoryPort, MemoryPortHandle, Port, PortKind, SinkPort, TapPort, Tunnel,
     VlanPort, VxlanPort, VxlanSocket, VxlanStats, BATCH,
 };
+/// A batch of received frames and a frame to send: what `Port`'s methods take, for the `relay`
+/// benchmark, which moves frames between two ports with no engine.
+pub use port::{RxBatch, RxMeta, TxRef};
 
 // Table configuration and the plain data the control plane computes and pushes (policy, NAT).
 pub use table::conntrack::{Direction, NatKind, Tuple};

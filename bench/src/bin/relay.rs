@@ -1,0 +1,218 @@
+//! `relay`: the floor of a userspace switch on this machine. It moves frames between two
+//! interfaces through switchyard's own AF_PACKET ports (receive ring, vnet headers, GSO
+//! super-frames whole, `sendmmsg`) and does nothing else: no parsing, no tables, no stages, no
+//! counters. Whatever a benchmark measures through it is what the socket interface itself costs;
+//! switchyard can only come close to it, never pass it (bench/RESULTS.md, "The floor").
+//!
+//! Its command line is the part of `switchyard bridge`'s that the benchmark scripts use, so
+//! `SWITCHYARD=target/release/relay bench/compare.sh` measures it against the kernel bridge in one
+//! run: `relay bridge --port A --port B [--busy-poll] [--cpu N|none]`. Unknown options are
+//! refused. One side may instead be a VXLAN port of switchyard's (`--vxlan LOCAL,REMOTE,VNI`,
+//! UDP 4789: UDP GSO out, UDP GRO in and the merge of TCP segments back into a super-frame), for
+//! the floor across hosts (`bench/overlay.sh`'s third phase). Like switchyard's engine it polls for `SPIN` after the last frame before it sleeps in
+//! `epoll_wait` (or never sleeps with `--busy-poll`), and runs on one thread, pinned to CPU 1 by
+//! default (where switchyard's `--workers 1` would run it), or where `--cpu` says.
+
+use std::net::Ipv4Addr;
+use std::os::fd::RawFd;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use dataplane::affinity::pin_current_thread;
+use dataplane::{AfPacketPort, Port, RxBatch, TxRef, VxlanSocket, BATCH};
+
+/// As switchyard's default adaptive-polling window.
+const SPIN: Duration = Duration::from_micros(100);
+
+/// One side of the relay.
+enum Side {
+    Packet(String),
+    Vxlan {
+        local: Ipv4Addr,
+        remote: Ipv4Addr,
+        vni: u32,
+    },
+}
+
+struct Args {
+    ports: Vec<Side>,
+    busy_poll: bool,
+    cpu: Option<usize>,
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    if args.next().as_deref() != Some("bridge") {
+        return Err(
+            "usage: relay bridge --port A (--port B | --vxlan LOCAL,REMOTE,VNI) \
+                    [--busy-poll] [--cpu N|none]"
+                .into(),
+        );
+    }
+    let mut out = Args {
+        ports: Vec::new(),
+        busy_poll: false,
+        cpu: Some(1),
+    };
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--port" => out.ports.push(Side::Packet(
+                args.next().ok_or("--port needs an interface name")?,
+            )),
+            "--vxlan" => {
+                let v = args.next().ok_or("--vxlan needs LOCAL,REMOTE,VNI")?;
+                let bad = || format!("--vxlan {v}: not LOCAL,REMOTE,VNI");
+                let mut parts = v.split(',');
+                let mut next = || parts.next().ok_or_else(bad);
+                let (local, remote, vni) = (next()?, next()?, next()?);
+                out.ports.push(Side::Vxlan {
+                    local: local.parse().map_err(|_| bad())?,
+                    remote: remote.parse().map_err(|_| bad())?,
+                    vni: vni.parse().map_err(|_| bad())?,
+                });
+            }
+            "--busy-poll" => out.busy_poll = true,
+            "--cpu" => {
+                let v = args.next().ok_or("--cpu needs a CPU number or none")?;
+                out.cpu = match v.as_str() {
+                    "none" => None,
+                    n => Some(n.parse().map_err(|_| format!("--cpu {n}: not a number"))?),
+                }
+            }
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    if out.ports.len() != 2 {
+        return Err("relay moves frames between exactly two ports".into());
+    }
+    Ok(out)
+}
+
+/// Moves what `from` received to `to`, in the order received; returns how many frames came.
+fn relay(from: &mut dyn Port, to: &mut dyn Port, batch: &mut RxBatch) -> usize {
+    let n = match from.recv_batch(batch) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("relay: receiving on {}: {e}", from.name());
+            return 0;
+        }
+    };
+    if n == 0 {
+        return 0;
+    }
+    let mut frames = [TxRef::EMPTY; BATCH];
+    let mut k = 0;
+    for i in 0..n {
+        let meta = batch.meta(i);
+        if meta.filtered || meta.truncated {
+            continue;
+        }
+        frames[k] = TxRef {
+            vnet: meta.vnet,
+            data: batch.frame(i),
+        };
+        k += 1;
+    }
+    if let Err(e) = to.send_batch(&frames[..k]) {
+        eprintln!("relay: sending on {}: {e}", to.name());
+    }
+    n
+}
+
+fn epoll_over(fds: &[RawFd]) -> RawFd {
+    // SAFETY: plain epoll_create1; the result is checked.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    assert!(ep >= 0, "epoll_create1");
+    for &fd in fds {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: fd as u64,
+        };
+        // SAFETY: `ev` is a valid epoll_event for the call; `fd` is an open socket.
+        let rc = unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        assert!(rc == 0, "epoll_ctl");
+    }
+    ep
+}
+
+fn wait(ep: RawFd, timeout_ms: i32) {
+    let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 4];
+    // SAFETY: `evs` has room for the 4 events the call may write.
+    unsafe { libc::epoll_wait(ep, evs.as_mut_ptr(), evs.len() as i32, timeout_ms) };
+}
+
+fn main() -> ExitCode {
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("relay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let open = |side: &Side| -> Result<Box<dyn Port>, String> {
+        match side {
+            Side::Packet(name) => Ok(Box::new(
+                AfPacketPort::open(name).map_err(|e| e.to_string())?,
+            )),
+            Side::Vxlan { local, remote, vni } => {
+                let socket = VxlanSocket::open(*local, 4789).map_err(|e| e.to_string())?;
+                let port = socket.port(&format!("vxlan:{remote}"), *vni, *remote);
+                Ok(Box::new(port.map_err(|e| e.to_string())?))
+            }
+        }
+    };
+    let (mut a, mut b) = match (open(&args.ports[0]), open(&args.ports[1])) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("relay: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // SIGTERM ends the loop, so the relay exits 0 as switchyard does.
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
+    if let Some(cpu) = args.cpu {
+        if let Err(e) = pin_current_thread(cpu) {
+            eprintln!("relay: pinning to CPU {cpu}: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    let fds: Vec<RawFd> = [&a, &b].iter().filter_map(|p| p.raw_fd()).collect();
+    let ep = epoll_over(&fds);
+    eprintln!(
+        "relay: {} <-> {} (cpu {:?}, busy-poll {})",
+        a.name(),
+        b.name(),
+        args.cpu,
+        args.busy_poll
+    );
+    let mut batch = RxBatch::new();
+    let mut last_work = Instant::now();
+    while !TERM.load(Ordering::Relaxed) {
+        let mut moved = relay(a.as_mut(), b.as_mut(), &mut batch);
+        moved += relay(b.as_mut(), a.as_mut(), &mut batch);
+        if moved > 0 {
+            last_work = Instant::now();
+        } else if !args.busy_poll && last_work.elapsed() >= SPIN {
+            wait(ep, 100);
+        }
+        // A grown ring is a new socket: poll it from now on.
+        for p in [a.as_mut(), b.as_mut()] {
+            if let Some(fd) = p.moved_fd() {
+                let mut ev = libc::epoll_event {
+                    events: libc::EPOLLIN as u32,
+                    u64: fd as u64,
+                };
+                // SAFETY: as in `epoll_over`.
+                unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) };
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+static TERM: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_term(_: libc::c_int) {
+    TERM.store(true, Ordering::Relaxed);
+}
