@@ -803,8 +803,12 @@ fn a_syn_flood_at_a_published_port_leaves_real_connections_working() {
          during it: {}/{} new connections opened, {}/{} echoes on the established one",
         f.sent, f.time, f.entries, f.created, f.evicted, f.fresh, f.tries, f.kept, f.tries
     );
-    assert!(probe::echo(&established, t));
-    assert!(probe::tcp_ok(&out, UPLINK_IP, 8080, t));
+    // After the flood both work. Not within `t`: segments of the established connection lost
+    // during the flood back its retransmission timer off (0.2, 0.4, 0.8, 1.6, 3.2 s), so its
+    // next echo may come seconds after the flood ended (a landing beside two builds saw it).
+    let after = Duration::from_secs(15);
+    assert!(probe::echo(&established, after));
+    assert!(probe::tcp_ok(&out, UPLINK_IP, 8080, after));
 }
 
 /// `kill -9` of the daemon in the middle of concurrent `container create`/`rm` bursts, three
