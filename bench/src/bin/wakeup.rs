@@ -4,7 +4,7 @@
 //! Two threads play ping-pong: the first wakes the second and sleeps until the second wakes it
 //! back, `ROUNDS` times, resting `GAP_US` between rounds (as `ping -i 0.01` rests 10 ms, so the
 //! CPUs go idle in between, as they do between pings). Each round is two wake-ups; the program
-//! prints the median and 90th percentile of one wake-up (half a round) for each placement:
+//! prints the median, 90th and 99th percentiles and the maximum of one wake-up (half a round) for each placement:
 //!
 //! - `cross`: the threads pinned to two different CPUs, the second asleep (a packet arriving for
 //!   a sleeping engine pinned to another CPU than the sender: an inter-processor interrupt, and
@@ -14,7 +14,7 @@
 //!   sleeps, as ping does.
 //!
 //! Usage: wakeup [ROUNDS=2000] [GAP_US=10000] [CPU_A=0] [CPU_B=1]
-//! Output: one line per placement, `wakeup placement=P median_us=M p90_us=Q`.
+//! Output: one line per placement, `wakeup placement=P median_us=M p90_us=Q p99_us=R max_us=X`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -102,9 +102,11 @@ fn main() {
         let mut t = run(rounds, gap, cpus, spin);
         t.sort_by(|x, y| x.total_cmp(y));
         println!(
-            "wakeup placement={name} median_us={:.1} p90_us={:.1}",
+            "wakeup placement={name} median_us={:.1} p90_us={:.1} p99_us={:.1} max_us={:.1}",
             percentile(&t, 0.5),
-            percentile(&t, 0.9)
+            percentile(&t, 0.9),
+            percentile(&t, 0.99),
+            percentile(&t, 1.0)
         );
     }
 }
