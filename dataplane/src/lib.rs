@@ -38,6 +38,9 @@ pub use engine::{
 /// The VXLAN port's merge of a `UDP_GRO` batch of underlay datagrams (outside input) back into
 /// one TCP super-frame, for the fuzz targets.
 pub use offload::coalesce_tcp;
+/// What the VXLAN port makes of each decapsulated frame (outside input): the checksum-partial
+/// state and the TCP super-frame a Linux sender's offloads left it as, for the fuzz targets.
+pub use offload::{recover_offloads, OversizeError};
 /// VXLAN's pure parts (decapsulation, the flow's source port, encapsulation), for the fuzz
 /// targets and benchmarks.
 pub use port::vxlan;

@@ -25,6 +25,9 @@
 //!   into a [`SegmentHeaders`] area, and where its payload lies in the super-frame, for a sender
 //!   that gathers (the VXLAN port's `sendmsg`). Both share one `Plan`, so they cannot disagree.
 //! * [`coalesce_tcp`] is the way back, GRO: a batch of TCP segments merged into one super-frame.
+//! * [`recover_offloads`] gives a frame that came out of a tunnel the vnet header its sender's
+//!   kernel had for it (checksum-partial; a TCP super-frame above the MTU, cut at the MTU),
+//!   which a UDP datagram does not carry.
 //! * The engine's egress (`engine::egress`) picks which of the two a frame needs: it finishes every
 //!   queued checksum in place before it borrows the frames for one send batch.
 //!
@@ -229,52 +232,11 @@ fn parse_layout(kind: u8, frame: &[u8]) -> Result<Layout, OffloadError> {
         gso::UDP_L4 => (None, L4::Udp),
         _ => return Err(OffloadError::UnsupportedGso),
     };
-    let malformed = OffloadError::MalformedGso;
-    let eth = EthernetFrame::new_checked(frame).map_err(|_| malformed)?;
-    let l3_off = eth.l3_offset();
-    let l3 = &frame[l3_off..];
-    let (ip, l4_off, protocol) = match eth.inner_ethertype() {
-        ethertype::IPV4 => {
-            let ip = Ipv4Packet::new_checked_header(l3).map_err(|_| malformed)?;
-            if ip.version() != 4 || ip.more_frags() || ip.frag_offset() != 0 {
-                return Err(malformed);
-            }
-            (Ip::V4, l3_off + ip.header_len(), ip.protocol())
-        }
-        ethertype::IPV6 => {
-            // The payload length is not trusted, so only the fixed header is checked.
-            if l3.len() < ipv6::HEADER_LEN {
-                return Err(malformed);
-            }
-            let ip = Ipv6Packet::new_unchecked(l3);
-            if ip.version() != 6 {
-                return Err(malformed);
-            }
-            // Extension headers are not followed: anything but TCP/UDP here is rejected below.
-            (Ip::V6, l3_off + ipv6::HEADER_LEN, ip.next_header())
-        }
-        _ => return Err(malformed),
-    };
+    let (ip, l3_off, l4_off, protocol) = parse_ip(frame)?;
     if want_ip.is_some_and(|w| w != ip) {
-        return Err(malformed);
+        return Err(OffloadError::MalformedGso);
     }
-    let l4_hdr = &frame[l4_off..];
-    let l4_hdr_len = match l4 {
-        L4::Tcp => {
-            if protocol != protocol::TCP {
-                return Err(malformed);
-            }
-            TcpPacket::new_checked(l4_hdr)
-                .map_err(|_| malformed)?
-                .header_len()
-        }
-        L4::Udp => {
-            if protocol != protocol::UDP || l4_hdr.len() < udp::HEADER_LEN {
-                return Err(malformed);
-            }
-            udp::HEADER_LEN
-        }
-    };
+    let l4_hdr_len = parse_l4(l4, protocol, &frame[l4_off..])?;
     Ok(Layout {
         ip,
         l4,
@@ -282,6 +244,59 @@ fn parse_layout(kind: u8, frame: &[u8]) -> Result<Layout, OffloadError> {
         l4_off,
         payload_off: l4_off + l4_hdr_len,
     })
+}
+
+/// The IP version, the offsets of the IP and L4 headers and the L4 protocol of an Ethernet frame
+/// (at most one 802.1Q tag) carrying IPv4 (not a fragment) or IPv6 (whose extension headers are
+/// not followed: the protocol is the fixed header's next header). The IP length fields are not
+/// trusted (a super-frame's are meaningless), so only the IP header is checked.
+fn parse_ip(frame: &[u8]) -> Result<(Ip, usize, usize, u8), OffloadError> {
+    let malformed = OffloadError::MalformedGso;
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| malformed)?;
+    let l3_off = eth.l3_offset();
+    let l3 = &frame[l3_off..];
+    match eth.inner_ethertype() {
+        ethertype::IPV4 => {
+            let ip = Ipv4Packet::new_checked_header(l3).map_err(|_| malformed)?;
+            if ip.version() != 4 || ip.more_frags() || ip.frag_offset() != 0 {
+                return Err(malformed);
+            }
+            Ok((Ip::V4, l3_off, l3_off + ip.header_len(), ip.protocol()))
+        }
+        ethertype::IPV6 => {
+            if l3.len() < ipv6::HEADER_LEN {
+                return Err(malformed);
+            }
+            let ip = Ipv6Packet::new_unchecked(l3);
+            if ip.version() != 6 {
+                return Err(malformed);
+            }
+            Ok((Ip::V6, l3_off, l3_off + ipv6::HEADER_LEN, ip.next_header()))
+        }
+        _ => Err(malformed),
+    }
+}
+
+/// The length of the `l4` header (options included) at the start of `l4_hdr`, checking that the
+/// IP header's `protocol` says it is one and that it is complete.
+fn parse_l4(l4: L4, protocol: u8, l4_hdr: &[u8]) -> Result<usize, OffloadError> {
+    let malformed = OffloadError::MalformedGso;
+    match l4 {
+        L4::Tcp => {
+            if protocol != protocol::TCP {
+                return Err(malformed);
+            }
+            Ok(TcpPacket::new_checked(l4_hdr)
+                .map_err(|_| malformed)?
+                .header_len())
+        }
+        L4::Udp => {
+            if protocol != protocol::UDP || l4_hdr.len() < udp::HEADER_LEN {
+                return Err(malformed);
+            }
+            Ok(udp::HEADER_LEN)
+        }
+    }
 }
 
 /// The checksum field of the L4 header, from its start.
@@ -500,32 +515,21 @@ impl Plan {
         let (l3_part, l4_part) = out.split_at_mut(l4);
         let l3_part = &mut l3_part[l3..];
         // Lengths, identification and the IPv4 header checksum; the pseudo-header.
-        let pseudo = match layout.ip {
+        let protocol = match layout.ip {
             Ip::V4 => {
-                let mut ip = Ipv4Packet::new_unchecked(l3_part);
+                let mut ip = Ipv4Packet::new_unchecked(&mut *l3_part);
                 ip.set_total_len((l4 - l3 + l4_len) as u16);
                 ip.set_ident(self.ident.wrapping_add(i as u16));
                 ip.fill_checksum();
-                let protocol = ip.protocol();
-                pseudo_header_v4(
-                    ip.src_addr().octets(),
-                    ip.dst_addr().octets(),
-                    protocol,
-                    l4_len as u32,
-                )
+                ip.protocol()
             }
             Ip::V6 => {
-                let mut ip = Ipv6Packet::new_unchecked(l3_part);
+                let mut ip = Ipv6Packet::new_unchecked(&mut *l3_part);
                 ip.set_payload_len(l4_len as u16);
-                let next = ip.next_header();
-                pseudo_header_v6(
-                    ip.src_addr().octets(),
-                    ip.dst_addr().octets(),
-                    next,
-                    l4_len as u32,
-                )
+                ip.next_header()
             }
         };
+        let pseudo = pseudo_header(layout.ip, l3_part, protocol, l4_len);
         let field = l4_checksum_field(layout.l4);
         match layout.l4 {
             L4::Tcp => {
@@ -664,22 +668,177 @@ pub fn coalesce_tcp(
         (super_len - l4) as u32,
     );
     tcp.set_checksum(fold(pseudo));
-    let ecn = if first_flags & flags::CWR != 0 {
+    Some((super_len, tcp_super_frame_header(&layout, mss, first_flags)))
+}
+
+/// The vnet header of a TCP super-frame laid out as `layout` whose checksum field holds the
+/// pseudo-header sum, to be cut every `mss` bytes of payload: `TCPV4` or `TCPV6` (with the ECN
+/// flag when the first segment carries CWR), `NEEDS_CSUM` at the TCP checksum field. What Linux's
+/// GRO leaves on a merged skb, and so what [`coalesce_tcp`] and [`recover_offloads`] hand on.
+fn tcp_super_frame_header(layout: &Layout, mss: usize, tcp_flags: u8) -> VnetHeader {
+    let kind = match layout.ip {
+        Ip::V4 => gso::TCPV4,
+        Ip::V6 => gso::TCPV6,
+    };
+    let ecn = if tcp_flags & flags::CWR != 0 {
         gso::ECN
     } else {
         0
     };
-    Some((
-        super_len,
-        VnetHeader {
+    VnetHeader {
+        flags: vnet_flags::NEEDS_CSUM,
+        gso_type: kind | ecn,
+        hdr_len: layout.payload_off as u16,
+        gso_size: mss as u16,
+        csum_start: layout.l4_off as u16,
+        csum_offset: tcp::field::CHECKSUM.start as u16,
+    }
+}
+
+/// Why a frame that came out of a tunnel longer than its network's MTU cannot go on. Each is a
+/// reason to count the frame as dropped: nothing is forwarded above the MTU but a TCP
+/// super-frame with a vnet header that says how to cut it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OversizeError {
+    /// Not TCP over IPv4 or IPv6. A UDP super-frame cannot be cut again: where its datagrams
+    /// ended went with the sender's GSO metadata.
+    #[error("longer than the MTU and not TCP")]
+    NotTcp,
+    /// TCP, but its headers do not parse, its IP length is not the frame's, it is a fragment,
+    /// it carries SYN or RST, or its headers alone fill the MTU.
+    #[error("longer than the MTU with malformed TCP/IP headers")]
+    Malformed,
+    /// TCP whose checksum field holds neither the pseudo-header sum (left for the hardware)
+    /// nor the correct checksum.
+    #[error("longer than the MTU with a wrong TCP checksum")]
+    BadChecksum,
+}
+
+/// The vnet header a frame that a tunnel carried (`frame`, decapsulated) goes on with: the
+/// offload state the sending kernel left it in, which the tunnel's UDP datagram does not carry.
+///
+/// A Linux vxlan device with its default offloads, on an underlay that passes skbs along
+/// unfinished (a veth), hands the receiving UDP socket the inner frame exactly as its stack
+/// left it: the TCP or UDP checksum field holds only the folded pseudo-header sum
+/// (`CHECKSUM_PARTIAL`), and a TCP super-frame arrives whole, one datagram up to 64 KiB with no
+/// `UDP_GRO` control message (the kernel segments only `UDP_L4` super-frames for a socket).
+///
+/// * A frame whose IP packet fits `mtu` and whose TCP or UDP checksum field equals its
+///   pseudo-header sum gets `NEEDS_CSUM` at that field, so the next kernel (or the egress,
+///   for a port without vnet headers) completes it. A complete checksum that happens to equal
+///   the pseudo-header sum is harmless: completing it gives the same value. Anything else
+///   (complete checksums, other protocols, IP lengths that are not the frame's) goes on as it
+///   is, with the default header.
+/// * A frame whose IP packet is longer than `mtu` must be TCP over IPv4 or IPv6: it gets the
+///   header [`coalesce_tcp`] gives a merged super-frame (`TCPV4`/`TCPV6`, `NEEDS_CSUM`), cut
+///   every `mtu` less its IP and TCP headers (options included). Its checksum field must hold
+///   the pseudo-header sum, or a correct checksum, which is then replaced by the pseudo-header
+///   sum (every byte summed: such a frame is rare, since a sender that completes checksums also
+///   segments). Anything else is an [`OversizeError`].
+///
+/// Headers are read through `crate::wire`'s views; malformed input is an error, never a panic.
+pub fn recover_offloads(frame: &mut [u8], mtu: usize) -> Result<VnetHeader, OversizeError> {
+    let unchanged = Ok(VnetHeader::default());
+    let Ok(eth) = EthernetFrame::new_checked(&*frame) else {
+        // Shorter than an Ethernet header: nothing above any MTU.
+        return unchanged;
+    };
+    let l3_len = frame.len() - eth.l3_offset();
+    let oversize = l3_len > mtu;
+    let is_ip = matches!(eth.inner_ethertype(), ethertype::IPV4 | ethertype::IPV6);
+    let fail = |why: OversizeError| if oversize { Err(why) } else { unchanged };
+    if !is_ip {
+        return fail(OversizeError::NotTcp);
+    }
+    let Ok((ip, l3_off, l4_off, protocol)) = parse_ip(frame) else {
+        return fail(OversizeError::Malformed);
+    };
+    let l4 = match protocol {
+        protocol::TCP => L4::Tcp,
+        protocol::UDP if !oversize => L4::Udp,
+        _ => return fail(OversizeError::NotTcp),
+    };
+    let Ok(l4_hdr_len) = parse_l4(l4, protocol, &frame[l4_off..]) else {
+        return fail(OversizeError::Malformed);
+    };
+    let layout = Layout {
+        ip,
+        l4,
+        l3_off,
+        l4_off,
+        payload_off: l4_off + l4_hdr_len,
+    };
+    // The IP length must be the frame's: no trailing bytes would be summed or cut as payload.
+    let ip_len = match ip {
+        Ip::V4 => usize::from(Ipv4Packet::new_unchecked(&frame[l3_off..]).total_len()),
+        Ip::V6 => {
+            ipv6::HEADER_LEN
+                + usize::from(Ipv6Packet::new_unchecked(&frame[l3_off..]).payload_len())
+        }
+    };
+    if ip_len != l3_len {
+        return fail(OversizeError::Malformed);
+    }
+    let l4_len = frame.len() - l4_off;
+    let pseudo_sum = pseudo_header(ip, &frame[l3_off..l4_off], protocol, l4_len);
+    let pseudo = fold(pseudo_sum);
+    let stored = match l4 {
+        L4::Tcp => TcpPacket::new_unchecked(&frame[l4_off..]).checksum(),
+        L4::Udp => UdpPacket::new_unchecked(&frame[l4_off..]).checksum(),
+    };
+    let partial = stored == pseudo;
+    if !oversize {
+        if !partial {
+            return unchanged;
+        }
+        return Ok(VnetHeader {
             flags: vnet_flags::NEEDS_CSUM,
-            gso_type: gso::TCPV4 | ecn,
-            hdr_len: headers as u16,
-            gso_size: mss as u16,
-            csum_start: l4 as u16,
-            csum_offset: tcp::field::CHECKSUM.start as u16,
-        },
-    ))
+            gso_type: gso::NONE,
+            hdr_len: layout.payload_off as u16,
+            gso_size: 0,
+            csum_start: l4_off as u16,
+            csum_offset: l4_checksum_field(l4).start as u16,
+        });
+    }
+    let tcp_flags = TcpPacket::new_unchecked(&frame[l4_off..]).flags();
+    if tcp_flags & (flags::SYN | flags::RST) != 0 {
+        return Err(OversizeError::Malformed);
+    }
+    let mss = mtu
+        .checked_sub(layout.payload_off - l3_off)
+        .filter(|&m| m > 0 && m <= usize::from(u16::MAX))
+        .ok_or(OversizeError::Malformed)?;
+    if !partial {
+        if fold(sum(pseudo_sum, &frame[l4_off..])) != 0xffff {
+            return Err(OversizeError::BadChecksum);
+        }
+        TcpPacket::new_unchecked(&mut frame[l4_off..]).set_checksum(pseudo);
+    }
+    Ok(tcp_super_frame_header(&layout, mss, tcp_flags))
+}
+
+/// The pseudo-header sum for `l4_len` bytes of `protocol` behind the IP header `l3` (checked).
+fn pseudo_header(ip: Ip, l3: &[u8], protocol: u8, l4_len: usize) -> u64 {
+    match ip {
+        Ip::V4 => {
+            let ip = Ipv4Packet::new_unchecked(l3);
+            pseudo_header_v4(
+                ip.src_addr().octets(),
+                ip.dst_addr().octets(),
+                protocol,
+                l4_len as u32,
+            )
+        }
+        Ip::V6 => {
+            let ip = Ipv6Packet::new_unchecked(l3);
+            pseudo_header_v6(
+                ip.src_addr().octets(),
+                ip.dst_addr().octets(),
+                protocol,
+                l4_len as u32,
+            )
+        }
+    }
 }
 
 /// Whether segment `f` repeats `first`'s headers in every field that does not change from one
@@ -1887,6 +2046,204 @@ mod tests {
         assert_eq!(coalesce_tcp(&mut buf, good.len(), 8, 8), None);
     }
 
+    /// The overlay MTU `recover_offloads` is given in these tests.
+    const MTU: usize = 1450;
+
+    #[test]
+    fn recovering_marks_checksum_partial_frames_within_the_mtu() {
+        for kind in KINDS {
+            let pkt = Pkt::new(kind, pattern(1000, 4));
+            let (hdr, mut frame) = pkt.partial();
+            let before = frame.clone();
+            assert_eq!(recover_offloads(&mut frame, MTU), Ok(hdr), "{kind:?}");
+            assert_eq!(frame, before, "{kind:?}: the frame was changed");
+            finish_checksum(&hdr, &mut frame).unwrap();
+            assert_eq!(frame, pkt.to_bytes(), "{kind:?}: finished as the reference");
+            // A complete checksum stays as it is, with nothing to do.
+            let mut complete = pkt.to_bytes();
+            assert_eq!(
+                recover_offloads(&mut complete, MTU),
+                Ok(VnetHeader::default())
+            );
+            assert_eq!(complete, pkt.to_bytes());
+        }
+        // Exactly the MTU is not above it.
+        let pkt = Pkt::new(Kind::TcpV4, vec![7; 0]);
+        let fill = MTU - (pkt.headers_len() - pkt.l3_off());
+        let pkt = Pkt::new(Kind::TcpV4, pattern(fill, 1));
+        let (hdr, mut frame) = pkt.partial();
+        assert_eq!(recover_offloads(&mut frame, MTU), Ok(hdr));
+        // A UDP datagram without a checksum (zero), ARP, trailing bytes after the IP packet, a
+        // fragment: passed on as they are, as before.
+        let mut udp = Pkt::new(Kind::UdpV4, pattern(100, 2)).to_bytes();
+        let field = Pkt::new(Kind::UdpV4, vec![]).l4_off() + 6;
+        udp[field..field + 2].fill(0);
+        let arp = crate::wire::arp::request_frame(
+            crate::MacAddr(SRC_MAC),
+            std::net::Ipv4Addr::new(10, 0, 0, 1),
+            std::net::Ipv4Addr::new(10, 0, 0, 2),
+        );
+        let (_, mut padded) = Pkt::new(Kind::TcpV4, pattern(10, 3)).partial();
+        padded.extend_from_slice(&[0; 6]);
+        let (_, mut fragment) = Pkt::new(Kind::TcpV4, pattern(100, 3)).partial();
+        fragment[ETH_HDR_LEN + IPV4_FLAGS_FRAG_OFF] |= 0x20;
+        for (what, mut frame) in [
+            ("UDP without a checksum", udp),
+            ("ARP", arp.to_vec()),
+            ("padded", padded),
+            ("a fragment", fragment),
+            ("a runt", vec![1, 2, 3]),
+        ] {
+            let before = frame.clone();
+            assert_eq!(
+                recover_offloads(&mut frame, MTU),
+                Ok(VnetHeader::default()),
+                "{what}"
+            );
+            assert_eq!(frame, before, "{what}");
+        }
+    }
+
+    /// A TCP super-frame a Linux vxlan device handed over whole (checksum-partial, as its stack
+    /// left it) becomes a GSO frame cut at the MTU; segmenting it gives what the sender's own
+    /// GSO would have sent at that size, every segment within the MTU.
+    #[test]
+    fn recovering_turns_tcp_above_the_mtu_into_a_super_frame() {
+        for kind in [Kind::TcpV4, Kind::TcpV6, Kind::TcpV4Vlan] {
+            for cwr in [false, true] {
+                let mut pkt = Pkt::new(kind, pattern(60000, 5));
+                pkt.tcp_mut().cwr = cwr;
+                let (_, mut frame) = pkt.partial();
+                let before = frame.clone();
+                let hdr = recover_offloads(&mut frame, MTU).unwrap();
+                assert_eq!(frame, before);
+                let mss = MTU - (pkt.headers_len() - pkt.l3_off());
+                let ecn = if cwr { gso::ECN } else { 0 };
+                assert_eq!(
+                    hdr,
+                    VnetHeader {
+                        flags: flags::NEEDS_CSUM,
+                        gso_type: pkt.gso_kind() | ecn,
+                        hdr_len: pkt.headers_len() as u16,
+                        gso_size: mss as u16,
+                        csum_start: pkt.l4_off() as u16,
+                        csum_offset: 16,
+                    },
+                    "{kind:?}"
+                );
+                let mut out = Segments::with_max_segments(60000usize.div_ceil(mss));
+                segment(&hdr, &frame, &mut out).unwrap();
+                check_segments(&pkt, mss, &out);
+                for seg in out.iter() {
+                    assert!(seg.len() - pkt.l3_off() <= MTU, "{kind:?}: {}", seg.len());
+                }
+                // With a complete checksum (a sender that finished it): verified, then left
+                // as the pseudo-header sum, the same super-frame.
+                let mut complete = pkt.to_bytes();
+                assert_eq!(recover_offloads(&mut complete, MTU), Ok(hdr));
+                assert_eq!(complete, frame, "{kind:?}");
+            }
+        }
+        // One byte above the MTU: two segments.
+        let pkt = Pkt::new(Kind::TcpV4, vec![]);
+        let mss = MTU - (pkt.headers_len() - pkt.l3_off());
+        let pkt = Pkt::new(Kind::TcpV4, pattern(mss + 1, 6));
+        let (_, mut frame) = pkt.partial();
+        let hdr = recover_offloads(&mut frame, MTU).unwrap();
+        let mut out = Segments::new();
+        segment(&hdr, &frame, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        check_segments(&pkt, mss, &out);
+    }
+
+    /// Above the MTU, what cannot become a super-frame is refused by reason, whole or cut short.
+    #[test]
+    fn recovering_refuses_what_cannot_be_cut_at_the_mtu() {
+        let tcp = Pkt::new(Kind::TcpV4, pattern(5000, 8));
+        let (_, good) = tcp.partial();
+        let l3 = tcp.l3_off();
+        let l4 = tcp.l4_off();
+        let check = |what: &str, mut frame: Vec<u8>, mtu: usize, want: OversizeError| {
+            assert_eq!(recover_offloads(&mut frame, mtu), Err(want), "{what}");
+        };
+        for kind in [Kind::UdpV4, Kind::UdpV6] {
+            let (_, frame) = Pkt::new(kind, pattern(5000, 8)).partial();
+            check("a UDP super-frame", frame, MTU, OversizeError::NotTcp);
+        }
+        let mut not_ip = good.clone();
+        not_ip[ETH_TYPE_OFF..ETH_TYPE_OFF + 2].copy_from_slice(&[0x88, 0xb5]);
+        check("not IP", not_ip, MTU, OversizeError::NotTcp);
+        let mut icmp = good.clone();
+        icmp[l3 + ipv4::field::PROTOCOL] = 1;
+        check("ICMP", icmp, MTU, OversizeError::NotTcp);
+        // A complete checksum over damaged data (a partial sum covers no data: the damage
+        // there is for the next kernel to find).
+        let mut damaged = tcp.to_bytes();
+        *damaged.last_mut().unwrap() ^= 1;
+        check("a wrong checksum", damaged, MTU, OversizeError::BadChecksum);
+        let tcp_flags_set = |bits: u8| {
+            let mut f = good.clone();
+            f[l4 + TCP_FLAGS_OFF] |= bits;
+            f
+        };
+        check(
+            "SYN",
+            tcp_flags_set(tcp::flags::SYN),
+            MTU,
+            OversizeError::Malformed,
+        );
+        check(
+            "RST",
+            tcp_flags_set(tcp::flags::RST),
+            MTU,
+            OversizeError::Malformed,
+        );
+        let mut short_len = good.clone();
+        short_len[l3 + IPV4_TOTAL_LEN_OFF + 1] -= 1;
+        check(
+            "an IP length short of the frame",
+            short_len,
+            MTU,
+            OversizeError::Malformed,
+        );
+        let mut fragment = good.clone();
+        fragment[l3 + IPV4_FLAGS_FRAG_OFF] |= 0x20;
+        check("a fragment", fragment, MTU, OversizeError::Malformed);
+        let mut bad_offset = good.clone();
+        bad_offset[l4 + TCP_DATA_OFFSET_OFF] = 0x40; // 16 bytes: shorter than a TCP header
+        check(
+            "a TCP data offset of 4",
+            bad_offset,
+            MTU,
+            OversizeError::Malformed,
+        );
+        let headers = tcp.headers_len() - l3;
+        check(
+            "headers that fill the MTU",
+            good.clone(),
+            headers,
+            OversizeError::Malformed,
+        );
+        let mut v6 = Pkt::new(Kind::TcpV6, pattern(5000, 8)).partial().1;
+        v6[ETH_HDR_LEN + IPV6_PAYLOAD_LEN_OFF + 1] ^= 1;
+        check(
+            "an IPv6 length not the frame's",
+            v6,
+            MTU,
+            OversizeError::Malformed,
+        );
+        // Cut anywhere above the MTU: refused, never a panic; within it, passed on as it is.
+        for cut in (0..good.len()).step_by(7) {
+            let mut frame = good[..cut].to_vec();
+            let got = recover_offloads(&mut frame, MTU);
+            if cut - l3.min(cut) > MTU {
+                assert_eq!(got, Err(OversizeError::Malformed), "cut at {cut}");
+            } else {
+                assert_eq!(got, Ok(VnetHeader::default()), "cut at {cut}");
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn coalescing_never_panics(
@@ -1896,6 +2253,46 @@ mod tests {
             skip in 0usize..16,
         ) {
             let _ = coalesce_tcp(&mut buf, len, stride, skip);
+        }
+
+        /// Whatever a tunnel delivers, `recover_offloads` never panics, refuses only what is
+        /// above the MTU, and a header it gives can be acted on: a checksum field inside the
+        /// frame, and a super-frame that `segment` cuts into frames within the MTU.
+        #[test]
+        fn recovering_arbitrary_frames_is_safe(
+            kind in kind_strategy(),
+            len in 0usize..6000,
+            mtu in 0usize..3000,
+            mutations in prop::collection::vec((0usize..120, any::<u8>()), 0..6),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let pkt = Pkt::new(kind, pattern(len, 11));
+            let (_, mut frame) = pkt.partial();
+            for (pos, value) in mutations {
+                if pos < frame.len() {
+                    frame[pos] = value;
+                }
+            }
+            frame.truncate(cut.index(frame.len() + 1));
+            let l3_len = frame.len().saturating_sub(pkt.l3_off());
+            match recover_offloads(&mut frame, mtu) {
+                Err(_) => prop_assert!(frame.len() > mtu + ETH_HDR_LEN),
+                Ok(hdr) if hdr.is_gso() => {
+                    prop_assert!(hdr.needs_csum());
+                    let mut out = Segments::with_max_segments(frame.len());
+                    segment(&hdr, &frame, &mut out).unwrap();
+                    prop_assert!(out.len() >= 2);
+                    let l3 = frame.len() - l3_len;
+                    for seg in out.iter() {
+                        prop_assert!(seg.len() - l3 <= mtu);
+                        verify_frame(seg);
+                    }
+                }
+                Ok(hdr) => {
+                    let mut finished = frame.clone();
+                    prop_assert!(finish_checksum(&hdr, &mut finished).is_ok());
+                }
+            }
         }
 
         #[test]

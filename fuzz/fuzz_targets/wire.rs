@@ -26,7 +26,43 @@ fuzz_target!(|data: &[u8]| {
     arp(data);
     vxlan(data);
     gro(data);
+    recover(data);
 });
+
+/// `recover_offloads` over a decapsulated frame (the overlay MTU from the first two bytes): it
+/// never panics, refuses only frames above the MTU, and a header it gives points inside the
+/// frame; a super-frame is above the MTU and its segments (headers and `gso_size` bytes) fit it.
+fn recover(b: &[u8]) {
+    let [hi, lo, rest @ ..] = b else {
+        return;
+    };
+    let mtu = usize::from(u16::from_be_bytes([*hi, *lo]));
+    let mut frame = rest.to_vec();
+    let len = frame.len();
+    let l3 = if len >= 14 && frame[12..14] == [0x81, 0x00] {
+        18
+    } else {
+        14
+    };
+    match dataplane::recover_offloads(&mut frame, mtu) {
+        Err(_) => assert!(len > mtu + 14, "refused {len} bytes at MTU {mtu}"),
+        Ok(vnet) => {
+            assert_eq!(frame.len(), len);
+            if vnet.needs_csum() {
+                let (hdr, start) = (usize::from(vnet.hdr_len), usize::from(vnet.csum_start));
+                assert!(start < hdr && hdr <= len);
+                assert!(start + usize::from(vnet.csum_offset) + 2 <= hdr);
+            }
+            if vnet.is_gso() {
+                assert!(len - l3 > mtu, "a super-frame of {len} bytes within MTU {mtu}");
+                let headers = usize::from(vnet.hdr_len) - l3;
+                assert!(vnet.gso_size > 0 && headers + usize::from(vnet.gso_size) <= mtu);
+            } else {
+                assert!(vnet == Default::default() || vnet.needs_csum());
+            }
+        }
+    }
+}
 
 /// `coalesce_tcp` over a batch of datagrams as `UDP_GRO` hands them (stride and VXLAN header
 /// length from the first two bytes): it never panics, and a merge it accepts is one IPv4/TCP

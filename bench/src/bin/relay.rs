@@ -25,6 +25,10 @@ use dataplane::{AfPacketPort, Port, RxBatch, TxRef, VxlanSocket, BATCH};
 /// As switchyard's default adaptive-polling window.
 const SPIN: Duration = Duration::from_micros(100);
 
+/// The overlay MTU a VXLAN side serves (`VxlanSocket::port`): `bench/overlay.sh`'s, a 1500-byte
+/// underlay's less VXLAN's 50 bytes.
+const OVERLAY_MTU: usize = 1450;
+
 /// One side of the relay.
 enum Side {
     Packet(String),
@@ -156,7 +160,7 @@ fn main() -> ExitCode {
             )),
             Side::Vxlan { local, remote, vni } => {
                 let socket = VxlanSocket::open(*local, 4789).map_err(|e| e.to_string())?;
-                let port = socket.port(&format!("vxlan:{remote}"), *vni, *remote);
+                let port = socket.port(&format!("vxlan:{remote}"), *vni, *remote, OVERLAY_MTU);
                 Ok(Box::new(port.map_err(|e| e.to_string())?))
             }
         }

@@ -8,6 +8,7 @@ use super::*;
 use crate::port::{MemoryPort, MemoryPortHandle};
 use crate::stage::DropReason;
 use crate::table::{ContainerGuard, PortRole};
+use crate::wire::vnet::VnetHeader;
 use crate::VlanId;
 
 const C1: &str = "02:00:00:00:00:01";
@@ -330,4 +331,73 @@ fn a_remote_hosts_frame_to_the_gateway_never_leaves_through_this_host() {
     assert!(rig.engine.tables.conntrack.is_empty(), "nothing tracked");
     assert_eq!(rig.send("c1", &to_world(C1, [10, 9, 0, 2])), ["up"]);
     assert_eq!(rig.engine.tables.conntrack.len(), 1);
+}
+
+/// A Linux VTEP's TCP super-frame, as the VXLAN port takes it (`offload::recover_offloads` at
+/// the overlay MTU), reaches a container port without vnet headers cut into frames within the
+/// MTU, each with a complete checksum, carrying the super-frame's bytes in order; a
+/// checksum-partial frame within the MTU reaches it finished.
+#[test]
+fn a_linux_vteps_super_frame_reaches_a_port_without_vnet_headers_within_the_mtu() {
+    const MTU: usize = 1450;
+    let mut rig = Rig::new();
+    let tcp = |payload: &[u8]| {
+        let b = etherparse::PacketBuilder::ethernet2(mac(REMOTE_ON_R2).0, mac(C1).0)
+            .ipv4([10, 9, 0, 3], [10, 9, 0, 2], 64)
+            .tcp(5201, 40000, 7, 64000)
+            .ack(1)
+            .psh();
+        let mut f = Vec::new();
+        b.write(&mut f, payload).unwrap();
+        f
+    };
+    let payload: Vec<u8> = (0..50_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let mut frame = tcp(&payload);
+    let vnet = crate::offload::recover_offloads(&mut frame, MTU).unwrap();
+    assert_eq!(
+        (vnet.gso_kind(), usize::from(vnet.gso_size)),
+        (crate::wire::vnet::gso::TCPV4, MTU - 40)
+    );
+    let c1 = &rig.ports[0].2;
+    rig.ports[2].2.inject_with(vnet, &frame);
+    rig.engine.step();
+    let sent = c1.take_sent();
+    assert_eq!(sent.len(), payload.len().div_ceil(MTU - 40));
+    let mut carried = Vec::new();
+    for (hdr, f) in &sent {
+        assert_eq!(*hdr, VnetHeader::default());
+        assert!(f.len() - 14 <= MTU, "{} bytes", f.len());
+        let p = etherparse::SlicedPacket::from_ethernet(f).unwrap();
+        let (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Tcp(t))) =
+            (p.net, p.transport)
+        else {
+            panic!("not IPv4/TCP")
+        };
+        let want = t
+            .to_header()
+            .calc_checksum_ipv4(&ip.header().to_header(), t.payload())
+            .unwrap();
+        assert_eq!(t.checksum(), want, "a complete checksum");
+        carried.extend_from_slice(t.payload());
+    }
+    assert_eq!(carried, payload);
+    let counters = |rig: &Rig| {
+        let snap = rig.engine.snapshot();
+        let id = rig.ports[0].1;
+        snap.ports.iter().find(|p| p.id == id).unwrap().counters
+    };
+    assert_eq!(counters(&rig).tx_segmented, 1);
+
+    // Within the MTU, checksum-partial (the pseudo-header sum where the checksum goes).
+    let complete = tcp(&payload[..1000]);
+    let mut partial = complete.clone();
+    let field = 14 + 20 + crate::wire::tcp::field::CHECKSUM.start;
+    let pseudo = crate::wire::checksum::pseudo_header_v4([10, 9, 0, 3], [10, 9, 0, 2], 6, 1020);
+    partial[field..field + 2].copy_from_slice(&crate::wire::checksum::fold(pseudo).to_be_bytes());
+    let vnet = crate::offload::recover_offloads(&mut partial, MTU).unwrap();
+    assert!(vnet.needs_csum() && !vnet.is_gso());
+    rig.ports[2].2.inject_with(vnet, &partial);
+    rig.engine.step();
+    assert_eq!(c1.take_sent(), [(VnetHeader::default(), complete)]);
+    assert_eq!(counters(&rig).tx_csum_finished, 1);
 }

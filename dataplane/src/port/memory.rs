@@ -47,7 +47,10 @@ impl MemoryPort {
         )
     }
 
-    /// The same port reporting `tunnel` as its place on an underlay, as a VXLAN port does.
+    /// The same port reporting `tunnel` as its place on an underlay, as a VXLAN port does, and
+    /// treating offloads as one: frames come in with the vnet header they were injected with
+    /// (what `offload::recover_offloads` makes of them), super-frames go out whole
+    /// (`takes_gso`), and everything else complete.
     pub fn tunneled(self, tunnel: super::Tunnel) -> MemoryPort {
         MemoryPort {
             tunnel: Some(tunnel),
@@ -92,6 +95,10 @@ impl Port for MemoryPort {
         self.vnet
     }
 
+    fn takes_gso(&self) -> bool {
+        self.vnet || self.tunnel.is_some()
+    }
+
     fn raw_fd(&self) -> Option<RawFd> {
         None
     }
@@ -106,8 +113,9 @@ impl Port for MemoryPort {
             let Some((vnet, frame)) = q.inbound.pop_front() else {
                 break;
             };
-            // A port without vnet headers cannot deliver offload metadata.
-            let vnet = if self.vnet {
+            // A port without vnet headers cannot deliver offload metadata; a VXLAN port
+            // recovers it from the frame.
+            let vnet = if self.vnet || self.tunnel.is_some() {
                 vnet
             } else {
                 VnetHeader::default()

@@ -141,7 +141,8 @@ impl System {
             }
         };
         for peer in missing {
-            let port = Box::new(socket.port(&port_name(peer), overlay.vni, peer)?);
+            let port =
+                Box::new(socket.port(&port_name(peer), overlay.vni, peer, n.mtu as usize)?);
             let (domain, role) = (DomainId(n.domain), PortRole::Overlay);
             // Ports of one socket hand each other datagrams: one worker receives for them all.
             let attached = match self.overlays.reader_of(overlay.udp_port) {
