@@ -29,14 +29,15 @@ impl Stage for L2Fwd {
         }
     }
 
-    /// The destination's entry, for a unicast destination (the ones `run` looks up).
+    /// The destination's line, for a unicast destination (the ones `run` looks up): the slot
+    /// holds the port, so the entry pass has nothing to add.
     #[inline(always)]
     fn prefetch(view: &PacketView<'_>, tables: &Tables, pass: Prefetch) {
         let (cam, d, v, mac) = (&tables.cam, view.domain, view.vlan, view.dst);
         match pass {
             _ if mac.is_multicast() => {}
             Prefetch::Bucket => cam.prefetch(d, v, mac),
-            Prefetch::Entry => cam.prefetch_entry(d, v, mac),
+            Prefetch::Entry => {}
         }
     }
 

@@ -33,31 +33,35 @@
 //!   `RandomState`). That is a handful of cycles instead of SipHash's tens, which matters because
 //!   `lookup` runs for every frame. MAC addresses are attacker controlled, so the seed matters: without
 //!   it an attacker could precompute addresses that all land in one probe sequence. Within a domain the
-//!   packing and `fmix64` are bijective, so distinct keys never share a full 64-bit hash (the index
-//!   keeps its high 38 bits and compares keys against the nodes); only bucket indices can collide, and where they do depends on the secret seed. This is not a keyed PRF like
-//!   SipHash — an attacker able to time many lookups could in principle learn something about the
-//!   seed — but the damage is bounded anyway: the table never holds more than `max_entries` entries and
-//!   one port never more than `max_per_port` dynamic ones.
-//! - *Index.* The hash side is the connection table's [`Index`] (index.rs): 8-byte buckets holding a
-//!   hash fragment and the node's slot, keys compared against the node slab, linear probing with
-//!   backward-shift deletion, at most a quarter full. It replaced a `std` `HashMap` because a
-//!   bucket's address is known from the hash alone, so a batch's buckets and then its nodes can be
-//!   prefetched before any is examined ([`CamTable::prefetch`], [`CamTable::prefetch_entry`], the
-//!   engine's prefetch pass): at a million entries every lookup misses the caches, and the misses of
-//!   a batch then overlap (bench/RESULTS.md "Batched lookups"). It also halves memory per entry:
-//!   32 bytes of index (4 buckets) and a 40-byte node, against hashbrown's 100 bytes of buckets
-//!   sized at twice the entries. What it costs: a hit reads the node to compare the key (hashbrown
-//!   compared the key in its bucket), one more dependent read when not prefetched.
-//! - *Memory.* Everything is sized at construction (node slab capacity, index at four buckets per
-//!   entry), so learning does not allocate; both ask for transparent huge pages (huge_pages.rs).
-//!   The one exception is the per-port array, which grows the first time a port id beyond its
-//!   length is seen — rare, and bounded by 65 536 ports.
+//!   packing and `fmix64` are bijective, so distinct keys never share a full 64-bit hash; only
+//!   home lines can collide, and where they do depends on the secret seed. This is not a keyed PRF
+//!   like SipHash — an attacker able to time many lookups could in principle learn something about
+//!   the seed — but the damage is bounded anyway: the table never holds more than `max_entries`
+//!   entries and one port never more than `max_per_port` dynamic ones.
+//! - *One line per lookup.* The keys live in a [`LineTable`] (line_table.rs): 64-byte lines of four
+//!   16-byte slots, each slot the whole key (packed address and domain) with the entry's port, its
+//!   static flag and its node in the slab; linear probing by line, backward-shift deletion, at
+//!   most a quarter full. A lookup reads the key's home line and nothing else (0.4% of keys sit in
+//!   the next line), so at a million entries it is one cache miss, and a batch's misses overlap
+//!   ([`CamTable::lookup_batch`], the engine's prefetch pass; bench/RESULTS.md "One line per
+//!   lookup"). The node (32 bytes: key, time stamp, LRU links, port, kind) is what learning, aging
+//!   and eviction walk; a learn reads it only for an address seen again on its own port (the
+//!   refresh check), so that pass prefetches it ([`CamTable::prefetch_entry`]). History: a `std`
+//!   `HashMap` (144 bytes an entry, buckets not addressable ahead of the probe), then the
+//!   connection table's 8-byte hash-fragment index (72 bytes, but a hit read the bucket and then
+//!   the node to compare the key: two dependent misses).
+//! - *Memory.* Everything is sized at construction (node slab capacity, a line per entry), so
+//!   learning does not allocate: 64 + 32 = 96 bytes an entry at 2^20; both allocations ask for
+//!   transparent huge pages (huge_pages.rs), the lines are allocated zeroed (untouched pages are not
+//!   resident). The one exception is the per-port array, which grows the first time a port id
+//!   beyond its length is seen — rare, and bounded by 65 536 ports.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 
+use super::hash::FastHash;
 use super::huge_pages::advise_huge_pages;
-use super::index::Index;
+use super::line_table::{LineTable, Slot};
 use super::lru::{list_push_back, list_unlink, Links, List, NIL};
 use super::prefetch::prefetch;
 
@@ -283,17 +287,70 @@ impl Hash for CamKey {
     }
 }
 
+/// The table's slot for a key (line_table.rs): the packed address, then the domain, the port,
+/// the node and whether the entry is static, so that a lookup reads nothing else. The address
+/// carries a MAC that is never zero (zero and group addresses are not learned), so a full slot
+/// is never the empty one.
+#[inline(always)]
+fn slot_of(key: CamKey, port: PortId, node: u32, is_static: bool) -> Slot {
+    [
+        key.addr,
+        u64::from(key.domain)
+            | u64::from(port.0) << 16
+            | u64::from(node) << 32
+            | u64::from(is_static) << 63,
+    ]
+}
+
+#[inline(always)]
+fn slot_key(slot: Slot) -> CamKey {
+    CamKey {
+        addr: slot[0],
+        domain: slot[1] as u16,
+    }
+}
+
+#[inline(always)]
+fn slot_port(slot: Slot) -> PortId {
+    PortId((slot[1] >> 16) as u16)
+}
+
+#[inline(always)]
+fn slot_node(slot: Slot) -> u32 {
+    (slot[1] >> 32) as u32 & !(1 << 31)
+}
+
+#[inline(always)]
+fn slot_is_static(slot: Slot) -> bool {
+    slot[1] >> 63 != 0
+}
+
+// Every node index fits below the slot's static bit.
+const _: () = assert!(MAX_ENTRIES_LIMIT <= 1 << 31);
+
 /// One entry in the slab; `prev`/`next` link it into its port's dynamic (LRU) or static list, or, when
-/// free, `next` links the free list.
+/// free, `next` links the free list. The key's two halves are kept apart (not a `CamKey`) so the
+/// node is 32 bytes, not 40. `port` and `is_static` are also in the entry's slot, for lookups;
+/// the two always agree (`check_invariants`).
 #[derive(Clone, Copy)]
 struct Node {
-    key: CamKey,
+    addr: u64,
     last_seen: u64,
     prev: u32,
     next: u32,
+    domain: u16,
     port: PortId,
     is_static: bool,
     live: bool,
+}
+
+impl Node {
+    fn key(&self) -> CamKey {
+        CamKey {
+            addr: self.addr,
+            domain: self.domain,
+        }
+    }
 }
 
 impl Links for Node {
@@ -333,8 +390,9 @@ const INITIAL_PORTS: usize = 256;
 
 /// The MAC learning table. See the module documentation.
 pub struct CamTable {
-    /// From a key's hash to its node; keys are compared against the nodes (index.rs).
-    index: Index,
+    /// Every key with its port, static flag and node, one 16-byte slot each (line_table.rs).
+    slots: LineTable,
+    hasher: FastHash,
     nodes: Vec<Node>,
     /// Live nodes.
     len: usize,
@@ -416,8 +474,9 @@ impl CamTable {
         let nodes = Vec::with_capacity(config.max_entries);
         advise_huge_pages(&nodes);
         CamTable {
-            // Never grows, has no tombstones, a quarter full at most (index.rs).
-            index: Index::for_keys(config.max_entries),
+            // Never grows, has no tombstones, a quarter full at most (line_table.rs).
+            slots: LineTable::for_keys(config.max_entries),
+            hasher: FastHash::random(),
             nodes,
             len: 0,
             free_head: NIL,
@@ -446,74 +505,88 @@ impl CamTable {
     }
 
     /// The port `mac` was learned on (or pinned to) in `domain`/`vlan`. `None` means unknown: flood.
+    /// Reads one line of the table (the key's slot holds the port).
     #[inline]
     pub fn lookup(&self, domain: DomainId, vlan: VlanId, mac: MacAddr) -> Option<PortId> {
         let key = CamKey::new(domain, vlan, mac);
-        self.find(key, self.index.hash(&key))
-            .map(|idx| self.nodes[idx as usize].port)
-    }
-
-    /// Asks the CPU to start loading the index bucket a lookup or learn of `mac` in
-    /// `domain`/`vlan` reads first: the first of a batch's two prefetch passes (then
-    /// [`CamTable::prefetch_entry`], then the lookups). A hint only; nothing changes.
-    #[inline]
-    pub fn prefetch(&self, domain: DomainId, vlan: VlanId, mac: MacAddr) {
-        self.index
-            .prefetch(self.index.hash(&CamKey::new(domain, vlan, mac)));
-    }
-
-    /// The second prefetch pass: reads the bucket (loaded by [`CamTable::prefetch`] meanwhile)
-    /// and asks for the entry it names, whose key the lookup compares.
-    #[inline]
-    pub fn prefetch_entry(&self, domain: DomainId, vlan: VlanId, mac: MacAddr) {
-        self.prefetch_candidate(self.index.hash(&CamKey::new(domain, vlan, mac)));
+        self.find(key, self.hash(key))
+            .map(|(_, slot)| slot_port(slot))
     }
 
     #[inline(always)]
-    fn prefetch_candidate(&self, hash: u64) {
-        if let Some(idx) = Index::candidate(hash, self.index.first_bucket(hash)) {
-            if let Some(node) = self.nodes.get(idx as usize) {
+    fn hash(&self, key: CamKey) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// Asks the CPU to start loading the line a lookup or learn of `mac` in `domain`/`vlan`
+    /// reads first: all a lookup reads, and the first of a learn's two prefetch passes (then
+    /// [`CamTable::prefetch_entry`]). A hint only; nothing changes.
+    #[inline]
+    pub fn prefetch(&self, domain: DomainId, vlan: VlanId, mac: MacAddr) {
+        self.slots
+            .prefetch(self.hash(CamKey::new(domain, vlan, mac)));
+    }
+
+    /// The second prefetch pass, for a learn: reads the key's slot (loaded by
+    /// [`CamTable::prefetch`] meanwhile) and asks for the node it names, whose time stamp a
+    /// learn on the entry's own port compares. A lookup needs no second pass.
+    #[inline]
+    pub fn prefetch_entry(&self, domain: DomainId, vlan: VlanId, mac: MacAddr) {
+        let key = CamKey::new(domain, vlan, mac);
+        if let Some((_, slot)) = self.find(key, self.hash(key)) {
+            if let Some(node) = self.nodes.get(slot_node(slot) as usize) {
                 prefetch(node);
             }
         }
     }
 
-    /// [`CamTable::lookup`] for a batch of keys, in three passes over the batch (prefetch every
-    /// bucket, then every entry, then look up), so that the batch's cache misses overlap. Same
-    /// answers as `lookup` key by key.
+    /// [`CamTable::lookup`] for a batch of keys, in two passes over the batch (prefetch every
+    /// key's line, then look up), so that the batch's cache misses overlap. Same answers as
+    /// `lookup` key by key.
     pub fn lookup_batch<const N: usize>(
         &self,
         keys: &[(DomainId, VlanId, MacAddr); N],
     ) -> [Option<PortId>; N] {
         let keys: [CamKey; N] =
             std::array::from_fn(|i| CamKey::new(keys[i].0, keys[i].1, keys[i].2));
-        let hashes: [u64; N] = std::array::from_fn(|i| self.index.hash(&keys[i]));
+        let hashes: [u64; N] = std::array::from_fn(|i| self.hash(keys[i]));
         for &hash in &hashes {
-            self.index.prefetch(hash);
-        }
-        for &hash in &hashes {
-            self.prefetch_candidate(hash);
+            self.slots.prefetch(hash);
         }
         std::array::from_fn(|i| {
             self.find(keys[i], hashes[i])
-                .map(|idx| self.nodes[idx as usize].port)
+                .map(|(_, slot)| slot_port(slot))
         })
     }
 
-    /// The node of `key` (whose hash is `hash`), if present.
+    /// The position and slot of `key` (whose hash is `hash`), if present.
     #[inline(always)]
-    fn find(&self, key: CamKey, hash: u64) -> Option<u32> {
-        let nodes = &self.nodes;
-        self.index
-            .find(hash, |idx| nodes[idx as usize].key == key)
-            .map(|(_, idx)| idx)
+    fn find(&self, key: CamKey, hash: u64) -> Option<(usize, Slot)> {
+        self.slots
+            .find(hash, key.addr, |slot| slot[1] as u16 == key.domain)
+    }
+
+    /// The node of `key`, if present.
+    #[inline]
+    fn find_node(&self, key: CamKey) -> Option<u32> {
+        self.find(key, self.hash(key))
+            .map(|(_, slot)| slot_node(slot))
+    }
+
+    /// Rewrites the port and static flag in `key`'s slot (present, naming `node`) to the node's.
+    fn sync_slot(&mut self, key: CamKey, node: u32) {
+        let (pos, _) = self
+            .find(key, self.hash(key))
+            .expect("a live node is in the table");
+        let n = &self.nodes[node as usize];
+        self.slots.set(pos, slot_of(key, n.port, node, n.is_static));
     }
 
     /// The entry for `mac` in `domain`/`vlan`, with its timestamp and kind.
     #[cfg(test)]
     pub fn peek(&self, domain: DomainId, vlan: VlanId, mac: MacAddr) -> Option<CamEntryInfo> {
         let key = CamKey::new(domain, vlan, mac);
-        let node = &self.nodes[self.find(key, self.index.hash(&key))? as usize];
+        let node = &self.nodes[self.find_node(key)? as usize];
         Some(CamEntryInfo {
             port: node.port,
             last_seen: node.last_seen,
@@ -549,23 +622,26 @@ impl CamTable {
         if mac.is_multicast() || mac.is_zero() {
             return (LearnAction::Reject(RejectReason::InvalidSource), None);
         }
-        match self.find(key, self.index.hash(&key)) {
-            Some(idx) => {
-                let node = &self.nodes[idx as usize];
-                let action = if node.is_static {
-                    if node.port == port {
+        match self.find(key, self.hash(key)) {
+            Some((_, slot)) => {
+                // The slot decides all but a learn on the entry's own port, which compares the
+                // node's time stamp.
+                let (idx, from) = (slot_node(slot), slot_port(slot));
+                let action = if slot_is_static(slot) {
+                    if from == port {
                         LearnAction::None
                     } else {
                         LearnAction::StaticConflict
                     }
-                } else if node.port == port {
-                    if now.saturating_sub(node.last_seen) >= REFRESH_GRANULARITY_MS {
+                } else if from == port {
+                    let last_seen = self.nodes[idx as usize].last_seen;
+                    if now.saturating_sub(last_seen) >= REFRESH_GRANULARITY_MS {
                         LearnAction::Refresh
                     } else {
                         LearnAction::None
                     }
                 } else {
-                    LearnAction::Move { from: node.port }
+                    LearnAction::Move { from }
                 };
                 (action, Some(idx))
             }
@@ -614,6 +690,8 @@ impl CamTable {
                 node.port = port;
                 node.last_seen = now;
                 self.dyn_push_back(p, idx);
+                // After the eviction, which may have moved the slot.
+                self.sync_slot(key, idx);
                 self.stats.moved += 1;
                 LearnOutcome::Moved { from, evicted }
             }
@@ -696,7 +774,7 @@ impl CamTable {
         }
         let key = CamKey::new(domain, vlan, mac);
         let p = self.port_index(port);
-        if let Some(idx) = self.find(key, self.index.hash(&key)) {
+        if let Some(idx) = self.find_node(key) {
             let node = self.nodes[idx as usize];
             if node.is_static {
                 return if node.port == port {
@@ -717,6 +795,7 @@ impl CamTable {
             node.is_static = true;
             node.last_seen = 0;
             list_push_back(&mut self.nodes, &mut self.ports[p].statics, idx);
+            self.sync_slot(key, idx);
             return Ok(());
         }
         if self.len >= self.config.max_entries {
@@ -741,7 +820,7 @@ impl CamTable {
     /// entry alone) when there is no static entry for that key.
     pub fn remove_static(&mut self, domain: DomainId, vlan: VlanId, mac: MacAddr) -> bool {
         let key = CamKey::new(domain, vlan, mac);
-        match self.find(key, self.index.hash(&key)) {
+        match self.find_node(key) {
             Some(idx) if self.nodes[idx as usize].is_static => {
                 self.remove_node(idx);
                 true
@@ -780,7 +859,7 @@ impl CamTable {
         let mut removed = 0;
         for i in 0..self.nodes.len() {
             let node = &self.nodes[i];
-            if node.live && node.key.domain == domain.0 {
+            if node.live && node.domain == domain.0 {
                 self.remove_node(i as u32);
                 removed += 1;
             }
@@ -817,9 +896,9 @@ impl CamTable {
     /// Every entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = CamEntryView> + '_ {
         self.nodes.iter().filter(|n| n.live).map(|n| CamEntryView {
-            domain: n.key.domain(),
-            vlan: n.key.vlan(),
-            mac: n.key.mac(),
+            domain: n.key().domain(),
+            vlan: n.key().vlan(),
+            mac: n.key().mac(),
             port: n.port,
             last_seen: n.last_seen,
             is_static: n.is_static,
@@ -845,10 +924,11 @@ impl CamTable {
     /// live) and checked that `key` is absent.
     fn alloc_node(&mut self, key: CamKey, port: PortId, last_seen: u64, is_static: bool) -> u32 {
         let node = Node {
-            key,
+            addr: key.addr,
             last_seen,
             prev: NIL,
             next: NIL,
+            domain: key.domain,
             port,
             is_static,
             live: true,
@@ -864,7 +944,8 @@ impl CamTable {
             self.nodes.push(node);
             (self.nodes.len() - 1) as u32
         };
-        self.index.insert(self.index.hash(&key), idx);
+        self.slots
+            .insert(self.hash(key), slot_of(key, port, idx, is_static));
         self.len += 1;
         idx
     }
@@ -880,10 +961,11 @@ impl CamTable {
             self.dyn_unlink(p, idx);
         }
         let (pos, _) = self
-            .index
-            .find(self.index.hash(&node.key), |v| v == idx)
-            .expect("a live node is indexed");
-        self.index.remove_at(pos);
+            .find(node.key(), self.hash(node.key()))
+            .expect("a live node is in the table");
+        let hasher = self.hasher;
+        self.slots
+            .remove_at(pos, |slot| hasher.hash_one(slot_key(slot)));
         self.len -= 1;
         let slot = &mut self.nodes[idx as usize];
         slot.live = false;
@@ -901,9 +983,9 @@ impl CamTable {
             EvictReason::TableFull => self.stats.evicted_table_full += 1,
         }
         Eviction {
-            domain: node.key.domain(),
-            vlan: node.key.vlan(),
-            mac: node.key.mac(),
+            domain: node.key().domain(),
+            vlan: node.key().vlan(),
+            mac: node.key().mac(),
             port: node.port,
             reason,
         }
@@ -967,7 +1049,7 @@ impl CamTable {
     fn check_invariants(&self) {
         let live = self.nodes.iter().filter(|n| n.live).count();
         assert_eq!(live, self.len, "live nodes vs len");
-        assert_eq!(self.index.len(), self.len, "indexed keys vs len");
+        assert_eq!(self.slots.len(), self.len, "keys in the table vs len");
         assert!(self.len <= self.config.max_entries, "len over max_entries");
         let mut dynamic = 0;
         let mut max_count = 0;
@@ -978,10 +1060,13 @@ impl CamTable {
                     let node = &self.nodes[idx as usize];
                     assert!(node.live && node.is_static == is_static && node.port.0 as usize == p);
                     assert_eq!(node.prev, prev, "back link");
+                    let (_, slot) = self
+                        .find(node.key(), self.hash(node.key()))
+                        .expect("a listed node is in the table");
                     assert_eq!(
-                        self.find(node.key, self.index.hash(&node.key)),
-                        Some(idx),
-                        "listed node is indexed"
+                        (slot_node(slot), slot_port(slot), slot_is_static(slot)),
+                        (idx, node.port, node.is_static),
+                        "the slot names the node, its port and kind"
                     );
                     if !is_static && prev != NIL {
                         assert!(
@@ -1125,6 +1210,12 @@ mod tests {
         }
         assert!(t.is_empty());
         assert_eq!(t.stats().rejected, 3);
+        // A zero address packs to an all-zero key, the empty slot's: it still finds nothing
+        // (l2-fwd looks up any unicast destination, zero included).
+        t.learn(D0, V0, mac(1), PortId(1), 0);
+        assert_eq!(t.lookup(D0, V0, MacAddr::ZERO), None);
+        assert_eq!(t.peek(D0, V0, MacAddr::ZERO), None);
+        assert!(!t.remove_static(D0, V0, MacAddr::ZERO));
     }
 
     #[test]
@@ -1591,12 +1682,13 @@ mod tests {
     }
 
     #[test]
-    fn under_80_bytes_an_entry() {
-        // Four 8-byte buckets and a 40-byte node; was 144 with a HashMap at twice the entries.
+    fn under_100_bytes_an_entry() {
+        // Four 16-byte slots (one line) and a 32-byte node; was 72 with 8-byte buckets and a
+        // 40-byte node, 144 with a HashMap at twice the entries.
         let t = table(1 << 20, 1 << 20, 1000);
-        let bytes = t.index.bytes() + t.nodes.capacity() * std::mem::size_of::<Node>();
-        assert_eq!(std::mem::size_of::<Node>(), 40);
-        assert_eq!(bytes / (1 << 20), 72);
+        let bytes = t.slots.bytes() + t.nodes.capacity() * std::mem::size_of::<Node>();
+        assert_eq!(std::mem::size_of::<Node>(), 32);
+        assert_eq!(bytes / (1 << 20), 96);
     }
 
     #[test]

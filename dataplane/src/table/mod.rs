@@ -5,6 +5,7 @@ pub mod conntrack;
 pub(crate) mod hash;
 mod huge_pages;
 mod index;
+mod line_table;
 mod lru;
 pub mod nat;
 pub use cam::*;
