@@ -16,6 +16,10 @@
 #     container's veth and a VXLAN port of switchyard's, with nothing else: what the sockets
 #     themselves cost (UDP GSO out, UDP GRO in, the merge back into a super-frame), the most a
 #     userspace VTEP built on them can reach.
+#   Phase 4 (interoperation, unless INTEROP=0): host1 as in phase 1 (a kernel vxlan device with
+#     its default offloads, whose TCP super-frames cross the veth underlay whole and
+#     checksum-partial), host2 as in phase 2 (a daemon, its network's static peer host1); iperf3
+#     both ways.
 #   Each: iperf3 A1 -> A2 (one TCP stream, default offloads) ROUNDS times, then PINGS pings for
 #   the average round-trip time.
 #
@@ -30,6 +34,10 @@
 #   CPU1=0 CPU2=1      the engines' CPUs (`--cpu`): two daemons under `auto` would share one
 #   FLOOR=1            run phase 3 (the relay); RELAY=path its binary (default
 #                      <repo>/target/release/relay, built with `cargo build --release -p bench`)
+#   INTEROP=1          run phase 4 (a kernel vxlan device against a switchyard daemon)
+#   KERNEL_TX=on       phase 4's kernel VTEP tx offload (`off`: `ethtool -K vx0 tx off`, no TSO
+#                      and complete checksums, what interoperating needed before switchyard took
+#                      offloaded frames; for an A/B)
 #   SWITCHYARD=path    switchyard binary (default: <repo>/target/release/switchyard; built with
 #                      `cargo build --release -p control` if missing)
 #   READY_TIMEOUT=15   seconds to wait for "daemon ready" and for a path to work
@@ -65,6 +73,10 @@ SWITCHYARD_DEFAULT="$REPO_ROOT/target/release/switchyard"
 SWITCHYARD=${SWITCHYARD:-$SWITCHYARD_DEFAULT}
 build_if_missing binary "$SWITCHYARD" "$SWITCHYARD_DEFAULT" --release -p control
 FLOOR=${FLOOR:-1}
+INTEROP=${INTEROP:-1}
+KERNEL_TX=${KERNEL_TX:-on}
+[[ $KERNEL_TX == on || $KERNEL_TX == off ]] || { echo "$SCRIPT_NAME: KERNEL_TX must be on or off" >&2; exit 2; }
+if [[ $KERNEL_TX == off ]]; then require_tools ethtool; fi
 RELAY_DEFAULT="$REPO_ROOT/target/release/relay"
 RELAY=${RELAY:-$RELAY_DEFAULT}
 if ((FLOOR)); then
@@ -218,8 +230,41 @@ if ((FLOOR)); then
     teardown_namespaces
 fi
 
+# ---------------------------------------------------------------- phase 4: interoperation
+I_TCP=() IB_TCP=() I_RTT=NA
+if ((INTEROP)); then
+    echo
+    echo "== phase 4: interoperation (host1 a kernel vxlan device + bridge, tx offload $KERNEL_TX; host2 a switchyard daemon)"
+    underlay
+    new_ns "$NS_A1"
+    kernel_side "$NS_H1" "$NS_A1" 10.98.0.1/24 10.99.0.1 10.99.0.2
+    if [[ $KERNEL_TX == off ]]; then inns "$NS_H1" ethtool -K vx0 tx off >/dev/null; fi
+    PIDS=()
+    start_daemon "$NS_H2" 10.99.0.2 "$CPU2" "$TMP/h2.sock" h2-interop
+    sy2 network create ov --driver overlay --subnet 10.98.0.0/24 --opt vni=42 --opt peers=10.99.0.1 >/dev/null
+    sy2 container create "$NS_A2" --network ov --ip 10.98.0.12 >/dev/null
+    wait_path "$NS_A2" 5201 "$NS_A1" 10.98.0.12 5201 || die "[interop] A1 cannot reach A2"
+    for ((r = 1; r <= ROUNDS; r++)); do
+        v=$(iperf "$NS_A2" 5201 "$NS_A1" 10.98.0.12 5201 "interop-$r"); check "$v" "interop round $r"
+        echo "  round $r kernel -> switchyard: $v Gbit/s"
+        I_TCP+=("$v")
+        v=$(iperf "$NS_A1" 5201 "$NS_A2" 10.98.0.1 5201 "interop-back-$r"); check "$v" "interop back round $r"
+        echo "  round $r switchyard -> kernel: $v Gbit/s"
+        IB_TCP+=("$v")
+    done
+    I_RTT=$(rtt "$NS_A1" 10.98.0.12); check "$I_RTT" "interop ping"
+    echo "  interop RTT:        $I_RTT us (average of $PINGS)"
+    echo "  $(sy2 stats | grep "VXLAN drops" || echo "VXLAN drops: none")"
+    for pid in "${PIDS[@]}"; do
+        SY_PID=$pid SY_LOG=/dev/null
+        stop_switchyard >/dev/null
+    done
+    teardown_namespaces
+fi
+
 echo
-/usr/bin/python3 - "${K_TCP[*]}" "${S_TCP[*]}" "$K_RTT" "$S_RTT" "$DURATION" "${R_TCP[*]:-}" "$R_RTT" <<'PY'
+/usr/bin/python3 - "${K_TCP[*]}" "${S_TCP[*]}" "$K_RTT" "$S_RTT" "$DURATION" "${R_TCP[*]:-}" "$R_RTT" \
+    "${I_TCP[*]:-}" "${IB_TCP[*]:-}" "$I_RTT" "$KERNEL_TX" <<'PY'
 import statistics, sys
 k, s = ([float(x) for x in a.split()] for a in sys.argv[1:3])
 km, sm = statistics.median(k), statistics.median(s)
@@ -234,6 +279,15 @@ if sys.argv[6].strip():
     print("| floor: relay (veth <-> VXLAN port, no switch) | %.3f | %.3f | %.1f | %.3f |"
           % (rm, rm / km, rr, rr / kr))
     floor = " relay_tcp=%.3f relay_tcp_ratio=%.3f relay_rtt_us=%.1f" % (rm, rm / km, rr)
+if sys.argv[8].strip():
+    im = statistics.median(float(x) for x in sys.argv[8].split())
+    bm = statistics.median(float(x) for x in sys.argv[9].split())
+    ir, tx = float(sys.argv[10]), sys.argv[11]
+    print("| kernel vxlan device (tx %s) -> switchyard | %.3f | %.3f | %.1f | %.3f |"
+          % (tx, im, im / km, ir, ir / kr))
+    print("| switchyard -> kernel vxlan device (tx %s) | %.3f | %.3f | | |" % (tx, bm, bm / km))
+    floor += (" kernel_to_switchyard_tcp=%.3f switchyard_to_kernel_tcp=%.3f interop_rtt_us=%.1f"
+              " kernel_tx=%s" % (im, bm, ir, tx))
 print("RESULT kernel_tcp=%.3f switchyard_tcp=%.3f tcp_ratio=%.3f kernel_rtt_us=%.1f "
       "switchyard_rtt_us=%.1f rtt_ratio=%.3f duration_s=%s%s"
       % (km, sm, sm / km, kr, sr, sr / kr, sys.argv[5], floor))
