@@ -131,6 +131,27 @@ m = re.search(r"= ([0-9.]+)/([0-9.]+)/", sys.stdin.read())
 print("%.1f" % (float(m.group(2)) * 1000) if m else "ERR:no ping summary")'
 }
 
+# ROUNDS iperf3 runs CLIENT_NS -> ADDR (server in SERVER_NS), each printed and appended to the
+# array named OUT.
+tcp_rounds() {   # out server_ns client_ns addr label
+    local -n out=$1
+    local v r
+    for ((r = 1; r <= ROUNDS; r++)); do
+        v=$(iperf "$2" 5201 "$3" "$4" 5201 "$5-$r"); check "$v" "$5 round $r"
+        printf '  round %d %-11s %s Gbit/s\n' "$r" "$5:" "$v"
+        out+=("$v")
+    done
+}
+
+# Stops every daemon or relay in PIDS.
+stop_all() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        SY_PID=$pid SY_LOG=/dev/null
+        stop_switchyard >/dev/null
+    done
+}
+
 # ---------------------------------------------------------------- phase 1: the kernel
 echo "== phase 1: the kernel (vxlan device + bridge per host)"
 underlay
@@ -152,11 +173,7 @@ kernel_side "$NS_H1" "$NS_A1" 10.98.0.1/24 10.99.0.1 10.99.0.2
 kernel_side "$NS_H2" "$NS_A2" 10.98.0.2/24 10.99.0.2 10.99.0.1
 wait_path "$NS_A2" 5201 "$NS_A1" 10.98.0.2 5201 || die "[kernel] A1 cannot reach A2"
 K_TCP=()
-for ((r = 1; r <= ROUNDS; r++)); do
-    v=$(iperf "$NS_A2" 5201 "$NS_A1" 10.98.0.2 5201 "kernel-$r"); check "$v" "kernel round $r"
-    echo "  round $r kernel:     $v Gbit/s"
-    K_TCP+=("$v")
-done
+tcp_rounds K_TCP "$NS_A2" "$NS_A1" 10.98.0.2 kernel
 K_RTT=$(rtt "$NS_A1" 10.98.0.2); check "$K_RTT" "kernel ping"
 echo "  kernel RTT:         $K_RTT us (average of $PINGS)"
 teardown_namespaces
@@ -183,17 +200,10 @@ sy1 container create "$NS_A1" --network ov --ip 10.98.0.11 >/dev/null
 sy2 container create "$NS_A2" --network ov --ip 10.98.0.12 >/dev/null
 wait_path "$NS_A2" 5201 "$NS_A1" 10.98.0.12 5201 || die "[switchyard] A1 cannot reach A2"
 S_TCP=()
-for ((r = 1; r <= ROUNDS; r++)); do
-    v=$(iperf "$NS_A2" 5201 "$NS_A1" 10.98.0.12 5201 "switchyard-$r"); check "$v" "switchyard round $r"
-    echo "  round $r switchyard: $v Gbit/s"
-    S_TCP+=("$v")
-done
+tcp_rounds S_TCP "$NS_A2" "$NS_A1" 10.98.0.12 switchyard
 S_RTT=$(rtt "$NS_A1" 10.98.0.12); check "$S_RTT" "switchyard ping"
 echo "  switchyard RTT:     $S_RTT us (average of $PINGS)"
-for pid in "${PIDS[@]}"; do
-    SY_PID=$pid SY_LOG=/dev/null
-    stop_switchyard >/dev/null
-done
+stop_all
 teardown_namespaces
 
 # ---------------------------------------------------------------- phase 3: the floor
@@ -216,17 +226,10 @@ if ((FLOOR)); then
     relay_side "$NS_H1" "$NS_A1" 10.98.0.1/24 10.99.0.1 10.99.0.2 "$CPU1" relay1
     relay_side "$NS_H2" "$NS_A2" 10.98.0.2/24 10.99.0.2 10.99.0.1 "$CPU2" relay2
     wait_path "$NS_A2" 5201 "$NS_A1" 10.98.0.2 5201 || die "[relay] A1 cannot reach A2"
-    for ((r = 1; r <= ROUNDS; r++)); do
-        v=$(iperf "$NS_A2" 5201 "$NS_A1" 10.98.0.2 5201 "relay-$r"); check "$v" "relay round $r"
-        echo "  round $r relay:      $v Gbit/s"
-        R_TCP+=("$v")
-    done
+    tcp_rounds R_TCP "$NS_A2" "$NS_A1" 10.98.0.2 relay
     R_RTT=$(rtt "$NS_A1" 10.98.0.2); check "$R_RTT" "relay ping"
     echo "  relay RTT:          $R_RTT us (average of $PINGS)"
-    for pid in "${PIDS[@]}"; do
-        SY_PID=$pid SY_LOG=/dev/null
-        stop_switchyard >/dev/null
-    done
+    stop_all
     teardown_namespaces
 fi
 
@@ -255,10 +258,7 @@ if ((INTEROP)); then
     I_RTT=$(rtt "$NS_A1" 10.98.0.12); check "$I_RTT" "interop ping"
     echo "  interop RTT:        $I_RTT us (average of $PINGS)"
     echo "  $(sy2 stats | grep "VXLAN drops" || echo "VXLAN drops: none")"
-    for pid in "${PIDS[@]}"; do
-        SY_PID=$pid SY_LOG=/dev/null
-        stop_switchyard >/dev/null
-    done
+    stop_all
     teardown_namespaces
 fi
 
