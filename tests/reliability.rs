@@ -296,7 +296,7 @@ fn container_rm_ends_the_processes_started_in_it() {
 /// number of clients at once.
 #[test]
 fn the_api_socket_is_bounded_and_idle_clients_block_nobody() {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::{BufRead, BufReader, Read, Write};
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::net::UnixStream;
     let mut lab = Lab::new("ra");
@@ -357,11 +357,23 @@ fn the_api_socket_is_bounded_and_idle_clients_block_nobody() {
     assert!(told.contains("no request within 5 s"), "{told}");
     assert!(started.elapsed() < Duration::from_secs(12));
     drop(idle);
-    // At most 64 clients at once: the 65th hears why and is closed.
-    let held: Vec<UnixStream> = (0..64)
-        .map(|_| UnixStream::connect(lab.socket()).unwrap())
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // At most 64 clients at once: the 65th hears why and is closed. The idle clients' threads
+    // end one by one after their timeouts, so the first of 64 new clients may still find some
+    // of them counted and be refused, and the 65th then find a free place: hold 64 that were
+    // all let in (none answered within 300 ms: a refusal is answered at once) before the 65th.
+    let held = wait_for("64 clients let in at once", || {
+        let held: Vec<UnixStream> = (0..64)
+            .map(|_| UnixStream::connect(lab.socket()).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let refused = held.iter().any(|c| {
+            c.set_nonblocking(true).unwrap();
+            let heard = (&*c).read(&mut [0u8; 1]);
+            c.set_nonblocking(false).unwrap();
+            !matches!(heard, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        });
+        (!refused).then_some(held)
+    });
     let busy = lab.cli(&["status"]);
     let err = String::from_utf8_lossy(&busy.stderr);
     assert!(
