@@ -904,6 +904,46 @@ fn kill_9_during_bursts_leaves_each_container_whole_or_gone() {
     }
 }
 
+/// A daemon killed inside a container's namespace being made or removed can leave its name file
+/// with nothing mounted on it (between creating the file and mounting the namespace, or between
+/// unmounting and removing it: the case `kill_9_during_bursts_...` once hit). The restarted
+/// daemon makes the namespace again: the container is whole, not listed without an address.
+#[test]
+fn a_namespace_name_with_nothing_mounted_is_made_again_at_restart() {
+    let mut lab = Lab::new("rnm");
+    let d = lab.daemon("d0", &[]);
+    let c = lab.adopt("c");
+    lab.cli_ok(&["container", "create", &c]);
+    lab.signal(d, libc::SIGKILL);
+    wait_for("the daemon gone", || (!lab.running(d)).then_some(()));
+    let path = format!("/run/netns/{c}");
+    let umount = run(&["umount", &path]);
+    assert!(umount.status.success(), "umount {path}: {umount:?}");
+    assert!(std::path::Path::new(&path).exists());
+    lab.daemon("d1", &[]);
+    let addr = run(&["ip", "-n", &c, "-4", "-o", "addr", "show", "eth0"]);
+    assert!(
+        String::from_utf8_lossy(&addr.stdout).contains("inet 172.17."),
+        "{c} has no address after the restart: {addr:?}"
+    );
+    let ping = run(&[
+        "ip",
+        "netns",
+        "exec",
+        &c,
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "172.17.0.1",
+    ]);
+    assert!(
+        ping.status.success(),
+        "{c} cannot reach its gateway: {ping:?}"
+    );
+}
+
 /// The host-side interface of a container's first endpoint.
 fn host_interface(lab: &Lab, container: &str) -> String {
     let c = lab.inspect("container", container);

@@ -639,6 +639,34 @@ pub fn open_named(name: &str) -> Result<Option<NetNs>> {
     })
 }
 
+/// Opens the namespace named `name`, or creates it: for a name this daemon owns (a container's).
+/// A name file with nothing mounted on it names no namespace: it is what a process killed inside
+/// [`create_named`] (between creating the file and mounting the namespace on it) or
+/// [`delete_named`] (between unmounting and removing it) leaves behind, so it is removed and the
+/// namespace made anew. Anything else that is not a network namespace is an error, untouched.
+pub fn open_or_create_named(name: &str) -> Result<NetNs> {
+    match open_named(name) {
+        Ok(Some(ns)) => Ok(ns),
+        Ok(None) => create_named(name),
+        Err(e @ NetnsError::NotNetns { .. }) => {
+            let path = named_path(name);
+            let op = format!("checking network namespace file {}", path.display());
+            let unmounted = in_host_mnt_ns(&op, || {
+                let fd = sys::open(&path, libc::O_RDONLY, 0).map_err(|err| os(op.clone(), err))?;
+                Ok(
+                    matches!(sys::ns_type(fd.as_fd()), Err(e) if e.raw_os_error() == Some(libc::ENOTTY)),
+                )
+            })?;
+            if !unmounted {
+                return Err(e);
+            }
+            delete_named(name)?;
+            create_named(name)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Removes the name `name`, like `ip netns delete NAME`. The namespace itself
 /// dies once nothing else (process, open handle, other mount) holds it. Ok if absent.
 pub fn delete_named(name: &str) -> Result<()> {

@@ -8,7 +8,7 @@ use std::fs;
 use std::io;
 use std::mem;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -599,5 +599,49 @@ fn run_dir_propagation_reads_mountinfo_tags() {
     assert_eq!(
         super::run_dir_propagation("27 1 254:0 / / rw - ext4 x rw\n"),
         None
+    );
+}
+
+/// A name file with nothing mounted on it, as a daemon killed inside `delete_named` (between
+/// unmounting and removing) or `create_named` (between creating the file and mounting) leaves,
+/// is made a namespace again by `open_or_create_named`; one that is mounted is opened, not made
+/// anew; a file holding another kind of namespace is refused and left as it is.
+#[test]
+fn open_or_create_named_remakes_a_name_with_nothing_mounted() {
+    assert_root();
+    let name = uniq("stale");
+    let _ = delete_named(&name);
+    let _guard = NameGuard(name.clone());
+    let path = named_path(&name);
+    let first = create_named(&name).unwrap();
+    sys::umount2(&path, libc::MNT_DETACH).unwrap();
+    assert!(path.exists(), "the name file stays after the unmount");
+    assert!(
+        matches!(open_named(&name), Err(NetnsError::NotNetns { .. })),
+        "a plain file is no namespace"
+    );
+    let made = open_or_create_named(&name).unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(made.id, first.id, "a new namespace");
+    let again = open_or_create_named(&name).unwrap();
+    assert_eq!(again.id, made.id, "a mounted name is opened, not replaced");
+
+    // Another kind of namespace under a name: an error, and still there afterwards.
+    let other = uniq("uts");
+    let _ = delete_named(&other);
+    let _other_guard = NameGuard(other.clone());
+    let other_path = named_path(&other);
+    fs::File::create(&other_path).unwrap();
+    sys::mount(
+        Path::new("/proc/self/ns/uts"),
+        &other_path,
+        "none",
+        libc::MS_BIND,
+    )
+    .unwrap();
+    let refused = open_or_create_named(&other).err().expect("refused");
+    assert!(refused.to_string().contains("another type"), "{refused}");
+    assert_eq!(
+        sys::ns_type(fs::File::open(&other_path).unwrap().as_fd()).ok(),
+        Some(libc::CLONE_NEWUTS)
     );
 }

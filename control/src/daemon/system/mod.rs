@@ -166,10 +166,7 @@ impl System {
             // `host` lives in the daemon's namespace, `container:X` in X's: nothing to build.
             return Ok(());
         }
-        let ns = match netns::open_named(c.netns())? {
-            Some(ns) => ns,
-            None => netns::create_named(c.netns())?,
-        };
+        let ns = netns::open_or_create_named(c.netns())?;
         // No switchyard network carries IPv6: off, as Docker turns it off on networks without
         // it (no ::1, no link-local address chattering on the network), before any interface.
         disable_ipv6(&ns)?;
