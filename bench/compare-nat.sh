@@ -325,6 +325,9 @@ if ((!SKIP_SWITCHYARD)); then
     run_measurements
 
     kill -0 "$SY_PID" 2>/dev/null || { tail -n 30 "$SY_LOG" >&2; die "switchyard died during the measurements"; }
+    # Where frames were lost, if anywhere (a lost SYN is a connection that waits 1 s).
+    echo "  switchyard stats after the measurements:"
+    sy stats 2>&1 | sed 's/^/    | /'
     sy container rm "$NS_C" >"$TMP/container-rm.log" 2>&1 \
         || echo "  switchyard container rm $NS_C failed: $(tail -n 1 "$TMP/container-rm.log")"
     stop_switchyard                 # sets SY_RC

@@ -12,7 +12,8 @@
 //! once to `RING_SLOTS_BUSY` (2048 slots, 4 MiB: about 3 ms of 64-byte frames at 670 kpps, to absorb
 //! bursts while the engine serves other ports) the first time a read finds it more than a quarter
 //! full after taking a whole batch, or the kernel reports a drop. Most ports of a Docker host are
-//! idle, and the ring was nearly all of a port's memory (200 containers took 815 MiB).
+//! idle, and the ring was nearly all of a port's memory (200 containers took 815 MiB). The uplink
+//! starts large (`AfPacketPort::open_busy`): it carries every published port's first burst.
 //!
 //! Growing without a gap: a ring cannot be resized, setting one frees the old one with what it
 //! holds, and unbinding a socket or setting a ring on a bound one leaves frames meanwhile with no
@@ -863,6 +864,8 @@ pub struct AfPacketPort {
     want_grow: bool,
     /// Growing failed once (no memory for the ring): the port keeps its small one.
     grow_failed: bool,
+    /// Ring slots of another worker's socket on this port (`new_receiver`).
+    member_slots: usize,
     /// Frames lost while rings were replaced (the old socket's last drops), reported with the
     /// kernel's drops.
     lost: u64,
@@ -938,17 +941,33 @@ fn zeroed_msgs() -> Box<[libc::mmsghdr; BATCH]> {
 impl AfPacketPort {
     /// Attaches to the existing interface `name`: claims it, brings it up, opens the socket.
     pub fn open(name: &str) -> Result<AfPacketPort, PortError> {
-        AfPacketPort::open_socket(name, Some(""))
+        AfPacketPort::open_socket(name, Some(""), RING_SLOTS_IDLE)
+    }
+
+    /// Like `open`, for a port that carries load from its first moment (the uplink: the frames of
+    /// every published port and masqueraded flow): its ring, and the other workers' sockets on it,
+    /// start at `RING_SLOTS_BUSY`. A small ring meeting a burst of new connections loses frames
+    /// before the large one takes over, and each lost SYN is a connection that waits a second
+    /// (bench/compare-nat.sh with 64 clients: 31 overruns on the uplink, 11 connections past the
+    /// client's 1 s timeout); one port per daemon is worth its 4 MiB a ring.
+    pub fn open_busy(name: &str) -> Result<AfPacketPort, PortError> {
+        AfPacketPort::open_socket(name, Some(""), RING_SLOTS_BUSY)
     }
 
     /// Like `open`, with a claim of its own for `share` (a VLAN on a parent interface: several
     /// networks may each hold one socket on the same interface, one per VLAN).
     pub fn open_shared(name: &str, share: &str) -> Result<AfPacketPort, PortError> {
-        AfPacketPort::open_socket(name, Some(share))
+        AfPacketPort::open_socket(name, Some(share), RING_SLOTS_IDLE)
     }
 
-    /// Opens the socket; `share` names the claim it takes (`None`: none, a fanout member).
-    fn open_socket(name: &str, share: Option<&str>) -> Result<AfPacketPort, PortError> {
+    /// Opens the socket with a ring of `slots`; `share` names the claim it takes (`None`: none,
+    /// a fanout member). Its other workers' sockets start at `RING_SLOTS_MEMBER`, or at `slots`
+    /// if that is `RING_SLOTS_BUSY`.
+    fn open_socket(
+        name: &str,
+        share: Option<&str>,
+        slots: usize,
+    ) -> Result<AfPacketPort, PortError> {
         validate_ifname(name)?;
         let ifindex =
             sys::ifindex(name).ok_or_else(|| PortError::NoSuchInterface(name.to_string()))?;
@@ -956,13 +975,13 @@ impl AfPacketPort {
             Some(share) => Some(InterfaceClaim::acquire_as(name, ifindex, share)?),
             None => None,
         };
-        let mut rx = RxSocket::open(name, ifindex, RING_SLOTS_IDLE)?;
+        let mut rx = RxSocket::open(name, ifindex, slots)?;
         let group = create_group(rx.fd.as_raw_fd())
             .map_err(|e| PortError::os(name, "creating a PACKET_FANOUT group", e))?;
         rx.member = group.order[0];
         sys::set_up(name).map_err(|e| PortError::os(name, "bringing the interface up", e))?;
         let mac = sys::hw_addr(name).ok();
-        Ok(AfPacketPort::with(
+        let mut port = AfPacketPort::with(
             name,
             ifindex,
             mac,
@@ -970,7 +989,11 @@ impl AfPacketPort {
             std::sync::Arc::new(std::sync::Mutex::new(group)),
             claim,
             share.is_none_or(str::is_empty),
-        ))
+        );
+        if slots == RING_SLOTS_BUSY {
+            port.member_slots = RING_SLOTS_BUSY;
+        }
+        Ok(port)
     }
 
     fn with(
@@ -992,6 +1015,7 @@ impl AfPacketPort {
             moved: false,
             want_grow: false,
             grow_failed: false,
+            member_slots: RING_SLOTS_MEMBER,
             lost: 0,
             _claim: claim,
             fanout,
@@ -1430,7 +1454,7 @@ impl AfPacketPort {
             // A ring was replaced already: the program no longer counts members.
             return None;
         }
-        let mut rx = RxSocket::open(&self.name, self.ifindex, RING_SLOTS_MEMBER).ok()?;
+        let mut rx = RxSocket::open(&self.name, self.ifindex, self.member_slots).ok()?;
         if let Err(e) = rx.join(g.id) {
             tracing::debug!(port = %self.name, "PACKET_FANOUT refused: {e}");
             return None;
@@ -2200,6 +2224,31 @@ mod tests {
                     "member {i}: {read} read, {dropped} dropped"
                 );
             }
+        });
+    }
+
+    /// A port opened busy (the uplink) takes a burst larger than a small ring from the start,
+    /// and so do the other workers' sockets on it.
+    #[test]
+    fn a_busy_port_takes_a_burst_from_the_start() {
+        in_fresh_netns(|| {
+            quiet_namespace();
+            ip("link add syringa type veth peer name syringb");
+            ip("link set syringb up");
+            let mut port = AfPacketPort::open_busy("syringa").unwrap();
+            let member = port.new_receiver().expect("fanout group");
+            assert_eq!(port.ring_slots(), RING_SLOTS_BUSY);
+            assert_eq!(member.ring_slots(), RING_SLOTS_BUSY);
+            // Eight times what a small ring holds, unread (one flow: all to `port`).
+            let n = 8 * RING_SLOTS_IDLE;
+            Sender::on("syringb").send(0, n as u32);
+            wait_queued(&port, n);
+            let mut batch = RxBatch::new();
+            assert_eq!(
+                read_all(&mut port, &mut batch),
+                (0..n as u32).collect::<Vec<_>>()
+            );
+            assert_eq!(port.take_overruns(), 0);
         });
     }
 

@@ -437,7 +437,8 @@ impl System {
             .with_context(|| format!("no interface '{ifname}' in the daemon's namespace"))?;
         quiet(ifname)?;
         self.netlink.set_up(ifname)?;
-        let port = AfPacketPort::open(ifname)?;
+        // Busy from the start: every published port's first burst of connections arrives here.
+        let port = AfPacketPort::open_busy(ifname)?;
         let mac = port
             .mac()
             .or(link.mac)
