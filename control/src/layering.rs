@@ -20,7 +20,7 @@ fn sources(dir: &Path) -> Vec<(String, String)> {
             if path.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "rs")
-                && !path.file_name().is_some_and(|n| n == "tests.rs")
+                && path.file_name().is_none_or(|n| n != "tests.rs")
             {
                 let text = std::fs::read_to_string(&path).expect("reading a source file");
                 let rel = path.strip_prefix(dir).expect("below dir").to_string_lossy();

@@ -638,7 +638,7 @@ fn open_or_create_named_remakes_a_name_with_nothing_mounted() {
         libc::MS_BIND,
     )
     .unwrap();
-    let refused = open_or_create_named(&other).err().expect("refused");
+    let refused = open_or_create_named(&other).expect_err("refused");
     assert!(refused.to_string().contains("another type"), "{refused}");
     assert_eq!(
         sys::ns_type(fs::File::open(&other_path).unwrap().as_fd()).ok(),
