@@ -396,19 +396,35 @@ fn tcp_survives_a_restart_and_removal_cuts_flows() {
         probe::tcp_connect(&out(&lab), UPLINK_IP, 8080, T)
     });
 
-    // kill -9 and start again: the established connection goes on (mid-stream pickup).
+    // kill -9 and start again: the established connection goes on (mid-stream pickup), with
+    // the client speaking first. Not while the server still waits for the client's ACK of its
+    // echo: its retransmission would reach the new daemon first and be taken for a new flow of
+    // the container's (masqueraded), which a restart cannot tell apart (a known limit, in the
+    // session note); so the kill waits until the server has nothing unacknowledged.
+    wait_for("the server's echo acknowledged", || {
+        let ss = run(&[
+            "ip",
+            "netns",
+            "exec",
+            &web,
+            "ss",
+            "-tnH",
+            "state",
+            "established",
+        ]);
+        let ss = String::from_utf8_lossy(&ss.stdout);
+        let send_q: Vec<&str> = ss
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .collect();
+        (!send_q.is_empty() && send_q.iter().all(|q| *q == "0")).then_some(())
+    });
     lab.signal(d, libc::SIGKILL);
     while lab.running(d) {
         std::thread::sleep(Duration::from_millis(10));
     }
     lab.uplink_daemon("d2");
-    // Survival, not latency: on a loaded machine the echo took longer than `T` (3 s) once, in a
-    // landing beside a release build (alone the test takes 2 s); if the first segment after the
-    // restart is lost, the client's retransmissions come 0.2, 0.6, 1.4, 3 s after it.
-    assert!(
-        probe::echo(&conn, Duration::from_secs(15)),
-        "the connection survived the restart"
-    );
+    assert!(probe::echo(&conn, T), "the connection survived the restart");
     let ct = lab.cli_ok(&["conntrack"]);
     assert!(ct.contains("ESTABLISHED"), "{ct}");
 

@@ -330,6 +330,11 @@ fn start(
     };
     let (engine, _thread) = Engine::spawn(config).context("starting the engine")?;
     tracing::info!("engine {}", describe_cpu(&engine.cpus()));
+    // No frame meets a half-restored state (a published port not yet back, say): ports attached
+    // from here on wait in their rings until the whole state is programmed (`set_forwarding`).
+    engine
+        .set_forwarding(false)
+        .context("holding the engine while the state is restored")?;
     let underlay = args
         .advertise_addr
         .map(|ip| system::overlay::find_underlay(&netlink, ip))
@@ -366,6 +371,9 @@ fn start(
             .with_context(|| format!("attaching uplink '{}'", u.ifname))?;
     }
     let failures = system.restore(&state);
+    system
+        .set_forwarding(true)
+        .context("starting to forward after the restore")?;
     let resolver = crate::dns::Resolver::start().context("starting the DNS resolver")?;
     tracing::info!(
         networks = state.networks.len(),

@@ -109,6 +109,10 @@ impl Engine {
                 self.collect_overruns();
                 let _ = reply.send(self.snapshot());
             }
+            Command::SetForwarding { on, reply } => {
+                self.forwarding = on;
+                let _ = reply.send(Ok(()));
+            }
             Command::Shutdown => self.stopping = true,
         }
     }

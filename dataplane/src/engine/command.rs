@@ -123,6 +123,11 @@ pub enum Command {
     Snapshot {
         reply: Sender<Snapshot>,
     },
+    /// Whether ports are read (`EngineHandle::set_forwarding`).
+    SetForwarding {
+        on: bool,
+        reply: Sender<Result<(), EngineError>>,
+    },
     Shutdown,
 }
 
@@ -573,6 +578,17 @@ impl EngineHandle {
         }
         first.conflicts = merge_conflicts(conflicts);
         Ok(first)
+    }
+
+    /// Holds (`false`) or resumes (`true`) forwarding on every worker: a held engine applies
+    /// commands but reads no port, so frames wait in the ports' rings (and what overflows them is
+    /// counted as overruns). The daemon holds it while it programs a restored state, so no frame
+    /// meets half of it: a published port's client answered with a reset before the port is
+    /// published again, or a reply masqueraded because its mapping is not back yet, whose entry
+    /// then clashes with the connection's (tests/nat.rs `tcp_survives_a_restart...` lost its
+    /// connection so). An engine starts forwarding.
+    pub fn set_forwarding(&self, on: bool) -> Result<(), EngineError> {
+        self.call_all_ok(|reply| Command::SetForwarding { on, reply })
     }
 
     pub fn shutdown(&self) -> Result<(), EngineError> {

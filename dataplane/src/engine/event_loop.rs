@@ -18,9 +18,12 @@ impl Engine {
         let mut events = Events::with_capacity(256);
         let mut last_work = Instant::now();
         while !self.stopping {
-            let any_ready = self.ready[..self.ports.len()].iter().any(|r| *r);
+            // Held: ports wait (their readiness stays in `ready` for when forwarding resumes).
+            let forwarding = self.forwarding;
+            let any_ready = forwarding && self.ready[..self.ports.len()].iter().any(|r| *r);
             let spinning = !self.spin.is_zero() && last_work.elapsed() < self.spin;
-            let timeout = if self.busy_poll || any_ready || spinning || self.aging_behind {
+            let busy = forwarding && self.busy_poll;
+            let timeout = if busy || any_ready || spinning || self.aging_behind {
                 Duration::ZERO
             } else {
                 Duration::from_millis(self.next_aging_ms.saturating_sub(self.now_ms()).max(1))
@@ -38,14 +41,14 @@ impl Engine {
                     Token(_) => {}
                 }
             }
-            if self.busy_poll {
+            if busy {
                 for (i, slot) in self.ports.iter().enumerate() {
                     self.ready[i] = slot.as_ref().is_some_and(|s| s.io.is_some());
                 }
             }
             let mut received = 0;
             for i in 0..self.ports.len() {
-                if self.ready[i] {
+                if self.forwarding && self.ready[i] {
                     let n = self.process_port(PortId(i as u16));
                     received += n;
                     if n < BATCH {
@@ -70,7 +73,9 @@ impl Engine {
         self.drain_commands();
         let mut total = 0;
         for i in 0..self.ports.len() {
-            total += self.process_port(PortId(i as u16));
+            if self.forwarding {
+                total += self.process_port(PortId(i as u16));
+            }
         }
         self.tick();
         total

@@ -177,6 +177,8 @@ pub struct Engine {
     aging_behind: bool,
     busy_poll: bool,
     spin: Duration,
+    /// Ports are read (`Command::SetForwarding`); while held, readiness is remembered in `ready`.
+    forwarding: bool,
     stopping: bool,
     /// Next hops to resolve on the uplink (sent after the batch), and when each was last asked.
     arp_wanted: Vec<std::net::Ipv4Addr>,
@@ -240,6 +242,7 @@ impl Engine {
             aging_behind: false,
             busy_poll: config.busy_poll,
             spin: config.spin,
+            forwarding: true,
             stopping: false,
             arp_wanted: Vec::with_capacity(8),
             arp_asked: std::collections::HashMap::new(),

@@ -671,3 +671,25 @@ fn aging_is_bounded_per_round_and_finishes() {
         "nothing left: the loop may sleep again"
     );
 }
+
+/// A held engine (`EngineHandle::set_forwarding(false)`, as the daemon holds it while it restores
+/// its state) applies commands but reads no port: frames wait in the port and go on once it
+/// forwards again.
+#[test]
+fn a_held_engine_reads_no_port_until_it_forwards_again() {
+    let mut rig = Rig::new(&[("a", 0), ("b", 0)], &[], CamConfig::default());
+    let forward = |rig: &mut Rig, on: bool| {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        rig.engine.apply(Command::SetForwarding { on, reply });
+        answer.recv().unwrap().unwrap();
+    };
+    forward(&mut rig, false);
+    rig.port("a").2.inject(&frame(BCAST, A, None, 0x0800));
+    assert_eq!(rig.engine.step(), 0, "held: nothing read");
+    assert!(rig.collect().is_empty());
+    forward(&mut rig, true);
+    assert_eq!(rig.engine.step(), 1, "the frame waited");
+    let sent = rig.collect();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, "b");
+}

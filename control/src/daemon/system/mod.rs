@@ -469,6 +469,11 @@ impl System {
         routes(&self.netlink)
     }
 
+    /// Holds or resumes forwarding (`EngineHandle::set_forwarding`).
+    pub fn set_forwarding(&self, on: bool) -> anyhow::Result<()> {
+        Ok(self.engine.set_forwarding(on)?)
+    }
+
     /// Brings everything in `state` up, logging (not failing on) what cannot be restored, so one
     /// broken container never keeps the others offline after a restart.
     pub fn restore(&mut self, state: &State) -> usize {
