@@ -4,7 +4,9 @@
 //! order over the whole table (so they miss the CPU caches, as a busy NAT's do), half original and
 //! half reply tuples, against the same lookups over 1,024 entries; misses use tuples that are not
 //! tracked; `lookup_update` is what the engine does per translated packet (lookup, then count the
-//! packet and refresh the entry's place in its LRU list). Insertion and expiry run on a table kept
+//! packet, and move the entry to its LRU list's tail if a refresh interval passed: here within the
+//! interval, as a busy flow's packets are; `lookup_update_relink` a second apart, so every packet
+//! relinks). Insertion and expiry run on a table kept
 //! full: a ring of 1,000 groups of 1,000 entries, group g seen at g ms with a 1,000 ms timeout, so
 //! each `expire` removes exactly the oldest group and 1,000 new entries take its place.
 //!
@@ -293,33 +295,42 @@ fn lookup_bench(
     });
 }
 
-/// `lookup_bench` with `read`, through `lookup_batch`: 31 batches of 32 keys and 8 single
-/// lookups per `GROUP`.
-fn lookup_batch_bench(
+/// `lookup_bench` through `lookup_batch`, `B` keys a batch and the rest of each `GROUP` one at
+/// a time; with `read`, each hit's entry lines are asked for (`prefetch_id`) after the batch's
+/// lookups, then read, as the NAT stage reads the hop.
+fn lookup_batch_bench<const B: usize>(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
     ct: &ConnTrack,
     keys: &[Tuple],
+    read_entries: bool,
 ) {
     let mut at = 0;
     let read = |found: Option<_>| match found {
-        Some((id, dir)) => {
+        Some((id, dir)) if read_entries => {
             let e = ct.get(id);
             u32::from(match dir {
                 Direction::Original => e.out_original.port.0,
                 Direction::Reply => e.out_reply.port.0,
             })
         }
+        Some(_) => 1,
         None => 0,
     };
     g.bench_function(name, |b| {
         b.iter(|| {
             let mut found = 0u32;
             let group = &keys[at..at + GROUP];
-            let mut batches = group.chunks_exact(32);
+            let mut batches = group.chunks_exact(B);
             for batch in &mut batches {
-                let batch: &[Tuple; 32] = batch.try_into().unwrap();
-                for f in ct.lookup_batch(black_box(batch)) {
+                let batch: &[Tuple; B] = batch.try_into().unwrap();
+                let hits = ct.lookup_batch(black_box(batch));
+                if read_entries {
+                    for &(id, dir) in hits.iter().flatten() {
+                        ct.prefetch_id(id, dir);
+                    }
+                }
+                for f in hits {
                     found += read(f);
                 }
             }
@@ -346,9 +357,14 @@ fn conntrack(c: &mut Criterion) {
     );
     print_load_parallelism();
 
-    // A million entries: memory and the rate at which an empty table fills.
+    // A million entries: memory and the rate at which an empty table fills. Linux's timeouts
+    // (30 s for these unanswered UDP flows, so a packet relinks its entry at most once a second;
+    // the ring below shortens them to expire a group a round).
     let (heap0, rss0) = (live_bytes(), rss_bytes());
-    let mut ct = table(MILLION);
+    let mut ct = ConnTrack::new(CtConfig {
+        max_entries: MILLION,
+        timeouts: CtTimeouts::default(),
+    });
     let heap = live_bytes() - heap0;
     let start = Instant::now();
     for i in 0..MILLION as u32 {
@@ -371,7 +387,10 @@ fn conntrack(c: &mut Criterion) {
     let misses = keys(MILLION as u32..2 * MILLION as u32, &mut rng);
     lookup_bench(&mut g, "lookup_hit_1M_random", &ct, &hits, false);
     lookup_bench(&mut g, "lookup_get_hit_1M_random", &ct, &hits, true);
-    lookup_batch_bench(&mut g, "lookup_get_hit_1M_random_batch32", &ct, &hits);
+    lookup_batch_bench::<32>(&mut g, "lookup_get_hit_1M_random_batch32", &ct, &hits, true);
+    lookup_batch_bench::<16>(&mut g, "lookup_get_hit_1M_random_batch16", &ct, &hits, true);
+    lookup_batch_bench::<16>(&mut g, "lookup_hit_1M_random_batch16", &ct, &hits, false);
+    lookup_batch_bench::<32>(&mut g, "lookup_hit_1M_random_batch32", &ct, &hits, false);
     lookup_bench(&mut g, "lookup_miss_1M_random", &ct, &misses, false);
     let mut at = 0;
     let now = (MILLION / GROUP) as u64;
@@ -380,6 +399,20 @@ fn conntrack(c: &mut Criterion) {
             for k in &hits[at..at + GROUP] {
                 if let Some((id, dir)) = ct.lookup(black_box(k)) {
                     ct.update(id, dir, None, 100, now);
+                }
+            }
+            at = (at + GROUP) % (hits.len() - GROUP + 1);
+        })
+    });
+    // Each round a second later than the last: every update moves its entry to the list's tail.
+    let mut later = now;
+    g.bench_function("lookup_update_relink_1M_random", |b| {
+        b.iter(|| {
+            // A second: the connection table's refresh interval (REFRESH_GRANULARITY_MS).
+            later += 1000;
+            for k in &hits[at..at + GROUP] {
+                if let Some((id, dir)) = ct.lookup(black_box(k)) {
+                    ct.update(id, dir, None, 100, later);
                 }
             }
             at = (at + GROUP) % (hits.len() - GROUP + 1);
@@ -425,7 +458,20 @@ fn conntrack(c: &mut Criterion) {
     let misses = keys(MILLION as u32..MILLION as u32 + 1024, &mut rng);
     lookup_bench(&mut g, "lookup_hit_1024_random", &small, &hits, false);
     lookup_bench(&mut g, "lookup_get_hit_1024_random", &small, &hits, true);
-    lookup_batch_bench(&mut g, "lookup_get_hit_1024_random_batch32", &small, &hits);
+    lookup_batch_bench::<32>(
+        &mut g,
+        "lookup_get_hit_1024_random_batch32",
+        &small,
+        &hits,
+        true,
+    );
+    lookup_batch_bench::<16>(
+        &mut g,
+        "lookup_hit_1024_random_batch16",
+        &small,
+        &hits,
+        false,
+    );
     lookup_bench(&mut g, "lookup_miss_1024_random", &small, &misses, false);
     g.finish();
 }

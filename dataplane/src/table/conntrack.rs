@@ -30,7 +30,8 @@
 //! **Eviction order when full.** First the least recently seen entry that never saw a reply
 //! (UDP/ICMP `UNREPLIED`, TCP `SYN_SENT`, and a TCP flow picked up mid-stream whose peer has not
 //! answered yet), then the least recently seen TCP entry that was answered but is not
-//! ESTABLISHED (`SYN_RECV`, and connections closing), else the least recently seen entry overall.
+//! ESTABLISHED (`SYN_RECV`, and connections closing), else the least recently seen entry overall
+//! (each "least recently seen" to within the refresh interval below: the lists' heads compared).
 //! Entries without a reply are what a SYN or UDP flood (spoofed or not) creates and the cheapest to
 //! lose: nobody is waiting on them. A server answers a SYN flood's SYNs, so its entries become
 //! `SYN_RECV`; without the middle step a table that had just seen every pending SYN answered (an
@@ -40,23 +41,41 @@
 //! This is the spirit of Linux's `early_drop` (which prefers entries that are not ASSURED) without its
 //! bounded random bucket scan.
 //!
-//! **How it stays O(1).** Entries live in a preallocated slab; an open-addressing index (index.rs:
-//! 8-byte buckets holding a hash fragment and a slot, keys hashed as two words with a seeded
-//! `FastHash`, compared against the slab's tuples, which therefore never change while an entry
-//! lives) maps *both* the original and the reply tuple to the slab index and direction, so a
-//! packet of either direction costs one probe. Each entry sits on exactly one intrusive LRU list
-//! per *class* = (protocol family, state, whether a reply was seen); all entries of a class share a
-//! timeout, and every touch moves the entry to the tail, so each list is ordered by `last_seen`.
-//! [`ConnTrack::expire`] therefore walks each list from its head and stops at the first live entry:
-//! O(expired + classes), never O(table). Eviction compares the heads of the (at most
-//! [`CLASSES`]) lists. Nothing allocates after [`ConnTrack::new`]: the slab never grows past its
-//! capacity, and the index has four times as many buckets as a full table has keys and never
-//! rehashes.
+//! **How it stays O(1).** Entries live in a preallocated slab; a line table (line_table.rs:
+//! 64-byte lines of four 16-byte slots) holds *both* the original and the reply tuple of every
+//! entry, each whole in its slot (addresses in one word; protocol, ports, direction and slab
+//! index + 1 in the other: [`slot_of`]), hashed as those two words with a seeded `FastHash`. So a
+//! packet of either direction reads one line to find its entry and direction (4.1% of keys sit
+//! one line further, the table being at most half full), and compares the tuple there, not in
+//! the slab. Each entry sits on exactly one intrusive LRU list per *class* = (protocol family,
+//! state, whether a reply was seen); all entries of a class share a timeout, and an entry joins
+//! its list's tail when inserted, when its class changes, and otherwise at most once per refresh
+//! interval (below), so each list is ordered by that *listed* time, and an entry's last packet
+//! came less than an interval after it. [`ConnTrack::expire`] therefore walks each list from its
+//! head and stops at the first entry not yet due: O(expired + classes), never O(table). Eviction
+//! compares the heads of the (at most [`CLASSES`]) lists. Nothing allocates after
+//! [`ConnTrack::new`]: the slab never grows past its capacity, and the line table has twice as
+//! many slots as a full table has keys and never rehashes.
 //!
-//! **Size.** At a million entries (bench/benches/scale.rs, bench/RESULTS.md) an entry costs 203
-//! bytes: its slab node (136: the two tuples, two hops, counters and times, links) and 8 index
-//! buckets (64, 4 per tuple; 67 once rounded up to a power of two). The `HashMap<Tuple, _>` it
-//! replaced, sized never to allocate, made that 345. Both allocations ask for huge pages.
+//! **Refresh.** A packet counts itself and stamps `last_seen_ms` in its entry (exact, what
+//! [`ConnTrack::remaining_ms`] and `switchyard conntrack` report), but moves the entry to its
+//! list's tail only if its class changed or [`REFRESH_GRANULARITY_MS`] (1 s; an eighth of the
+//! class's timeout if shorter) passed since the entry was last put there: a relink reads and
+//! writes both list neighbours' nodes, two more cache misses per packet at a million entries,
+//! where a busy flow's packets come microseconds apart. The MAC table does the same
+//! (cam.rs). What it costs: a list is ordered by listed time, not by last packet, so an entry due
+//! may sit behind one listed earlier but seen later, which is not due. `expire` still removes
+//! only entries idle for at least their timeout, and leaves none idle for their timeout plus
+//! their refresh interval: an entry expires **at most one interval late** (1 s of Linux's 10 s to
+//! 5 days; the tests hold it to that), never early. Eviction takes the least recently seen of the
+//! lists' heads, which may have been seen up to an interval after another entry of its list.
+//!
+//! **Size.** At a million entries (bench/benches/scale.rs, bench/RESULTS.md) an entry costs its
+//! slab node (136 bytes: the two tuples, two hops, counters and times, links, the refresh lag)
+//! and four slots (64 bytes, two per tuple; 67 once rounded up to a power of two lines): 203
+//! bytes. The 8-byte-bucket index before the line table cost as much, but a hit read the bucket
+//! and then the node to compare the key (two dependent cache misses); the `HashMap<Tuple, _>`
+//! before that, sized never to allocate, made it 345. Both allocations ask for huge pages.
 //!
 //! **Assumptions.** Owned by one thread (the engine), no locks. Time is engine time in milliseconds
 //! passed as `now_ms` and treated as monotonic: a `now_ms` earlier than one already seen is raised to
@@ -64,11 +83,12 @@
 //! `expire` removes them, so the caller runs `expire` periodically (e.g. once a second).
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::Ipv4Addr;
 
+use super::hash::FastHash;
 use super::huge_pages::advise_huge_pages;
-use super::index::{Index, MAX_VALUE};
+use super::line_table::{LineTable, Slot};
 use super::lru::{list_push_back, list_unlink, Links, List, NIL};
 use super::nat::PortShare;
 use super::prefetch::prefetch;
@@ -78,8 +98,15 @@ use crate::{MacAddr, PortId};
 /// TCP flag bits as passed in `tcp_flags` (the low byte of the TCP flags field).
 pub use crate::wire::tcp::flags::{ACK as TCP_ACK, FIN as TCP_FIN, RST as TCP_RST, SYN as TCP_SYN};
 
-/// Largest accepted `CtConfig::max_entries`: slab indices are `u32`, and the table preallocates.
-pub const MAX_ENTRIES_LIMIT: usize = 1 << 24;
+/// Largest accepted `CtConfig::max_entries`: a key's slot holds its slab index + 1 in
+/// [`NODE_BITS`] bits beside the whole tuple (the daemon accepts up to 4,000,000), and the table
+/// preallocates.
+pub const MAX_ENTRIES_LIMIT: usize = (1 << NODE_BITS) - 1;
+
+/// How often, at most, a packet moves its entry to its LRU list's tail (ms) when its class does
+/// not change; an eighth of the class's timeout if that is shorter. See the module documentation
+/// ("Refresh") for what it costs in accuracy: an entry expires at most that much late.
+pub const REFRESH_GRANULARITY_MS: u64 = 1000;
 
 /// Number of LRU lists (timeout classes): 8 TCP states and UDP and ICMP (2 states each), each split
 /// by whether a reply was seen.
@@ -117,10 +144,21 @@ impl Hash for Tuple {
     /// Two words, two finalisers with `FastHash` (looked up per packet).
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(u64::from(u32::from(self.src)) << 32 | u64::from(u32::from(self.dst)));
-        state.write_u64(
+        let (addrs, rest) = self.words();
+        state.write_u64(addrs);
+        state.write_u64(rest);
+    }
+}
+
+impl Tuple {
+    /// The tuple as two words: the addresses, then the protocol and ports (40 bits). What it
+    /// hashes and what a key's slot holds.
+    #[inline(always)]
+    fn words(&self) -> (u64, u64) {
+        (
+            u64::from(u32::from(self.src)) << 32 | u64::from(u32::from(self.dst)),
             u64::from(self.proto) << 32 | u64::from(self.sport) << 16 | u64::from(self.dport),
-        );
+        )
     }
 }
 
@@ -390,15 +428,47 @@ impl std::error::Error for CtError {}
 // Internals: slab nodes, intrusive lists, classes
 // ---------------------------------------------------------------------------------------------------
 
-/// The index's value for a tuple: its entry's slab index, and which of the entry's two tuples
-/// it is in the low bit.
-#[inline]
-fn slot(idx: u32, dir: Direction) -> u32 {
-    idx << 1 | dir.index() as u32
+/// Bits of a slot's second word holding the slab index + 1 (never 0, so a full slot is never
+/// the line table's empty one).
+const NODE_BITS: u32 = 23;
+/// The direction bit, above the node.
+const DIR_BIT: u32 = NODE_BITS;
+/// Where the tuple's second word (protocol and ports, 40 bits) starts.
+const KEY_SHIFT: u32 = DIR_BIT + 1;
+const NODE_MASK: u64 = (1 << NODE_BITS) - 1;
+
+// The tuple's 40 bits, the direction and the node fill the second word exactly.
+const _: () = assert!(KEY_SHIFT + 40 == 64);
+// Every slab index of a full table, plus one, fits in the node bits.
+const _: () = assert!(MAX_ENTRIES_LIMIT as u64 <= NODE_MASK);
+
+/// The line table's slot for tuple `t` of entry `idx`, travelling `dir`: the whole tuple (its
+/// addresses in the first word, protocol and ports at the top of the second), the direction,
+/// and `idx + 1`. A lookup compares the tuple and reads the answer without reading the slab.
+#[inline(always)]
+fn slot_of(t: &Tuple, idx: u32, dir: Direction) -> Slot {
+    let (addrs, rest) = t.words();
+    [
+        addrs,
+        rest << KEY_SHIFT | (dir.index() as u64) << DIR_BIT | (u64::from(idx) + 1),
+    ]
 }
 
-// Every slot of a full table fits in the index's values.
-const _: () = assert!(2 * MAX_ENTRIES_LIMIT - 1 <= MAX_VALUE as usize);
+/// A slot's entry and direction.
+#[inline(always)]
+fn slot_entry(slot: Slot) -> (u32, Direction) {
+    let idx = (slot[1] & NODE_MASK) as u32 - 1;
+    let dir = if slot[1] >> DIR_BIT & 1 == 0 {
+        Direction::Original
+    } else {
+        Direction::Reply
+    };
+    (idx, dir)
+}
+
+/// Slots per key in the line table: at most half full (bench/RESULTS.md, "The connection
+/// table on lines").
+const LOAD: usize = 2;
 
 /// A slab cell; `prev`/`next` link it into its class's LRU list, or, when free, `next` links the free
 /// list.
@@ -407,8 +477,20 @@ struct Node {
     entry: Entry,
     prev: u32,
     next: u32,
+    /// How long after the entry was last put at its list's tail its last packet came:
+    /// `last_seen_ms` - `lag` is the time its place in the list stands for, and `lag` is less
+    /// than the class's refresh interval (module documentation, "Refresh"), so 4 bytes do.
+    lag: u32,
     class: u8,
     live: bool,
+}
+
+impl Node {
+    /// When the entry was last put at its list's tail.
+    #[cfg(test)]
+    fn listed_ms(&self) -> u64 {
+        self.entry.last_seen_ms - u64::from(self.lag)
+    }
 }
 
 impl Links for Node {
@@ -444,6 +526,12 @@ fn class_of(proto: u8, state: CtState, replied: bool) -> u8 {
         _ => 16,
     };
     base + u8::from(replied)
+}
+
+/// How long after its last relink a packet of each class relinks its entry again: an eighth
+/// of the class's timeout, at most [`REFRESH_GRANULARITY_MS`].
+fn class_refreshes(timeouts: &[u64; CLASSES]) -> [u64; CLASSES] {
+    timeouts.map(|t| (t / 8).min(REFRESH_GRANULARITY_MS))
 }
 
 /// Timeout of every class, precomputed from the configuration.
@@ -533,14 +621,16 @@ fn tcp_next(
 
 /// The connection tracking table. See the module documentation.
 pub struct ConnTrack {
-    /// Both tuples of every entry -> [`slot`] (slab index and direction); keys are compared
-    /// against the slab's tuples.
-    index: Index,
+    /// Both tuples of every entry, each whole in its slot with its slab index and direction
+    /// ([`slot_of`]).
+    slots: LineTable,
+    hasher: FastHash,
     nodes: Vec<Node>,
     free_head: u32,
-    /// One LRU list per class (see [`class_of`]), least recently seen at the head.
+    /// One LRU list per class (see [`class_of`]), least recently listed at the head.
     lists: [List; CLASSES],
     class_timeout: [u64; CLASSES],
+    class_refresh: [u64; CLASSES],
     live: usize,
     /// Largest `now_ms` seen; earlier times are raised to it so the lists stay ordered.
     clock: u64,
@@ -578,13 +668,16 @@ impl ConnTrack {
         let max = config.max_entries;
         let nodes = Vec::with_capacity(max);
         advise_huge_pages(&nodes);
+        let class_timeout = class_timeouts(&config.timeouts);
         ConnTrack {
-            // Each entry has two keys. The index never grows and has no tombstones (see index.rs).
-            index: Index::for_keys(2 * max),
+            // Each entry has two keys. The lines never grow and have no tombstones (line_table.rs).
+            slots: LineTable::with_load(2 * max, LOAD),
+            hasher: FastHash::random(),
             nodes,
             free_head: NIL,
             lists: [List::EMPTY; CLASSES],
-            class_timeout: class_timeouts(&config.timeouts),
+            class_timeout,
+            class_refresh: class_refreshes(&class_timeout),
             live: 0,
             clock: 0,
             config,
@@ -598,79 +691,72 @@ impl ConnTrack {
         &self.config
     }
 
-    /// The connection `t` belongs to, and which way the packet travels. One hash probe.
+    /// The connection `t` belongs to, and which way the packet travels. Reads one line of the
+    /// table (the tuple's slot holds the answer), not the entry.
     #[inline]
     pub fn lookup(&self, t: &Tuple) -> Option<(EntryId, Direction)> {
-        self.find(t).map(|(_, idx, dir)| (EntryId(idx), dir))
+        self.find(t, self.hash(t)).map(|(_, slot)| {
+            let (idx, dir) = slot_entry(slot);
+            (EntryId(idx), dir)
+        })
     }
 
-    /// Asks the CPU to start loading the index bucket a lookup of `t` reads first: the first of
-    /// a batch's two prefetch passes (then [`ConnTrack::prefetch_entry`], then the lookups). A
-    /// hint only; nothing changes.
+    /// Asks the CPU to start loading the line a lookup of `t` reads: the first of a batch's two
+    /// prefetch passes (then [`ConnTrack::prefetch_entry`], then the lookups). A hint only;
+    /// nothing changes.
     #[inline]
     pub fn prefetch(&self, t: &Tuple) {
-        self.index.prefetch(self.index.hash(t));
+        self.slots.prefetch(self.hash(t));
     }
 
-    /// The second prefetch pass: reads the bucket (loaded by [`ConnTrack::prefetch`] meanwhile)
-    /// and asks for the lines of the entry it names that a lookup and the NAT stage read: the
-    /// tuple compared and the hop of that direction.
+    /// The second prefetch pass: looks `t` up (its line loaded by [`ConnTrack::prefetch`]
+    /// meanwhile) and asks for the lines of its entry the NAT stage reads next: the other
+    /// tuple (what the packet is rewritten to) and the hop of that direction.
     #[inline]
     pub fn prefetch_entry(&self, t: &Tuple) {
-        let hash = self.index.hash(t);
-        self.prefetch_candidate(hash, self.index.first_bucket(hash));
+        if let Some((_, slot)) = self.find(t, self.hash(t)) {
+            let (idx, dir) = slot_entry(slot);
+            self.prefetch_id(EntryId(idx), dir);
+        }
     }
 
+    /// Asks for the lines of entry `id` that a packet travelling `dir` reads: the other tuple
+    /// (what the packet is rewritten to) and the hop of that direction. A hint only.
     #[inline(always)]
-    fn prefetch_candidate(&self, hash: u64, bucket: u64) {
-        if let Some(value) = Index::candidate(hash, bucket) {
-            if let Some(node) = self.nodes.get((value >> 1) as usize) {
-                let e = &node.entry;
-                if value & 1 == 0 {
-                    prefetch(&e.original);
-                    prefetch(&e.out_original);
-                } else {
+    pub fn prefetch_id(&self, EntryId(idx): EntryId, dir: Direction) {
+        if let Some(node) = self.nodes.get(idx as usize) {
+            let e = &node.entry;
+            match dir {
+                Direction::Original => {
                     prefetch(&e.reply);
+                    prefetch(&e.out_original);
+                }
+                Direction::Reply => {
+                    prefetch(&e.original);
                     prefetch(&e.out_reply);
                 }
             }
         }
     }
 
-    /// [`ConnTrack::lookup`] for a batch of keys at once, in stages over the whole batch: every
-    /// key's hash and a prefetch of its first index bucket, then every bucket read and a
-    /// prefetch of the slab node it names, then the lookups (VPP's pattern). In a table far
-    /// larger than the caches each of those reads misses; staged, a batch's misses are in flight
-    /// together instead of a few at a time. Same answers as `lookup` key by key (a test checks it).
+    /// [`ConnTrack::lookup`] for a batch of keys at once, in two passes over the batch: every
+    /// key's hash and a prefetch of its line, then the lookups. In a table far larger than the
+    /// caches each line misses; in passes, a batch's misses are in flight together instead of
+    /// one at a time (VPP's pattern). A caller that reads the entries next asks for them with
+    /// [`ConnTrack::prefetch_id`] first. Same answers as `lookup` key by key (a test checks it).
     pub fn lookup_batch<const N: usize>(
         &self,
         keys: &[Tuple; N],
     ) -> [Option<(EntryId, Direction)>; N] {
-        let hashes: [u64; N] = std::array::from_fn(|i| self.index.hash(&keys[i]));
+        let hashes: [u64; N] = std::array::from_fn(|i| self.hash(&keys[i]));
         for &hash in &hashes {
-            self.index.prefetch(hash);
+            self.slots.prefetch(hash);
         }
-        let first: [u64; N] = std::array::from_fn(|i| {
-            let bucket = self.index.first_bucket(hashes[i]);
-            self.prefetch_candidate(hashes[i], bucket);
-            bucket
-        });
         std::array::from_fn(|i| {
-            let nodes = &self.nodes;
-            let t = &keys[i];
-            self.index
-                .find_from(hashes[i], first[i], |value| {
-                    let e = &nodes[(value >> 1) as usize].entry;
-                    *t == if value & 1 == 0 { e.original } else { e.reply }
-                })
-                .map(|(_, value)| {
-                    let dir = if value & 1 == 0 {
-                        Direction::Original
-                    } else {
-                        Direction::Reply
-                    };
-                    (EntryId(value >> 1), dir)
-                })
+            self.find(&keys[i], hashes[i]).map(|(_, slot)| {
+                let (idx, dir) = slot_entry(slot);
+                (EntryId(idx), dir)
+            })
         })
     }
 
@@ -685,7 +771,7 @@ impl ConnTrack {
     /// Whether `t` belongs to a tracked connection (either direction).
     #[inline]
     pub fn is_tracked(&self, t: &Tuple) -> bool {
-        self.find(t).is_some()
+        self.find(t, self.hash(t)).is_some()
     }
 
     /// Tracks a new connection whose first packet (`len` bytes, counted) went in the Original
@@ -712,10 +798,16 @@ impl ConnTrack {
         if original == reply {
             return Err(CtError::Ambiguous(original));
         }
-        if self.is_tracked(&original) {
+        // Both tuples' lines asked for at once: at a million entries each misses the caches, and
+        // the checks wait on them (then the new slots go into the same lines, loaded).
+        let hashes = [self.hash(&original), self.hash(&reply)];
+        for hash in hashes {
+            self.slots.prefetch(hash);
+        }
+        if self.find(&original, hashes[0]).is_some() {
             return Err(CtError::Exists(original));
         }
-        if self.is_tracked(&reply) {
+        if self.find(&reply, hashes[1]).is_some() {
             return Err(CtError::Exists(reply));
         }
         let now = self.tick(now_ms);
@@ -741,17 +833,19 @@ impl ConnTrack {
         let class = class_of(original.proto, state, false);
         let idx = self.alloc_node(entry, class);
         list_push_back(&mut self.nodes, &mut self.lists[class as usize], idx);
-        let hash = self.index.hash(&original);
-        self.index.insert(hash, slot(idx, Direction::Original));
-        let hash = self.index.hash(&reply);
-        self.index.insert(hash, slot(idx, Direction::Reply));
+        self.slots
+            .insert(hashes[0], slot_of(&original, idx, Direction::Original));
+        self.slots
+            .insert(hashes[1], slot_of(&reply, idx, Direction::Reply));
         self.live += 1;
         self.stats.created += 1;
         Ok(EntryId(idx))
     }
 
-    /// A packet of `len` bytes of connection `id` travelling in `dir`: counts it, refreshes
-    /// `last_seen` (making the entry the most recently seen of its class) and moves the state.
+    /// A packet of `len` bytes of connection `id` travelling in `dir`: counts it, stamps
+    /// `last_seen` and moves the state; puts the entry at its class's list's tail if the class
+    /// changed or the refresh interval passed since it was last put there (module
+    /// documentation, "Refresh").
     ///
     /// UDP, ICMP and other protocols: a Reply packet moves `Unreplied` -> `Replied`.
     ///
@@ -787,6 +881,8 @@ impl ConnTrack {
         let idx = id.0;
         let node = &mut self.nodes[idx as usize];
         assert!(node.live, "stale conntrack EntryId {idx}");
+        // Time since the entry was last put at its list's tail (the lag, then this packet's gap).
+        let since_listed = u64::from(node.lag) + (now - node.entry.last_seen_ms);
         let e = &mut node.entry;
         let d = dir.index();
         e.packets[d] += 1;
@@ -800,15 +896,25 @@ impl ConnTrack {
         }
         let class = class_of(proto, e.state, e.replied());
         let old = node.class;
-        if class != old || self.lists[old as usize].tail != idx {
-            list_unlink(&mut self.nodes, &mut self.lists[old as usize], idx);
-            self.nodes[idx as usize].class = class;
-            list_push_back(&mut self.nodes, &mut self.lists[class as usize], idx);
+        // Relinking reads and writes the list neighbours' nodes, two more lines that miss the
+        // caches at a million entries: only on a change of class, or once a refresh interval.
+        let refresh = self.class_refresh[class as usize];
+        if class == old && since_listed < refresh {
+            // Less than the interval: `lag` < refresh (at most 1 s) fits its 32 bits.
+            node.lag = since_listed as u32;
+        } else {
+            node.lag = 0;
+            if class != old || self.lists[old as usize].tail != idx {
+                list_unlink(&mut self.nodes, &mut self.lists[old as usize], idx);
+                self.nodes[idx as usize].class = class;
+                list_push_back(&mut self.nodes, &mut self.lists[class as usize], idx);
+            }
         }
     }
 
     /// Remaining ms before entry `id` expires at `now_ms`: its state's timeout minus its idle time,
-    /// saturating. An entry at 0 is removed by the next [`ConnTrack::expire`].
+    /// saturating. An entry at 0 is removed by an [`ConnTrack::expire`] within its class's
+    /// refresh interval (module documentation, "Refresh"), usually the next.
     pub fn remaining_ms(&self, id: EntryId, now_ms: u64) -> u64 {
         let node = &self.nodes[id.0 as usize];
         assert!(node.live, "stale conntrack EntryId {}", id.0);
@@ -858,8 +964,10 @@ impl ConnTrack {
     }
 
     /// Removes entries idle for at least their state's timeout (`remaining_ms` = 0); returns how
-    /// many. Walks each class's LRU list from its least recently seen end and stops at the first
-    /// live entry: O(expired + [`CLASSES`]). Unbounded: see [`ConnTrack::expire_at_most`].
+    /// many. Walks each class's LRU list from its least recently listed end and stops at the
+    /// first entry not due: O(expired + [`CLASSES`]). Leaves no entry idle for its timeout plus
+    /// its class's refresh interval (module documentation, "Refresh"). Unbounded: see
+    /// [`ConnTrack::expire_at_most`].
     pub fn expire(&mut self, now_ms: u64) -> usize {
         self.expire_at_most(now_ms, usize::MAX)
     }
@@ -916,11 +1024,11 @@ impl ConnTrack {
     #[cfg(test)]
     pub fn clear(&mut self) -> usize {
         let n = self.live;
-        self.index.clear();
-        self.nodes.clear();
-        self.free_head = NIL;
-        self.lists = [List::EMPTY; CLASSES];
-        self.live = 0;
+        for idx in 0..self.nodes.len() {
+            if self.nodes[idx].live {
+                self.remove_node(idx as u32);
+            }
+        }
         self.stats.removed += n as u64;
         n
     }
@@ -954,23 +1062,28 @@ impl ConnTrack {
 
     // ---- internals ----
 
-    /// Where `t` sits in the index, its entry and its direction: one hash, a probe of adjacent
-    /// buckets, and a comparison with the slab's tuple (which the caller reads next anyway).
-    #[inline]
-    fn find(&self, t: &Tuple) -> Option<(usize, u32, Direction)> {
-        let nodes = &self.nodes;
-        let found = self.index.find(self.index.hash(t), |value| {
-            let e = &nodes[(value >> 1) as usize].entry;
-            *t == if value & 1 == 0 { e.original } else { e.reply }
-        });
-        found.map(|(pos, value)| {
-            let dir = if value & 1 == 0 {
-                Direction::Original
-            } else {
-                Direction::Reply
-            };
-            (pos, value >> 1, dir)
-        })
+    /// The seeded hash of a tuple's two words ([`Tuple::words`]): what `Tuple`'s `Hash` feeds a
+    /// `FastHash`, taken from the words so that a slot's hash follows from the slot alone.
+    #[inline(always)]
+    fn hash_words(hasher: &FastHash, (addrs, rest): (u64, u64)) -> u64 {
+        let mut h = hasher.build_hasher();
+        h.write_u64(addrs);
+        h.write_u64(rest);
+        h.finish()
+    }
+
+    #[inline(always)]
+    fn hash(&self, t: &Tuple) -> u64 {
+        Self::hash_words(&self.hasher, t.words())
+    }
+
+    /// Where `t` (whose hash is `hash`) sits in the line table, and its slot: one line read,
+    /// the tuple compared in the slot itself.
+    #[inline(always)]
+    fn find(&self, t: &Tuple, hash: u64) -> Option<(usize, Slot)> {
+        let (addrs, rest) = t.words();
+        self.slots
+            .find(hash, addrs, |slot| slot[1] >> KEY_SHIFT == rest)
     }
 
     /// Raises `now_ms` to the latest time seen, so appending at list tails keeps lists ordered.
@@ -983,6 +1096,7 @@ impl ConnTrack {
     fn alloc_node(&mut self, entry: Entry, class: u8) -> u32 {
         let node = Node {
             entry,
+            lag: 0,
             prev: NIL,
             next: NIL,
             class,
@@ -1005,10 +1119,19 @@ impl ConnTrack {
     fn remove_node(&mut self, idx: u32) {
         let node = &self.nodes[idx as usize];
         let (class, original, reply) = (node.class, node.entry.original, node.entry.reply);
+        // Both tuples' lines asked for before the list neighbours are read and written: three
+        // independent misses at a million entries, in flight together.
+        let hashes = [self.hash(&original), self.hash(&reply)];
+        for hash in hashes {
+            self.slots.prefetch(hash);
+        }
         list_unlink(&mut self.nodes, &mut self.lists[class as usize], idx);
-        for t in [original, reply] {
-            if let Some((pos, _, _)) = self.find(&t) {
-                self.index.remove_at(pos);
+        let hasher = self.hasher;
+        for (t, hash) in [original, reply].iter().zip(hashes) {
+            if let Some((pos, _)) = self.find(t, hash) {
+                self.slots.remove_at(pos, |slot| {
+                    Self::hash_words(&hasher, (slot[0], slot[1] >> KEY_SHIFT))
+                });
             }
         }
         let node = &mut self.nodes[idx as usize];
@@ -1074,9 +1197,9 @@ impl ConnTrack {
     /// Checks every structural invariant; panics on the first violation.
     fn check_invariants(&self) {
         assert_eq!(
-            self.index.len(),
+            self.slots.len(),
             2 * self.live,
-            "the index holds both tuples of each entry"
+            "the line table holds both tuples of each entry"
         );
         assert!(self.live <= self.config.max_entries);
         assert!(self.nodes.len() <= self.config.max_entries);
@@ -1085,7 +1208,7 @@ impl ConnTrack {
             let mut n = 0;
             let mut prev = NIL;
             let mut cur = list.head;
-            let mut last_seen = 0;
+            let mut listed = 0;
             while cur != NIL {
                 let node = &self.nodes[cur as usize];
                 assert!(node.live);
@@ -1093,11 +1216,15 @@ impl ConnTrack {
                 assert_eq!(node.prev, prev);
                 let e = &node.entry;
                 assert_eq!(class_of(e.original.proto, e.state, e.replied()), node.class);
-                assert!(e.last_seen_ms >= last_seen, "list {class} out of order");
-                last_seen = e.last_seen_ms;
-                let slot = |t: &Tuple| self.find(t).map(|(_, idx, dir)| (idx, dir));
+                assert!(node.listed_ms() >= listed, "list {class} out of order");
+                listed = node.listed_ms();
+                let slot = |t: &Tuple| self.lookup(t).map(|(id, dir)| (id.0, dir));
                 assert_eq!(slot(&e.original), Some((cur, Direction::Original)));
                 assert_eq!(slot(&e.reply), Some((cur, Direction::Reply)));
+                assert!(
+                    u64::from(node.lag) < self.class_refresh[class].max(1),
+                    "seen a refresh interval after its last relink"
+                );
                 prev = cur;
                 cur = node.next;
                 n += 1;
@@ -1761,6 +1888,167 @@ mod tests {
         assert_eq!(t.expire(40 * S), 2);
     }
 
+    /// What a connection costs: a 136-byte node and, at a million, 2^20 lines of 64 bytes for
+    /// its two tuples (bench/RESULTS.md has the measured 203 bytes).
+    #[test]
+    fn a_connection_costs_a_node_and_four_slots() {
+        assert_eq!(std::mem::size_of::<Node>(), 136);
+        let t = table(1 << 20);
+        assert_eq!(t.slots.bytes(), ((1 << 20) + 1) * 64);
+    }
+
+    /// A packet less than the refresh interval (1 s here) after its entry's last relink leaves
+    /// the entry where it is in its list, so an entry behind it may expire late, by less than
+    /// the interval; never early.
+    #[test]
+    fn a_packet_within_the_refresh_interval_leaves_the_entry_in_place() {
+        let mut t = ConnTrack::default();
+        let key = |sport| dnat(protocol::UDP, sport, C1).0;
+        let a = add(&mut t, dnat(protocol::UDP, 1, C1), None, C1, None, 0);
+        let b = add(&mut t, dnat(protocol::UDP, 2, C1), None, C1, None, 100);
+        t.update(a, O, None, 10, 999);
+        assert_eq!(t.get(a).last_seen_ms, 999, "the time stamp is exact");
+        assert_eq!(t.remaining_ms(a, 999), 30 * S);
+        assert_eq!(t.nodes[a.0 as usize].listed_ms(), 0, "not relinked");
+        t.check_invariants();
+        // b is due at 30.1 s but a, ahead of it in the list, is not: b waits for a.
+        assert_eq!(t.remaining_ms(b, 30_100), 0);
+        assert_eq!(t.expire(30_998), 0);
+        assert!(t.is_tracked(&key(2)));
+        assert_eq!(t.expire(30_999), 2, "a, then b, 899 ms late");
+        // A packet a full interval after the last relink moves the entry to the tail.
+        let c = add(&mut t, dnat(protocol::UDP, 3, C1), None, C1, None, 40 * S);
+        let d = add(
+            &mut t,
+            dnat(protocol::UDP, 4, C1),
+            None,
+            C1,
+            None,
+            40 * S + 1,
+        );
+        t.update(c, O, None, 10, 41 * S);
+        assert_eq!(t.nodes[c.0 as usize].listed_ms(), 41 * S);
+        assert_eq!(t.lists[t.nodes[c.0 as usize].class as usize].tail, c.0);
+        assert_eq!(t.expire(70 * S + 1), 1, "d on time");
+        assert_eq!(t.lookup(&key(3)), Some((c, O)));
+        assert!(!t.is_tracked(&key(4)));
+        // A change of class relinks at once: its new list is ordered too.
+        t.update(c, R, None, 10, 70 * S + 5);
+        assert_eq!(t.get(c).state, CtState::Replied);
+        assert_eq!(t.nodes[c.0 as usize].listed_ms(), 70 * S + 5);
+        t.check_invariants();
+        let _ = d;
+    }
+
+    #[test]
+    fn refresh_is_an_eighth_of_a_short_timeout_and_at_most_a_second() {
+        let t = ConnTrack::new(CtConfig {
+            max_entries: 4,
+            timeouts: CtTimeouts {
+                tcp_close_ms: 4000,
+                udp_unreplied_ms: 80,
+                ..CtTimeouts::default()
+            },
+        });
+        let udp = class_of(protocol::UDP, CtState::Unreplied, false) as usize;
+        let close = class_of(protocol::TCP, CtState::Close, true) as usize;
+        let established = class_of(protocol::TCP, CtState::Established, true) as usize;
+        assert_eq!(t.class_refresh[udp], 10);
+        assert_eq!(t.class_refresh[close], 500);
+        assert_eq!(t.class_refresh[established], REFRESH_GRANULARITY_MS);
+    }
+
+    /// The daemon's largest `--max-conntrack` fits, and a table at the limit works (its slab
+    /// and lines are reserved, not touched: a few huge pages become resident).
+    #[test]
+    fn a_table_at_the_limit() {
+        const { assert!(4_000_000 <= MAX_ENTRIES_LIMIT) };
+        let mut t = table(MAX_ENTRIES_LIMIT + 1);
+        assert_eq!(t.config().max_entries, MAX_ENTRIES_LIMIT);
+        let (o, r) = dnat(protocol::TCP, 40000, C1);
+        let id = add(&mut t, (o, r), None, C1, SYN, 0);
+        assert_eq!(t.lookup(&r), Some((id, R)));
+        // The largest slab index packs and unpacks (a full table's last entry).
+        let last = MAX_ENTRIES_LIMIT as u32 - 1;
+        assert_eq!(slot_entry(slot_of(&o, last, R)), (last, R));
+    }
+
+    proptest! {
+        /// Any tuple, any slab index of a full table, either direction: the slot is never the
+        /// line table's empty one, holds the tuple whole (the lookup compares it there) and
+        /// hashes from itself as the tuple does (what removal's backward shift needs).
+        #[test]
+        fn a_slot_never_packs_to_empty(
+            proto: u8, src: u32, sport: u16, dst: u32, dport: u16,
+            idx in 0..MAX_ENTRIES_LIMIT as u32, reply: bool,
+        ) {
+            let t = tuple(proto, Ipv4Addr::from(src), sport, Ipv4Addr::from(dst), dport);
+            let dir = if reply { R } else { O };
+            let slot = slot_of(&t, idx, dir);
+            prop_assert_ne!(slot, [0, 0]);
+            prop_assert_eq!(slot_entry(slot), (idx, dir));
+            prop_assert_eq!((slot[0], slot[1] >> KEY_SHIFT), t.words());
+            let hasher = FastHash::random();
+            prop_assert_eq!(
+                ConnTrack::hash_words(&hasher, (slot[0], slot[1] >> KEY_SHIFT)),
+                hasher.hash_one(t)
+            );
+        }
+
+        /// Inserts and removals of arbitrary tuples (zero addresses and ports included) in a
+        /// table of 8 entries (16 keys in 8 lines of 4 slots, so runs cross lines and wrap
+        /// past the last one when the table fills), against a map: each tuple found exactly
+        /// when the map has it, with the map's entry and direction.
+        #[test]
+        fn slots_match_a_map(
+            universe in prop::collection::vec(
+                (0u8..3, any::<u32>(), any::<u16>(), prop_oneof![Just(0u32), any::<u32>()], any::<u16>()),
+                24,
+            ),
+            ops in prop::collection::vec((any::<bool>(), 0usize..24), 1..300),
+        ) {
+            let universe: Vec<Tuple> = universe
+                .into_iter()
+                .map(|(p, s, sp, d, dp)| {
+                    tuple(PROTOS[p as usize], Ipv4Addr::from(s), sp, Ipv4Addr::from(d), dp)
+                })
+                .collect();
+            let mut t = table(8);
+            let mut map: std::collections::HashMap<Tuple, (EntryId, Direction)> = Default::default();
+            for (insert, k) in ops {
+                let o = universe[k];
+                let r = Tuple { sport: !o.sport, ..o.reversed() };
+                match (insert, map.get(&o).copied()) {
+                    (true, None) if t.len() < 8 => {
+                        let got = t.insert(o, r, NatKind::Masquerade, hop(1), hop(2), None, C1, None, 1, 0);
+                        if o == r {
+                            prop_assert_eq!(got, Err(CtError::Ambiguous(o)));
+                        } else if map.contains_key(&r) {
+                            prop_assert_eq!(got, Err(CtError::Exists(r)));
+                        } else {
+                            let id = got.unwrap();
+                            map.insert(o, (id, O));
+                            map.insert(r, (id, R));
+                        }
+                    }
+                    (false, Some((id, _))) => {
+                        let e = *t.get(id);
+                        t.remove_node(id.0);
+                        map.remove(&e.original);
+                        map.remove(&e.reply);
+                    }
+                    _ => {}
+                }
+                t.check_invariants();
+                for u in &universe {
+                    prop_assert_eq!(t.lookup(u), map.get(u).copied(), "{}", u);
+                    let r = Tuple { sport: !u.sport, ..u.reversed() };
+                    prop_assert_eq!(t.lookup(&r), map.get(&r).copied(), "{}", r);
+                }
+            }
+        }
+    }
+
     #[test]
     fn config_is_clamped_and_defaults_match_linux() {
         let t = table(0);
@@ -1902,9 +2190,18 @@ mod tests {
         mapping: Option<u32>,
         inside: Ipv4Addr,
         last_seen: u64,
+        /// When the entry was last put at its list's tail: on insertion, on a change of class,
+        /// and by a packet at least the class's refresh interval after the last time.
+        listed: u64,
         replied: bool,
         /// The table's state of the entry after the last operation on it.
         state: CtState,
+    }
+
+    impl ModelEntry {
+        fn class(&self) -> u8 {
+            class_of(self.original.proto, self.state, self.replied)
+        }
     }
 
     fn involves(m: &ModelEntry, a: Ipv4Addr) -> bool {
@@ -1930,6 +2227,9 @@ mod tests {
                 icmp_ms: 25,
             };
             let mut t = ConnTrack::new(CtConfig { max_entries: 6, timeouts });
+            // An eighth of each timeout: 1-37 ms, against steps of 1-40 ms, so packets both
+            // relink their entries and leave them in place.
+            let refresh = class_refreshes(&class_timeouts(&timeouts));
             let mut model: Vec<ModelEntry> = vec![];
             let mut now = 0u64;
             for op in ops {
@@ -1966,8 +2266,14 @@ mod tests {
                                             && m.replied
                                             && m.state != CtState::Established
                                     };
+                                    // Each class's list starts with its least recently listed
+                                    // entry; of those heads, the least recently seen goes.
+                                    let head = |m: &ModelEntry| {
+                                        model.iter().filter(|n| n.class() == m.class())
+                                            .all(|n| n.listed >= m.listed)
+                                    };
                                     let oldest = |f: &dyn Fn(&ModelEntry) -> bool| {
-                                        model.iter().enumerate().filter(|(_, m)| f(m))
+                                        model.iter().enumerate().filter(|(_, m)| head(m) && f(m))
                                             .min_by_key(|(_, m)| m.last_seen).map(|(i, _)| i)
                                     };
                                     let victim = oldest(&|m| !m.replied)
@@ -1978,8 +2284,8 @@ mod tests {
                                 }
                                 let (original, reply, last_seen) = (o, r, now);
                                 model.push(ModelEntry {
-                                    id, original, reply, mapping, inside, last_seen, replied: false,
-                                    state: t.get(id).state,
+                                    id, original, reply, mapping, inside, last_seen, listed: now,
+                                    replied: false, state: t.get(id).state,
                                 });
                             }
                             (Err(e), Err(x)) => prop_assert_eq!(e, x),
@@ -1997,10 +2303,14 @@ mod tests {
                             prop_assert_eq!(t.lookup(&key), Some((m.id, dir)));
                             let flags = (key.proto == protocol::TCP).then_some(FLAG_CHOICES[flags as usize]);
                             t.update(m.id, dir, flags, 10, now);
+                            let class = m.class();
                             m.last_seen = now;
                             m.replied |= reply;
                             let e = t.get(m.id);
                             m.state = e.state;
+                            if m.class() != class || now - m.listed >= refresh[class as usize] {
+                                m.listed = now;
+                            }
                             if key.proto != protocol::TCP {
                                 prop_assert_eq!(e.state == CtState::Replied, m.replied);
                             }
@@ -2008,13 +2318,26 @@ mod tests {
                     }
                     Op::Advance(ms) => now += ms,
                     Op::Expire => {
+                        // What expire promises: it removes only entries idle for their timeout,
+                        // and leaves none idle for their timeout and refresh interval together.
                         let before = model.len();
-                        model.retain(|m| {
-                            let e = t.get(m.id);
-                            let timeout = timeouts.timeout_ms(e.original.proto, e.state, m.replied);
-                            now - m.last_seen < timeout
-                        });
-                        prop_assert_eq!(t.expire(now), before - model.len());
+                        let expired = t.expire(now);
+                        let mut kept = vec![];
+                        for m in model.drain(..) {
+                            let timeout = timeouts.timeout_ms(m.original.proto, m.state, m.replied);
+                            let idle = now - m.last_seen;
+                            if t.is_tracked(&m.original) {
+                                prop_assert!(
+                                    idle < timeout + refresh[m.class() as usize],
+                                    "{:?} kept, idle {} ms", m, idle
+                                );
+                                kept.push(m);
+                            } else {
+                                prop_assert!(idle >= timeout, "{:?} expired, idle {} ms", m, idle);
+                            }
+                        }
+                        model = kept;
+                        prop_assert_eq!(expired, before - model.len());
                     }
                     Op::RemoveMapping(k) => {
                         let before = model.len();

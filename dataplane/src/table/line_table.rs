@@ -2,23 +2,25 @@
 //! a whole key and what a lookup answers: a hit reads one cache line.
 //!
 //! **Why.** At a million entries every lookup misses the caches, and what it costs is the number
-//! of lines it reads one after the other. index.rs keeps an 8-byte hash fragment and a slab slot
-//! per bucket, so a hit reads the bucket, then the slab node to compare the key: two dependent
-//! misses, ~21 ns of memory a lookup even with a batch's misses all overlapped on this VM (16-20
-//! in flight per core, bench/RESULTS.md "Batched lookups"). Here the slot holds the key itself
-//! and the answer beside it, so a hit is one miss, and a batch of them overlaps into ~11 ns each.
+//! of lines it reads one after the other. The index before it (index.rs, since removed) kept an
+//! 8-byte hash fragment and a slab slot per bucket, so a hit read the bucket, then the slab node
+//! to compare the key: two dependent misses, ~21 ns of memory a lookup even with a batch's misses
+//! all overlapped on this VM (16-20 in flight per core, bench/RESULTS.md "Batched lookups"). Here
+//! the slot holds the key itself and the answer beside it, so a hit is one miss, and a batch of
+//! them overlaps into ~11 ns each.
 //!
 //! **Layout.** The table is a `Vec<u64>` of whole lines, aligned to 64 bytes (a line never
 //! straddles two cache lines), allocated zeroed (untouched pages are not resident) and asking for
 //! huge pages. A slot is two words (`[u64; 2]`), what they mean is the caller's (cam.rs packs a
-//! MAC, VLAN, domain, port and node); all-zero is an empty slot, so the caller never stores one.
+//! MAC, VLAN, domain, port and node; conntrack.rs a tuple, direction and node); all-zero is an
+//! empty slot, so the caller never stores one.
 //! A key's *home* is the line its hash's low bits name.
 //!
 //! **Linear probing by line, backward-shift deletion.** A key lives in the first line from its
 //! home with a free slot; a lookup reads lines from the home until it finds the key or a line
-//! that is not full. At most a quarter of the slots are full ([`LineTable::for_keys`]), where
-//! 0.4% of keys live past their home line (a simulation of 2^18 keys: 4.1% at half full), so
-//! nearly every hit and miss reads one line. Removing a key moves later keys of the same run back
+//! that is not full. At most a quarter of the slots are full ([`LineTable::for_keys`]; half for
+//! the connection table, [`LineTable::with_load`]), where 0.4% of keys live past their home line
+//! (a simulation of 2^18 keys: 4.1% at half full), so nearly every hit and miss reads one line. Removing a key moves later keys of the same run back
 //! into the hole whose home lies at or before it (Knuth's Algorithm R, by line): no tombstones,
 //! no rehash, the table never degrades with churn. Slots move, so callers keep no positions across
 //! a removal; the slab nodes the slots name never move.
@@ -51,7 +53,16 @@ impl LineTable {
     /// A table for up to `keys` keys: four slots per key (one line), rounded up to a power of
     /// two lines. Allocates once, zeroed.
     pub fn for_keys(keys: usize) -> LineTable {
-        let lines = (LOAD * keys.max(1)).div_ceil(SLOTS).next_power_of_two();
+        LineTable::with_load(keys, LOAD)
+    }
+
+    /// [`LineTable::for_keys`] with `slots_per_key` slots a key, at least 2 (2: at most half
+    /// full, 4.1% of keys past their home line; the caller trades memory for probe length).
+    pub fn with_load(keys: usize, slots_per_key: usize) -> LineTable {
+        assert!(slots_per_key >= 2, "a line table is at most half full");
+        let lines = (slots_per_key * keys.max(1))
+            .div_ceil(SLOTS)
+            .next_power_of_two();
         // One line more than needed, so that a 64-byte-aligned start lies within.
         let words = vec![0u64; (lines + 1) * WORDS];
         advise_huge_pages(&words);
@@ -360,6 +371,8 @@ mod tests {
         assert_eq!((t.words.as_ptr() as usize + 8 * t.base) % 64, 0);
         assert_eq!(LineTable::for_keys(0).mask, 0);
         assert_eq!(LineTable::for_keys(3).mask + 1, 4);
+        // Half full: two slots a key.
+        assert_eq!(LineTable::with_load(1 << 20, 2).mask + 1, 1 << 19);
     }
 
     #[test]

@@ -4,7 +4,6 @@ pub mod cam;
 pub mod conntrack;
 pub(crate) mod hash;
 mod huge_pages;
-mod index;
 mod line_table;
 mod lru;
 pub mod nat;
