@@ -295,9 +295,9 @@ fn lookup_bench(
     });
 }
 
-/// `lookup_bench` through `lookup_batch`, `B` keys a batch and the rest of each `GROUP` one at
-/// a time; with `read`, each hit's entry lines are asked for (`prefetch_id`) after the batch's
-/// lookups, then read, as the NAT stage reads the hop.
+/// `lookup_bench` through `lookup_batch` (which also asks for each hit's entry lines), `B` keys
+/// a batch and the rest of each `GROUP` one at a time; with `read_entries`, each hit's entry is
+/// then read, as the NAT stage reads the hop.
 fn lookup_batch_bench<const B: usize>(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
@@ -324,13 +324,7 @@ fn lookup_batch_bench<const B: usize>(
             let mut batches = group.chunks_exact(B);
             for batch in &mut batches {
                 let batch: &[Tuple; B] = batch.try_into().unwrap();
-                let hits = ct.lookup_batch(black_box(batch));
-                if read_entries {
-                    for &(id, dir) in hits.iter().flatten() {
-                        ct.prefetch_id(id, dir);
-                    }
-                }
-                for f in hits {
+                for f in ct.lookup_batch(black_box(batch)) {
                     found += read(f);
                 }
             }

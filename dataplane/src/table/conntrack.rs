@@ -715,15 +715,14 @@ impl ConnTrack {
     #[inline]
     pub fn prefetch_entry(&self, t: &Tuple) {
         if let Some((_, slot)) = self.find(t, self.hash(t)) {
-            let (idx, dir) = slot_entry(slot);
-            self.prefetch_id(EntryId(idx), dir);
+            self.prefetch_node(slot_entry(slot));
         }
     }
 
-    /// Asks for the lines of entry `id` that a packet travelling `dir` reads: the other tuple
+    /// Asks for the lines of entry `idx` that a packet travelling `dir` reads: the other tuple
     /// (what the packet is rewritten to) and the hop of that direction. A hint only.
     #[inline(always)]
-    pub fn prefetch_id(&self, EntryId(idx): EntryId, dir: Direction) {
+    fn prefetch_node(&self, (idx, dir): (u32, Direction)) {
         if let Some(node) = self.nodes.get(idx as usize) {
             let e = &node.entry;
             match dir {
@@ -740,10 +739,12 @@ impl ConnTrack {
     }
 
     /// [`ConnTrack::lookup`] for a batch of keys at once, in two passes over the batch: every
-    /// key's hash and a prefetch of its line, then the lookups. In a table far larger than the
-    /// caches each line misses; in passes, a batch's misses are in flight together instead of
-    /// one at a time (VPP's pattern). A caller that reads the entries next asks for them with
-    /// [`ConnTrack::prefetch_id`] first. Same answers as `lookup` key by key (a test checks it).
+    /// key's hash and a prefetch of its line, then the lookups, each hit also asking for the
+    /// lines of its entry the caller reads next (as [`ConnTrack::prefetch_entry`]). In a table
+    /// far larger than the caches each line misses; in passes, a batch's misses are in flight
+    /// together instead of one at a time (VPP's pattern). Asking for the entries in a pass of
+    /// their own after the lookups measured slower (bench/RESULTS.md, "The connection table on
+    /// lines"). Same answers as `lookup` key by key (a test checks it).
     pub fn lookup_batch<const N: usize>(
         &self,
         keys: &[Tuple; N],
@@ -755,6 +756,7 @@ impl ConnTrack {
         std::array::from_fn(|i| {
             self.find(&keys[i], hashes[i]).map(|(_, slot)| {
                 let (idx, dir) = slot_entry(slot);
+                self.prefetch_node((idx, dir));
                 (EntryId(idx), dir)
             })
         })
