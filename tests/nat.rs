@@ -399,8 +399,9 @@ fn tcp_survives_a_restart_and_removal_cuts_flows() {
     // kill -9 and start again: the established connection goes on (mid-stream pickup), with
     // the client speaking first. Not while the server still waits for the client's ACK of its
     // echo: its retransmission would reach the new daemon first and be taken for a new flow of
-    // the container's (masqueraded), which a restart cannot tell apart (a known limit, in the
-    // session note); so the kill waits until the server has nothing unacknowledged.
+    // the container's (masqueraded), which a restart does not tell apart yet (a known limit:
+    // ARCHITECTURE.md, connection tracking); so the kill waits until the server has nothing
+    // unacknowledged.
     wait_for("the server's echo acknowledged", || {
         let ss = run(&[
             "ip",

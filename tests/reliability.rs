@@ -863,27 +863,7 @@ fn kill_9_during_bursts_leaves_each_container_whole_or_gone() {
                     ns_file.exists(),
                     "round {round}: {n} listed without namespace"
                 );
-                let addr = run(&["ip", "-n", n, "-4", "-o", "addr", "show", "eth0"]);
-                assert!(
-                    String::from_utf8_lossy(&addr.stdout).contains("inet 172.17."),
-                    "round {round}: {n} has no address"
-                );
-                let ping = run(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    n,
-                    "ping",
-                    "-c",
-                    "1",
-                    "-W",
-                    "2",
-                    "172.17.0.1",
-                ]);
-                assert!(
-                    ping.status.success(),
-                    "round {round}: {n} cannot reach its gateway"
-                );
+                assert_addressed_and_reaching_its_gateway(n, &format!("round {round}"));
             } else {
                 assert!(
                     !ns_file.exists(),
@@ -921,16 +901,22 @@ fn a_namespace_name_with_nothing_mounted_is_made_again_at_restart() {
     assert!(umount.status.success(), "umount {path}: {umount:?}");
     assert!(std::path::Path::new(&path).exists());
     lab.daemon("d1", &[]);
-    let addr = run(&["ip", "-n", &c, "-4", "-o", "addr", "show", "eth0"]);
+    assert_addressed_and_reaching_its_gateway(&c, "after the restart");
+}
+
+/// Container `ns` on the default network has its address on eth0 and reaches its gateway;
+/// `when` says at which point of the test, in the failure message.
+fn assert_addressed_and_reaching_its_gateway(ns: &str, when: &str) {
+    let addr = run(&["ip", "-n", ns, "-4", "-o", "addr", "show", "eth0"]);
     assert!(
         String::from_utf8_lossy(&addr.stdout).contains("inet 172.17."),
-        "{c} has no address after the restart: {addr:?}"
+        "{when}: {ns} has no address: {addr:?}"
     );
     let ping = run(&[
         "ip",
         "netns",
         "exec",
-        &c,
+        ns,
         "ping",
         "-c",
         "1",
@@ -940,7 +926,7 @@ fn a_namespace_name_with_nothing_mounted_is_made_again_at_restart() {
     ]);
     assert!(
         ping.status.success(),
-        "{c} cannot reach its gateway: {ping:?}"
+        "{when}: {ns} cannot reach its gateway: {ping:?}"
     );
 }
 

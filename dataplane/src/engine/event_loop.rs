@@ -72,8 +72,8 @@ impl Engine {
     pub fn step(&mut self) -> usize {
         self.drain_commands();
         let mut total = 0;
-        for i in 0..self.ports.len() {
-            if self.forwarding {
+        if self.forwarding {
+            for i in 0..self.ports.len() {
                 total += self.process_port(PortId(i as u16));
             }
         }

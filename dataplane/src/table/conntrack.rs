@@ -714,8 +714,8 @@ impl ConnTrack {
     /// tuple (what the packet is rewritten to) and the hop of that direction.
     #[inline]
     pub fn prefetch_entry(&self, t: &Tuple) {
-        if let Some((_, slot)) = self.find(t, self.hash(t)) {
-            self.prefetch_node(slot_entry(slot));
+        if let Some((id, dir)) = self.lookup(t) {
+            self.prefetch_node((id.0, dir));
         }
     }
 
