@@ -16,11 +16,20 @@ pub trait Mint {
     /// The time since the Unix epoch.
     fn now(&mut self) -> Duration;
 
-    /// A 64-hex-digit identifier, as Docker's network, container and endpoint IDs.
+    /// A 64-hex-digit identifier, as Docker's network, container and endpoint IDs. As Docker's
+    /// (`stringid.GenerateRandomID`), never one whose 12-digit short form is all decimal digits:
+    /// that short form is a container's default host name, and glibc's resolver takes an
+    /// all-digit name for a malformed address and never looks it up (`getent hosts 365986477475`
+    /// fails even with the name in /etc/hosts).
     fn id(&mut self) -> String {
-        let mut b = [0u8; 32];
-        self.fill(&mut b);
-        b.iter().map(|x| format!("{x:02x}")).collect()
+        loop {
+            let mut b = [0u8; 32];
+            self.fill(&mut b);
+            let id: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            if !id[..12].bytes().all(|c| c.is_ascii_digit()) {
+                return id;
+            }
+        }
     }
 
     /// A random locally administered unicast MAC, as current Docker gives containers.
@@ -62,6 +71,37 @@ pub fn rfc3339(now: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bytes from a list, then zeros.
+    struct Script(Vec<u8>);
+
+    impl Mint for Script {
+        fn fill(&mut self, buf: &mut [u8]) {
+            for b in buf {
+                *b = if self.0.is_empty() {
+                    0xab
+                } else {
+                    self.0.remove(0)
+                };
+            }
+        }
+        fn now(&mut self) -> Duration {
+            Duration::ZERO
+        }
+    }
+
+    #[test]
+    fn an_id_whose_short_form_is_all_digits_is_minted_again() {
+        // 0x36 0x59 ... as hex is "3659...": the first draw's short form is all digits.
+        let mut draws = vec![0x36, 0x59, 0x86, 0x47, 0x74, 0x75];
+        draws.resize(32, 0x12);
+        let id = Script(draws).id();
+        assert_eq!(id, "ab".repeat(32));
+        // Digits past the short form are fine.
+        let mut draws = vec![0x36, 0x59, 0x86, 0x47, 0x74, 0x7e];
+        draws.resize(32, 0x12);
+        assert!(Script(draws).id().starts_with("36598647747e1212"));
+    }
 
     #[test]
     fn rfc3339_timestamps() {
