@@ -386,6 +386,45 @@ fn publish_all_ranges_port_listing_and_bad_specs() {
     );
 }
 
+/// Connections are not kept across a restart, and a published server may speak first after one
+/// (a retransmission, or data it was sending): its segment leaves from the published port the
+/// client knows, not masqueraded from its own port (which the client answered with a reset,
+/// ending the connection), and the client's answer reaches it.
+#[test]
+fn a_published_server_speaking_first_after_a_restart_keeps_its_connection() {
+    use std::io::{Read, Write};
+    let (mut lab, d) = Lab::uplinked("nq");
+    let web = lab.container("web", &["-p", "8080:80"]);
+    let listener = probe::in_netns(&web, || {
+        std::net::TcpListener::bind(("0.0.0.0", 80)).unwrap()
+    });
+    let mut client = probe::in_netns(&out(&lab), || {
+        std::net::TcpStream::connect_timeout(&(UPLINK_IP, 8080).into(), T).unwrap()
+    });
+    let (mut server, _) = listener.accept().unwrap();
+    lab.signal(d, libc::SIGKILL);
+    while lab.running(d) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    lab.uplink_daemon("d2");
+    server.write_all(b"first").unwrap();
+    client.set_read_timeout(Some(T)).unwrap();
+    let mut got = [0u8; 5];
+    client
+        .read_exact(&mut got)
+        .expect("the server's segment reaches the client");
+    assert_eq!(&got, b"first");
+    client.write_all(b"back").unwrap();
+    server.set_read_timeout(Some(T)).unwrap();
+    let mut back = [0u8; 4];
+    server
+        .read_exact(&mut back)
+        .expect("the client's answer reaches the server");
+    assert_eq!(&back, b"back");
+    let ct = lab.cli_ok(&["conntrack"]);
+    assert!(ct.contains("8080"), "{ct}");
+}
+
 #[test]
 fn tcp_survives_a_restart_and_removal_cuts_flows() {
     let (mut lab, d) = Lab::uplinked("nk");

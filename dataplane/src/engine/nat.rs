@@ -763,4 +763,129 @@ mod tests {
         e.step();
         assert_eq!(web_h.take_sent().len(), 1);
     }
+
+    /// A TCP segment of `flags` from `src`:`sport` to `dst`:`dport`, `eth_src` -> `eth_dst`.
+    fn segment(
+        (eth_src, eth_dst): (MacAddr, MacAddr),
+        (src, sport): ([u8; 4], u16),
+        (dst, dport): ([u8; 4], u16),
+        syn: bool,
+    ) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2(eth_src.0, eth_dst.0)
+            .ipv4(src, dst, 64)
+            .tcp(sport, dport, 1000, 64240);
+        let b = if syn { b.syn() } else { b.ack(77).psh() };
+        let mut f = Vec::new();
+        b.write(&mut f, b"data").unwrap();
+        f
+    }
+
+    /// After a restart (no connection tracked), a published server's retransmission can come
+    /// before its client speaks: it leaves from the published port (8080), not masqueraded from
+    /// its own (80), and the client's next segment reaches the server through the same entry.
+    /// Two mappings to one server port: such a segment is dropped (which one is unknown), while
+    /// a SYN from that port is still a connection of the container's own, masqueraded.
+    #[test]
+    fn a_published_servers_segment_without_a_connection_leaves_from_its_published_port() {
+        use crate::wire::ipv4::protocol::TCP;
+        let (mut e, _, up_h, web_h) = uplinked();
+        let (web_mac, gw_mac) = (MacAddr([2, 0, 0, 0, 0, 2]), MacAddr([2, 0, 0, 0, 0, 1]));
+        let client_mac = MacAddr([2, 0, 0, 0, 0, 0x99]);
+        let web_ip = Ipv4Addr::new(172, 17, 0, 2);
+        let web = e
+            .tables
+            .cam
+            .lookup(DomainId(0), VlanId(0), web_mac)
+            .unwrap();
+        e.tables.policy.set_role(
+            web,
+            PortRole::Container(crate::table::ContainerGuard {
+                mac: web_mac,
+                ips: vec![web_ip],
+                allow_spoofing: false,
+            }),
+        );
+        let publish = |id, host_port| Publish {
+            id,
+            protocol: TCP,
+            host_port,
+            target: web_ip,
+            target_port: 80,
+            target_mac: web_mac,
+            domain: DomainId(0),
+        };
+        e.tables.nat.set_publish(&[publish(8, 8080)]);
+        e.tables
+            .nat
+            .learn_neighbor(Ipv4Addr::new(192, 0, 2, 1), client_mac);
+
+        // The server's segment first: out of the uplink from 192.0.2.10:8080.
+        web_h.inject(&segment(
+            (web_mac, gw_mac),
+            ([172, 17, 0, 2], 80),
+            ([192, 0, 2, 1], 40000),
+            false,
+        ));
+        e.step();
+        let out = up_h.take_sent();
+        assert_eq!(out.len(), 1, "translated, not dropped");
+        let sent = etherparse::SlicedPacket::from_ethernet(&out[0].1).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &sent.net else {
+            panic!("IPv4")
+        };
+        assert_eq!(ip.header().source(), [192, 0, 2, 10]);
+        assert_eq!(ip.header().destination(), [192, 0, 2, 1]);
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = &sent.transport else {
+            panic!("TCP")
+        };
+        assert_eq!((tcp.source_port(), tcp.destination_port()), (8080, 40000));
+        assert_eq!(
+            tcp.checksum(),
+            tcp.calc_checksum_ipv4(ip.header().source(), ip.header().destination())
+                .unwrap()
+        );
+        assert_eq!(&out[0].1[..12], &[client_mac.0, UPLINK_MAC.0].concat()[..]);
+        assert_eq!(e.tables.conntrack.len(), 1);
+
+        // The client's answer reaches the server through that entry, as 172.17.0.2:80.
+        up_h.inject(&segment(
+            (client_mac, UPLINK_MAC),
+            ([192, 0, 2, 1], 40000),
+            ([192, 0, 2, 10], 8080),
+            false,
+        ));
+        e.step();
+        let inside = web_h.take_sent();
+        assert_eq!(inside.len(), 1);
+        let got = etherparse::SlicedPacket::from_ethernet(&inside[0].1).unwrap();
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = &got.transport else {
+            panic!("TCP")
+        };
+        assert_eq!((tcp.source_port(), tcp.destination_port()), (40000, 80));
+        assert_eq!(e.tables.conntrack.len(), 1, "one connection");
+
+        // Two mappings to web:80: which one the client used is unknown, so dropped.
+        e.tables
+            .nat
+            .set_publish(&[publish(8, 8080), publish(9, 9090)]);
+        web_h.inject(&segment(
+            (web_mac, gw_mac),
+            ([172, 17, 0, 2], 80),
+            ([192, 0, 2, 1], 40001),
+            false,
+        ));
+        e.step();
+        assert!(up_h.take_sent().is_empty());
+        assert_eq!(e.tables.conntrack.len(), 1);
+        // A SYN from port 80 opens a connection of the container's own: masqueraded.
+        web_h.inject(&segment(
+            (web_mac, gw_mac),
+            ([172, 17, 0, 2], 80),
+            ([192, 0, 2, 1], 40002),
+            true,
+        ));
+        e.step();
+        assert_eq!(up_h.take_sent().len(), 1);
+        assert_eq!(e.tables.conntrack.len(), 2);
+    }
 }

@@ -14,7 +14,10 @@
 //!   translated to the uplink address, so the reply comes back through the switch), or an answered
 //!   ping;
 //! - container -> gateway MAC, to an address outside every switchyard network: masquerade out of
-//!   the uplink (source = uplink address, the flow's own port when free);
+//!   the uplink (source = uplink address, the flow's own port when free); but a TCP segment that
+//!   opens nothing, from a published port's target, with no tracked connection (a server speaking
+//!   first after a daemon restart, which keeps no connections) is picked up as that published
+//!   port's connection, leaving from the published port (`lost_reply`);
 //! - routed networks (`gateway_mode=routed`) instead route: a container's packet to the world
 //!   leaves by the uplink with its own address, and a packet from beyond the uplink to a routed
 //!   subnet (the outside routes that subnet to the uplink address) goes to the container holding
@@ -429,6 +432,9 @@ fn from_container(
     if !net.external {
         return NatAction::Drop(DropReason::Internal);
     }
+    if let Some(action) = lost_reply(view, tables, uplink, net, &p, fx) {
+        return action;
+    }
     match view.ipv4() {
         Some(ip) if net.routed => route_out(view, tables, uplink, net, &ip, fx),
         _ => masquerade(view, tables, uplink, &p, fx),
@@ -700,6 +706,65 @@ fn refuse(p: &Packet) -> NatAction {
         UDP => NatAction::Answer(Answer::PortUnreachable),
         _ => NatAction::Drop(DropReason::NoMapping),
     }
+}
+
+/// A container's TCP segment that opens nothing (no SYN), from the address and port a mapping
+/// publishes, with no tracked connection: a reply of a published port's connection whose entry
+/// is gone (connections are not kept across a daemon restart, and the server's retransmission
+/// may come before its client speaks). Picked up as that connection, so it leaves from the
+/// published port the client knows; masqueraded, it would come from another port, and the
+/// client's reset to that would end the connection. Where several mappings publish that address
+/// and port, which one the client used is unknown: dropped (`no-mapping`) until the client's
+/// next segment is picked up from its side. `None`: not such a segment.
+fn lost_reply(
+    view: &PacketView<'_>,
+    tables: &Tables,
+    uplink: &Uplink,
+    net: &NetworkNat,
+    p: &Packet,
+    fx: &mut Effects,
+) -> Option<NatAction> {
+    if p.tuple.proto != TCP || p.tcp_flags.is_none_or(|f| f & tcp_flags::SYN != 0) {
+        return None;
+    }
+    let publish = match tables
+        .nat
+        .published_target(TCP, p.tuple.src, p.tuple.sport)?
+    {
+        Ok(publish) if publish.domain == view.domain => publish,
+        Ok(_) => return None,
+        Err(()) => return Some(NatAction::Drop(DropReason::NoMapping)),
+    };
+    let next_mac = match next_hop(tables, uplink, p.tuple.dst, fx) {
+        Ok((_, mac)) => mac,
+        Err(reason) => return Some(NatAction::Drop(reason)),
+    };
+    // Tracked from the container's side (the packet seen first), translated as the mapping's.
+    let flow = NewFlow {
+        original: p.tuple,
+        reply: Tuple {
+            proto: TCP,
+            src: p.tuple.dst,
+            sport: p.tuple.dport,
+            dst: uplink.ip,
+            dport: publish.host_port,
+        },
+        kind: NatKind::Dnat,
+        out_original: Hop {
+            port: uplink.port,
+            src_mac: uplink.mac,
+            dst_mac: next_mac,
+        },
+        out_reply: Hop {
+            port: view.ingress,
+            src_mac: net.gateway_mac,
+            dst_mac: view.src,
+        },
+        mapping: Some(publish.id),
+        inside: publish.target,
+        tcp_flags: p.tcp_flags,
+    };
+    Some(insert(flow, tables))
 }
 
 /// A container's connection to the world: out of the uplink with the uplink's address.

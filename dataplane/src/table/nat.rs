@@ -175,6 +175,27 @@ impl NatTable {
         self.publish.get(&(protocol, port))
     }
 
+    /// The mappings that publish `target`:`port` (`protocol`): `None` if none does, `Some(Ok)`
+    /// with the one that does, `Some(Err(()))` if several do. A scan: for packets without a
+    /// tracked connection only.
+    pub fn published_target(
+        &self,
+        protocol: u8,
+        target: Ipv4Addr,
+        port: u16,
+    ) -> Option<Result<&Publish, ()>> {
+        let mut found = self
+            .publish
+            .values()
+            .filter(|p| p.protocol == protocol && p.target == target && p.target_port == port);
+        let first = found.next()?;
+        Some(if found.next().is_none() {
+            Ok(first)
+        } else {
+            Err(())
+        })
+    }
+
     /// Replaces the published ports; returns the ids of mappings that are gone (their connections
     /// must go too).
     pub fn set_publish(&mut self, publish: &[Publish]) -> Vec<u32> {
