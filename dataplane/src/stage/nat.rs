@@ -740,6 +740,7 @@ fn lost_reply(
         Err(reason) => return Some(NatAction::Drop(reason)),
     };
     // Tracked from the container's side (the packet seen first), translated as the mapping's.
+    let (out_original, out_reply) = outbound_hops(view, uplink, net.gateway_mac, next_mac);
     let flow = NewFlow {
         original: p.tuple,
         reply: Tuple {
@@ -750,21 +751,34 @@ fn lost_reply(
             dport: publish.host_port,
         },
         kind: NatKind::Dnat,
-        out_original: Hop {
-            port: uplink.port,
-            src_mac: uplink.mac,
-            dst_mac: next_mac,
-        },
-        out_reply: Hop {
-            port: view.ingress,
-            src_mac: net.gateway_mac,
-            dst_mac: view.src,
-        },
+        out_original,
+        out_reply,
         mapping: Some(publish.id),
         inside: publish.target,
         tcp_flags: p.tcp_flags,
     };
     Some(insert(flow, tables))
+}
+
+/// The hops of a flow a container's packet starts toward the world: out of the uplink to
+/// `next_mac`, and back to the container on the port it came from, from its gateway's MAC.
+fn outbound_hops(
+    view: &PacketView<'_>,
+    uplink: &Uplink,
+    gateway_mac: MacAddr,
+    next_mac: MacAddr,
+) -> (Hop, Hop) {
+    let out = Hop {
+        port: uplink.port,
+        src_mac: uplink.mac,
+        dst_mac: next_mac,
+    };
+    let back = Hop {
+        port: view.ingress,
+        src_mac: gateway_mac,
+        dst_mac: view.src,
+    };
+    (out, back)
 }
 
 /// A container's connection to the world: out of the uplink with the uplink's address.
@@ -807,6 +821,7 @@ fn masquerade(
     let Some(from) = tables.nat.network(view.domain) else {
         return NatAction::Pass;
     };
+    let (out_original, out_reply) = outbound_hops(view, uplink, from.gateway_mac, next_mac);
     let flow = NewFlow {
         original: p.tuple,
         reply: Tuple {
@@ -817,16 +832,8 @@ fn masquerade(
             dport: sport,
         },
         kind: NatKind::Masquerade,
-        out_original: Hop {
-            port: uplink.port,
-            src_mac: uplink.mac,
-            dst_mac: next_mac,
-        },
-        out_reply: Hop {
-            port: view.ingress,
-            src_mac: from.gateway_mac,
-            dst_mac: view.src,
-        },
+        out_original,
+        out_reply,
         mapping: None,
         inside: p.tuple.src,
         tcp_flags: p.tcp_flags,
