@@ -887,5 +887,31 @@ mod tests {
         e.step();
         assert_eq!(up_h.take_sent().len(), 1);
         assert_eq!(e.tables.conntrack.len(), 2);
+
+        // On a routed network clients reach web by its own address, untracked: its segment is
+        // routed as it is (from 172.17.0.2:80), never taken for the published port's.
+        e.tables.nat.set_publish(&[publish(8, 8080)]);
+        let mut routed = *e.tables.nat.network(DomainId(0)).unwrap();
+        routed.routed = true;
+        e.tables.nat.set_networks(&[routed]);
+        web_h.inject(&segment(
+            (web_mac, gw_mac),
+            ([172, 17, 0, 2], 80),
+            ([192, 0, 2, 1], 40003),
+            false,
+        ));
+        e.step();
+        let out = up_h.take_sent();
+        assert_eq!(out.len(), 1, "routed");
+        let sent = etherparse::SlicedPacket::from_ethernet(&out[0].1).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &sent.net else {
+            panic!("IPv4")
+        };
+        assert_eq!(ip.header().source(), [172, 17, 0, 2]);
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = &sent.transport else {
+            panic!("TCP")
+        };
+        assert_eq!(tcp.source_port(), 80);
+        assert_eq!(e.tables.conntrack.len(), 2, "nothing tracked");
     }
 }

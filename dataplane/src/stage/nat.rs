@@ -715,7 +715,10 @@ fn refuse(p: &Packet) -> NatAction {
 /// published port the client knows; masqueraded, it would come from another port, and the
 /// client's reset to that would end the connection. Where several mappings publish that address
 /// and port, which one the client used is unknown: dropped (`no-mapping`) until the client's
-/// next segment is picked up from its side. `None`: not such a segment.
+/// next segment is picked up from its side. Never on a routed network: there clients reach a
+/// container by its own address too, untracked, so a reply without a connection is routed as it
+/// is (a published port's connection lost with a restarted daemon ends there: the known limit).
+/// `None`: not such a segment.
 fn lost_reply(
     view: &PacketView<'_>,
     tables: &Tables,
@@ -724,7 +727,7 @@ fn lost_reply(
     p: &Packet,
     fx: &mut Effects,
 ) -> Option<NatAction> {
-    if p.tuple.proto != TCP || p.tcp_flags.is_none_or(|f| f & tcp_flags::SYN != 0) {
+    if net.routed || p.tuple.proto != TCP || p.tcp_flags.is_none_or(|f| f & tcp_flags::SYN != 0) {
         return None;
     }
     let publish = match tables
