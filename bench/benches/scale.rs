@@ -295,9 +295,9 @@ fn lookup_bench(
     });
 }
 
-/// `lookup_bench` through `lookup_batch` (which also asks for each hit's entry lines), `B` keys
-/// a batch and the rest of each `GROUP` one at a time; with `read_entries`, each hit's entry is
-/// then read, as the NAT stage reads the hop.
+/// `lookup_bench` through `lookup_batch`, `B` keys a batch and the rest of each `GROUP` one at a
+/// time; with `read_entries`, through `lookup_batch_prefetching` (which asks for each hit's entry
+/// lines) and each hit's entry then read, as the NAT stage reads the hop.
 fn lookup_batch_bench<const B: usize>(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
@@ -324,7 +324,12 @@ fn lookup_batch_bench<const B: usize>(
             let mut batches = group.chunks_exact(B);
             for batch in &mut batches {
                 let batch: &[Tuple; B] = batch.try_into().unwrap();
-                for f in ct.lookup_batch(black_box(batch)) {
+                let hits = if read_entries {
+                    ct.lookup_batch_prefetching(black_box(batch))
+                } else {
+                    ct.lookup_batch(black_box(batch))
+                };
+                for f in hits {
                     found += read(f);
                 }
             }
@@ -386,6 +391,7 @@ fn conntrack(c: &mut Criterion) {
     lookup_batch_bench::<16>(&mut g, "lookup_hit_1M_random_batch16", &ct, &hits, false);
     lookup_batch_bench::<32>(&mut g, "lookup_hit_1M_random_batch32", &ct, &hits, false);
     lookup_bench(&mut g, "lookup_miss_1M_random", &ct, &misses, false);
+    lookup_batch_bench::<32>(&mut g, "lookup_miss_1M_random_batch32", &ct, &misses, false);
     let mut at = 0;
     let now = (MILLION / GROUP) as u64;
     g.bench_function("lookup_update_hit_1M_random", |b| {

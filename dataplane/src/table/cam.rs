@@ -73,13 +73,6 @@ use crate::wire::MacAddr;
 /// `learn` for chatty hosts at one read-only hash probe.
 pub const REFRESH_GRANULARITY_MS: u64 = 1000;
 
-/// How far ahead of its lookups [`CamTable::lookup_batch`] asks for lines: about the misses one
-/// core of the benchmark machine keeps in flight (16-20). Asking for a whole batch of 32 or 64
-/// at once cost more than 16 at a time, likely because prefetches beyond what the core holds
-/// wait in its load queue ahead of the lookups' own loads (bench/RESULTS.md "Lookups
-/// software-pipelined").
-const LOOKUP_AHEAD: usize = 16;
-
 /// Largest accepted `CamConfig::max_entries`. Node indices are `u32`, and the table preallocates.
 pub const MAX_ENTRIES_LIMIT: usize = 1 << 24;
 
@@ -548,9 +541,7 @@ impl CamTable {
     }
 
     /// [`CamTable::lookup`] for a batch of keys, software-pipelined so that the batch's cache
-    /// misses overlap: the first [`LOOKUP_AHEAD`] keys' lines are asked for, then each lookup
-    /// asks for the line of the key that many places further on. Same answers as `lookup` key by
-    /// key.
+    /// misses overlap ([`LineTable::pipelined`]). Same answers as `lookup` key by key.
     pub fn lookup_batch<const N: usize>(
         &self,
         keys: &[(DomainId, VlanId, MacAddr); N],
@@ -558,13 +549,7 @@ impl CamTable {
         let keys: [CamKey; N] =
             std::array::from_fn(|i| CamKey::new(keys[i].0, keys[i].1, keys[i].2));
         let hashes: [u64; N] = std::array::from_fn(|i| self.hash(keys[i]));
-        for &hash in hashes.iter().take(LOOKUP_AHEAD) {
-            self.slots.prefetch(hash);
-        }
-        std::array::from_fn(|i| {
-            if let Some(&hash) = hashes.get(i + LOOKUP_AHEAD) {
-                self.slots.prefetch(hash);
-            }
+        self.slots.pipelined(&hashes, |i| {
             self.find(keys[i], hashes[i])
                 .map(|(_, slot)| slot_port(slot))
         })

@@ -738,25 +738,41 @@ impl ConnTrack {
         }
     }
 
-    /// [`ConnTrack::lookup`] for a batch of keys at once, in two passes over the batch: every
-    /// key's hash and a prefetch of its line, then the lookups, each hit also asking for the
-    /// lines of its entry the caller reads next (as [`ConnTrack::prefetch_entry`]). In a table
-    /// far larger than the caches each line misses; in passes, a batch's misses are in flight
-    /// together instead of one at a time (VPP's pattern). Asking for the entries in a pass of
-    /// their own after the lookups measured slower (bench/RESULTS.md, "The connection table on
-    /// lines"). Same answers as `lookup` key by key (a test checks it).
+    /// [`ConnTrack::lookup`] for a batch of keys, software-pipelined so that the batch's cache
+    /// misses overlap ([`LineTable::pipelined`]): in a table far larger than the caches each
+    /// line misses, and one at a time they cost a memory latency each. The index only: a caller
+    /// that reads the entries found next asks for them with
+    /// [`ConnTrack::lookup_batch_prefetching`]. Same answers as `lookup` key by key (a test checks
+    /// it).
     pub fn lookup_batch<const N: usize>(
         &self,
         keys: &[Tuple; N],
     ) -> [Option<(EntryId, Direction)>; N] {
+        self.lookup_pipelined(keys, |_| {})
+    }
+
+    /// [`ConnTrack::lookup_batch`], each hit also asking for the lines of its entry a packet
+    /// reads next (as [`ConnTrack::prefetch_entry`]) as soon as it is found. Asking for the
+    /// entries in a pass of their own after the lookups measured slower (bench/RESULTS.md, "The
+    /// connection table on lines").
+    pub fn lookup_batch_prefetching<const N: usize>(
+        &self,
+        keys: &[Tuple; N],
+    ) -> [Option<(EntryId, Direction)>; N] {
+        self.lookup_pipelined(keys, |hit| self.prefetch_node(hit))
+    }
+
+    #[inline(always)]
+    fn lookup_pipelined<const N: usize>(
+        &self,
+        keys: &[Tuple; N],
+        on_hit: impl Fn((u32, Direction)),
+    ) -> [Option<(EntryId, Direction)>; N] {
         let hashes: [u64; N] = std::array::from_fn(|i| self.hash(&keys[i]));
-        for &hash in &hashes {
-            self.slots.prefetch(hash);
-        }
-        std::array::from_fn(|i| {
+        self.slots.pipelined(&hashes, |i| {
             self.find(&keys[i], hashes[i]).map(|(_, slot)| {
                 let (idx, dir) = slot_entry(slot);
-                self.prefetch_node((idx, dir));
+                on_hit((idx, dir));
                 (EntryId(idx), dir)
             })
         })
@@ -1386,6 +1402,11 @@ mod tests {
             assert_eq!(found, t.lookup(k), "{k}");
         }
         assert!(batch.iter().filter(|f| f.is_some()).count() > 16);
+        assert_eq!(t.lookup_batch_prefetching(&keys), batch);
+        // Shorter than the pipeline's reach, and one key.
+        let few: [Tuple; 5] = std::array::from_fn(|i| keys[i]);
+        assert_eq!(t.lookup_batch(&few), batch[..5]);
+        assert_eq!(t.lookup_batch_prefetching(&[keys[1]]), [batch[1]]);
     }
 
     #[test]

@@ -40,6 +40,13 @@ const WORDS: usize = 2 * SLOTS;
 /// Slots per key: at most a quarter full (see the module documentation).
 const LOAD: usize = 4;
 
+/// How far ahead of its lookups [`LineTable::pipelined`] asks for lines: about the misses one
+/// core of the benchmark machine keeps in flight (16-20). Asking for a whole batch of 32 or 64
+/// at once cost more than 16 at a time, likely because prefetches beyond what the core holds
+/// wait in its load queue ahead of the lookups' own loads (bench/RESULTS.md "Lookups
+/// software-pipelined").
+const LOOKUP_AHEAD: usize = 16;
+
 pub(super) struct LineTable {
     /// `lines * WORDS` words from `base`, plus the words before `base` that align it.
     words: Vec<u64>,
@@ -93,6 +100,27 @@ impl LineTable {
     #[inline(always)]
     pub fn prefetch(&self, hash: u64) {
         prefetch(&self.words[self.base + self.home(hash) * WORDS]);
+    }
+
+    /// A batch of lookups software-pipelined so that their cache misses overlap: the lines of the
+    /// first [`LOOKUP_AHEAD`] of `hashes` are asked for, then each `find(i)` (the lookup of the
+    /// key whose hash is `hashes[i]`) comes after asking for the line of the key that many places
+    /// further on. VPP's pattern; what the lookups answer is `find`'s.
+    #[inline(always)]
+    pub fn pipelined<const N: usize, T>(
+        &self,
+        hashes: &[u64; N],
+        mut find: impl FnMut(usize) -> T,
+    ) -> [T; N] {
+        for &hash in hashes.iter().take(LOOKUP_AHEAD) {
+            self.prefetch(hash);
+        }
+        std::array::from_fn(|i| {
+            if let Some(&hash) = hashes.get(i + LOOKUP_AHEAD) {
+                self.prefetch(hash);
+            }
+            find(i)
+        })
     }
 
     /// The position and contents of the slot for which `is_key` holds, among the keys of
