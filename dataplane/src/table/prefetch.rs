@@ -20,3 +20,21 @@ pub(crate) fn prefetch<T>(value: &T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = value;
 }
+
+/// Asks for every cache line `*value` spans (a value larger than a line, or straddling two).
+#[inline(always)]
+pub(crate) fn prefetch_all<T>(value: &T) {
+    let start = value as *const T as usize;
+    let end = start + std::mem::size_of::<T>();
+    let mut line = start & !63;
+    while line < end {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `prefetch`; the address is within or just before `*value` (rounded down
+        // to its line), and a prefetch never faults whatever the address.
+        unsafe {
+            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
+        }
+        line += 64;
+    }
+}
