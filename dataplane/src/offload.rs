@@ -566,7 +566,7 @@ impl Plan {
 ///
 /// `buf[..len]` holds datagrams every `stride` bytes (the last may be shorter), each a `skip`-byte
 /// tunnel header (checked by the caller) and a complete Ethernet frame. They merge when they are
-/// consecutive segments of one connection, as [`segment`] makes them: Ethernet, IPv4 and TCP
+/// consecutive segments of one connection, as `segment` makes them: Ethernet, IPv4 and TCP
 /// headers identical but for the IPv4 length, identification and checksum and the TCP sequence
 /// number, checksum and flags (PSH and FIN only on the last, CWR only on the first); every payload
 /// `gso_size` bytes but the last, which is not longer; each sequence number where the previous

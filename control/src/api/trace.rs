@@ -12,7 +12,7 @@ pub struct TraceView {
     pub what_if: bool,
     pub ingress: String,
     pub length: u32,
-    /// One line about the packet ("TCP 172.17.0.2:40000 > 172.17.0.3:80 [S], 74 bytes").
+    /// One line about the packet ("TCP 172.17.0.2:40000 > 172.17.0.3:80 \[S\], 74 bytes").
     pub packet: String,
     pub steps: Vec<TraceStepView>,
     /// More steps happened than a record holds.

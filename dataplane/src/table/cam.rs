@@ -83,7 +83,7 @@ pub struct CamConfig {
     pub max_entries: usize,
     /// Dynamic entries one port can hold; learning beyond this evicts the port's own LRU entry.
     pub max_per_port: usize,
-    /// A dynamic entry not refreshed for longer than this is removed by [`CamTable::age`].
+    /// A dynamic entry not refreshed for longer than this is removed by `CamTable::age`.
     pub aging_ms: u64,
 }
 
@@ -427,7 +427,7 @@ impl Default for CamTable {
 }
 
 impl CamConfig {
-    /// Checks the limits `CamTable::try_new` accepts (`max_entries` in 1..=[`MAX_ENTRIES_LIMIT`],
+    /// Checks the limits `CamTable::try_new` accepts (`max_entries` in 1..=`MAX_ENTRIES_LIMIT`,
     /// `max_per_port` at least 1); the control plane calls this to reject bad settings with a message.
     pub fn validate(&self) -> Result<(), CamError> {
         if self.max_entries == 0 || self.max_entries > MAX_ENTRIES_LIMIT {
@@ -450,8 +450,8 @@ impl CamConfig {
 
 impl CamTable {
     /// A table with the given limits, fully preallocated. Out-of-range limits are clamped into the
-    /// range [`CamConfig::validate`] accepts (the engine must come up); [`CamTable::config`] reports
-    /// what is in effect. Use [`CamTable::try_new`] to refuse them instead.
+    /// range `CamConfig::validate` accepts (the engine must come up); `CamTable::config` reports
+    /// what is in effect. Use `CamTable::try_new` to refuse them instead.
     pub fn new(config: CamConfig) -> CamTable {
         let config = CamConfig {
             max_entries: config.max_entries.clamp(1, MAX_ENTRIES_LIMIT),
@@ -541,7 +541,7 @@ impl CamTable {
     }
 
     /// [`CamTable::lookup`] for a batch of keys, software-pipelined so that the batch's cache
-    /// misses overlap ([`LineTable::pipelined`]). Same answers as `lookup` key by key.
+    /// misses overlap (`LineTable::pipelined`). Same answers as `lookup` key by key.
     pub fn lookup_batch<const N: usize>(
         &self,
         keys: &[(DomainId, VlanId, MacAddr); N],
@@ -868,7 +868,7 @@ impl CamTable {
         self.len
     }
 
-    #[cfg(test)]
+    /// Whether the table holds no entry.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -334,7 +334,7 @@ impl CtTimeouts {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CtConfig {
-    /// Connections the table holds; clamped into 1..=[`MAX_ENTRIES_LIMIT`].
+    /// Connections the table holds; clamped into 1..=`MAX_ENTRIES_LIMIT`.
     pub max_entries: usize,
     pub timeouts: CtTimeouts,
 }
@@ -658,8 +658,8 @@ impl Default for ConnTrack {
 
 impl ConnTrack {
     /// A table for `config`, fully preallocated: a slab of `max_entries` and an index for both
-    /// tuples of each. `max_entries` is clamped into 1..=[`MAX_ENTRIES_LIMIT`];
-    /// [`ConnTrack::config`] reports what is in effect.
+    /// tuples of each. `max_entries` is clamped into 1..=`MAX_ENTRIES_LIMIT`;
+    /// `ConnTrack::config` reports what is in effect.
     pub fn new(config: CtConfig) -> ConnTrack {
         let config = CtConfig {
             max_entries: config.max_entries.clamp(1, MAX_ENTRIES_LIMIT),
@@ -731,7 +731,7 @@ impl ConnTrack {
     }
 
     /// [`ConnTrack::lookup`] for a batch of keys, software-pipelined so that the batch's cache
-    /// misses overlap ([`LineTable::pipelined`]): in a table far larger than the caches each
+    /// misses overlap (`LineTable::pipelined`): in a table far larger than the caches each
     /// line misses, and one at a time they cost a memory latency each. The index only: a caller
     /// that reads the entries found next asks for them with
     /// [`ConnTrack::lookup_batch_prefetching`]. Same answers as `lookup` key by key (a test checks
@@ -862,7 +862,7 @@ impl ConnTrack {
     /// TCP (`tcp_flags`: FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10; None counts as no flags). No
     /// sequence numbers are checked: an ACK is taken to acknowledge whatever FIN came before it, so
     /// the closing states may be entered a little early. "Closer" is the side that sent the first
-    /// FIN (recorded in [`Entry::closer`]), "peer" the other side. Rules are tried top to bottom; the
+    /// FIN (recorded in `Entry::closer`), "peer" the other side. Rules are tried top to bottom; the
     /// first that matches applies:
     ///
     /// | from state             | packet                                   | to state      |
@@ -975,7 +975,7 @@ impl ConnTrack {
 
     /// Removes entries idle for at least their state's timeout (`remaining_ms` = 0); returns how
     /// many. Walks each class's LRU list from its least recently listed end and stops at the
-    /// first entry not due: O(expired + [`CLASSES`]). Leaves no entry idle for its timeout plus
+    /// first entry not due: O(expired + `CLASSES`). Leaves no entry idle for its timeout plus
     /// its class's refresh interval (module documentation, "Refresh"). Unbounded: see
     /// [`ConnTrack::expire_at_most`].
     pub fn expire(&mut self, now_ms: u64) -> usize {
