@@ -249,10 +249,7 @@ fn add_check_del_as_a_runtime_calls_them() {
     );
 
     // kill -9 and a new daemon: the attachments are state; CHECK and DEL still work.
-    lab.signal(d, libc::SIGKILL);
-    while lab.running(d) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    lab.kill_9(d);
     assert_eq!(
         code(call("ADD", "pod-3", &three, "", &c04)),
         11,
@@ -557,10 +554,7 @@ fn podman_containers_on_a_switchyard_network() {
 
     // kill -9 the daemon while the containers run: forwarding stops, and a new daemon restores
     // their traffic from the state (veths and namespaces outlived the process).
-    lab.signal(d, libc::SIGKILL);
-    while lab.running(d) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    lab.kill_9(d);
     assert!(
         http_get(&lab).is_none(),
         "nothing is forwarded while the daemon is down"

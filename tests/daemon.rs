@@ -347,10 +347,7 @@ fn restart_after_kill_9_restores_networks_containers_and_traffic() {
         addresses(&lab, "db", "eth1"),
     );
 
-    lab.signal(d, libc::SIGKILL);
-    while lab.running(d) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    lab.kill_9(d);
     // Nothing forwards while the daemon is down: the switch really carries this traffic.
     lab.ping_fails("web", "172.17.0.3");
 

@@ -274,10 +274,7 @@ sys.stdout.write("%02x%02x rcode=%d" % (data[0], data[1], data[3] & 15))
     assert!(topology.contains("dns 10.31.0.1:53"), "{topology}");
 
     // After kill -9 and a restart, the names are served again from the persisted state.
-    lab.signal(d, libc::SIGKILL);
-    while lab.running(d) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    lab.kill_9(d);
     lab.daemon("d2", &["--dns", UPSTREAM]);
     assert_eq!(a(&lab, "web", &app), [app_ip]);
     assert_eq!(a(&lab, "web", OUTSIDE_NAME), [OUTSIDE_ADDR]);

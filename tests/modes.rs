@@ -92,10 +92,7 @@ fn none_host_and_container_modes() {
     assert_eq!(out.status.code(), Some(2));
 
     // Modes survive a restart.
-    lab.signal(d, libc::SIGKILL);
-    while lab.running(d) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    lab.kill_9(d);
     lab.daemon("d2", &[]);
     assert_eq!(
         lab.inspect("container", &side)["HostConfig"]["NetworkMode"],
@@ -169,10 +166,7 @@ fn attach_existing_namespaces_by_name_and_by_pid() {
         .cli_ok(&["container", "ls"])
         .contains(&format!("netns-{ext}")));
     // Attachments persist and come back after kill -9.
-    lab.signal(d, libc::SIGKILL);
-    while lab.running(d) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    lab.kill_9(d);
     lab.daemon("d2", &[]);
     lab.ping_ok("web", "172.17.0.50");
     lab.cli_ok(&["detach", "--network", "bridge", "--netns", &ext]);

@@ -393,6 +393,7 @@ fn publish_all_ranges_port_listing_and_bad_specs() {
 #[test]
 fn a_published_server_speaking_first_after_a_restart_keeps_its_connection() {
     use std::io::{Read, Write};
+    use std::net::TcpStream;
     let (mut lab, d) = Lab::uplinked("nq");
     let web = lab.container("web", &["-p", "8080:80"]);
     let listener = probe::in_netns(&web, || {
@@ -402,25 +403,28 @@ fn a_published_server_speaking_first_after_a_restart_keeps_its_connection() {
         std::net::TcpStream::connect_timeout(&(UPLINK_IP, 8080).into(), T).unwrap()
     });
     let (mut server, _) = listener.accept().unwrap();
-    lab.signal(d, libc::SIGKILL);
-    while lab.running(d) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    lab.kill_9(d);
     lab.uplink_daemon("d2");
-    server.write_all(b"first").unwrap();
-    client.set_read_timeout(Some(T)).unwrap();
-    let mut got = [0u8; 5];
-    client
-        .read_exact(&mut got)
-        .expect("the server's segment reaches the client");
-    assert_eq!(&got, b"first");
-    client.write_all(b"back").unwrap();
-    server.set_read_timeout(Some(T)).unwrap();
-    let mut back = [0u8; 4];
-    server
-        .read_exact(&mut back)
-        .expect("the client's answer reaches the server");
-    assert_eq!(&back, b"back");
+    // `msg` written on `from` arrives whole on `to` within T.
+    let pass = |from: &mut TcpStream, to: &mut TcpStream, msg: &[u8], what: &str| {
+        from.write_all(msg).unwrap();
+        to.set_read_timeout(Some(T)).unwrap();
+        let mut got = vec![0u8; msg.len()];
+        to.read_exact(&mut got).expect(what);
+        assert_eq!(got, msg, "{what}");
+    };
+    pass(
+        &mut server,
+        &mut client,
+        b"first",
+        "the server's segment reaches the client",
+    );
+    pass(
+        &mut client,
+        &mut server,
+        b"back",
+        "the client's answer reaches the server",
+    );
     let ct = lab.cli_ok(&["conntrack"]);
     assert!(ct.contains("8080"), "{ct}");
 }
@@ -438,10 +442,7 @@ fn tcp_survives_a_restart_and_removal_cuts_flows() {
     // kill -9 and start again: the established connection goes on (mid-stream pickup), whoever
     // speaks first after the restart (the server may, retransmitting its echo if the client's
     // ACK was lost with the daemon: `a_published_server_speaking_first_...`).
-    lab.signal(d, libc::SIGKILL);
-    while lab.running(d) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    lab.kill_9(d);
     lab.uplink_daemon("d2");
     assert!(probe::echo(&conn, T), "the connection survived the restart");
     let ct = lab.cli_ok(&["conntrack"]);

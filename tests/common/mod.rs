@@ -218,6 +218,14 @@ impl Lab {
         matches!(self.children[child].try_wait(), Ok(None))
     }
 
+    /// Kills `child` with SIGKILL (a crash: nothing cleaned up) and waits until it is gone.
+    pub fn kill_9(&mut self, child: usize) {
+        self.signal(child, libc::SIGKILL);
+        while self.running(child) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(&mut self, child: usize) -> std::process::ExitStatus {
         self.signal(child, libc::SIGTERM);

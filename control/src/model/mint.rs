@@ -72,7 +72,7 @@ pub fn rfc3339(now: Duration) -> String {
 mod tests {
     use super::*;
 
-    /// Bytes from a list, then zeros.
+    /// Bytes from a list, then 0xab.
     struct Script(Vec<u8>);
 
     impl Mint for Script {

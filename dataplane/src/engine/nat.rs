@@ -780,6 +780,21 @@ mod tests {
         f
     }
 
+    /// The addresses and ports of a sent TCP frame, `(src, sport), (dst, dport)`, after checking
+    /// its TCP checksum.
+    fn tcp_ends(f: &[u8]) -> (([u8; 4], u16), ([u8; 4], u16)) {
+        let p = etherparse::SlicedPacket::from_ethernet(f).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+            panic!("IPv4")
+        };
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = &p.transport else {
+            panic!("TCP")
+        };
+        let (src, dst) = (ip.header().source(), ip.header().destination());
+        assert_eq!(tcp.checksum(), tcp.calc_checksum_ipv4(src, dst).unwrap());
+        ((src, tcp.source_port()), (dst, tcp.destination_port()))
+    }
+
     /// After a restart (no connection tracked), a published server's retransmission can come
     /// before its client speaks: it leaves from the published port (8080), not masqueraded from
     /// its own (80), and the client's next segment reaches the server through the same entry.
@@ -829,20 +844,9 @@ mod tests {
         e.step();
         let out = up_h.take_sent();
         assert_eq!(out.len(), 1, "translated, not dropped");
-        let sent = etherparse::SlicedPacket::from_ethernet(&out[0].1).unwrap();
-        let Some(etherparse::NetSlice::Ipv4(ip)) = &sent.net else {
-            panic!("IPv4")
-        };
-        assert_eq!(ip.header().source(), [192, 0, 2, 10]);
-        assert_eq!(ip.header().destination(), [192, 0, 2, 1]);
-        let Some(etherparse::TransportSlice::Tcp(tcp)) = &sent.transport else {
-            panic!("TCP")
-        };
-        assert_eq!((tcp.source_port(), tcp.destination_port()), (8080, 40000));
         assert_eq!(
-            tcp.checksum(),
-            tcp.calc_checksum_ipv4(ip.header().source(), ip.header().destination())
-                .unwrap()
+            tcp_ends(&out[0].1),
+            (([192, 0, 2, 10], 8080), ([192, 0, 2, 1], 40000))
         );
         assert_eq!(&out[0].1[..12], &[client_mac.0, UPLINK_MAC.0].concat()[..]);
         assert_eq!(e.tables.conntrack.len(), 1);
@@ -857,11 +861,10 @@ mod tests {
         e.step();
         let inside = web_h.take_sent();
         assert_eq!(inside.len(), 1);
-        let got = etherparse::SlicedPacket::from_ethernet(&inside[0].1).unwrap();
-        let Some(etherparse::TransportSlice::Tcp(tcp)) = &got.transport else {
-            panic!("TCP")
-        };
-        assert_eq!((tcp.source_port(), tcp.destination_port()), (40000, 80));
+        assert_eq!(
+            tcp_ends(&inside[0].1),
+            (([192, 0, 2, 1], 40000), ([172, 17, 0, 2], 80))
+        );
         assert_eq!(e.tables.conntrack.len(), 1, "one connection");
 
         // Two mappings to web:80: which one the client used is unknown, so dropped.
@@ -903,15 +906,7 @@ mod tests {
         e.step();
         let out = up_h.take_sent();
         assert_eq!(out.len(), 1, "routed");
-        let sent = etherparse::SlicedPacket::from_ethernet(&out[0].1).unwrap();
-        let Some(etherparse::NetSlice::Ipv4(ip)) = &sent.net else {
-            panic!("IPv4")
-        };
-        assert_eq!(ip.header().source(), [172, 17, 0, 2]);
-        let Some(etherparse::TransportSlice::Tcp(tcp)) = &sent.transport else {
-            panic!("TCP")
-        };
-        assert_eq!(tcp.source_port(), 80);
+        assert_eq!(tcp_ends(&out[0].1).0, ([172, 17, 0, 2], 80));
         assert_eq!(e.tables.conntrack.len(), 2, "nothing tracked");
     }
 }
