@@ -7,13 +7,19 @@
 //! rates; a ring costs ~11 ns of CPU per packet (shared/notes/measurements.md). V2 rather than V3:
 //! V3 hands over whole blocks on a timeout and adds milliseconds of latency at low load.
 //!
-//! Ring size: a port starts with a small ring (`RING_SLOTS_IDLE`, 128 slots, 256 KiB; a further
-//! engine worker's socket on it, `RING_SLOTS_MEMBER`, 64 slots, 128 KiB) and grows it
-//! once to `RING_SLOTS_BUSY` (2048 slots, 4 MiB: about 3 ms of 64-byte frames at 670 kpps, to absorb
-//! bursts while the engine serves other ports) the first time a read finds it more than a quarter
-//! full after taking a whole batch, or the kernel reports a drop. Most ports of a Docker host are
-//! idle, and the ring was nearly all of a port's memory (200 containers took 815 MiB). The uplink
-//! starts large (`AfPacketPort::open_busy`): it carries every published port's first burst.
+//! Ring size: a port starts with a small ring of small slots (`RING_SLOTS_IDLE`, 1024 slots of
+//! `RING_SMALL_FRAME_SIZE`, 256 bytes, 256 KiB; a further engine worker's socket on it,
+//! `RING_SLOTS_MEMBER`, 512 slots, 128 KiB) and grows it once to `RING_SLOTS_BUSY` (2048 slots of
+//! 2 KiB, 4 MiB: about 3 ms of 64-byte frames at 670 kpps, to absorb bursts while the engine serves
+//! other ports) the first time a read finds it more than a quarter full after taking a whole batch,
+//! finds a batch of `GROW_AFTER_COPIES` frames too large for its slots, or the kernel reports a
+//! drop. Most ports of a Docker host are idle, and the ring was nearly all of a port's memory (200
+//! containers took 815 MiB). An idle port's traffic is small frames (ARP, SYNs and ACKs, pings, DNS
+//! queries): in 256-byte slots the same memory holds eight times the frames of 2 KiB slots, so an
+//! idle container meeting 64 new clients at once keeps every SYN (with 128 slots of 2 KiB it lost
+//! some, each a connection stalled for the 1 s SYN retransmission). A larger frame takes the path
+//! of a super-frame (below) until its port grows. The uplink starts large
+//! (`AfPacketPort::open_busy`): it carries every published port's first burst.
 //!
 //! Growing without a gap: a ring cannot be resized, setting one frees the old one with what it
 //! holds, and unbinding a socket or setting a ring on a bound one leaves frames meanwhile with no
@@ -135,21 +141,37 @@ const AUX_LEN: usize = 20;
 /// u64s for the alignment `cmsghdr` needs. Room to spare in case the kernel adds fields.
 const CMSG_WORDS: usize = 8;
 
-/// Bytes per ring slot: the 32-byte `tpacket2_hdr` and its `sockaddr_ll` area (48 bytes with
-/// alignment), the 10-byte vnet header, then the frame at offset 44 + 14. A 1514-byte frame (and a
-/// tagged one) fits; larger frames travel through `PACKET_COPY_THRESH` (see the module docs).
+/// Bytes per slot of a grown ring: the 32-byte `tpacket2_hdr` and its `sockaddr_ll` area (48 bytes
+/// with alignment), the 10-byte vnet header, then the frame at offset 44 + 14. A 1514-byte frame
+/// (and a tagged one) fits; larger frames travel through `PACKET_COPY_THRESH` (see the module docs).
 const RING_FRAME_SIZE: usize = 2048;
+/// Bytes per slot of a small ring (an idle port's): frames of up to ~180 bytes fit (ARP, TCP
+/// without payload or with a little, ICMP echo, most DNS queries); larger ones travel through
+/// `PACKET_COPY_THRESH` as super-frames do.
+const RING_SMALL_FRAME_SIZE: usize = 256;
+/// A small ring's batch with this many frames too large for its slots means bulk traffic: the ring
+/// grows (the copy path costs a `recvmmsg` a batch).
+const GROW_AFTER_COPIES: usize = 8;
 /// Bytes per ring block (a multiple of the page size and of the frame size; order-2 allocations,
 /// which the kernel finds even when its memory is fragmented).
 const RING_BLOCK_SIZE: usize = 16 << 10;
-/// Slots of a new port's ring: 256 KiB (see the module docs).
-pub(crate) const RING_SLOTS_IDLE: usize = 128;
+/// Slots of a new port's ring: 256 KiB of small slots (see the module docs).
+pub(crate) const RING_SLOTS_IDLE: usize = 1024;
 /// Slots of a new fanout member's ring (another engine worker's socket on the port): 128 KiB, so an
 /// idle port costs 256 KiB + 128 KiB per further worker rather than 256 KiB per worker. It grows to
 /// `RING_SLOTS_BUSY` as any ring does once its flows meet load.
-pub(crate) const RING_SLOTS_MEMBER: usize = 64;
-/// Slots of a ring that has met load: 4 MiB.
+pub(crate) const RING_SLOTS_MEMBER: usize = 512;
+/// Slots of a ring that has met load: 4 MiB of `RING_FRAME_SIZE` slots.
 pub(crate) const RING_SLOTS_BUSY: usize = 2048;
+
+/// Bytes per slot of a ring of `slots`: only a grown ring has slots for MTU-sized frames.
+fn slot_size(slots: usize) -> usize {
+    if slots >= RING_SLOTS_BUSY {
+        RING_FRAME_SIZE
+    } else {
+        RING_SMALL_FRAME_SIZE
+    }
+}
 
 /// Offsets in `struct tpacket2_hdr` (linux/if_packet.h).
 const TP_LEN: usize = 4;
@@ -161,24 +183,26 @@ const TP_VLAN_TPID: usize = 26;
 /// socket full.
 const SOCKET_BUFFER: libc::c_int = 8 << 20;
 
-/// The mmap'ed TPACKET_V2 receive ring. Slot `i` starts at `base + i * RING_FRAME_SIZE` (blocks are
-/// mapped back to back and a block holds a whole number of slots).
+/// The mmap'ed TPACKET_V2 receive ring. Slot `i` starts at `base + i * frame` (blocks are mapped
+/// back to back and a block holds a whole number of slots).
 struct RxRing {
     base: NonNull<u8>,
     len: usize,
     /// Number of slots.
     slots: usize,
+    /// Bytes per slot (`slot_size`).
+    frame: usize,
     /// The next slot to look at: the kernel fills slots in order.
     next: usize,
 }
 
-/// Asks the kernel for a receive ring of `slots` slots on `fd`, which has none.
-fn set_ring(fd: RawFd, slots: usize) -> std::io::Result<()> {
-    let blocks = slots * RING_FRAME_SIZE / RING_BLOCK_SIZE;
+/// Asks the kernel for a receive ring of `slots` slots of `frame` bytes on `fd`, which has none.
+fn set_ring(fd: RawFd, slots: usize, frame: usize) -> std::io::Result<()> {
+    let blocks = slots * frame / RING_BLOCK_SIZE;
     let req = libc::tpacket_req {
         tp_block_size: RING_BLOCK_SIZE as libc::c_uint,
         tp_block_nr: blocks as libc::c_uint,
-        tp_frame_size: RING_FRAME_SIZE as libc::c_uint,
+        tp_frame_size: frame as libc::c_uint,
         tp_frame_nr: slots as libc::c_uint,
     };
     sys::setsockopt(fd, libc::SOL_PACKET, PACKET_RX_RING, &req)
@@ -188,9 +212,10 @@ impl RxRing {
     /// Sets up and maps a ring of `slots` slots on `fd`, which has none. `PACKET_VNET_HDR` and
     /// `PACKET_VERSION` must already be set.
     fn map(fd: RawFd, slots: usize) -> std::io::Result<RxRing> {
-        debug_assert!((slots * RING_FRAME_SIZE).is_multiple_of(RING_BLOCK_SIZE));
-        set_ring(fd, slots)?;
-        let len = slots * RING_FRAME_SIZE;
+        let frame = slot_size(slots);
+        debug_assert!((slots * frame).is_multiple_of(RING_BLOCK_SIZE));
+        set_ring(fd, slots, frame)?;
+        let len = slots * frame;
         // SAFETY: maps the ring the kernel just allocated for `fd`; the result is checked. The
         // mapping stays valid until `munmap` in `Drop`, independent of the fd.
         let p = unsafe {
@@ -210,6 +235,7 @@ impl RxRing {
             base: NonNull::new(p.cast()).expect("mmap returned a non-null mapping"),
             len,
             slots,
+            frame,
             next: 0,
         })
     }
@@ -217,7 +243,7 @@ impl RxRing {
     fn slot(&self, i: usize) -> *mut u8 {
         debug_assert!(i < self.slots);
         // SAFETY: i < self.slots, so the slot lies inside the mapping.
-        unsafe { self.base.as_ptr().add(i * RING_FRAME_SIZE) }
+        unsafe { self.base.as_ptr().add(i * self.frame) }
     }
 
     /// Whether the kernel has published slot `i` (it holds a frame we have not read).
@@ -259,8 +285,8 @@ impl RxRing {
 
     /// Bytes `off..off + len` of slot `i`, clamped to the slot.
     fn bytes(&self, i: usize, off: usize, len: usize) -> &[u8] {
-        let off = off.min(RING_FRAME_SIZE);
-        let len = len.min(RING_FRAME_SIZE - off);
+        let off = off.min(self.frame);
+        let len = len.min(self.frame - off);
         // SAFETY: the range lies within slot `i` of the mapping; the slot belongs to us (status
         // TP_STATUS_USER acquired) until `release`, and callers drop the slice before that.
         unsafe { std::slice::from_raw_parts(self.slot(i).add(off), len) }
@@ -1301,7 +1327,7 @@ impl AfPacketPort {
                     truncated: true,
                 };
             } else {
-                let mut vnet = if (VNET_HDR_LEN..=RING_FRAME_SIZE).contains(&mac) {
+                let mut vnet = if (VNET_HDR_LEN..=ring.frame).contains(&mac) {
                     let h = ring.bytes(i, mac - VNET_HDR_LEN, VNET_HDR_LEN);
                     VnetHeader::parse(h.try_into().expect("vnet header lies within the slot"))
                 } else {
@@ -1327,12 +1353,13 @@ impl AfPacketPort {
             ring.next = if i + 1 == ring.slots { 0 } else { i + 1 };
             n += 1;
         }
-        // A whole batch with more than a quarter of the ring still waiting behind it: the ring is
-        // too small for this port's load (unless it is being replaced already).
-        if n == BATCH
-            && ring.slots < RING_SLOTS_BUSY
+        // A whole batch with more than a quarter of the ring still waiting behind it, or a batch
+        // of frames too large for small slots: the ring is too small for this port's load (unless
+        // it is being replaced already).
+        if ring.slots < RING_SLOTS_BUSY
             && self.successor.is_none()
-            && ring.published((ring.next + ring.slots / 4) % ring.slots)
+            && ((n == BATCH && ring.published((ring.next + ring.slots / 4) % ring.slots))
+                || copies >= GROW_AFTER_COPIES)
         {
             self.want_grow = true;
         }
@@ -1926,6 +1953,11 @@ mod tests {
         /// addresses' xor is 2, the ports' `f`), so of two members, an even flow goes to the first
         /// and an odd one to the second.
         fn send_flow(&self, flow: u16, first: u32, n: u32) {
+            self.send_sized(flow, first, n, 64);
+        }
+
+        /// As `send_flow`, with frames of `len` bytes (the rest of the payload zeros).
+        fn send_sized(&self, flow: u16, first: u32, n: u32, len: usize) {
             for k in first..first + n {
                 let mut f = FRAME[..14].to_vec();
                 f.extend_from_slice(&[0x45, 0, 0, 50, 0, 0, 0, 0, 64, 17, 0, 0]);
@@ -1934,7 +1966,7 @@ mod tests {
                 f.extend_from_slice(&1000u16.to_be_bytes());
                 f.extend_from_slice(&[0, 30, 0, 0]);
                 f.extend_from_slice(&k.to_be_bytes());
-                f.resize(64, 0);
+                f.resize(len, 0);
                 // SAFETY: sockaddr_ll is plain old data.
                 let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
                 sll.sll_family = libc::AF_PACKET as libc::c_ushort;
@@ -1951,7 +1983,7 @@ mod tests {
                         mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
                     )
                 };
-                assert_eq!(rc, 64, "send: {}", sys::last_err());
+                assert_eq!(rc, len as isize, "send: {}", sys::last_err());
             }
         }
     }
@@ -2009,11 +2041,12 @@ mod tests {
             assert_eq!(port.ring_slots(), RING_SLOTS_IDLE);
             // A burst that fills most of it while the switch is busy elsewhere: every frame is
             // still read, in order, and the ring grows once the reads have emptied it.
-            tx.send(20, 100);
-            wait_queued(&port, 100);
+            let most = RING_SLOTS_IDLE as u32 * 3 / 4;
+            tx.send(20, most);
+            wait_queued(&port, most as usize);
             assert_eq!(
                 read_all(&mut port, &mut batch),
-                (20..120).collect::<Vec<_>>()
+                (20..20 + most).collect::<Vec<_>>()
             );
             assert_eq!(port.ring_slots(), RING_SLOTS_BUSY);
             assert_eq!(
@@ -2022,11 +2055,73 @@ mod tests {
                 "nothing lost by growing an empty ring"
             );
             // The large ring takes a burst the small one could not hold.
-            tx.send(120, 900);
-            wait_queued(&port, 900);
+            let more = RING_SLOTS_IDLE as u32 + 500;
+            tx.send(10_000, more);
+            wait_queued(&port, more as usize);
             assert_eq!(
                 read_all(&mut port, &mut batch),
-                (120..1020).collect::<Vec<_>>()
+                (10_000..10_000 + more).collect::<Vec<_>>()
+            );
+            assert_eq!(port.take_overruns(), 0);
+        });
+    }
+
+    /// Reads everything the port has: each frame's number and whether it arrived whole.
+    fn read_sized(port: &mut AfPacketPort, batch: &mut RxBatch, len: usize) -> Vec<u32> {
+        let mut seen = Vec::new();
+        loop {
+            let n = port.recv_batch(batch).unwrap();
+            for i in 0..n {
+                let meta = batch.meta(i);
+                assert!(!meta.truncated, "frame {i} of the batch cut");
+                assert_eq!(batch.frame(i).len(), len);
+                seen.push(frame_number(batch.frame(i)));
+            }
+            if n < BATCH {
+                return seen;
+            }
+        }
+    }
+
+    /// An idle port's small slots hold small frames; a larger one comes whole through the socket
+    /// queue, and a batch of them (bulk traffic) grows the ring to slots that hold them.
+    #[test]
+    fn frames_too_large_for_a_small_ring_arrive_whole_and_a_batch_of_them_grows_it() {
+        in_fresh_netns(|| {
+            quiet_namespace();
+            ip("link add syringc type veth peer name syringd");
+            ip("link set syringd up");
+            let mut port = AfPacketPort::open("syringc").unwrap();
+            let tx = Sender::on("syringd");
+            let mut batch = RxBatch::new();
+            let large = 1000;
+            assert!(large > RING_SMALL_FRAME_SIZE && large < RING_FRAME_SIZE);
+            // A few: read whole, and the ring stays small.
+            let few = GROW_AFTER_COPIES as u32 - 1;
+            tx.send_sized(0, 0, few, large);
+            wait_queued(&port, few as usize);
+            assert_eq!(
+                read_sized(&mut port, &mut batch, large),
+                (0..few).collect::<Vec<_>>()
+            );
+            assert_eq!(port.ring_slots(), RING_SLOTS_IDLE);
+            // A batch of them: read whole, and the ring grows.
+            let bulk = 2 * GROW_AFTER_COPIES as u32;
+            tx.send_sized(0, 100, bulk, large);
+            wait_queued(&port, bulk as usize);
+            assert_eq!(
+                read_sized(&mut port, &mut batch, large),
+                (100..100 + bulk).collect::<Vec<_>>()
+            );
+            // The next read finds the old ring empty and moves on to the new one.
+            assert_eq!(port.recv_batch(&mut batch).unwrap(), 0);
+            assert_eq!(port.ring_slots(), RING_SLOTS_BUSY);
+            // From then on they fit the slots (no socket queue), a burst of them too.
+            tx.send_sized(0, 1_000, 1_500, large);
+            wait_queued(&port, 1_500);
+            assert_eq!(
+                read_sized(&mut port, &mut batch, large),
+                (1_000..2_500).collect::<Vec<_>>()
             );
             assert_eq!(port.take_overruns(), 0);
         });
@@ -2051,7 +2146,8 @@ mod tests {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while seen.len() as u64 + dropped < n as u64 && std::time::Instant::now() < deadline {
             if port.ring_slots() < RING_SLOTS_BUSY {
-                std::thread::sleep(std::time::Duration::from_millis(2));
+                // Slow while the ring is small, so that it overflows (it holds 1,024 frames).
+                std::thread::sleep(std::time::Duration::from_millis(10));
             }
             seen.extend(read_all(port, &mut batch));
             dropped += port.take_overruns();
@@ -2239,8 +2335,9 @@ mod tests {
             let member = port.new_receiver().expect("fanout group");
             assert_eq!(port.ring_slots(), RING_SLOTS_BUSY);
             assert_eq!(member.ring_slots(), RING_SLOTS_BUSY);
-            // Eight times what a small ring holds, unread (one flow: all to `port`).
-            let n = 8 * RING_SLOTS_IDLE;
+            // More than a small ring holds, unread (one flow: all to `port`).
+            let n = RING_SLOTS_BUSY * 3 / 4;
+            assert!(n > RING_SLOTS_IDLE);
             Sender::on("syringb").send(0, n as u32);
             wait_queued(&port, n);
             let mut batch = RxBatch::new();
