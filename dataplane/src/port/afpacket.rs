@@ -508,8 +508,12 @@ impl Group {
 }
 
 /// Classic BPF leaving in `A` a key of the frame's flow, the same for both of its directions: for
-/// IPv4, the addresses xor-ed, with the ports for TCP and UDP (not for fragments), folded; for
-/// anything else the kernel's `skb->hash` (0 when nothing set it: one member gets those). All
+/// IPv4, the addresses xor-ed, with the ports for TCP and UDP (not for fragments), folded, then
+/// multiplied by 2^32 / golden ratio and shifted right by 16 so that every bit of the fold reaches
+/// the low bits the kernel's `key % members` keeps; for anything else the kernel's `skb->hash` (0
+/// when nothing set it: one member gets those). Without the multiplication a key's low bit was
+/// the parity of the two hosts' addresses and ports, the same for every connection one host opens
+/// to a server: Linux gives `connect()` even source ports, so of two workers one got them all. All
 /// frames of a flow get one key, so one worker reads them in order, as with `PACKET_FANOUT_HASH`
 /// (whose hash a classic program cannot compute): steering by the receiving CPU reordered every
 /// flow whose sender changes CPU, as TCP does between its own context and the softirq of arriving
@@ -579,10 +583,16 @@ fn flow_key_program() -> Vec<libc::sock_filter> {
         Op(RSH_K, 16),
         Op(LDX_MEM, 0),
         Op(XOR_X, 0), // A = h ^ (h >> 16)
+        Op(MUL_K, GOLDEN),
+        Op(RSH_K, 16), // A = (A * GOLDEN) >> 16
         Label("end"),
     ];
     assemble(&prog)
 }
+
+/// 2^32 divided by the golden ratio: Fibonacci hashing's multiplier (odd, so the product keeps
+/// every key apart).
+const GOLDEN: u32 = 0x9e37_79b9;
 
 /// Classic BPF opcodes the steering programs use (`linux/filter.h`).
 const LD_IMM: u16 = 0x00; // BPF_LD | BPF_IMM
@@ -596,6 +606,7 @@ const LDX_MEM: u16 = 0x61;
 const ST: u16 = 0x02;
 const TXA: u16 = 0x87; // BPF_MISC | BPF_TXA
 const ADD_K: u16 = 0x04;
+const MUL_K: u16 = 0x24;
 const XOR_X: u16 = 0xac;
 const RSH_K: u16 = 0x74;
 const MOD_K: u16 = 0x94;
@@ -1621,6 +1632,7 @@ mod tests {
                 ST => m[i.k as usize] = a,
                 TXA => a = x,
                 ADD_K => a = a.wrapping_add(i.k),
+                MUL_K => a = a.wrapping_mul(i.k),
                 XOR_X => a ^= x,
                 RSH_K => a >>= i.k,
                 MOD_K => a %= i.k,
@@ -1687,10 +1699,11 @@ mod tests {
             assert_eq!(there, key(&ipv4_l4(proto, b, a, 80, 40000)));
             assert_ne!(there, key(&ipv4_l4(proto, a, b, 40001, 80)), "ports count");
         }
-        // The growth tests' flows (`Sender::send_flow`): flow f -> key 2 ^ f, so of two members
-        // an even flow goes to the first.
+        // The growth tests' flows (`Sender::send_flow`): of two members, an even flow goes to
+        // the first and an odd one to the second.
         for f in 0..8u16 {
-            assert_eq!(key(&ipv4_l4(17, a, b, 1000 + f, 1000)), 2 ^ f as u32);
+            let k = key(&ipv4_l4(17, a, b, flow_port(f), 1000));
+            assert_eq!(k % 2, u32::from(f % 2));
         }
         // A fragment keys by its addresses only, so all of a datagram's fragments go together.
         let mut frag = ipv4_l4(17, a, b, 40000, 80);
@@ -1705,6 +1718,53 @@ mod tests {
     /// `flow_key_program` returning its key.
     fn flow_key_program_ret() -> Vec<libc::sock_filter> {
         steering_program(&[])
+    }
+
+    /// The source port of the tests' flow `f` (10.0.0.1:port -> 10.0.0.3:1000, `Sender`): of two
+    /// members an even flow goes to the first and an odd one to the second; each flow its own port.
+    fn flow_port(f: u16) -> u16 {
+        let key = |port: u16| {
+            let l3 = ipv4_l4(17, [10, 0, 0, 1], [10, 0, 0, 3], port, 1000);
+            run_cbpf(&flow_key_program_ret(), &l3, 0x0800, 0).unwrap()
+        };
+        (1000u16..)
+            .filter(|&p| key(p) % 2 == u32::from(f % 2))
+            .nth(usize::from(f / 2))
+            .unwrap()
+    }
+
+    /// The connections one host opens to one server (Linux gives `connect()` even source ports)
+    /// spread evenly over any number of members, and so do a host's to many servers: before the
+    /// key was multiplied, its low bit was the same for all of them and one of two workers got
+    /// every connection.
+    #[test]
+    fn one_hosts_connections_spread_over_the_members() {
+        let prog = flow_key_program_ret();
+        let key = |src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16| {
+            run_cbpf(&prog, &ipv4_l4(6, src, dst, sport, dport), 0x0800, 0).unwrap()
+        };
+        let to_one: Vec<u32> = (0..1200)
+            .map(|i| key([172, 17, 0, 3], [172, 17, 0, 2], 32768 + 2 * i, 80))
+            .collect();
+        let to_many: Vec<u32> = (0..1200u16)
+            .map(|i| {
+                let [hi, lo] = (i % 200).to_be_bytes();
+                key([10, 0, 0, 7], [10, 1, hi, lo], 40000 + 2 * i, 443)
+            })
+            .collect();
+        for (what, keys) in [("one server", &to_one), ("many servers", &to_many)] {
+            for members in 2..=8u32 {
+                let mut got = vec![0u32; members as usize];
+                for k in keys {
+                    got[(k % members) as usize] += 1;
+                }
+                let fair = keys.len() as u32 / members;
+                assert!(
+                    got.iter().all(|&g| g > fair * 3 / 4 && g < fair * 5 / 4),
+                    "{what}, {members} members: {got:?}"
+                );
+            }
+        }
     }
 
     // Untagged IPv4 frame head: dst, src, ethertype 0x0800, then payload bytes 0x45, 1, 2, 3.
@@ -1948,10 +2008,9 @@ mod tests {
             self.send_flow(0, first, n);
         }
 
-        /// Sends `n` 64-byte IPv4/UDP frames of one flow (10.0.0.1:1000+flow -> 10.0.0.3:1000),
-        /// numbered `first..first + n`. The group's flow key of flow `f` < 8 is `2 ^ f` (the
-        /// addresses' xor is 2, the ports' `f`), so of two members, an even flow goes to the first
-        /// and an odd one to the second.
+        /// Sends `n` 64-byte IPv4/UDP frames of one flow (10.0.0.1:`flow_port(flow)` ->
+        /// 10.0.0.3:1000), numbered `first..first + n`: of two members, an even flow goes to the
+        /// first and an odd one to the second.
         fn send_flow(&self, flow: u16, first: u32, n: u32) {
             self.send_sized(flow, first, n, 64);
         }
@@ -1962,7 +2021,7 @@ mod tests {
                 let mut f = FRAME[..14].to_vec();
                 f.extend_from_slice(&[0x45, 0, 0, 50, 0, 0, 0, 0, 64, 17, 0, 0]);
                 f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 3]);
-                f.extend_from_slice(&(1000 + flow).to_be_bytes());
+                f.extend_from_slice(&flow_port(flow).to_be_bytes());
                 f.extend_from_slice(&1000u16.to_be_bytes());
                 f.extend_from_slice(&[0, 30, 0, 0]);
                 f.extend_from_slice(&k.to_be_bytes());
