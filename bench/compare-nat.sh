@@ -19,6 +19,12 @@
 #     --uplink up0 --uplink-ip 192.0.2.10/24 --uplink-gateway 192.0.2.1 [EXTRA_ARGS]`, then
 #     `switchyard container create <prefix>c -p 8080:80` (the container namespace CT is created by
 #     switchyard and gets 172.17.0.2).
+#   FLOOR=1 runs, in place of phase 2, the floor of a userspace switch on this topology: CT's
+#     eth0 holds the published address 192.0.2.10/24 itself and its servers listen on 8080, and
+#     `relay bridge --port up0 --port vc0 [EXTRA_ARGS]` (bench/src/bin/relay.rs) moves frames
+#     between the uplink and the container's veth through switchyard's own AF_PACKET ports and does
+#     nothing else: no NAT, no tables. Its column is what the sockets alone cost; switchyard's own
+#     column can come close to it, never pass it. EXTRA_ARGS such as `--workers 2` reach the relay.
 #
 # Per phase it measures, from OUT against the published port 192.0.2.10:8080 (each test in
 # TESTS, each point of its list, in this order):
@@ -47,6 +53,9 @@
 #   READY_TIMEOUT=15   seconds to wait for "daemon ready" and then for the published port to work
 #   STOP_TIMEOUT=10    seconds to wait for switchyard to exit after SIGTERM
 #   KEEP_LOGS=1        keep the temp dir with logs (it is always kept when the run fails)
+#   FLOOR=1            phase 2 is the relay (see above), not switchyard; RELAY=path its binary
+#                      (default <repo>/target/release/relay, built with `cargo build --release -p
+#                      bench --bin relay` if missing)
 #
 # Output: header (date, kernel, nproc, CPU model, load average), a table
 #   metric | kernel (bridge+iptables) | switchyard | ratio (switchyard/kernel)
@@ -71,8 +80,10 @@ DURATION=${DURATION:-10}
 TESTS=${TESTS:-tcp conn}
 STREAMS=${STREAMS:-1}
 PARALLEL=${PARALLEL:-4}
+FLOOR=${FLOOR:-0}
 common_env_defaults                 # SKIP_SWITCHYARD READY_TIMEOUT STOP_TIMEOUT KEEP_LOGS
 require_positive_int DURATION READY_TIMEOUT STOP_TIMEOUT
+require_int_list FLOOR 0 1
 require_word_list TESTS tcp conn
 require_int_list STREAMS 1 128
 require_int_list PARALLEL 1 1024
@@ -87,7 +98,13 @@ CONNRATE=${CONNRATE:-$CONNRATE_DEFAULT}
 build_if_missing binary "$CONNRATE" "$CONNRATE_DEFAULT" --release -p bench --bin connrate
 SWITCHYARD_DEFAULT="$REPO_ROOT/target/release/switchyard"
 SWITCHYARD=${SWITCHYARD:-$SWITCHYARD_DEFAULT}
-if ((!SKIP_SWITCHYARD)); then
+RELAY_DEFAULT="$REPO_ROOT/target/release/relay"
+RELAY=${RELAY:-$RELAY_DEFAULT}
+if ((SKIP_SWITCHYARD)); then
+    :
+elif ((FLOOR)); then
+    build_if_missing "relay binary" "$RELAY" "$RELAY_DEFAULT" --release -p bench --bin relay
+else
     build_if_missing binary "$SWITCHYARD" "$SWITCHYARD_DEFAULT" --release -p control
 fi
 
@@ -96,6 +113,7 @@ PFX="synat$$"                       # namespace names; interface names inside ar
 NS_O="${PFX}o" NS_H="${PFX}h" NS_C="${PFX}c"
 IP_OUT=192.0.2.1 IP_PUB=192.0.2.10
 PUB_PORT=8080 CT_PORT=80
+SERVE_PORT=$CT_PORT                 # where CT's servers listen: the published port in the floor
 K_BR_IP=172.31.0.1 K_CT_IP=172.31.0.2 K_SUBNET=172.31.0.0/24
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-compare-nat.XXXXXX")
@@ -129,7 +147,11 @@ echo "iptables:   $(iptables --version 2>/dev/null | head -n1)"
 echo "connrate:   $CONNRATE (--parallel $PARALLEL)"
 echo "duration:   ${DURATION}s per test"
 echo "tests:      $TESTS (tcp: streams $STREAMS; conn: clients $PARALLEL)"
-print_switchyard_header "daemon --uplink up0 --uplink-ip $IP_PUB/24 --uplink-gateway $IP_OUT ${EXTRA_ARGS[*]}"
+if ((FLOOR)); then
+    echo "floor:      $RELAY bridge --port up0 --port vc0 ${EXTRA_ARGS[*]} (in the switchyard column)"
+else
+    print_switchyard_header "daemon --uplink up0 --uplink-ip $IP_PUB/24 --uplink-gateway $IP_OUT ${EXTRA_ARGS[*]}"
+fi
 echo "namespaces: $NS_O $NS_H $NS_C   temp dir: $TMP"
 echo
 
@@ -187,9 +209,9 @@ wait_listening() {   # port log
 
 start_connrate_server() {
     CR_LOG="$TMP/connrate-server-$PHASE.log"
-    ip netns exec "$NS_C" "$CONNRATE" serve "$CT_PORT" >>"$CR_LOG" 2>&1 &
+    ip netns exec "$NS_C" "$CONNRATE" serve "$SERVE_PORT" >>"$CR_LOG" 2>&1 &
     CR_PID=$!            # `ip netns exec` execs the command, so this is connrate itself
-    wait_listening "$CT_PORT" "$CR_LOG"
+    wait_listening "$SERVE_PORT" "$CR_LOG"
 }
 
 stop_connrate_server() {
@@ -222,9 +244,9 @@ measure_tcp() {   # streams
     local streams=$1 out="$TMP/iperf3-$PHASE-P$1.json" err="$TMP/iperf3-$PHASE-P$1.err"
     local slog="$TMP/iperf3-server-$PHASE-P$1.log" rc=0 spid label="TCP throughput (Gbit/s)"
     ((streams == 1)) || label="TCP, $streams streams (Gbit/s)"
-    ip netns exec "$NS_C" iperf3 -s -p "$CT_PORT" -1 >"$slog" 2>&1 &
+    ip netns exec "$NS_C" iperf3 -s -p "$SERVE_PORT" -1 >"$slog" 2>&1 &
     spid=$!
-    wait_listening "$CT_PORT" "$slog"
+    wait_listening "$SERVE_PORT" "$slog"
     inO iperf3 -c "$IP_PUB" -p "$PUB_PORT" -t "$DURATION" -P "$streams" -J >"$out" 2>"$err" || rc=$?
     R_TCP=$(iperf3_gbps "$out")
     # the -1 server exits after its one test; make sure it is gone before port 80 is reused
@@ -280,9 +302,38 @@ stop_connrate_server
 run_measurements
 teardown_namespaces
 
-# Phase 2: switchyard
+# Phase 2, or its floor: the relay between up0 and a container that holds the published address.
 SY_RC=NA
-if ((!SKIP_SWITCHYARD)); then
+if ((!SKIP_SWITCHYARD && FLOOR)); then
+    PHASE=switchyard                # the column the floor is reported in
+    echo
+    echo "== phase 2 (floor): relay between up0 and vc0 in $NS_H; $NS_C holds $IP_PUB and serves on $PUB_PORT"
+    setup_outer
+    ip netns add "$NS_C"
+    ip -n "$NS_C" link set lo up
+    inC sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 || true
+    ip -n "$NS_H" link add vc0 type veth peer name eth0 netns "$NS_C"
+    inC ip addr add "$IP_PUB/24" dev eth0
+    inC ip link set eth0 up
+    inH ip link set vc0 up
+    SERVE_PORT=$PUB_PORT
+    SY_LOG="$TMP/relay.log"
+    ip netns exec "$NS_H" "$RELAY" bridge --port up0 --port vc0 "${EXTRA_ARGS[@]}" >"$SY_LOG" 2>&1 &
+    SY_PID=$!            # `ip netns exec` execs the command, so this is the relay itself
+    start_connrate_server
+    rc=0
+    wait_published "$READY_TIMEOUT" "$SY_PID" || rc=$?
+    if ((rc != 0)); then
+        echo "$SCRIPT_NAME: $IP_PUB:$PUB_PORT not reachable from OUT through the relay (wait status $rc); log tail:" >&2
+        tail -n 30 "$SY_LOG" >&2 || true
+        exit 1
+    fi
+    stop_connrate_server
+    run_measurements
+    kill -0 "$SY_PID" 2>/dev/null || { tail -n 30 "$SY_LOG" >&2; die "the relay died during the measurements"; }
+    stop_switchyard                 # sets SY_RC
+    teardown_namespaces
+elif ((!SKIP_SWITCHYARD)); then
     PHASE=switchyard
     echo
     echo "== phase 2: switchyard daemon in $NS_H (uplink up0 = $IP_PUB/24, container $NS_C -p $PUB_PORT:$CT_PORT)"

@@ -22,6 +22,12 @@
 #         delivery fraction is visible.
 #   rtt   ping -c PINGS -i 0.01 from A to B; avg of the rtt line, median and 99th percentile of
 #         the replies (reported in microseconds).
+#   conn  new TCP connections per second from A to B (not run unless asked for): `connrate
+#         serve 80` in B, `connrate connect 10.77.0.2:80 DURATION --parallel N` in A for each N in
+#         PARALLEL (connect, write 1 byte, read until the server closes, close). The same client
+#         and server as compare-nat.sh's, without the published port: with a switch that only
+#         moves frames (SWITCHYARD=target/release/relay) this is the sockets' floor for a
+#         connection rate.
 #
 # Usage:  sudo bench/compare.sh [--quick] [-h|--help] [-- EXTRA_SWITCHYARD_ARGS...]
 #   --quick            DURATION=3, PINGS=50 (smoke run)
@@ -30,10 +36,13 @@
 # Environment:
 #   DURATION=10        seconds per iperf3 / trafgen run
 #   PINGS=200          echo requests per RTT measurement
-#   TESTS="tcp udp rtt"  which tests to run (a subset, spaces or commas)
+#   TESTS="tcp udp rtt"  which tests to run (a subset of tcp udp rtt conn, spaces or commas)
 #   STREAMS=1          iperf3 parallel streams (-P); a list ("1 2 4") runs one TCP test per value
 #   TCP_MSS=default    iperf3 -M (88-9000, or default: no -M); a list runs one test per value
 #   UDP_SIZES=64       UDP frame sizes on the wire, 64-1518; a list runs one trafgen per size
+#   PARALLEL=4         connrate client threads; a list ("4 64") runs one conn test per value
+#   CONNRATE=path      connrate binary (default: <repo>/target/release/connrate; built with
+#                      `cargo build --release -p bench --bin connrate` if missing)
 #   RTT_SAMPLES=file   append every ping reply to this file as "<phase> <rtt_us>" (for plots)
 #   SWITCHYARD=path    switchyard binary (default: <repo>/target/release/switchyard; built with
 #                      `cargo build --release -p control` if missing)
@@ -68,13 +77,15 @@ TESTS=${TESTS:-tcp udp rtt}
 STREAMS=${STREAMS:-1}
 TCP_MSS=${TCP_MSS:-default}
 UDP_SIZES=${UDP_SIZES:-64}
+PARALLEL=${PARALLEL:-4}
 RTT_SAMPLES=${RTT_SAMPLES:-}
 common_env_defaults                 # SKIP_SWITCHYARD READY_TIMEOUT STOP_TIMEOUT KEEP_LOGS
 require_positive_int DURATION PINGS
-require_word_list TESTS tcp udp rtt
+require_word_list TESTS tcp udp rtt conn
 require_int_list STREAMS 1 128
 require_int_list TCP_MSS 88 9000 default
 require_int_list UDP_SIZES 64 1518
+require_int_list PARALLEL 1 1024
 wants() { [[ " $TESTS " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------- prerequisites
@@ -86,6 +97,11 @@ SWITCHYARD=${SWITCHYARD:-$SWITCHYARD_DEFAULT}
 if ((!SKIP_SWITCHYARD)); then
     build_if_missing "switchyard binary" "$SWITCHYARD" "$SWITCHYARD_DEFAULT" --release -p control
 fi
+CONNRATE_DEFAULT="$REPO_ROOT/target/release/connrate"
+CONNRATE=${CONNRATE:-$CONNRATE_DEFAULT}
+if wants conn; then
+    build_if_missing binary "$CONNRATE" "$CONNRATE_DEFAULT" --release -p bench --bin connrate
+fi
 
 # ---------------------------------------------------------------- topology names
 PFX="syb$$"                         # namespace names; interface names inside are fixed & short
@@ -94,6 +110,7 @@ IP_A=10.77.0.1 IP_B=10.77.0.2
 MAC_A=02:77:00:00:00:01 MAC_B=02:77:00:00:00:02   # locally administered, readable in MAC tables
 UDP_DPORT=9 UDP_SPORT=9999
 IPERF_PORT=5201
+CONN_PORT=80
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-compare.XXXXXX")
 SY_PID=""
@@ -117,7 +134,7 @@ print_env_header "switchyard vs kernel bridge"
 echo "iperf3:     $(iperf3 --version 2>/dev/null | head -n1)"
 echo "trafgen:    $(trafgen --version 2>/dev/null | head -n1)"
 echo "duration:   ${DURATION}s per test, ${PINGS} pings"
-echo "tests:      $TESTS (tcp: streams $STREAMS x mss $TCP_MSS; udp: frame sizes $UDP_SIZES)"
+echo "tests:      $TESTS (tcp: streams $STREAMS x mss $TCP_MSS; udp: frame sizes $UDP_SIZES; conn: clients $PARALLEL)"
 print_switchyard_header "bridge --port vA --port vB ${EXTRA_ARGS[*]}"
 echo "namespaces: $NS_A $NS_S $NS_B   temp dir: $TMP"
 echo
@@ -131,6 +148,9 @@ setup_topology() {
         # no IPv6 chatter (DAD/ND/MLD) on the test links; namespace-local sysctls only
         ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 || true
     done
+    # conn opens DURATION * (tens of thousands) connections from A: widen its port range and let
+    # it reuse ports (namespace-local sysctls of the throw-away namespace A)
+    inA sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
     # veths are created inside S and their peers moved straight into A/B: nothing ever exists
     # in the root namespace. Kernel default offloads are left untouched.
     ip -n "$NS_S" link add vA type veth peer name eth0 netns "$NS_A"
@@ -278,8 +298,33 @@ PY
     record_point rtt "" p99_us "$p99" "ping RTT p99 (us)" "LOWER is better"
 }
 
+measure_conn() {   # clients
+    local clients=$1 out="$TMP/connrate-$PHASE-$1.out" err="$TMP/connrate-$PHASE-$1.err" rc=0 line i
+    local log="$TMP/connrate-server-$PHASE.log" server
+    ip netns exec "$NS_B" "$CONNRATE" serve "$CONN_PORT" >>"$log" 2>&1 &
+    server=$!            # `ip netns exec` execs the command, so this is connrate itself
+    for ((i = 0; i < 50; i++)); do
+        if inB ss -Hltn "sport = :$CONN_PORT" 2>/dev/null | grep -q .; then break; fi
+        sleep 0.1
+    done
+    ((i < 50)) || { cat "$log" >&2; die "[$PHASE] connrate server in $NS_B did not listen on $CONN_PORT"; }
+    inA "$CONNRATE" connect "$IP_B:$CONN_PORT" "$DURATION" --parallel "$clients" >"$out" 2>"$err" || rc=$?
+    kill -TERM "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    line=$(grep -m1 '^connections=' "$out" || true)
+    if [[ ! $line =~ ^connections=([0-9]+)\ seconds=([0-9.]+)\ rate=([0-9.]+)\ failures=([0-9]+) ]]; then
+        cat "$err" >&2 || true
+        die "[$PHASE] connrate client failed (rc=$rc)"
+    fi
+    local n=${BASH_REMATCH[1]} rate=${BASH_REMATCH[3]} failures=${BASH_REMATCH[4]}
+    printf '  conn: %10s conn/s (%d connections, %d failures, %d client threads)\n' "$rate" "$n" "$failures" "$clients"
+    ((rc == 0 && n > 0)) || die "[$PHASE] no connection completed from A to B (see $err)"
+    record_point conn "clients=$clients" rate "$rate" "new TCP connections/s, $clients clients" "higher is better"
+    record_point conn "clients=$clients" failures "$failures" "connection failures, $clients clients (count)" "should be 0"
+}
+
 run_measurements() {
-    local streams mss size
+    local streams mss size clients
     if wants tcp; then
         for streams in $STREAMS; do
             for mss in $TCP_MSS; do measure_tcp "$streams" "$mss"; sleep 1; done
@@ -289,6 +334,9 @@ run_measurements() {
         for size in $UDP_SIZES; do measure_udp "$size"; sleep 1; done
     fi
     if wants rtt; then measure_rtt; fi
+    if wants conn; then
+        for clients in $PARALLEL; do measure_conn "$clients"; sleep 1; done
+    fi
 }
 
 # ---------------------------------------------------------------- run
@@ -346,6 +394,8 @@ report_points kernel "kernel bridge" \
     udp:offered_kpps:udp_offered_kpps_kernel:udp_offered_kpps_switchyard \
     udp:frac:udp_delivered_frac_kernel:udp_delivered_frac_switchyard \
     rtt:avg_us:rtt_us_kernel:rtt_us_switchyard:rtt_ratio \
+    conn:rate:conn_rate_kernel:conn_rate_switchyard:conn_ratio \
+    conn:failures:conn_failures_kernel:conn_failures_switchyard \
     "duration_s=$DURATION" "pings=$PINGS" "switchyard_exit=$SY_RC"
 
 if [[ $SY_RC != NA && $SY_RC != 0 ]]; then

@@ -6,12 +6,18 @@
 //!
 //! Its command line is the part of `switchyard bridge`'s that the benchmark scripts use, so
 //! `SWITCHYARD=target/release/relay bench/compare.sh` measures it against the kernel bridge in one
-//! run: `relay bridge --port A --port B [--busy-poll] [--cpu N|none]`. Unknown options are
-//! refused. One side may instead be a VXLAN port of switchyard's (`--vxlan LOCAL,REMOTE,VNI`,
+//! run: `relay bridge --port A --port B [--busy-poll] [--cpu N|none] [--workers N]`. Unknown
+//! options are refused. One side may instead be a VXLAN port of switchyard's (`--vxlan LOCAL,REMOTE,VNI`,
 //! UDP 4789: UDP GSO out, UDP GRO in and the merge of TCP segments back into a super-frame), for
 //! the floor across hosts (`bench/overlay.sh`'s third phase). Like switchyard's engine it polls for `SPIN` after the last frame before it sleeps in
-//! `epoll_wait` (or never sleeps with `--busy-poll`), and runs on one thread, pinned to CPU 1 by
-//! default (where switchyard's `--workers 1` would run it), or where `--cpu` says.
+//! `epoll_wait` (or never sleeps with `--busy-poll`), and runs on one thread, pinned to the last
+//! CPU it may use by default (where switchyard's `--workers 1` runs), or where `--cpu` says.
+//!
+//! `--workers N` runs N such threads, as switchyard's engine runs its workers: each further one
+//! receives on its own socket of each port, members of the port's fanout group steered by flow
+//! (`Port::receiver`), and sends on the socket it received from's peer member, so a flow's two
+//! directions meet in one thread. Placed as the engine places its workers: the first on the last
+//! allowed CPU and the next ones on the CPUs before it, or from `--cpu N` upwards, or unpinned.
 
 use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
@@ -19,7 +25,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use dataplane::affinity::pin_current_thread;
+use dataplane::affinity;
 use dataplane::{AfPacketPort, Port, RxBatch, TxRef, VxlanSocket, BATCH};
 
 /// As switchyard's default adaptive-polling window.
@@ -42,21 +48,24 @@ enum Side {
 struct Args {
     ports: Vec<Side>,
     busy_poll: bool,
-    cpu: Option<usize>,
+    /// `None`: the default (the last allowed CPU and down); `Some(None)`: `--cpu none`.
+    cpu: Option<Option<usize>>,
+    workers: usize,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     if args.next().as_deref() != Some("bridge") {
         return Err(
             "usage: relay bridge --port A (--port B | --vxlan LOCAL,REMOTE,VNI) \
-                    [--busy-poll] [--cpu N|none]"
+                    [--busy-poll] [--cpu N|none] [--workers N]"
                 .into(),
         );
     }
     let mut out = Args {
         ports: Vec::new(),
         busy_poll: false,
-        cpu: Some(1),
+        cpu: None,
+        workers: 1,
     };
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -78,9 +87,16 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--busy-poll" => out.busy_poll = true,
             "--cpu" => {
                 let v = args.next().ok_or("--cpu needs a CPU number or none")?;
-                out.cpu = match v.as_str() {
+                out.cpu = Some(match v.as_str() {
                     "none" => None,
                     n => Some(n.parse().map_err(|_| format!("--cpu {n}: not a number"))?),
+                })
+            }
+            "--workers" => {
+                let v = args.next().ok_or("--workers needs a number")?;
+                out.workers = match v.parse() {
+                    Ok(n) if n >= 1 => n,
+                    _ => return Err(format!("--workers {v}: not a number of at least 1")),
                 }
             }
             other => return Err(format!("unknown option {other}")),
@@ -145,6 +161,57 @@ fn wait(ep: RawFd, timeout_ms: i32) {
     unsafe { libc::epoll_wait(ep, evs.as_mut_ptr(), evs.len() as i32, timeout_ms) };
 }
 
+/// The CPU of each of `n` threads, as the engine's `placements`: by default the last allowed CPU
+/// and the ones before it, from `--cpu N` upwards, wrapping; `--cpu none` pins nothing.
+fn placements(cpu: Option<Option<usize>>, n: usize) -> Result<Vec<Option<usize>>, String> {
+    let allowed = affinity::allowed_cpus().map_err(|e| format!("reading the CPU affinity: {e}"))?;
+    let len = allowed.len().max(1);
+    Ok((0..n)
+        .map(|i| match cpu {
+            Some(None) => None,
+            Some(Some(c)) => {
+                let at = allowed.iter().position(|&a| a == c);
+                at.map_or(Some(c), |at| allowed.get((at + i) % len).copied())
+            }
+            None => allowed.get((len - 1 + len - i % len) % len).copied(),
+        })
+        .collect())
+}
+
+/// One thread's relay loop over its own two sockets until SIGTERM.
+fn run(mut a: Box<dyn Port>, mut b: Box<dyn Port>, cpu: Option<usize>, busy_poll: bool) {
+    if let Some(cpu) = cpu {
+        if let Err(e) = affinity::pin_current_thread(cpu) {
+            eprintln!("relay: pinning to CPU {cpu}: {e}");
+            std::process::exit(1);
+        }
+    }
+    let fds: Vec<RawFd> = [&a, &b].iter().filter_map(|p| p.raw_fd()).collect();
+    let ep = epoll_over(&fds);
+    let mut batch = RxBatch::new();
+    let mut last_work = Instant::now();
+    while !TERM.load(Ordering::Relaxed) {
+        let mut moved = relay(a.as_mut(), b.as_mut(), &mut batch);
+        moved += relay(b.as_mut(), a.as_mut(), &mut batch);
+        if moved > 0 {
+            last_work = Instant::now();
+        } else if !busy_poll && last_work.elapsed() >= SPIN {
+            wait(ep, 100);
+        }
+        // A grown ring is a new socket: poll it from now on.
+        for p in [a.as_mut(), b.as_mut()] {
+            if let Some(fd) = p.moved_fd() {
+                let mut ev = libc::epoll_event {
+                    events: libc::EPOLLIN as u32,
+                    u64: fd as u64,
+                };
+                // SAFETY: as in `epoll_over`.
+                unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) };
+            }
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = match parse(std::env::args().skip(1)) {
         Ok(a) => a,
@@ -165,53 +232,48 @@ fn main() -> ExitCode {
             }
         }
     };
-    let (mut a, mut b) = match (open(&args.ports[0]), open(&args.ports[1])) {
+    let (a, b) = match (open(&args.ports[0]), open(&args.ports[1])) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("relay: {e}");
             return ExitCode::from(1);
         }
     };
-    // SIGTERM ends the loop, so the relay exits 0 as switchyard does.
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
-    if let Some(cpu) = args.cpu {
-        if let Err(e) = pin_current_thread(cpu) {
-            eprintln!("relay: pinning to CPU {cpu}: {e}");
-            return ExitCode::from(1);
-        }
-    }
-    let fds: Vec<RawFd> = [&a, &b].iter().filter_map(|p| p.raw_fd()).collect();
-    let ep = epoll_over(&fds);
-    eprintln!(
-        "relay: {} <-> {} (cpu {:?}, busy-poll {})",
-        a.name(),
-        b.name(),
-        args.cpu,
-        args.busy_poll
-    );
-    let mut batch = RxBatch::new();
-    let mut last_work = Instant::now();
-    while !TERM.load(Ordering::Relaxed) {
-        let mut moved = relay(a.as_mut(), b.as_mut(), &mut batch);
-        moved += relay(b.as_mut(), a.as_mut(), &mut batch);
-        if moved > 0 {
-            last_work = Instant::now();
-        } else if !args.busy_poll && last_work.elapsed() >= SPIN {
-            wait(ep, 100);
-        }
-        // A grown ring is a new socket: poll it from now on.
-        for p in [a.as_mut(), b.as_mut()] {
-            if let Some(fd) = p.moved_fd() {
-                let mut ev = libc::epoll_event {
-                    events: libc::EPOLLIN as u32,
-                    u64: fd as u64,
-                };
-                // SAFETY: as in `epoll_over`.
-                unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) };
+    // Every further thread's own member of each port's fanout group, before any frame flows.
+    let mut pairs = Vec::with_capacity(args.workers);
+    for _ in 1..args.workers {
+        match (a.receiver(), b.receiver()) {
+            (Some(ra), Some(rb)) => pairs.push((ra, rb)),
+            _ => {
+                eprintln!("relay: --workers {}: a port cannot fan out", args.workers);
+                return ExitCode::from(1);
             }
         }
     }
+    pairs.insert(0, (a, b));
+    let cpus = match placements(args.cpu, args.workers) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("relay: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // SIGTERM ends the loops, so the relay exits 0 as switchyard does.
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
+    eprintln!(
+        "relay: {} <-> {} ({} threads on cpus {:?}, busy-poll {})",
+        pairs[0].0.name(),
+        pairs[0].1.name(),
+        args.workers,
+        cpus,
+        args.busy_poll
+    );
+    std::thread::scope(|scope| {
+        for ((a, b), cpu) in pairs.into_iter().zip(cpus) {
+            scope.spawn(move || run(a, b, cpu, args.busy_poll));
+        }
+    });
     ExitCode::SUCCESS
 }
 
