@@ -6,7 +6,7 @@
 //!
 //! Its command line is the part of `switchyard bridge`'s that the benchmark scripts use, so
 //! `SWITCHYARD=target/release/relay bench/compare.sh` measures it against the kernel bridge in one
-//! run: `relay bridge --port A --port B [--busy-poll] [--cpu N|none] [--workers N]`. Unknown
+//! run: `relay bridge --port A --port B [--busy-poll] [--cpu auto|none|N] [--workers N]`. Unknown
 //! options are refused. One side may instead be a VXLAN port of switchyard's (`--vxlan LOCAL,REMOTE,VNI`,
 //! UDP 4789: UDP GSO out, UDP GRO in and the merge of TCP segments back into a super-frame), for
 //! the floor across hosts (`bench/overlay.sh`'s third phase). Like switchyard's engine it polls for `SPIN` after the last frame before it sleeps in
@@ -16,8 +16,9 @@
 //! `--workers N` runs N such threads, as switchyard's engine runs its workers: each further one
 //! receives on its own socket of each port, members of the port's fanout group steered by flow
 //! (`Port::receiver`), and sends on the socket it received from's peer member, so a flow's two
-//! directions meet in one thread. Placed as the engine places its workers: the first on the last
-//! allowed CPU and the next ones on the CPUs before it, or from `--cpu N` upwards, or unpinned.
+//! directions meet in one thread. Placed as the engine places its workers
+//! (`affinity::placements`): the first on the last allowed CPU and the next ones on the CPUs
+//! before it, or from `--cpu N` upwards, or unpinned.
 
 use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
@@ -26,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use dataplane::affinity;
-use dataplane::{AfPacketPort, Port, RxBatch, TxRef, VxlanSocket, BATCH};
+use dataplane::{AfPacketPort, CpuPin, Port, RxBatch, TxRef, VxlanSocket, BATCH};
 
 /// As switchyard's default adaptive-polling window.
 const SPIN: Duration = Duration::from_micros(100);
@@ -48,8 +49,8 @@ enum Side {
 struct Args {
     ports: Vec<Side>,
     busy_poll: bool,
-    /// `None`: the default (the last allowed CPU and down); `Some(None)`: `--cpu none`.
-    cpu: Option<Option<usize>>,
+    /// Where the threads run, as switchyard's `--cpu` (`affinity::placements`).
+    cpu: CpuPin,
     workers: usize,
 }
 
@@ -57,14 +58,14 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     if args.next().as_deref() != Some("bridge") {
         return Err(
             "usage: relay bridge --port A (--port B | --vxlan LOCAL,REMOTE,VNI) \
-                    [--busy-poll] [--cpu N|none] [--workers N]"
+                    [--busy-poll] [--cpu auto|none|N] [--workers N]"
                 .into(),
         );
     }
     let mut out = Args {
         ports: Vec::new(),
         busy_poll: false,
-        cpu: None,
+        cpu: CpuPin::Auto,
         workers: 1,
     };
     while let Some(a) = args.next() {
@@ -86,11 +87,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--busy-poll" => out.busy_poll = true,
             "--cpu" => {
-                let v = args.next().ok_or("--cpu needs a CPU number or none")?;
-                out.cpu = Some(match v.as_str() {
-                    "none" => None,
-                    n => Some(n.parse().map_err(|_| format!("--cpu {n}: not a number"))?),
-                })
+                let v = args
+                    .next()
+                    .ok_or("--cpu needs auto, none or a CPU number")?;
+                out.cpu = v.parse()?;
             }
             "--workers" => {
                 let v = args.next().ok_or("--workers needs a number")?;
@@ -159,23 +159,6 @@ fn wait(ep: RawFd, timeout_ms: i32) {
     let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 4];
     // SAFETY: `evs` has room for the 4 events the call may write.
     unsafe { libc::epoll_wait(ep, evs.as_mut_ptr(), evs.len() as i32, timeout_ms) };
-}
-
-/// The CPU of each of `n` threads, as the engine's `placements`: by default the last allowed CPU
-/// and the ones before it, from `--cpu N` upwards, wrapping; `--cpu none` pins nothing.
-fn placements(cpu: Option<Option<usize>>, n: usize) -> Result<Vec<Option<usize>>, String> {
-    let allowed = affinity::allowed_cpus().map_err(|e| format!("reading the CPU affinity: {e}"))?;
-    let len = allowed.len().max(1);
-    Ok((0..n)
-        .map(|i| match cpu {
-            Some(None) => None,
-            Some(Some(c)) => {
-                let at = allowed.iter().position(|&a| a == c);
-                at.map_or(Some(c), |at| allowed.get((at + i) % len).copied())
-            }
-            None => allowed.get((len - 1 + len - i % len) % len).copied(),
-        })
-        .collect())
 }
 
 /// One thread's relay loop over its own two sockets until SIGTERM.
@@ -251,7 +234,10 @@ fn main() -> ExitCode {
         }
     }
     pairs.insert(0, (a, b));
-    let cpus = match placements(args.cpu, args.workers) {
+    let placed = affinity::allowed_cpus()
+        .map_err(|e| format!("reading the CPU affinity: {e}"))
+        .and_then(|allowed| affinity::placements(args.cpu, args.workers, &allowed));
+    let cpus = match placed {
         Ok(c) => c,
         Err(e) => {
             eprintln!("relay: {e}");

@@ -89,6 +89,27 @@ pub fn choose(pin: CpuPin, allowed: &[usize]) -> Result<Option<usize>, String> {
     }
 }
 
+/// The CPU of each of `n` workers: `Auto` puts worker 0 on the last allowed CPU (as the single
+/// engine always was) and the next ones on the CPUs before it; `Cpu(c)` starts at `c` and goes up
+/// through the allowed set; both wrap when there are more workers than CPUs. `None` pins nothing.
+pub fn placements(pin: CpuPin, n: usize, allowed: &[usize]) -> Result<Vec<Option<usize>>, String> {
+    let first = choose(pin, allowed)?;
+    let Some(first) = first else {
+        return Ok(vec![None; n]);
+    };
+    let at = allowed.iter().position(|&c| c == first).unwrap_or(0);
+    let len = allowed.len();
+    Ok((0..n)
+        .map(|i| {
+            let k = match pin {
+                CpuPin::Cpu(_) => (at + i) % len,
+                _ => (at + len - i % len) % len,
+            };
+            Some(allowed[k])
+        })
+        .collect())
+}
+
 /// Checks `pin` against the calling thread's allowed CPUs, as `choose` does.
 pub fn resolve(pin: CpuPin) -> Result<Option<usize>, String> {
     let allowed = allowed_cpus().map_err(|e| format!("reading the CPU affinity: {e}"))?;
@@ -249,5 +270,25 @@ mod tests {
         assert_eq!(seen, vec![cpu]);
         // The calling thread is untouched.
         assert_eq!(allowed_cpus().unwrap(), allowed);
+    }
+
+    #[test]
+    fn auto_starts_where_the_single_engine_ran_and_walks_down() {
+        assert_eq!(placements(CpuPin::Auto, 1, &[0, 1]).unwrap(), vec![Some(1)]);
+        assert_eq!(
+            placements(CpuPin::Auto, 3, &[0, 1]).unwrap(),
+            vec![Some(1), Some(0), Some(1)]
+        );
+        assert_eq!(
+            placements(CpuPin::Cpu(2), 3, &[0, 2, 5]).unwrap(),
+            vec![Some(2), Some(5), Some(0)]
+        );
+        assert_eq!(
+            placements(CpuPin::None, 2, &[0, 1]).unwrap(),
+            vec![None, None]
+        );
+        // One allowed CPU: auto leaves the threads free, as it left the single engine.
+        assert_eq!(placements(CpuPin::Auto, 2, &[4]).unwrap(), vec![None, None]);
+        assert!(placements(CpuPin::Cpu(7), 2, &[0, 1]).is_err());
     }
 }

@@ -266,7 +266,7 @@ impl Engine {
     }
 
     /// Starts the engine: `config.workers` threads (one per CPU the process may use when 0), each
-    /// pinned and prioritised as `config.cpu` and `config.nice` say (see `workers::placements`). A
+    /// pinned and prioritised as `config.cpu` and `config.nice` say (see `affinity::placements`). A
     /// CPU the process may not run on is refused here (`InvalidInput`, with a message naming the
     /// allowed CPUs); so is a nice value the OS refuses (negative ones need CAP_SYS_NICE): every
     /// thread reports its setup before this returns.

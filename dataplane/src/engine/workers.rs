@@ -43,7 +43,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
-use super::{affinity, Clock, CpuPin, Engine, EngineConfig, EngineHandle};
+use super::{affinity, Clock, Engine, EngineConfig, EngineHandle};
 use crate::stage::nat::NewFlow;
 use crate::table::conntrack::{Direction, Tuple};
 use crate::table::nat::PortShare;
@@ -205,33 +205,12 @@ pub fn count(workers: usize, allowed: &[usize], busy_poll: bool) -> usize {
     }
 }
 
-/// The CPU of each of `n` workers: `Auto` puts worker 0 on the last allowed CPU (as the single
-/// engine always was) and the next ones on the CPUs before it; `Cpu(c)` starts at `c` and goes up
-/// through the allowed set; both wrap when there are more workers than CPUs. `None` pins nothing.
-pub fn placements(pin: CpuPin, n: usize, allowed: &[usize]) -> Result<Vec<Option<usize>>, String> {
-    let first = affinity::choose(pin, allowed)?;
-    let Some(first) = first else {
-        return Ok(vec![None; n]);
-    };
-    let at = allowed.iter().position(|&c| c == first).unwrap_or(0);
-    let len = allowed.len();
-    Ok((0..n)
-        .map(|i| {
-            let k = match pin {
-                CpuPin::Cpu(_) => (at + i) % len,
-                _ => (at + len - i % len) % len,
-            };
-            Some(allowed[k])
-        })
-        .collect())
-}
-
 /// Starts the workers (see `Engine::spawn`).
 pub(super) fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, EngineThreads)> {
     let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
     let allowed = affinity::allowed_cpus()?;
     let n = count(config.workers, &allowed, config.busy_poll);
-    let cpus = placements(config.cpu, n, &allowed).map_err(invalid)?;
+    let cpus = affinity::placements(config.cpu, n, &allowed).map_err(invalid)?;
     let clock = Clock::now();
     let channels: Vec<(Sender<Peer>, Receiver<Peer>)> = (0..n)
         .map(|_| bounded(if n > 1 { PEER_QUEUE } else { 0 }))
@@ -310,6 +289,7 @@ pub(super) fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, Engi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::CpuPin;
     use crate::port::{MemoryPort, MemoryPortHandle};
     use crate::trace::{TraceArm, TraceTarget};
     use crate::wire::vnet::VnetHeader;
@@ -587,25 +567,5 @@ mod tests {
         assert_eq!(count(0, &[0, 1, 2, 3], true), 3);
         assert_eq!(count(0, &[5], true), 1);
         assert_eq!(count(2, &[0, 1], true), 2);
-    }
-
-    #[test]
-    fn auto_starts_where_the_single_engine_ran_and_walks_down() {
-        assert_eq!(placements(CpuPin::Auto, 1, &[0, 1]).unwrap(), vec![Some(1)]);
-        assert_eq!(
-            placements(CpuPin::Auto, 3, &[0, 1]).unwrap(),
-            vec![Some(1), Some(0), Some(1)]
-        );
-        assert_eq!(
-            placements(CpuPin::Cpu(2), 3, &[0, 2, 5]).unwrap(),
-            vec![Some(2), Some(5), Some(0)]
-        );
-        assert_eq!(
-            placements(CpuPin::None, 2, &[0, 1]).unwrap(),
-            vec![None, None]
-        );
-        // One allowed CPU: auto leaves the threads free, as it left the single engine.
-        assert_eq!(placements(CpuPin::Auto, 2, &[4]).unwrap(), vec![None, None]);
-        assert!(placements(CpuPin::Cpu(7), 2, &[0, 1]).is_err());
     }
 }
