@@ -290,6 +290,19 @@ run_measurements() {
     fi
 }
 
+# Runs the measurements through the phase's forwarder (SY_PID, logging to SY_LOG; LABEL names it
+# in messages) once a connection through the published port works.
+measure_through() {   # label
+    local label=$1 rc=0
+    start_connrate_server
+    wait_published "$READY_TIMEOUT" "$SY_PID" || rc=$?
+    ((rc == 0)) || not_ready "$rc" "$label" \
+        "$IP_PUB:$PUB_PORT not reachable from OUT through $label within ${READY_TIMEOUT}s"
+    stop_connrate_server
+    run_measurements
+    kill -0 "$SY_PID" 2>/dev/null || { tail -n 30 "$SY_LOG" >&2; die "$label died during the measurements"; }
+}
+
 # ---------------------------------------------------------------- run
 # Phase 1: kernel bridge + iptables
 PHASE=kernel
@@ -320,17 +333,7 @@ if ((!SKIP_SWITCHYARD && FLOOR)); then
     SY_LOG="$TMP/relay.log"
     ip netns exec "$NS_H" "$RELAY" bridge --port up0 --port vc0 "${EXTRA_ARGS[@]}" >"$SY_LOG" 2>&1 &
     SY_PID=$!            # `ip netns exec` execs the command, so this is the relay itself
-    start_connrate_server
-    rc=0
-    wait_published "$READY_TIMEOUT" "$SY_PID" || rc=$?
-    if ((rc != 0)); then
-        echo "$SCRIPT_NAME: $IP_PUB:$PUB_PORT not reachable from OUT through the relay (wait status $rc); log tail:" >&2
-        tail -n 30 "$SY_LOG" >&2 || true
-        exit 1
-    fi
-    stop_connrate_server
-    run_measurements
-    kill -0 "$SY_PID" 2>/dev/null || { tail -n 30 "$SY_LOG" >&2; die "the relay died during the measurements"; }
+    measure_through "the relay"
     stop_switchyard                 # sets SY_RC
     teardown_namespaces
 elif ((!SKIP_SWITCHYARD)); then
@@ -359,23 +362,7 @@ elif ((!SKIP_SWITCHYARD)); then
     done
     sy container create "$NS_C" -p "$PUB_PORT:$CT_PORT" >"$TMP/container-create.log" 2>&1 \
         || { cat "$TMP/container-create.log" >&2; tail -n 30 "$SY_LOG" >&2; die "[switchyard] container create $NS_C -p $PUB_PORT:$CT_PORT failed"; }
-    start_connrate_server
-    rc=0
-    wait_published "$READY_TIMEOUT" "$SY_PID" || rc=$?
-    if ((rc != 0)); then
-        if ((rc == 2)); then
-            wait "$SY_PID" 2>/dev/null && r=0 || r=$?
-            echo "$SCRIPT_NAME: switchyard exited (rc=$r) before the published port worked; log tail:" >&2
-        else
-            echo "$SCRIPT_NAME: $IP_PUB:$PUB_PORT not reachable from OUT ${READY_TIMEOUT}s after container create; log tail:" >&2
-        fi
-        tail -n 30 "$SY_LOG" >&2 || true
-        exit 1
-    fi
-    stop_connrate_server
-    run_measurements
-
-    kill -0 "$SY_PID" 2>/dev/null || { tail -n 30 "$SY_LOG" >&2; die "switchyard died during the measurements"; }
+    measure_through switchyard
     # Where frames were lost, if anywhere (a lost SYN is a connection that waits 1 s).
     echo "  switchyard stats after the measurements:"
     sy stats 2>&1 | sed 's/^/    | /'

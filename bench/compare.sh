@@ -370,16 +370,8 @@ if ((!SKIP_SWITCHYARD)); then
     SY_PID=$!            # `ip netns exec` execs the command, so this is switchyard itself
     rc=0
     wait_forwarding switchyard "$READY_TIMEOUT" "$SY_PID" || rc=$?
-    if ((rc != 0)); then
-        if ((rc == 2)); then
-            wait "$SY_PID" 2>/dev/null && r=0 || r=$?
-            echo "$SCRIPT_NAME: switchyard exited (rc=$r) before forwarding; log tail:" >&2
-        else
-            echo "$SCRIPT_NAME: switchyard not forwarding after ${READY_TIMEOUT}s (A cannot ping B); log tail:" >&2
-        fi
-        tail -n 30 "$SY_LOG" >&2 || true
-        exit 1
-    fi
+    ((rc == 0)) || not_ready "$rc" switchyard \
+        "switchyard not forwarding after ${READY_TIMEOUT}s (A cannot ping B)"
     run_measurements
 
     kill -0 "$SY_PID" 2>/dev/null || { tail -n 30 "$SY_LOG" >&2; die "switchyard died during the measurements"; }

@@ -184,6 +184,20 @@ install_traps() {
     trap 'echo "$SCRIPT_NAME: terminated" >&2; exit 143' TERM
 }
 
+# not_ready RC LABEL WHY: exits 1 because the forwarder SY_PID (logging to SY_LOG) never forwarded:
+# RC 2 from the wait means it exited (its status is reported), anything else WHY.
+not_ready() {
+    local r
+    if (($1 == 2)); then
+        wait "$SY_PID" 2>/dev/null && r=0 || r=$?
+        echo "$SCRIPT_NAME: $2 exited (rc=$r) before it forwarded; log tail:" >&2
+    else
+        echo "$SCRIPT_NAME: $3; log tail:" >&2
+    fi
+    tail -n 30 "$SY_LOG" >&2 || true
+    exit 1
+}
+
 # stop_switchyard: SIGTERM to SY_PID, SIGKILL after STOP_TIMEOUT s; sets SY_RC (exit status or
 # "hung") and prints the tail of SY_LOG.
 stop_switchyard() {

@@ -2062,21 +2062,14 @@ mod tests {
         assert_eq!(queued(), n, "frames in the ring");
     }
 
-    /// Reads everything the port has, returning the frame numbers in order.
     /// The number `Sender::send` put in a frame.
     fn frame_number(f: &[u8]) -> u32 {
         u32::from_be_bytes(f[42..46].try_into().unwrap())
     }
 
+    /// Reads everything the port has (`Sender::send`'s frames), returning their numbers in order.
     fn read_all(port: &mut AfPacketPort, batch: &mut RxBatch) -> Vec<u32> {
-        let mut seen = Vec::new();
-        loop {
-            let n = port.recv_batch(batch).unwrap();
-            seen.extend((0..n).map(|i| frame_number(batch.frame(i))));
-            if n < BATCH {
-                return seen;
-            }
-        }
+        read_sized(port, batch, 64)
     }
 
     #[test]
@@ -2125,7 +2118,8 @@ mod tests {
         });
     }
 
-    /// Reads everything the port has: each frame's number and whether it arrived whole.
+    /// Reads everything the port has, frames of `len` bytes that must arrive whole, returning their
+    /// numbers in order.
     fn read_sized(port: &mut AfPacketPort, batch: &mut RxBatch, len: usize) -> Vec<u32> {
         let mut seen = Vec::new();
         loop {
