@@ -254,9 +254,10 @@ pub trait Port: Send {
     /// The fd to register with the engine's poller, or `None` for ports driven by hand (memory).
     fn raw_fd(&self) -> Option<RawFd>;
 
-    /// The descriptor to register with the poller in place of the one `raw_fd` gave, once, after
-    /// a `recv_batch` that replaced the port's socket (an AF_PACKET port growing its ring). The old
-    /// one leaves the poller when it closes.
+    /// The descriptor to register with the poller besides the one `raw_fd` gave, once, after a
+    /// `recv_batch` that started replacing the port's socket (an AF_PACKET port growing its ring:
+    /// from then on frames reach only the new socket, so only it can wake the poller). The old one
+    /// leaves the poller when it closes.
     fn moved_fd(&mut self) -> Option<RawFd> {
         None
     }
