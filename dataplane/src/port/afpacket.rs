@@ -598,8 +598,8 @@ fn flow_key_program() -> Vec<libc::sock_filter> {
     assemble(&prog)
 }
 
-/// 2^32 divided by the golden ratio: Fibonacci hashing's multiplier (odd, so the product keeps
-/// every key apart).
+/// 2^32 divided by the golden ratio: Fibonacci hashing's multiplier. Each bit of a product
+/// depends on the key's bits at and below it, so the key program keeps the product's high half.
 const GOLDEN: u32 = 0x9e37_79b9;
 
 /// Classic BPF opcodes the steering programs use (`linux/filter.h`).
