@@ -1321,6 +1321,21 @@ impl AfPacketPort {
 }
 
 impl AfPacketPort {
+    /// Counts a batch's `copies` (frames too large for a small ring's slots) into the current
+    /// `COPY_WINDOW`; whether the window has seen `GROW_AFTER_COPIES_PER_WINDOW` of them.
+    fn steady_copies(&mut self, copies: usize) -> bool {
+        if copies == 0 {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        match self.copy_window {
+            Some(start) if now.duration_since(start) < COPY_WINDOW => {}
+            _ => (self.copy_window, self.copies_seen) = (Some(now), 0),
+        }
+        self.copies_seen += copies as u32;
+        self.copies_seen >= GROW_AFTER_COPIES_PER_WINDOW
+    }
+
     /// Reads frames from `rx`'s ring into batch slots `start..` (up to `BATCH`), and returns where
     /// they end.
     fn read_ring(&mut self, batch: &mut RxBatch, start: usize) -> Result<usize, PortError> {
@@ -1379,25 +1394,12 @@ impl AfPacketPort {
             ring.next = if i + 1 == ring.slots { 0 } else { i + 1 };
             n += 1;
         }
-        // A whole batch with more than a quarter of the ring still waiting behind it, or a batch
-        // of frames too large for small slots: the ring is too small for this port's load (unless
-        // it is being replaced already).
-        if ring.slots < RING_SLOTS_BUSY
-            && self.successor.is_none()
-            && ((n == BATCH && ring.published((ring.next + ring.slots / 4) % ring.slots))
-                || copies >= GROW_AFTER_COPIES)
-        {
-            self.want_grow = true;
-        }
-        if copies > 0 && ring.frame < RING_FRAME_SIZE && self.successor.is_none() {
-            // Larger frames a few at a time, but steadily: as costly for them as bulk.
-            let now = std::time::Instant::now();
-            match self.copy_window {
-                Some(start) if now.duration_since(start) < COPY_WINDOW => {}
-                _ => (self.copy_window, self.copies_seen) = (Some(now), 0),
-            }
-            self.copies_seen += copies as u32;
-            if self.copies_seen >= GROW_AFTER_COPIES_PER_WINDOW {
+        // A small ring (small slots) not being replaced already grows when a whole batch left
+        // more than a quarter of it waiting, or frames too large for its slots came in bulk (a
+        // batch of them) or steadily (many a second): it is too small for this port's load.
+        if ring.slots < RING_SLOTS_BUSY && self.successor.is_none() {
+            let pressed = n == BATCH && ring.published((ring.next + ring.slots / 4) % ring.slots);
+            if pressed || copies >= GROW_AFTER_COPIES || self.steady_copies(copies) {
                 self.want_grow = true;
             }
         }
@@ -2047,11 +2049,12 @@ mod tests {
 
         /// As `send_flow`, with frames of `len` bytes (the rest of the payload zeros).
         fn send_sized(&self, flow: u16, first: u32, n: u32, len: usize) {
+            let sport = flow_port(flow);
             for k in first..first + n {
                 let mut f = FRAME[..14].to_vec();
                 f.extend_from_slice(&[0x45, 0, 0, 50, 0, 0, 0, 0, 64, 17, 0, 0]);
                 f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 3]);
-                f.extend_from_slice(&flow_port(flow).to_be_bytes());
+                f.extend_from_slice(&sport.to_be_bytes());
                 f.extend_from_slice(&1000u16.to_be_bytes());
                 f.extend_from_slice(&[0, 30, 0, 0]);
                 f.extend_from_slice(&k.to_be_bytes());
