@@ -261,23 +261,12 @@ measure_tcp() {   # streams
 }
 
 measure_conn() {   # clients
-    local clients=$1 out="$TMP/connrate-$PHASE-$1.out" err="$TMP/connrate-$PHASE-$1.err" rc=0 line
+    local clients=$1 out="$TMP/connrate-$PHASE-$1.out" err="$TMP/connrate-$PHASE-$1.err" rc=0
     start_connrate_server
     published_port_works || die "[$PHASE] connrate server in $NS_C not reachable through $IP_PUB:$PUB_PORT"
     inO "$CONNRATE" connect "$IP_PUB:$PUB_PORT" "$DURATION" --parallel "$clients" >"$out" 2>"$err" || rc=$?
     stop_connrate_server
-    line=$(grep -m1 '^connections=' "$out" || true)
-    if [[ ! $line =~ ^connections=([0-9]+)\ seconds=([0-9.]+)\ rate=([0-9.]+)\ failures=([0-9]+) ]]; then
-        cat "$out" "$err" >&2 || true
-        die "[$PHASE] connrate client failed (rc=$rc)"
-    fi
-    R_CONN_N=${BASH_REMATCH[1]} R_CONN=${BASH_REMATCH[3]} R_CONN_FAIL=${BASH_REMATCH[4]}
-    printf '  conn: %10s conn/s (%d connections, %d failures, %d client threads)\n' \
-        "$R_CONN" "$R_CONN_N" "$R_CONN_FAIL" "$clients"
-    if ((R_CONN_FAIL > 0)); then sed 's/^/        /' "$err"; fi
-    ((rc == 0 && R_CONN_N > 0)) || die "[$PHASE] no connection completed through $IP_PUB:$PUB_PORT (see $err)"
-    record_point conn "clients=$clients" rate "$R_CONN" "new TCP connections/s, $clients clients" "higher is better"
-    record_point conn "clients=$clients" failures "$R_CONN_FAIL" "connection failures, $clients clients (count)" "should be 0"
+    record_connrate "$clients" "$rc" "$out" "$err" "$IP_PUB:$PUB_PORT"
 }
 
 run_measurements() {

@@ -299,7 +299,7 @@ PY
 }
 
 measure_conn() {   # clients
-    local clients=$1 out="$TMP/connrate-$PHASE-$1.out" err="$TMP/connrate-$PHASE-$1.err" rc=0 line i
+    local clients=$1 out="$TMP/connrate-$PHASE-$1.out" err="$TMP/connrate-$PHASE-$1.err" rc=0 i
     local log="$TMP/connrate-server-$PHASE.log" server
     ip netns exec "$NS_B" "$CONNRATE" serve "$CONN_PORT" >>"$log" 2>&1 &
     server=$!            # `ip netns exec` execs the command, so this is connrate itself
@@ -311,16 +311,7 @@ measure_conn() {   # clients
     inA "$CONNRATE" connect "$IP_B:$CONN_PORT" "$DURATION" --parallel "$clients" >"$out" 2>"$err" || rc=$?
     kill -TERM "$server" 2>/dev/null || true
     wait "$server" 2>/dev/null || true
-    line=$(grep -m1 '^connections=' "$out" || true)
-    if [[ ! $line =~ ^connections=([0-9]+)\ seconds=([0-9.]+)\ rate=([0-9.]+)\ failures=([0-9]+) ]]; then
-        cat "$err" >&2 || true
-        die "[$PHASE] connrate client failed (rc=$rc)"
-    fi
-    local n=${BASH_REMATCH[1]} rate=${BASH_REMATCH[3]} failures=${BASH_REMATCH[4]}
-    printf '  conn: %10s conn/s (%d connections, %d failures, %d client threads)\n' "$rate" "$n" "$failures" "$clients"
-    ((rc == 0 && n > 0)) || die "[$PHASE] no connection completed from A to B (see $err)"
-    record_point conn "clients=$clients" rate "$rate" "new TCP connections/s, $clients clients" "higher is better"
-    record_point conn "clients=$clients" failures "$failures" "connection failures, $clients clients (count)" "should be 0"
+    record_connrate "$clients" "$rc" "$out" "$err" "$IP_B:$CONN_PORT"
 }
 
 run_measurements() {

@@ -184,6 +184,25 @@ install_traps() {
     trap 'echo "$SCRIPT_NAME: terminated" >&2; exit 143' TERM
 }
 
+# record_connrate CLIENTS RC OUT ERR WHERE: reads `connrate connect`'s result line from OUT (its
+# exit status RC, its stderr in ERR), prints it and records the point's rate and failures; dies when
+# the client failed or no connection to WHERE completed.
+record_connrate() {
+    local clients=$1 rc=$2 out=$3 err=$4 where=$5 line n rate failures
+    line=$(grep -m1 '^connections=' "$out" || true)
+    if [[ ! $line =~ ^connections=([0-9]+)\ seconds=([0-9.]+)\ rate=([0-9.]+)\ failures=([0-9]+) ]]; then
+        cat "$out" "$err" >&2 || true
+        die "[$PHASE] connrate client failed (rc=$rc)"
+    fi
+    n=${BASH_REMATCH[1]} rate=${BASH_REMATCH[3]} failures=${BASH_REMATCH[4]}
+    printf '  conn: %10s conn/s (%d connections, %d failures, %d client threads)\n' \
+        "$rate" "$n" "$failures" "$clients"
+    if ((failures > 0)); then sed 's/^/        /' "$err"; fi
+    ((rc == 0 && n > 0)) || die "[$PHASE] no connection completed to $where (see $err)"
+    record_point conn "clients=$clients" rate "$rate" "new TCP connections/s, $clients clients" "higher is better"
+    record_point conn "clients=$clients" failures "$failures" "connection failures, $clients clients (count)" "should be 0"
+}
+
 # not_ready RC LABEL WHY: exits 1 because the forwarder SY_PID (logging to SY_LOG) never forwarded:
 # RC 2 from the wait means it exited (its status is reported), anything else WHY.
 not_ready() {
